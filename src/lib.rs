@@ -1,0 +1,12 @@
+//! multiproc: Python's `multiprocessing`, for Rust.
+#![deny(missing_docs)]
+
+mod error;
+mod process;
+mod spawn;
+mod sys;
+pub mod wire;
+
+pub use error::Error;
+pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
+pub use spawn::{init, set_executable};

@@ -1,0 +1,394 @@
+//! `Process`: run a function in a child process, as Python's `multiprocessing.Process`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::spawn::{self, ChildContext, ChildProcess, ChildSpec};
+use crate::wire::frame::Channel;
+use crate::wire::{CodecError, codec};
+use crate::{Error, sys};
+
+/// A function to run in a child process, with its argument.
+///
+/// Made with [`Process::new`], configured with [`name`](Process::name) and
+/// [`daemon`](Process::daemon), started with [`start`](Process::start). Like Python's,
+/// a `Process` has no pid before it starts, `join`s, and reports an
+/// [`exitcode`](Process::exitcode): 0, the code passed to `exit`, 1 after a panic, or
+/// `-N` when a signal N ended it.
+///
+/// ```
+/// use multiproc::Process;
+///
+/// fn greet(who: String) {
+///     println!("hello, {who}, from process {}", std::process::id());
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init();
+///     let mut p = Process::new(greet, "world".to_string()).name("greeter");
+///     assert!(p.pid().is_none());
+///     p.start()?;
+///     p.join()?;
+///     assert_eq!(p.exitcode(), Some(0));
+///     Ok(())
+/// }
+/// ```
+///
+/// The function must be a fn item, a non-capturing closure or a `fn` pointer — a
+/// capturing closure cannot be named in another process; pass its data as the argument:
+///
+/// ```compile_fail
+/// let n = vec![1u8];
+/// let p = multiproc::Process::new(move |x: u8| drop((x, n.clone())), 1u8);
+/// ```
+pub struct Process {
+    name: Option<String>,
+    daemon: bool,
+    executable: Option<PathBuf>,
+    start_timeout: Duration,
+    fn_name: &'static str,
+    target: Option<Target>,
+    started: Option<Arc<Record>>,
+}
+
+type Encode = Box<dyn FnOnce(&mut Vec<u8>) -> Result<(), CodecError> + Send>;
+
+struct Target {
+    entry: spawn::Entry,
+    encode: Encode,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.get_name())
+            .field("target", &self.fn_name)
+            .field("daemon", &self.daemon)
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+/// What a started child keeps in the parent, shared by its `Process` and the registry
+/// of live children (which joins or terminates them at exit and reaps them).
+#[derive(Debug)]
+struct Record {
+    name: String,
+    daemon: bool,
+    process: ChildProcess,
+    /// The parent's end of the child's socket: while it is open the child lives on;
+    /// when this process dies the child reads end-of-file and exits.
+    lifeline: Mutex<Option<Channel>>,
+}
+
+impl Record {
+    /// The exit code once ended; reaps, and leaves the registry, at the first sight of it.
+    fn poll(self: &Arc<Self>) -> Option<i32> {
+        let code = self.process.try_wait().ok().flatten()?;
+        self.forget();
+        Some(code)
+    }
+
+    fn forget(self: &Arc<Self>) {
+        self.lifeline.lock().unwrap_or_else(|e| e.into_inner()).take();
+        children().retain(|r| !Arc::ptr_eq(r, self));
+    }
+}
+
+fn children() -> std::sync::MutexGuard<'static, Vec<Arc<Record>>> {
+    static CHILDREN: Mutex<Vec<Arc<Record>>> = Mutex::new(Vec::new());
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// At normal exit, as Python does: terminate daemonic children, then join the others.
+extern "C" fn at_exit() {
+    let live: Vec<Arc<Record>> = children().clone();
+    for r in live.iter().filter(|r| r.daemon) {
+        let _ = r.process.signal(libc::SIGTERM);
+    }
+    for r in &live {
+        if r.daemon && r.process.wait_timeout(Some(Duration::from_secs(1))).ok().flatten().is_none() {
+            let _ = r.process.signal(libc::SIGKILL);
+        }
+        let _ = r.process.wait();
+        r.forget();
+    }
+}
+
+static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
+
+impl Process {
+    /// A process that will run `f(arg)`.
+    ///
+    /// `f` is a fn item, a non-capturing closure, or a `fn(A)` pointer; `arg` travels to
+    /// the child serialized (serde), so it is encoded at [`start`](Process::start).
+    pub fn new<F, A>(f: F, arg: A) -> Process
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let offset = spawn::identity::encode_fn::<F, fn(A)>(f);
+        Process {
+            name: None,
+            daemon: false,
+            executable: None,
+            start_timeout: spawn::DEFAULT_START_TIMEOUT,
+            fn_name: std::any::type_name::<F>(),
+            target: Some(Target {
+                entry: process_entry::<F, A>,
+                encode: Box::new(move |buf| codec::encode_into(&(offset, &arg), buf)),
+            }),
+            started: None,
+        }
+    }
+
+    /// Names the process (default: `Process-N`); the child sees it in
+    /// [`current_process()`](crate::current_process).
+    pub fn name(mut self, name: impl Into<String>) -> Process {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the process daemonic: it is terminated when its parent exits normally,
+    /// where a non-daemonic one is waited for. Either way it dies if the parent is killed.
+    pub fn daemon(mut self, daemon: bool) -> Process {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Runs the child from another executable (default: this program's own, or the one
+    /// given to [`set_executable`](crate::set_executable)). It must be the same build.
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Process {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// How long [`start`](Process::start) waits for the child's handshake (default 30 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Process {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The process's name: the one given, else `Process-N` once started.
+    pub fn get_name(&self) -> &str {
+        match (&self.name, &self.started) {
+            (Some(n), _) => n,
+            (None, Some(r)) => &r.name,
+            (None, None) => "Process-?",
+        }
+    }
+
+    /// Whether the process is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Starts the child and waits for its handshake (not for the function).
+    ///
+    /// Fails if the argument does not serialize (no process is started then), if the
+    /// child cannot start, is a different build, or dies or stalls before its handshake.
+    pub fn start(&mut self) -> Result<(), Error> {
+        let target = self.target.take().ok_or(Error::State("a process can only be started once"))?;
+        if spawn::identity().daemon {
+            self.target = Some(target);
+            return Err(Error::State("daemonic processes are not allowed to have children"));
+        }
+        static REGISTER: Once = Once::new();
+        REGISTER.call_once(|| sys::proc::at_exit(at_exit));
+        let n = NEXT_CHILD.fetch_add(1, Ordering::Relaxed);
+        let mut identity = spawn::identity().identity.clone();
+        identity.push(n);
+        let name = self.name.clone().unwrap_or_else(|| {
+            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        });
+        let spec = ChildSpec {
+            name: name.clone(),
+            identity,
+            daemon: self.daemon,
+            executable: self.executable.clone(),
+            start_timeout: self.start_timeout,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+        };
+        let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
+        let record = Arc::new(Record {
+            name,
+            daemon: self.daemon,
+            process: spawned.process,
+            lifeline: Mutex::new(Some(spawned.channel)),
+        });
+        children().push(record.clone());
+        self.started = Some(record);
+        Ok(())
+    }
+
+    /// The child's pid; `None` before [`start`](Process::start).
+    pub fn pid(&self) -> Option<u32> {
+        self.started.as_ref().map(|r| r.process.pid())
+    }
+
+    fn record(&self, what: &'static str) -> Result<&Arc<Record>, Error> {
+        self.started.as_ref().ok_or(Error::State(what))
+    }
+
+    /// Waits for the child to end.
+    pub fn join(&self) -> Result<(), Error> {
+        let r = self.record("can only join a started process")?;
+        r.process.wait()?;
+        r.poll();
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the child to end; returns whether it has.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        let r = self.record("can only join a started process")?;
+        let ended = r.process.wait_timeout(Some(timeout))?.is_some();
+        if ended {
+            r.poll();
+        }
+        Ok(ended)
+    }
+
+    /// Whether the child has started and not yet ended.
+    pub fn is_alive(&self) -> bool {
+        self.started.as_ref().is_some_and(|r| r.poll().is_none())
+    }
+
+    /// The exit code once the child has ended: 0 for success, 1 after a panic, the code
+    /// given to `exit`, or `-N` if signal N ended it. `None` while it runs or before start.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.started.as_ref().and_then(|r| r.poll())
+    }
+
+    /// Asks the child to stop with SIGTERM. A no-op once it has ended.
+    pub fn terminate(&self) -> Result<(), Error> {
+        let r = self.record("can only terminate a started process")?;
+        Ok(r.process.signal(libc::SIGTERM)?)
+    }
+
+    /// Kills the child with SIGKILL. A no-op once it has ended.
+    pub fn kill(&self) -> Result<(), Error> {
+        let r = self.record("can only kill a started process")?;
+        Ok(r.process.signal(libc::SIGKILL)?)
+    }
+}
+
+/// The child side of a `Process`: decode the function and argument, run, exit.
+fn process_entry<F, A>(ctx: ChildContext)
+where
+    F: Fn(A) + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+{
+    let ChildContext { channel, payload } = ctx;
+    let (offset, arg): (i64, A) = match crate::wire::fds::with_incoming(Vec::new(), || codec::decode(&payload)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("Process {}: {e}", spawn::identity().name);
+            std::process::exit(1);
+        }
+    };
+    drop(payload);
+    // SAFETY: the handshake matched fingerprints, and `offset` was made by
+    // `encode_fn::<F, fn(A)>` in the parent.
+    let f: F = unsafe { spawn::identity::decode_fn::<F>(offset) };
+    watch_parent(channel);
+    let name = spawn::identity().name.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("Process {name} (pid {}):", std::process::id());
+        default_hook(info);
+    }));
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg))).is_err() {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(1);
+    }
+}
+
+/// Ends this child when its parent's end of the socket closes (the parent died),
+/// backing up `PR_SET_PDEATHSIG`.
+fn watch_parent(mut channel: Channel) {
+    let _ = std::thread::Builder::new().name("multiproc-lifeline".into()).spawn(move || {
+        loop {
+            match channel.recv(None) {
+                Ok(_) => continue,
+                Err(_) => sys::proc::exit_now(1),
+            }
+        }
+    });
+}
+
+/// A description of a process: its name, pid and whether it is daemonic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// The process's name ("MainProcess" for a program not started by multiproc).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Whether it is daemonic.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// This process: "MainProcess" in a program you started, the given or default name
+/// (`Process-N`) in a child.
+///
+/// ```
+/// multiproc::init();
+/// let me = multiproc::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    let id = spawn::identity();
+    ProcessInfo { name: id.name.clone(), pid: sys::proc::getpid(), daemon: id.daemon }
+}
+
+/// The process that started this one, if multiproc started it.
+///
+/// ```
+/// multiproc::init();
+/// assert!(multiproc::parent_process().is_none()); // a program you ran yourself
+/// ```
+pub fn parent_process() -> Option<ProcessInfo> {
+    spawn::identity().parent.as_ref().map(|(name, pid)| ProcessInfo { name: name.clone(), pid: *pid, daemon: false })
+}
+
+/// The children of this process that are still running; finished ones are reaped.
+///
+/// ```
+/// multiproc::init();
+/// assert!(multiproc::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    let list: Vec<Arc<Record>> = children().clone();
+    list.into_iter()
+        .filter(|r| r.poll().is_none())
+        .map(|r| ProcessInfo { name: r.name.clone(), pid: r.process.pid(), daemon: r.daemon })
+        .collect()
+}
+
+/// How many CPUs this process may use: the size of its CPU affinity mask.
+///
+/// ```
+/// assert!(multiproc::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    sys::proc::cpu_count()
+}

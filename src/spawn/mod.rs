@@ -1,0 +1,328 @@
+//! How a child starts and what it runs.
+//!
+//! A child is the same executable, started again (`/proc/self/exe`) with the
+//! `MULTIPROC_CHILD` environment marker and its end of a socketpair at descriptor 3.
+//! [`init()`] notices the marker, removes it (so the child's own children are ordinary
+//! programs), completes the handshake and runs the function its parent named. In the
+//! parent, `init()` only records that it ran.
+
+mod child;
+pub(crate) mod identity;
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+pub(crate) use child::{ChildProcess, exitcode};
+
+use crate::Error;
+use crate::sys;
+use crate::wire::frame::Channel;
+use crate::wire::handshake::{Hello, KIND_HELLO, KIND_REPLY, MAGIC, PROTOCOL_VERSION, Refusal, Reply};
+use crate::wire::{CodecError, FrameError, codec};
+
+/// The environment variable that tells a process it is a multiproc child.
+const MARKER: &str = "MULTIPROC_CHILD";
+
+/// The default deadline for a child's handshake.
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
+static SELF: OnceLock<Identity> = OnceLock::new();
+
+/// Who this process is, as `current_process()` and `parent_process()` report it.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent: Option<(String, u32)>,
+}
+
+/// This process's identity: "MainProcess" unless it was started by multiproc.
+pub(crate) fn identity() -> &'static Identity {
+    SELF.get_or_init(|| Identity { name: "MainProcess".into(), identity: Vec::new(), daemon: false, parent: None })
+}
+
+/// Makes this program able to run multiproc children; **call it first in `main`**.
+///
+/// In the program you start, `init()` returns at once. In a child — the same executable,
+/// started again by [`Process::start`](crate::Process::start) or a pool — it never
+/// returns: it checks that the parent runs the very same build, runs the function the
+/// parent named, and exits.
+///
+/// Everything *before* `init()` in `main` runs in every child too, just as code at the top
+/// level of a Python module runs again in a `spawn`ed child; that is why it belongs on the
+/// first line. Integration-test files, whose `main` is generated, use
+/// [`test_init!`](crate::test_init) instead.
+///
+/// ```
+/// fn main() {
+///     multiproc::init();
+///     // the program itself
+/// }
+/// ```
+pub fn init() {
+    if INIT_CALLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Some(marker) = std::env::var_os(MARKER) else { return };
+    sys::proc::remove_env(MARKER);
+    run_child(marker)
+}
+
+/// Runs children from `path` instead of this program's own executable, like Python's
+/// `multiprocessing.set_executable`. The executable must be the same build — a different
+/// one is refused at its handshake with [`Error::WrongBinary`].
+pub fn set_executable(path: impl Into<PathBuf>) {
+    *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = Some(path.into());
+}
+
+fn executable(over: Option<&PathBuf>) -> PathBuf {
+    over.cloned()
+        .or_else(|| EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
+/// What a child receives besides its socket: set by the parent, read by the entry.
+pub(crate) struct ChildContext {
+    pub(crate) channel: Channel,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// An entry function: what a child runs after its handshake. It may exit by itself;
+/// if it returns, the child exits with code 0.
+pub(crate) type Entry = fn(ChildContext);
+
+/// How to start one child.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildSpec {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) executable: Option<PathBuf>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) max_frame: u32,
+}
+
+/// A child that completed its handshake and runs its entry.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) process: ChildProcess,
+    pub(crate) channel: Channel,
+}
+
+/// Starts a child that runs `entry`, which reads what `write_payload` wrote.
+///
+/// The payload is encoded before anything starts, so a value that does not serialize
+/// costs no process. On any failure the child is killed and reaped before returning.
+pub(crate) fn start(
+    entry: Entry,
+    entry_name: &str,
+    spec: &ChildSpec,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+) -> Result<Spawned, Error> {
+    if !INIT_CALLED.load(Ordering::SeqCst) {
+        return Err(Error::InitNotCalled);
+    }
+    let me = identity();
+    let hello = Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        fingerprint: identity::fingerprint(),
+        parent_pid: sys::proc::getpid(),
+        parent_name: me.name.clone(),
+        name: spec.name.clone(),
+        identity: spec.identity.clone(),
+        daemon: spec.daemon,
+        max_frame: spec.max_frame,
+        entry: identity::offset_of(entry as usize),
+        entry_name: entry_name.to_string(),
+    };
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut channel = Channel::new(ours, spec.max_frame);
+    channel
+        .writer
+        .queue_with(KIND_HELLO, |buf| {
+            codec::encode_into(&hello, buf)?;
+            write_payload(buf)
+        })
+        .map_err(|e| match e {
+            FrameError::Malformed(m) => Error::Codec(CodecError { op: "encode", type_name: "argument", message: m }),
+            other => Error::Protocol { pid: 0, source: other },
+        })?;
+
+    let exe = executable(spec.executable.as_ref());
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| OsString::from("multiproc-child"));
+    let mut cmd = Command::new(&exe);
+    cmd.arg0(arg0).args(args).env(MARKER, sys::exec::CHILD_SOCKET_FD.to_string());
+    let child = sys::exec::spawn_with_socket(cmd, theirs.as_fd())
+        .map_err(|source| Error::Spawn { executable: exe.clone(), source })?;
+    drop(theirs);
+    let process = match ChildProcess::new(child) {
+        Ok(p) => p,
+        Err(e) => return Err(Error::Io(e)),
+    };
+    let deadline = Instant::now() + spec.start_timeout;
+    match handshake(&mut channel, deadline) {
+        Ok(()) => Ok(Spawned { process, channel }),
+        Err(fail) => Err(failed_start(process, exe, spec.start_timeout, fail)),
+    }
+}
+
+/// How a handshake went wrong, before the child's fate is known.
+enum StartFailure {
+    Frame(FrameError),
+    Refused(Refusal),
+}
+
+fn handshake(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailure> {
+    channel.writer.flush(Some(deadline)).map_err(StartFailure::Frame)?;
+    let frame = channel.reader.recv(Some(deadline)).map_err(StartFailure::Frame)?;
+    if frame.kind != KIND_REPLY {
+        return Err(StartFailure::Frame(FrameError::Malformed(format!(
+            "expected a handshake reply (kind {KIND_REPLY:#04x}), got kind {:#04x}",
+            frame.kind
+        ))));
+    }
+    match frame.decode::<Reply>() {
+        Ok(Reply::Ready { magic, .. }) if magic == MAGIC => Ok(()),
+        Ok(Reply::Ready { .. }) => Err(StartFailure::Frame(FrameError::Malformed("bad magic in the reply".into()))),
+        Ok(Reply::Refused { reason }) => Err(StartFailure::Refused(reason)),
+        Err(e) => Err(StartFailure::Frame(FrameError::Malformed(e.to_string()))),
+    }
+}
+
+/// Turns a failed handshake into an error, after making sure the child is gone.
+fn failed_start(process: ChildProcess, executable: PathBuf, timeout: Duration, fail: StartFailure) -> Error {
+    let pid = process.pid();
+    // A child that closed its end or refused is on its way out: give it a moment to exit
+    // by itself so its own exit code can be reported, then make sure.
+    let grace = Duration::from_secs(2);
+    let exited = match &fail {
+        StartFailure::Frame(FrameError::Closed | FrameError::Truncated { .. }) | StartFailure::Refused(_) => {
+            process.wait_timeout(Some(grace)).ok().flatten()
+        }
+        _ => None,
+    };
+    let exitcode = match exited {
+        Some(code) => code,
+        None => process.kill_and_reap().unwrap_or(-libc::SIGKILL),
+    };
+    match fail {
+        StartFailure::Refused(Refusal::WrongBinary { child_fingerprint }) => {
+            Error::WrongBinary { pid, executable, expected: identity::fingerprint(), found: child_fingerprint }
+        }
+        StartFailure::Refused(Refusal::Version { child_version }) => {
+            Error::Version { pid, expected: PROTOCOL_VERSION, found: child_version }
+        }
+        StartFailure::Frame(FrameError::TimedOut) => Error::StartTimeout { pid, executable, timeout },
+        StartFailure::Frame(FrameError::Closed | FrameError::Truncated { .. }) if exited.is_some() => {
+            Error::DiedDuringStart { pid, executable, exitcode }
+        }
+        StartFailure::Frame(source) => Error::Protocol { pid, source },
+    }
+}
+
+/// The child side: handshake, then the entry; never returns.
+fn run_child(marker: OsString) -> ! {
+    let fail = |msg: String| -> ! {
+        eprintln!("multiproc child {}: {msg}", sys::proc::getpid());
+        sys::proc::exit_now(2)
+    };
+    let fd: i32 =
+        marker.to_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| fail(format!("bad {MARKER} value {marker:?}")));
+    let sock = sys::fd::adopt_inherited(fd).unwrap_or_else(|e| fail(format!("no socket at descriptor {fd}: {e}")));
+    // The socket must not leak into programs this child starts.
+    let _ = sys::fd::set_cloexec(sock.as_fd(), true);
+    let mut channel = Channel::new(sock, crate::wire::DEFAULT_MAX_FRAME);
+    let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
+    let frame = channel.recv(Some(deadline)).unwrap_or_else(|e| fail(format!("no hello from the parent: {e}")));
+    if frame.kind != KIND_HELLO {
+        fail(format!("expected a hello, got frame kind {:#04x}", frame.kind));
+    }
+    let (hello, payload) = codec::decode_prefix::<Hello>(frame.payload)
+        .map(|(h, rest)| (h, rest.to_vec()))
+        .unwrap_or_else(|e| fail(format!("unreadable hello: {e}")));
+    if hello.magic != MAGIC {
+        fail("the parent is not a multiproc program (bad magic)".into());
+    }
+    let refuse = |channel: &mut Channel, reason: Refusal, msg: String| -> ! {
+        let _ = channel.send(KIND_REPLY, &Reply::Refused { reason });
+        fail(msg)
+    };
+    if hello.version != PROTOCOL_VERSION {
+        let msg = format!("the parent speaks protocol {}, this program {PROTOCOL_VERSION}", hello.version);
+        refuse(&mut channel, Refusal::Version { child_version: PROTOCOL_VERSION }, msg);
+    }
+    let mine = identity::fingerprint();
+    if hello.fingerprint != mine {
+        let msg = format!(
+            "refusing to run: this executable (fingerprint {mine:016x}) is not the parent's build ({:016x})",
+            hello.fingerprint
+        );
+        refuse(&mut channel, Refusal::WrongBinary { child_fingerprint: mine }, msg);
+    }
+    let _ = SELF.set(Identity {
+        name: hello.name,
+        identity: hello.identity,
+        daemon: hello.daemon,
+        parent: Some((hello.parent_name, hello.parent_pid)),
+    });
+    channel.set_max_frame(hello.max_frame);
+    if let Err(e) = channel.send(KIND_REPLY, &Reply::Ready { magic: MAGIC, pid: sys::proc::getpid() }) {
+        fail(format!("cannot answer the parent: {e}"));
+    }
+    // SAFETY: the fingerprint matched, so this is the parent's very build, where
+    // `hello.entry` was computed by `identity::offset_of` from an `Entry`.
+    let entry: Entry = unsafe { identity::function_at(hello.entry) };
+    entry(ChildContext { channel, payload });
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(0)
+}
+
+/// Makes an integration-test binary (whose `main` the test harness writes) able to start
+/// multiproc children. Put it once at the top of the test file.
+///
+/// It runs [`init()`] before the harness's `main`, so a child started by a test becomes
+/// its worker at once, whichever test started it; under `cargo test` and `cargo nextest
+/// run` alike.
+///
+/// ```ignore
+/// // tests/my_test.rs
+/// multiproc::test_init!();
+///
+/// fn double(x: u64) { assert_eq!(x * 2, 4) }
+///
+/// #[test]
+/// fn runs_in_a_child() {
+///     let mut p = multiproc::Process::new(double, 2);
+///     p.start().unwrap();
+///     p.join().unwrap();
+///     assert_eq!(p.exitcode(), Some(0));
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_init {
+    () => {
+        // SAFETY: an `.init_array` entry is a plain `extern "C" fn()` the loader calls once
+        // before `main`; it only calls `multiproc::init()`, which needs nothing `main` sets up.
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_TEST_INIT: extern "C" fn() = {
+            extern "C" fn __multiproc_test_init() {
+                $crate::init();
+            }
+            __multiproc_test_init
+        };
+    };
+}

@@ -1,0 +1,10 @@
+//! The system layer: every raw syscall and every `unsafe` block of the crate lives here.
+//!
+//! Layers above call these small, safe wrappers. Each `unsafe` block carries a
+//! `// SAFETY:` line saying why it is sound. Linux only: pidfds, `PR_SET_PDEATHSIG`
+//! and `SCM_RIGHTS` are the mechanisms the crate is built on.
+
+pub(crate) mod exec;
+pub(crate) mod fd;
+pub(crate) mod proc;
+pub(crate) mod sock;

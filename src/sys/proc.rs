@@ -1,0 +1,113 @@
+//! Processes: pidfds, signals, the parent-death signal, CPU affinity, resource use.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::process::{Pid, PidfdFlags, Signal};
+
+/// Opens a pidfd for `pid`: readable once the process has exited, and a race-free
+/// handle for signals. The caller must not have reaped `pid` yet.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends signal number `sig` through a pidfd. Sending to an exited, unreaped process is a no-op.
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    let sig =
+        Signal::from_named_raw(sig).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends signal number `sig` to `pid` (for processes we hold no pidfd of, e.g. ourselves).
+pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+    let sig =
+        Signal::from_named_raw(sig).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
+    Ok(rustix::process::kill_process(pid, sig)?)
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// The parent's process id (0 when there is none).
+pub(crate) fn getppid() -> u32 {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32).unwrap_or(0)
+}
+
+/// How many CPUs this process may run on (its affinity mask), at least 1.
+pub(crate) fn cpu_count() -> usize {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (set.count() as usize).max(1),
+        Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    }
+}
+
+/// The name of signal number `sig` ("SIGKILL"), or "signal N".
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// Resident set size of `pid` in bytes, read from `/proc/<pid>/statm`.
+pub(crate) fn rss_bytes(pid: u32) -> io::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable statm"))?;
+    Ok(pages * rustix::param::page_size() as u64)
+}
+
+/// Ends this process at once with `code`, without running exit handlers or destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process immediately; it takes no pointers and is always sound
+    // to call. Skipping exit handlers is the point: a child whose parent died must not
+    // run the parent's clean-up.
+    unsafe { libc::_exit(code) }
+}
+
+/// Registers `f` to run when the process exits normally (`exit`, or `main` returning).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `atexit` only stores the function pointer; `f` is a plain `extern "C" fn()`
+    // with no arguments, as `atexit` requires, and it lives for the whole program.
+    unsafe {
+        libc::atexit(f);
+    }
+}
+
+/// Removes an environment variable from this process.
+///
+/// Called by `init()` at the start of `main`, which its documentation requires to run
+/// before the program starts threads.
+pub(crate) fn remove_env(key: &str) {
+    // SAFETY: `init()` runs first in `main` (or in a constructor before `main` for tests),
+    // before other threads that could read the environment concurrently exist.
+    unsafe { std::env::remove_var(key) }
+}

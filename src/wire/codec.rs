@@ -1,0 +1,109 @@
+//! serde + postcard, writing into caller-owned buffers so the hot path does not allocate.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::CodecError;
+
+/// A postcard output that appends to a borrowed `Vec`, keeping its capacity between uses.
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the encoding of `value` to `buf`. On error, `buf` is left as it was.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = buf.len();
+    postcard::serialize_with_flavor(value, AppendTo(buf)).map_err(|e| {
+        buf.truncate(start);
+        CodecError { op: "encode", type_name: std::any::type_name::<T>(), message: e.to_string() }
+    })
+}
+
+/// Encodes `value` into a new buffer.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut v = Vec::new();
+    encode_into(value, &mut v)?;
+    Ok(v)
+}
+
+/// Decodes a whole `T` from `bytes`; trailing bytes are an error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let err = |m: String| CodecError { op: "decode", type_name: std::any::type_name::<T>(), message: m };
+    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| err(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(err(format!("{} unexpected bytes after the value", rest.len())));
+    }
+    Ok(v)
+}
+
+/// Decodes a `T` from the front of `bytes`, returning the rest.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    postcard::take_from_bytes::<T>(bytes).map_err(|e| CodecError {
+        op: "decode",
+        type_name: std::any::type_name::<T>(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_buffer_capacity() {
+        let mut buf = Vec::with_capacity(64);
+        encode_into(&(7u64, "seven".to_string()), &mut buf).unwrap();
+        let cap = buf.capacity();
+        let back: (u64, String) = decode(&buf).unwrap();
+        assert_eq!(back, (7, "seven".to_string()));
+        buf.clear();
+        encode_into(&(8u64, "eight".to_string()), &mut buf).unwrap();
+        assert_eq!(buf.capacity(), cap);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_type() {
+        let e = decode::<(u64, String)>(&[0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(e.op, "decode");
+        assert!(e.type_name.contains("String"), "{e}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut buf = encode(&5u32).unwrap();
+        buf.push(0);
+        assert!(decode::<u32>(&buf).unwrap_err().message.contains("unexpected"));
+    }
+
+    #[test]
+    fn a_failing_serialize_leaves_the_buffer_alone() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("not today"))
+            }
+        }
+        let mut buf = vec![1, 2, 3];
+        let e = encode_into(&Refuses, &mut buf).unwrap_err();
+        assert_eq!(buf, [1, 2, 3]);
+        assert!(e.to_string().contains("Refuses"), "{e}");
+    }
+}

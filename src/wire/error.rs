@@ -1,0 +1,47 @@
+use std::io;
+
+/// A frame that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The peer closed the connection at a frame boundary.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The connection ended in the middle of a frame.
+    #[error("frame cut short: expected {expected} bytes, the connection ended after {got}")]
+    Truncated {
+        /// Bytes the frame needed (header included).
+        expected: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// A frame larger than the configured maximum.
+    #[error("frame of {len} bytes exceeds the maximum frame size of {max} bytes")]
+    Oversized {
+        /// The frame's payload length.
+        len: u64,
+        /// The maximum in force.
+        max: u32,
+    },
+    /// A header or payload that is not what the protocol allows.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// No complete frame arrived before the deadline.
+    #[error("no frame arrived before the deadline")]
+    TimedOut,
+    /// The operating system refused the I/O.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A value that could not be turned into bytes, or bytes that are not a value of the type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {op} `{type_name}`: {message}")]
+pub struct CodecError {
+    /// "encode" or "decode".
+    pub op: &'static str,
+    /// The Rust type involved.
+    pub type_name: &'static str,
+    /// What the codec said.
+    pub message: String,
+}

@@ -1,0 +1,358 @@
+//! Length-prefixed frames over a Unix stream socket, with descriptors alongside.
+//!
+//! A [`FrameWriter`] batches frames into one buffer and sends them with as few syscalls
+//! as the socket allows; a [`FrameReader`] reads as much as is available into one buffer
+//! and hands out frames that borrow from it. Neither allocates per frame once warm.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CodecError, FrameError, codec, fds};
+use crate::sys;
+
+/// Size of the frame header.
+pub(crate) const HEADER_LEN: usize = 8;
+
+/// Reads of this size are attempted when the buffer has room, so small frames batch.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames up to this size get their whole buffer at once; a larger announced length
+/// grows the buffer by doubling as bytes arrive, so a lying header cannot make the
+/// reader allocate gigabytes before any data has come.
+const EAGER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// An idle read buffer larger than this is freed, so one huge frame does not pin memory.
+const KEEP_LIMIT: usize = 4 * 1024 * 1024;
+
+/// One received frame; its payload borrows the reader's buffer.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    pub(crate) kind: u8,
+    pub(crate) payload: &'a [u8],
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Frame<'_> {
+    /// Decodes the payload as a `T`, giving it this frame's descriptors.
+    pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, CodecError> {
+        let payload = self.payload;
+        fds::with_incoming(self.fds, || codec::decode(payload))
+    }
+}
+
+fn header(len: usize, kind: u8, nfds: usize) -> [u8; HEADER_LEN] {
+    let l = (len as u32).to_le_bytes();
+    [l[0], l[1], l[2], l[3], kind, nfds as u8, 0, 0]
+}
+
+fn remaining(deadline: Option<Instant>) -> Result<Option<std::time::Duration>, FrameError> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d { Err(FrameError::TimedOut) } else { Ok(Some(d - now)) }
+        }
+    }
+}
+
+/// The sending half: frames are queued in one buffer and flushed together.
+#[derive(Debug)]
+pub(crate) struct FrameWriter {
+    sock: Arc<OwnedFd>,
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    max_frame: u32,
+}
+
+impl FrameWriter {
+    /// Queues a frame whose payload is `value` encoded. On error nothing is queued.
+    pub(crate) fn queue<T: Serialize + ?Sized>(&mut self, kind: u8, value: &T) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(value, &mut self.buf));
+        if let Err(e) = r {
+            self.buf.truncate(start);
+            return Err(FrameError::Malformed(e.to_string()));
+        }
+        self.seal(start, kind, new_fds)
+    }
+
+    /// Queues a frame built by `write`, which appends the payload to the given buffer.
+    pub(crate) fn queue_with(
+        &mut self,
+        kind: u8,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let (r, new_fds) = fds::collect_outgoing(|| write(&mut self.buf));
+        if let Err(e) = r {
+            self.buf.truncate(start);
+            return Err(FrameError::Malformed(e.to_string()));
+        }
+        self.seal(start, kind, new_fds)
+    }
+
+    /// Queues a frame with `payload` as its bytes.
+    pub(crate) fn queue_bytes(&mut self, kind: u8, payload: &[u8]) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        self.buf.extend_from_slice(payload);
+        self.seal(start, kind, Vec::new())
+    }
+
+    fn seal(&mut self, start: usize, kind: u8, new_fds: Vec<OwnedFd>) -> Result<(), FrameError> {
+        let len = self.buf.len() - start - HEADER_LEN;
+        if len as u64 > self.max_frame as u64 {
+            self.buf.truncate(start);
+            return Err(FrameError::Oversized { len: len as u64, max: self.max_frame });
+        }
+        if new_fds.len() > sys::sock::MAX_FDS_PER_MESSAGE {
+            self.buf.truncate(start);
+            return Err(FrameError::Malformed(format!(
+                "{} file descriptors in one message; at most {} fit",
+                new_fds.len(),
+                sys::sock::MAX_FDS_PER_MESSAGE
+            )));
+        }
+        self.buf[start..start + HEADER_LEN].copy_from_slice(&header(len, kind, new_fds.len()));
+        self.fds.extend(new_fds);
+        Ok(())
+    }
+
+    /// Bytes queued and not yet sent.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sends everything queued, waiting at most until `deadline`.
+    pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), FrameError> {
+        let mut sent = 0;
+        while sent < self.buf.len() {
+            let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(|f| f.as_fd()).collect();
+            let nonblocking = deadline.is_some();
+            match sys::sock::send(self.sock.as_fd(), &[IoSlice::new(&self.buf[sent..])], &fds, nonblocking) {
+                Ok(n) => {
+                    sent += n;
+                    // Descriptors ride on the first byte sent; the kernel now holds them.
+                    self.fds.clear();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let wait = remaining(deadline)?;
+                    if !sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Write, wait)? {
+                        self.buf.drain(..sent);
+                        return Err(FrameError::TimedOut);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset => {
+                    self.buf.clear();
+                    return Err(FrameError::Closed);
+                }
+                Err(e) => {
+                    self.buf.drain(..sent);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Queues one value and sends it at once.
+    pub(crate) fn send<T: Serialize + ?Sized>(&mut self, kind: u8, value: &T) -> Result<(), FrameError> {
+        self.queue(kind, value)?;
+        self.flush(None)
+    }
+}
+
+/// The receiving half.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    sock: Arc<OwnedFd>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: VecDeque<OwnedFd>,
+    max_frame: u32,
+}
+
+impl FrameReader {
+    /// Whether a whole frame is already buffered (so `recv` will not block).
+    pub(crate) fn has_frame(&self) -> bool {
+        let avail = self.end - self.start;
+        if avail < HEADER_LEN {
+            return false;
+        }
+        let len = u32::from_le_bytes(self.buf[self.start..self.start + 4].try_into().unwrap()) as usize;
+        avail >= HEADER_LEN + len
+    }
+
+    /// Receives the next frame, waiting at most until `deadline` (`None`: forever).
+    pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, FrameError> {
+        if self.start == self.end && self.buf.len() > KEEP_LIMIT {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+        self.fill(HEADER_LEN, deadline, true)?;
+        let h = &self.buf[self.start..self.start + HEADER_LEN];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let (kind, nfds) = (h[4], h[5] as usize);
+        if h[6] != 0 || h[7] != 0 {
+            return Err(FrameError::Malformed(format!(
+                "reserved header bytes are {:#04x} {:#04x}, not zero",
+                h[6], h[7]
+            )));
+        }
+        if len > self.max_frame {
+            return Err(FrameError::Oversized { len: len as u64, max: self.max_frame });
+        }
+        if nfds > sys::sock::MAX_FDS_PER_MESSAGE {
+            return Err(FrameError::Malformed(format!("header announces {nfds} file descriptors")));
+        }
+        let total = HEADER_LEN + len as usize;
+        self.fill(total, deadline, false)?;
+        if self.fds.len() < nfds {
+            return Err(FrameError::Malformed(format!(
+                "frame announces {nfds} file descriptors, {} arrived",
+                self.fds.len()
+            )));
+        }
+        let fds: Vec<OwnedFd> = self.fds.drain(..nfds).collect();
+        let at = self.start;
+        self.start += total;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Frame { kind, payload: &self.buf[at + HEADER_LEN..at + total], fds })
+    }
+
+    /// Reads until `need` bytes are buffered from `start`.
+    fn fill(&mut self, need: usize, deadline: Option<Instant>, at_boundary: bool) -> Result<(), FrameError> {
+        if self.end - self.start >= need {
+            return Ok(());
+        }
+        // Make room: move the partial frame to the front, grow to fit what is announced
+        // (in steps, so a lying header cannot make us allocate gigabytes up front).
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end < need {
+            if self.end == self.buf.len() || self.buf.len() < need.min(EAGER_LIMIT) {
+                let target = if need <= EAGER_LIMIT {
+                    need.max(READ_CHUNK)
+                } else {
+                    (self.buf.len() * 2).clamp(EAGER_LIMIT, need)
+                };
+                if target > self.buf.len() {
+                    self.buf.resize(target, 0);
+                }
+            }
+            let nonblocking = deadline.is_some();
+            let mut arrived = Vec::new();
+            let r = sys::sock::recv(self.sock.as_fd(), &mut self.buf[self.end..], &mut arrived, nonblocking);
+            self.fds.extend(arrived);
+            match r {
+                Ok(0) => {
+                    let got = self.end - self.start;
+                    return Err(if at_boundary && got == 0 {
+                        FrameError::Closed
+                    } else {
+                        FrameError::Truncated { expected: need, got }
+                    });
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let wait = remaining(deadline)?;
+                    if !sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Read, wait)? {
+                        return Err(FrameError::TimedOut);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    let got = self.end - self.start;
+                    return Err(if at_boundary && got == 0 {
+                        FrameError::Closed
+                    } else {
+                        FrameError::Truncated { expected: need, got }
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A framed connection: both halves over one socket.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) reader: FrameReader,
+    pub(crate) writer: FrameWriter,
+}
+
+impl Channel {
+    /// Wraps a connected stream socket.
+    pub(crate) fn new(sock: impl Into<OwnedFd>, max_frame: u32) -> Channel {
+        let sock = Arc::new(sock.into());
+        Channel {
+            reader: FrameReader {
+                sock: sock.clone(),
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                fds: VecDeque::new(),
+                max_frame,
+            },
+            writer: FrameWriter { sock, buf: Vec::new(), fds: Vec::new(), max_frame },
+        }
+    }
+
+    /// A connected pair of channels (like `socketpair`), for tests and in-process use.
+    #[cfg(test)]
+    pub(crate) fn pair(max_frame: u32) -> io::Result<(Channel, Channel)> {
+        let (a, b) = UnixStream::pair()?;
+        Ok((Channel::new(a, max_frame), Channel::new(b, max_frame)))
+    }
+
+    /// The socket, for readiness polling.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.reader.sock.as_fd()
+    }
+
+    /// Splits into independently usable halves (e.g. one per thread).
+    pub(crate) fn split(self) -> (FrameReader, FrameWriter) {
+        (self.reader, self.writer)
+    }
+
+    /// Sets the largest frame either half accepts.
+    pub(crate) fn set_max_frame(&mut self, max: u32) {
+        self.reader.max_frame = max;
+        self.writer.max_frame = max;
+    }
+
+    /// Sends one value at once.
+    pub(crate) fn send<T: Serialize + ?Sized>(&mut self, kind: u8, value: &T) -> Result<(), FrameError> {
+        self.writer.send(kind, value)
+    }
+
+    /// Receives the next frame.
+    pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, FrameError> {
+        self.reader.recv(deadline)
+    }
+}
+
+impl From<UnixStream> for Channel {
+    fn from(s: UnixStream) -> Channel {
+        Channel::new(s, super::DEFAULT_MAX_FRAME)
+    }
+}
