@@ -1,0 +1,91 @@
+//! Exit codes as Python reports them: 0, 1 after a panic, `-N` after signal N.
+
+use std::time::Duration;
+
+use multiproc::Process;
+
+multiproc::test_init!();
+
+fn nothing(_: ()) {}
+
+fn panics(msg: String) {
+    panic!("{msg}");
+}
+
+fn exits_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn sleeps(secs: u64) {
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+#[test]
+fn a_function_that_returns_exits_with_zero() {
+    let mut p = Process::new(nothing, ());
+    assert!(p.pid().is_none());
+    assert_eq!(p.exitcode(), None);
+    p.start().unwrap();
+    assert!(p.pid().is_some());
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(!p.is_alive());
+}
+
+#[test]
+fn a_panic_exits_with_one() {
+    let mut p = Process::new(panics, "boom in the child".to_string());
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(1));
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let mut p = Process::new(exits_with, 7);
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(7));
+}
+
+#[test]
+fn kill_gives_minus_nine_and_terminate_minus_fifteen() {
+    let mut k = Process::new(sleeps, 600);
+    let mut t = Process::new(sleeps, 600);
+    k.start().unwrap();
+    t.start().unwrap();
+    assert!(k.is_alive() && t.is_alive());
+    k.kill().unwrap();
+    t.terminate().unwrap();
+    k.join().unwrap();
+    t.join().unwrap();
+    assert_eq!(k.exitcode(), Some(-9));
+    assert_eq!(t.exitcode(), Some(-15));
+}
+
+#[test]
+fn join_timeout_on_a_sleeping_child_returns_false_then_true() {
+    let mut p = Process::new(sleeps, 600);
+    p.start().unwrap();
+    assert!(!p.join_timeout(Duration::from_millis(50)).unwrap());
+    assert!(p.is_alive());
+    assert_eq!(p.exitcode(), None);
+    p.kill().unwrap();
+    assert!(p.join_timeout(Duration::from_secs(60)).unwrap());
+    assert_eq!(p.exitcode(), Some(-9));
+}
+
+#[test]
+fn joining_or_killing_an_unstarted_process_is_an_error() {
+    let p = Process::new(nothing, ());
+    assert!(p.join().unwrap_err().to_string().contains("started"));
+    assert!(p.terminate().is_err());
+}
+
+#[test]
+fn a_process_starts_only_once() {
+    let mut p = Process::new(nothing, ());
+    p.start().unwrap();
+    assert!(p.start().unwrap_err().to_string().contains("once"));
+    p.join().unwrap();
+}
