@@ -8,3 +8,5 @@ pub(crate) mod exec;
 pub(crate) mod fd;
 pub(crate) mod proc;
 pub(crate) mod sock;
+pub(crate) mod event;
+pub(crate) mod mem;

@@ -67,6 +67,8 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<std::time::Duration>, F
 pub(crate) struct FrameWriter {
     sock: Arc<OwnedFd>,
     buf: Vec<u8>,
+    /// How much of `buf` is already sent (a partial flush).
+    sent: usize,
     fds: Vec<OwnedFd>,
     max_frame: u32,
 }
@@ -129,39 +131,65 @@ impl FrameWriter {
 
     /// Bytes queued and not yet sent.
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.sent
+    }
+
+    /// Frees a large idle buffer, so one huge frame does not pin its memory.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_LIMIT {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Queues a frame whose payload is `head` followed by `body`, with `fds` attached.
+    pub(crate) fn queue_parts(&mut self, kind: u8, head: &[u8], body: &[u8], fds: &[OwnedFd]) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        self.buf.extend_from_slice(head);
+        self.buf.extend_from_slice(body);
+        let mut dups = Vec::with_capacity(fds.len());
+        for fd in fds {
+            match fd.try_clone() {
+                Ok(d) => dups.push(d),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.seal(start, kind, dups)
     }
 
     /// Sends everything queued, waiting at most until `deadline`.
+    ///
+    /// On `TimedOut` the unsent rest stays queued (a later flush goes on from there), so
+    /// a deadline already past makes this a non-blocking "send what fits now".
     pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), FrameError> {
-        let mut sent = 0;
-        while sent < self.buf.len() {
+        while self.sent < self.buf.len() {
             let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(|f| f.as_fd()).collect();
             let nonblocking = deadline.is_some();
-            match sys::sock::send(self.sock.as_fd(), &[IoSlice::new(&self.buf[sent..])], &fds, nonblocking) {
+            match sys::sock::send(self.sock.as_fd(), &[IoSlice::new(&self.buf[self.sent..])], &fds, nonblocking) {
                 Ok(n) => {
-                    sent += n;
+                    self.sent += n;
                     // Descriptors ride on the first byte sent; the kernel now holds them.
                     self.fds.clear();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let wait = remaining(deadline)?;
                     if !sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Write, wait)? {
-                        self.buf.drain(..sent);
                         return Err(FrameError::TimedOut);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset => {
                     self.buf.clear();
+                    self.sent = 0;
                     return Err(FrameError::Closed);
                 }
-                Err(e) => {
-                    self.buf.drain(..sent);
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         self.buf.clear();
+        self.sent = 0;
         Ok(())
     }
 
@@ -184,6 +212,11 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
+    /// The socket, for readiness polling.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
     /// Whether a whole frame is already buffered (so `recv` will not block).
     pub(crate) fn has_frame(&self) -> bool {
         let avail = self.end - self.start;
@@ -313,7 +346,7 @@ impl Channel {
                 fds: VecDeque::new(),
                 max_frame,
             },
-            writer: FrameWriter { sock, buf: Vec::new(), fds: Vec::new(), max_frame },
+            writer: FrameWriter { sock, buf: Vec::new(), sent: 0, fds: Vec::new(), max_frame },
         }
     }
 

@@ -1,0 +1,194 @@
+//! What the pool's users hand to its driver: submissions of encoded items, and where
+//! their outcomes go.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::error::{Attempt, TaskError};
+use super::protocol::{begin_item, end_item};
+use crate::sys::event::Wakeup;
+use crate::wire::{codec, fds};
+
+/// How one item ended, as the driver hands it to a [`Sink`].
+pub(crate) enum Outcome<'a> {
+    /// The encoded value (decoded by the sink, which knows its type).
+    Value(&'a [u8]),
+    Failed(TaskError),
+}
+
+/// Where the outcomes of a submission go: an `AsyncResult`'s slot or a map's collector.
+/// Called on the driver thread (callbacks run there, as in Python).
+pub(crate) trait Sink: Send + Sync {
+    /// Item `index` (counted over the whole map) ended. Returns whether a value decoded.
+    fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered;
+    /// Whether the caller cancelled: undispatched items are dropped, running ones killed.
+    fn cancelled(&self) -> bool;
+}
+
+/// What a delivery turned out to be, for the statistics.
+pub(crate) enum Delivered {
+    Value,
+    Failed,
+    /// The value did not decode (counted as a codec failure).
+    CodecFailed,
+    /// A callback panicked (reported; the value stands).
+    CallbackPanicked,
+    /// Nobody wanted it any more (cancelled before it arrived).
+    Ignored,
+}
+
+/// How a submission is cut into tasks at dispatch time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunking {
+    Fixed(u32),
+    /// Sized from the measured time per item.
+    Adaptive,
+}
+
+/// Items encoded once, in the submitting thread, and kept until every one is answered
+/// (a dead worker's items are sent again).
+pub(crate) struct Submission {
+    pub(crate) task: &'static str,
+    pub(crate) trampoline: i64,
+    pub(crate) function: i64,
+    /// Items, each a `u32` length and its postcard bytes.
+    pub(crate) bytes: Vec<u8>,
+    /// Byte offset of each item, and the end (empty for a single item).
+    pub(crate) offsets: Vec<usize>,
+    /// Descriptors some arguments carry: (item, its descriptors), by item. A task holds at
+    /// most one such item, since each item numbers its descriptors from 0.
+    pub(crate) fds: Vec<(u32, Vec<OwnedFd>)>,
+    /// Index of the first item within the whole map.
+    pub(crate) base: usize,
+    pub(crate) chunking: Chunking,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) sink: Arc<dyn Sink>,
+}
+
+impl Submission {
+    /// The bytes of items `first..first + count`.
+    pub(crate) fn slice(&self, first: u32, count: u32) -> &[u8] {
+        if self.offsets.is_empty() {
+            &self.bytes
+        } else {
+            &self.bytes[self.offsets[first as usize]..self.offsets[(first + count) as usize]]
+        }
+    }
+}
+
+/// Encodes items into a submission's buffer.
+pub(crate) struct Encoder {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) offsets: Vec<usize>,
+    pub(crate) fds: Vec<(u32, Vec<OwnedFd>)>,
+}
+
+impl Encoder {
+    pub(crate) fn new() -> Encoder {
+        Encoder { bytes: Vec::new(), offsets: vec![0], fds: Vec::new() }
+    }
+
+    /// Appends one item, with the descriptors it carries.
+    pub(crate) fn push<A: Serialize>(&mut self, arg: &A) -> Result<(), String> {
+        let at = begin_item(&mut self.bytes);
+        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, &mut self.bytes));
+        if let Err(e) = r {
+            self.bytes.truncate(at);
+            return Err(e.to_string());
+        }
+        if !new_fds.is_empty() {
+            self.fds.push((self.len() as u32, new_fds));
+        }
+        end_item(&mut self.bytes, at);
+        self.offsets.push(self.bytes.len());
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The finished buffers; a single item needs no offsets.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<usize>, Vec<(u32, Vec<OwnedFd>)>) {
+        if self.offsets.len() == 2 {
+            self.offsets = Vec::new();
+        }
+        (self.bytes, self.offsets, self.fds)
+    }
+}
+
+/// A run of items of one submission waiting for a worker.
+pub(crate) struct Job {
+    pub(crate) sub: Arc<Submission>,
+    pub(crate) first: u32,
+    pub(crate) count: u32,
+    /// Earlier runs whose worker died (for `retries`).
+    pub(crate) attempts: Vec<Attempt>,
+}
+
+/// Requests from users to the driver, under one lock.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    pub(crate) jobs: VecDeque<Job>,
+    pub(crate) closed: bool,
+    pub(crate) terminate: bool,
+    /// Some sink was cancelled: the driver looks for its items.
+    pub(crate) cancel: bool,
+    /// The driver has ended: nothing will run any more.
+    pub(crate) finished: bool,
+}
+
+/// What users and the driver share.
+pub(crate) struct Shared {
+    pub(crate) inbox: Mutex<Inbox>,
+    pub(crate) wakeup: Wakeup,
+    /// The driver is (about to be) blocked in poll and needs a wake-up.
+    pub(crate) asleep: AtomicBool,
+    /// The measured time per item (ns), for adaptive chunks; 0 until measured.
+    pub(crate) item_ns: AtomicU64,
+    pub(crate) processes: usize,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) default_retries: u32,
+    pub(crate) stats: Mutex<super::PoolStats>,
+    /// Workers started by helper threads, for the driver to adopt.
+    pub(crate) spawned: Mutex<Vec<(u32, Result<super::driver::Worker, crate::Error>)>>,
+}
+
+impl Shared {
+    /// Queues jobs; gives them back if the pool accepts no more. `more` is for a running
+    /// `imap`, which may go on feeding a closed pool until it has drained.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>, more: bool) -> Result<(), Vec<Job>> {
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if inbox.finished || inbox.terminate || (inbox.closed && !more) {
+                return Err(jobs.into_iter().collect());
+            }
+            inbox.jobs.extend(jobs);
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the driver even if it did not say it sleeps (from threads it does not wait for).
+    pub(crate) fn wake_always(&self) {
+        self.asleep.store(false, Ordering::SeqCst);
+        self.wakeup.wake();
+    }
+
+    pub(crate) fn wake(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            self.wakeup.wake();
+        }
+    }
+
+    pub(crate) fn request_cancel(&self) {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).cancel = true;
+        self.wake();
+    }
+}
