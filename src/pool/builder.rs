@@ -196,7 +196,13 @@ impl PoolBuilder {
             stats: Mutex::new(PoolStats::default()),
             spawned: Mutex::new(Vec::new()),
         });
-        let stats = PoolStats { workers_started: processes as u64, workers_alive: processes, ..PoolStats::default() };
+        let stats = PoolStats {
+            workers_started: processes as u64,
+            workers_alive: processes,
+            worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
+            ..PoolStats::default()
+        };
+        shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&stats);
         let driver = Driver::new(shared.clone(), cfg, workers, stats);
         let handle = std::thread::Builder::new()
             .name("multiproc-pool".into())

@@ -802,6 +802,8 @@ impl Driver {
         }
         self.stats_dirty = false;
         self.stats.workers_alive = self.workers.len();
+        self.stats.worker_pids.clear();
+        self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
         self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&self.stats);
     }
 

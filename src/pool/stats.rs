@@ -21,6 +21,8 @@ pub struct PoolStats {
     pub workers_started: u64,
     /// Workers running now.
     pub workers_alive: usize,
+    /// The process ids of the workers running now.
+    pub worker_pids: Vec<u32>,
     /// Workers that died unexpectedly (not asked to stop, not recycled).
     pub workers_died: u64,
     /// Unexpected deaths by signal number.
