@@ -621,7 +621,14 @@ impl Driver {
                 }
                 KIND_RETIRE => {
                     match frame.decode::<Retire>() {
-                        Ok(r) => w.leaving = Some(Leaving::Retired(r)),
+                        Ok(r) => {
+                            w.leaving = Some(Leaving::Retired(r));
+                            match r {
+                                Retire::MaxTasks => self.stats.recycled_max_tasks += 1,
+                                Retire::Memory { .. } => self.stats.recycled_memory += 1,
+                            }
+                            self.stats_dirty = true;
+                        }
                         Err(_) => return self.protocol_error(wi, "an unreadable retirement"),
                     }
                     // Its replacement can start now, not when it has exited.
@@ -666,13 +673,7 @@ impl Driver {
         let attempt = Attempt::from_exitcode(pid, code);
         let expected = match w.leaving {
             Some(Leaving::Stopped) => code == 0,
-            Some(Leaving::Retired(r)) => {
-                match r {
-                    Retire::MaxTasks => self.stats.recycled_max_tasks += 1,
-                    Retire::Memory { .. } => self.stats.recycled_memory += 1,
-                }
-                code == 0
-            }
+            Some(Leaving::Retired(_)) => code == 0,
             Some(Leaving::Killed(_)) => true,
             Some(Leaving::InitFailed) | None => false,
         };
