@@ -68,7 +68,8 @@ fn map_family_keeps_input_order() {
 fn chunk_sizes_all_give_the_same_results() {
     let pool = Pool::new(2).unwrap();
     let want: Vec<u64> = (0..300).map(|i| i * i).collect();
-    for c in [Chunksize::Default, Chunksize::Fixed(1), Chunksize::Fixed(7), Chunksize::Fixed(1000), Chunksize::Adaptive] {
+    for c in [Chunksize::Default, Chunksize::Fixed(1), Chunksize::Fixed(7), Chunksize::Fixed(1000), Chunksize::Adaptive]
+    {
         let opts = MapOptions::new().chunksize(c);
         assert_eq!(pool.map_async_with(square, 0..300, &opts).get().unwrap(), want, "{c:?}");
         let v: Vec<u64> = pool.imap_with(square, 0..300, &opts).map(Result::unwrap).collect();

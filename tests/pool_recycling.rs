@@ -30,8 +30,12 @@ fn hello(tag: String) {
 
 #[test]
 fn max_tasks_per_child_replaces_workers_and_reruns_the_initializer() {
-    let pool = Pool::builder().processes(2).max_tasks_per_child(2).initializer(hello, "Starting".to_string()).build().unwrap();
-    let pids = pool.map_async_with(pid, 0..10, &multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(1))).get().unwrap();
+    let pool =
+        Pool::builder().processes(2).max_tasks_per_child(2).initializer(hello, "Starting".to_string()).build().unwrap();
+    let pids = pool
+        .map_async_with(pid, 0..10, &multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(1)))
+        .get()
+        .unwrap();
     let mut distinct = pids.clone();
     distinct.sort();
     distinct.dedup();

@@ -169,11 +169,24 @@ impl PoolBuilder {
         });
         // Start every worker at once: their execs and handshakes overlap.
         let started: Vec<Result<driver::Worker, crate::Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                (1..=processes as u32).map(|n| (n, s.spawn({ let cfg = &cfg; move || driver::start_worker(cfg, n) }))).collect();
+            let handles: Vec<_> = (1..=processes as u32)
+                .map(|n| {
+                    (
+                        n,
+                        s.spawn({
+                            let cfg = &cfg;
+                            move || driver::start_worker(cfg, n)
+                        }),
+                    )
+                })
+                .collect();
             handles
                 .into_iter()
-                .map(|(n, h)| h.join().unwrap_or_else(|_| Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))))
+                .map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
+                    })
+                })
                 .collect()
         });
         let mut workers = Vec::with_capacity(processes);
@@ -190,7 +203,6 @@ impl PoolBuilder {
             wakeup: Wakeup::new().map_err(crate::Error::Io)?,
             asleep: Default::default(),
             item_ns: Default::default(),
-            processes,
             default_timeout: self.timeout,
             default_retries: self.retries,
             stats: Mutex::new(PoolStats::default()),

@@ -344,7 +344,14 @@ impl Driver {
     }
 
     fn dispatch(&mut self) {
-        let window = self.window();
+        // A deep window only pays when there is plenty of work: a few items are spread
+        // one per worker (counting those still starting), as Python's pool would.
+        let mut window = self.window();
+        if window > 1 && self.pending.len() < 64 {
+            let items: usize = self.pending.iter().map(|j| j.count as usize).sum();
+            let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
+            window = window.min(items.div_ceil(workers.max(1)).max(1));
+        }
         let now = Instant::now();
         loop {
             let mut progressed = false;
@@ -363,7 +370,8 @@ impl Driver {
                 }
                 let k = self.chunk_for(&job);
                 if k < job.count {
-                    let rest = Job { sub: job.sub.clone(), first: job.first + k, count: job.count - k, attempts: Vec::new() };
+                    let rest =
+                        Job { sub: job.sub.clone(), first: job.first + k, count: job.count - k, attempts: Vec::new() };
                     self.pending.push_front(rest);
                     job.count = k;
                 }
@@ -606,7 +614,8 @@ impl Driver {
                     });
                     self.stats_dirty = true;
                     if n != count {
-                        let rest = Job { sub: job.sub.clone(), first: job.first + n, count: count - n, attempts: Vec::new() };
+                        let rest =
+                            Job { sub: job.sub.clone(), first: job.first + n, count: count - n, attempts: Vec::new() };
                         self.fail_job(&rest, |task| TaskError::Codec { task, message: "a cut result".into() });
                     }
                     self.measure(elapsed, count);
@@ -687,7 +696,11 @@ impl Driver {
                 None => *self.stats.died_by_exit_code.entry(code).or_default() += 1,
             }
             let running = culprit.and_then(|c| item_at(&w, c)).unwrap_or("no task");
-            log_event(&format!("multiproc pool: {} (pid {pid}) died with {} while running `{running}`", w.name, describe(code)));
+            log_event(&format!(
+                "multiproc pool: {} (pid {pid}) died with {} while running `{running}`",
+                w.name,
+                describe(code)
+            ));
         }
         self.stats_dirty = true;
         // Items not finished go back in order; the one running gets the blame.
@@ -702,7 +715,8 @@ impl Driver {
                     if k > 0 {
                         again.push(Job { sub: job.sub.clone(), first: job.first, count: k, attempts: Vec::new() });
                     }
-                    let one = Job { sub: job.sub.clone(), first: job.first + k, count: 1, attempts: job.attempts.clone() };
+                    let one =
+                        Job { sub: job.sub.clone(), first: job.first + k, count: 1, attempts: job.attempts.clone() };
                     if let Some(retry) = self.blame(one, &w, attempt.clone(), code) {
                         again.push(retry);
                     }

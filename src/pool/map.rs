@@ -103,7 +103,11 @@ impl<R> Collector<R> {
         }
     }
 
-    fn wait_until(&self, deadline: Option<Instant>, ok: impl Fn(&CollectState<R>) -> bool) -> Option<MutexGuard<'_, CollectState<R>>> {
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        ok: impl Fn(&CollectState<R>) -> bool,
+    ) -> Option<MutexGuard<'_, CollectState<R>>> {
         let mut st = self.lock();
         while !ok(&st) {
             st.waiting = true;
@@ -332,8 +336,24 @@ impl<R> std::fmt::Debug for IMapIter<'_, R> {
 }
 
 impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
-    pub(crate) fn new(collector: Arc<Collector<R>>, shared: Arc<Shared>, spec: FeedSpec, feed: Feed<'a>, window: usize) -> Self {
-        IMapIter { collector, shared, spec, feed, window: window.max(1), pulled: 0, yielded: 0, exhausted: false, _r: PhantomData }
+    pub(crate) fn new(
+        collector: Arc<Collector<R>>,
+        shared: Arc<Shared>,
+        spec: FeedSpec,
+        feed: Feed<'a>,
+        window: usize,
+    ) -> Self {
+        IMapIter {
+            collector,
+            shared,
+            spec,
+            feed,
+            window: window.max(1),
+            pulled: 0,
+            yielded: 0,
+            exhausted: false,
+            _r: PhantomData,
+        }
     }
 
     /// Tops the window up, in batches of at least half a window (one submission each).

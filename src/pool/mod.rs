@@ -324,7 +324,14 @@ impl Pool {
         self.map_encoded(task, trampoline_offset(star_trampoline::<F, Args>), function, items, opts)
     }
 
-    fn map_encoded<A, R, I>(&self, task: &'static str, trampoline: i64, function: i64, items: I, opts: &MapOptions) -> MapResult<R>
+    fn map_encoded<A, R, I>(
+        &self,
+        task: &'static str,
+        trampoline: i64,
+        function: i64,
+        items: I,
+        opts: &MapOptions,
+    ) -> MapResult<R>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,

@@ -35,7 +35,11 @@ pub(crate) struct Slot<R> {
 }
 
 impl<R> Slot<R> {
-    pub(crate) fn new(task: &'static str, callback: Option<Callback<R>>, error_callback: Option<ErrorCallback>) -> Self {
+    pub(crate) fn new(
+        task: &'static str,
+        callback: Option<Callback<R>>,
+        error_callback: Option<ErrorCallback>,
+    ) -> Self {
         Slot {
             task,
             state: Mutex::new(SlotState { outcome: None, done: false, waiting: false, waker: None }),

@@ -152,7 +152,6 @@ pub(crate) struct Shared {
     pub(crate) asleep: AtomicBool,
     /// The measured time per item (ns), for adaptive chunks; 0 until measured.
     pub(crate) item_ns: AtomicU64,
-    pub(crate) processes: usize,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) default_retries: u32,
     pub(crate) stats: Mutex<super::PoolStats>,

@@ -4,8 +4,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-pub(crate) use rustix::event::{PollFd, PollFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
+pub(crate) use rustix::event::{PollFd, PollFlags};
 
 /// An eventfd: other threads [`wake`](Wakeup::wake) a loop that polls it.
 #[derive(Debug)]

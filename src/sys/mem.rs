@@ -48,9 +48,8 @@ impl SharedCounters {
     fn map(fd: OwnedFd, slots: usize) -> io::Result<SharedCounters> {
         // SAFETY: a fresh mapping chosen by the kernel (null hint) of one page of a memfd
         // that is at least one page long; it aliases no Rust object.
-        let ptr = unsafe {
-            mmap(std::ptr::null_mut(), PAGE, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)?
-        };
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), PAGE, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)? };
         let base = NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(SharedCounters { base, slots, fd })
     }
@@ -82,11 +81,6 @@ pub(crate) fn limit_address_space(bytes: u64) -> io::Result<()> {
     use rustix::process::{Resource, Rlimit, setrlimit};
     setrlimit(Resource::As, Rlimit { current: Some(bytes), maximum: Some(bytes) })?;
     Ok(())
-}
-
-/// This process's current address-space limit, `None` when unlimited.
-pub(crate) fn address_space_limit() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::As).current
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! `// SAFETY:` line saying why it is sound. Linux only: pidfds, `PR_SET_PDEATHSIG`
 //! and `SCM_RIGHTS` are the mechanisms the crate is built on.
 
+pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod fd;
+pub(crate) mod mem;
 pub(crate) mod proc;
 pub(crate) mod sock;
-pub(crate) mod event;
-pub(crate) mod mem;

@@ -142,7 +142,13 @@ impl FrameWriter {
     }
 
     /// Queues a frame whose payload is `head` followed by `body`, with `fds` attached.
-    pub(crate) fn queue_parts(&mut self, kind: u8, head: &[u8], body: &[u8], fds: &[OwnedFd]) -> Result<(), FrameError> {
+    pub(crate) fn queue_parts(
+        &mut self,
+        kind: u8,
+        head: &[u8],
+        body: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<(), FrameError> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
         self.buf.extend_from_slice(head);
