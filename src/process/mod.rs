@@ -51,6 +51,7 @@ pub struct Process {
     daemon: bool,
     executable: Option<PathBuf>,
     start_timeout: Duration,
+    max_frame: u32,
     fn_name: &'static str,
     target: Option<Target>,
     started: Option<Arc<Record>>,
@@ -138,10 +139,14 @@ impl Process {
             daemon: false,
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
             fn_name: std::any::type_name::<F>(),
             target: Some(Target {
                 entry: process_entry::<F, A>,
-                encode: Box::new(move |buf| codec::encode_into(&(offset, &arg), buf)),
+                encode: Box::new(move |buf| {
+                    codec::encode_into(&(offset, &arg), buf)
+                        .map_err(|e| CodecError { type_name: std::any::type_name::<A>(), ..e })
+                }),
             }),
             started: None,
         }
@@ -171,6 +176,14 @@ impl Process {
     /// How long [`start`](Process::start) waits for the child's handshake (default 30 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Process {
         self.start_timeout = timeout;
+        self
+    }
+
+    /// The largest frame (hence argument) the child's socket carries, in bytes
+    /// (default [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)). A larger
+    /// argument makes [`start`](Process::start) fail before any process starts.
+    pub fn max_frame_size(mut self, bytes: u32) -> Process {
+        self.max_frame = bytes;
         self
     }
 
@@ -213,7 +226,7 @@ impl Process {
             daemon: self.daemon,
             executable: self.executable.clone(),
             start_timeout: self.start_timeout,
-            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            max_frame: self.max_frame,
         };
         let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
         let record = Arc::new(Record {
