@@ -83,3 +83,7 @@ pub use error::Error;
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use spawn::{init, set_executable};
 pub use sys::proc::signal_name;
+
+// Unit tests start real children too.
+#[cfg(test)]
+test_init!();
