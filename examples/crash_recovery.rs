@@ -25,8 +25,8 @@ fn run(job: Job) -> u64 {
         Job::Fine(x) => x * x,
         Job::Segfault => {
             // SAFETY: deliberately invalid: this example shows a worker killed by a real
-            // SIGSEGV; address 8 is never mapped, so the write faults at once.
-            unsafe { std::ptr::write_volatile(8 as *mut u64, 1) };
+            // SIGSEGV; a dangling pointer (address 8) is never mapped, so the write faults at once.
+            unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
             0
         }
         Job::Abort => std::process::abort(),

@@ -36,8 +36,8 @@ fn die(how: Death) {
         }
         Death::Segfault => {
             // SAFETY: this write is deliberately invalid: the test needs a real SIGSEGV
-            // (address 8 is never mapped), and the process dies before anything else runs.
-            unsafe { std::ptr::write_volatile(8 as *mut u64, 1) };
+            // (a dangling pointer: address 8, never mapped), and the process dies before anything else runs.
+            unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
         }
         Death::Abort => std::process::abort(),
         Death::StackOverflow => {

@@ -532,10 +532,10 @@ impl Driver {
             }
             if writable {
                 let w = &mut self.workers[wi];
-                if let Err(e) = w.writer.flush(Some(Instant::now())) {
-                    if !matches!(e, FrameError::TimedOut) {
-                        w.eof = true;
-                    }
+                if let Err(e) = w.writer.flush(Some(Instant::now()))
+                    && !matches!(e, FrameError::TimedOut)
+                {
+                    w.eof = true;
                 }
             }
             if gone {

@@ -62,7 +62,7 @@ pub(crate) struct Submission {
     pub(crate) offsets: Vec<usize>,
     /// Descriptors some arguments carry: (item, its descriptors), by item. A task holds at
     /// most one such item, since each item numbers its descriptors from 0.
-    pub(crate) fds: Vec<(u32, Vec<OwnedFd>)>,
+    pub(crate) fds: ItemFds,
     /// Index of the first item within the whole map.
     pub(crate) base: usize,
     pub(crate) chunking: Chunking,
@@ -82,11 +82,14 @@ impl Submission {
     }
 }
 
+/// Descriptors carried by items: (item index, its descriptors).
+pub(crate) type ItemFds = Vec<(u32, Vec<OwnedFd>)>;
+
 /// Encodes items into a submission's buffer.
 pub(crate) struct Encoder {
     pub(crate) bytes: Vec<u8>,
     pub(crate) offsets: Vec<usize>,
-    pub(crate) fds: Vec<(u32, Vec<OwnedFd>)>,
+    pub(crate) fds: ItemFds,
 }
 
 impl Encoder {
@@ -115,7 +118,7 @@ impl Encoder {
     }
 
     /// The finished buffers; a single item needs no offsets.
-    pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<usize>, Vec<(u32, Vec<OwnedFd>)>) {
+    pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<usize>, ItemFds) {
         if self.offsets.len() == 2 {
             self.offsets = Vec::new();
         }

@@ -85,8 +85,8 @@ fn codec_failure(message: &str, out: &mut Vec<u8>) -> u8 {
 fn run_caught<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
     let start = out.len();
     // Encoding runs inside the guard too: a `Serialize` impl may panic.
-    let r = catch_unwind(AssertUnwindSafe(|| call()))
-        .map(|value| codec::encode_into(&value, out).map_err(|e| e.to_string()));
+    let r =
+        catch_unwind(AssertUnwindSafe(call)).map(|value| codec::encode_into(&value, out).map_err(|e| e.to_string()));
     match r {
         Ok(Ok(())) => TAG_OK,
         Ok(Err(message)) => {
@@ -158,10 +158,10 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         (setup, counters)
     };
     install_panic_hook();
-    if let Some(limit) = setup.address_space {
-        if let Err(e) = sys::mem::limit_address_space(limit) {
-            die(&format!("cannot set the address-space limit: {e}"));
-        }
+    if let Some(limit) = setup.address_space
+        && let Err(e) = sys::mem::limit_address_space(limit)
+    {
+        die(&format!("cannot set the address-space limit: {e}"));
     }
     if let Some((trampoline, function, arg)) = &setup.initializer {
         // SAFETY: same build (handshake), and the parent made this offset from an
