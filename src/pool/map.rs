@@ -23,7 +23,8 @@ struct CollectState<R> {
     /// In completion order (for `imap_unordered`).
     done: VecDeque<Result<R, TaskError>>,
     delivered: usize,
-    waiting: bool,
+    /// Threads blocked in `wait_until`.
+    waiters: usize,
     waker: Option<Waker>,
 }
 
@@ -31,6 +32,8 @@ struct CollectState<R> {
 pub(crate) struct Collector<R> {
     task: &'static str,
     ordered: bool,
+    /// For a whole map: how many items; its waiter only needs waking at the last one.
+    total: Option<usize>,
     state: Mutex<CollectState<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
@@ -49,12 +52,13 @@ impl<R> Collector<R> {
         Collector {
             task,
             ordered,
+            total: (ordered && expected > 0).then_some(expected),
             state: Mutex::new(CollectState {
                 slots,
                 head: 0,
                 done: VecDeque::new(),
                 delivered: 0,
-                waiting: false,
+                waiters: 0,
                 waker: None,
             }),
             cond: Condvar::new(),
@@ -89,7 +93,16 @@ impl<R> Collector<R> {
                 st.done.push_back(r);
             }
             st.delivered += 1;
-            if st.waiting {
+            // Wake only when what a waiter waits for may have come: the whole map, the
+            // next item in order, or any item for an unordered iterator.
+            let wanted = match self.total {
+                Some(t) => st.delivered >= t,
+                None => !self.ordered || index == st.head,
+            };
+            if !wanted {
+                return;
+            }
+            if st.waiters > 0 {
                 self.cond.notify_all();
             }
             waker = st.waker.take();
@@ -110,14 +123,16 @@ impl<R> Collector<R> {
     ) -> Option<MutexGuard<'_, CollectState<R>>> {
         let mut st = self.lock();
         while !ok(&st) {
-            st.waiting = true;
-            st = match deadline {
-                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
-                    self.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0
-                }
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
             };
+            st.waiters += 1;
+            st = match left {
+                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => self.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            st.waiters -= 1;
         }
         Some(st)
     }

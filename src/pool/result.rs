@@ -21,7 +21,7 @@ type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 struct SlotState<R> {
     outcome: Option<Result<R, TaskError>>,
     done: bool,
-    waiting: bool,
+    waiters: usize,
     waker: Option<Waker>,
 }
 
@@ -42,7 +42,7 @@ impl<R> Slot<R> {
     ) -> Self {
         Slot {
             task,
-            state: Mutex::new(SlotState { outcome: None, done: false, waiting: false, waker: None }),
+            state: Mutex::new(SlotState { outcome: None, done: false, waiters: 0, waker: None }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
             callbacks: Mutex::new((callback, error_callback)),
@@ -63,7 +63,7 @@ impl<R> Slot<R> {
             }
             st.outcome = Some(outcome);
             st.done = true;
-            if st.waiting {
+            if st.waiters > 0 {
                 self.cond.notify_all();
             }
             waker = st.waker.take();
@@ -202,8 +202,9 @@ impl<R> AsyncResult<R> {
     pub fn wait(&self) {
         let mut st = self.slot.lock();
         while !st.done {
-            st.waiting = true;
+            st.waiters += 1;
             st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
         }
     }
 
@@ -213,8 +214,9 @@ impl<R> AsyncResult<R> {
         let mut st = self.slot.lock();
         while !st.done {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
-            st.waiting = true;
+            st.waiters += 1;
             st = self.slot.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st.waiters -= 1;
         }
         true
     }

@@ -177,6 +177,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     }
 
     let mut tasks_done: u64 = 0;
+    let mut items: u64 = 0;
     let mut last_flush = Instant::now();
     let started = counters.get(SLOT_STARTED);
     let finished = counters.get(SLOT_FINISHED);
@@ -221,9 +222,11 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                 let n = for_each_item(body, count, |_, arg| {
                     let at = begin_item(out);
                     out.push(TAG_OK);
-                    started.fetch_add(1, Ordering::Release);
+                    // Only this process writes the counters: a plain store publishes.
+                    items += 1;
+                    started.store(items, Ordering::Release);
                     let tag = run(function as i64, arg, out);
-                    finished.fetch_add(1, Ordering::Release);
+                    finished.store(items, Ordering::Release);
                     out[at + 4] = tag;
                     end_item(out, at);
                 });
