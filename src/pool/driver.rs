@@ -20,7 +20,7 @@ use super::{PoolError, PoolStats};
 use crate::spawn::{self, ChildProcess, ChildSpec};
 use crate::sys::event::{PollFd, PollFlags, poll};
 use crate::sys::mem::SharedCounters;
-use crate::wire::frame::{FrameReader, FrameWriter};
+use crate::wire::frame::{FrameReader, FrameWriter, spilled};
 use crate::wire::{FrameError, codec, fds};
 
 /// Tasks shorter than this get a deeper window, so workers never wait for the parent.
@@ -386,7 +386,9 @@ impl Driver {
                     .unwrap_or(&[]);
                 let head = task_head(id, sub.trampoline, sub.function, job.count);
                 let w = &mut self.workers[wi];
-                match w.writer.queue_parts(KIND_TASK, &head, sub.slice(job.first, job.count), item_fds) {
+                let body = sub.slice(job.first, job.count);
+                let spill = Some((KIND_TASK_BIG, SPILL_AT));
+                match w.writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
                     Ok(()) => {
                         if w.held.is_empty() {
                             w.since = now;
@@ -559,9 +561,22 @@ impl Driver {
                     return;
                 }
             };
-            match frame.kind {
-                KIND_RESULT => {
-                    let payload = frame.payload;
+            let kind = frame.kind;
+            let mut frame_fds = frame.fds;
+            let mapped;
+            let payload: &[u8] = if kind == KIND_RESULT_BIG {
+                match spilled(&mut frame_fds) {
+                    Ok(m) => {
+                        mapped = m;
+                        mapped.bytes()
+                    }
+                    Err(e) => return self.protocol_error(wi, &format!("a large result that cannot be read: {e}")),
+                }
+            } else {
+                frame.payload
+            };
+            match kind {
+                KIND_RESULT | KIND_RESULT_BIG => {
                     let (Some(id), Some(elapsed), Some(count)) =
                         (u64_at(payload, 0), u64_at(payload, 8), u32_at(payload, 16))
                     else {
@@ -579,7 +594,7 @@ impl Driver {
                     let job = held.job;
                     let task = job.sub.task;
                     let stats = &mut self.stats;
-                    let n = fds::with_incoming(frame.fds, || {
+                    let n = fds::with_incoming(frame_fds, || {
                         for_each_item(&payload[RESULT_HEAD..], count, |k, item| {
                             let index = job.sub.base + (job.first + k) as usize;
                             let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
@@ -625,11 +640,11 @@ impl Driver {
                     self.start_failures = 0;
                 }
                 KIND_INIT_FAILED => {
-                    w.init_error = Some(frame.decode::<String>().unwrap_or_else(|e| e.to_string()));
+                    w.init_error = Some(codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string()));
                     w.leaving = Some(Leaving::InitFailed);
                 }
                 KIND_RETIRE => {
-                    match frame.decode::<Retire>() {
+                    match codec::decode::<Retire>(payload) {
                         Ok(r) => {
                             w.leaving = Some(Leaving::Retired(r));
                             match r {

@@ -23,6 +23,8 @@ struct CollectState<R> {
     /// In completion order (for `imap_unordered`).
     done: VecDeque<Result<R, TaskError>>,
     delivered: usize,
+    /// For a whole map: how many items; its waiter only needs waking at the last one.
+    total: Option<usize>,
     /// Threads blocked in `wait_until`.
     waiters: usize,
     waker: Option<Waker>,
@@ -32,8 +34,6 @@ struct CollectState<R> {
 pub(crate) struct Collector<R> {
     task: &'static str,
     ordered: bool,
-    /// For a whole map: how many items; its waiter only needs waking at the last one.
-    total: Option<usize>,
     state: Mutex<CollectState<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
@@ -52,12 +52,12 @@ impl<R> Collector<R> {
         Collector {
             task,
             ordered,
-            total: (ordered && expected > 0).then_some(expected),
             state: Mutex::new(CollectState {
                 slots,
                 head: 0,
                 done: VecDeque::new(),
                 delivered: 0,
+                total: None,
                 waiters: 0,
                 waker: None,
             }),
@@ -95,7 +95,7 @@ impl<R> Collector<R> {
             st.delivered += 1;
             // Wake only when what a waiter waits for may have come: the whole map, the
             // next item in order, or any item for an unordered iterator.
-            let wanted = match self.total {
+            let wanted = match st.total {
                 Some(t) => st.delivered >= t,
                 None => !self.ordered || index == st.head,
             };
@@ -110,6 +110,25 @@ impl<R> Collector<R> {
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(1);
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// For a whole map: the number of items, once known; wakes a waiter if all came.
+    pub(crate) fn set_total(&self, n: usize) {
+        let waker;
+        {
+            let mut st = self.lock();
+            st.total = Some(n);
+            if st.delivered < n {
+                return;
+            }
+            if st.waiters > 0 {
+                self.cond.notify_all();
+            }
+            waker = st.waker.take();
         }
         if let Some(w) = waker {
             w.wake();

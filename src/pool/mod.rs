@@ -80,6 +80,10 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// A map whose length is known sends its encoded items in pieces of at least this size
+/// while it goes on encoding, so large inputs start running at once.
+const SEND_EARLY_BYTES: usize = 1 << 20;
+
 fn trampoline_offset(t: Trampoline) -> i64 {
     identity::offset_of(t as usize)
 }
@@ -337,62 +341,78 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        // Encode everything first (Python's map takes a list too), cutting the submission
-        // around any item that does not serialize so indices stay in step.
-        let mut parts: Vec<(usize, Encoder)> = vec![(0, Encoder::new())];
-        let mut bad: Vec<(usize, String)> = Vec::new();
-        let mut n = 0;
-        for a in items {
-            let enc = &mut parts.last_mut().expect("never empty").1;
-            if let Err(message) = enc.push(&a) {
-                bad.push((n, message));
-                parts.push((n + 1, Encoder::new()));
-            }
-            n += 1;
-        }
-        let chunking = match opts.chunksize.unwrap_or(Chunksize::Default) {
+        let items = items.into_iter();
+        // With the length known up front, chunks are sized at once and large inputs are
+        // sent while the rest is still being encoded; otherwise everything is encoded
+        // first (Python's map makes a list too).
+        let known = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let chunking_for = |n: usize| match opts.chunksize.unwrap_or(Chunksize::Default) {
             Chunksize::Default => Chunking::Fixed(n.div_ceil(4 * self.processes).max(1) as u32),
             Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
             Chunksize::Adaptive => Chunking::Adaptive,
         };
-        let progress = opts.progress.then_some(Some(n as u64));
-        let collector = Arc::new(Collector::<R>::new(task, true, n, progress));
-        for (index, message) in bad {
-            collector.put(index, Err(TaskError::Codec { task, message }));
-        }
+        let progress = opts.progress.then_some(known.map(|n| n as u64));
+        let collector = Arc::new(Collector::<R>::new(task, true, known.unwrap_or(0), progress));
         let sink: Arc<dyn Sink> = collector.clone();
-        let jobs: Vec<Job> = parts
-            .into_iter()
-            .filter(|(_, enc)| enc.len() > 0)
-            .map(|(base, enc)| {
-                let count = enc.len() as u32;
-                let (bytes, mut offsets, fds) = enc.finish();
-                if offsets.is_empty() {
-                    offsets = vec![0, bytes.len()];
-                }
-                let sub = Submission {
-                    task,
-                    trampoline,
-                    function,
-                    bytes,
-                    offsets,
-                    fds,
-                    base,
-                    chunking,
-                    timeout: opts.timeout.or(self.shared.default_timeout),
-                    retries: opts.retries.unwrap_or(self.shared.default_retries),
-                    sink: sink.clone(),
-                };
-                Job { sub: Arc::new(sub), first: 0, count, attempts: Vec::new() }
-            })
-            .collect();
-        if let Err(jobs) = self.shared.submit(jobs, false) {
-            for job in jobs {
-                for k in 0..job.count {
-                    collector.put(job.sub.base + k as usize, Err(TaskError::Closed { task }));
+        let timeout = opts.timeout.or(self.shared.default_timeout);
+        let retries = opts.retries.unwrap_or(self.shared.default_retries);
+        let send = |base: usize, enc: Encoder, chunking: Chunking| {
+            let count = enc.len() as u32;
+            if count == 0 {
+                return;
+            }
+            let (bytes, mut offsets, fds) = enc.finish();
+            if offsets.is_empty() {
+                offsets = vec![0, bytes.len()];
+            }
+            let sub = Submission {
+                task,
+                trampoline,
+                function,
+                bytes,
+                offsets,
+                fds,
+                base,
+                chunking,
+                timeout,
+                retries,
+                sink: sink.clone(),
+            };
+            let job = Job { sub: Arc::new(sub), first: 0, count, attempts: Vec::new() };
+            if self.shared.submit([job], false).is_err() {
+                for k in 0..count as usize {
+                    collector.put(base + k, Err(TaskError::Closed { task }));
                 }
             }
+        };
+        let early = known.map(chunking_for);
+        let mut parts: Vec<(usize, Encoder)> = Vec::new();
+        let (mut base, mut enc) = (0, Encoder::new());
+        let mut n = 0;
+        for a in items {
+            if let Err(message) = enc.push(&a) {
+                // The items before it go on their own, so indices stay in step.
+                parts.push((base, std::mem::replace(&mut enc, Encoder::new())));
+                collector.put(n, Err(TaskError::Codec { task, message }));
+                base = n + 1;
+            } else if let Some(Chunking::Fixed(k)) = early
+                && enc.len() >= k as usize
+                && enc.bytes.len() >= SEND_EARLY_BYTES
+            {
+                send(base, std::mem::replace(&mut enc, Encoder::new()), Chunking::Fixed(k));
+                base = n + 1;
+            }
+            n += 1;
         }
+        parts.push((base, enc));
+        let chunking = early.filter(|_| known == Some(n)).unwrap_or_else(|| chunking_for(n));
+        for (base, enc) in parts {
+            send(base, enc, chunking);
+        }
+        collector.set_total(n);
         MapResult::new(collector, self.shared.clone(), n)
     }
 

@@ -23,6 +23,14 @@ pub(crate) const KIND_RESULT: u8 = 0xB5;
 /// Worker → driver: the worker exits after the results it sent ([`Retire`]).
 pub(crate) const KIND_RETIRE: u8 = 0xB6;
 
+/// Driver → worker: a `TASK` whose payload is in a memfd (the frame's last descriptor).
+pub(crate) const KIND_TASK_BIG: u8 = 0xB7;
+/// Worker → driver: a `RESULT` whose payload is in a memfd.
+pub(crate) const KIND_RESULT_BIG: u8 = 0xB8;
+/// Payloads from this size on travel as a memfd: one copy in, a mapping out, instead of
+/// many socket-buffer-sized round trips.
+pub(crate) const SPILL_AT: usize = 256 * 1024;
+
 /// Counter slots in the shared page: items started and items finished by the worker.
 pub(crate) const SLOT_STARTED: usize = 0;
 pub(crate) const SLOT_FINISHED: usize = 1;

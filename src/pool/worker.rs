@@ -18,6 +18,7 @@ use super::protocol::*;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
 use crate::sys::mem::SharedCounters;
+use crate::wire::frame::spilled;
 use crate::wire::{codec, fds};
 
 /// Runs one item: decodes its argument from `arg`, calls the function named by the offset,
@@ -194,15 +195,20 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             // The pool is gone: nothing to report to.
             Err(_) => sys::proc::exit_now(0),
         };
-        match frame.kind {
-            KIND_TASK => {}
+        let mut frame_fds = frame.fds;
+        let mapped;
+        let p: &[u8] = match frame.kind {
+            KIND_TASK => frame.payload,
+            KIND_TASK_BIG => {
+                mapped = spilled(&mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")));
+                mapped.bytes()
+            }
             KIND_STOP => {
                 let _ = writer.flush(None);
                 exit_cleanly();
             }
             other => die(&format!("unexpected frame kind {other:#04x}")),
-        }
-        let p = frame.payload;
+        };
         let (Some(id), Some(tramp), Some(function), Some(count)) =
             (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u32_at(p, 24))
         else {
@@ -213,12 +219,12 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         let run: Trampoline = unsafe { spawn::identity::function_at(tramp as i64) };
         let body = &p[TASK_HEAD..];
         let t0 = Instant::now();
-        let queued = writer.queue_with(KIND_RESULT, |out| {
+        let queued = writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
             let head = out.len();
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&[0; 8]);
             out.extend_from_slice(&count.to_le_bytes());
-            fds::with_incoming(frame.fds, || {
+            fds::with_incoming(frame_fds, || {
                 let n = for_each_item(body, count, |_, arg| {
                     let at = begin_item(out);
                     out.push(TAG_OK);

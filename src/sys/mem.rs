@@ -76,6 +76,74 @@ impl Drop for SharedCounters {
     }
 }
 
+/// A memfd holding `parts`, one after the other: a large message body that travels as a
+/// descriptor instead of through the socket (one copy in, none out).
+pub(crate) fn memfd_with(parts: &[&[u8]]) -> io::Result<OwnedFd> {
+    let fd = memfd_create("multiproc-payload", MemfdFlags::CLOEXEC)?;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    ftruncate(&fd, total as u64)?;
+    let mut at = 0u64;
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            match rustix::io::pwrite(&fd, rest, at) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "memfd write returned 0")),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    at += n as u64;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(fd)
+}
+
+/// A whole file mapped read-only (for a body received as a memfd).
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a private read-only mapping owned by this value; reading it from any thread is fine.
+unsafe impl Send for Mapped {}
+// SAFETY: as above: it is never written.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps all of `fd`, prefaulted.
+    pub(crate) fn open(fd: &OwnedFd) -> io::Result<Mapped> {
+        let len = fstat(fd)?.st_size as usize;
+        if len == 0 {
+            return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
+        }
+        // SAFETY: a fresh private read-only mapping of `len` bytes of a file that is `len`
+        // bytes long; it aliases no Rust object and is unmapped only by `drop`.
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE | MapFlags::POPULATE, fd, 0)? };
+        Ok(Mapped { ptr: ptr.cast(), len })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives (see `open`).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `open`, with its length; no borrow outlives `self`.
+            let _ = unsafe { munmap(self.ptr as *mut _, self.len) };
+        }
+    }
+}
+
 /// Caps this process's address space at `bytes` (`RLIMIT_AS`): an allocation past it fails.
 pub(crate) fn limit_address_space(bytes: u64) -> io::Result<()> {
     use rustix::process::{Resource, Rlimit, setrlimit};
@@ -87,6 +155,16 @@ pub(crate) fn limit_address_space(bytes: u64) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_memfd_body_maps_back_whole() {
+        let fd = memfd_with(&[b"head", &[7u8; 100_000], b""]).unwrap();
+        let m = Mapped::open(&fd).unwrap();
+        assert_eq!(m.bytes().len(), 100_004);
+        assert_eq!(&m.bytes()[..5], b"head\x07");
+        let empty = memfd_with(&[]).unwrap();
+        assert!(Mapped::open(&empty).unwrap().bytes().is_empty());
+    }
 
     #[test]
     fn two_mappings_of_one_page_see_each_other() {

@@ -39,6 +39,13 @@ pub(crate) struct Frame<'a> {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// The payload of a frame sent by [`FrameWriter::queue_spilling`] as a memfd: its last
+/// descriptor, mapped. The other descriptors stay in `fds`.
+pub(crate) fn spilled(fds: &mut Vec<OwnedFd>) -> Result<sys::mem::Mapped, FrameError> {
+    let fd = fds.pop().ok_or_else(|| FrameError::Malformed("a spilled frame without its memfd".into()))?;
+    Ok(sys::mem::Mapped::open(&fd)?)
+}
+
 impl Frame<'_> {
     /// Decodes the payload as a `T`, giving it this frame's descriptors.
     pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, CodecError> {
@@ -142,6 +149,34 @@ impl FrameWriter {
         }
     }
 
+    /// Queues a frame built by `write`; a payload of `spill_at` bytes or more travels in a
+    /// memfd instead: a frame of kind `big_kind`, empty, with the memfd as its last
+    /// descriptor (see [`spilled`]). Large bodies then cost one copy, not a socket's worth
+    /// of round trips.
+    pub(crate) fn queue_spilling(
+        &mut self,
+        kind: u8,
+        big_kind: u8,
+        spill_at: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let (r, mut new_fds) = fds::collect_outgoing(|| write(&mut self.buf));
+        if let Err(e) = r {
+            self.buf.truncate(start);
+            return Err(FrameError::Codec(e));
+        }
+        let len = self.buf.len() - start - HEADER_LEN;
+        if len >= spill_at && len as u64 <= self.max_frame as u64 {
+            let fd = sys::mem::memfd_with(&[&self.buf[start + HEADER_LEN..]]);
+            self.buf.truncate(start + HEADER_LEN);
+            new_fds.push(fd?);
+            return self.seal(start, big_kind, new_fds);
+        }
+        self.seal(start, kind, new_fds)
+    }
+
     /// Queues a frame whose payload is `head` followed by `body`, with `fds` attached.
     pub(crate) fn queue_parts(
         &mut self,
@@ -150,11 +185,35 @@ impl FrameWriter {
         body: &[u8],
         fds: &[OwnedFd],
     ) -> Result<(), FrameError> {
+        self.queue_parts_spilling(kind, None, head, body, fds)
+    }
+
+    /// [`queue_parts`](Self::queue_parts), but when `spill` is `Some((big_kind, at))` and
+    /// the payload is `at` bytes or more, it travels in a memfd as in
+    /// [`queue_spilling`](Self::queue_spilling).
+    pub(crate) fn queue_parts_spilling(
+        &mut self,
+        kind: u8,
+        spill: Option<(u8, usize)>,
+        head: &[u8],
+        body: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<(), FrameError> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
-        self.buf.extend_from_slice(head);
-        self.buf.extend_from_slice(body);
-        let mut dups = Vec::with_capacity(fds.len());
+        let mut kind = kind;
+        let mut memfd = None;
+        match spill {
+            Some((big_kind, at)) if head.len() + body.len() >= at => {
+                memfd = Some(sys::mem::memfd_with(&[head, body])?);
+                kind = big_kind;
+            }
+            _ => {
+                self.buf.extend_from_slice(head);
+                self.buf.extend_from_slice(body);
+            }
+        }
+        let mut dups = Vec::with_capacity(fds.len() + 1);
         for fd in fds {
             match fd.try_clone() {
                 Ok(d) => dups.push(d),
@@ -164,6 +223,7 @@ impl FrameWriter {
                 }
             }
         }
+        dups.extend(memfd);
         self.seal(start, kind, dups)
     }
 
