@@ -24,6 +24,16 @@ fn runaway(gib: usize) -> usize {
     v.len()
 }
 
+static INITIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark(_: ()) {
+    INITIALIZED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn was_initialized(_: u64) -> (bool, u32) {
+    (INITIALIZED.load(std::sync::atomic::Ordering::SeqCst), std::process::id())
+}
+
 fn hello(tag: String) {
     println!("{tag} {}", multiproc::current_process().name());
 }
@@ -74,4 +84,23 @@ fn an_address_space_cap_fails_the_runaway_task_only() {
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.apply(hog, 16).unwrap(), 16);
+}
+
+#[test]
+fn the_initializer_runs_in_every_replacement() {
+    let pool = Pool::builder().processes(2).max_tasks_per_child(1).initializer(mark, ()).build().unwrap();
+    let seen = pool.map(was_initialized, 0..8).unwrap();
+    assert!(seen.iter().all(|(init, _)| *init), "{seen:?}");
+    let mut pids: Vec<u32> = seen.iter().map(|(_, p)| *p).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 8, "one task per worker");
+}
+
+#[test]
+fn a_progress_bar_does_not_change_results() {
+    let pool = Pool::new(2).unwrap();
+    let opts = multiproc::MapOptions::new().progress(true);
+    assert_eq!(pool.map_async_with(pid, 0..20, &opts).get().unwrap().len(), 20);
+    assert_eq!(pool.imap_with(pid, 0..20, &opts).count(), 20);
 }
