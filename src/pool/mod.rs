@@ -65,6 +65,10 @@ use crate::spawn::identity;
 /// }
 /// ```
 ///
+/// Whatever the chunk size, a worker's death costs only the item it was running: the
+/// items it held but had not started run on another worker, and so do results it had
+/// computed but not yet sent (results are sent in batches, at most 200 µs apart).
+///
 /// A `Pool` is `Send + Sync`: share it (`&Pool`, `Arc<Pool>`) and submit from several
 /// threads at once. Dropping it without [`close`](Pool::close) + [`join`](Pool::join)
 /// terminates the workers and reaps them.
