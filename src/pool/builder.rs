@@ -202,7 +202,6 @@ impl PoolBuilder {
             inbox: Mutex::new(Inbox::default()),
             wakeup: Wakeup::new().map_err(crate::Error::Io)?,
             asleep: Default::default(),
-            item_ns: Default::default(),
             default_timeout: self.timeout,
             default_retries: self.retries,
             stats: Mutex::new(PoolStats::default()),

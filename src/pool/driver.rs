@@ -670,7 +670,6 @@ impl Driver {
         let avg = |old: u64, new: u64| if old == 0 { new.max(1) } else { (old * 7 + new) / 8 };
         self.task_ns = avg(self.task_ns, elapsed);
         self.item_ns = avg(self.item_ns, per_item);
-        self.shared.item_ns.store(self.item_ns, Ordering::Relaxed);
     }
 
     fn protocol_error(&mut self, wi: usize, what: &str) {
@@ -788,7 +787,6 @@ impl Driver {
             c if c == -libc::SIGABRT || c == -libc::SIGSEGV => self.cfg.address_space.map(|limit| {
                 format!("the worker may have hit its address-space limit of {limit} bytes (max_address_space)")
             }),
-            -9 if self.cfg.max_memory.is_some() || self.cfg.address_space.is_some() => None,
             0 => Some("the task called exit (e.g. std::process::exit) in the worker".into()),
             _ => None,
         }

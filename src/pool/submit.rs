@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,8 +153,6 @@ pub(crate) struct Shared {
     pub(crate) wakeup: Wakeup,
     /// The driver is (about to be) blocked in poll and needs a wake-up.
     pub(crate) asleep: AtomicBool,
-    /// The measured time per item (ns), for adaptive chunks; 0 until measured.
-    pub(crate) item_ns: AtomicU64,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) default_retries: u32,
     pub(crate) stats: Mutex<super::PoolStats>,
