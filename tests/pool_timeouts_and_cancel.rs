@@ -91,3 +91,15 @@ fn cancelling_a_map_fails_what_has_not_ended() {
     assert!(all.iter().all(|r| matches!(r, Err(TaskError::Cancelled { .. }))), "{all:?}");
     assert_eq!(pool.apply(echo, 3).unwrap(), 3);
 }
+
+#[test]
+fn timeouts_too_large_to_represent_mean_no_timeout() {
+    let pool = Pool::builder().processes(1).timeout(Duration::MAX).build().unwrap();
+    let h = pool.apply_async_with(echo, 5, TaskOptions::new().timeout(Duration::MAX));
+    assert!(h.wait_timeout(Duration::MAX));
+    assert_eq!(h.get_timeout(Duration::MAX).unwrap(), 5);
+    let m = pool.map_async(echo, 0..3);
+    assert!(m.wait_timeout(Duration::MAX));
+    let mut it = pool.imap(echo, 0..2);
+    assert_eq!(it.next_timeout(Duration::MAX).unwrap().unwrap(), 0);
+}

@@ -112,7 +112,7 @@ pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::
         .queue_parts(KIND_SETUP, &head, &[], &[memfd])
         .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
     writer
-        .flush(Some(Instant::now() + cfg.spec.start_timeout))
+        .flush(Instant::now().checked_add(cfg.spec.start_timeout))
         .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
     Ok(Worker {
         name: spec.name,
@@ -134,7 +134,7 @@ pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::
 /// Waits for a new worker's READY (used by `build` when there is an initializer, so a
 /// failing initializer fails the build).
 pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), PoolError> {
-    let deadline = Instant::now() + cfg.spec.start_timeout;
+    let deadline = Instant::now().checked_add(cfg.spec.start_timeout);
     let pid = w.process.pid();
     let fail = |reason: String| PoolError::Initializer {
         initializer: cfg.initializer_name,
@@ -142,7 +142,7 @@ pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), Pool
         pid,
         reason,
     };
-    let frame = match w.reader.recv(Some(deadline)) {
+    let frame = match w.reader.recv(deadline) {
         Ok(f) => f,
         Err(FrameError::TimedOut) => return Err(fail(format!("no answer within {:?}", cfg.spec.start_timeout))),
         Err(_) => {
@@ -455,7 +455,8 @@ impl Driver {
                 continue;
             }
             let Some(timeout) = front.job.sub.timeout else { continue };
-            let due = w.since + timeout;
+            // A timeout too large to add is no timeout.
+            let Some(due) = w.since.checked_add(timeout) else { continue };
             if due <= now {
                 w.leaving = Some(Leaving::Killed(Kill::Timeout(timeout)));
                 let _ = w.process.signal(libc::SIGKILL);

@@ -284,7 +284,7 @@ impl<R> MapResult<R> {
     /// Waits at most `timeout`; returns whether every item has ended.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let len = self.len;
-        self.collector.wait_until(Some(Instant::now() + timeout), |st| st.delivered >= len).is_some()
+        self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.delivered >= len).is_some()
     }
 
     /// Cancels every item not yet ended (running ones have their workers replaced).
@@ -453,7 +453,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
     /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`
     /// if none came (the iteration can go on).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
-        self.next_until(Some(Instant::now() + timeout), timeout)
+        self.next_until(Instant::now().checked_add(timeout), timeout)
     }
 
     fn next_until(&mut self, deadline: Option<Instant>, timeout: Duration) -> Option<Result<R, TaskError>> {

@@ -210,9 +210,16 @@ impl<R> AsyncResult<R> {
 
     /// Waits at most `timeout`; returns whether the task has ended.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut st = self.slot.lock();
         while !st.done {
+            let Some(deadline) = deadline else {
+                // Too far away to represent: wait without a deadline.
+                st.waiters += 1;
+                st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.waiters -= 1;
+                continue;
+            };
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
             st.waiters += 1;
             st = self.slot.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
