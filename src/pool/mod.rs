@@ -183,19 +183,20 @@ impl Pool {
         let function = identity::encode_fn::<F, fn(A) -> R>(f);
         let trampoline = trampoline_offset(unary_trampoline::<F, A, R>);
         let slot = Arc::new(Slot::new(task, opts.callback, opts.error_callback));
-        let mut enc = Encoder::new();
-        if let Err(message) = enc.push(&arg) {
-            slot.deliver(0, Outcome::Failed(TaskError::Codec { task, message }));
-            return AsyncResult::new(slot, None);
-        }
-        let (bytes, offsets, fds) = enc.finish();
+        let (bytes, fds) = match Encoder::one(&arg) {
+            Ok(v) => v,
+            Err(message) => {
+                slot.deliver(0, Outcome::Failed(TaskError::Codec { task, message }));
+                return AsyncResult::new(slot, None);
+            }
+        };
         let sink: Arc<dyn Sink> = slot.clone();
         let sub = Submission {
             task,
             trampoline,
             function,
             bytes,
-            offsets,
+            offsets: Vec::new(),
             fds,
             base: 0,
             chunking: Chunking::Fixed(1),

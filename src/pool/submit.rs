@@ -113,6 +113,17 @@ impl Encoder {
         Ok(())
     }
 
+    /// One item on its own (as `apply` sends it): no offsets, one allocation.
+    pub(crate) fn one<A: Serialize>(arg: &A) -> Result<(Vec<u8>, ItemFds), String> {
+        let mut bytes = Vec::with_capacity(64);
+        let at = begin_item(&mut bytes);
+        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, &mut bytes));
+        r.map_err(|e| e.to_string())?;
+        end_item(&mut bytes, at);
+        let fds = if new_fds.is_empty() { Vec::new() } else { vec![(0, new_fds)] };
+        Ok((bytes, fds))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.offsets.len() - 1
     }
