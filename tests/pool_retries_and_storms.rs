@@ -32,6 +32,10 @@ fn bad_init(_: ()) {
     panic!("no database today");
 }
 
+fn crashing_init(_: ()) {
+    std::process::abort();
+}
+
 /// Fails in every worker started after the first two.
 fn late_bad_init(_: ()) {
     let name = multiproc::current_process().name().to_string();
@@ -104,4 +108,16 @@ fn an_initializer_that_starts_failing_later_breaks_the_pool_instead_of_looping()
     let s = pool.stats();
     assert!(s.initializer_failures >= 3 && s.initializer_failures <= 4, "{s:?}");
     assert!(matches!(pool.apply(ok, 3), Err(TaskError::PoolBroken { .. })));
+}
+
+#[test]
+fn an_initializer_that_crashes_fails_build_naming_the_signal() {
+    match Pool::builder().processes(2).initializer(crashing_init, ()).build() {
+        Err(e @ PoolError::Initializer { .. }) => {
+            let PoolError::Initializer { reason, initializer, .. } = &e else { unreachable!() };
+            assert!(reason.contains("SIGABRT"), "{e}");
+            assert!(initializer.contains("crashing_init"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

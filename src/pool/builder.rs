@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::driver::{self, Driver, WorkerConfig};
-use super::submit::{Inbox, Shared};
+use super::submit::{Inbox, Shared, StatsBoard};
 use super::worker::{InitTrampoline, init_trampoline};
 use super::{Pool, PoolError, PoolStats};
 use crate::spawn::{self, ChildSpec};
@@ -204,7 +204,7 @@ impl PoolBuilder {
             asleep: Default::default(),
             default_timeout: self.timeout,
             default_retries: self.retries,
-            stats: Mutex::new(PoolStats::default()),
+            stats: StatsBoard::new(PoolStats::default()),
             spawned: Mutex::new(Vec::new()),
         });
         let stats = PoolStats {
@@ -213,11 +213,21 @@ impl PoolBuilder {
             worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
             ..PoolStats::default()
         };
-        shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&stats);
+        shared.stats.publish(&stats, true);
         let driver = Driver::new(shared.clone(), cfg, workers, stats);
+        let driver_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("multiproc-pool".into())
-            .spawn(move || driver.run())
+            .spawn(move || {
+                let _ = driver_shared.stats.driver.set(std::thread::current().id());
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()));
+                if ran.is_err() {
+                    // A bug in the driver: refuse new work and stop waiting for statistics
+                    // (its workers were killed and reaped as the driver unwound).
+                    driver_shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
+                    driver_shared.stats.finish();
+                }
+            })
             .map_err(crate::Error::Io)?;
         Ok(Pool { shared, driver: Mutex::new(Some(handle)), processes })
     }

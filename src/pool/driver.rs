@@ -826,14 +826,12 @@ impl Driver {
     }
 
     fn publish_stats(&mut self) {
-        if !self.stats_dirty {
-            return;
+        if self.stats_dirty {
+            self.stats.workers_alive = self.workers.len();
+            self.stats.worker_pids.clear();
+            self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
         }
-        self.stats_dirty = false;
-        self.stats.workers_alive = self.workers.len();
-        self.stats.worker_pids.clear();
-        self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
-        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&self.stats);
+        self.shared.stats.publish(&self.stats, std::mem::take(&mut self.stats_dirty));
     }
 
     /// The driver is ending: refuse new work, fail anything that slipped in.
@@ -848,6 +846,7 @@ impl Driver {
         }
         self.stats_dirty = true;
         self.publish_stats();
+        self.shared.stats.finish();
     }
 }
 

@@ -115,8 +115,23 @@ impl Pool {
     }
 
     /// A snapshot of the pool's counters.
+    ///
+    /// It includes every outcome the caller has already seen: the driver answers with a
+    /// fresh copy at the end of its current round. (Called from a callback, which runs on
+    /// the driver's thread, it returns the last published copy.)
     pub fn stats(&self) -> PoolStats {
-        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let board = &self.shared.stats;
+        let on_driver = board.driver.get() == Some(&std::thread::current().id());
+        let want = board.wanted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if !on_driver {
+            self.shared.wake_always();
+        }
+        let mut p = board.published.lock().unwrap_or_else(|e| e.into_inner());
+        while !on_driver && p.1 < want && !board.done.load(std::sync::atomic::Ordering::SeqCst) {
+            // The bound only guards against a driver that is gone without saying so.
+            p = board.cond.wait_timeout(p, std::time::Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        p.0.clone()
     }
 
     /// Runs `f(arg)` in a worker and waits for it (Python's `apply`).

@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -158,6 +159,49 @@ pub(crate) struct Inbox {
     pub(crate) finished: bool,
 }
 
+/// The statistics the driver publishes, and requests for a fresh copy: `Pool::stats`
+/// asks, and the driver answers at the end of its current round, so a snapshot taken
+/// after seeing a result includes that result.
+pub(crate) struct StatsBoard {
+    /// The last snapshot, and the request number it answers.
+    pub(crate) published: Mutex<(super::PoolStats, u64)>,
+    pub(crate) cond: Condvar,
+    pub(crate) wanted: AtomicU64,
+    /// The driver has ended: the last snapshot is final.
+    pub(crate) done: AtomicBool,
+    pub(crate) driver: OnceLock<ThreadId>,
+}
+
+impl StatsBoard {
+    pub(crate) fn new(initial: super::PoolStats) -> StatsBoard {
+        StatsBoard {
+            published: Mutex::new((initial, 0)),
+            cond: Condvar::new(),
+            wanted: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            driver: OnceLock::new(),
+        }
+    }
+
+    /// The driver's side: publishes when something changed or a copy was asked for.
+    pub(crate) fn publish(&self, stats: &super::PoolStats, changed: bool) {
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        if !changed && p.1 >= wanted {
+            return;
+        }
+        p.0.clone_from(stats);
+        p.1 = wanted;
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        let _p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
+}
+
 /// What users and the driver share.
 pub(crate) struct Shared {
     pub(crate) inbox: Mutex<Inbox>,
@@ -166,7 +210,7 @@ pub(crate) struct Shared {
     pub(crate) asleep: AtomicBool,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) default_retries: u32,
-    pub(crate) stats: Mutex<super::PoolStats>,
+    pub(crate) stats: StatsBoard,
     /// Workers started by helper threads, for the driver to adopt.
     pub(crate) spawned: Mutex<Vec<(u32, Result<super::driver::Worker, crate::Error>)>>,
 }
