@@ -105,6 +105,12 @@ impl Pool {
     }
 
     /// Every setting: initializer, recycling, memory caps, timeouts, retries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).max_tasks_per_child(10).build().unwrap();
+    /// assert_eq!(pool.processes(), 2);
+    /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
     }
@@ -119,6 +125,16 @@ impl Pool {
     /// It includes every outcome the caller has already seen: the driver answers with a
     /// fresh copy at the end of its current round. (Called from a callback, which runs on
     /// the driver's thread, it returns the last published copy.)
+    ///
+    /// ```
+    /// fn boom(_: u8) -> u8 { panic!("boom") }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert!(pool.apply(boom, 0).is_err());
+    /// let s = pool.stats();
+    /// assert_eq!((s.tasks_panicked, s.workers_died, s.workers_alive), (1, 0, 1));
+    /// ```
     pub fn stats(&self) -> PoolStats {
         let board = &self.shared.stats;
         let on_driver = board.driver.get() == Some(&std::thread::current().id());
@@ -271,6 +287,16 @@ impl Pool {
     }
 
     /// Submits a whole map and returns at once (Python's `map_async`).
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let pending = pool.map_async(double, 0..1000);
+    /// // ... the parent does something else meanwhile ...
+    /// assert_eq!(pending.get().unwrap().iter().sum::<u64>(), 999 * 1000);
+    /// ```
     pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> MapResult<R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -325,6 +351,15 @@ impl Pool {
     }
 
     /// Submits a whole starmap and returns at once (Python's `starmap_async`).
+    ///
+    /// ```
+    /// fn label(name: String, n: u32) -> String { format!("{name}-{n}") }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let r = pool.starmap_async(label, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    /// assert_eq!(r.get().unwrap(), ["a-1", "b-2"]);
+    /// ```
     pub fn starmap_async<F, Args, I>(&self, f: F, items: I) -> MapResult<F::Output>
     where
         F: StarFn<Args>,
@@ -438,6 +473,16 @@ impl Pool {
 
     /// Applies `f` lazily, yielding outcomes in input order (Python's `imap`, one item
     /// per task). The input is pulled through a bounded window; see [`IMapIter`].
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// for (i, r) in pool.imap(square, 0..5).enumerate() {
+    ///     assert_eq!(r.unwrap(), (i * i) as u64); // input order
+    /// }
+    /// ```
     pub fn imap<'a, F, A, R, I>(&self, f: F, items: I) -> IMapIter<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -527,6 +572,19 @@ impl Pool {
 
     /// Stops accepting work; tasks already submitted still run (Python's `close`).
     /// Later submissions fail with [`TaskError::Closed`].
+    ///
+    /// ```
+    /// use multiproc::TaskError;
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let before = pool.apply_async(double, 1);
+    /// pool.close();
+    /// assert!(matches!(pool.apply(double, 2), Err(TaskError::Closed { .. })));
+    /// pool.join().unwrap();
+    /// assert_eq!(before.get().unwrap(), 2);
+    /// ```
     pub fn close(&self) {
         self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.shared.wake_always();
