@@ -284,8 +284,8 @@ where
     F: Fn(A) + Copy + Send + 'static,
     A: Serialize + DeserializeOwned + Send + 'static,
 {
-    let ChildContext { channel, payload } = ctx;
-    let (offset, arg): (i64, A) = match crate::wire::fds::with_incoming(Vec::new(), || codec::decode(&payload)) {
+    let ChildContext { channel, payload, fds } = ctx;
+    let (offset, arg): (i64, A) = match crate::wire::fds::with_incoming(fds, || codec::decode(&payload)) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("Process {}: {e}", spawn::identity().name);

@@ -95,6 +95,8 @@ fn executable(over: Option<&PathBuf>) -> PathBuf {
 pub(crate) struct ChildContext {
     pub(crate) channel: Channel,
     pub(crate) payload: Vec<u8>,
+    /// Descriptors that came with the payload (handles in the argument), for `wire::fds`.
+    pub(crate) fds: Vec<std::os::fd::OwnedFd>,
 }
 
 /// An entry function: what a child runs after its handshake. It may exit by itself;
@@ -249,6 +251,7 @@ fn run_child(marker: OsString) -> ! {
     if frame.kind != KIND_HELLO {
         fail(format!("expected a hello, got frame kind {:#04x}", frame.kind));
     }
+    let fds = frame.fds;
     let (hello, payload) = codec::decode_prefix::<Hello>(frame.payload)
         .map(|(h, rest)| (h, rest.to_vec()))
         .unwrap_or_else(|e| fail(format!("unreadable hello: {e}")));
@@ -284,7 +287,7 @@ fn run_child(marker: OsString) -> ! {
     // SAFETY: the fingerprint matched, so this is the parent's very build, where
     // `hello.entry` was computed by `identity::offset_of` from an `Entry`.
     let entry: Entry = unsafe { identity::function_at(hello.entry) };
-    entry(ChildContext { channel, payload });
+    entry(ChildContext { channel, payload, fds });
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0)
