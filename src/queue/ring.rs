@@ -11,10 +11,10 @@
 //! next process with `OwnerDied`, which needs no repair.
 //!
 //! Messages that carry descriptors, or too large for the ring, travel as one
-//! `SOCK_SEQPACKET` message (payload inline, or in a sealed memfd) tagged with the
-//! record's sequence number; the ring holds a marker. A consumer taking a marker reads
-//! socket messages until the one with its number: older ones were orphaned by a producer
-//! that died between send and commit; if its own is gone, a consumer that died took it.
+//! `SOCK_SEQPACKET` message (payload inline, or in a sealed memfd) with a fresh number;
+//! the ring holds a marker with that number. A consumer taking a marker reads socket
+//! messages until the one with its number: older ones were orphaned by a producer that
+//! died between send and commit; if its own is gone, a consumer that died took it.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -36,6 +36,9 @@ const PUT_SIGNAL_AT: usize = 268;
 const CAP_AT: usize = 320;
 const MAXSIZE_AT: usize = 324;
 const SHUTDOWN_AT: usize = 328;
+/// Numbers socket messages; bumped under the put lock *before* a send, so a message
+/// orphaned by a producer that died before committing keeps a number no marker has.
+const PACKET_ID_AT: usize = 332;
 pub(crate) const UNFINISHED_AT: usize = 384;
 const DATA_AT: usize = 4096;
 
@@ -234,10 +237,11 @@ impl Ring {
                 let p = pos(tail);
                 let s = seq(tail);
                 if socket {
-                    self.send_packet(s, bytes, fds, memfd.as_ref(), patience.deadline())?;
-                    self.write_record(p, TAG_SOCKET, &[]);
+                    let id = self.word32(PACKET_ID_AT).fetch_add(1, SeqCst);
+                    self.send_packet(id, bytes, fds, memfd.as_ref(), patience.deadline())?;
+                    self.write_record(p, id, TAG_SOCKET, &[]);
                 } else {
-                    self.write_record(p, TAG_INLINE, bytes);
+                    self.write_record(p, bytes.len() as u32, TAG_INLINE, bytes);
                 }
                 tail_w.store(pack(s.wrapping_add(1), (p + need) % self.cap), SeqCst);
                 drop(held);
@@ -283,10 +287,12 @@ impl Ring {
         Ok(())
     }
 
-    fn write_record(&self, p: usize, tag: u32, payload: &[u8]) {
+    /// Writes a record at `p`: its header (`word`: the payload length, or for a marker the
+    /// socket message's number) and payload.
+    fn write_record(&self, p: usize, word: u32, tag: u32, payload: &[u8]) {
         let map = self.region.map();
         let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[..4].copy_from_slice(&word.to_le_bytes());
         header[4..].copy_from_slice(&tag.to_le_bytes());
         map.write_bytes(DATA_AT + p, &header);
         let start = (p + 8) % self.cap;
@@ -299,14 +305,14 @@ impl Ring {
 
     fn send_packet(
         &self,
-        s: u32,
+        id: u32,
         bytes: &[u8],
         fds: &mut Vec<OwnedFd>,
         memfd: Option<&OwnedFd>,
         deadline: Option<Instant>,
     ) -> Result<(), RingError> {
         let mut head = [0u8; 8];
-        head[..4].copy_from_slice(&s.to_le_bytes());
+        head[..4].copy_from_slice(&id.to_le_bytes());
         head[4..].copy_from_slice(&(if memfd.is_some() { FLAG_MEMFD } else { 0 }).to_le_bytes());
         let inline: &[u8] = if memfd.is_some() { &[] } else { bytes };
         let mut all: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
@@ -369,19 +375,20 @@ impl Ring {
             }
             let p = pos(head);
             let s = seq(head);
-            let (len, tag) = self.read_header(p);
+            let (word, tag) = self.read_header(p);
+            let len = if tag == TAG_INLINE { word as usize } else { 0 };
             let next = pack(s.wrapping_add(1), (p + 8 + pad8(len)) % self.cap);
             let got = match tag {
                 TAG_INLINE if len <= self.cap / 4 => {
                     self.read_payload(p, len, out);
                     true
                 }
-                TAG_SOCKET => self.recv_packet(s, out, fds)?,
+                TAG_SOCKET => self.recv_packet(word, out, fds)?,
                 _ => {
                     head_w.store(next, SeqCst);
                     return Err(RingError::Io(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("corrupt queue record (tag {tag}, {len} bytes)"),
+                        format!("corrupt queue record (tag {tag}, word {word})"),
                     )));
                 }
             };
@@ -398,10 +405,10 @@ impl Ring {
         }
     }
 
-    fn read_header(&self, p: usize) -> (usize, u32) {
+    fn read_header(&self, p: usize) -> (u32, u32) {
         let mut h = [0u8; 8];
         self.region.map().read_bytes(DATA_AT + p, &mut h);
-        (u32::from_le_bytes(h[..4].try_into().unwrap()) as usize, u32::from_le_bytes(h[4..].try_into().unwrap()))
+        (u32::from_le_bytes(h[..4].try_into().unwrap()), u32::from_le_bytes(h[4..].try_into().unwrap()))
     }
 
     fn read_payload(&self, p: usize, len: usize, out: &mut Vec<u8>) {
@@ -459,5 +466,58 @@ struct Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let _ = mutex::unlock(self.ring.region.map(), self.at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_dying_with_the_lock_hands_it_on_and_loses_nothing() {
+        let ring = std::sync::Arc::new(Ring::create(0, 0, 4096).unwrap());
+        ring.put(b"one", &mut Vec::new(), Patience::No).unwrap();
+        let r = ring.clone();
+        // The thread ends holding the consumers' lock, as a killed process would.
+        std::thread::spawn(move || {
+            assert!(matches!(lock_raw(r.region.map(), GET_MUTEX_AT, Wait::Forever), Ok(false)));
+            r.word32(GETTERS_WAITING_AT).fetch_add(1, SeqCst);
+        })
+        .join()
+        .unwrap();
+        let mut out = Vec::new();
+        ring.get(&mut out, &mut Vec::new(), Patience::Until(None)).unwrap();
+        assert_eq!(out, b"one");
+        assert_eq!(ring.word32(GETTERS_WAITING_AT).load(SeqCst), 0, "the dead sleeper's count is cleared");
+    }
+
+    #[test]
+    fn an_orphaned_socket_message_is_skipped_and_a_taken_one_does_not_block() {
+        let ring = Ring::create(0, 0, 4096).unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        // A producer that died after sending but before committing leaves an orphan.
+        let id = ring.word32(PACKET_ID_AT).fetch_add(1, SeqCst);
+        ring.send_packet(id, b"orphan", &mut vec![OwnedFd::from(a.try_clone().unwrap())], None, None).unwrap();
+        ring.put(b"real", &mut vec![OwnedFd::from(a)], Patience::No).unwrap();
+        let (mut out, mut fds) = (Vec::new(), Vec::new());
+        ring.get(&mut out, &mut fds, Patience::No).unwrap();
+        assert_eq!((out.as_slice(), fds.len()), (&b"real"[..], 1));
+        // A marker whose socket message a dead consumer took is skipped, not waited for.
+        ring.put(b"gone", &mut vec![fds.pop().unwrap()], Patience::No).unwrap();
+        let mut stolen = vec![0u8; 100];
+        sys::sock::recv(ring.rx.as_fd(), &mut stolen, &mut Vec::new(), true).unwrap();
+        ring.put(b"after", &mut Vec::new(), Patience::No).unwrap();
+        ring.get(&mut out, &mut fds, Patience::No).unwrap();
+        assert_eq!(out, b"after");
+    }
+
+    #[test]
+    fn a_message_larger_than_the_ring_travels_in_memory_beside_it() {
+        let ring = Ring::create(0, 0, 4096).unwrap();
+        let big = vec![7u8; 100_000];
+        ring.put(&big, &mut Vec::new(), Patience::No).unwrap();
+        let mut out = Vec::new();
+        ring.get(&mut out, &mut Vec::new(), Patience::No).unwrap();
+        assert_eq!(out, big);
     }
 }
