@@ -1,56 +1,109 @@
-//! A quick tour of multiproc: one function per capability, each a second or less.
+//! A walk through every capability of multiproc, in a few seconds.
 //!
-//! Run with `cargo run --example tour`.
+//! Run with `cargo run --release --example tour`.
 
-use std::time::Duration;
+use std::time::Instant;
 
-use multiproc::{Connection, Lock, LockError, Pipe, Process, Queue, SharedMemory, Value};
+use multiproc::{
+    Connection, Lock, LockError, Pipe, Process, Queue, SharedMemory, Value, current_process, parent_process,
+};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), multiproc::Error> {
+    // First line of main: a child becomes its job here and never returns.
     multiproc::init();
-    ipc()?;
+    let start = Instant::now();
+    processes()?;
+    ipc();
+    println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// A child that squares what it receives on a pipe and reports on a queue, while
-/// bumping a shared counter; then a lock whose owner was killed is recovered.
-fn ipc() -> Result<(), Box<dyn std::error::Error>> {
-    fn squarer((conn, results, counter): (Connection<u64>, Queue<u64>, Value<u64>)) {
-        while let Ok(n) = conn.recv() {
-            results.put(n * n).unwrap();
-            *counter.lock().unwrap() += 1;
-        }
-    }
-    fn die_holding(lock: Lock) {
-        let _held = lock.acquire().unwrap();
-        std::process::abort();
-    }
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
 
-    println!("== queue, pipe, shared value, robust lock");
-    let (mine, theirs) = Pipe::duplex()?;
-    let results = Queue::new()?;
-    let counter = Value::new(0u64)?;
-    let mut child = Process::new(squarer, (theirs, results.clone(), counter.clone()));
-    child.start()?;
-    for n in 1..=5 {
-        mine.send(n)?;
+fn hello(n: u32) {
+    let me = current_process();
+    let parent = parent_process().expect("a child knows its parent");
+    println!("  {} (pid {}) says hello #{n} to {} (pid {})", me.name(), me.pid(), parent.name(), parent.pid());
+}
+
+fn crash(how: String) {
+    match how.as_str() {
+        "panic" => panic!("a bug in the child"),
+        _ => std::process::exit(3),
     }
-    let squares: Vec<u64> = (0..5).map(|_| results.get_timeout(Duration::from_secs(10))).collect::<Result<_, _>>()?;
-    drop(mine); // the child's recv now reports the closed pipe, and it returns
-    child.join()?;
-    println!("squares from the child: {squares:?}; counter = {}", counter.get()?);
+}
 
-    let mut shm = SharedMemory::create(16)?;
-    shm.as_mut_slice()[..2].copy_from_slice(b"ok");
-    println!("shared memory `{}` says {}", shm.name(), String::from_utf8_lossy(&shm.as_slice()[..2]));
+fn sleep_forever(_: ()) {
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+}
 
-    let lock = Lock::new()?;
-    let mut p = Process::new(die_holding, lock.clone());
+/// Processes: start, join, names, exit codes the way Python reports them.
+fn processes() -> Result<(), multiproc::Error> {
+    section("Process: real OS processes running Rust functions");
+    let mut p = Process::new(hello, 1).name("greeter");
+    println!("  before start: pid {:?}", p.pid());
     p.start()?;
     p.join()?;
-    match lock.acquire_timeout(Duration::from_secs(10)) {
-        Err(LockError::OwnerDied(_guard)) => println!("lock: its owner died holding it; recovered"),
-        other => println!("lock: unexpected {other:?}"),
-    }
+    println!("  {} exited with {:?}", p.get_name(), p.exitcode());
+
+    let mut panicking = Process::new(crash, "panic".to_string());
+    panicking.start()?;
+    panicking.join()?;
+    println!("  a panicking child exits with {:?} (its message went to its stderr above)", panicking.exitcode());
+
+    let mut sleeper = Process::new(sleep_forever, ());
+    sleeper.start()?;
+    sleeper.kill()?;
+    sleeper.join()?;
+    println!("  a SIGKILLed child reports {:?}, as Python's exitcode does", sleeper.exitcode());
+    println!("  this machine offers {} CPUs to this process", multiproc::cpu_count());
     Ok(())
+}
+
+fn squarer((conn, results, counter): (Connection<u64>, Queue<u64>, Value<u64>)) {
+    while let Ok(n) = conn.recv() {
+        results.put(n * n).expect("put");
+        *counter.lock().expect("lock") += 1;
+    }
+}
+
+fn die_holding(lock: Lock) {
+    let _held = lock.acquire().expect("lock");
+    std::process::abort();
+}
+
+/// IPC: a pipe in, a queue out, a shared counter, a shared-memory segment, and a lock
+/// recovered from a process that died holding it — all handles passed as arguments.
+fn ipc() {
+    section("Queue, Pipe, Value, SharedMemory, Lock: handles that travel to children");
+    let long = std::time::Duration::from_secs(10);
+    let (mine, theirs) = Pipe::duplex().expect("pipe");
+    let results = Queue::new().expect("queue");
+    let counter = Value::new(0u64).expect("value");
+    let mut child = Process::new(squarer, (theirs, results.clone(), counter.clone()));
+    child.start().expect("start");
+    for n in 1..=5 {
+        mine.send(n).expect("send");
+    }
+    let squares: Vec<u64> = (0..5).map(|_| results.get_timeout(long).expect("get")).collect();
+    drop(mine); // the child's recv now reports the closed pipe, and it returns
+    child.join().expect("join");
+    println!("  squares from the child: {squares:?}; shared counter = {}", counter.get().expect("get"));
+
+    let mut shm = SharedMemory::create(16).expect("shared memory");
+    shm.as_mut_slice()[..2].copy_from_slice(b"ok");
+    println!("  shared memory `{}` says {}", shm.name(), String::from_utf8_lossy(&shm.as_slice()[..2]));
+
+    let lock = Lock::new().expect("lock");
+    let mut p = Process::new(die_holding, lock.clone());
+    p.start().expect("start");
+    p.join().expect("join");
+    match lock.acquire_timeout(long) {
+        Err(LockError::OwnerDied(_guard)) => {
+            println!("  a child aborted holding a lock: the next locker is told, no deadlock")
+        }
+        other => println!("  lock: unexpected {other:?}"),
+    }
 }

@@ -7,7 +7,6 @@
 
 mod wait;
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -212,10 +211,10 @@ impl<T> Connection<T> {
 impl<T: Serialize> Connection<T> {
     /// Sends `value` as one message. Blocks only while the other end's buffer is full;
     /// fails with [`PipeError::Closed`] if the other end is gone.
-    pub fn send(&self, value: impl Borrow<T>) -> Result<(), PipeError> {
+    pub fn send(&self, value: T) -> Result<(), PipeError> {
         self.check_write()?;
         let mut w = lock(&self.writer);
-        match w.queue(KIND_VALUE, value.borrow()) {
+        match w.queue(KIND_VALUE, &value) {
             Ok(()) => {}
             Err(FrameError::Malformed(m)) => return Err(PipeError::Encode(m)),
             Err(e) => return Err(e.into()),

@@ -10,7 +10,6 @@
 mod feeder;
 mod ring;
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -267,18 +266,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `item` at the back, waiting while a bounded queue is full.
-    pub fn put(&self, item: impl Borrow<T>) -> Result<(), QueueError> {
-        self.handle.put(item.borrow(), Patience::Until(None))
+    pub fn put(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::Until(None))
     }
 
     /// As [`put`](Queue::put), failing with [`QueueError::TimedOut`] after `timeout`.
-    pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<(), QueueError> {
-        self.handle.put(item.borrow(), until(timeout))
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError> {
+        self.handle.put(&item, until(timeout))
     }
 
     /// Puts `item` only if there is room now ([`QueueError::Full`] otherwise).
-    pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<(), QueueError> {
-        self.handle.put(item.borrow(), Patience::No)
+    pub fn put_nowait(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::No)
     }
 
     /// Takes the front item, waiting while the queue is empty.
@@ -528,8 +527,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 
     /// Puts `item` at the back.
-    pub fn put(&self, item: impl Borrow<T>) -> Result<(), QueueError> {
-        self.handle.put(item.borrow(), Patience::Until(None))
+    pub fn put(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::Until(None))
     }
 
     /// Takes the front item, waiting while the queue is empty.

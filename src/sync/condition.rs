@@ -21,7 +21,7 @@ const SEQ_AT: usize = 128;
 /// check your condition in a loop, or use [`wait_for`](ConditionGuard::wait_for).
 ///
 /// ```
-/// use multiproc::{Condition, Process, Value};
+/// use multiproc::{Condition, Process, SyncError, Value};
 ///
 /// fn producer((cond, ready): (Condition, Value<u32>)) {
 ///     let mut g = cond.acquire().unwrap();
@@ -32,7 +32,8 @@ const SEQ_AT: usize = 128;
 /// multiproc::init();
 /// let cond = Condition::new()?;
 /// let ready = Value::new(0u32)?;
-/// let mut g = cond.acquire()?;
+/// // A guard borrows its lock: turn the error into an owned one before `?`.
+/// let mut g = cond.acquire().map_err(SyncError::from)?;
 /// let mut p = Process::new(producer, (cond.clone(), ready.clone()));
 /// p.start()?;
 /// g.wait_for(|| ready.get().unwrap() == 1, None)?;

@@ -144,8 +144,8 @@ impl Drop for LockGuard<'_> {
 /// ```
 /// multiproc::init();
 /// let r = multiproc::RLock::new()?;
-/// let outer = r.acquire()?;
-/// let inner = r.acquire()?; // same thread: fine
+/// let outer = r.acquire().map_err(multiproc::SyncError::from)?;
+/// let inner = r.acquire().map_err(multiproc::SyncError::from)?; // same thread: fine
 /// drop(inner);
 /// drop(outer);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
