@@ -15,8 +15,11 @@ fn produce((q, id): (Queue<(u32, u32)>, u32)) {
     }
 }
 
+/// A message: (producer id, its sequence number).
+type Msg = (u32, u32);
+
 /// Takes messages until it sees a stop marker, then reports what it took.
-fn consume((q, out): (Queue<(u32, u32)>, Queue<Vec<(u32, u32)>>)) {
+fn consume((q, out): (Queue<Msg>, Queue<Vec<Msg>>)) {
     let mut got = Vec::new();
     loop {
         let m = q.get().unwrap();

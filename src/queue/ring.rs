@@ -132,7 +132,7 @@ impl Ring {
     pub(crate) fn open(region: Region, tx: OwnedFd, rx: OwnedFd) -> Result<Ring, String> {
         let map = region.map();
         let cap = map.atomic_u32(CAP_AT).load(SeqCst) as usize;
-        if cap < 4096 || cap % 8 != 0 || DATA_AT + cap > map.len() {
+        if cap < 4096 || !cap.is_multiple_of(8) || DATA_AT + cap > map.len() {
             return Err(format!("queue memory of {} bytes does not hold its {cap}-byte ring", map.len()));
         }
         let maxsize = map.atomic_u32(MAXSIZE_AT).load(SeqCst);

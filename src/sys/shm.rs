@@ -188,7 +188,7 @@ impl Mapping {
         let end = offset.checked_add(size).expect("shared-memory offset overflows");
         assert!(end <= self.len, "shared-memory access {offset}..{end} outside a {}-byte mapping", self.len);
         let addr = self.ptr.as_ptr() as usize + offset;
-        assert!(addr % align == 0, "misaligned shared-memory access at offset {offset}");
+        assert!(addr.is_multiple_of(align), "misaligned shared-memory access at offset {offset}");
         addr
     }
 
