@@ -9,18 +9,18 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::address::{self, Address};
 use super::auth::{self, AuthError};
 use super::error::ManagerError;
 use super::protocol::{
-    KIND_ERR, KIND_OK, KIND_SESSION_HELLO, KIND_SESSION_READY, MANAGER_PROTOCOL, RemoteError, SessionHello,
-    SessionReady, Writer,
+    KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, MANAGER_PROTOCOL, RemoteError,
+    SessionHello, SessionReady, Writer, op,
 };
 use crate::wire::codec;
-use crate::wire::frame::{Channel, HEADER_LEN};
+use crate::wire::frame::Channel;
 use crate::wire::{CodecError, FrameError};
 
 /// How long connecting and authenticating may take.
@@ -31,9 +31,17 @@ pub(crate) struct Client {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
     session: [u8; 16],
-    max_request: u32,
     server_pid: u32,
-    idle: Mutex<Vec<Channel>>,
+    primary: Mutex<Primary>,
+    /// Idle connections for calls that may wait in the server.
+    spare: Mutex<Vec<Channel>>,
+}
+
+/// The connection quick calls share, in order.
+struct Primary {
+    ch: Option<Channel>,
+    /// Requests were posted since the last reply read on it.
+    posted: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,14 +109,14 @@ impl Client {
             return Ok(c);
         }
         reg.retain(|_, w| w.strong_count() > 0);
-        let (ch, session, max_request, server_pid) = open(address, authkey, None)?;
+        let (ch, session, _, server_pid) = open(address, authkey, None)?;
         let client = Arc::new(Client {
             address: address.clone(),
             authkey: authkey.to_vec(),
             session,
-            max_request,
             server_pid,
-            idle: Mutex::new(vec![ch]),
+            primary: Mutex::new(Primary { ch: Some(ch), posted: false }),
+            spare: Mutex::new(Vec::new()),
         });
         reg.insert(key, Arc::downgrade(&client));
         Ok(client)
@@ -118,15 +126,21 @@ impl Client {
         self.server_pid
     }
 
-    fn take(&self) -> Result<Channel, ManagerError> {
-        if let Some(ch) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+    /// The connection for quick calls, opening it again if it was lost.
+    fn primary(&self) -> Result<MutexGuard<'_, Primary>, ManagerError> {
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if p.ch.is_none() {
+            p.ch = Some(open(&self.address, &self.authkey, Some(self.session))?.0);
+            p.posted = false;
+        }
+        Ok(p)
+    }
+
+    fn take_spare(&self) -> Result<Channel, ManagerError> {
+        if let Some(ch) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(ch);
         }
         Ok(open(&self.address, &self.authkey, Some(self.session))?.0)
-    }
-
-    fn put_back(&self, ch: Channel) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
     }
 
     fn lost(&self, source: FrameError) -> ManagerError {
@@ -155,50 +169,152 @@ impl Client {
         }
     }
 
+    /// Sends the queued request and reads its reply, skipping the error reports of
+    /// posted requests sent before it.
+    fn round_trip<R>(
+        &self,
+        ch: &mut Channel,
+        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
+    ) -> Result<R, ManagerError> {
+        ch.writer.flush(None).map_err(|e| self.lost(e))?;
+        spin_until_readable(ch, REPLY_SPIN);
+        loop {
+            let frame = ch.recv(None).map_err(|e| self.lost(e))?;
+            return match frame.kind {
+                KIND_OK => read(frame.payload).map_err(ManagerError::Codec),
+                KIND_ERR => match codec::decode::<RemoteError>(frame.payload) {
+                    Ok(e) => Err(ManagerError::from_remote(e)),
+                    Err(e) => Err(self.lost(FrameError::Malformed(format!("unreadable error reply: {e}")))),
+                },
+                KIND_POSTED_ERR => {
+                    report_posted(frame.payload);
+                    continue;
+                }
+                k => Err(self.lost(FrameError::Malformed(format!("unexpected reply kind {k:#04x}")))),
+            };
+        }
+    }
+
     /// One request and its reply: `write` builds the payload, `read` decodes an OK reply.
+    ///
+    /// Quick requests share the process's primary connection, in order after its posted
+    /// ones; requests that may wait in the server (a queue `get`, a lock, a barrier) go
+    /// on a spare connection, once the posted requests are known to be applied.
     pub(crate) fn call<R>(
         &self,
         op: u8,
         write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
         read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, ManagerError> {
-        let mut ch = self.take()?;
-        self.queue(&mut ch, op, write).inspect_err(|_| debug_assert!(ch.writer.pending() == 0))?;
-        if let Err(e) = ch.writer.flush(None) {
-            return Err(self.lost(e));
+        if may_block(op) {
+            self.sync()?;
+            let mut ch = self.take_spare()?;
+            self.queue(&mut ch, op, write)?;
+            let result = self.round_trip(&mut ch, read);
+            if !matches!(result, Err(ManagerError::Disconnected { .. })) {
+                self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
+            }
+            return result;
         }
-        let result = match ch.recv(None) {
-            Ok(frame) if frame.kind == KIND_OK => read(frame.payload).map_err(ManagerError::Codec),
-            Ok(frame) if frame.kind == KIND_ERR => match codec::decode::<RemoteError>(frame.payload) {
-                Ok(e) => Err(ManagerError::from_remote(e)),
-                Err(e) => Err(self.lost(FrameError::Malformed(format!("unreadable error reply: {e}")))),
-            },
-            Ok(frame) => Err(self.lost(FrameError::Malformed(format!("unexpected reply kind {:#04x}", frame.kind)))),
-            Err(e) => return Err(self.lost(e)),
-        };
-        if !matches!(result, Err(ManagerError::Disconnected { .. })) {
-            self.put_back(ch);
+        let mut p = self.primary()?;
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op, write)?;
+        let result = self.round_trip(ch, read);
+        match result {
+            Err(ManagerError::Disconnected { .. }) => p.ch = None,
+            _ => p.posted = false,
         }
         result
     }
 
-    /// A request the server does not answer (dropping a reference).
-    pub(crate) fn send_one_way(
+    /// Sends a request whose success needs no answer (`dict.set`, `list.push`, dropping
+    /// a reference) without waiting: it is applied before every later call of this
+    /// process. The server reports a failure only (on the next read, to stderr).
+    pub(crate) fn post(
         &self,
         op: u8,
         write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
     ) -> Result<(), ManagerError> {
-        let mut ch = self.take()?;
-        self.queue(&mut ch, op, write)?;
-        ch.writer.flush(None).map_err(|e| self.lost(e))?;
-        self.put_back(ch);
+        let mut p = self.primary()?;
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op, write)?;
+        if let Err(e) = ch.writer.flush(None) {
+            p.ch = None;
+            return Err(self.lost(e));
+        }
+        // Read failure reports as they come, so they never fill the socket.
+        while ch.reader.has_frame()
+            || crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO))
+                .unwrap_or(false)
+        {
+            match ch.recv(None) {
+                Ok(f) if f.kind == KIND_POSTED_ERR => report_posted(f.payload),
+                Ok(_) | Err(_) => {
+                    p.ch = None;
+                    return Err(self.lost(FrameError::Malformed("unexpected reply to a posted request".into())));
+                }
+            }
+        }
+        p.posted = true;
         Ok(())
     }
 
-    /// The largest request payload the server accepts.
-    #[allow(dead_code)]
-    pub(crate) fn max_request(&self) -> usize {
-        self.max_request as usize - HEADER_LEN.min(self.max_request as usize)
+    /// Waits until every posted request of this process has been applied.
+    pub(crate) fn sync(&self) -> Result<(), ManagerError> {
+        let mut p = self.primary()?;
+        if !p.posted {
+            return Ok(());
+        }
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op::PING, |w| w.done())?;
+        let result = self.round_trip(ch, unit);
+        match result {
+            Err(ManagerError::Disconnected { .. }) => p.ch = None,
+            _ => p.posted = false,
+        }
+        result
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // A process that ends right after posting must not race the server: whoever
+        // waits for this process (a parent's `join`) then sees every write applied.
+        let _ = self.sync();
+    }
+}
+
+/// Operations that may wait in the server.
+fn may_block(op: u8) -> bool {
+    matches!(
+        op,
+        op::Q_PUT | op::Q_GET | op::Q_JOIN | op::L_ACQUIRE | op::E_WAIT | op::C_WAIT | op::B_WAIT | op::WAIT_COUNT
+    )
+}
+
+/// A posted request failed: nobody waits for its answer, so say it where it is seen.
+fn report_posted(payload: &[u8]) {
+    let e = codec::decode::<RemoteError>(payload)
+        .map(|e| ManagerError::from_remote(e).to_string())
+        .unwrap_or_else(|e| e.to_string());
+    eprintln!("multiproc manager: a request sent without waiting (set, push) failed: {e}");
+}
+
+/// How long a caller polls for its reply before sleeping in the kernel: most replies
+/// come within microseconds, and waking a sleeping thread costs about as much again.
+const REPLY_SPIN: Duration = Duration::from_micros(30);
+
+/// Polls `ch` without sleeping until it has data or `spin` has passed.
+pub(crate) fn spin_until_readable(ch: &Channel, spin: Duration) {
+    if ch.reader.has_frame() {
+        return;
+    }
+    let start = Instant::now();
+    while !crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO)).unwrap_or(true) {
+        if start.elapsed() >= spin {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 

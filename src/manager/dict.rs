@@ -37,17 +37,13 @@ where
     K: Serialize + DeserializeOwned + 'static,
     V: Serialize + DeserializeOwned + 'static,
 {
-    fn client(&self) -> &client::Client {
-        &self.h.client
-    }
-
     /// The value at `key`, if any. `key` may be any borrowed form of `K` that encodes
     /// the same (`&str` for `String`).
     pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
     where
         K: Borrow<Q>,
     {
-        self.client().call(
+        self.h.call(
             op::D_GET,
             |w| {
                 w.u64(self.h.id).value(key)?;
@@ -65,7 +61,7 @@ where
     where
         K: Borrow<Q>,
     {
-        self.client().call(
+        self.h.call(
             op::D_GET_MANY,
             |w| {
                 w.u64(self.h.id);
@@ -77,7 +73,7 @@ where
 
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
-        self.client().call(
+        self.h.call(
             op::D_INSERT,
             |w| {
                 w.u64(self.h.id).value(&key)?.value(&value)?;
@@ -87,16 +83,13 @@ where
         )
     }
 
-    /// Sets `key` to `value` without sending the old value back (Python's `d[k] = v`).
+    /// Sets `key` to `value` (Python's `d[k] = v`) without waiting for the server: the
+    /// fastest write. It is applied before any later call this process makes on the
+    /// manager, and before the process ends; a process told by other means (a pipe, a
+    /// file) may not see it yet — use [`insert`](Self::insert) then. Errors encoding
+    /// the value are returned; the server cannot refuse it.
     pub fn set(&self, key: K, value: V) -> Result<(), ManagerError> {
-        self.client().call(
-            op::D_SET,
-            |w| {
-                w.u64(self.h.id).value(&key)?.value(&value)?;
-                Ok(())
-            },
-            unit,
-        )
+        self.h.post(op::D_SET, |w| w.u64(self.h.id).value(&key)?.value(&value)?.done())
     }
 
     /// Removes `key`; returns its value.
@@ -104,7 +97,7 @@ where
     where
         K: Borrow<Q>,
     {
-        self.client().call(
+        self.h.call(
             op::D_REMOVE,
             |w| {
                 w.u64(self.h.id).value(key)?;
@@ -119,7 +112,7 @@ where
     where
         K: Borrow<Q>,
     {
-        self.client().call(
+        self.h.call(
             op::D_CONTAINS,
             |w| {
                 w.u64(self.h.id).value(key)?;
@@ -131,7 +124,7 @@ where
 
     /// The number of entries.
     pub fn len(&self) -> Result<usize, ManagerError> {
-        self.client().call(op::D_LEN, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
+        self.h.call(op::D_LEN, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
     }
 
     /// Whether the dict has no entries.
@@ -141,22 +134,22 @@ where
 
     /// The keys, in insertion order (a snapshot).
     pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
-        self.client().call(op::D_KEYS, |w| w.u64(self.h.id).done(), client::value::<Vec<K>>)
+        self.h.call(op::D_KEYS, |w| w.u64(self.h.id).done(), client::value::<Vec<K>>)
     }
 
     /// The values, in key insertion order (a snapshot).
     pub fn values(&self) -> Result<Vec<V>, ManagerError> {
-        self.client().call(op::D_VALUES, |w| w.u64(self.h.id).done(), client::value::<Vec<V>>)
+        self.h.call(op::D_VALUES, |w| w.u64(self.h.id).done(), client::value::<Vec<V>>)
     }
 
     /// The entries, in insertion order (a snapshot): what Python prints for a dict proxy.
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
-        self.client().call(op::D_ITEMS, |w| w.u64(self.h.id).done(), client::value::<Vec<(K, V)>>)
+        self.h.call(op::D_ITEMS, |w| w.u64(self.h.id).done(), client::value::<Vec<(K, V)>>)
     }
 
     /// Inserts every pair, in one round trip.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
-        self.client().call(
+        self.h.call(
             op::D_UPDATE,
             |w| {
                 w.u64(self.h.id);
@@ -176,7 +169,7 @@ where
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<(), ManagerError> {
-        self.client().call(op::D_CLEAR, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op::D_CLEAR, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// Replaces the value at `key` with `f(old)` *in the server*, under the dict's lock,
@@ -201,7 +194,7 @@ where
         F: Fn(Option<V>) -> V + Copy + Send + 'static,
     {
         let (tramp, f) = functions::modify_option_fn::<V, F>(f);
-        self.client().call(
+        self.h.call(
             op::D_MODIFY,
             |w| {
                 w.u64(self.h.id).value(key)?.i64(tramp).i64(f);

@@ -118,6 +118,9 @@ pub enum ManagerError {
     /// Nothing is published under this name.
     #[error("the manager has no object published as `{0}`")]
     UnknownName(String),
+    /// The proxy could not connect to its server when this process received it.
+    #[error("unusable proxy: {0}")]
+    Unusable(String),
     /// The server could not parse a request (a client bug or a different version).
     #[error("the manager rejected a request: {0}")]
     BadRequest(String),

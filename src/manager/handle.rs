@@ -19,7 +19,8 @@ use super::protocol::{Kind, op};
 
 /// A counted reference to one server object.
 pub struct Handle {
-    pub(crate) client: Arc<Client>,
+    /// The client, or why the proxy could not connect when it was received.
+    client: Result<Arc<Client>, String>,
     pub(crate) id: u64,
     kind: Kind,
     /// Whether the server counted this handle (a clone whose increment failed is not).
@@ -28,7 +29,10 @@ pub struct Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} at {}", self.kind.name(), self.id, self.client.address)
+        match &self.client {
+            Ok(c) => write!(f, "{} {} at {}", self.kind.name(), self.id, c.address),
+            Err(_) => write!(f, "{} {} (unusable)", self.kind.name(), self.id),
+        }
     }
 }
 
@@ -46,27 +50,49 @@ struct Wire {
 impl Handle {
     /// Wraps a reference the server has just counted for this process.
     pub(crate) fn counted(client: Arc<Client>, id: u64, kind: Kind) -> Handle {
-        Handle { client, id, kind, counted: true }
+        Handle { client: Ok(client), id, kind, counted: true }
+    }
+
+    /// The client, or the error that made this proxy unusable when it was received.
+    pub(crate) fn client(&self) -> Result<&Arc<Client>, ManagerError> {
+        self.client.as_ref().map_err(|why| ManagerError::Unusable(why.clone()))
+    }
+
+    /// A posted request about this object (see [`Client::post`]).
+    pub(crate) fn post(
+        &self,
+        op: u8,
+        write: impl FnOnce(&mut super::protocol::Writer<'_>) -> Result<(), crate::wire::CodecError>,
+    ) -> Result<(), ManagerError> {
+        self.client()?.post(op, write)
+    }
+
+    /// One request about this object (see [`Client::call`]).
+    pub(crate) fn call<R>(
+        &self,
+        op: u8,
+        write: impl FnOnce(&mut super::protocol::Writer<'_>) -> Result<(), crate::wire::CodecError>,
+        read: impl FnOnce(&[u8]) -> Result<R, crate::wire::CodecError>,
+    ) -> Result<R, ManagerError> {
+        self.client()?.call(op, write, read)
     }
 
     /// Another counted reference to the same object.
     pub(crate) fn duplicate(&self, types: &str) -> Handle {
-        let counted = self
-            .client
-            .call(op::INCREF, |w| w.u64(self.id).u8(self.kind as u8).str(types).done(), client::unit)
-            .is_ok();
+        let counted =
+            self.call(op::INCREF, |w| w.u64(self.id).u8(self.kind as u8).str(types).done(), client::unit).is_ok();
         Handle { client: self.client.clone(), id: self.id, kind: self.kind, counted }
     }
 
     pub(crate) fn serialize<S: serde::Serializer>(&self, s: S, types: &str) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        let token = self
-            .client
+        let c = self.client().map_err(|e| S::Error::custom(format!("cannot send a proxy of {types}: {e}")))?;
+        let token = c
             .call(op::TRANSIT, |w| w.u64(self.id).done(), client::value::<u64>)
             .map_err(|e| S::Error::custom(format!("cannot send a proxy of {types}: {e}")))?;
         Wire {
-            address: self.client.address.clone(),
-            authkey: self.client.authkey.clone(),
+            address: c.address.clone(),
+            authkey: c.authkey.clone(),
             id: self.id,
             kind: self.kind,
             types: types.to_string(),
@@ -75,18 +101,26 @@ impl Handle {
         .serialize(s)
     }
 
+    /// Decodes a proxy and adopts its reference. A proxy that cannot be adopted (the
+    /// server is gone, the types differ) still decodes, so that its error can be told in
+    /// full (the codec keeps no message): every call on it returns
+    /// [`ManagerError::Unusable`] saying why.
     pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
         kind: Kind,
         types: &str,
     ) -> Result<Handle, D::Error> {
-        use serde::de::Error;
         let w = Wire::deserialize(d)?;
-        if w.kind != kind || w.types != types {
-            return Err(D::Error::custom(format!("a proxy of {} cannot be received as a proxy of {types}", w.types)));
-        }
-        Handle::adopt(&w.address, &w.authkey, w.id, kind, types, w.token)
-            .map_err(|e| D::Error::custom(format!("cannot receive a proxy of {types}: {e}")))
+        let adopted = if w.kind != kind || w.types != types {
+            Err(format!("a proxy of {} was received as a proxy of {types}", w.types))
+        } else {
+            Handle::adopt(&w.address, &w.authkey, w.id, kind, types, w.token)
+                .map_err(|e| format!("a proxy of {types} could not be received: {e}"))
+        };
+        Ok(match adopted {
+            Ok(h) => h,
+            Err(why) => Handle { client: Err(why), id: w.id, kind, counted: false },
+        })
     }
 
     fn adopt(
@@ -105,9 +139,9 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.counted {
+        if let (true, Ok(c)) = (self.counted, &self.client) {
             let id = self.id;
-            let _ = self.client.send_one_way(op::DECREF, |w| w.u64(id).done());
+            let _ = c.post(op::DECREF, |w| w.u64(id).done());
         }
     }
 }

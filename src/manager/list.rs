@@ -3,9 +3,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::client::{self, Client, unit};
+use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
+use super::handle::Handle;
 use super::protocol::{Kind, Writer, op};
 use super::type_name;
 use crate::wire::CodecError;
@@ -63,23 +64,23 @@ proxy! {
 }
 
 /// The operations lists and arrays share.
-fn get<T: DeserializeOwned>(c: &Client, id: u64, index: usize) -> Result<Option<T>, ManagerError> {
+fn get<T: DeserializeOwned>(c: &Handle, id: u64, index: usize) -> Result<Option<T>, ManagerError> {
     c.call(op::S_GET, |w| w.u64(id).u64(index as u64).done(), client::value::<Option<T>>)
 }
 
-fn set<T: Serialize>(c: &Client, id: u64, index: usize, value: &T) -> Result<(), ManagerError> {
+fn set<T: Serialize>(c: &Handle, id: u64, index: usize, value: &T) -> Result<(), ManagerError> {
     c.call(op::S_SET, |w| w.u64(id).u64(index as u64).value(value)?.done(), unit)
 }
 
-fn len(c: &Client, id: u64) -> Result<usize, ManagerError> {
+fn len(c: &Handle, id: u64) -> Result<usize, ManagerError> {
     c.call(op::S_LEN, |w| w.u64(id).done(), client::value::<u64>).map(|n| n as usize)
 }
 
-fn snapshot<T: DeserializeOwned>(c: &Client, id: u64) -> Result<Vec<T>, ManagerError> {
+fn snapshot<T: DeserializeOwned>(c: &Handle, id: u64) -> Result<Vec<T>, ManagerError> {
     c.call(op::S_SNAPSHOT, |w| w.u64(id).done(), client::value::<Vec<T>>)
 }
 
-fn modify<T, F>(c: &Client, id: u64, index: usize, f: F) -> Result<T, ManagerError>
+fn modify<T, F>(c: &Handle, id: u64, index: usize, f: F) -> Result<T, ManagerError>
 where
     T: Serialize + DeserializeOwned + 'static,
     F: Fn(T) -> T + Copy + Send + 'static,
@@ -89,39 +90,41 @@ where
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
-    /// Appends `value` (Python's `append`).
+    /// Appends `value` (Python's `append`) without waiting for the server: it is applied
+    /// before any later call this process makes on the manager, and before the process
+    /// ends (see [`DictProxy::set`](super::DictProxy::set)).
     pub fn push(&self, value: T) -> Result<(), ManagerError> {
-        self.h.client.call(op::S_PUSH, |w| w.u64(self.h.id).value(&value)?.done(), unit)
+        self.h.post(op::S_PUSH, |w| w.u64(self.h.id).value(&value)?.done())
     }
 
     /// Removes and returns the last element.
     pub fn pop(&self) -> Result<Option<T>, ManagerError> {
-        self.h.client.call(op::S_POP, |w| w.u64(self.h.id).done(), client::value::<Option<T>>)
+        self.h.call(op::S_POP, |w| w.u64(self.h.id).done(), client::value::<Option<T>>)
     }
 
     /// The element at `index`, if the list is that long.
     pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
-        get(&self.h.client, self.h.id, index)
+        get(&self.h, self.h.id, index)
     }
 
     /// Replaces the element at `index`; [`ManagerError::IndexOutOfRange`] past the end.
     pub fn set(&self, index: usize, value: T) -> Result<(), ManagerError> {
-        set(&self.h.client, self.h.id, index, &value)
+        set(&self.h, self.h.id, index, &value)
     }
 
     /// Inserts `value` before `index` (at the end if `index` is the length).
     pub fn insert(&self, index: usize, value: T) -> Result<(), ManagerError> {
-        self.h.client.call(op::S_INSERT, |w| w.u64(self.h.id).u64(index as u64).value(&value)?.done(), unit)
+        self.h.call(op::S_INSERT, |w| w.u64(self.h.id).u64(index as u64).value(&value)?.done(), unit)
     }
 
     /// Removes and returns the element at `index`.
     pub fn remove(&self, index: usize) -> Result<T, ManagerError> {
-        self.h.client.call(op::S_REMOVE, |w| w.u64(self.h.id).u64(index as u64).done(), client::value::<T>)
+        self.h.call(op::S_REMOVE, |w| w.u64(self.h.id).u64(index as u64).done(), client::value::<T>)
     }
 
     /// The number of elements.
     pub fn len(&self) -> Result<usize, ManagerError> {
-        len(&self.h.client, self.h.id)
+        len(&self.h, self.h.id)
     }
 
     /// Whether the list is empty.
@@ -131,7 +134,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
 
     /// Appends every element, in one round trip.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        self.h.client.call(
+        self.h.call(
             op::S_EXTEND,
             |w| {
                 w.u64(self.h.id);
@@ -143,12 +146,12 @@ impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
 
     /// Removes every element.
     pub fn clear(&self) -> Result<(), ManagerError> {
-        self.h.client.call(op::S_CLEAR, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op::S_CLEAR, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// All elements, copied in one round trip (what Python prints for a list proxy).
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
-        snapshot(&self.h.client, self.h.id)
+        snapshot(&self.h, self.h.id)
     }
 
     /// An iterator over a snapshot of the elements, taken now in one round trip; later
@@ -160,24 +163,24 @@ impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
     /// Replaces the element at `index` with `f(old)` in the server, atomically; returns
     /// the new element. `f` is a fn item or a non-capturing closure.
     pub fn modify<F: Fn(T) -> T + Copy + Send + 'static>(&self, index: usize, f: F) -> Result<T, ManagerError> {
-        modify(&self.h.client, self.h.id, index, f)
+        modify(&self.h, self.h.id, index, f)
     }
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> ArrayProxy<T> {
     /// The element at `index`, if the array is that long.
     pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
-        get(&self.h.client, self.h.id, index)
+        get(&self.h, self.h.id, index)
     }
 
     /// Replaces the element at `index`; [`ManagerError::IndexOutOfRange`] past the end.
     pub fn set(&self, index: usize, value: T) -> Result<(), ManagerError> {
-        set(&self.h.client, self.h.id, index, &value)
+        set(&self.h, self.h.id, index, &value)
     }
 
     /// The array's (fixed) length.
     pub fn len(&self) -> Result<usize, ManagerError> {
-        len(&self.h.client, self.h.id)
+        len(&self.h, self.h.id)
     }
 
     /// Whether the array has length 0.
@@ -187,7 +190,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ArrayProxy<T> {
 
     /// All elements, copied in one round trip.
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
-        snapshot(&self.h.client, self.h.id)
+        snapshot(&self.h, self.h.id)
     }
 
     /// An iterator over a snapshot of the elements.
@@ -198,6 +201,6 @@ impl<T: Serialize + DeserializeOwned + 'static> ArrayProxy<T> {
     /// Replaces the element at `index` with `f(old)` in the server, atomically; returns
     /// the new element.
     pub fn modify<F: Fn(T) -> T + Copy + Send + 'static>(&self, index: usize, f: F) -> Result<T, ManagerError> {
-        modify(&self.h.client, self.h.id, index, f)
+        modify(&self.h, self.h.id, index, f)
     }
 }

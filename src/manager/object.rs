@@ -75,6 +75,6 @@ impl<T: SharedObject> ObjectProxy<T> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let (tramp, f) = functions::call_fn::<T, F, A, R>(method);
-        self.h.client.call(op::CALL, |w| w.u64(self.h.id).i64(tramp).i64(f).value(&arg)?.done(), client::value::<R>)
+        self.h.call(op::CALL, |w| w.u64(self.h.id).i64(tramp).i64(f).value(&arg)?.done(), client::value::<R>)
     }
 }

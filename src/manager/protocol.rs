@@ -28,6 +28,8 @@ pub(crate) const KIND_SESSION_READY: u8 = 0xE4;
 /// Frame kinds of replies.
 pub(crate) const KIND_OK: u8 = 0xF0;
 pub(crate) const KIND_ERR: u8 = 0xF1;
+/// The failure of a posted request (one whose success is not answered).
+pub(crate) const KIND_POSTED_ERR: u8 = 0xF2;
 
 /// Frame kinds between a started server and the process that started it.
 pub(crate) const KIND_SERVER_STARTED: u8 = 0xC1;
@@ -49,6 +51,7 @@ pub(crate) mod op {
     pub(crate) const UNPUBLISH: u8 = 0x08;
     pub(crate) const COUNT: u8 = 0x09;
     pub(crate) const WAIT_COUNT: u8 = 0x0A;
+    pub(crate) const PING: u8 = 0x0B;
 
     pub(crate) const D_GET: u8 = 0x20;
     pub(crate) const D_INSERT: u8 = 0x21;
@@ -260,6 +263,7 @@ pub(crate) enum Request<'a> {
     Lookup { name: &'a str, kind: Kind, types: &'a str },
     Unpublish { name: &'a str },
     Count,
+    Ping,
     WaitCount { max: u64, wait: Wait },
 
     DictGet { obj: u64, key: &'a [u8] },
@@ -321,9 +325,10 @@ pub(crate) enum Request<'a> {
 }
 
 impl Request<'_> {
-    /// Requests the server answers with nothing (the client does not wait).
-    pub(crate) fn is_one_way(&self) -> bool {
-        matches!(self, Request::Decref { .. })
+    /// Requests whose success the server does not answer (the client does not wait);
+    /// a failure is answered with a [`KIND_POSTED_ERR`] frame.
+    pub(crate) fn is_posted(&self) -> bool {
+        matches!(self, Request::Decref { .. } | Request::DictSet { .. } | Request::SeqPush { .. })
     }
 }
 
@@ -434,6 +439,7 @@ pub(crate) fn decode_request(kind: u8, payload: &[u8]) -> Result<Request<'_>, Re
         op::LOOKUP => R::Lookup { name: r.str("name")?, kind: r.kind()?, types: r.str("type signature")? },
         op::UNPUBLISH => R::Unpublish { name: r.str("name")? },
         op::COUNT => R::Count,
+        op::PING => R::Ping,
         op::WAIT_COUNT => R::WaitCount { max: r.u64("count")?, wait: r.wait()? },
 
         op::D_GET => R::DictGet { obj: r.obj()?, key: r.bytes("key")? },

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::client::{self, Client, unit};
+use super::client::{self, unit};
 use super::error::ManagerError;
+use super::handle::Handle;
 use super::protocol::{Kind, Wait, op};
 use super::type_name;
 
@@ -59,15 +60,15 @@ proxy! {
     JoinableQueueProxy[T], Kind::JoinableQueue, format!("joinable queue<{}>", type_name::<T>())
 }
 
-fn put<T: Serialize>(c: &Client, id: u64, item: &T, wait: Option<Duration>) -> Result<(), ManagerError> {
+fn put<T: Serialize>(c: &Handle, id: u64, item: &T, wait: Option<Duration>) -> Result<(), ManagerError> {
     c.call(op::Q_PUT, |w| w.u64(id).u64(Wait::micros(wait)).value(item)?.done(), unit)
 }
 
-fn get<T: DeserializeOwned>(c: &Client, id: u64, wait: Option<Duration>) -> Result<T, ManagerError> {
+fn get<T: DeserializeOwned>(c: &Handle, id: u64, wait: Option<Duration>) -> Result<T, ManagerError> {
     c.call(op::Q_GET, |w| w.u64(id).u64(Wait::micros(wait)).done(), client::value::<T>)
 }
 
-fn len(c: &Client, id: u64) -> Result<(usize, usize), ManagerError> {
+fn len(c: &Handle, id: u64) -> Result<(usize, usize), ManagerError> {
     c.call(op::Q_LEN, |w| w.u64(id).done(), client::value::<(u64, u64)>).map(|(n, max)| (n as usize, max as usize))
 }
 
@@ -76,37 +77,37 @@ macro_rules! queue_methods {
     () => {
         /// Puts `item` at the back, waiting while the queue is full.
         pub fn put(&self, item: T) -> Result<(), ManagerError> {
-            put(&self.h.client, self.h.id, &item, None)
+            put(&self.h, self.h.id, &item, None)
         }
 
         /// Puts `item`, waiting at most `timeout` for room; [`ManagerError::Full`] if none came.
         pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), ManagerError> {
-            put(&self.h.client, self.h.id, &item, Some(timeout))
+            put(&self.h, self.h.id, &item, Some(timeout))
         }
 
         /// Puts `item` if there is room now; [`ManagerError::Full`] otherwise.
         pub fn put_nowait(&self, item: T) -> Result<(), ManagerError> {
-            put(&self.h.client, self.h.id, &item, Some(Duration::ZERO))
+            put(&self.h, self.h.id, &item, Some(Duration::ZERO))
         }
 
         /// Takes the front item, waiting until there is one.
         pub fn get(&self) -> Result<T, ManagerError> {
-            get(&self.h.client, self.h.id, None)
+            get(&self.h, self.h.id, None)
         }
 
         /// Takes the front item, waiting at most `timeout`; [`ManagerError::Empty`] if none came.
         pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
-            get(&self.h.client, self.h.id, Some(timeout))
+            get(&self.h, self.h.id, Some(timeout))
         }
 
         /// Takes the front item if there is one now; [`ManagerError::Empty`] otherwise.
         pub fn get_nowait(&self) -> Result<T, ManagerError> {
-            get(&self.h.client, self.h.id, Some(Duration::ZERO))
+            get(&self.h, self.h.id, Some(Duration::ZERO))
         }
 
         /// The number of items (Python's `qsize`).
         pub fn len(&self) -> Result<usize, ManagerError> {
-            Ok(len(&self.h.client, self.h.id)?.0)
+            Ok(len(&self.h, self.h.id)?.0)
         }
 
         /// Whether the queue holds no item.
@@ -116,7 +117,7 @@ macro_rules! queue_methods {
 
         /// Whether a bounded queue is at its `maxsize`.
         pub fn is_full(&self) -> Result<bool, ManagerError> {
-            let (n, max) = len(&self.h.client, self.h.id)?;
+            let (n, max) = len(&self.h, self.h.id)?;
             Ok(max > 0 && n >= max)
         }
     };
@@ -131,7 +132,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueueProxy<T> {
 
     /// Marks one item taken with `get` as processed.
     pub fn task_done(&self) -> Result<(), ManagerError> {
-        self.h.client.call(op::Q_TASK_DONE, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op::Q_TASK_DONE, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// Waits until every item put has been marked done.
@@ -145,6 +146,6 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueueProxy<T> {
     }
 
     fn join_wait(&self, wait: Option<Duration>) -> Result<bool, ManagerError> {
-        self.h.client.call(op::Q_JOIN, |w| w.u64(self.h.id).u64(Wait::micros(wait)).done(), client::value::<bool>)
+        self.h.call(op::Q_JOIN, |w| w.u64(self.h.id).u64(Wait::micros(wait)).done(), client::value::<bool>)
     }
 }

@@ -14,15 +14,11 @@ use super::protocol::{Kind, Wait, op};
 use super::thread_token;
 
 fn acquire(h: &Handle, wait: Option<Duration>) -> Result<bool, ManagerError> {
-    h.client.call(
-        op::L_ACQUIRE,
-        |w| w.u64(h.id).u64(thread_token()).u64(Wait::micros(wait)).done(),
-        client::value::<bool>,
-    )
+    h.call(op::L_ACQUIRE, |w| w.u64(h.id).u64(thread_token()).u64(Wait::micros(wait)).done(), client::value::<bool>)
 }
 
 fn release(h: &Handle) -> Result<(), ManagerError> {
-    h.client.call(op::L_RELEASE, |w| w.u64(h.id).u64(thread_token()).done(), unit)
+    h.call(op::L_RELEASE, |w| w.u64(h.id).u64(thread_token()).done(), unit)
 }
 
 /// Holds a lock (or a semaphore permit, or a condition's lock) until dropped.
@@ -162,7 +158,7 @@ impl SemaphoreProxy {
 
     /// The number of permits available now.
     pub fn value(&self) -> Result<usize, ManagerError> {
-        self.h.client.call(op::SEM_VALUE, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
+        self.h.call(op::SEM_VALUE, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
     }
 }
 
@@ -185,7 +181,7 @@ proxy! {
 
 impl EventProxy {
     fn call(&self, op: u8) -> Result<(), ManagerError> {
-        self.h.client.call(op, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// Sets the flag, waking every waiter.
@@ -200,7 +196,7 @@ impl EventProxy {
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool, ManagerError> {
-        self.h.client.call(op::E_IS_SET, |w| w.u64(self.h.id).done(), client::value::<bool>)
+        self.h.call(op::E_IS_SET, |w| w.u64(self.h.id).done(), client::value::<bool>)
     }
 
     /// Waits until the flag is set.
@@ -214,7 +210,7 @@ impl EventProxy {
     }
 
     fn wait_for(&self, wait: Option<Duration>) -> Result<bool, ManagerError> {
-        self.h.client.call(op::E_WAIT, |w| w.u64(self.h.id).u64(Wait::micros(wait)).done(), client::value::<bool>)
+        self.h.call(op::E_WAIT, |w| w.u64(self.h.id).u64(Wait::micros(wait)).done(), client::value::<bool>)
     }
 }
 
@@ -239,11 +235,7 @@ impl ConditionProxy {
 
     fn wait_raw(&self, wait: Option<Duration>) -> Result<bool, ManagerError> {
         let h = &self.h;
-        h.client.call(
-            op::C_WAIT,
-            |w| w.u64(h.id).u64(thread_token()).u64(Wait::micros(wait)).done(),
-            client::value::<bool>,
-        )
+        h.call(op::C_WAIT, |w| w.u64(h.id).u64(thread_token()).u64(Wait::micros(wait)).done(), client::value::<bool>)
     }
 
     /// Releases the lock, waits for a notification, and takes the lock back. The
@@ -291,7 +283,7 @@ impl ConditionProxy {
     }
 
     fn notify_raw(&self, n: u64) -> Result<(), ManagerError> {
-        self.h.client.call(op::C_NOTIFY, |w| w.u64(self.h.id).u64(thread_token()).u64(n).done(), unit)
+        self.h.call(op::C_NOTIFY, |w| w.u64(self.h.id).u64(thread_token()).u64(n).done(), unit)
     }
 }
 
@@ -319,7 +311,6 @@ proxy! {
 impl BarrierProxy {
     fn wait_raw(&self, wait: Option<Duration>) -> Result<usize, ManagerError> {
         self.h
-            .client
             .call(op::B_WAIT, |w| w.u64(self.h.id).u64(Wait::micros(wait)).done(), client::value::<u64>)
             .map(|i| i as usize)
     }
@@ -336,16 +327,16 @@ impl BarrierProxy {
 
     /// Breaks the barrier: current and future waiters fail until [`reset`](Self::reset).
     pub fn abort(&self) -> Result<(), ManagerError> {
-        self.h.client.call(op::B_ABORT, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op::B_ABORT, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// Returns the barrier to its initial state; current waiters fail.
     pub fn reset(&self) -> Result<(), ManagerError> {
-        self.h.client.call(op::B_RESET, |w| w.u64(self.h.id).done(), unit)
+        self.h.call(op::B_RESET, |w| w.u64(self.h.id).done(), unit)
     }
 
     fn state(&self) -> Result<(u64, u64, bool), ManagerError> {
-        self.h.client.call(op::B_STATE, |w| w.u64(self.h.id).done(), client::value::<(u64, u64, bool)>)
+        self.h.call(op::B_STATE, |w| w.u64(self.h.id).done(), client::value::<(u64, u64, bool)>)
     }
 
     /// How many waiters it takes to pass.

@@ -24,8 +24,9 @@ use objects::{Done, Object};
 use super::address::{Address, Listener};
 use super::auth;
 use super::protocol::{
-    KIND_ERR, KIND_OK, KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, KIND_SESSION_HELLO,
-    KIND_SESSION_READY, Kind, MANAGER_PROTOCOL, RemoteError, Request, SessionHello, SessionReady, Wait, decode_request,
+    KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED,
+    KIND_SESSION_HELLO, KIND_SESSION_READY, Kind, MANAGER_PROTOCOL, RemoteError, Request, SessionHello, SessionReady,
+    Wait, decode_request,
 };
 use crate::spawn::ChildContext;
 use crate::wire::FrameError;
@@ -294,6 +295,7 @@ impl Server {
                 }
             }
             Request::Count => put_u64(out, self.registry().objects.len() as u64),
+            Request::Ping => {}
             Request::WaitCount { max, wait } => {
                 let deadline = match wait {
                     Wait::No => Some(Instant::now()),
@@ -376,6 +378,9 @@ impl Server {
         let peer = Peer { session: conn.session, same_build: conn.same_build, fd: Some(poll_fd.as_fd()) };
         let mut out = Vec::new();
         loop {
+            if !reader.has_frame() {
+                spin_until_readable(poll_fd, REQUEST_SPIN);
+            }
             let frame = match reader.recv(None) {
                 Ok(f) => f,
                 Err(FrameError::Oversized { len, max }) => {
@@ -388,12 +393,14 @@ impl Server {
                 Err(_) => return,
             };
             out.clear();
+            let mut posted = false;
             let result = if !frame.fds.is_empty() {
                 Err(RemoteError::BadRequest("values holding file descriptors cannot be stored in a manager".into()))
             } else {
                 decode_request(frame.kind, frame.payload).and_then(|req| {
+                    posted = req.is_posted();
                     let r = self.serve(conn, &req, &peer, &mut out);
-                    if req.is_one_way() { r.map(|_| Served::Silent) } else { r }
+                    if posted { r.map(|_| Served::Silent) } else { r }
                 })
             };
             drop(frame);
@@ -409,7 +416,7 @@ impl Server {
                 }
                 Err(RemoteError::PeerGone) => return,
                 Err(e) => {
-                    let _ = writer.queue(KIND_ERR, &e);
+                    let _ = writer.queue(if posted { KIND_POSTED_ERR } else { KIND_ERR }, &e);
                     None
                 }
             };
@@ -422,6 +429,22 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// How long a connection polls for the next request before sleeping in the kernel: a
+/// client in a loop sends it within microseconds of its reply, and a sleeping thread
+/// takes about as long again to wake.
+const REQUEST_SPIN: Duration = Duration::from_micros(50);
+
+fn spin_until_readable(fd: &OwnedFd, spin: Duration) {
+    let start = Instant::now();
+    while !crate::sys::fd::wait_ready(fd.as_fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO)).unwrap_or(true)
+    {
+        if start.elapsed() >= spin {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -451,6 +474,7 @@ fn object_of(req: &Request<'_>) -> Option<u64> {
         | R::Lookup { .. }
         | R::Unpublish { .. }
         | R::Count
+        | R::Ping
         | R::WaitCount { .. } => return None,
         R::DictGet { obj, .. }
         | R::DictGetMany { obj, .. }
