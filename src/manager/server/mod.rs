@@ -594,3 +594,186 @@ pub(crate) fn server_entry(ctx: ChildContext) {
     eprintln!("multiproc manager: cannot accept connections: {e}");
     crate::sys::proc::exit_now(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::protocol::{Writer, op};
+    use proptest::prelude::*;
+
+    fn server_and_conn() -> (Arc<Server>, Connection) {
+        let s = Server::new(b"k".to_vec(), 1 << 20);
+        let c = s.join(None, true).unwrap();
+        (s, c)
+    }
+
+    fn run(s: &Server, c: &mut Connection, kind: u8, payload: &[u8]) -> Result<Vec<u8>, RemoteError> {
+        let req = decode_request(kind, payload)?;
+        let peer = Peer { session: c.session, same_build: c.same_build, fd: None };
+        let mut out = Vec::new();
+        s.serve(c, &req, &peer, &mut out).map(|_| out)
+    }
+
+    fn create(s: &Server, c: &mut Connection, kind: Kind) -> u64 {
+        let mut p = Vec::new();
+        let w = &mut Writer(&mut p);
+        w.u8(kind as u8).str("t");
+        match kind {
+            Kind::List | Kind::Array => drop(w.u32(1).bytes(&[5])),
+            Kind::Queue | Kind::JoinableQueue => drop(w.u64(2)),
+            Kind::Value => drop(w.bytes(&[5])),
+            Kind::Semaphore => drop(w.u64(1).u8(1)),
+            Kind::Barrier => drop(w.u64(1)),
+            _ => {}
+        }
+        let out = run(s, c, op::CREATE, &p).unwrap();
+        crate::wire::codec::decode::<u64>(&out).unwrap()
+    }
+
+    #[test]
+    fn a_session_that_ends_releases_its_objects_and_locks() {
+        let (s, mut c) = server_and_conn();
+        let lock = create(&s, &mut c, Kind::Lock);
+        let mut p = Vec::new();
+        Writer(&mut p).u64(lock).u64(1).u64(0);
+        assert_eq!(run(&s, &mut c, op::L_ACQUIRE, &p).unwrap(), [1]);
+        let mut other = s.join(None, true).unwrap();
+        let mut inc = Vec::new();
+        Writer(&mut inc).u64(lock).u8(Kind::Lock as u8).str("t");
+        run(&s, &mut other, op::INCREF, &inc).unwrap();
+        s.leave(c);
+        assert_eq!(s.registry().objects.len(), 1);
+        assert_eq!(run(&s, &mut other, op::L_ACQUIRE, &p).unwrap(), [1], "released with its session");
+        s.leave(other);
+        assert!(s.registry().objects.is_empty());
+    }
+
+    const KINDS: [Kind; 13] = [
+        Kind::Dict,
+        Kind::List,
+        Kind::Array,
+        Kind::Queue,
+        Kind::JoinableQueue,
+        Kind::Value,
+        Kind::Namespace,
+        Kind::Lock,
+        Kind::RLock,
+        Kind::Semaphore,
+        Kind::Event,
+        Kind::Condition,
+        Kind::Barrier,
+    ];
+
+    /// Every operation code, to aim random payloads at real parsers.
+    const OPS: [u8; 62] = [
+        op::CREATE, op::INCREF, op::DECREF, op::TRANSIT, op::ADOPT, op::PUBLISH, op::LOOKUP, op::UNPUBLISH,
+        op::COUNT, op::WAIT_COUNT, op::PING, op::D_GET, op::D_INSERT, op::D_SET, op::D_REMOVE, op::D_CONTAINS,
+        op::D_LEN, op::D_KEYS, op::D_VALUES, op::D_ITEMS, op::D_UPDATE, op::D_CLEAR, op::D_MODIFY, op::D_GET_MANY,
+        op::S_PUSH, op::S_POP, op::S_GET, op::S_SET, op::S_LEN, op::S_EXTEND, op::S_SNAPSHOT, op::S_CLEAR,
+        op::S_INSERT, op::S_REMOVE, op::S_MODIFY, op::V_GET, op::V_SET, op::V_MODIFY, op::N_GET, op::N_SET,
+        op::N_REMOVE, op::N_NAMES, op::Q_PUT, op::Q_GET, op::Q_LEN, op::Q_TASK_DONE, op::Q_JOIN, op::L_ACQUIRE,
+        op::L_RELEASE, op::SEM_VALUE, op::E_SET, op::E_CLEAR, op::E_IS_SET, op::E_WAIT, op::C_WAIT, op::C_NOTIFY,
+        op::B_WAIT, op::B_ABORT, op::B_RESET, op::B_STATE, op::CALL, 0xEE,
+    ];
+
+    /// A random but well-formed request on one of `ids`; waits are zero, function
+    /// offsets are refused (the connection is marked as another build).
+    fn request() -> impl Strategy<Value = (u8, Vec<u8>)> {
+        (0usize..OPS.len(), 0u64..6, any::<u64>(), prop::collection::vec(any::<u8>(), 0..6), any::<u8>()).prop_map(
+            |(o, id, n, bytes, b)| {
+                let op = OPS[o];
+                let mut p = Vec::new();
+                let w = &mut Writer(&mut p);
+                match op {
+                    op::CREATE => {
+                        let kind = KINDS[b as usize % KINDS.len()];
+                        w.u8(kind as u8).str("t");
+                        match kind {
+                            Kind::List | Kind::Array => drop(w.u32(1).bytes(&bytes)),
+                            Kind::Queue | Kind::JoinableQueue => drop(w.u64(n % 3)),
+                            Kind::Value => drop(w.bytes(&bytes)),
+                            Kind::Semaphore => drop(w.u64(n % 3).u8(b % 2)),
+                            Kind::Barrier => drop(w.u64(n % 3)),
+                            _ => {}
+                        }
+                    }
+                    op::COUNT | op::PING => {}
+                    op::WAIT_COUNT => drop(w.u64(n).u64(0)),
+                    op::INCREF | op::LOOKUP => drop(w.u64(id).u8(b % 15).str("t")),
+                    op::ADOPT => drop(w.u64(id).u64(n % 4).u8(b % 15).str("t")),
+                    op::PUBLISH => drop(w.str("name").u64(id)),
+                    op::UNPUBLISH => drop(w.str("name")),
+                    op::D_GET | op::D_REMOVE | op::D_CONTAINS => drop(w.u64(id).bytes(&bytes)),
+                    op::D_INSERT | op::D_SET => drop(w.u64(id).bytes(&bytes).bytes(&[b])),
+                    op::D_UPDATE => drop(w.u64(id).u32(1).bytes(&bytes).bytes(&[b])),
+                    op::D_GET_MANY | op::S_EXTEND => drop(w.u64(id).u32(1).bytes(&bytes)),
+                    op::D_MODIFY => drop(w.u64(id).bytes(&bytes).i64(1).i64(2)),
+                    op::S_PUSH | op::V_SET => drop(w.u64(id).bytes(&bytes)),
+                    op::S_GET | op::S_REMOVE => drop(w.u64(id).u64(n % 4)),
+                    op::S_SET | op::S_INSERT => drop(w.u64(id).u64(n % 4).bytes(&bytes)),
+                    op::S_MODIFY => drop(w.u64(id).u64(n % 4).i64(1).i64(2)),
+                    op::V_MODIFY => drop(w.u64(id).i64(1).i64(2)),
+                    op::N_GET | op::N_REMOVE => drop(w.u64(id).str("a")),
+                    op::N_SET => drop(w.u64(id).str("a").str("t").bytes(&bytes)),
+                    op::Q_PUT => drop(w.u64(id).u64(0).bytes(&bytes)),
+                    op::Q_GET | op::Q_JOIN | op::E_WAIT | op::B_WAIT => drop(w.u64(id).u64(0)),
+                    op::L_ACQUIRE | op::C_WAIT => drop(w.u64(id).u64(n % 2).u64(0)),
+                    op::L_RELEASE => drop(w.u64(id).u64(n % 2)),
+                    op::C_NOTIFY => drop(w.u64(id).u64(n % 2).u64(n)),
+                    op::CALL => drop(w.u64(id).i64(1).i64(2).bytes(&bytes)),
+                    _ => drop(w.u64(id)),
+                }
+                (op, p)
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_decoder_survives_any_bytes(kind in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_request(kind, &payload);
+        }
+
+        #[test]
+        fn the_decoder_survives_real_operations_with_random_payloads(
+            o in 0usize..OPS.len(),
+            payload in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            if let Ok(req) = decode_request(OPS[o], &payload) {
+                // Whatever parsed must have consumed the payload exactly.
+                prop_assert!(!matches!(req, Request::Ping) || payload.is_empty());
+            }
+        }
+
+        #[test]
+        fn random_request_sequences_never_break_the_server(reqs in prop::collection::vec(request(), 1..40)) {
+            let s = Server::new(b"k".to_vec(), 1 << 20);
+            let mut a = s.join(None, false).unwrap();
+            let mut b = s.join(None, false).unwrap();
+            for (i, (kind, payload)) in reqs.iter().enumerate() {
+                let c = if i % 3 == 0 { &mut b } else { &mut a };
+                let r = run(&s, c, *kind, payload);
+                prop_assert!(!matches!(r, Err(RemoteError::PeerGone)));
+                if matches!(kind, &op::D_MODIFY | &op::S_MODIFY | &op::V_MODIFY | &op::CALL) {
+                    prop_assert!(r.is_err(), "a function from another build ran");
+                }
+            }
+            // Everything is released when the sessions end.
+            s.leave(a);
+            s.leave(b);
+            let reg = s.registry();
+            let published = reg.names.len();
+            prop_assert!(reg.objects.len() <= published);
+            prop_assert!(reg.sessions.is_empty() && reg.transit.is_empty());
+        }
+    }
+
+    #[test]
+    fn known_kinds_create() {
+        let (s, mut c) = server_and_conn();
+        for k in KINDS {
+            create(&s, &mut c, k);
+        }
+        assert_eq!(s.registry().objects.len(), KINDS.len());
+    }
+}
