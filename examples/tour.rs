@@ -4,13 +4,15 @@
 
 use std::time::Instant;
 
-use multiproc::{Process, current_process, parent_process};
+use multiproc::manager::DictProxy;
+use multiproc::{Manager, ManagerError, Process, current_process, parent_process};
 
 fn main() -> Result<(), multiproc::Error> {
     // First line of main: a child becomes its job here and never returns.
     multiproc::init();
     let start = Instant::now();
     processes()?;
+    managers();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -57,4 +59,44 @@ fn processes() -> Result<(), multiproc::Error> {
     println!("  a SIGKILLed child reports {:?}, as Python's exitcode does", sleeper.exitcode());
     println!("  this machine offers {} CPUs to this process", multiproc::cpu_count());
     Ok(())
+}
+
+fn count_words(args: (DictProxy<String, u64>, String)) {
+    let (counts, text) = args;
+    for word in text.split_whitespace() {
+        // Runs in the manager's server, under the dict's lock: no update is lost.
+        counts.modify(word, |n: Option<u64>| n.unwrap_or(0) + 1).unwrap();
+    }
+}
+
+/// Managers: shared objects in a server process, used through proxies from any process.
+fn managers() {
+    let tour = || -> Result<(), ManagerError> {
+        section("Manager: shared dict, list, queue, value and locks in a server process");
+        let manager = Manager::start()?;
+        let counts = manager.dict::<String, u64>()?;
+        let mut workers = Vec::new();
+        for text in ["a rose is a rose", "is a rose a rose"] {
+            let mut p = Process::new(count_words, (counts.clone(), text.to_string()));
+            p.start()?;
+            workers.push(p);
+        }
+        for p in &workers {
+            p.join()?;
+        }
+        println!("  word counts from two processes (atomic modify): {:?}", counts.items()?);
+        let q = manager.queue::<String>(0)?;
+        q.put("a queue proxy can go to pool tasks".into())?;
+        println!("  queue: {}", q.get()?);
+        let remote = Manager::builder().tcp("127.0.0.1:0".parse().unwrap()).authkey(b"secret").start()?;
+        match Manager::connect(remote.address(), b"not the secret") {
+            Err(e) => println!("  remote manager at {}, wrong key: {e}", remote.address()),
+            Ok(_) => println!("  remote manager let a wrong key in?!"),
+        }
+        Ok(())
+    };
+    if let Err(e) = tour() {
+        eprintln!("  manager tour failed: {e}");
+        std::process::exit(1);
+    }
 }

@@ -42,7 +42,7 @@ fn late_reader(args: (DictProxy<u32, u32>, QueueProxy<u32>)) {
 fn the_sender_may_drop_its_proxy_before_the_child_adopts_it() {
     let m = Manager::start().unwrap();
     let out = m.queue::<u32>(0).unwrap();
-    let mut p = {
+    let p = {
         let d = m.dict::<u32, u32>().unwrap();
         d.insert(7, 70).unwrap();
         let mut p = Process::new(late_reader, (d, out.clone()));

@@ -155,12 +155,7 @@ impl Client {
         write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
     ) -> Result<(), ManagerError> {
         let mut codec_error = None;
-        let r = ch.writer.queue_with(op, |buf| {
-            write(&mut Writer(buf)).map_err(|e| {
-                codec_error = Some(e.clone());
-                e
-            })
-        });
+        let r = ch.writer.queue_with(op, |buf| write(&mut Writer(buf)).inspect_err(|e| codec_error = Some(e.clone())));
         match r {
             Ok(()) => Ok(()),
             Err(_) if codec_error.is_some() => Err(ManagerError::Codec(codec_error.expect("checked"))),

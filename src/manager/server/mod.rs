@@ -420,13 +420,11 @@ impl Server {
                     None
                 }
             };
-            if requeue.is_some() || !reader.has_frame() {
-                if writer.flush(None).is_err() {
-                    if let Some(obj) = requeue {
-                        obj.requeue(std::mem::take(&mut out));
-                    }
-                    return;
+            if (requeue.is_some() || !reader.has_frame()) && writer.flush(None).is_err() {
+                if let Some(obj) = requeue {
+                    obj.requeue(std::mem::take(&mut out));
                 }
+                return;
             }
         }
     }
@@ -557,7 +555,7 @@ fn is_transient(e: &std::io::Error) -> bool {
 
 /// The entry of a started server process.
 pub(crate) fn server_entry(ctx: ChildContext) {
-    let ChildContext { mut channel, payload } = ctx;
+    let ChildContext { mut channel, payload, .. } = ctx;
     let config: ServerConfig = match crate::wire::codec::decode(&payload) {
         Ok(c) => c,
         Err(e) => {
@@ -666,14 +664,68 @@ mod tests {
 
     /// Every operation code, to aim random payloads at real parsers.
     const OPS: [u8; 62] = [
-        op::CREATE, op::INCREF, op::DECREF, op::TRANSIT, op::ADOPT, op::PUBLISH, op::LOOKUP, op::UNPUBLISH,
-        op::COUNT, op::WAIT_COUNT, op::PING, op::D_GET, op::D_INSERT, op::D_SET, op::D_REMOVE, op::D_CONTAINS,
-        op::D_LEN, op::D_KEYS, op::D_VALUES, op::D_ITEMS, op::D_UPDATE, op::D_CLEAR, op::D_MODIFY, op::D_GET_MANY,
-        op::S_PUSH, op::S_POP, op::S_GET, op::S_SET, op::S_LEN, op::S_EXTEND, op::S_SNAPSHOT, op::S_CLEAR,
-        op::S_INSERT, op::S_REMOVE, op::S_MODIFY, op::V_GET, op::V_SET, op::V_MODIFY, op::N_GET, op::N_SET,
-        op::N_REMOVE, op::N_NAMES, op::Q_PUT, op::Q_GET, op::Q_LEN, op::Q_TASK_DONE, op::Q_JOIN, op::L_ACQUIRE,
-        op::L_RELEASE, op::SEM_VALUE, op::E_SET, op::E_CLEAR, op::E_IS_SET, op::E_WAIT, op::C_WAIT, op::C_NOTIFY,
-        op::B_WAIT, op::B_ABORT, op::B_RESET, op::B_STATE, op::CALL, 0xEE,
+        op::CREATE,
+        op::INCREF,
+        op::DECREF,
+        op::TRANSIT,
+        op::ADOPT,
+        op::PUBLISH,
+        op::LOOKUP,
+        op::UNPUBLISH,
+        op::COUNT,
+        op::WAIT_COUNT,
+        op::PING,
+        op::D_GET,
+        op::D_INSERT,
+        op::D_SET,
+        op::D_REMOVE,
+        op::D_CONTAINS,
+        op::D_LEN,
+        op::D_KEYS,
+        op::D_VALUES,
+        op::D_ITEMS,
+        op::D_UPDATE,
+        op::D_CLEAR,
+        op::D_MODIFY,
+        op::D_GET_MANY,
+        op::S_PUSH,
+        op::S_POP,
+        op::S_GET,
+        op::S_SET,
+        op::S_LEN,
+        op::S_EXTEND,
+        op::S_SNAPSHOT,
+        op::S_CLEAR,
+        op::S_INSERT,
+        op::S_REMOVE,
+        op::S_MODIFY,
+        op::V_GET,
+        op::V_SET,
+        op::V_MODIFY,
+        op::N_GET,
+        op::N_SET,
+        op::N_REMOVE,
+        op::N_NAMES,
+        op::Q_PUT,
+        op::Q_GET,
+        op::Q_LEN,
+        op::Q_TASK_DONE,
+        op::Q_JOIN,
+        op::L_ACQUIRE,
+        op::L_RELEASE,
+        op::SEM_VALUE,
+        op::E_SET,
+        op::E_CLEAR,
+        op::E_IS_SET,
+        op::E_WAIT,
+        op::C_WAIT,
+        op::C_NOTIFY,
+        op::B_WAIT,
+        op::B_ABORT,
+        op::B_RESET,
+        op::B_STATE,
+        op::CALL,
+        0xEE,
     ];
 
     /// A random but well-formed request on one of `ids`; waits are zero, function

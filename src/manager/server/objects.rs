@@ -148,10 +148,10 @@ pub(crate) struct Object {
 
 impl Drop for Object {
     fn drop(&mut self) {
-        if let State::Custom(m) = &mut self.state {
-            if let Some(obj) = m.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-                functions::drop_quietly(obj);
-            }
+        if let State::Custom(m) = &mut self.state
+            && let Some(obj) = m.get_mut().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            functions::drop_quietly(obj);
         }
     }
 }

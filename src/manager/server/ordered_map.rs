@@ -7,8 +7,11 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 pub(crate) struct OrderedMap {
     index: HashMap<Box<[u8]>, usize>,
-    slots: Vec<Option<(Box<[u8]>, Vec<u8>)>>,
+    slots: Vec<Option<Slot>>,
 }
+
+/// An encoded key and its encoded value.
+type Slot = (Box<[u8]>, Vec<u8>);
 
 impl OrderedMap {
     pub(crate) fn len(&self) -> usize {
