@@ -4,8 +4,10 @@
 
 use std::time::Instant;
 
+use multiproc::manager::DictProxy;
 use multiproc::{
-    Connection, Lock, LockError, Pipe, Process, Queue, SharedMemory, Value, current_process, parent_process,
+    Connection, Lock, LockError, Manager, ManagerError, Pipe, Process, Queue, SharedMemory, Value, current_process,
+    parent_process,
 };
 
 fn main() -> Result<(), multiproc::Error> {
@@ -14,6 +16,7 @@ fn main() -> Result<(), multiproc::Error> {
     let start = Instant::now();
     processes()?;
     ipc();
+    managers();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -105,5 +108,45 @@ fn ipc() {
             println!("  a child aborted holding a lock: the next locker is told, no deadlock")
         }
         other => println!("  lock: unexpected {other:?}"),
+    }
+}
+
+fn count_words(args: (DictProxy<String, u64>, String)) {
+    let (counts, text) = args;
+    for word in text.split_whitespace() {
+        // Runs in the manager's server, under the dict's lock: no update is lost.
+        counts.modify(word, |n: Option<u64>| n.unwrap_or(0) + 1).unwrap();
+    }
+}
+
+/// Managers: shared objects in a server process, used through proxies from any process.
+fn managers() {
+    let tour = || -> Result<(), ManagerError> {
+        section("Manager: shared dict, list, queue, value and locks in a server process");
+        let manager = Manager::start()?;
+        let counts = manager.dict::<String, u64>()?;
+        let mut workers = Vec::new();
+        for text in ["a rose is a rose", "is a rose a rose"] {
+            let mut p = Process::new(count_words, (counts.clone(), text.to_string()));
+            p.start()?;
+            workers.push(p);
+        }
+        for p in &workers {
+            p.join()?;
+        }
+        println!("  word counts from two processes (atomic modify): {:?}", counts.items()?);
+        let q = manager.queue::<String>(0)?;
+        q.put("a queue proxy can go to pool tasks".into())?;
+        println!("  queue: {}", q.get()?);
+        let remote = Manager::builder().tcp("127.0.0.1:0".parse().unwrap()).authkey(b"secret").start()?;
+        match Manager::connect(remote.address(), b"not the secret") {
+            Err(e) => println!("  remote manager at {}, wrong key: {e}", remote.address()),
+            Ok(_) => println!("  remote manager let a wrong key in?!"),
+        }
+        Ok(())
+    };
+    if let Err(e) = tour() {
+        eprintln!("  manager tour failed: {e}");
+        std::process::exit(1);
     }
 }

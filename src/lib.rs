@@ -75,6 +75,7 @@
 
 mod error;
 mod fd;
+pub mod manager;
 mod pipe;
 mod process;
 mod queue;
@@ -86,6 +87,7 @@ pub mod wire;
 
 pub use error::Error;
 pub use fd::Fd;
+pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
