@@ -96,20 +96,36 @@
 #![allow(clippy::needless_doctest_main)]
 
 mod error;
+mod fd;
+pub mod manager;
+mod pipe;
 mod pool;
 mod process;
+mod queue;
+mod shared;
 mod spawn;
+mod sync;
 mod sys;
 pub mod wire;
 
 pub use error::Error;
+pub use fd::Fd;
+pub use manager::{Manager, ManagerError};
+pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use pool::{
     AsyncResult, Attempt, Chunksize, IMapIter, MapOptions, MapResult, Pool, PoolBuilder, PoolError, PoolStats, StarFn,
     TaskError, TaskOptions,
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
+pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use spawn::{init, set_executable};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,
+    Semaphore, SyncError,
+};
 pub use sys::proc::signal_name;
+pub use sys::shm::Pod;
 
 // Unit tests start real children too.
 #[cfg(test)]

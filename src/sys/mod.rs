@@ -7,6 +7,10 @@
 pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod fd;
+pub(crate) mod futex;
 pub(crate) mod mem;
+pub(crate) mod mutex;
+pub(crate) mod packet;
 pub(crate) mod proc;
+pub(crate) mod shm;
 pub(crate) mod sock;

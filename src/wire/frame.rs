@@ -294,6 +294,16 @@ impl FrameReader {
         avail >= HEADER_LEN + len
     }
 
+    /// The socket, shared with the writing half.
+    pub(crate) fn socket(&self) -> &Arc<OwnedFd> {
+        &self.sock
+    }
+
+    /// Bytes received and not yet handed out as frames.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     /// Receives the next frame, waiting at most until `deadline` (`None`: forever).
     pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, FrameError> {
         if self.start == self.end && self.buf.len() > KEEP_LIMIT {
