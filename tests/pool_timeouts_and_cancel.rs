@@ -39,7 +39,7 @@ fn a_task_past_its_timeout_fails_alone_and_a_fresh_worker_goes_on() {
 
 #[test]
 fn a_pool_wide_timeout_applies_to_maps() {
-    let pool = Pool::builder().processes(2).timeout(Duration::from_millis(300)).build().unwrap();
+    let pool = Pool::builder().processes(2).timeout(Duration::from_secs(1)).build().unwrap();
     let all = pool.map_results(nap, [1, 60_000, 2, 3]);
     assert_eq!(all[0], Ok(1));
     assert!(matches!(all[1], Err(TaskError::Timeout { .. })), "{:?}", all[1]);
