@@ -75,6 +75,8 @@
 
 mod error;
 mod process;
+#[doc(hidden)]
+pub mod remote;
 mod spawn;
 mod sys;
 pub mod wire;
