@@ -320,8 +320,8 @@ impl Drop for TaskChild {
 }
 
 thread_local! {
-    /// The last panic of this thread: message, location, backtrace.
-    static LAST_PANIC: RefCell<Option<(String, Option<String>, Option<String>)>> = const { RefCell::new(None) };
+    /// The last panic of this thread, as a `Done::Panicked`.
+    static LAST_PANIC: RefCell<Option<Done>> = const { RefCell::new(None) };
 }
 
 /// The child side: run tasks until the parent closes the socket.
@@ -336,7 +336,7 @@ fn task_child_entry(ctx: ChildContext) {
         let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         let bt = std::backtrace::Backtrace::capture();
         let backtrace = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location, backtrace)));
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(Done::Panicked { message, location, backtrace }));
     }));
     let mut out = Vec::new();
     loop {
@@ -368,12 +368,11 @@ fn task_child_entry(ctx: ChildContext) {
         let done = match ran {
             Ok(Ok(())) => Done::Returned,
             Ok(Err(e)) => Done::Codec { message: e.to_string() },
-            Err(_) => {
-                let (message, location, backtrace) = LAST_PANIC
-                    .with(|p| p.borrow_mut().take())
-                    .unwrap_or_else(|| ("(panic message unavailable)".to_string(), None, None));
-                Done::Panicked { message, location, backtrace }
-            }
+            Err(_) => LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| Done::Panicked {
+                message: "(panic message unavailable)".to_string(),
+                location: None,
+                backtrace: None,
+            }),
         };
         let returned = matches!(done, Done::Returned);
         let mut queued = channel.writer.queue_with(KIND_DONE, |buf| {
