@@ -24,9 +24,10 @@ pub(crate) async fn connect(
         Auth::Token(t) => opts = opts.token(t.expose().to_string()),
         Auth::NKey(seed) => opts = opts.nkey(seed.expose().to_string()),
         Auth::CredentialsFile(path) => {
-            opts = opts.credentials_file(path).await.map_err(|e| {
-                fail(format!("cannot read the credentials file `{}`: {}", path.display(), e.kind()))
-            })?;
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| fail(format!("cannot read the credentials file `{}`: {}", path.display(), e.kind())))?;
         }
     }
     let tls = broker.tls();
@@ -40,11 +41,8 @@ pub(crate) async fn connect(
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
     let on_event = std::sync::Arc::new(on_event);
-    opts = opts
-        .name(name)
-        .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None)
-        .event_callback(move |event| {
+    opts =
+        opts.name(name).connection_timeout(Duration::from_secs(5)).max_reconnects(None).event_callback(move |event| {
             let on_event = on_event.clone();
             async move { on_event(event) }
         });

@@ -114,7 +114,8 @@ impl TaskOutcome {
     /// Decodes the result as an `R`.
     pub fn decode<R: DeserializeOwned>(&self) -> Result<R, TaskFailure> {
         match &self.result {
-            Ok(bytes) => multiproc::remote::decode_value(bytes).map_err(|e| self.failure(RemoteError::Codec { message: e.to_string() })),
+            Ok(bytes) => multiproc::remote::decode_value(bytes)
+                .map_err(|e| self.failure(RemoteError::Codec { message: e.to_string() })),
             Err(e) => Err(e.clone()),
         }
     }

@@ -272,11 +272,18 @@ mod tests {
     #[test]
     fn a_result_carries_its_bytes_only_when_returned() {
         let ran_on = RanOn { host: "h".into(), worker_pid: 7, process_pid: Some(8) };
-        let ok = ResultHead { version: PROTOCOL, task_id: 1, ran_on: ran_on.clone(), delivery: 1, outcome: Outcome::Returned };
+        let ok = ResultHead {
+            version: PROTOCOL,
+            task_id: 1,
+            ran_on: ran_on.clone(),
+            delivery: 1,
+            outcome: Outcome::Returned,
+        };
         let bytes = ok.encode(&[4, 5]);
         let (h, rest) = ResultHead::decode(&bytes).unwrap();
         assert_eq!((h, rest), (ok, &[4u8, 5][..]));
-        let failed = ResultHead { outcome: Outcome::Failed(RemoteError::Closed), ..ResultHead::decode(&bytes).unwrap().0 };
+        let failed =
+            ResultHead { outcome: Outcome::Failed(RemoteError::Closed), ..ResultHead::decode(&bytes).unwrap().0 };
         let bytes = failed.encode(&[4, 5]);
         assert_eq!(ResultHead::decode(&bytes).unwrap().1, &[] as &[u8]);
     }

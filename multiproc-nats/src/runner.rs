@@ -98,7 +98,8 @@ impl TaskRunner for ProcessRunner {
             match TaskChild::start(&slot_name(slot)) {
                 Ok(child) => *held = Some(child),
                 Err(e) => {
-                    let error = RemoteError::Spawn { host: self.host.clone(), worker_pid: self.pid, message: e.to_string() };
+                    let error =
+                        RemoteError::Spawn { host: self.host.clone(), worker_pid: self.pid, message: e.to_string() };
                     return RunReport { result: Err(error), process_pid: None };
                 }
             }

@@ -12,7 +12,7 @@
 //!   reports `WrongBinary` to the client, and terminates the message (`+TERM`) so that it
 //!   is not handed out again. See the crate docs for why.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,17 @@ impl Worker {
         let js = jetstream::new(client.clone());
         let stream = broker::task_stream(&js, &config.queue).await?;
         let consumer = broker::worker_consumer(&stream, &config.queue).await?;
-        Ok(Worker { config, client, js, consumer, runner, stats, events, me, fingerprint: multiproc::remote::fingerprint() })
+        Ok(Worker {
+            config,
+            client,
+            js,
+            consumer,
+            runner,
+            stats,
+            events,
+            me,
+            fingerprint: multiproc::remote::fingerprint(),
+        })
     }
 
     fn log(&self, msg: impl std::fmt::Display) {
@@ -345,7 +355,7 @@ impl Worker {
 
         let mut held: HashMap<u64, Held> = HashMap::new();
         let mut heads: HashMap<u64, (u64, String, u64)> = HashMap::new(); // key -> (task id, reply_to, delivery)
-        let mut requests: HashMap<u64, Request> = HashMap::new();
+        let mut requests: BTreeMap<u64, Request> = BTreeMap::new();
         let mut deliveries: JoinSet<(u64, Delivery)> = JoinSet::new();
         let mut next_key = 0u64;
         let mut next_request = 0u64;
@@ -378,13 +388,13 @@ impl Worker {
             tokio::select! {
                 msg = pulls.next() => {
                     let Some(msg) = msg else { break };
-                    let request: Option<u64> = msg.subject.rsplit('.').next().and_then(|n| n.parse().ok());
                     match msg.status {
                         Some(status) if status != async_nats::StatusCode::OK => {
-                            // 408: the request expired; 409: the server ended it (too many
-                            // waiting, consumer changed); 100: an idle heartbeat.
+                            // The end of a request, on its own subject: 408 it expired, 409
+                            // the server ended it (too many waiting, consumer changed). 100
+                            // is an idle heartbeat.
                             if status != async_nats::StatusCode::IDLE_HEARTBEAT
-                                && let Some(r) = request
+                                && let Some(r) = msg.subject.rsplit('.').next().and_then(|n| n.parse().ok())
                             {
                                 requests.remove(&r);
                             }
@@ -392,12 +402,12 @@ impl Worker {
                         }
                         _ => {}
                     }
-                    if let Some(r) = request
-                        && let Some(req) = requests.get_mut(&r)
-                    {
-                        req.left = req.left.saturating_sub(1);
-                        if req.left == 0 {
-                            requests.remove(&r);
+                    // A task keeps its own subject, so which request it fills is not on it;
+                    // the server fills a consumer's requests in the order they came.
+                    if let Some(mut oldest) = requests.first_entry() {
+                        oldest.get_mut().left -= 1;
+                        if oldest.get().left == 0 {
+                            oldest.remove();
                         }
                     }
                     let msg = jetstream::Message { message: msg, context: self.js.clone() };
