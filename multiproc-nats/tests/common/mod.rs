@@ -65,3 +65,56 @@ pub fn client(server: &NatsServer, pool: &str, ack_wait: Duration) -> Client {
 /// Long enough that only a broken test waits this long for an outcome (a hang guard,
 /// never a measurement).
 pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A Unix socket where tasks report in, so that a test can wait for "the task is
+/// running now" and let it go when it chooses.
+pub struct Rendezvous {
+    pub path: std::path::PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl Rendezvous {
+    pub fn new(tag: &str) -> Rendezvous {
+        let path = std::env::temp_dir().join(format!("mpn-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        Rendezvous { path, listener }
+    }
+
+    /// Another handle on the listening socket.
+    pub fn try_clone_listener(&self) -> std::os::unix::net::UnixListener {
+        self.listener.try_clone().unwrap()
+    }
+
+    /// Waits for the next task to report in; returns its connection and the line it sent.
+    pub fn accept(&self) -> (std::os::unix::net::UnixStream, String) {
+        use std::io::BufRead;
+        let listener = self.listener.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(listener.accept());
+        });
+        let (stream, _) = rx.recv_timeout(PATIENCE).expect("a task reports in").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+        (stream, line.trim().to_string())
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A task body: report this worker's pid at the rendezvous, wait for the test's word,
+/// return the worker's pid.
+pub fn report_and_wait(path: String) -> u32 {
+    use std::io::{Read, Write};
+    let worker = multiproc::parent_process().expect("a task process has its worker as parent").pid();
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    writeln!(s, "{worker}").unwrap();
+    let mut go = [0u8; 1];
+    let _ = s.read(&mut go);
+    worker
+}
