@@ -653,3 +653,53 @@ impl<I: Iterator<Item = RawTask>> Iterator for Outcomes<'_, I> {
         self.next_until(None).ok().flatten()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            id: "c".into(),
+            reply_to: "mproc.t.results.c".into(),
+            fingerprint: 1,
+            next_id: AtomicU64::new(1),
+            book: Mutex::new(Book::default()),
+            stats: Mutex::new(ClientStats::default()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_second_result_for_a_task_is_dropped_as_a_duplicate() {
+        let shared = shared();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let on_done: OnDone = Box::new(move |o: TaskOutcome| seen.lock().unwrap().push(o));
+        shared.book().waiting.insert(7, Waiting { function: "app::work", on_done, seq: Some(70) });
+        shared.book().by_seq.insert(70, 7);
+        let ran_on = RanOn { host: "h".into(), worker_pid: 1, process_pid: Some(2) };
+        assert!(shared.finish(7, Ok(vec![1]), Some(ran_on.clone()), 1));
+        assert!(!shared.finish(7, Ok(vec![2]), Some(ran_on), 2), "the redelivered run's result is dropped");
+        assert!(!shared.finish(8, Err(RemoteError::Closed), None, 0), "an unknown id is dropped too");
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!((calls[0].id, calls[0].result.clone(), calls[0].delivery), (7, Ok(vec![1]), 1));
+        let stats = *shared.stats.lock().unwrap();
+        assert_eq!((stats.finished, stats.duplicates), (1, 2));
+        assert!(shared.book().by_seq.is_empty(), "the stream sequence is forgotten with the task");
+    }
+
+    #[test]
+    fn a_failure_names_the_task() {
+        let shared = shared();
+        let slot = Arc::new(OutcomeSlot::default());
+        let filler = slot.clone();
+        let on_done: OnDone = Box::new(move |o| filler.put(o));
+        shared.book().waiting.insert(3, Waiting { function: "app::resize", on_done, seq: None });
+        shared.finish(3, Err(RemoteError::Lost { deliveries: 5 }), None, 0);
+        let o = TaskHandle { id: 3, slot }.wait();
+        let e = o.decode::<u64>().unwrap_err();
+        assert_eq!(e.to_string(), "task 3 (`app::resize`) lost: handed to a worker 5 times, and each vanished before finishing it");
+    }
+}
