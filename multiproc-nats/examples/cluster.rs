@@ -49,9 +49,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match outcomes.next_timeout(Duration::from_secs(30)) {
             Ok(Some(outcome)) => {
                 i += 1;
-                let place = outcome.ran_on.as_ref().map(|r| format!("{} (task process {})", r, r.process_pid.unwrap_or(0)));
+                let place =
+                    outcome.ran_on.as_ref().map(|r| format!("{} (task process {})", r, r.process_pid.unwrap_or(0)));
                 match outcome.decode::<u64>() {
-                    Ok(steps) => println!("collatz_steps({:>9}) = {steps:>4}   ran on worker {}", i * 1_000_003, place.unwrap_or_default()),
+                    Ok(steps) => println!(
+                        "collatz_steps({:>9}) = {steps:>4}   ran on worker {}",
+                        i * 1_000_003,
+                        place.unwrap_or_default()
+                    ),
                     Err(e) => println!("{e}"),
                 }
             }

@@ -700,6 +700,9 @@ mod tests {
         shared.finish(3, Err(RemoteError::Lost { deliveries: 5 }), None, 0);
         let o = TaskHandle { id: 3, slot }.wait();
         let e = o.decode::<u64>().unwrap_err();
-        assert_eq!(e.to_string(), "task 3 (`app::resize`) lost: handed to a worker 5 times, and each vanished before finishing it");
+        assert_eq!(
+            e.to_string(),
+            "task 3 (`app::resize`) lost: handed to a worker 5 times, and each vanished before finishing it"
+        );
     }
 }

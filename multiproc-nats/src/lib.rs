@@ -78,6 +78,15 @@
 //! therefore runs one build per pool: to run two builds side by side (a rolling upgrade),
 //! give each its own pool name.
 //!
+//! ## Still to come: the cluster `Pool`
+//!
+//! This crate is the transport; the user-facing `ClusterPool` — the local `Pool`'s calls
+//! (`apply`, `apply_async`, `map`, `imap`, `imap_unordered`, `starmap`, `close`, `join`,
+//! `terminate`) and types (`AsyncResult`, `TaskError`) — sits on top of it:
+//! [`RawTask::new`] for the typed-to-raw step, [`Client::submit_with`] to complete an
+//! `AsyncResult` from the outcome, [`Client::imap`] for the lazy window, and a
+//! [`TaskRunner`] over a local `Pool` on the worker side in place of [`ProcessRunner`].
+//!
 //! ## Security
 //!
 //! Whoever may publish on `mproc.P.tasks` can make the workers call any function of their

@@ -22,7 +22,8 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 #[test]
 fn every_result_arrives_across_a_broker_restart() {
     let Some(mut server) = NatsServer::start("broker-restart") else { return };
-    let _workers = [common::start_worker(&server, "restart", 2, ACK_WAIT), common::start_worker(&server, "restart", 2, ACK_WAIT)];
+    let _workers =
+        [common::start_worker(&server, "restart", 2, ACK_WAIT), common::start_worker(&server, "restart", 2, ACK_WAIT)];
     let client = common::client(&server, "restart", ACK_WAIT);
     let submit = |range: std::ops::Range<u64>| -> Vec<_> {
         range.map(|i| (i, client.submit(RawTask::new(slow_square, &i).unwrap()).unwrap())).collect()

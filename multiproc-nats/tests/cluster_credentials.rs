@@ -37,7 +37,8 @@ fn user_and_password_in_the_url_log_in_and_never_show() {
     )
     .unwrap();
     let client = Client::connect(ClientConfig::new(good).queue(queue)).unwrap();
-    let o = client.submit(RawTask::new(square, &12u64).unwrap()).unwrap().wait_timeout(Duration::from_secs(120)).unwrap();
+    let o =
+        client.submit(RawTask::new(square, &12u64).unwrap()).unwrap().wait_timeout(Duration::from_secs(120)).unwrap();
     assert_eq!(o.decode::<u64>().unwrap(), 144);
     worker.stop();
     worker.join().unwrap();

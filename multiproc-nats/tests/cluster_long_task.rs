@@ -32,7 +32,8 @@ fn in_progress_acks_keep_a_long_task_from_being_redelivered() {
         (nats, acks)
     });
 
-    let handle = client.submit(RawTask::new(common::report_and_wait, &rendezvous.path.display().to_string()).unwrap()).unwrap();
+    let handle =
+        client.submit(RawTask::new(common::report_and_wait, &rendezvous.path.display().to_string()).unwrap()).unwrap();
     let (mut conn, _) = rendezvous.accept();
     // Were the task handed out again, its second run would report in here.
     let (again_tx, mut again) = tokio::sync::oneshot::channel();

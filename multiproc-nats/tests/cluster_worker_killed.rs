@@ -26,7 +26,8 @@ fn a_killed_workers_task_is_finished_by_another_exactly_once() {
     let first = common::start_worker(&server, "killed", 1, ACK_WAIT);
     let client = common::client(&server, "killed", ACK_WAIT);
 
-    let held = client.submit(RawTask::new(common::report_and_wait, &rendezvous.path.display().to_string()).unwrap()).unwrap();
+    let held =
+        client.submit(RawTask::new(common::report_and_wait, &rendezvous.path.display().to_string()).unwrap()).unwrap();
     let (_conn, who) = rendezvous.accept();
     assert_eq!(who, first.pid().to_string(), "the first worker runs the task");
     // Queued behind it while the first worker is busy.
