@@ -344,7 +344,17 @@ impl Worker {
                         arg: &job.payload[job.arg_at..],
                         timeout: job.head.timeout_ms.map(Duration::from_millis),
                     };
-                    let report = runner.run(slot, &task);
+                    // A runner that panics must not leave its task held (and kept alive by
+                    // in-progress acks) forever: the task fails instead.
+                    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(slot, &task)))
+                        .unwrap_or_else(|_| RunReport {
+                            result: Err(RemoteError::Spawn {
+                                host: host_name(),
+                                worker_pid: std::process::id(),
+                                message: "the worker's task runner panicked".into(),
+                            }),
+                            process_pid: None,
+                        });
                     if tx.send((job.key, report)).is_err() {
                         break;
                     }
