@@ -103,6 +103,8 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+#[doc(hidden)]
+pub mod remote;
 mod spawn;
 mod sync;
 mod sys;
