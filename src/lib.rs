@@ -102,9 +102,9 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
-mod shared;
 #[doc(hidden)]
 pub mod remote;
+mod shared;
 mod spawn;
 mod sync;
 mod sys;
@@ -115,8 +115,8 @@ pub use fd::Fd;
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use pool::{
-    AsyncResult, Attempt, Chunksize, IMapIter, MapOptions, MapResult, Pool, PoolBuilder, PoolError, PoolStats, StarFn,
-    TaskError, TaskOptions,
+    AsyncResult, Attempt, Chunksize, IMapIter, MapOptions, MapResult, Pool, PoolBuilder, PoolError, PoolStats,
+    RemoteFailure, StarFn, TaskError, TaskOptions,
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};

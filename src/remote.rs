@@ -1,25 +1,29 @@
 //! What a backend that runs tasks on other machines (the `multiproc-nats` crate) needs
 //! from the core: the build fingerprint, a task's *code* (its function and a
-//! monomorphised trampoline, as offsets), and a child process that runs such tasks one
-//! after another, so that a task that crashes costs only itself.
+//! monomorphised trampoline, as offsets), a `Pool` whose work goes to that backend
+//! ([`pool_with`], [`Dispatch`]), and two ways to run such tasks on a worker machine: on
+//! a local `Pool` ([`run_on_pool`]) or in a bare child process ([`TaskChild`]).
 //!
 //! Hidden from the documentation: this is an interface between multiproc's own crates,
 //! with no stability promise to users.
 //!
-//! A task travels as two offsets (see `spawn::identity`): the user's function and a
-//! trampoline `fn(function, argument bytes, result buffer)` made for its exact types.
+//! A task travels as two offsets (see `spawn::identity`): the user's function and the
+//! *pool's* trampoline `fn(function, argument bytes, out) -> tag` made for its exact
+//! types — the very one a local pool worker runs, so a task means the same everywhere.
 //! Offsets mean something only in the very build that made them, so every entry point
 //! that interprets them first compares the task's fingerprint with this program's.
 
-use std::cell::RefCell;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::pool::Delivered;
+pub use crate::pool::backend::{Batch, Dispatch, ItemDone, PoolTask, dispatch_of, pool_with, run_on_pool};
+
 use crate::error::describe_exit;
+use crate::pool::{ItemTrampoline, PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};
 use crate::spawn::{self, ChildContext, ChildProcess, ChildSpec, identity};
 use crate::wire::frame::Channel;
 use crate::wire::{CodecError, FrameError, codec};
@@ -50,10 +54,9 @@ where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    let tramp: Trampoline = trampoline::<F, A, R>;
     TaskCode {
         function: identity::encode_fn::<F, fn(A) -> R>(f),
-        trampoline: identity::offset_of(tramp as usize),
+        trampoline: crate::pool::unary_trampoline_offset::<F, A, R>(),
         function_name: std::any::type_name::<F>(),
     }
 }
@@ -66,23 +69,6 @@ pub fn encode_value<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), Co
 /// Decodes a task's result (or argument) from `bytes`.
 pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     codec::decode(bytes)
-}
-
-/// What runs a task in the child: decode the argument, call the function, encode the result.
-type Trampoline = fn(function: i64, arg: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError>;
-
-fn trampoline<F, A, R>(function: i64, arg: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError>
-where
-    F: Fn(A) -> R + Copy + Send + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    let arg: A = codec::decode(arg)?;
-    // SAFETY: the child runs only tasks whose fingerprint is this build's (checked by
-    // `TaskChild::run` in the parent, and the parent's build is this one's by the spawn
-    // handshake); `function` was made by `encode_fn::<F, _>` in a process of this build.
-    let f: F = unsafe { identity::decode_fn::<F>(function) };
-    codec::encode_into(&f(arg), out)
 }
 
 /// One task to run: its build, its code and its encoded argument.
@@ -187,21 +173,6 @@ struct RunHead {
     trampoline: i64,
 }
 
-/// What precedes the result bytes in a `KIND_DONE` frame.
-#[derive(Debug, Serialize, Deserialize)]
-enum Done {
-    /// The result's bytes follow.
-    Returned,
-    Panicked {
-        message: String,
-        location: Option<String>,
-        backtrace: Option<String>,
-    },
-    Codec {
-        message: String,
-    },
-}
-
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 
 /// A child process that runs tasks one after another, for a worker that serves tasks
@@ -270,18 +241,28 @@ impl TaskChild {
                 if frame.kind != KIND_DONE {
                     return Err(FrameError::Malformed(format!("expected a task result, got kind {:#04x}", frame.kind)));
                 }
-                let (done, rest) =
-                    codec::decode_prefix::<Done>(frame.payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
-                Ok((done, rest.to_vec()))
+                // The pool trampoline's tag, then what it wrote.
+                let (&tag, rest) =
+                    frame.payload.split_first().ok_or_else(|| FrameError::Malformed("an empty task result".into()))?;
+                Ok((tag, rest.to_vec()))
             }),
             Err(e) => Err(e),
         };
         match reply {
-            Ok((Done::Returned, bytes)) => Ok(bytes),
-            Ok((Done::Panicked { message, location, backtrace }, _)) => {
-                Err(RunError::Panicked { function: function(), message, location, backtrace })
-            }
-            Ok((Done::Codec { message }, _)) => Err(RunError::Codec { function: function(), message }),
+            Ok((TAG_OK, bytes)) => Ok(bytes),
+            Ok((TAG_PANIC, bytes)) => Err(match codec::decode::<PanicReport>(&bytes) {
+                Ok(p) => RunError::Panicked {
+                    function: function(),
+                    message: p.message,
+                    location: Some(p.location).filter(|l| l != "<unknown>"),
+                    backtrace: p.backtrace,
+                },
+                Err(e) => RunError::Codec { function: function(), message: e.to_string() },
+            }),
+            Ok((_, bytes)) => Err(RunError::Codec {
+                function: function(),
+                message: codec::decode::<String>(&bytes).unwrap_or_else(|e| e.to_string()),
+            }),
             Err(e) => {
                 self.ended = true;
                 Err(self.failure(function(), e, timeout))
@@ -319,25 +300,10 @@ impl Drop for TaskChild {
     }
 }
 
-thread_local! {
-    /// The last panic of this thread, as a `Done::Panicked`.
-    static LAST_PANIC: RefCell<Option<Done>> = const { RefCell::new(None) };
-}
-
 /// The child side: run tasks until the parent closes the socket.
 fn task_child_entry(ctx: ChildContext) {
     let ChildContext { mut channel, .. } = ctx;
-    std::panic::set_hook(Box::new(|info| {
-        let message = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
-            (Some(s), _) => s.to_string(),
-            (None, Some(s)) => s.clone(),
-            (None, None) => "(a panic with a non-string payload)".to_string(),
-        };
-        let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-        let bt = std::backtrace::Backtrace::capture();
-        let backtrace = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some(Done::Panicked { message, location, backtrace }));
-    }));
+    crate::pool::install_panic_hook();
     let mut out = Vec::new();
     loop {
         let frame = match channel.reader.recv(None) {
@@ -361,30 +327,20 @@ fn task_child_entry(ctx: ChildContext) {
         };
         // SAFETY: the parent sends only tasks of this build (it compared fingerprints in
         // `TaskChild::run`, and the spawn handshake made sure it is this build), and
-        // `head.trampoline` was made by `offset_of` from a `Trampoline` in `task_code`.
-        let tramp: Trampoline = unsafe { identity::function_at(head.trampoline) };
+        // `head.trampoline` was made by `offset_of` from the pool's `Trampoline` in
+        // `task_code`.
+        let tramp: ItemTrampoline = unsafe { identity::function_at(head.trampoline) };
         out.clear();
-        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| tramp(head.function, arg, &mut out)));
-        let done = match ran {
-            Ok(Ok(())) => Done::Returned,
-            Ok(Err(e)) => Done::Codec { message: e.to_string() },
-            Err(_) => LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| Done::Panicked {
-                message: "(panic message unavailable)".to_string(),
-                location: None,
-                backtrace: None,
-            }),
-        };
-        let returned = matches!(done, Done::Returned);
-        let mut queued = channel.writer.queue_with(KIND_DONE, |buf| {
-            codec::encode_into(&done, buf)?;
-            if returned {
-                buf.extend_from_slice(&out);
-            }
-            Ok(())
-        });
+        out.push(TAG_OK);
+        // The trampoline catches panics (of the task and of its result's encoding).
+        let tag = tramp(head.function, arg, &mut out);
+        out[0] = tag;
+        let mut queued = channel.writer.queue_bytes(KIND_DONE, &out);
         if let Err(FrameError::Oversized { len, max }) = queued {
             let message = format!("the result encodes to {len} bytes, over the frame limit of {max}");
-            queued = channel.writer.queue(KIND_DONE, &Done::Codec { message });
+            let mut small = vec![TAG_CODEC];
+            let _ = codec::encode_into(&message, &mut small);
+            queued = channel.writer.queue_bytes(KIND_DONE, &small);
         }
         if let Err(e) = queued.and_then(|()| channel.writer.flush(None)) {
             eprintln!("multiproc task process {}: cannot send the result: {e}", sys::proc::getpid());

@@ -206,6 +206,7 @@ impl PoolBuilder {
             default_retries: self.retries,
             stats: StatsBoard::new(PoolStats::default()),
             spawned: Mutex::new(Vec::new()),
+            backend: None,
         });
         let stats = PoolStats {
             workers_started: processes as u64,

@@ -142,6 +142,19 @@ pub enum TaskError {
         /// Why the pool gave up.
         reason: String,
     },
+    /// The task ran, or was to run, on a cluster of machines (the `multiproc-nats` crate)
+    /// and failed there for a reason a local pool does not have: see [`RemoteFailure`].
+    /// (A crash, a panic or a timeout on a remote machine is `WorkerDied`, `Panicked` or
+    /// `Timeout`, as locally.)
+    #[error("task `{task}` could not run on the cluster: {message}")]
+    Remote {
+        /// The task's function.
+        task: &'static str,
+        /// What went wrong, to match on.
+        kind: RemoteFailure,
+        /// What happened, where (the worker's host and pid) and what to do.
+        message: String,
+    },
     /// Only the wait stopped: [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout)
     /// gave up; the task itself goes on.
     #[error("gave up waiting for task `{task}` after {waited:?}; the task goes on")]
@@ -151,6 +164,26 @@ pub enum TaskError {
         /// How long the caller waited.
         waited: Duration,
     },
+}
+
+/// Why a task failed on a cluster in a way a local pool cannot ([`TaskError::Remote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// A worker built from another binary refused the task without running it: start the
+    /// workers from the very binary that submits.
+    WrongBinary,
+    /// A worker that speaks another version of the cluster protocol refused the task.
+    Version,
+    /// Every worker that took the task vanished before finishing it, as many times as
+    /// the queue allows: the broker gave up on it.
+    Lost,
+    /// The broker did not take the task (unreachable for too long, or refused it).
+    Broker,
+    /// The task's message (or its result) is larger than the broker carries.
+    TooLarge,
+    /// The worker could not run the task (it could not start the processes to run it).
+    Worker,
 }
 
 fn retried(attempts: &[Attempt]) -> String {
@@ -173,6 +206,7 @@ impl TaskError {
             | TaskError::Codec { task, .. }
             | TaskError::Closed { task }
             | TaskError::PoolBroken { task, .. }
+            | TaskError::Remote { task, .. }
             | TaskError::WaitTimeout { task, .. } => task,
         }
     }

@@ -4,6 +4,7 @@
 //! started again) and one driver thread that feeds them tasks over their sockets and
 //! watches their pidfds. See `driver` for how work flows and how a death costs one task.
 
+pub(crate) mod backend;
 mod builder;
 mod driver;
 mod error;
@@ -23,16 +24,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
-pub use error::{Attempt, PoolError, TaskError};
+pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use map::{IMapIter, MapResult};
 pub use options::{Chunksize, MapOptions, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;
 pub use stats::PoolStats;
+pub use submit::Delivered;
 
 use map::{Collector, FeedSpec};
+pub(crate) use protocol::{PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};
 use result::Slot;
 use submit::{Chunking, Encoder, Job, Outcome, Shared, Sink, Submission};
+pub(crate) use worker::{Trampoline as ItemTrampoline, install_panic_hook};
 use worker::{Trampoline, star_trampoline, unary_trampoline};
 
 use crate::spawn::identity;
@@ -92,6 +96,17 @@ fn trampoline_offset(t: Trampoline) -> i64 {
     identity::offset_of(t as usize)
 }
 
+/// The offset of the pool's trampoline for `F: Fn(A) -> R`: what names a task's types
+/// across processes of one build, here and on other machines.
+pub(crate) fn unary_trampoline_offset<F, A, R>() -> i64
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    trampoline_offset(unary_trampoline::<F, A, R>)
+}
+
 impl Pool {
     /// A pool of `processes` workers (Python's `Pool(processes)`).
     ///
@@ -115,6 +130,26 @@ impl Pool {
         PoolBuilder::new()
     }
 
+    /// A pool whose work goes to another backend (see `backend`): no driver, no workers.
+    fn with_backend(
+        backend: Arc<dyn backend::Dispatch>,
+        processes: usize,
+        default_timeout: Option<std::time::Duration>,
+        default_retries: u32,
+    ) -> Result<Pool, PoolError> {
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(submit::Inbox::default()),
+            wakeup: crate::sys::event::Wakeup::new().map_err(crate::Error::Io)?,
+            asleep: Default::default(),
+            default_timeout,
+            default_retries,
+            stats: submit::StatsBoard::new(PoolStats::default()),
+            spawned: Mutex::new(Vec::new()),
+            backend: Some(backend),
+        });
+        Ok(Pool { shared, driver: Mutex::new(None), processes })
+    }
+
     /// How many workers the pool keeps running.
     pub fn processes(&self) -> usize {
         self.processes
@@ -136,6 +171,9 @@ impl Pool {
     /// assert_eq!((s.tasks_panicked, s.workers_died, s.workers_alive), (1, 0, 1));
     /// ```
     pub fn stats(&self) -> PoolStats {
+        if let Some(backend) = &self.shared.backend {
+            return backend.stats();
+        }
         let board = &self.shared.stats;
         let on_driver = board.driver.get() == Some(&std::thread::current().id());
         let want = board.wanted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -608,6 +646,9 @@ impl Pool {
                 return Err(PoolError::StillRunning);
             }
         }
+        if let Some(backend) = &self.shared.backend {
+            backend.join();
+        }
         self.join_driver();
         Ok(())
     }
@@ -634,6 +675,9 @@ impl Pool {
     /// ```
     pub fn terminate(&self) {
         self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).terminate = true;
+        if let Some(backend) = &self.shared.backend {
+            backend.terminate();
+        }
         self.shared.wake_always();
         self.join_driver();
     }

@@ -32,8 +32,11 @@ pub(crate) trait Sink: Send + Sync {
 }
 
 /// What a delivery turned out to be, for the statistics.
-pub(crate) enum Delivered {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// A value, decoded.
     Value,
+    /// An error.
     Failed,
     /// The value did not decode (counted as a codec failure).
     CodecFailed,
@@ -213,12 +216,26 @@ pub(crate) struct Shared {
     pub(crate) stats: StatsBoard,
     /// Workers started by helper threads, for the driver to adopt.
     pub(crate) spawned: Mutex<Vec<(u32, Result<super::driver::Worker, crate::Error>)>>,
+    /// Where the work goes instead of this pool's own workers (a cluster), if anywhere.
+    pub(crate) backend: Option<Arc<dyn super::backend::Dispatch>>,
 }
 
 impl Shared {
     /// Queues jobs; gives them back if the pool accepts no more. `more` is for a running
     /// `imap`, which may go on feeding a closed pool until it has drained.
     pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>, more: bool) -> Result<(), Vec<Job>> {
+        if let Some(backend) = &self.backend {
+            {
+                let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+                if inbox.terminate || (inbox.closed && !more) {
+                    return Err(jobs.into_iter().collect());
+                }
+            }
+            for job in jobs {
+                backend.dispatch(super::backend::Batch::new(job));
+            }
+            return Ok(());
+        }
         {
             let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
             if inbox.finished || inbox.terminate || (inbox.closed && !more) {
@@ -243,6 +260,9 @@ impl Shared {
     }
 
     pub(crate) fn request_cancel(&self) {
+        if let Some(backend) = &self.backend {
+            return backend.cancel();
+        }
         self.inbox.lock().unwrap_or_else(|e| e.into_inner()).cancel = true;
         self.wake();
     }

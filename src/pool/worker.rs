@@ -121,7 +121,7 @@ fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
 }
 
 /// Records where a task panicked instead of printing it: the panic travels to the caller.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_else(|| "<unknown>".into());
         let bt = std::backtrace::Backtrace::capture();

@@ -1,0 +1,259 @@
+//! The pool's seam to other machines, used by the `multiproc-nats` crate through the
+//! hidden `multiproc::remote` module:
+//!
+//! - a [`Pool`] whose submissions go to a [`Dispatch`] (a cluster) instead of its own
+//!   worker processes. Everything in front of the dispatch — `apply`, the map family,
+//!   chunk sizes, encoding, windows, callbacks, `AsyncResult`, `MapResult`, `IMapIter`,
+//!   `TaskError` — is the local pool's own code, so a cluster pool cannot drift from it;
+//! - [`run_on_pool`]: the worker side, which runs a task that came from elsewhere (its code
+//!   as offsets, its items as bytes) on a local pool, with the pool's fault tolerance.
+//!
+//! A batch is exactly what a local worker receives: the function and trampoline offsets
+//! (the trampoline is the pool's own, monomorphised for the task's types) and a list of
+//! length-prefixed encoded items.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::protocol::for_each_item;
+use super::submit::{Chunking, Delivered, Job, Outcome, Sink, Submission};
+use super::{Pool, PoolError, PoolStats, TaskError};
+
+/// Where a pool built by [`pool_with`] sends its work: a backend that runs batches of
+/// items elsewhere and completes every item exactly once.
+///
+/// Calls come from the submitting threads; completions may come from any thread.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Runs `batch`'s items; each must end with exactly one [`Batch::complete`] (a
+    /// second one for the same item is ignored).
+    fn dispatch(&self, batch: Batch);
+    /// A handle was cancelled: items of batches whose [`Batch::cancelled`] is now true
+    /// may be dropped (completed with [`TaskError::Cancelled`]).
+    fn cancel(&self);
+    /// The pool was closed and joined: wait until every dispatched item has completed.
+    fn join(&self);
+    /// The pool is terminated: complete every unfinished item with
+    /// [`TaskError::Terminated`] and stop.
+    fn terminate(&self);
+    /// The pool's counters, for `Pool::stats`.
+    fn stats(&self) -> PoolStats;
+    /// The backend itself, so that its crate can find its own type behind a `Pool`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Items of one submission, as the pool would hand them to one of its workers.
+pub struct Batch {
+    sub: Arc<Submission>,
+    first: u32,
+    count: u32,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("task", &self.sub.task)
+            .field("first", &self.first)
+            .field("len", &self.count)
+            .finish()
+    }
+}
+
+impl Batch {
+    pub(crate) fn new(job: Job) -> Batch {
+        Batch { sub: job.sub, first: job.first, count: job.count }
+    }
+
+    /// The task's function name.
+    pub fn function_name(&self) -> &'static str {
+        self.sub.task
+    }
+
+    /// Offset of the task's function.
+    pub fn function(&self) -> i64 {
+        self.sub.function
+    }
+
+    /// Offset of the pool trampoline made for the function's types.
+    pub fn trampoline(&self) -> i64 {
+        self.sub.trampoline
+    }
+
+    /// How many items.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether it has no items.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Items per task as the caller asked (`None`: adaptive, the backend chooses).
+    pub fn chunk(&self) -> Option<u32> {
+        match self.sub.chunking {
+            Chunking::Fixed(k) => Some(k.max(1)),
+            Chunking::Adaptive => None,
+        }
+    }
+
+    /// Each task's time limit (a chunk counts as one task).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.sub.timeout
+    }
+
+    /// How many times an item whose worker died is run again.
+    pub fn retries(&self) -> u32 {
+        self.sub.retries
+    }
+
+    /// The items: each a `u32` little-endian length and its encoded argument.
+    pub fn items(&self) -> &[u8] {
+        self.sub.slice(self.first, self.count)
+    }
+
+    /// The encoded size of items `k..k + n` (with their length prefixes).
+    pub fn size_of(&self, k: u32, n: u32) -> usize {
+        self.sub.slice(self.first + k, n).len()
+    }
+
+    /// Whether some item carries a file descriptor (which cannot leave this machine).
+    pub fn carries_descriptors(&self) -> bool {
+        let range = self.first..self.first + self.count;
+        self.sub.fds.iter().any(|(i, _)| range.contains(i))
+    }
+
+    /// Splits off items `at..`: `self` keeps the first `at`.
+    pub fn split_off(&mut self, at: u32) -> Batch {
+        let at = at.min(self.count);
+        let rest = Batch { sub: self.sub.clone(), first: self.first + at, count: self.count - at };
+        self.count = at;
+        rest
+    }
+
+    /// Whether the caller cancelled (the handle of these items).
+    pub fn cancelled(&self) -> bool {
+        self.sub.sink.cancelled()
+    }
+
+    /// Item `k` ended: with its encoded value or an error. Runs the caller's callbacks.
+    pub fn complete(&self, k: u32, outcome: Result<&[u8], TaskError>) -> Delivered {
+        let index = self.sub.base + (self.first + k) as usize;
+        let outcome = match outcome {
+            Ok(bytes) => Outcome::Value(bytes),
+            Err(e) => Outcome::Failed(e),
+        };
+        self.sub.sink.deliver(index, outcome)
+    }
+}
+
+/// A pool whose work goes to `dispatch`. `processes` sizes chunks and windows as a local
+/// pool's worker count does; `timeout` and `retries` are the defaults of every task.
+pub fn pool_with(
+    dispatch: Arc<dyn Dispatch>,
+    processes: usize,
+    timeout: Option<Duration>,
+    retries: u32,
+) -> Result<Pool, PoolError> {
+    if processes == 0 {
+        return Err(PoolError::Invalid("processes must be at least 1".into()));
+    }
+    Pool::with_backend(dispatch, processes, timeout, retries)
+}
+
+/// The backend of a pool made by [`pool_with`].
+pub fn dispatch_of(pool: &Pool) -> Option<&dyn Dispatch> {
+    pool.shared.backend.as_deref()
+}
+
+/// The name local pool errors carry for tasks that came from elsewhere (their caller
+/// names them itself).
+const REMOTE_TASK: &str = "(a task from another machine)";
+
+/// A task that came from another machine, to run on a local pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTask<'a> {
+    /// Offset of the function.
+    pub function: i64,
+    /// Offset of the pool trampoline made for it.
+    pub trampoline: i64,
+    /// How many items `args` holds.
+    pub items: u32,
+    /// Items per task (what a timeout and a worker hold).
+    pub chunk: u32,
+    /// The items: each a `u32` little-endian length and its encoded argument.
+    pub args: &'a [u8],
+    /// Each task's time limit.
+    pub timeout: Option<Duration>,
+    /// Runs again an item whose worker died, this many times.
+    pub retries: u32,
+}
+
+/// Where a [`run_on_pool`] task's outcomes go: `(item, outcome)`, once per item, on the
+/// pool's driver thread (quick, never blocking on the pool).
+pub type ItemDone = Box<dyn Fn(u32, Result<&[u8], TaskError>) + Send + Sync>;
+
+struct RawSink(ItemDone);
+
+impl Sink for RawSink {
+    fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered {
+        match outcome {
+            Outcome::Value(bytes) => {
+                (self.0)(index as u32, Ok(bytes));
+                Delivered::Value
+            }
+            Outcome::Failed(e) => {
+                (self.0)(index as u32, Err(e));
+                Delivered::Failed
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `task` on `pool`, as a map of its items would run: `done` hears each item's
+/// outcome. The caller must have checked the task's build fingerprint against
+/// [`fingerprint`](crate::remote::fingerprint): the offsets are interpreted as this
+/// build's. A malformed item list is an error and runs nothing.
+pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(), String> {
+    let mut offsets = Vec::with_capacity(task.items as usize + 1);
+    let mut at = 0usize;
+    offsets.push(0);
+    let n = for_each_item(task.args, task.items, |_, item| {
+        at += 4 + item.len();
+        offsets.push(at);
+    });
+    if n != task.items || at != task.args.len() {
+        return Err(format!("the task's item list is cut or malformed ({n} of {} items readable)", task.items));
+    }
+    if task.items == 0 {
+        return Ok(());
+    }
+    if task.items == 1 {
+        offsets.clear();
+    }
+    let sink: Arc<dyn Sink> = Arc::new(RawSink(done));
+    let sub = Submission {
+        task: REMOTE_TASK,
+        trampoline: task.trampoline,
+        function: task.function,
+        bytes: task.args.to_vec(),
+        offsets,
+        fds: Vec::new(),
+        base: 0,
+        chunking: Chunking::Fixed(task.chunk.max(1)),
+        timeout: task.timeout,
+        retries: task.retries,
+        sink: sink.clone(),
+    };
+    let job = Job { sub: Arc::new(sub), first: 0, count: task.items, attempts: Vec::new() };
+    if pool.shared.submit([job], false).is_err() {
+        for k in 0..task.items {
+            let _ = sink.deliver(k as usize, Outcome::Failed(TaskError::Closed { task: REMOTE_TASK }));
+        }
+    }
+    Ok(())
+}
