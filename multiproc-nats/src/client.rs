@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::broker;
 use crate::config::{BrokerConfig, ConfigError, QueueConfig};
-use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead};
+use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
 use crate::error::{ClusterError, TaskFailure};
 
 /// How a client connects and how long it keeps trying to hand a task to the broker.
@@ -61,6 +61,7 @@ pub struct RawTask {
     code: multiproc::remote::TaskCode,
     arg: Vec<u8>,
     timeout: Option<Duration>,
+    retries: u32,
 }
 
 impl RawTask {
@@ -79,7 +80,7 @@ impl RawTask {
 
     /// A task from its code and its already encoded argument.
     pub fn from_code(code: multiproc::remote::TaskCode, arg: Vec<u8>) -> RawTask {
-        RawTask { code, arg, timeout: None }
+        RawTask { code, arg, timeout: None, retries: 0 }
     }
 
     /// Gives the task a time limit: the worker kills the process running it at the
@@ -89,11 +90,38 @@ impl RawTask {
         self
     }
 
+    /// Runs the task again, up to `n` times, when the process running it dies (on a
+    /// worker with a [`PoolRunner`](crate::PoolRunner)).
+    pub fn retries(mut self, n: u32) -> RawTask {
+        self.retries = n;
+        self
+    }
+
     /// The task's function name.
     pub fn function_name(&self) -> &'static str {
         self.code.function_name
     }
+
+    fn into_items(self) -> ItemsTask {
+        let mut args = Vec::with_capacity(self.arg.len() + 4);
+        push_item(&mut args, &self.arg);
+        ItemsTask { code: self.code, items: 1, chunk: 1, args, timeout: self.timeout, retries: self.retries }
+    }
 }
+
+/// A task of several items, as a pool's batch makes it.
+pub(crate) struct ItemsTask {
+    pub(crate) code: multiproc::remote::TaskCode,
+    pub(crate) items: u32,
+    pub(crate) chunk: u32,
+    /// The items, each a `u32` length and the encoded argument.
+    pub(crate) args: Vec<u8>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+}
+
+/// Hears each item's outcome once: `(item, outcome, where it ran, which delivery)`.
+pub(crate) type OnItem = Box<dyn FnMut(u32, Result<&[u8], RemoteError>, Option<&RanOn>, u64) + Send>;
 
 /// A task's end: its encoded result or why there is none, and where it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,18 +229,20 @@ pub struct ClientStats {
     pub lost: u64,
 }
 
-type OnDone = Box<dyn FnOnce(TaskOutcome) + Send>;
-
 struct Waiting {
-    function: &'static str,
-    on_done: OnDone,
+    on_item: OnItem,
+    /// Which items have their outcome.
+    seen: Vec<bool>,
+    left: u32,
     /// The task's sequence number in the stream, once the broker confirmed it.
     seq: Option<u64>,
 }
 
+type Entry = Arc<Mutex<Waiting>>;
+
 #[derive(Default)]
 struct Book {
-    waiting: HashMap<u64, Waiting>,
+    waiting: HashMap<u64, Entry>,
     by_seq: HashMap<u64, u64>,
 }
 
@@ -226,6 +256,9 @@ struct Shared {
     closed: AtomicBool,
 }
 
+/// Hands each of a task's item outcomes to a callback: `(items, each)`.
+type EachItem<'a> = &'a mut dyn FnMut(u32, Result<&[u8], RemoteError>);
+
 impl Shared {
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
@@ -235,26 +268,65 @@ impl Shared {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Ends task `id` with `result`, once: a later outcome for it is a duplicate.
-    fn finish(&self, id: u64, result: Result<Vec<u8>, RemoteError>, ran_on: Option<RanOn>, delivery: u64) -> bool {
-        let entry = {
-            let mut book = self.book();
-            let entry = book.waiting.remove(&id);
-            if let Some(seq) = entry.as_ref().and_then(|e| e.seq) {
-                book.by_seq.remove(&seq);
-            }
-            entry
-        };
+    /// Ends items of task `id`: `outcomes(items, each)` calls `each` for each item it
+    /// has. An item that already had its outcome is skipped, so a redelivered task's
+    /// results count once; a message that brings nothing new is a duplicate. Returns
+    /// whether something was new.
+    fn finish_items(
+        &self,
+        id: u64,
+        ran_on: Option<&RanOn>,
+        delivery: u64,
+        outcomes: impl FnOnce(u32, EachItem<'_>),
+    ) -> bool {
+        let entry = self.book().waiting.get(&id).cloned();
         let Some(entry) = entry else {
             self.stat(|s| s.duplicates += 1);
             return false;
         };
-        self.stat(|s| s.finished += 1);
-        let result = result.map_err(|error| TaskFailure { id, function: entry.function.to_string(), error });
-        (entry.on_done)(TaskOutcome { id, function: entry.function, result, ran_on, delivery });
-        true
+        let mut w = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = 0u32;
+        let Waiting { seen, left, on_item, seq } = &mut *w;
+        let items = seen.len() as u32;
+        outcomes(items, &mut |k, outcome| {
+            if let Some(s) = seen.get_mut(k as usize)
+                && !*s
+            {
+                *s = true;
+                *left -= 1;
+                new += 1;
+                if *left == 0 {
+                    // Counted before the last outcome is handed out: whoever sees it
+                    // sees the task finished in the statistics too.
+                    let mut book = self.book();
+                    book.waiting.remove(&id);
+                    if let Some(seq) = seq {
+                        book.by_seq.remove(seq);
+                    }
+                    drop(book);
+                    self.stat(|s| s.finished += 1);
+                }
+                on_item(k, outcome, ran_on, delivery);
+            }
+        });
+        if new == 0 {
+            self.stat(|s| s.duplicates += 1);
+        }
+        new > 0
+    }
+
+    /// Ends every item of task `id` that has no outcome yet with `error`.
+    fn fail_task(&self, id: u64, error: RemoteError, ran_on: Option<&RanOn>, delivery: u64) -> bool {
+        self.finish_items(id, ran_on, delivery, |items, each| {
+            for k in 0..items {
+                each(k, Err(error.clone()));
+            }
+        })
     }
 }
+
+/// Room left in a message for its headers (the message id).
+pub(crate) const HEADER_ROOM: usize = 64;
 
 /// A connection to a pool's queue that submits tasks and collects their results.
 ///
@@ -339,10 +411,37 @@ impl Client {
         task: RawTask,
         on_done: impl FnOnce(TaskOutcome) + Send + 'static,
     ) -> Result<u64, ClusterError> {
+        let id = self.new_task_id();
+        let function = task.code.function_name;
+        let mut on_done = Some(on_done);
+        let on_item: OnItem = Box::new(move |_, outcome, ran_on, delivery| {
+            let result =
+                outcome.map(<[u8]>::to_vec).map_err(|error| TaskFailure { id, function: function.to_string(), error });
+            if let Some(f) = on_done.take() {
+                f(TaskOutcome { id, function, result, ran_on: ran_on.cloned(), delivery });
+            }
+        });
+        self.submit_items(id, task.into_items(), on_item)?;
+        Ok(id)
+    }
+
+    /// A fresh task id, for [`submit_items`](Client::submit_items).
+    pub(crate) fn new_task_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The largest message the broker takes.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.nats.server_info().max_payload
+    }
+
+    /// Submits a task of several items as task `id`; `on_item` hears each item's
+    /// outcome exactly once, on the client's thread (or on this one, for a task that
+    /// fails before leaving).
+    pub(crate) fn submit_items(&self, id: u64, task: ItemsTask, on_item: OnItem) -> Result<(), ClusterError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(ClusterError::Closed("client"));
         }
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let head = TaskHead {
             version: PROTOCOL,
             task_id: id,
@@ -352,29 +451,65 @@ impl Client {
             trampoline: task.code.trampoline,
             function_name: task.code.function_name.to_string(),
             timeout_ms: task.timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+            retries: task.retries,
+            items: task.items,
+            chunk: task.chunk.max(1),
         };
-        let payload = Bytes::from(head.encode(&task.arg));
-        let waiting = Waiting { function: task.code.function_name, on_done: Box::new(on_done), seq: None };
-        self.shared.book().waiting.insert(id, waiting);
+        let payload = Bytes::from(head.encode(&task.args));
+        let waiting = Waiting { on_item, seen: vec![false; task.items as usize], left: task.items, seq: None };
+        self.shared.book().waiting.insert(id, Arc::new(Mutex::new(waiting)));
         self.shared.stat(|s| s.submitted += 1);
         // Headers (the message id) take a few dozen bytes of the broker's limit too.
-        let max = self.nats.server_info().max_payload as u64;
-        let len = payload.len() as u64 + 64;
+        let max = self.max_payload() as u64;
+        let len = payload.len() as u64 + HEADER_ROOM as u64;
         if max > 0 && len > max {
-            self.shared.finish(id, Err(RemoteError::TooLarge { len, max }), None, 0);
-            return Ok(id);
+            self.shared.fail_task(id, RemoteError::TooLarge { len, max }, None, 0);
+            return Ok(());
         }
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
         rt.spawn(publish(
             self.shared.clone(),
             self.js.clone(),
+            self.stream.clone(),
             self.publish_slots.clone(),
             self.queue.task_subject(),
             id,
             payload,
             self.patience,
         ));
-        Ok(id)
+        Ok(())
+    }
+
+    /// Stops waiting for tasks `ids`: their items without an outcome get `error`, and
+    /// those still queued are removed from the queue (best effort).
+    pub(crate) fn abandon(&self, ids: &[u64], error: &RemoteError) {
+        let mut seqs = Vec::new();
+        for &id in ids {
+            let entry = self.shared.book().waiting.get(&id).cloned();
+            seqs.extend(entry.and_then(|e| e.lock().unwrap_or_else(|e| e.into_inner()).seq));
+            self.shared.fail_task(id, error.clone(), None, 0);
+        }
+        self.delete_queued(seqs, false);
+    }
+
+    /// Removes messages from the queue, in the background; waits for it when `wait`
+    /// (never on the client's own thread).
+    fn delete_queued(&self, seqs: Vec<u64>, wait: bool) {
+        let Some(rt) = &self.rt else { return };
+        if seqs.is_empty() {
+            return;
+        }
+        let stream = self.stream.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            for seq in seqs {
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
+            }
+            let _ = done_tx.send(());
+        });
+        if wait && tokio::runtime::Handle::try_current().is_err() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(5));
+        }
     }
 
     /// Submits `task` and returns a handle to wait for its outcome.
@@ -435,24 +570,9 @@ impl Client {
             (book.waiting.keys().copied().collect(), book.by_seq.keys().copied().collect())
         };
         for id in ids {
-            self.shared.finish(id, Err(RemoteError::Closed), None, 0);
+            self.shared.fail_task(id, RemoteError::Closed, None, 0);
         }
-        if let Some(rt) = &self.rt
-            && !seqs.is_empty()
-        {
-            let stream = self.stream.clone();
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            rt.spawn(async move {
-                for seq in seqs {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
-                }
-                let _ = done_tx.send(());
-            });
-            // Never wait on the client's own thread (a callback may call this).
-            if tokio::runtime::Handle::try_current().is_err() {
-                let _ = done_rx.recv_timeout(Duration::from_secs(5));
-            }
-        }
+        self.delete_queued(seqs, true);
     }
 }
 
@@ -468,9 +588,11 @@ impl Drop for Client {
 /// Puts one task on the queue, retrying until the broker confirms it (it may be
 /// restarting) or `patience` runs out. The message id makes a retried publication that
 /// did reach the stream a duplicate the broker drops.
+#[allow(clippy::too_many_arguments)]
 async fn publish(
     shared: Arc<Shared>,
     js: jetstream::Context,
+    stream: jetstream::stream::Stream,
     slots: Arc<tokio::sync::Semaphore>,
     subject: String,
     id: u64,
@@ -482,7 +604,8 @@ async fn publish(
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
     loop {
-        if shared.closed.load(Ordering::SeqCst) {
+        // Closed or abandoned while waiting for the broker: nothing to send.
+        if shared.closed.load(Ordering::SeqCst) || !shared.book().waiting.contains_key(&id) {
             return;
         }
         let message = PublishMessage::build().payload(payload.clone()).message_id(&msg_id);
@@ -492,21 +615,31 @@ async fn publish(
         };
         match sent {
             Ok(ack) => {
-                let mut book = shared.book();
-                if let Some(w) = book.waiting.get_mut(&id) {
-                    w.seq = Some(ack.sequence);
-                    book.by_seq.insert(ack.sequence, id);
+                // The entry's lock first, then the book's, as everywhere.
+                let entry = shared.book().waiting.get(&id).cloned();
+                match entry {
+                    Some(entry) => {
+                        let mut w = entry.lock().unwrap_or_else(|e| e.into_inner());
+                        if w.left > 0 {
+                            w.seq = Some(ack.sequence);
+                            shared.book().by_seq.insert(ack.sequence, id);
+                        }
+                    }
+                    // Abandoned (or closed) while the broker stored it: take it back.
+                    None => {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(ack.sequence)).await;
+                    }
                 }
                 return;
             }
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 let error = RemoteError::TooLarge { len: payload.len() as u64, max: 0 };
-                shared.finish(id, Err(error), None, 0);
+                shared.fail_task(id, error, None, 0);
                 return;
             }
             Err(e) => {
                 if started.elapsed() >= patience {
-                    shared.finish(id, Err(RemoteError::Broker { message: e.to_string() }), None, 0);
+                    shared.fail_task(id, RemoteError::Broker { message: e.to_string() }, None, 0);
                     return;
                 }
                 shared.stat(|s| s.republished += 1);
@@ -522,13 +655,20 @@ async fn publish(
 async fn collect_results(shared: Arc<Shared>, nats: async_nats::Client, mut results: async_nats::Subscriber) {
     while let Some(msg) = results.next().await {
         match ResultHead::decode(&msg.payload) {
-            Ok((head, rest)) if head.version == PROTOCOL => {
-                let result = match head.outcome {
-                    Outcome::Returned => Ok(rest.to_vec()),
-                    Outcome::Failed(e) => Err(e),
-                };
-                shared.finish(head.task_id, result, Some(head.ran_on), head.delivery);
-            }
+            Ok((head, rest)) if head.version == PROTOCOL => match head.outcome {
+                Outcome::Items { first, count } => {
+                    shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
+                        let whole = for_each_entry(rest, count, |k, outcome| each(first + k, outcome));
+                        for k in whole..count {
+                            let message = "the worker's result message is cut short".to_string();
+                            each(first + k, Err(RemoteError::Codec { message }));
+                        }
+                    });
+                }
+                Outcome::Failed(e) => {
+                    shared.fail_task(head.task_id, e, Some(&head.ran_on), head.delivery);
+                }
+            },
             // Unreadable: confirm anyway, so the worker does not retry it forever.
             _ => {}
         }
@@ -556,7 +696,7 @@ async fn watch_advisories(
         if let Some(id) = id {
             let _ = stream.delete_message(advisory.stream_seq).await;
             shared.stat(|s| s.lost += 1);
-            shared.finish(id, Err(RemoteError::Lost { deliveries: advisory.deliveries }), None, 0);
+            shared.fail_task(id, RemoteError::Lost { deliveries: advisory.deliveries }, None, 0);
         }
     }
 }
@@ -670,24 +810,66 @@ mod tests {
         }
     }
 
+    type Seen = Arc<Mutex<Vec<(u32, Result<Vec<u8>, RemoteError>, u64)>>>;
+
+    fn wait_for(shared: &Shared, id: u64, items: u32, seq: Option<u64>) -> Seen {
+        let calls: Seen = Arc::default();
+        let seen = calls.clone();
+        let on_item: OnItem =
+            Box::new(move |k, r, _, delivery| seen.lock().unwrap().push((k, r.map(<[u8]>::to_vec), delivery)));
+        let waiting = Waiting { on_item, seen: vec![false; items as usize], left: items, seq };
+        shared.book().waiting.insert(id, Arc::new(Mutex::new(waiting)));
+        if let Some(seq) = seq {
+            shared.book().by_seq.insert(seq, id);
+        }
+        calls
+    }
+
     #[test]
     fn a_second_result_for_a_task_is_dropped_as_a_duplicate() {
         let shared = shared();
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let seen = calls.clone();
-        let on_done: OnDone = Box::new(move |o: TaskOutcome| seen.lock().unwrap().push(o));
-        shared.book().waiting.insert(7, Waiting { function: "app::work", on_done, seq: Some(70) });
-        shared.book().by_seq.insert(70, 7);
+        let calls = wait_for(&shared, 7, 1, Some(70));
         let ran_on = RanOn { host: "h".into(), worker_pid: 1, process_pid: Some(2) };
-        assert!(shared.finish(7, Ok(vec![1]), Some(ran_on.clone()), 1));
-        assert!(!shared.finish(7, Ok(vec![2]), Some(ran_on), 2), "the redelivered run's result is dropped");
-        assert!(!shared.finish(8, Err(RemoteError::Closed), None, 0), "an unknown id is dropped too");
-        let calls = calls.lock().unwrap();
-        assert_eq!(calls.len(), 1);
-        assert_eq!((calls[0].id, calls[0].result.clone(), calls[0].delivery), (7, Ok(vec![1]), 1));
+        let one = |v: u8| move |_, each: EachItem<'_>| each(0, Ok(&[v][..]));
+        assert!(shared.finish_items(7, Some(&ran_on), 1, one(1)));
+        assert!(!shared.finish_items(7, Some(&ran_on), 2, one(2)), "the redelivered run's result is dropped");
+        assert!(!shared.fail_task(8, RemoteError::Closed, None, 0), "an unknown id is dropped too");
+        assert_eq!(*calls.lock().unwrap(), [(0, Ok(vec![1]), 1)]);
         let stats = *shared.stats.lock().unwrap();
         assert_eq!((stats.finished, stats.duplicates), (1, 2));
         assert!(shared.book().by_seq.is_empty(), "the stream sequence is forgotten with the task");
+    }
+
+    #[test]
+    fn items_come_in_parts_and_a_redelivery_adds_only_what_is_missing() {
+        let shared = shared();
+        let calls = wait_for(&shared, 3, 4, None);
+        // The first run sent items 0 and 1, then its worker vanished.
+        assert!(shared.finish_items(3, None, 1, |_, each| {
+            each(0, Ok(&[0][..]));
+            each(1, Ok(&[1][..]));
+        }));
+        // The second run sends everything again, in two parts, and an out-of-range item.
+        assert!(shared.finish_items(3, None, 2, |_, each| {
+            each(0, Ok(&[9][..]));
+            each(1, Ok(&[9][..]));
+            each(2, Err(RemoteError::Codec { message: "x".into() }));
+            each(7, Ok(&[9][..]));
+        }));
+        assert!(!shared.book().waiting.is_empty(), "item 3 is still to come");
+        assert!(shared.finish_items(3, None, 2, |_, each| each(3, Ok(&[3][..]))));
+        let got = calls.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                (0, Ok(vec![0]), 1),
+                (1, Ok(vec![1]), 1),
+                (2, Err(RemoteError::Codec { message: "x".into() }), 2),
+                (3, Ok(vec![3]), 2)
+            ]
+        );
+        assert!(shared.book().waiting.is_empty());
+        assert_eq!(shared.stats.lock().unwrap().finished, 1);
     }
 
     #[test]
@@ -695,9 +877,17 @@ mod tests {
         let shared = shared();
         let slot = Arc::new(OutcomeSlot::default());
         let filler = slot.clone();
-        let on_done: OnDone = Box::new(move |o| filler.put(o));
-        shared.book().waiting.insert(3, Waiting { function: "app::resize", on_done, seq: None });
-        shared.finish(3, Err(RemoteError::Lost { deliveries: 5 }), None, 0);
+        let mut on_done = Some(move |o| filler.put(o));
+        let on_item: OnItem = Box::new(move |_, r, _, delivery| {
+            let result =
+                r.map(<[u8]>::to_vec).map_err(|error| TaskFailure { id: 3, function: "app::resize".into(), error });
+            if let Some(f) = on_done.take() {
+                f(TaskOutcome { id: 3, function: "app::resize", result, ran_on: None, delivery });
+            }
+        });
+        let waiting = Waiting { on_item, seen: vec![false], left: 1, seq: None };
+        shared.book().waiting.insert(3, Arc::new(Mutex::new(waiting)));
+        shared.fail_task(3, RemoteError::Lost { deliveries: 5 }, None, 0);
         let o = TaskHandle { id: 3, slot }.wait();
         let e = o.decode::<u64>().unwrap_err();
         assert_eq!(

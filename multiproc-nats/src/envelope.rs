@@ -1,6 +1,9 @@
-//! What travels through the broker: a task (head, then the argument's bytes) and its
-//! result (head, then the result's bytes). Heads are postcard, like every frame of the
-//! core; the bytes that follow them are the task's own encoded argument or result.
+//! What travels through the broker: a task (head, then its items' arguments) and its
+//! results (head, then the outcomes of a run of its items). Heads are postcard, like every
+//! frame of the core. A task's items are exactly what a local pool worker receives: each
+//! a `u32` little-endian length and the encoded argument; a result's items are each a
+//! `u32` length, a tag byte and the encoded value (or, after an error tag, a postcard
+//! [`RemoteError`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -8,9 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message below changes shape.
-pub(crate) const PROTOCOL: u16 = 1;
+pub(crate) const PROTOCOL: u16 = 2;
 
-/// What opens every task message; the argument's bytes follow it. `version`, `task_id`
+/// What opens every task message; its items' arguments follow it. `version`, `task_id`
 /// and `reply_to` come first so that a worker can still answer a task whose remaining
 /// fields it cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +27,15 @@ pub(crate) struct TaskHead {
     pub(crate) function: i64,
     pub(crate) trampoline: i64,
     pub(crate) function_name: String,
-    /// The task's own time limit, enforced by the worker (it kills the task's process).
+    /// Each task's time limit (a chunk of `chunk` items counts as one task), enforced by
+    /// the worker: it kills the process running the task.
     pub(crate) timeout_ms: Option<u64>,
+    /// How many times an item whose process died runs again.
+    pub(crate) retries: u32,
+    /// How many items follow.
+    pub(crate) items: u32,
+    /// Items per task, as a local pool would cut them (what a timeout and a death cost).
+    pub(crate) chunk: u32,
 }
 
 /// The part of a [`TaskHead`] every version shares.
@@ -37,13 +47,13 @@ pub(crate) struct TaskAddress {
 }
 
 impl TaskHead {
-    pub(crate) fn encode(&self, arg: &[u8]) -> Vec<u8> {
+    pub(crate) fn encode(&self, args: &[u8]) -> Vec<u8> {
         let mut buf = postcard::to_stdvec(self).expect("a task head always encodes");
-        buf.extend_from_slice(arg);
+        buf.extend_from_slice(args);
         buf
     }
 
-    /// The head and the argument bytes of a task message.
+    /// The head and the items of a task message.
     pub(crate) fn decode(bytes: &[u8]) -> Result<(TaskHead, &[u8]), postcard::Error> {
         postcard::take_from_bytes::<TaskHead>(bytes)
     }
@@ -93,6 +103,11 @@ pub enum RemoteError {
         pid: u32,
         /// Its exit code, `-N` for signal N (Python's convention).
         exitcode: i32,
+        /// Every run of the item whose process died, oldest first, as (pid, exit code):
+        /// more than one when the task had retries.
+        attempts: Vec<(u32, i32)>,
+        /// A likely explanation, when the worker has one (an address-space limit, say).
+        hint: Option<String>,
     },
     /// The task ran past its timeout; its process was killed.
     #[error("timed out after {after:?}; process {pid} of worker {host}:{worker_pid} was killed")]
@@ -138,6 +153,16 @@ pub enum RemoteError {
     Codec {
         /// What the codec said, naming the type.
         message: String,
+    },
+    /// The worker's local pool cannot run tasks any more (its initializer keeps failing).
+    #[error("worker {host}:{worker_pid} cannot run it: {reason}")]
+    PoolBroken {
+        /// The worker's host.
+        host: String,
+        /// The worker's pid.
+        worker_pid: u32,
+        /// Why its pool gave up.
+        reason: String,
     },
     /// The worker could not start a process to run the task.
     #[error("worker {host}:{worker_pid} could not start a process for it: {message}")]
@@ -187,10 +212,13 @@ pub(crate) fn describe_exit(exitcode: i32) -> String {
     }
 }
 
-/// How a task ended, as the result message says; a returned value's bytes follow the head.
+/// What a result message holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Outcome {
-    Returned,
+    /// The outcomes of items `first..first + count` follow (a task's results may take
+    /// several messages, each within the broker's size limit).
+    Items { first: u32, count: u32 },
+    /// The whole task failed before any item ran (refused, unreadable).
     Failed(RemoteError),
 }
 
@@ -206,10 +234,11 @@ pub(crate) struct ResultHead {
 }
 
 impl ResultHead {
-    pub(crate) fn encode(&self, value: &[u8]) -> Vec<u8> {
+    /// The message: this head, then `items` (the encoded outcomes it announces).
+    pub(crate) fn encode(&self, items: &[u8]) -> Vec<u8> {
         let mut buf = postcard::to_stdvec(self).expect("a result head always encodes");
-        if self.outcome == Outcome::Returned {
-            buf.extend_from_slice(value);
+        if matches!(self.outcome, Outcome::Items { .. }) {
+            buf.extend_from_slice(items);
         }
         buf
     }
@@ -217,6 +246,108 @@ impl ResultHead {
     pub(crate) fn decode(bytes: &[u8]) -> Result<(ResultHead, &[u8]), postcard::Error> {
         postcard::take_from_bytes::<ResultHead>(bytes)
     }
+}
+
+const TAG_VALUE: u8 = 0;
+const TAG_ERROR: u8 = 1;
+
+/// The outcomes of a task's items, in item order: each an encoded value or a
+/// [`RemoteError`], kept in the form a result message carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemResults {
+    bytes: Vec<u8>,
+    /// Where each item's entry ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl ItemResults {
+    /// No outcomes yet.
+    pub fn new() -> ItemResults {
+        ItemResults::default()
+    }
+
+    /// Appends the next item's outcome.
+    pub fn push(&mut self, outcome: Result<&[u8], &RemoteError>) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        match outcome {
+            Ok(value) => {
+                self.bytes.push(TAG_VALUE);
+                self.bytes.extend_from_slice(value);
+            }
+            Err(e) => {
+                self.bytes.push(TAG_ERROR);
+                postcard::to_io(e, &mut self.bytes).expect("an error always encodes into a vector");
+            }
+        }
+        let len = (self.bytes.len() - at - 4) as u32;
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many outcomes.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Item `k`'s outcome.
+    pub fn get(&self, k: usize) -> Option<Result<&[u8], RemoteError>> {
+        let end = *self.ends.get(k)?;
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        Some(decode_entry(&self.bytes[start + 4..end]))
+    }
+
+    /// The encoded entries of items `range`, as a result message carries them.
+    pub(crate) fn entries(&self, range: std::ops::Range<usize>) -> &[u8] {
+        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        let end = if range.end == 0 { 0 } else { self.ends[range.end - 1] };
+        &self.bytes[start..end]
+    }
+
+    /// The encoded size of item `k`'s entry.
+    pub(crate) fn entry_len(&self, k: usize) -> usize {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        self.ends[k] - start
+    }
+}
+
+/// One entry (after its length): the tag, then a value or an error.
+fn decode_entry(entry: &[u8]) -> Result<&[u8], RemoteError> {
+    match entry.split_first() {
+        Some((&TAG_VALUE, value)) => Ok(value),
+        Some((&TAG_ERROR, e)) => Err(postcard::from_bytes(e)
+            .unwrap_or_else(|e| RemoteError::Codec { message: format!("an unreadable error from the worker: {e}") })),
+        _ => Err(RemoteError::Codec { message: "an unreadable item result from the worker".into() }),
+    }
+}
+
+/// Splits `count` result entries: `each(k, outcome)` for each; returns how many were
+/// well formed.
+pub(crate) fn for_each_entry(
+    mut body: &[u8],
+    count: u32,
+    mut each: impl FnMut(u32, Result<&[u8], RemoteError>),
+) -> u32 {
+    for k in 0..count {
+        let Some(len) = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize) else {
+            return k;
+        };
+        let Some(entry) = body.get(4..4 + len) else { return k };
+        each(k, decode_entry(entry));
+        body = &body[4 + len..];
+    }
+    count
+}
+
+/// Appends one item (a task's argument) in the pool's format: a `u32` length, the bytes.
+pub(crate) fn push_item(buf: &mut Vec<u8>, arg: &[u8]) {
+    buf.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+    buf.extend_from_slice(arg);
 }
 
 /// This machine's host name.
@@ -242,6 +373,9 @@ mod tests {
             trampoline: 5678,
             function_name: "app::work".into(),
             timeout_ms: Some(1500),
+            retries: 1,
+            items: 1,
+            chunk: 1,
         }
     }
 
@@ -270,27 +404,46 @@ mod tests {
     }
 
     #[test]
-    fn a_result_carries_its_bytes_only_when_returned() {
+    fn a_result_carries_item_entries_only_for_items() {
         let ran_on = RanOn { host: "h".into(), worker_pid: 7, process_pid: Some(8) };
+        let mut items = ItemResults::new();
+        items.push(Ok(&[4, 5]));
+        items.push(Err(&RemoteError::Codec { message: "bad".into() }));
+        items.push(Ok(&[]));
         let ok = ResultHead {
             version: PROTOCOL,
             task_id: 1,
             ran_on: ran_on.clone(),
             delivery: 1,
-            outcome: Outcome::Returned,
+            outcome: Outcome::Items { first: 0, count: 3 },
         };
-        let bytes = ok.encode(&[4, 5]);
+        let bytes = ok.encode(items.entries(0..3));
         let (h, rest) = ResultHead::decode(&bytes).unwrap();
-        assert_eq!((h, rest), (ok, &[4u8, 5][..]));
-        let failed =
-            ResultHead { outcome: Outcome::Failed(RemoteError::Closed), ..ResultHead::decode(&bytes).unwrap().0 };
-        let bytes = failed.encode(&[4, 5]);
+        assert_eq!(h, ok);
+        let mut seen = Vec::new();
+        assert_eq!(for_each_entry(rest, 3, |k, r| seen.push((k, r.map(<[u8]>::to_vec)))), 3);
+        assert_eq!(seen[0], (0, Ok(vec![4, 5])));
+        assert_eq!(seen[1], (1, Err(RemoteError::Codec { message: "bad".into() })));
+        assert_eq!(seen[2], (2, Ok(vec![])));
+        assert_eq!(items.get(1), Some(Err(RemoteError::Codec { message: "bad".into() })));
+        assert_eq!(items.entries(1..2).len(), items.entry_len(1));
+        // A cut list stops at the last whole entry, without a panic.
+        assert_eq!(for_each_entry(&rest[..rest.len() - 1], 3, |_, _| {}), 2);
+        let failed = ResultHead { outcome: Outcome::Failed(RemoteError::Closed), ..ok };
+        let bytes = failed.encode(items.entries(0..3));
         assert_eq!(ResultHead::decode(&bytes).unwrap().1, &[] as &[u8]);
     }
 
     #[test]
     fn errors_say_what_happened_and_where() {
-        let e = RemoteError::WorkerDied { host: "node1".into(), worker_pid: 10, pid: 11, exitcode: -11 };
+        let e = RemoteError::WorkerDied {
+            host: "node1".into(),
+            worker_pid: 10,
+            pid: 11,
+            exitcode: -11,
+            attempts: vec![(11, -11)],
+            hint: None,
+        };
         assert_eq!(e.to_string(), "died with signal 11 (SIGSEGV) in process 11 of worker node1:10");
         let e = RemoteError::WrongBinary { host: "node1".into(), worker_pid: 10, client: 1, worker: 2 };
         assert!(e.to_string().contains("different build"), "{e}");

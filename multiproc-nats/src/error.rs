@@ -31,6 +31,9 @@ pub enum ClusterError {
     /// `multiproc::init()` is not the first line of `main`).
     #[error("cannot start the worker's task processes: {0}")]
     Start(multiproc::Error),
+    /// The worker's local pool could not start.
+    #[error("cannot start the worker's pool: {0}")]
+    Pool(#[from] multiproc::PoolError),
     /// The client or worker is closed.
     #[error("the {0} is closed")]
     Closed(&'static str),

@@ -101,6 +101,7 @@ mod client;
 mod config;
 mod envelope;
 mod error;
+mod pool;
 mod runner;
 #[doc(hidden)]
 pub mod testing;
@@ -108,10 +109,11 @@ mod worker;
 
 pub use client::{Client, ClientConfig, ClientStats, Outcomes, RawTask, TaskHandle, TaskOutcome};
 pub use config::{Auth, BrokerConfig, ConfigError, DEFAULT_URL, POOL_ENV, QueueConfig, Secret, Tls, URL_ENV};
-pub use envelope::{RanOn, RemoteError};
+pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
-pub use runner::{ProcessRunner, RunReport, Task, TaskRunner};
-pub use worker::{SLOTS_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
+pub use pool::ClusterPool;
+pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
+pub use worker::{PROCESSES_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
 
 #[doc(hidden)]
 pub use multiproc as __multiproc;

@@ -1,17 +1,18 @@
-//! What a worker runs its tasks on: the [`TaskRunner`] seam, and [`ProcessRunner`], which
-//! runs each task in a child process so that a crashing task costs only that task.
-//!
-//! A runner backed by multiproc's local `Pool` goes here too: it submits the task's raw
-//! code and argument to the pool and blocks on the pool's result.
+//! What a worker runs its tasks on: the [`TaskRunner`] seam; [`PoolRunner`], the
+//! default, which runs them on a local `multiproc::Pool` of processes (so that crashes,
+//! timeouts, retries, an initializer, `max_tasks_per_child` and memory limits behave
+//! exactly as on one machine); and [`ProcessRunner`], one bare child process per slot.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use multiproc::remote::{RemoteTask, RunError, TaskChild};
+use multiproc::remote::{PoolTask, RemoteTask, RunError, TaskChild};
+use multiproc::{Pool, PoolError, TaskError};
 
-use crate::envelope::{RemoteError, host_name};
+use crate::envelope::{ItemResults, RemoteError, host_name};
 
-/// One task as a worker received it, checked to be of this very build.
+/// One task message as a worker received it, checked to be of this very build: a
+/// function and a run of items (arguments) to call it with.
 #[derive(Debug, Clone, Copy)]
 pub struct Task<'a> {
     /// The task's id within its client.
@@ -20,42 +21,232 @@ pub struct Task<'a> {
     pub fingerprint: u64,
     /// Offset of the user's function.
     pub function: i64,
-    /// Offset of its trampoline.
+    /// Offset of its trampoline (the pool's, made for the function's types).
     pub trampoline: i64,
     /// The function's name, for messages.
     pub function_name: &'a str,
-    /// The encoded argument.
-    pub arg: &'a [u8],
-    /// The task's time limit: past it, the runner kills what runs it.
+    /// How many items `args` holds.
+    pub items: u32,
+    /// Items per task, as a local pool cuts them: what a timeout and a death cost.
+    pub chunk: u32,
+    /// The items: each a `u32` little-endian length and the encoded argument.
+    pub args: &'a [u8],
+    /// Each task's time limit (a chunk counts as one task): past it, the runner kills
+    /// what runs it.
     pub timeout: Option<Duration>,
+    /// How many times an item whose process died runs again.
+    pub retries: u32,
 }
 
-/// What a runner says about one task.
+impl Task<'_> {
+    /// The items' arguments, in order (`None` for a malformed list).
+    pub fn each_arg(&self) -> Option<Vec<&[u8]>> {
+        let mut out = Vec::with_capacity(self.items as usize);
+        let mut body = self.args;
+        for _ in 0..self.items {
+            let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+            out.push(body.get(4..4 + len)?);
+            body = &body[4 + len..];
+        }
+        body.is_empty().then_some(out)
+    }
+}
+
+/// What a runner says about one task message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
-    /// The encoded result, or why there is none.
-    pub result: Result<Vec<u8>, RemoteError>,
-    /// The pid of the process that ran the task.
+    /// Every item's encoded result, or why it has none, in item order.
+    pub results: ItemResults,
+    /// The pid of the process that ran the task, when one process ran it all.
     pub process_pid: Option<u32>,
 }
 
-/// Runs the tasks a worker receives: raw task in, raw result (or an error) out.
+impl RunReport {
+    /// The same error for each of `items` items.
+    pub fn failed(items: u32, error: &RemoteError) -> RunReport {
+        let mut results = ItemResults::new();
+        for _ in 0..items {
+            results.push(Err(error));
+        }
+        RunReport { results, process_pid: None }
+    }
+}
+
+/// Runs the tasks a worker receives: raw task in, raw results (or errors) out.
 ///
 /// The worker calls [`run`](TaskRunner::run) from [`slots`](TaskRunner::slots) threads
-/// at once, each passing its own slot number, and never has more tasks in hand than slots.
+/// at once, each passing its own slot number, and never has more task messages in hand
+/// than slots. The report must hold exactly one outcome per item.
 pub trait TaskRunner: Send + Sync + 'static {
-    /// How many tasks it runs at once.
+    /// How many task messages it takes at once.
     fn slots(&self) -> usize;
 
-    /// Runs one task to its end, blocking; `slot` is in `0..slots()`, and no two calls
-    /// run with the same slot at once.
+    /// Runs one task message to its end, blocking; `slot` is in `0..slots()`, and no two
+    /// calls run with the same slot at once.
     fn run(&self, slot: usize, task: &Task<'_>) -> RunReport;
 }
 
-/// Runs each task in a child process of this program (the same build), one task at a
-/// time per child and one child per slot. A task that panics leaves its child running;
-/// one that crashes it, or passes its timeout, costs that child, which the next task
-/// of the slot replaces.
+/// Runs each task message on a local [`Pool`], as a map of its items: the pool's worker
+/// processes run them, and everything the pool does on one machine holds here — a task
+/// that panics, segfaults or exits costs only its item, a timeout kills only its task's
+/// process, `retries` run an item again after its process died, and the pool's
+/// initializer, `max_tasks_per_child` and memory limits apply. This is what [`serve`]
+/// uses.
+///
+/// It takes twice as many messages as the pool has processes, so that the processes
+/// have the next items at hand while results travel back.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use multiproc_nats::{PoolRunner, WorkerConfig};
+///
+/// fn connect_db(url: String) { /* runs once in every pool process */ }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     multiproc::init();
+///     let pool = multiproc::Pool::builder()
+///         .processes(8)
+///         .initializer(connect_db, "postgres://db".to_string())
+///         .max_tasks_per_child(1000)
+///         .build()?;
+///     let worker = multiproc_nats::start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::new(pool)))?;
+///     worker.join()?;
+///     Ok(())
+/// }
+/// ```
+///
+/// [`serve`]: crate::serve
+#[derive(Debug)]
+pub struct PoolRunner {
+    pool: Pool,
+    slots: usize,
+    host: String,
+    pid: u32,
+}
+
+impl PoolRunner {
+    /// Runs tasks on `pool`.
+    pub fn new(pool: Pool) -> PoolRunner {
+        let slots = 2 * pool.processes();
+        PoolRunner { pool, slots, host: host_name(), pid: std::process::id() }
+    }
+
+    /// Runs tasks on a new pool of `processes` (`Pool::new`).
+    pub fn start(processes: usize) -> Result<PoolRunner, PoolError> {
+        Ok(PoolRunner::new(Pool::new(processes)?))
+    }
+
+    /// Takes at most `n` task messages at once (default: twice the pool's processes).
+    /// Fewer leaves less for other workers to miss; more hides the broker's latency.
+    pub fn slots(mut self, n: usize) -> PoolRunner {
+        self.slots = n.max(1);
+        self
+    }
+
+    /// The local pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A local pool's error, as it travels to the client.
+    fn remote_error(&self, e: TaskError) -> RemoteError {
+        let (host, worker_pid) = (self.host.clone(), self.pid);
+        match e {
+            TaskError::Panicked { message, location, backtrace, .. } => {
+                RemoteError::Panicked { message, location: Some(location), backtrace }
+            }
+            TaskError::WorkerDied { pid, code, attempts, hint, .. } => {
+                let attempts =
+                    attempts.iter().map(|a| (a.pid, a.signal.map(|s| -s).or(a.exit_code).unwrap_or(-1))).collect();
+                RemoteError::WorkerDied { host, worker_pid, pid, exitcode: code, attempts, hint }
+            }
+            TaskError::Timeout { pid, timeout, .. } => RemoteError::Timeout { host, worker_pid, pid, after: timeout },
+            TaskError::Codec { message, .. } => RemoteError::Codec { message },
+            TaskError::PoolBroken { reason, .. } => RemoteError::PoolBroken { host, worker_pid, reason },
+            other => RemoteError::Spawn { host, worker_pid, message: other.to_string() },
+        }
+    }
+}
+
+/// One item's outcome from the local pool, once it came.
+type Gathered = Option<Result<Vec<u8>, TaskError>>;
+
+/// Collects a task's item outcomes as the pool's driver delivers them: the outcomes by
+/// item, and how many came.
+struct Gather {
+    state: Mutex<(Vec<Gathered>, u32)>,
+    done: Condvar,
+}
+
+impl TaskRunner for PoolRunner {
+    fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
+        let this = multiproc::remote::fingerprint();
+        if task.fingerprint != this {
+            let e = RemoteError::WrongBinary {
+                host: self.host.clone(),
+                worker_pid: self.pid,
+                client: task.fingerprint,
+                worker: this,
+            };
+            return RunReport::failed(task.items, &e);
+        }
+        let n = task.items;
+        let gather = Arc::new(Gather { state: Mutex::new(((0..n).map(|_| None).collect(), 0)), done: Condvar::new() });
+        let filler = gather.clone();
+        let done: multiproc::remote::ItemDone = Box::new(move |k, outcome| {
+            let mut st = filler.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = st.0.get_mut(k as usize)
+                && slot.is_none()
+            {
+                *slot = Some(outcome.map(<[u8]>::to_vec));
+                st.1 += 1;
+                if st.1 == n {
+                    filler.done.notify_all();
+                }
+            }
+        });
+        let raw = PoolTask {
+            function: task.function,
+            trampoline: task.trampoline,
+            items: n,
+            chunk: task.chunk,
+            args: task.args,
+            timeout: task.timeout,
+            retries: task.retries,
+        };
+        if let Err(message) = multiproc::remote::run_on_pool(&self.pool, &raw, done) {
+            return RunReport::failed(n, &RemoteError::Codec { message });
+        }
+        let mut st = gather.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.1 < n {
+            st = gather.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let mut results = ItemResults::new();
+        let mut pids = None;
+        for outcome in st.0.drain(..) {
+            match outcome.expect("every item has its outcome") {
+                Ok(value) => results.push(Ok(&value)),
+                Err(e) => {
+                    if let TaskError::WorkerDied { pid, .. } | TaskError::Timeout { pid, .. } = &e {
+                        pids = Some(*pid);
+                    }
+                    results.push(Err(&self.remote_error(e)));
+                }
+            }
+        }
+        RunReport { results, process_pid: pids.filter(|_| n == 1) }
+    }
+}
+
+/// Runs each task in a bare child process of this program (the same build), one item at
+/// a time per child and one child per slot. A task that panics leaves its child running;
+/// one that crashes it, or passes its timeout, costs that child, which the next item of
+/// the slot replaces. Simpler than [`PoolRunner`], without retries, initializer or
+/// recycling; a chunk's timeout applies to each of its items.
 ///
 /// The worker process itself must have called `multiproc::init()` first in `main`.
 #[derive(Debug)]
@@ -92,32 +283,43 @@ impl TaskRunner for ProcessRunner {
     }
 
     fn run(&self, slot: usize, task: &Task<'_>) -> RunReport {
+        let Some(args) = task.each_arg() else {
+            let e = RemoteError::Codec { message: "the task's item list is cut or malformed".into() };
+            return RunReport::failed(task.items, &e);
+        };
         let mut held = self.children[slot].lock().unwrap_or_else(|e| e.into_inner());
-        if held.as_ref().is_none_or(|c| !c.is_usable()) {
-            *held = None;
-            match TaskChild::start(&slot_name(slot)) {
-                Ok(child) => *held = Some(child),
-                Err(e) => {
-                    let error =
-                        RemoteError::Spawn { host: self.host.clone(), worker_pid: self.pid, message: e.to_string() };
-                    return RunReport { result: Err(error), process_pid: None };
+        let mut results = ItemResults::new();
+        let mut last_pid = None;
+        for arg in args {
+            if held.as_ref().is_none_or(|c| !c.is_usable()) {
+                *held = None;
+                match TaskChild::start(&slot_name(slot)) {
+                    Ok(child) => *held = Some(child),
+                    Err(e) => {
+                        let host = self.host.clone();
+                        results.push(Err(&RemoteError::Spawn { host, worker_pid: self.pid, message: e.to_string() }));
+                        continue;
+                    }
                 }
             }
+            let child = held.as_mut().expect("a child was just made sure of");
+            last_pid = Some(child.pid());
+            let remote = RemoteTask {
+                fingerprint: task.fingerprint,
+                function: task.function,
+                trampoline: task.trampoline,
+                function_name: task.function_name,
+                arg,
+            };
+            match child.run(&remote, task.timeout) {
+                Ok(value) => results.push(Ok(&value)),
+                Err(e) => results.push(Err(&self.remote_error(e))),
+            }
+            if !child.is_usable() {
+                *held = None;
+            }
         }
-        let child = held.as_mut().expect("a child was just made sure of");
-        let pid = child.pid();
-        let remote = RemoteTask {
-            fingerprint: task.fingerprint,
-            function: task.function,
-            trampoline: task.trampoline,
-            function_name: task.function_name,
-            arg: task.arg,
-        };
-        let result = child.run(&remote, task.timeout).map_err(|e| self.remote_error(e));
-        if !child.is_usable() {
-            *held = None;
-        }
-        RunReport { result, process_pid: Some(pid) }
+        RunReport { results, process_pid: last_pid.filter(|_| task.items == 1) }
     }
 }
 
@@ -133,13 +335,22 @@ impl ProcessRunner {
                 RemoteError::Panicked { message, location, backtrace }
             }
             RunError::Codec { message, .. } => RemoteError::Codec { message },
-            RunError::Died { pid, exitcode, .. } => RemoteError::WorkerDied { host, worker_pid, pid, exitcode },
+            RunError::Died { pid, exitcode, .. } => {
+                RemoteError::WorkerDied { host, worker_pid, pid, exitcode, attempts: vec![(pid, exitcode)], hint: None }
+            }
             RunError::Timeout { pid, after, .. } => RemoteError::Timeout { host, worker_pid, pid, after },
             RunError::WrongBinary { task, this, .. } => {
                 RemoteError::WrongBinary { host, worker_pid, client: task, worker: this }
             }
             // A broken child is as good as a dead one for the task.
-            RunError::Protocol { pid, .. } => RemoteError::WorkerDied { host, worker_pid, pid, exitcode: -9 },
+            RunError::Protocol { pid, .. } => RemoteError::WorkerDied {
+                host,
+                worker_pid,
+                pid,
+                exitcode: -9,
+                attempts: vec![(pid, -9)],
+                hint: Some("its process broke the task protocol and was killed".into()),
+            },
             other => RemoteError::Spawn { host, worker_pid, message: other.to_string() },
         }
     }

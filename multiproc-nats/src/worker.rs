@@ -1,8 +1,11 @@
-//! The worker: pulls tasks from the pool's queue, runs them on a [`TaskRunner`], sends
-//! each result to the client that submitted it, then acks the task.
+//! The worker: pulls tasks from the pool's queue, runs them on a [`TaskRunner`] (by
+//! default a [`PoolRunner`]: a local `multiproc::Pool`), sends each task's results to the
+//! client that submitted it, then acks the task.
 //!
 //! - It asks the broker for exactly as many tasks as it has free slots, so a busy worker
-//!   holds nothing that an idle one could run.
+//!   holds little that an idle one could run.
+//! - A task's results go back in as many messages as the broker's size limit needs; an
+//!   item whose result alone is too large fails with `TooLarge`, the others stand.
 //! - While a task runs (and while its result is being delivered) it sends an
 //!   in-progress ack every third of the queue's `ack_wait`, so the broker hands the task
 //!   to another worker only when this one has vanished.
@@ -23,47 +26,50 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::broker;
+use crate::client::HEADER_ROOM;
 use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::envelope::ItemResults;
 use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskAddress, TaskHead, host_name};
 use crate::error::ClusterError;
-use crate::runner::{ProcessRunner, RunReport, Task, TaskRunner};
+use crate::runner::{PoolRunner, RunReport, Task, TaskRunner};
 
 /// The environment variable that turns a program into a worker at
 /// [`init()`](crate::init): set it to `1`.
 pub const WORKER_ENV: &str = "MULTIPROC_NATS_WORKER";
 
-/// The environment variable giving a worker's number of slots (default: the CPU count).
-pub const SLOTS_ENV: &str = "MULTIPROC_NATS_SLOTS";
+/// The environment variable giving the number of processes a worker runs tasks in
+/// (default: the CPU count).
+pub const PROCESSES_ENV: &str = "MULTIPROC_NATS_PROCESSES";
 
 /// How a worker connects and how much it runs at once.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub(crate) broker: BrokerConfig,
     pub(crate) queue: QueueConfig,
-    pub(crate) slots: usize,
+    pub(crate) processes: usize,
     pub(crate) pull_expiry: Duration,
     pub(crate) result_patience: Duration,
 }
 
 impl WorkerConfig {
-    /// A worker of the default pool on `broker`, with one slot per CPU.
+    /// A worker of the default pool on `broker`, with one process per CPU.
     pub fn new(broker: BrokerConfig) -> WorkerConfig {
         WorkerConfig {
             broker,
             queue: QueueConfig::default(),
-            slots: multiproc::cpu_count(),
+            processes: multiproc::cpu_count(),
             pull_expiry: Duration::from_secs(5),
             result_patience: Duration::from_secs(60),
         }
     }
 
     /// Everything from the environment: the broker from `MULTIPROC_NATS_URL`, the pool
-    /// from `MULTIPROC_NATS_POOL`, the slots from `MULTIPROC_NATS_SLOTS`.
+    /// from `MULTIPROC_NATS_POOL`, the processes from `MULTIPROC_NATS_PROCESSES`.
     pub fn from_env() -> Result<WorkerConfig, ConfigError> {
         let mut c = WorkerConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
-        if let Ok(s) = std::env::var(SLOTS_ENV) {
-            let n = s.trim().parse().map_err(|_| ConfigError::new(format!("{SLOTS_ENV}={s} is not a number")))?;
-            c = c.slots(n);
+        if let Ok(s) = std::env::var(PROCESSES_ENV) {
+            let n = s.trim().parse().map_err(|_| ConfigError::new(format!("{PROCESSES_ENV}={s} is not a number")))?;
+            c = c.processes(n);
         }
         Ok(c)
     }
@@ -74,9 +80,10 @@ impl WorkerConfig {
         self
     }
 
-    /// How many tasks run at once (default: the CPU count).
-    pub fn slots(mut self, n: usize) -> WorkerConfig {
-        self.slots = n.max(1);
+    /// How many processes run tasks at once: the size of the local pool [`serve`] starts
+    /// (default: the CPU count).
+    pub fn processes(mut self, n: usize) -> WorkerConfig {
+        self.processes = n.max(1);
         self
     }
 
@@ -171,16 +178,18 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Serves the pool's queue with a [`ProcessRunner`] of `config`'s slots until the process
-/// ends. `multiproc::init()` must be the first line of `main`.
+/// Serves the pool's queue until the process ends, running the tasks on a local
+/// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]). `multiproc::init()` must
+/// be the first line of `main`. For a local pool with an initializer, recycling or
+/// memory limits, give [`start_worker`] a [`PoolRunner`] of your own pool.
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
-    let runner = ProcessRunner::start(config.slots).map_err(ClusterError::Start)?;
+    let runner = PoolRunner::start(config.processes)?;
     start_worker(config, Arc::new(runner))?.join()
 }
 
 /// Starts a worker in the background that runs its tasks on `runner` (whose
-/// [`slots`](TaskRunner::slots) replace the configuration's). It has connected and found
-/// (or created) the queue when this returns.
+/// [`slots`](TaskRunner::slots) say how many task messages it takes at once). It has
+/// connected and found (or created) the queue when this returns.
 pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result<WorkerHandle, ClusterError> {
     let (stop, stop_rx) = watch::channel(false);
     let stats = Arc::new(StatsCell::default());
@@ -259,7 +268,7 @@ struct Job {
     key: u64,
     head: TaskHead,
     payload: Bytes,
-    arg_at: usize,
+    args_at: usize,
 }
 
 /// How handing a result to its client went.
@@ -341,20 +350,29 @@ impl Worker {
                         function: job.head.function,
                         trampoline: job.head.trampoline,
                         function_name: &job.head.function_name,
-                        arg: &job.payload[job.arg_at..],
+                        items: job.head.items,
+                        chunk: job.head.chunk.max(1),
+                        args: &job.payload[job.args_at..],
                         timeout: job.head.timeout_ms.map(Duration::from_millis),
+                        retries: job.head.retries,
+                    };
+                    let failed = |message: String| {
+                        let error = RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message };
+                        RunReport::failed(task.items, &error)
                     };
                     // A runner that panics must not leave its task held (and kept alive by
                     // in-progress acks) forever: the task fails instead.
                     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(slot, &task)))
-                        .unwrap_or_else(|_| RunReport {
-                            result: Err(RemoteError::Spawn {
-                                host: host_name(),
-                                worker_pid: std::process::id(),
-                                message: "the worker's task runner panicked".into(),
-                            }),
-                            process_pid: None,
-                        });
+                        .unwrap_or_else(|_| failed("the worker's task runner panicked".into()));
+                    let report = if report.results.len() == task.items as usize {
+                        report
+                    } else {
+                        failed(format!(
+                            "the worker's runner gave {} outcomes for {} items",
+                            report.results.len(),
+                            task.items
+                        ))
+                    };
                     if tx.send((job.key, report)).is_err() {
                         break;
                     }
@@ -437,18 +455,20 @@ impl Worker {
                         }
                     });
                     match self.check(&msg.payload) {
-                        Ok((head, arg_at)) => {
+                        Ok((head, args_at)) => {
                             heads.insert(key, (head.task_id, head.reply_to.clone(), delivery));
                             let payload = msg.payload.clone();
                             held.insert(key, Held { msg, refused: false });
                             running += 1;
-                            let _ = job_tx.send(Job { key, head, payload, arg_at });
+                            let _ = job_tx.send(Job { key, head, payload, args_at });
                         }
                         Err(Some((task_id, reply_to, error))) => {
                             self.stats.update(|s| s.refused += 1);
-                            let result = self.result(task_id, delivery, None, Err(error));
+                            let ran_on = self.me.clone();
+                            let head = ResultHead { version: PROTOCOL, task_id, ran_on, delivery, outcome: Outcome::Failed(error) };
+                            let parts = vec![Bytes::from(head.encode(&[]))];
                             held.insert(key, Held { msg, refused: true });
-                            deliveries.spawn(deliver(self.client.clone(), key, reply_to, result, self.config.result_patience));
+                            deliveries.spawn(deliver(self.client.clone(), key, reply_to, parts, self.config.result_patience));
                         }
                         Err(None) => {
                             self.stats.update(|s| s.refused += 1);
@@ -460,8 +480,8 @@ impl Worker {
                     let Some((key, report)) = done else { break };
                     running -= 1;
                     if let Some((task_id, reply_to, delivery)) = heads.remove(&key) {
-                        let result = self.result(task_id, delivery, report.process_pid, report.result);
-                        deliveries.spawn(deliver(self.client.clone(), key, reply_to, result, self.config.result_patience));
+                        let parts = self.result_parts(task_id, delivery, report.process_pid, &report.results);
+                        deliveries.spawn(deliver(self.client.clone(), key, reply_to, parts, self.config.result_patience));
                     }
                 }
                 Some(joined) = deliveries.join_next(), if !deliveries.is_empty() => {
@@ -564,50 +584,71 @@ impl Worker {
             };
             return Err(Some((head.task_id, head.reply_to, error)));
         }
-        let arg_at = payload.len() - arg.len();
-        Ok((head, arg_at))
+        let args_at = payload.len() - arg.len();
+        Ok((head, args_at))
     }
 
-    /// The result message for a task, replaced by a `TooLarge` error when the broker
-    /// would not carry it.
-    fn result(&self, task_id: u64, delivery: u64, pid: Option<u32>, result: Result<Vec<u8>, RemoteError>) -> Bytes {
+    /// The result messages of a task: its items' outcomes, in as many messages as the
+    /// broker's size limit needs. An item whose outcome alone is over the limit fails
+    /// with `TooLarge`.
+    fn result_parts(&self, task_id: u64, delivery: u64, pid: Option<u32>, results: &ItemResults) -> Vec<Bytes> {
         let ran_on = RanOn { process_pid: pid, ..self.me.clone() };
-        let (outcome, value) = match result {
-            Ok(v) => (Outcome::Returned, v),
-            Err(e) => (Outcome::Failed(e), Vec::new()),
+        let max = self.client.server_info().max_payload;
+        // Room for the head (the worker's host name, at most a few hundred bytes).
+        let room = if max == 0 { usize::MAX } else { max.saturating_sub(HEADER_ROOM + 1024) };
+        let message = |first: usize, count: usize, entries: &[u8]| {
+            let outcome = Outcome::Items { first: first as u32, count: count as u32 };
+            let head = ResultHead { version: PROTOCOL, task_id, ran_on: ran_on.clone(), delivery, outcome };
+            Bytes::from(head.encode(entries))
         };
-        let mut head = ResultHead { version: PROTOCOL, task_id, ran_on, delivery, outcome };
-        let bytes = head.encode(&value);
-        let max = self.client.server_info().max_payload as u64;
-        if max > 0 && bytes.len() as u64 > max {
-            head.outcome = Outcome::Failed(RemoteError::TooLarge { len: bytes.len() as u64, max });
-            return head.encode(&[]).into();
+        let n = results.len();
+        let mut parts = Vec::new();
+        let mut first = 0;
+        while first < n {
+            let mut end = first;
+            let mut size = 0;
+            while end < n && (end == first || size + results.entry_len(end) <= room) {
+                size += results.entry_len(end);
+                end += 1;
+            }
+            if size > room {
+                let mut alone = ItemResults::new();
+                alone.push(Err(&RemoteError::TooLarge { len: size as u64, max: max as u64 }));
+                parts.push(message(first, 1, alone.entries(0..1)));
+            } else {
+                parts.push(message(first, end - first, results.entries(first..end)));
+            }
+            first = end;
         }
-        bytes.into()
+        parts
     }
 }
 
-/// Hands a result to its client, which confirms by replying; retries while the client
-/// cannot be reached (it may be reconnecting) for up to `patience`.
+/// Hands a task's result messages to its client, which confirms each by replying;
+/// retries while the client cannot be reached (it may be reconnecting) for up to
+/// `patience`.
 async fn deliver(
     client: async_nats::Client,
     key: u64,
     reply_to: String,
-    result: Bytes,
+    parts: Vec<Bytes>,
     patience: Duration,
 ) -> (u64, Delivery) {
     let started = Instant::now();
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        match client.request(reply_to.clone(), result.clone()).await {
-            Ok(_) => return (key, Delivery::Confirmed),
-            Err(e) => {
-                if started.elapsed() >= patience {
-                    return (key, Delivery::Abandoned(format!("client {reply_to}: {e}")));
+    for part in parts {
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match client.request(reply_to.clone(), part.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    if started.elapsed() >= patience {
+                        return (key, Delivery::Abandoned(format!("client {reply_to}: {e}")));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
+    (key, Delivery::Confirmed)
 }

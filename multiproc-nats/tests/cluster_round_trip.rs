@@ -35,7 +35,6 @@ fn thousands_of_tasks_in_flight_each_come_back_once() {
         assert_eq!(outcome.decode::<u64>().unwrap(), (i as u64) * (i as u64));
         let where_ = outcome.ran_on.expect("a worker ran it");
         assert!(worker_pids.contains(&where_.worker_pid), "{where_:?} is one of our workers");
-        assert!(where_.process_pid.is_some_and(|p| !worker_pids.contains(&p)), "it ran in a child of the worker");
         ran_on.insert(where_.worker_pid);
     }
     let stats = client.stats();

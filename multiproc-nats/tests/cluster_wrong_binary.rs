@@ -1,14 +1,15 @@
 //! A worker built from a different binary never runs a task: it logs the refusal, the
 //! client's result for the task says `WrongBinary` naming both builds, and the message
 //! leaves the queue (no endless redelivery), so a right worker started later finds a
-//! clean queue and runs new tasks.
+//! clean queue and runs new tasks. A cluster pool's caller gets
+//! `TaskError::Remote { kind: WrongBinary, .. }` naming the task.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use multiproc::Process;
+use multiproc::{Process, RemoteFailure, TaskError};
 use multiproc_nats::testing::NatsServer;
 use multiproc_nats::{RawTask, RemoteError};
 
@@ -27,7 +28,7 @@ fn exec_worker((exe, url, pool, log): (String, String, String, String)) {
         .env(multiproc_nats::WORKER_ENV, "1")
         .env(multiproc_nats::URL_ENV, url)
         .env(multiproc_nats::POOL_ENV, pool)
-        .env(multiproc_nats::SLOTS_ENV, "1")
+        .env(multiproc_nats::PROCESSES_ENV, "1")
         .stderr(log)
         .exec();
     panic!("cannot run the other build: {e}");
@@ -35,21 +36,61 @@ fn exec_worker((exe, url, pool, log): (String, String, String, String)) {
 
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// A copy of this test binary with a few bytes appended: another build, as far as the
+/// fingerprint goes. Its worker logs to the returned file.
+struct OtherBuild {
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    worker: common::Worker,
+}
+
+impl OtherBuild {
+    fn serve(server: &NatsServer, pool: &str) -> OtherBuild {
+        let dir = std::env::temp_dir().join(format!("mpn-wrong-binary-{pool}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = dir.join("other-build");
+        std::fs::copy("/proc/self/exe", &other).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&other).unwrap().write_all(b"another build").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.join("worker.log");
+        let args = (other.display().to_string(), server.url(), pool.to_string(), log.display().to_string());
+        let mut stale = Process::new(exec_worker, args).daemon(true);
+        stale.start().unwrap();
+        OtherBuild { dir, log, worker: common::Worker(stale) }
+    }
+}
+
+impl Drop for OtherBuild {
+    fn drop(&mut self) {
+        self.worker.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_cluster_pools_caller_hears_wrong_binary_naming_the_task() {
+    let Some(server) = NatsServer::start("pool-wrong-binary") else { return };
+    let stale = OtherBuild::serve(&server, "pwrong");
+    let pool = common::cluster_pool(&server, "pwrong", ACK_WAIT, 1);
+    let e = pool.apply(square, 3).unwrap_err();
+    match &e {
+        TaskError::Remote { task, kind: RemoteFailure::WrongBinary, message } => {
+            assert!(task.contains("square"));
+            assert!(message.contains(&stale.worker.pid().to_string()), "the message names the worker: {message}");
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+    let shown = e.to_string();
+    assert!(shown.contains("square") && shown.contains("different build"), "{shown}");
+    let all = pool.map_results(square, 0..5u64);
+    assert!(all.iter().all(|r| matches!(r, Err(TaskError::Remote { kind: RemoteFailure::WrongBinary, .. }))));
+}
+
 #[test]
 fn a_worker_of_another_build_refuses_and_the_queue_stays_clean() {
     let Some(server) = NatsServer::start("wrong-binary") else { return };
-    let dir = std::env::temp_dir().join(format!("mpn-wrong-binary-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let other = dir.join("other-build");
-    std::fs::copy("/proc/self/exe", &other).unwrap();
-    std::fs::OpenOptions::new().append(true).open(&other).unwrap().write_all(b"another build").unwrap();
-    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let log = dir.join("worker.log");
-
-    let args = (other.display().to_string(), server.url(), "wrong".to_string(), log.display().to_string());
-    let mut stale = Process::new(exec_worker, args).daemon(true);
-    stale.start().unwrap();
-    let stale = common::Worker(stale);
+    let other = OtherBuild::serve(&server, "wrong");
+    let (stale, log) = (&other.worker, other.log.clone());
 
     let client = common::client(&server, "wrong", ACK_WAIT);
     // The broker announces each message a worker terminates.
@@ -97,5 +138,4 @@ fn a_worker_of_another_build_refuses_and_the_queue_stays_clean() {
     let _right = common::start_worker(&server, "wrong", 1, ACK_WAIT);
     let o = client.submit(RawTask::new(square, &9u64).unwrap()).unwrap().wait_timeout(common::PATIENCE).unwrap();
     assert_eq!(o.decode::<u64>().unwrap(), 81);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use multiproc::Process;
+use multiproc::{Pool, Process};
 use multiproc_nats::testing::NatsServer;
-use multiproc_nats::{BrokerConfig, Client, ClientConfig, QueueConfig, WorkerConfig};
+use multiproc_nats::{BrokerConfig, Client, ClientConfig, ClusterPool, QueueConfig, WorkerConfig};
 
-/// How a worker process is set up: broker URL, pool, slots, ack wait in milliseconds.
+/// How a worker process is set up: broker URL, pool, processes, ack wait in milliseconds.
 pub type WorkerArgs = (String, String, usize, u64);
 
 /// The queue settings of a test pool.
@@ -19,7 +19,7 @@ pub fn queue(pool: &str, ack_wait: Duration) -> QueueConfig {
 pub fn worker_main((url, pool, slots, ack_wait_ms): WorkerArgs) {
     let config = WorkerConfig::new(BrokerConfig::parse(&url).unwrap())
         .queue(queue(&pool, Duration::from_millis(ack_wait_ms)))
-        .slots(slots);
+        .processes(slots);
     if let Err(e) = multiproc_nats::serve(config) {
         eprintln!("test worker: {e}");
         std::process::exit(3);
@@ -60,6 +60,18 @@ pub fn start_worker(server: &NatsServer, pool: &str, slots: usize, ack_wait: Dur
 pub fn client(server: &NatsServer, pool: &str, ack_wait: Duration) -> Client {
     let config = ClientConfig::new(BrokerConfig::parse(&server.url()).unwrap()).queue(queue(pool, ack_wait));
     Client::connect(config).expect("the client connects")
+}
+
+/// A cluster pool on the test pool: a `multiproc::Pool` whose tasks go to the broker.
+pub fn cluster_pool(server: &NatsServer, pool: &str, ack_wait: Duration, processes: usize) -> Pool {
+    let config = ClientConfig::new(BrokerConfig::parse(&server.url()).unwrap()).queue(queue(pool, ack_wait));
+    ClusterPool::with_client(config).processes(processes).connect().expect("the cluster pool connects")
+}
+
+/// Where a task runs: the pid of the cluster worker whose local pool runs it (the
+/// parent of the task's process).
+pub fn worker_of_this_task() -> u32 {
+    multiproc::parent_process().expect("a task process has its worker as parent").pid()
 }
 
 /// Long enough that only a broken test waits this long for an outcome (a hang guard,
@@ -111,7 +123,7 @@ impl Drop for Rendezvous {
 /// return the worker's pid.
 pub fn report_and_wait(path: String) -> u32 {
     use std::io::{Read, Write};
-    let worker = multiproc::parent_process().expect("a task process has its worker as parent").pid();
+    let worker = worker_of_this_task();
     let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
     writeln!(s, "{worker}").unwrap();
     let mut go = [0u8; 1];

@@ -1,0 +1,51 @@
+//! A cluster pool's close, join, cancel and terminate follow the local pool's rules:
+//! `join` before `close` is an error, a cancelled task or map gives `Cancelled`,
+//! `terminate` fails what is unfinished with `Terminated` and removes the queued tasks
+//! from the broker, and later submissions are `Closed`. No worker is needed for any of it.
+
+use std::time::Duration;
+
+use multiproc::{PoolError, TaskError};
+use multiproc_nats::testing::NatsServer;
+
+mod common;
+
+multiproc_nats::test_init!();
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+#[test]
+fn close_join_cancel_and_terminate_keep_their_meaning() {
+    let Some(server) = NatsServer::start("pool-lifecycle") else { return };
+    let pool = common::cluster_pool(&server, "life", Duration::from_secs(30), 2);
+    assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+
+    let waiting = pool.apply_async(square, 1);
+    let cancelled = pool.apply_async(square, 2);
+    assert!(cancelled.cancel());
+    assert!(matches!(cancelled.get(), Err(TaskError::Cancelled { .. })));
+    let map = pool.map_async(square, 0..10);
+    map.cancel();
+    let all = map.get_all();
+    assert_eq!(all.len(), 10);
+    assert!(all.iter().all(|r| matches!(r, Err(TaskError::Cancelled { .. }))), "{all:?}");
+    assert!(!waiting.ready());
+
+    pool.terminate();
+    assert!(matches!(waiting.get(), Err(TaskError::Terminated { .. })));
+    assert!(matches!(pool.apply(square, 3), Err(TaskError::Closed { .. })));
+    pool.join().unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_cancelled, stats.tasks_terminated), (11, 1), "{stats:?}");
+
+    // Nothing is left on the broker for a worker to run later.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let messages = rt.block_on(async {
+        let nats = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(nats);
+        js.get_stream("MPROC_life").await.unwrap().info().await.unwrap().state.messages
+    });
+    assert_eq!(messages, 0);
+}
