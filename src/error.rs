@@ -88,6 +88,17 @@ pub enum Error {
         /// What was wrong with its frames.
         source: FrameError,
     },
+    /// What is to be sent encodes to more bytes than the maximum frame size.
+    #[error(
+        "the message encodes to {len} bytes, which exceeds the maximum frame size of {max} bytes \
+         (raise it with max_frame_size)"
+    )]
+    TooLarge {
+        /// Encoded size.
+        len: u64,
+        /// The limit in force.
+        max: u32,
+    },
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

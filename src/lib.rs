@@ -1,12 +1,105 @@
-//! multiproc: Python's `multiprocessing`, for Rust.
+//! # multiproc
+//!
+//! Python's `multiprocessing`, for Rust: real OS processes that run Rust functions.
+//!
+//! In Rust, processes are chosen for **isolation** — a crashing C library, a leak, a call
+//! that hangs, a memory cap. multiproc gives each of those a process of its own and
+//! makes sure that nothing is ever left behind: no orphan, no zombie, no hang.
+//!
+//! ## The first line of `main`
+//!
+//! A child is this same program, started again. [`init()`] is where it becomes its job,
+//! so it must be the **first line of `main`** — the Rust twin of Python's
+//! `if __name__ == '__main__':`. Anything before it runs in every child too.
+//!
+//! ```
+//! fn main() {
+//!     multiproc::init();
+//!     // ...
+//! }
+//! ```
+//!
+//! Integration tests, whose `main` the test harness writes, put
+//! [`multiproc::test_init!()`](test_init) at the top of the file instead.
+//!
+//! ## Starting a process
+//!
+//! A [`Process`] runs a function with one argument. The function is a plain `fn` (or a
+//! closure that captures nothing); the argument travels to the child serialized with
+//! serde, so it can be any `Serialize + DeserializeOwned` value — several values travel
+//! as a tuple.
+//!
+//! ```
+//! use multiproc::{Process, current_process};
+//!
+//! fn work((name, times): (String, u32)) {
+//!     for i in 0..times {
+//!         println!("{name} #{i} in {}", current_process().name());
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), multiproc::Error> {
+//!     multiproc::init();
+//!     let mut p = Process::new(work, ("job".to_string(), 2)).name("worker-1");
+//!     assert!(p.pid().is_none()); // no pid before start, as in Python
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(p.exitcode(), Some(0));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Exit codes
+//!
+//! [`Process::exitcode`] follows Python: `0` when the function returned, the code passed
+//! to `std::process::exit`, `1` when it panicked (the message and location go to the
+//! child's stderr), and `-N` when signal `N` ended it (`-9` after
+//! [`kill`](Process::kill), `-15` after [`terminate`](Process::terminate)).
+//!
+//! ## Nothing left behind
+//!
+//! Every child dies when its parent dies, even by SIGKILL: it gets `PR_SET_PDEATHSIG`
+//! and watches its socket for end-of-file. At a normal exit, daemonic children are
+//! terminated and the others are waited for, as in Python. Finished children are reaped.
+//!
+//! ## Same build only
+//!
+//! Parent and child must run the very same build: functions are named by their offset
+//! in the executable. The handshake compares build fingerprints and refuses any other
+//! binary with [`Error::WrongBinary`] before it runs anything. A child that dies or stalls
+//! before its handshake is an error too ([`Error::DiedDuringStart`],
+//! [`Error::StartTimeout`]), never a hang.
 #![deny(missing_docs)]
+// The docs show `fn main` on purpose: where `init()` goes is the point.
+#![allow(clippy::needless_doctest_main)]
 
 mod error;
+mod fd;
+pub mod manager;
+mod pipe;
 mod process;
+mod queue;
+mod shared;
 mod spawn;
+mod sync;
 mod sys;
 pub mod wire;
 
 pub use error::Error;
+pub use fd::Fd;
+pub use manager::{Manager, ManagerError};
+pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
+pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use spawn::{init, set_executable};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,
+    Semaphore, SyncError,
+};
+pub use sys::proc::signal_name;
+pub use sys::shm::Pod;
+
+// Unit tests start real children too.
+#[cfg(test)]
+test_init!();

@@ -89,3 +89,27 @@ fn a_process_starts_only_once() {
     assert!(p.start().unwrap_err().to_string().contains("once"));
     p.join().unwrap();
 }
+
+/// Sends its own stderr to `path`, then runs a child that panics (which inherits it).
+fn panicking_child_with_stderr_in(path: String) {
+    let file = std::fs::File::create(&path).unwrap();
+    rustix::stdio::dup2_stderr(&file).unwrap();
+    let mut p = Process::new(panics, "the message of the panic".to_string()).name("doomed");
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(1));
+}
+
+#[test]
+fn a_panic_prints_its_message_and_location_on_the_childs_stderr() {
+    let path = std::env::temp_dir().join(format!("multiproc-stderr-{}.txt", std::process::id()));
+    let mut p = Process::new(panicking_child_with_stderr_in, path.to_str().unwrap().to_string());
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    let err = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(err.contains("Process doomed"), "{err}");
+    assert!(err.contains("the message of the panic"), "{err}");
+    assert!(err.contains("tests/process_exit_codes.rs:"), "{err}");
+}

@@ -51,6 +51,7 @@ pub struct Process {
     daemon: bool,
     executable: Option<PathBuf>,
     start_timeout: Duration,
+    max_frame: u32,
     fn_name: &'static str,
     target: Option<Target>,
     started: Option<Arc<Record>>,
@@ -138,10 +139,14 @@ impl Process {
             daemon: false,
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
             fn_name: std::any::type_name::<F>(),
             target: Some(Target {
                 entry: process_entry::<F, A>,
-                encode: Box::new(move |buf| codec::encode_into(&(offset, &arg), buf)),
+                encode: Box::new(move |buf| {
+                    codec::encode_into(&(offset, &arg), buf)
+                        .map_err(|e| CodecError { type_name: std::any::type_name::<A>(), ..e })
+                }),
             }),
             started: None,
         }
@@ -171,6 +176,14 @@ impl Process {
     /// How long [`start`](Process::start) waits for the child's handshake (default 30 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Process {
         self.start_timeout = timeout;
+        self
+    }
+
+    /// The largest frame (hence argument) the child's socket carries, in bytes
+    /// (default [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)). A larger
+    /// argument makes [`start`](Process::start) fail before any process starts.
+    pub fn max_frame_size(mut self, bytes: u32) -> Process {
+        self.max_frame = bytes;
         self
     }
 
@@ -213,7 +226,7 @@ impl Process {
             daemon: self.daemon,
             executable: self.executable.clone(),
             start_timeout: self.start_timeout,
-            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            max_frame: self.max_frame,
         };
         let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
         let record = Arc::new(Record {
@@ -284,8 +297,8 @@ where
     F: Fn(A) + Copy + Send + 'static,
     A: Serialize + DeserializeOwned + Send + 'static,
 {
-    let ChildContext { channel, payload } = ctx;
-    let (offset, arg): (i64, A) = match crate::wire::fds::with_incoming(Vec::new(), || codec::decode(&payload)) {
+    let ChildContext { channel, payload, fds } = ctx;
+    let (offset, arg): (i64, A) = match crate::wire::fds::with_incoming(fds, || codec::decode(&payload)) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("Process {}: {e}", spawn::identity().name);
@@ -391,4 +404,49 @@ pub fn active_children() -> Vec<ProcessInfo> {
 /// ```
 pub fn cpu_count() -> usize {
     sys::proc::cpu_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::*;
+
+    /// A socket that travels inside an argument, its descriptor beside the frame.
+    struct Sock(UnixStream);
+
+    impl Serialize for Sock {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u32(crate::wire::fds::attach(self.0.as_fd()).map_err(serde::ser::Error::custom)?)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Sock {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sock, D::Error> {
+            let fd: OwnedFd = crate::wire::fds::take(u32::deserialize(d)?).map_err(serde::de::Error::custom)?;
+            Ok(Sock(UnixStream::from(fd)))
+        }
+    }
+
+    fn echo_upper((mut sock, word): (Sock, String)) {
+        sock.0.write_all(word.to_uppercase().as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_descriptor_inside_the_argument_reaches_the_child() {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let mut p = Process::new(echo_upper, (Sock(theirs), "hello".to_string()));
+        p.start().unwrap();
+        let mut got = String::new();
+        // `theirs` was consumed by `start` (encoded and sent); the child's copy closes
+        // when it exits, so reading to the end terminates.
+        ours.read_to_string(&mut got).unwrap();
+        p.join().unwrap();
+        assert_eq!(got, "HELLO");
+        assert_eq!(p.exitcode(), Some(0));
+    }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::sys;
 
 /// Python's convention: the exit code, or `-N` when killed by signal N.
+#[allow(dead_code)] // also for the pool driver
 pub(crate) fn exitcode(status: ExitStatus) -> i32 {
     match (status.code(), status.signal()) {
         (Some(c), _) => c,
@@ -38,6 +39,7 @@ impl ChildProcess {
         self.pid
     }
 
+    #[allow(dead_code)] // for the pool driver
     /// Readable once the child has exited; for event loops.
     pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
@@ -46,10 +48,10 @@ impl ChildProcess {
     /// The exit code if the child has ended (reaping it), `None` while it runs.
     pub(crate) fn try_wait(&self) -> io::Result<Option<i32>> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.1.is_none() {
-            if let Some(status) = st.0.try_wait()? {
-                st.1 = Some(exitcode(status));
-            }
+        if st.1.is_none()
+            && let Some(status) = st.0.try_wait()?
+        {
+            st.1 = Some(exitcode(status));
         }
         Ok(st.1)
     }

@@ -86,9 +86,9 @@ fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize
 
 /// Finds the GNU build-id note of a little-endian ELF64 file from its first bytes.
 fn build_id(elf: &[u8]) -> Option<&[u8]> {
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
-    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    let u16_at = |o: usize| elf.get(o..o.checked_add(2)?).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| elf.get(o..o.checked_add(4)?).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let u64_at = |o: usize| elf.get(o..o.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
     if elf.get(..4)? != b"\x7fELF" || elf.get(4)? != &2 || elf.get(5)? != &1 {
         return None;
     }
@@ -105,7 +105,8 @@ fn build_id(elf: &[u8]) -> Option<&[u8]> {
         let end = off.checked_add(size)?;
         let mut p = off;
         while p.checked_add(12)? <= end {
-            let (namesz, descsz, kind) = (u32_at(p)? as usize, u32_at(p + 4)? as usize, u32_at(p + 8)?);
+            let (namesz, descsz, kind) =
+                (u32_at(p)? as usize, u32_at(p.checked_add(4)?)? as usize, u32_at(p.checked_add(8)?)?);
             let name = p + 12;
             let desc = name.checked_add(namesz.div_ceil(4) * 4)?;
             if kind == 3 && elf.get(name..name.checked_add(namesz)?)? == b"GNU\0" {
@@ -132,41 +133,6 @@ impl Fnv {
     }
     fn finish(&self) -> u64 {
         self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn triple(x: u64) -> u64 {
-        x * 3
-    }
-
-    #[test]
-    fn an_offset_resolves_to_the_same_function() {
-        let f: fn(u64) -> u64 = triple;
-        let off = offset_of(f as usize);
-        // SAFETY: the offset was taken from a `fn(u64) -> u64` in this very process.
-        let g: fn(u64) -> u64 = unsafe { function_at(off) };
-        assert_eq!(g(5), 15);
-    }
-
-    #[test]
-    fn this_test_binary_has_a_stable_fingerprint() {
-        let a = fingerprint();
-        assert_ne!(a, 0);
-        assert_eq!(fingerprint_of("/proc/self/exe").unwrap(), a);
-    }
-
-    #[test]
-    fn build_id_is_found_or_absent_but_never_panics() {
-        let exe = std::fs::read("/proc/self/exe").unwrap();
-        let _ = build_id(&exe[..exe.len().min(65536)]);
-        assert_eq!(build_id(b"not an elf"), None);
-        let mut bad = exe[..4096.min(exe.len())].to_vec();
-        bad[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(build_id(&bad), None);
     }
 }
 
@@ -210,4 +176,39 @@ pub(crate) const fn assert_task_fn_size<F>() {
         std::mem::size_of::<F>() == 0 || std::mem::size_of::<F>() == std::mem::size_of::<usize>(),
         "a multiproc task must be a fn item, a non-capturing closure or a fn pointer"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple(x: u64) -> u64 {
+        x * 3
+    }
+
+    #[test]
+    fn an_offset_resolves_to_the_same_function() {
+        let f: fn(u64) -> u64 = triple;
+        let off = offset_of(f as usize);
+        // SAFETY: the offset was taken from a `fn(u64) -> u64` in this very process.
+        let g: fn(u64) -> u64 = unsafe { function_at(off) };
+        assert_eq!(g(5), 15);
+    }
+
+    #[test]
+    fn this_test_binary_has_a_stable_fingerprint() {
+        let a = fingerprint();
+        assert_ne!(a, 0);
+        assert_eq!(fingerprint_of("/proc/self/exe").unwrap(), a);
+    }
+
+    #[test]
+    fn build_id_is_found_or_absent_but_never_panics() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let _ = build_id(&exe[..exe.len().min(65536)]);
+        assert_eq!(build_id(b"not an elf"), None);
+        let mut bad = exe[..4096.min(exe.len())].to_vec();
+        bad[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(build_id(&bad), None);
+    }
 }

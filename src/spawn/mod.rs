@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-pub(crate) use child::{ChildProcess, exitcode};
+pub(crate) use child::ChildProcess;
 
 use crate::Error;
 use crate::sys;
@@ -95,6 +95,9 @@ fn executable(over: Option<&PathBuf>) -> PathBuf {
 pub(crate) struct ChildContext {
     pub(crate) channel: Channel,
     pub(crate) payload: Vec<u8>,
+    /// Descriptors that came with the payload (handles inside the argument), for
+    /// `wire::fds::with_incoming` while decoding it.
+    pub(crate) fds: Vec<std::os::fd::OwnedFd>,
 }
 
 /// An entry function: what a child runs after its handshake. It may exit by itself;
@@ -155,7 +158,8 @@ pub(crate) fn start(
             write_payload(buf)
         })
         .map_err(|e| match e {
-            FrameError::Malformed(m) => Error::Codec(CodecError { op: "encode", type_name: "argument", message: m }),
+            FrameError::Codec(c) => Error::Codec(c),
+            FrameError::Oversized { len, max } => Error::TooLarge { len, max },
             other => Error::Protocol { pid: 0, source: other },
         })?;
 
@@ -185,7 +189,21 @@ enum StartFailure {
 }
 
 fn handshake(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailure> {
-    channel.writer.flush(Some(deadline)).map_err(StartFailure::Frame)?;
+    if let Err(e) = channel.writer.flush(Some(deadline)) {
+        // A child that hung up may still have said why (a refusal, or bad bytes):
+        // report what it sent rather than just the hang-up.
+        if matches!(e, FrameError::Closed) {
+            return match read_reply(channel, deadline) {
+                Ok(()) => Err(StartFailure::Frame(FrameError::Closed)),
+                other => other,
+            };
+        }
+        return Err(StartFailure::Frame(e));
+    }
+    read_reply(channel, deadline)
+}
+
+fn read_reply(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailure> {
     let frame = channel.reader.recv(Some(deadline)).map_err(StartFailure::Frame)?;
     if frame.kind != KIND_REPLY {
         return Err(StartFailure::Frame(FrameError::Malformed(format!(
@@ -225,7 +243,7 @@ fn failed_start(process: ChildProcess, executable: PathBuf, timeout: Duration, f
             Error::Version { pid, expected: PROTOCOL_VERSION, found: child_version }
         }
         StartFailure::Frame(FrameError::TimedOut) => Error::StartTimeout { pid, executable, timeout },
-        StartFailure::Frame(FrameError::Closed | FrameError::Truncated { .. }) if exited.is_some() => {
+        StartFailure::Frame(FrameError::Closed) if exited.is_some() => {
             Error::DiedDuringStart { pid, executable, exitcode }
         }
         StartFailure::Frame(source) => Error::Protocol { pid, source },
@@ -249,6 +267,7 @@ fn run_child(marker: OsString) -> ! {
     if frame.kind != KIND_HELLO {
         fail(format!("expected a hello, got frame kind {:#04x}", frame.kind));
     }
+    let fds = frame.fds;
     let (hello, payload) = codec::decode_prefix::<Hello>(frame.payload)
         .map(|(h, rest)| (h, rest.to_vec()))
         .unwrap_or_else(|e| fail(format!("unreadable hello: {e}")));
@@ -284,7 +303,7 @@ fn run_child(marker: OsString) -> ! {
     // SAFETY: the fingerprint matched, so this is the parent's very build, where
     // `hello.entry` was computed by `identity::offset_of` from an `Entry`.
     let entry: Entry = unsafe { identity::function_at(hello.entry) };
-    entry(ChildContext { channel, payload });
+    entry(ChildContext { channel, payload, fds });
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0)

@@ -1,7 +1,7 @@
 //! File-descriptor helpers.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -59,6 +59,7 @@ pub(crate) fn wait_ready(fd: BorrowedFd<'_>, what: Readiness, timeout: Option<Du
     }
 }
 
+#[allow(dead_code)] // for the pool driver
 /// Waits until any of `fds` is readable, or `timeout` passes; returns the readable indices.
 pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
     let ts =
@@ -72,9 +73,4 @@ pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration
         }
     }
     Ok(polls.iter().enumerate().filter(|(_, p)| !p.revents().is_empty()).map(|(i, _)| i).collect())
-}
-
-/// Borrow helper so callers need not import `AsFd`.
-pub(crate) fn borrow<F: AsFd>(f: &F) -> BorrowedFd<'_> {
-    f.as_fd()
 }

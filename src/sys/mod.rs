@@ -6,5 +6,9 @@
 
 pub(crate) mod exec;
 pub(crate) mod fd;
+pub(crate) mod futex;
+pub(crate) mod mutex;
+pub(crate) mod packet;
 pub(crate) mod proc;
+pub(crate) mod shm;
 pub(crate) mod sock;

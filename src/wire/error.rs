@@ -26,6 +26,9 @@ pub enum FrameError {
     /// A header or payload that is not what the protocol allows.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A value to send could not be encoded; nothing was sent.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
     /// No complete frame arrived before the deadline.
     #[error("no frame arrived before the deadline")]
     TimedOut,

@@ -79,7 +79,7 @@ impl FrameWriter {
         let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(value, &mut self.buf));
         if let Err(e) = r {
             self.buf.truncate(start);
-            return Err(FrameError::Malformed(e.to_string()));
+            return Err(FrameError::Codec(e));
         }
         self.seal(start, kind, new_fds)
     }
@@ -95,11 +95,12 @@ impl FrameWriter {
         let (r, new_fds) = fds::collect_outgoing(|| write(&mut self.buf));
         if let Err(e) = r {
             self.buf.truncate(start);
-            return Err(FrameError::Malformed(e.to_string()));
+            return Err(FrameError::Codec(e));
         }
         self.seal(start, kind, new_fds)
     }
 
+    #[allow(dead_code)] // for the pipe's send_bytes
     /// Queues a frame with `payload` as its bytes.
     pub(crate) fn queue_bytes(&mut self, kind: u8, payload: &[u8]) -> Result<(), FrameError> {
         let start = self.buf.len();
@@ -127,6 +128,7 @@ impl FrameWriter {
         Ok(())
     }
 
+    #[allow(dead_code)] // for the pool driver
     /// Bytes queued and not yet sent.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len()
@@ -184,6 +186,7 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
+    #[allow(dead_code)] // for the pool driver
     /// Whether a whole frame is already buffered (so `recv` will not block).
     pub(crate) fn has_frame(&self) -> bool {
         let avail = self.end - self.start;
@@ -192,6 +195,16 @@ impl FrameReader {
         }
         let len = u32::from_le_bytes(self.buf[self.start..self.start + 4].try_into().unwrap()) as usize;
         avail >= HEADER_LEN + len
+    }
+
+    /// The socket, shared with the writing half.
+    pub(crate) fn socket(&self) -> &Arc<OwnedFd> {
+        &self.sock
+    }
+
+    /// Bytes received and not yet handed out as frames.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.start
     }
 
     /// Receives the next frame, waiting at most until `deadline` (`None`: forever).
@@ -324,11 +337,13 @@ impl Channel {
         Ok((Channel::new(a, max_frame), Channel::new(b, max_frame)))
     }
 
+    #[allow(dead_code)] // for the pool driver
     /// The socket, for readiness polling.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.reader.sock.as_fd()
     }
 
+    #[allow(dead_code)] // for the pool driver
     /// Splits into independently usable halves (e.g. one per thread).
     pub(crate) fn split(self) -> (FrameReader, FrameWriter) {
         (self.reader, self.writer)
@@ -354,5 +369,160 @@ impl Channel {
 impl From<UnixStream> for Channel {
     fn from(s: UnixStream) -> Channel {
         Channel::new(s, super::DEFAULT_MAX_FRAME)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn raw_pair(max: u32) -> (UnixStream, Channel) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (a, Channel::new(b, max))
+    }
+
+    #[test]
+    fn values_round_trip_and_frames_batch_in_one_flush() {
+        let (mut a, mut b) = Channel::pair(1 << 20).unwrap();
+        for i in 0..100u64 {
+            a.writer.queue(7, &(i, format!("n{i}"))).unwrap();
+        }
+        a.writer.flush(None).unwrap();
+        for i in 0..100u64 {
+            let f = b.recv(None).unwrap();
+            assert_eq!(f.kind, 7);
+            assert_eq!(f.decode::<(u64, String)>().unwrap(), (i, format!("n{i}")));
+        }
+    }
+
+    #[test]
+    fn a_large_frame_arrives_whole() {
+        let (a, b) = Channel::pair(u32::MAX).unwrap();
+        let (mut ar, mut aw) = a.split();
+        let (mut br, mut bw) = b.split();
+        let big = vec![0xabu8; 8 << 20];
+        let sent = big.clone();
+        // The writer blocks until the reader drains the socket: use two threads.
+        let t = std::thread::spawn(move || aw.send(1, &sent).unwrap());
+        let got: Vec<u8> = br.recv(None).unwrap().decode().unwrap();
+        t.join().unwrap();
+        assert_eq!(got, big);
+        bw.send(2, &1u8).unwrap();
+        assert_eq!(ar.recv(None).unwrap().kind, 2);
+    }
+
+    #[test]
+    fn garbage_in_the_reserved_bytes_is_malformed() {
+        let (mut raw, mut ch) = raw_pair(1024);
+        raw.write_all(b"garbage!garbage!").unwrap();
+        assert!(matches!(ch.recv(None), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_cut_frame_is_truncated_not_a_hang() {
+        let (mut raw, mut ch) = raw_pair(1024);
+        raw.write_all(&[100, 0, 0, 0, 1, 0, 0, 0, b'a', b'b']).unwrap();
+        drop(raw);
+        match ch.recv(None) {
+            Err(FrameError::Truncated { expected, got }) => assert_eq!((expected, got), (108, 10)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cut_header_is_truncated_and_a_clean_end_is_closed() {
+        let (mut raw, mut ch) = raw_pair(1024);
+        raw.write_all(&[1, 0, 0]).unwrap();
+        drop(raw);
+        assert!(matches!(ch.recv(None), Err(FrameError::Truncated { .. })));
+        let (raw, mut ch) = raw_pair(1024);
+        drop(raw);
+        assert!(matches!(ch.recv(None), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_reading_the_payload() {
+        let (mut raw, mut ch) = raw_pair(1024);
+        raw.write_all(&[0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0]).unwrap();
+        match ch.recv(None) {
+            Err(FrameError::Oversized { len, max }) => assert_eq!((len, max), (0x7fff_ffff, 1024)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_value_is_not_queued() {
+        let (mut a, _b) = Channel::pair(16).unwrap();
+        assert!(matches!(a.writer.queue(1, &vec![0u64; 64]), Err(FrameError::Oversized { .. })));
+        assert_eq!(a.writer.pending(), 0);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_the_expected_type_is_a_codec_error() {
+        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        a.writer.queue_bytes(3, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        a.writer.queue(4, &5u8).unwrap();
+        a.writer.flush(None).unwrap();
+        assert!(b.recv(None).unwrap().decode::<String>().is_err());
+        // The connection goes on.
+        assert_eq!(b.recv(None).unwrap().decode::<u8>().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_deadline_passes_when_nothing_comes() {
+        let (_raw, mut ch) = raw_pair(1024);
+        let r = ch.recv(Some(Instant::now() + Duration::from_millis(20)));
+        assert!(matches!(r, Err(FrameError::TimedOut)));
+    }
+
+    #[test]
+    fn announced_descriptors_that_never_arrived_are_malformed() {
+        let (mut raw, mut ch) = raw_pair(1024);
+        raw.write_all(&[1, 0, 0, 0, 1, 2, 0, 0, 0]).unwrap();
+        assert!(matches!(ch.recv(None), Err(FrameError::Malformed(_))));
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct CarriesFd(#[serde(with = "fd_index")] OwnedFd);
+
+    mod fd_index {
+        use std::os::fd::{AsFd, OwnedFd};
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(super) fn serialize<S: Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u32(crate::wire::fds::attach(fd.as_fd()).map_err(serde::ser::Error::custom)?)
+        }
+        pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+            crate::wire::fds::take(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+        }
+    }
+
+    #[test]
+    fn descriptors_travel_with_their_frame() {
+        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        let (mut p1, p2) = UnixStream::pair().unwrap();
+        a.writer.queue(1, &0u8).unwrap();
+        a.writer.queue(2, &CarriesFd(p2.into())).unwrap();
+        a.writer.flush(None).unwrap();
+        assert!(b.recv(None).unwrap().fds.is_empty());
+        let got: CarriesFd = b.recv(None).unwrap().decode().unwrap();
+        let mut s = UnixStream::from(got.0);
+        assert!(s.as_raw_fd() >= 0);
+        s.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        std::io::Read::read_exact(&mut p1, &mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        p1.flush().unwrap();
+    }
+
+    #[test]
+    fn a_descriptor_outside_a_frame_is_an_error_not_a_panic() {
+        let (p, _q) = UnixStream::pair().unwrap();
+        assert!(crate::wire::codec::encode(&CarriesFd(p.into())).is_err());
     }
 }

@@ -1,0 +1,152 @@
+//! A walk through every capability of multiproc, in a few seconds.
+//!
+//! Run with `cargo run --release --example tour`.
+
+use std::time::Instant;
+
+use multiproc::manager::DictProxy;
+use multiproc::{
+    Connection, Lock, LockError, Manager, ManagerError, Pipe, Process, Queue, SharedMemory, Value, current_process,
+    parent_process,
+};
+
+fn main() -> Result<(), multiproc::Error> {
+    // First line of main: a child becomes its job here and never returns.
+    multiproc::init();
+    let start = Instant::now();
+    processes()?;
+    ipc();
+    managers();
+    println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn hello(n: u32) {
+    let me = current_process();
+    let parent = parent_process().expect("a child knows its parent");
+    println!("  {} (pid {}) says hello #{n} to {} (pid {})", me.name(), me.pid(), parent.name(), parent.pid());
+}
+
+fn crash(how: String) {
+    match how.as_str() {
+        "panic" => panic!("a bug in the child"),
+        _ => std::process::exit(3),
+    }
+}
+
+fn sleep_forever(_: ()) {
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+}
+
+/// Processes: start, join, names, exit codes the way Python reports them.
+fn processes() -> Result<(), multiproc::Error> {
+    section("Process: real OS processes running Rust functions");
+    let mut p = Process::new(hello, 1).name("greeter");
+    println!("  before start: pid {:?}", p.pid());
+    p.start()?;
+    p.join()?;
+    println!("  {} exited with {:?}", p.get_name(), p.exitcode());
+
+    let mut panicking = Process::new(crash, "panic".to_string());
+    panicking.start()?;
+    panicking.join()?;
+    println!("  a panicking child exits with {:?} (its message went to its stderr above)", panicking.exitcode());
+
+    let mut sleeper = Process::new(sleep_forever, ());
+    sleeper.start()?;
+    sleeper.kill()?;
+    sleeper.join()?;
+    println!("  a SIGKILLed child reports {:?}, as Python's exitcode does", sleeper.exitcode());
+    println!("  this machine offers {} CPUs to this process", multiproc::cpu_count());
+    Ok(())
+}
+
+fn squarer((conn, results, counter): (Connection<u64>, Queue<u64>, Value<u64>)) {
+    while let Ok(n) = conn.recv() {
+        results.put(n * n).expect("put");
+        *counter.lock().expect("lock") += 1;
+    }
+}
+
+fn die_holding(lock: Lock) {
+    let _held = lock.acquire().expect("lock");
+    std::process::abort();
+}
+
+/// IPC: a pipe in, a queue out, a shared counter, a shared-memory segment, and a lock
+/// recovered from a process that died holding it — all handles passed as arguments.
+fn ipc() {
+    section("Queue, Pipe, Value, SharedMemory, Lock: handles that travel to children");
+    let long = std::time::Duration::from_secs(10);
+    let (mine, theirs) = Pipe::duplex().expect("pipe");
+    let results = Queue::new().expect("queue");
+    let counter = Value::new(0u64).expect("value");
+    let mut child = Process::new(squarer, (theirs, results.clone(), counter.clone()));
+    child.start().expect("start");
+    for n in 1..=5 {
+        mine.send(n).expect("send");
+    }
+    let squares: Vec<u64> = (0..5).map(|_| results.get_timeout(long).expect("get")).collect();
+    drop(mine); // the child's recv now reports the closed pipe, and it returns
+    child.join().expect("join");
+    println!("  squares from the child: {squares:?}; shared counter = {}", counter.get().expect("get"));
+
+    let mut shm = SharedMemory::create(16).expect("shared memory");
+    shm.as_mut_slice()[..2].copy_from_slice(b"ok");
+    println!("  shared memory `{}` says {}", shm.name(), String::from_utf8_lossy(&shm.as_slice()[..2]));
+
+    let lock = Lock::new().expect("lock");
+    let mut p = Process::new(die_holding, lock.clone());
+    p.start().expect("start");
+    p.join().expect("join");
+    match lock.acquire_timeout(long) {
+        Err(LockError::OwnerDied(_guard)) => {
+            println!("  a child aborted holding a lock: the next locker is told, no deadlock")
+        }
+        other => println!("  lock: unexpected {other:?}"),
+    }
+}
+
+fn count_words(args: (DictProxy<String, u64>, String)) {
+    let (counts, text) = args;
+    for word in text.split_whitespace() {
+        // Runs in the manager's server, under the dict's lock: no update is lost.
+        counts.modify(word, |n: Option<u64>| n.unwrap_or(0) + 1).unwrap();
+    }
+}
+
+/// Managers: shared objects in a server process, used through proxies from any process.
+fn managers() {
+    let tour = || -> Result<(), ManagerError> {
+        section("Manager: shared dict, list, queue, value and locks in a server process");
+        let manager = Manager::start()?;
+        let counts = manager.dict::<String, u64>()?;
+        let mut workers = Vec::new();
+        for text in ["a rose is a rose", "is a rose a rose"] {
+            let mut p = Process::new(count_words, (counts.clone(), text.to_string()));
+            p.start()?;
+            workers.push(p);
+        }
+        for p in &workers {
+            p.join()?;
+        }
+        println!("  word counts from two processes (atomic modify): {:?}", counts.items()?);
+        let q = manager.queue::<String>(0)?;
+        q.put("a queue proxy can go to pool tasks".into())?;
+        println!("  queue: {}", q.get()?);
+        let remote = Manager::builder().tcp("127.0.0.1:0".parse().unwrap()).authkey(b"secret").start()?;
+        match Manager::connect(remote.address(), b"not the secret") {
+            Err(e) => println!("  remote manager at {}, wrong key: {e}", remote.address()),
+            Ok(_) => println!("  remote manager let a wrong key in?!"),
+        }
+        Ok(())
+    };
+    if let Err(e) = tour() {
+        eprintln!("  manager tour failed: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,328 @@
+//! A process's side of a manager: authenticated connections, one request at a time each.
+//!
+//! A process has one [`Client`] per server (shared by every proxy it holds) with a small
+//! pool of connections: a call takes an idle connection (or opens one), sends its
+//! request, reads the reply on the calling thread and puts the connection back. So a
+//! call is one round trip with no thread hop, and a thread blocked in `queue.get()` does
+//! not stop another thread's calls. All the connections of a process form one session
+//! on the server, which counts the process's references.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use super::address::{self, Address};
+use super::auth::{self, AuthError};
+use super::error::ManagerError;
+use super::protocol::{
+    KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, MANAGER_PROTOCOL, RemoteError,
+    SessionHello, SessionReady, Writer, op,
+};
+use crate::wire::codec;
+use crate::wire::frame::Channel;
+use crate::wire::{CodecError, FrameError};
+
+/// How long connecting and authenticating may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A process's connections to one server.
+pub(crate) struct Client {
+    pub(crate) address: Address,
+    pub(crate) authkey: Vec<u8>,
+    session: [u8; 16],
+    server_pid: u32,
+    primary: Mutex<Primary>,
+    /// Idle connections for calls that may wait in the server.
+    spare: Mutex<Vec<Channel>>,
+}
+
+/// The connection quick calls share, in order.
+struct Primary {
+    ch: Option<Channel>,
+    /// Requests were posted since the last reply read on it.
+    posted: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("address", &self.address).field("server_pid", &self.server_pid).finish()
+    }
+}
+
+type Registry = Mutex<HashMap<(Address, Vec<u8>), Weak<Client>>>;
+
+fn clients() -> &'static Registry {
+    static CLIENTS: OnceLock<Registry> = OnceLock::new();
+    CLIENTS.get_or_init(Registry::default)
+}
+
+/// Opens and authenticates one connection, joining `session` or starting one.
+fn open(
+    address: &Address,
+    authkey: &[u8],
+    session: Option<[u8; 16]>,
+) -> Result<(Channel, [u8; 16], u32, u32), ManagerError> {
+    let sock: OwnedFd = address::connect(address, CONNECT_TIMEOUT)
+        .map_err(|source| ManagerError::Connect { address: address.clone(), source })?;
+    let mut ch = Channel::new(sock, auth::AUTH_MAX_FRAME);
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let lost = |source| ManagerError::Disconnected { address: address.clone(), source };
+    auth::answer(&mut ch, authkey, deadline).map_err(|e| match e {
+        AuthError::Refused => ManagerError::AuthenticationFailed { address: address.clone() },
+        AuthError::ServerUnproven => ManagerError::ServerNotAuthenticated { address: address.clone() },
+        AuthError::Protocol(reason) => ManagerError::Handshake { address: address.clone(), reason },
+        AuthError::Frame(e) => lost(e),
+    })?;
+    let hello = SessionHello {
+        protocol: MANAGER_PROTOCOL,
+        fingerprint: crate::spawn::identity::fingerprint(),
+        session,
+        pid: std::process::id(),
+    };
+    ch.writer.queue(KIND_SESSION_HELLO, &hello).map_err(lost)?;
+    ch.writer.flush(Some(deadline)).map_err(lost)?;
+    let frame = ch.recv(Some(deadline)).map_err(lost)?;
+    if frame.kind != KIND_SESSION_READY {
+        return Err(ManagerError::Handshake {
+            address: address.clone(),
+            reason: format!("expected the session reply, got frame kind {:#04x}", frame.kind),
+        });
+    }
+    let ready: SessionReady =
+        frame.decode().map_err(|e| ManagerError::Handshake { address: address.clone(), reason: e.to_string() })?;
+    match ready {
+        SessionReady::Ready { session, max_request, server_pid } => {
+            ch.set_max_frame(max_request);
+            Ok((ch, session, max_request, server_pid))
+        }
+        SessionReady::Refused(reason) => Err(ManagerError::Handshake { address: address.clone(), reason }),
+    }
+}
+
+impl Client {
+    /// This process's client of the server at `address`, connecting if there is none.
+    pub(crate) fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Client>, ManagerError> {
+        let key = (address.clone(), authkey.to_vec());
+        let mut reg = clients().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = reg.get(&key).and_then(Weak::upgrade) {
+            return Ok(c);
+        }
+        reg.retain(|_, w| w.strong_count() > 0);
+        let (ch, session, _, server_pid) = open(address, authkey, None)?;
+        let client = Arc::new(Client {
+            address: address.clone(),
+            authkey: authkey.to_vec(),
+            session,
+            server_pid,
+            primary: Mutex::new(Primary { ch: Some(ch), posted: false }),
+            spare: Mutex::new(Vec::new()),
+        });
+        reg.insert(key, Arc::downgrade(&client));
+        Ok(client)
+    }
+
+    pub(crate) fn server_pid(&self) -> u32 {
+        self.server_pid
+    }
+
+    /// The connection for quick calls, opening it again if it was lost.
+    fn primary(&self) -> Result<MutexGuard<'_, Primary>, ManagerError> {
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if p.ch.is_none() {
+            p.ch = Some(open(&self.address, &self.authkey, Some(self.session))?.0);
+            p.posted = false;
+        }
+        Ok(p)
+    }
+
+    fn take_spare(&self) -> Result<Channel, ManagerError> {
+        if let Some(ch) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(ch);
+        }
+        Ok(open(&self.address, &self.authkey, Some(self.session))?.0)
+    }
+
+    fn lost(&self, source: FrameError) -> ManagerError {
+        ManagerError::Disconnected { address: self.address.clone(), source }
+    }
+
+    /// Queues the request frame `op` whose payload `write` builds.
+    fn queue(
+        &self,
+        ch: &mut Channel,
+        op: u8,
+        write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
+    ) -> Result<(), ManagerError> {
+        let mut codec_error = None;
+        let r = ch.writer.queue_with(op, |buf| write(&mut Writer(buf)).inspect_err(|e| codec_error = Some(e.clone())));
+        match r {
+            Ok(()) => Ok(()),
+            Err(_) if codec_error.is_some() => Err(ManagerError::Codec(codec_error.expect("checked"))),
+            Err(FrameError::Oversized { len, max }) => Err(ManagerError::TooLarge { len, max }),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Sends the queued request and reads its reply, skipping the error reports of
+    /// posted requests sent before it.
+    fn round_trip<R>(
+        &self,
+        ch: &mut Channel,
+        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
+    ) -> Result<R, ManagerError> {
+        ch.writer.flush(None).map_err(|e| self.lost(e))?;
+        spin_until_readable(ch, REPLY_SPIN);
+        loop {
+            let frame = ch.recv(None).map_err(|e| self.lost(e))?;
+            return match frame.kind {
+                KIND_OK => read(frame.payload).map_err(ManagerError::Codec),
+                KIND_ERR => match codec::decode::<RemoteError>(frame.payload) {
+                    Ok(e) => Err(ManagerError::from_remote(e)),
+                    Err(e) => Err(self.lost(FrameError::Malformed(format!("unreadable error reply: {e}")))),
+                },
+                KIND_POSTED_ERR => {
+                    report_posted(frame.payload);
+                    continue;
+                }
+                k => Err(self.lost(FrameError::Malformed(format!("unexpected reply kind {k:#04x}")))),
+            };
+        }
+    }
+
+    /// One request and its reply: `write` builds the payload, `read` decodes an OK reply.
+    ///
+    /// Quick requests share the process's primary connection, in order after its posted
+    /// ones; requests that may wait in the server (a queue `get`, a lock, a barrier) go
+    /// on a spare connection, once the posted requests are known to be applied.
+    pub(crate) fn call<R>(
+        &self,
+        op: u8,
+        write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
+        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
+    ) -> Result<R, ManagerError> {
+        if may_block(op) {
+            self.sync()?;
+            let mut ch = self.take_spare()?;
+            self.queue(&mut ch, op, write)?;
+            let result = self.round_trip(&mut ch, read);
+            if !matches!(result, Err(ManagerError::Disconnected { .. })) {
+                self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
+            }
+            return result;
+        }
+        let mut p = self.primary()?;
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op, write)?;
+        let result = self.round_trip(ch, read);
+        match result {
+            Err(ManagerError::Disconnected { .. }) => p.ch = None,
+            _ => p.posted = false,
+        }
+        result
+    }
+
+    /// Sends a request whose success needs no answer (`dict.set`, `list.push`, dropping
+    /// a reference) without waiting: it is applied before every later call of this
+    /// process. The server reports a failure only (on the next read, to stderr).
+    pub(crate) fn post(
+        &self,
+        op: u8,
+        write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
+    ) -> Result<(), ManagerError> {
+        let mut p = self.primary()?;
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op, write)?;
+        if let Err(e) = ch.writer.flush(None) {
+            p.ch = None;
+            return Err(self.lost(e));
+        }
+        // Read failure reports as they come, so they never fill the socket.
+        while ch.reader.has_frame()
+            || crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO))
+                .unwrap_or(false)
+        {
+            match ch.recv(None) {
+                Ok(f) if f.kind == KIND_POSTED_ERR => report_posted(f.payload),
+                Ok(_) | Err(_) => {
+                    p.ch = None;
+                    return Err(self.lost(FrameError::Malformed("unexpected reply to a posted request".into())));
+                }
+            }
+        }
+        p.posted = true;
+        Ok(())
+    }
+
+    /// Waits until every posted request of this process has been applied.
+    pub(crate) fn sync(&self) -> Result<(), ManagerError> {
+        let mut p = self.primary()?;
+        if !p.posted {
+            return Ok(());
+        }
+        let ch = p.ch.as_mut().expect("opened by primary()");
+        self.queue(ch, op::PING, |w| w.done())?;
+        let result = self.round_trip(ch, unit);
+        match result {
+            Err(ManagerError::Disconnected { .. }) => p.ch = None,
+            _ => p.posted = false,
+        }
+        result
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // A process that ends right after posting must not race the server: whoever
+        // waits for this process (a parent's `join`) then sees every write applied.
+        let _ = self.sync();
+    }
+}
+
+/// Operations that may wait in the server.
+fn may_block(op: u8) -> bool {
+    matches!(
+        op,
+        op::Q_PUT | op::Q_GET | op::Q_JOIN | op::L_ACQUIRE | op::E_WAIT | op::C_WAIT | op::B_WAIT | op::WAIT_COUNT
+    )
+}
+
+/// A posted request failed: nobody waits for its answer, so say it where it is seen.
+fn report_posted(payload: &[u8]) {
+    let e = codec::decode::<RemoteError>(payload)
+        .map(|e| ManagerError::from_remote(e).to_string())
+        .unwrap_or_else(|e| e.to_string());
+    eprintln!("multiproc manager: a request sent without waiting (set, push) failed: {e}");
+}
+
+/// How long a caller polls for its reply before sleeping in the kernel: most replies
+/// come within microseconds, and waking a sleeping thread costs about as much again.
+const REPLY_SPIN: Duration = Duration::from_micros(30);
+
+/// Polls `ch` without sleeping until it has data or `spin` has passed.
+pub(crate) fn spin_until_readable(ch: &Channel, spin: Duration) {
+    if ch.reader.has_frame() {
+        return;
+    }
+    let start = Instant::now();
+    while !crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO)).unwrap_or(true) {
+        if start.elapsed() >= spin {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Decodes a reply that carries nothing.
+pub(crate) fn unit(p: &[u8]) -> Result<(), CodecError> {
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(CodecError { op: "decode", type_name: "()", message: format!("{} unexpected bytes", p.len()) })
+    }
+}
+
+/// Decodes a whole reply as a `T`.
+pub(crate) fn value<T: serde::de::DeserializeOwned>(p: &[u8]) -> Result<T, CodecError> {
+    codec::decode(p)
+}

@@ -1,0 +1,206 @@
+//! `DictProxy`: a shared, insertion-ordered map.
+
+use std::borrow::Borrow;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::client::{self, unit};
+use super::error::ManagerError;
+use super::functions;
+use super::protocol::{Kind, op};
+use super::type_name;
+
+proxy! {
+    /// A proxy of a dict living in a manager's server (Python's `DictProxy`); made by
+    /// [`Manager::dict`](super::Manager::dict).
+    ///
+    /// Every method is one round trip to the server. Keys keep their insertion order, as
+    /// in a Python dict. [`modify`](Self::modify) updates a value atomically in the server.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.insert("b".into(), 2)?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// assert_eq!(d.keys()?, ["b", "a"]);
+    /// assert_eq!(d.modify("a", |v: Option<u32>| v.unwrap_or(0) + 10)?, 11);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    DictProxy[K, V], Kind::Dict, format!("dict<{}, {}>", type_name::<K>(), type_name::<V>())
+}
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
+{
+    /// The value at `key`, if any. `key` may be any borrowed form of `K` that encodes
+    /// the same (`&str` for `String`).
+    pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
+        self.h.call(
+            op::D_GET,
+            |w| {
+                w.u64(self.h.id).value(key)?;
+                Ok(())
+            },
+            client::value::<Option<V>>,
+        )
+    }
+
+    /// The values at several keys, in one round trip.
+    pub fn get_many<'q, Q: Serialize + ?Sized + 'q>(
+        &self,
+        keys: impl IntoIterator<Item = &'q Q>,
+    ) -> Result<Vec<Option<V>>, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
+        self.h.call(
+            op::D_GET_MANY,
+            |w| {
+                w.u64(self.h.id);
+                super::list::write_items::<Q, &Q>(w, keys)
+            },
+            client::value::<Vec<Option<V>>>,
+        )
+    }
+
+    /// Sets `key` to `value`; returns the value it replaces.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
+        self.h.call(
+            op::D_INSERT,
+            |w| {
+                w.u64(self.h.id).value(&key)?.value(&value)?;
+                Ok(())
+            },
+            client::value::<Option<V>>,
+        )
+    }
+
+    /// Sets `key` to `value` (Python's `d[k] = v`) without waiting for the server: the
+    /// fastest write. It is applied before any later call this process makes on the
+    /// manager, and before the process ends; a process told by other means (a pipe, a
+    /// file) may not see it yet — use [`insert`](Self::insert) then. Errors encoding
+    /// the value are returned; the server cannot refuse it.
+    pub fn set(&self, key: K, value: V) -> Result<(), ManagerError> {
+        self.h.post(op::D_SET, |w| w.u64(self.h.id).value(&key)?.value(&value)?.done())
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
+        self.h.call(
+            op::D_REMOVE,
+            |w| {
+                w.u64(self.h.id).value(key)?;
+                Ok(())
+            },
+            client::value::<Option<V>>,
+        )
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
+        self.h.call(
+            op::D_CONTAINS,
+            |w| {
+                w.u64(self.h.id).value(key)?;
+                Ok(())
+            },
+            client::value::<bool>,
+        )
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.h.call(op::D_LEN, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
+    }
+
+    /// Whether the dict has no entries.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The keys, in insertion order (a snapshot).
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        self.h.call(op::D_KEYS, |w| w.u64(self.h.id).done(), client::value::<Vec<K>>)
+    }
+
+    /// The values, in key insertion order (a snapshot).
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        self.h.call(op::D_VALUES, |w| w.u64(self.h.id).done(), client::value::<Vec<V>>)
+    }
+
+    /// The entries, in insertion order (a snapshot): what Python prints for a dict proxy.
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        self.h.call(op::D_ITEMS, |w| w.u64(self.h.id).done(), client::value::<Vec<(K, V)>>)
+    }
+
+    /// Inserts every pair, in one round trip.
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
+        self.h.call(
+            op::D_UPDATE,
+            |w| {
+                w.u64(self.h.id);
+                let at = w.0.len();
+                w.u32(0);
+                let mut n = 0u32;
+                for (k, v) in pairs {
+                    w.value(&k)?.value(&v)?;
+                    n += 1;
+                }
+                w.0[at..at + 4].copy_from_slice(&n.to_le_bytes());
+                Ok(())
+            },
+            unit,
+        )
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.h.call(op::D_CLEAR, |w| w.u64(self.h.id).done(), unit)
+    }
+
+    /// Replaces the value at `key` with `f(old)` *in the server*, under the dict's lock,
+    /// and returns the new value: concurrent `modify`s from many processes lose nothing
+    /// (unlike Python's `d[k] += 1`). `f` is a fn item or a non-capturing closure. If it
+    /// panics, the dict is unchanged and the call returns [`ManagerError::Panicked`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let counts = manager.dict::<String, u64>()?;
+    /// for _ in 0..3 {
+    ///     counts.modify("hits", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+    /// }
+    /// assert_eq!(counts.get("hits")?, Some(3));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn modify<Q, F>(&self, key: &Q, f: F) -> Result<V, ManagerError>
+    where
+        Q: Serialize + ?Sized,
+        K: Borrow<Q>,
+        F: Fn(Option<V>) -> V + Copy + Send + 'static,
+    {
+        let (tramp, f) = functions::modify_option_fn::<V, F>(f);
+        self.h.call(
+            op::D_MODIFY,
+            |w| {
+                w.u64(self.h.id).value(key)?.i64(tramp).i64(f);
+                Ok(())
+            },
+            client::value::<V>,
+        )
+    }
+}

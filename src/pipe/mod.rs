@@ -1,0 +1,272 @@
+//! `Pipe` and `Connection`: a typed, framed two-way channel between two processes.
+//!
+//! A pipe is a Unix stream socketpair; each message is one frame (8-byte header +
+//! postcard payload) sent with one `sendmsg`, so a round trip costs what a raw
+//! socketpair round trip costs plus encoding. Descriptors inside messages (an [`Fd`](crate::Fd),
+//! a [`Queue`](crate::Queue), another `Connection`…) travel as `SCM_RIGHTS`.
+
+mod wait;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use wait::{Ready, wait};
+
+use crate::sys;
+use crate::wire::frame::{Channel, FrameReader, FrameWriter};
+use crate::wire::{CodecError, DEFAULT_MAX_FRAME, FrameError, fds};
+
+/// Frame kind of a message sent with `send` (a serialized value).
+const KIND_VALUE: u8 = 0x10;
+/// Frame kind of a message sent with `send_bytes`.
+const KIND_BYTES: u8 = 0x11;
+
+/// Why a [`Connection`] call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipeError {
+    /// The other end is closed: its process exited (or died), or it was dropped.
+    #[error("the other end of the pipe is closed (its process ended or dropped it)")]
+    Closed,
+    /// Nothing arrived before the timeout.
+    #[error("timed out waiting on the pipe")]
+    TimedOut,
+    /// A message arrived but is not a value of the expected type; it was consumed, the
+    /// connection goes on.
+    #[error("received a message that does not decode: {0}")]
+    Decode(CodecError),
+    /// The value could not be serialized; nothing was sent.
+    #[error("cannot send: {0}")]
+    Encode(String),
+    /// `send` on the receiving end of a simplex pipe, or `recv` on its sending end.
+    #[error("this end of the pipe is {0}")]
+    WrongDirection(&'static str),
+    /// The byte stream broke the framing (cut short, oversized, malformed).
+    #[error("broken message on the pipe: {0}")]
+    Frame(FrameError),
+    /// The operating system refused.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<FrameError> for PipeError {
+    fn from(e: FrameError) -> PipeError {
+        match e {
+            FrameError::Closed => PipeError::Closed,
+            FrameError::TimedOut => PipeError::TimedOut,
+            FrameError::Io(e) => PipeError::Io(e),
+            other => PipeError::Frame(other),
+        }
+    }
+}
+
+/// Makes pipes, like Python's `multiprocessing.Pipe`.
+///
+/// ```
+/// use multiproc::{Connection, Pipe, Process};
+///
+/// fn child(conn: Connection<String>) {
+///     let got = conn.recv().unwrap();
+///     conn.send(format!("{got}, it's me")).unwrap();
+/// }
+///
+/// multiproc::init();
+/// let (parent, child_end) = Pipe::duplex::<String>()?;
+/// let mut p = Process::new(child, child_end);
+/// p.start()?;
+/// parent.send("hello".to_string())?;
+/// assert_eq!(parent.recv()?, "hello, it's me");
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Two connected ends; each can send and receive.
+    pub fn duplex<T>() -> io::Result<(Connection<T>, Connection<T>)> {
+        let (a, b) = UnixStream::pair()?;
+        Ok((Connection::from_socket(a.into(), true, true), Connection::from_socket(b.into(), true, true)))
+    }
+
+    /// A one-way pipe: `(receiver, sender)`, in Python's order — the first end only
+    /// receives, the second only sends.
+    pub fn simplex<T>() -> io::Result<(Connection<T>, Connection<T>)> {
+        let (a, b) = UnixStream::pair()?;
+        let _ = a.shutdown(std::net::Shutdown::Write);
+        let _ = b.shutdown(std::net::Shutdown::Read);
+        Ok((Connection::from_socket(a.into(), true, false), Connection::from_socket(b.into(), false, true)))
+    }
+}
+
+/// One end of a [`Pipe`], carrying values of type `T` (any serde type; descriptors inside
+/// travel along).
+///
+/// Methods take `&self`: one thread may send while another receives. A connection can
+/// itself be sent to another process (as a [`Process`](crate::Process) argument or in a
+/// message), which then owns that end. When the process at the other end exits or drops
+/// it, [`recv`](Connection::recv) returns [`PipeError::Closed`] instead of hanging.
+pub struct Connection<T> {
+    sock: Arc<OwnedFd>,
+    reader: Mutex<FrameReader>,
+    writer: Mutex<FrameWriter>,
+    readable: bool,
+    writable: bool,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("readable", &self.readable).field("writable", &self.writable).finish()
+    }
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T> Connection<T> {
+    fn from_socket(sock: OwnedFd, readable: bool, writable: bool) -> Connection<T> {
+        let (reader, writer) = Channel::new(sock, DEFAULT_MAX_FRAME).split();
+        Connection {
+            sock: reader.socket().clone(),
+            reader: Mutex::new(reader),
+            writer: Mutex::new(writer),
+            readable,
+            writable,
+            _t: PhantomData,
+        }
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn check_write(&self) -> Result<(), PipeError> {
+        if self.writable { Ok(()) } else { Err(PipeError::WrongDirection("read-only")) }
+    }
+
+    fn check_read(&self) -> Result<(), PipeError> {
+        if self.readable { Ok(()) } else { Err(PipeError::WrongDirection("write-only")) }
+    }
+
+    /// Sends raw bytes as one message (Python's `send_bytes`); the other end reads them
+    /// with [`recv_bytes`](Connection::recv_bytes).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), PipeError> {
+        self.check_write()?;
+        let mut w = lock(&self.writer);
+        w.queue_bytes(KIND_BYTES, bytes)?;
+        Ok(w.flush(None)?)
+    }
+
+    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, PipeError> {
+        self.check_read()?;
+        let mut r = lock(&self.reader);
+        let frame = r.recv(deadline)?;
+        Ok(frame.payload.to_vec())
+    }
+
+    /// Receives one message as raw bytes, waiting as long as it takes. (For a message
+    /// sent with `send`, these are the value's postcard encoding.)
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, PipeError> {
+        self.recv_bytes_until(None)
+    }
+
+    /// As [`recv_bytes`](Connection::recv_bytes), failing with [`PipeError::TimedOut`]
+    /// after `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
+        self.recv_bytes_until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether a message (or the end of the stream) is waiting, after waiting at most
+    /// `timeout` (`None`: until there is one; `Some(ZERO)`: just look).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, PipeError> {
+        self.check_read()?;
+        let r = lock(&self.reader);
+        if r.has_frame() {
+            return Ok(true);
+        }
+        Ok(sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Read, timeout)?)
+    }
+
+    pub(crate) fn has_buffered_frame(&self) -> bool {
+        self.reader.try_lock().is_ok_and(|r| r.has_frame())
+    }
+}
+
+impl<T: Serialize> Connection<T> {
+    /// Sends `value` as one message. Blocks only while the other end's buffer is full;
+    /// fails with [`PipeError::Closed`] if the other end is gone.
+    pub fn send(&self, value: T) -> Result<(), PipeError> {
+        self.check_write()?;
+        let mut w = lock(&self.writer);
+        match w.queue(KIND_VALUE, &value) {
+            Ok(()) => {}
+            Err(FrameError::Malformed(m)) => return Err(PipeError::Encode(m)),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(w.flush(None)?)
+    }
+}
+
+impl<T: DeserializeOwned> Connection<T> {
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T, PipeError> {
+        self.check_read()?;
+        let mut r = lock(&self.reader);
+        let frame = r.recv(deadline)?;
+        frame.decode::<T>().map_err(PipeError::Decode)
+    }
+
+    /// Receives the next value, waiting as long as it takes — or until the other end is
+    /// gone ([`PipeError::Closed`]). A message that does not decode as `T` is consumed
+    /// and reported as [`PipeError::Decode`]; the next `recv` reads the next message.
+    pub fn recv(&self) -> Result<T, PipeError> {
+        self.recv_until(None)
+    }
+
+    /// As [`recv`](Connection::recv), failing with [`PipeError::TimedOut`] after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, PipeError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+}
+
+impl<T> AsFd for Connection<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = lock(&self.reader);
+        if r.buffered() > 0 {
+            return Err(serde::ser::Error::custom(
+                "cannot send a connection that holds received, unread messages; recv them first",
+            ));
+        }
+        let index = fds::attach(self.sock.as_fd()).map_err(serde::ser::Error::custom)?;
+        (index, self.readable, self.writable).serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Connection<T>, D::Error> {
+        let (index, readable, writable) = <(u32, bool, bool)>::deserialize(d)?;
+        let fd = fds::take(index).map_err(D::Error::custom)?;
+        Ok(Connection::from_socket(fd, readable, writable))
+    }
+}

@@ -1,0 +1,555 @@
+//! `Queue`, `JoinableQueue` and `SimpleQueue`: many-producer, many-consumer FIFO queues
+//! between processes.
+//!
+//! A queue is a ring of messages in shared memory (see `ring`): a `put` encodes the value
+//! and copies it into the ring under the producers' robust lock; a `get` copies it out
+//! under the consumers' lock. No thread hop, no syscall when no one sleeps; a process
+//! killed in the middle loses nothing it had not taken. Descriptors inside values and
+//! very large values travel beside the ring as socket messages.
+
+mod feeder;
+mod ring;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::shared::region::{Kind, Region, type_tag};
+use crate::sync::{WAIT_SLICE, left};
+use crate::sys;
+use crate::wire::{CodecError, codec, fds};
+use ring::{Patience, Ring, RingError};
+
+/// Why a queue call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// `get_nowait` on an empty queue.
+    #[error("the queue is empty")]
+    Empty,
+    /// `put_nowait` on a full bounded queue.
+    #[error("the queue is full")]
+    Full,
+    /// The timeout passed first.
+    #[error("timed out waiting on the queue")]
+    TimedOut,
+    /// This handle was [`close`](Queue::close)d.
+    #[error("this queue handle is closed")]
+    Closed,
+    /// The queue was [`shutdown`](Queue::shutdown): no more puts, and gets fail once it is empty.
+    #[error("the queue is shut down")]
+    ShutDown,
+    /// The value could not be serialized; nothing was put.
+    #[error("cannot put: {0}")]
+    Encode(CodecError),
+    /// A message was taken but does not decode as the queue's type; it is gone, the queue
+    /// goes on.
+    #[error("received a message that does not decode: {0}")]
+    Decode(CodecError),
+    /// [`task_done`](JoinableQueue::task_done) called more times than items were put.
+    #[error("task_done() called more times than there were items")]
+    TaskDoneTooOften,
+    /// The operating system refused.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<RingError> for QueueError {
+    fn from(e: RingError) -> QueueError {
+        match e {
+            RingError::Full => QueueError::Full,
+            RingError::Empty => QueueError::Empty,
+            RingError::TimedOut => QueueError::TimedOut,
+            RingError::ShutDown => QueueError::ShutDown,
+            RingError::Io(e) => QueueError::Io(e),
+        }
+    }
+}
+
+/// What a handle of this process shares with its clones.
+pub(crate) struct Shared {
+    ring: Ring,
+    /// Puts count unfinished tasks (a `JoinableQueue`).
+    joinable: bool,
+    /// An unbounded `Queue`'s puts park messages instead of blocking when the ring is full.
+    may_park: bool,
+    closed: AtomicBool,
+    put_buf: Mutex<Vec<u8>>,
+    get_buf: Mutex<Vec<u8>>,
+    backlog: feeder::Backlog,
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a queue records whether it is joinable.
+const JOINABLE_AT: usize = ring::UNFINISHED_AT + 8;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Queue,
+    Joinable,
+    Simple,
+}
+
+/// The untyped handle behind every queue type.
+#[derive(Clone)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    fn create<T>(flavor: Flavor, maxsize: usize, buffer: usize) -> Result<Handle, QueueError> {
+        let maxsize = u32::try_from(maxsize).unwrap_or(u32::MAX);
+        let ring = Ring::create(type_tag::<T>(), maxsize, buffer)?;
+        if flavor == Flavor::Joinable {
+            ring.region.map().atomic_u32(JOINABLE_AT).store(1, Ordering::SeqCst);
+        }
+        Ok(Handle::wrap(ring, flavor))
+    }
+
+    fn wrap(ring: Ring, flavor: Flavor) -> Handle {
+        let joinable = ring.region.map().atomic_u32(JOINABLE_AT).load(Ordering::SeqCst) != 0;
+        let may_park = flavor != Flavor::Simple && ring.maxsize() == 0;
+        Handle {
+            shared: Arc::new(Shared {
+                ring,
+                joinable,
+                may_park,
+                closed: AtomicBool::new(false),
+                put_buf: Mutex::new(Vec::new()),
+                get_buf: Mutex::new(Vec::new()),
+                backlog: feeder::Backlog::default(),
+            }),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), QueueError> {
+        if self.shared.closed.load(Ordering::Relaxed) { Err(QueueError::Closed) } else { Ok(()) }
+    }
+
+    fn put<T: Serialize>(&self, value: &T, patience: Patience) -> Result<(), QueueError> {
+        self.check_open()?;
+        let s = &self.shared;
+        let mut buf = lock(&s.put_buf);
+        buf.clear();
+        let (r, fds) = fds::collect_outgoing(|| codec::encode_into(value, &mut buf));
+        r.map_err(QueueError::Encode)?;
+        if s.joinable {
+            s.ring.unfinished().fetch_add(1, Ordering::SeqCst);
+        }
+        let r = if s.may_park {
+            feeder::put_or_park(s, &buf, fds)
+        } else {
+            let mut fds = fds;
+            s.ring.put(&buf, &mut fds, patience)
+        };
+        if r.is_err() && s.joinable {
+            s.ring.unfinished().fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(r?)
+    }
+
+    fn get<T: DeserializeOwned>(&self, patience: Patience) -> Result<T, QueueError> {
+        self.check_open()?;
+        let mut buf = lock(&self.shared.get_buf);
+        let mut got = Vec::new();
+        self.shared.ring.get(&mut buf, &mut got, patience)?;
+        fds::with_incoming(got, || codec::decode::<T>(&buf)).map_err(QueueError::Decode)
+    }
+
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ring = &self.shared.ring;
+        let region = fds::attach(ring.region.fd()).map_err(serde::ser::Error::custom)?;
+        let tx = fds::attach(ring.tx.as_fd()).map_err(serde::ser::Error::custom)?;
+        let rx = fds::attach(ring.rx.as_fd()).map_err(serde::ser::Error::custom)?;
+        (region, tx, rx).serialize(s)
+    }
+
+    fn deserialize<'de, T, D: Deserializer<'de>>(d: D, flavor: Flavor) -> Result<Handle, D::Error> {
+        let (region, tx, rx) = <(u32, u32, u32)>::deserialize(d)?;
+        let take = |i| fds::take(i).map_err(D::Error::custom);
+        let region = Region::open(take(region)?, Kind::Queue, type_tag::<T>()).map_err(D::Error::custom)?;
+        let ring = Ring::open(region, take(tx)?, take(rx)?).map_err(D::Error::custom)?;
+        Ok(Handle::wrap(ring, flavor))
+    }
+}
+
+fn until(timeout: Duration) -> Patience {
+    Patience::Until(Some(Instant::now() + timeout))
+}
+
+/// A FIFO queue between any number of producer and consumer processes, like Python's
+/// `multiprocessing.Queue`.
+///
+/// Give it to child processes as (part of) a [`Process`](crate::Process) argument, or
+/// send it in a message; every copy is the same queue. Values are any serde type,
+/// including ones holding descriptors ([`Fd`](crate::Fd)) or other handles.
+///
+/// * Unbounded ([`new`](Queue::new)): `put` never blocks; when the shared buffer is
+///   full, messages wait in this process and a feeder thread delivers them in order
+///   (at exit the process waits for them, as in Python — see
+///   [`cancel_join_thread`](Queue::cancel_join_thread)).
+/// * Bounded ([`bounded`](Queue::bounded)): `put` waits while `maxsize` messages are queued.
+///
+/// A consumer killed in the middle of a `get` takes only the message it received, if
+/// any; every other message stays for the others. Messages from one producer arrive in
+/// the order it put them.
+///
+/// ```
+/// use multiproc::{Process, Queue};
+///
+/// fn producer(q: Queue<String>) {
+///     q.put("a".to_string()).unwrap();
+/// }
+///
+/// multiproc::init();
+/// let q = Queue::bounded(10)?;
+/// let mut p = Process::new(producer, q.clone());
+/// p.start()?;
+/// assert_eq!(q.get()?, "a");
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T> {
+    handle: Handle,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue { handle: self.handle.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("qsize", &self.qsize()).field("maxsize", &self.maxsize()).finish()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Queue { handle: Handle::deserialize::<T, D>(d, Flavor::Queue)?, _t: PhantomData })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue.
+    pub fn new() -> Result<Queue<T>, QueueError> {
+        Queue::with_buffer(0, ring::DEFAULT_CAPACITY)
+    }
+
+    /// A queue holding at most `maxsize` messages (0: unbounded).
+    pub fn bounded(maxsize: usize) -> Result<Queue<T>, QueueError> {
+        Queue::with_buffer(maxsize, ring::DEFAULT_CAPACITY)
+    }
+
+    /// A queue of at most `maxsize` messages (0: unbounded) whose shared buffer holds
+    /// `buffer_bytes` (default 1 MiB; larger messages travel beside it).
+    pub fn with_buffer(maxsize: usize, buffer_bytes: usize) -> Result<Queue<T>, QueueError> {
+        Ok(Queue { handle: Handle::create::<T>(Flavor::Queue, maxsize, buffer_bytes)?, _t: PhantomData })
+    }
+
+    /// Puts `item` at the back, waiting while a bounded queue is full.
+    pub fn put(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::Until(None))
+    }
+
+    /// As [`put`](Queue::put), failing with [`QueueError::TimedOut`] after `timeout`.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError> {
+        self.handle.put(&item, until(timeout))
+    }
+
+    /// Puts `item` only if there is room now ([`QueueError::Full`] otherwise).
+    pub fn put_nowait(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::No)
+    }
+
+    /// Takes the front item, waiting while the queue is empty.
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.handle.get(Patience::Until(None))
+    }
+
+    /// As [`get`](Queue::get), failing with [`QueueError::TimedOut`] after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        self.handle.get(until(timeout))
+    }
+
+    /// Takes the front item if there is one now ([`QueueError::Empty`] otherwise).
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
+        self.handle.get(Patience::No)
+    }
+}
+
+impl<T> Queue<T> {
+    /// Messages in the queue now (already other processes may have changed it). Messages
+    /// still parked in a producer (see [`Queue`]) are not counted.
+    pub fn qsize(&self) -> usize {
+        self.handle.shared.ring.len() as usize
+    }
+
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether a bounded queue is full now (never for an unbounded one).
+    pub fn full(&self) -> bool {
+        let max = self.maxsize();
+        max > 0 && self.qsize() >= max
+    }
+
+    /// The bound given at creation (0: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.handle.shared.ring.maxsize() as usize
+    }
+
+    /// Closes this handle (and its clones in this process): further `put`s and `get`s on
+    /// it fail with [`QueueError::Closed`]. Messages it already put are still delivered;
+    /// other processes' handles are unaffected. (Python's `close`.)
+    pub fn close(&self) {
+        self.handle.shared.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until every message this process parked (see [`Queue`]) is in the queue.
+    pub fn join_thread(&self) {
+        self.handle.shared.backlog.wait_drained();
+    }
+
+    /// Lets this process exit without waiting for its parked messages (they are lost).
+    pub fn cancel_join_thread(&self) {
+        self.handle.shared.backlog.lock().cancelled = true;
+    }
+
+    /// Shuts the queue down for every process: `put`s fail with [`QueueError::ShutDown`],
+    /// `get`s return what is left, then fail with it; blocked callers wake up.
+    pub fn shutdown(&self) {
+        self.handle.shared.ring.shut_down();
+    }
+
+    /// Whether the queue was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.handle.shared.ring.is_shut_down()
+    }
+}
+
+/// A [`Queue`] that also counts unfinished tasks, like Python's
+/// `multiprocessing.JoinableQueue`: every `put` adds one, every
+/// [`task_done`](JoinableQueue::task_done) removes one, and [`join`](JoinableQueue::join)
+/// waits for zero. It derefs to its [`Queue`] for `put`, `get` and the rest.
+///
+/// ```
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     loop {
+///         let n = q.get().unwrap();
+///         println!("done {n}");
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// multiproc::init();
+/// let q = JoinableQueue::new()?;
+/// let mut p = Process::new(worker, q.clone()).daemon(true);
+/// p.start()?;
+/// for n in 0..3 {
+///     q.put(n)?;
+/// }
+/// q.join()?; // all three processed
+/// p.kill()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue { queue: self.queue.clone() }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue").field("qsize", &self.qsize()).field("unfinished", &self.unfinished()).finish()
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.queue.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = Handle::deserialize::<T, D>(d, Flavor::Joinable)?;
+        if !handle.shared.joinable {
+            return Err(D::Error::custom("expected a JoinableQueue, got a plain Queue"));
+        }
+        Ok(JoinableQueue { queue: Queue { handle, _t: PhantomData } })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> Result<JoinableQueue<T>, QueueError> {
+        JoinableQueue::bounded(0)
+    }
+
+    /// A joinable queue of at most `maxsize` messages (0: unbounded).
+    pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>, QueueError> {
+        let handle = Handle::create::<T>(Flavor::Joinable, maxsize, ring::DEFAULT_CAPACITY)?;
+        Ok(JoinableQueue { queue: Queue { handle, _t: PhantomData } })
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    fn counter(&self) -> &std::sync::atomic::AtomicU32 {
+        self.queue.handle.shared.ring.unfinished()
+    }
+
+    /// Tasks put and not yet marked done.
+    pub fn unfinished(&self) -> usize {
+        self.counter().load(Ordering::SeqCst) as usize
+    }
+
+    /// Marks one task taken from the queue as done.
+    pub fn task_done(&self) -> Result<(), QueueError> {
+        let c = self.counter();
+        let mut cur = c.load(Ordering::SeqCst);
+        loop {
+            if cur == 0 {
+                return Err(QueueError::TaskDoneTooOften);
+            }
+            match c.compare_exchange_weak(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            sys::futex::wake_all(c);
+        }
+        Ok(())
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), QueueError> {
+        let c = self.counter();
+        loop {
+            let cur = c.load(Ordering::SeqCst);
+            if cur == 0 {
+                return Ok(());
+            }
+            let slice = left(deadline).map_err(|_| QueueError::TimedOut)?.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
+            sys::futex::wait(c, cur, Some(slice))?;
+        }
+    }
+
+    /// Waits until every task put has been marked done.
+    pub fn join(&self) -> Result<(), QueueError> {
+        self.join_until(None)
+    }
+
+    /// As [`join`](JoinableQueue::join), failing with [`QueueError::TimedOut`] after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueError> {
+        self.join_until(Some(Instant::now() + timeout))
+    }
+}
+
+/// A minimal queue, like Python's `multiprocessing.SimpleQueue`: unbounded in count,
+/// `put` waits only while its shared buffer is full (no feeder thread), `get` waits for
+/// an item.
+///
+/// ```
+/// multiproc::init();
+/// let q = multiproc::SimpleQueue::new()?;
+/// q.put(vec![1, 2, 3])?;
+/// assert!(!q.empty());
+/// assert_eq!(q.get()?, [1, 2, 3]);
+/// # Ok::<(), multiproc::QueueError>(())
+/// ```
+pub struct SimpleQueue<T> {
+    handle: Handle,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue { handle: self.handle.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SimpleQueue")
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SimpleQueue { handle: Handle::deserialize::<T, D>(d, Flavor::Simple)?, _t: PhantomData })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    pub fn new() -> Result<SimpleQueue<T>, QueueError> {
+        Ok(SimpleQueue { handle: Handle::create::<T>(Flavor::Simple, 0, ring::DEFAULT_CAPACITY)?, _t: PhantomData })
+    }
+
+    /// Puts `item` at the back.
+    pub fn put(&self, item: T) -> Result<(), QueueError> {
+        self.handle.put(&item, Patience::Until(None))
+    }
+
+    /// Takes the front item, waiting while the queue is empty.
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.handle.get(Patience::Until(None))
+    }
+
+    /// As [`get`](SimpleQueue::get), failing with [`QueueError::TimedOut`] after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        self.handle.get(until(timeout))
+    }
+}
+
+impl<T> SimpleQueue<T> {
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.handle.shared.ring.len() == 0
+    }
+
+    /// Closes this handle (and its clones in this process).
+    pub fn close(&self) {
+        self.handle.shared.closed.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,270 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::data_at;
+use super::region::{Kind, Region, type_tag};
+use crate::sync::{LockError, MUTEX_AT, SyncError, Wait, acquire_with};
+use crate::sys::mutex;
+use crate::sys::shm::Pod;
+
+/// Where an array's length is stored.
+const LEN_AT: usize = 112;
+
+fn create<T: Pod>(items: &[T], locked: bool) -> Result<Region, SyncError> {
+    let bytes = size_of_val(items);
+    let region = Region::create(Kind::Array, type_tag::<T>(), data_at::<T>() + bytes.max(1))?;
+    if locked {
+        mutex::init(region.map(), MUTEX_AT, false)?;
+    }
+    region.map().atomic_u64(LEN_AT).store(items.len() as u64, Ordering::SeqCst);
+    for (i, v) in items.iter().enumerate() {
+        region.map().write_pod(data_at::<T>() + i * size_of::<T>(), *v);
+    }
+    Ok(region)
+}
+
+fn open<'de, T: Pod, D: Deserializer<'de>>(d: D) -> Result<Region, D::Error> {
+    let region = Region::deserialize_fd(d, Kind::Array, type_tag::<T>())?;
+    let len = region.map().atomic_u64(LEN_AT).load(Ordering::SeqCst);
+    let fits = (len as usize)
+        .checked_mul(size_of::<T>())
+        .and_then(|b| b.checked_add(data_at::<T>()))
+        .is_some_and(|end| end <= region.map().len());
+    if !fits {
+        return Err(serde::de::Error::custom(format!("shared array of {len} elements does not fit its memory")));
+    }
+    Ok(region)
+}
+
+fn len_of(region: &Region) -> usize {
+    region.map().atomic_u64(LEN_AT).load(Ordering::Relaxed) as usize
+}
+
+/// A fixed-length array of plain-old-data in shared memory, with a lock, like Python's
+/// `multiprocessing.Array`.
+///
+/// [`lock`](Array::lock) gives a guard that derefs to `[T]`; [`get`](Array::get),
+/// [`set`](Array::set) and [`to_vec`](Array::to_vec) take the lock for one access.
+///
+/// ```
+/// use multiproc::{Array, Process};
+///
+/// fn square_all(a: Array<i32>) {
+///     for x in a.lock().unwrap().iter_mut() {
+///         *x *= *x;
+///     }
+/// }
+///
+/// multiproc::init();
+/// let a = Array::from_slice(&[1, 2, 3])?;
+/// let mut p = Process::new(square_all, a.clone());
+/// p.start()?;
+/// p.join()?;
+/// assert_eq!(a.to_vec()?, [1, 4, 9]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Array<T: Pod> {
+    region: Arc<Region>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array { region: self.region.clone(), _t: PhantomData }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array").field("len", &self.len()).finish()
+    }
+}
+
+impl<T: Pod> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.serialize_fd(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Array { region: Arc::new(open::<T, D>(d)?), _t: PhantomData })
+    }
+}
+
+impl<T: Pod> Array<T> {
+    /// A shared array of `len` copies of `fill`.
+    pub fn new(len: usize, fill: T) -> Result<Array<T>, SyncError> {
+        Array::from_slice(&vec![fill; len])
+    }
+
+    /// A shared array holding a copy of `items`.
+    pub fn from_slice(items: &[T]) -> Result<Array<T>, SyncError> {
+        Ok(Array { region: Arc::new(create(items, true)?), _t: PhantomData })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        len_of(&self.region)
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock_wait(&self, wait: Wait) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        acquire_with(self.region.map(), MUTEX_AT, wait, || ArrayGuard { array: self, _not_send: PhantomData })
+    }
+
+    /// Takes the lock; the guard derefs to the elements.
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        self.lock_wait(Wait::Forever)
+    }
+
+    /// As [`lock`](Array::lock), failing with [`LockError::TimedOut`] after `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        self.lock_wait(Wait::For(timeout))
+    }
+
+    /// Element `index` (under the lock), `None` past the end.
+    pub fn get(&self, index: usize) -> Result<Option<T>, SyncError> {
+        Ok(self.lock()?.get(index).copied())
+    }
+
+    /// Sets element `index` (under the lock); returns `false` (changing nothing) past the end.
+    pub fn set(&self, index: usize, value: T) -> Result<bool, SyncError> {
+        Ok(match self.lock()?.get_mut(index) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// A copy of all elements (under the lock).
+    pub fn to_vec(&self) -> Result<Vec<T>, SyncError> {
+        Ok(self.lock()?.to_vec())
+    }
+}
+
+/// The locked elements of an [`Array`]; derefs to `[T]`, unlocks on drop.
+pub struct ArrayGuard<'a, T: Pod> {
+    array: &'a Array<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: Pod> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        let r = &self.array.region;
+        mutex::guarded_slice_ref::<T, _>(r.map(), data_at::<T>(), len_of(r), self)
+    }
+}
+
+impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        let r = &self.array.region;
+        mutex::guarded_slice::<T, _>(r.map(), data_at::<T>(), len_of(r), &mut self._not_send)
+    }
+}
+
+impl<T: Pod> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        let _ = mutex::unlock(self.array.region.map(), MUTEX_AT);
+    }
+}
+
+/// A fixed-length array of plain-old-data in shared memory *without* a lock, like
+/// Python's `multiprocessing.RawArray`: each access is one copy; concurrent writers race.
+///
+/// ```
+/// multiproc::init();
+/// let a = multiproc::RawArray::new(4, 0u8)?;
+/// a.set(2, 7);
+/// assert_eq!(a.get(2), Some(7));
+/// assert_eq!(a.to_vec(), [0, 0, 7, 0]);
+/// # Ok::<(), multiproc::SyncError>(())
+/// ```
+pub struct RawArray<T: Pod> {
+    region: Arc<Region>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        RawArray { region: self.region.clone(), _t: PhantomData }
+    }
+}
+
+impl<T: Pod> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray").field("len", &self.len()).finish()
+    }
+}
+
+impl<T: Pod> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.serialize_fd(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(RawArray { region: Arc::new(open::<T, D>(d)?), _t: PhantomData })
+    }
+}
+
+impl<T: Pod> RawArray<T> {
+    /// A shared array of `len` copies of `fill`.
+    pub fn new(len: usize, fill: T) -> Result<RawArray<T>, SyncError> {
+        RawArray::from_slice(&vec![fill; len])
+    }
+
+    /// A shared array holding a copy of `items`.
+    pub fn from_slice(items: &[T]) -> Result<RawArray<T>, SyncError> {
+        Ok(RawArray { region: Arc::new(create(items, false)?), _t: PhantomData })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        len_of(&self.region)
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `index`, `None` past the end.
+    pub fn get(&self, index: usize) -> Option<T> {
+        (index < self.len()).then(|| self.region.map().read_pod(data_at::<T>() + index * size_of::<T>()))
+    }
+
+    /// Sets element `index`; returns `false` (changing nothing) past the end.
+    pub fn set(&self, index: usize, value: T) -> bool {
+        if index >= self.len() {
+            return false;
+        }
+        self.region.map().write_pod(data_at::<T>() + index * size_of::<T>(), value);
+        true
+    }
+
+    /// A copy of all elements.
+    pub fn to_vec(&self) -> Vec<T> {
+        (0..self.len()).filter_map(|i| self.get(i)).collect()
+    }
+}
