@@ -151,6 +151,12 @@ pub fn warm_task(_: ()) {
 /// A task that does nothing (process start-up rows).
 pub fn nothing(_: ()) {}
 
+/// CLOCK_MONOTONIC in nanoseconds: comparable between processes on one machine.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// The pids of this process's children, zombies included (read from /proc).
 pub fn children() -> Vec<u32> {
     let me = std::process::id();
