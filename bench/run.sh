@@ -4,7 +4,8 @@
 #   bench/run.sh [REPETITIONS]        (default 5, the least the table is meant to have)
 #
 # Every cell is one fresh process: W1–W9 for multiproc, Python's multiprocessing (fork)
-# and procspawn, the raw socketpair baselines and rayon's W5 ceiling. The cells are
+# and procspawn, the raw socketpair baselines and rayon's W5 ceiling. The latency cells
+# (W2, W7p, raw round trip) also run with every process pinned to one CPU. The cells are
 # interleaved: repetition 1 of every cell, then repetition 2, ... so that drift on a noisy
 # machine lands on every column alike. W9 (a verdict, and Python's map hangs until the
 # 20 s timeout) runs in the first repetition only.
@@ -43,13 +44,20 @@ mkdir -p "$OUT"
 python3 "$REPO/bench/aggregate.py" meta "$REPO" >"$OUT/meta.json"
 
 # One cell a line: <cell> <impl> <command...>, the command quoted for the shell.
-# The cell names are the rows of aggregate.py.
+# The cell names are the rows of aggregate.py. Cells compared with each other (the
+# latency cells and their raw round trip) are next to each other, so drift hits them alike.
 c() {
     printf '%s %s' "$1" "$2"
     shift 2
     printf ' %q' "$@"
     echo
 }
+# Latency cells run twice: as the scheduler places them, and with every process on one
+# CPU. Unpinned, a round trip on this kind of VM is either ~5 µs (both ends on one CPU)
+# or ~100 µs (a cross-CPU wake-up), at random per run; pinned, it is the software cost.
+PIN_CPU=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+PIN=(taskset -c "$PIN_CPU")
+command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is not installed" >&2; exit 2; }
 PY=(python3 "$PY_DIR/bench_mp.py")
 PS=(python3 "$REPO/bench/process_start.py")
 W9=(python3 "$PY_DIR/w9_crash.py")
@@ -65,6 +73,14 @@ cells() {
     c w2 python "${PY[@]}" w2
     c w2 procspawn "$BIN" procspawn w2
     c raw_rt raw "$BIN" raw rt
+    c w2_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w2
+    c w2_1cpu python "${PIN[@]}" "${PY[@]}" w2
+    c w2_1cpu procspawn "${PIN[@]}" "$BIN" procspawn w2
+    c raw_rt_1cpu raw "${PIN[@]}" "$BIN" raw rt
+    c w7p multiproc "$BIN" multiproc w7p
+    c w7p python "${PY[@]}" w7p
+    c w7p_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w7p
+    c w7p_1cpu python "${PIN[@]}" "${PY[@]}" w7p
     c w3 multiproc "$BIN" multiproc w3
     c w3 python "${PY[@]}" w3
     c w3 procspawn "$BIN" procspawn w3
@@ -88,8 +104,6 @@ cells() {
     c raw_tput raw "$BIN" raw tput
     c w7q multiproc "$BIN" multiproc w7q
     c w7q python "${PY[@]}" w7q
-    c w7p multiproc "$BIN" multiproc w7p
-    c w7p python "${PY[@]}" w7p
     c w8 multiproc "$BIN" multiproc w8
     c w8 python "${PY[@]}" w8
 }
