@@ -102,9 +102,9 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
-mod shared;
 #[doc(hidden)]
 pub mod remote;
+mod shared;
 mod spawn;
 mod sync;
 mod sys;
