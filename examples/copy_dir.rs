@@ -1,9 +1,8 @@
 //! Seed 000-C: copy a folder's files with 3 worker processes; each reports the file it
 //! copied on a `Queue`, and the parent shows a progress line.
 //!
-//! The seed uses `Pool(3)` and a `Manager().Queue()` (a plain Queue cannot go to a
-//! Python pool task). Here the queue is a plain `Queue` given to 3 `Process`es that
-//! split the files; it moves to the pool once the pool lands.
+//! The seed uses `Pool(3)`, one `apply_async` per file, and a `Manager().Queue()` (a
+//! plain Queue cannot go to a Python pool task); here a plain `Queue` goes to the tasks.
 //!
 //! Run with `cargo run --example copy_dir -- <folder>`; with no argument it creates a
 //! demo folder in the temp directory and copies that.
@@ -12,23 +11,21 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use multiproc::{Process, Queue};
+use multiproc::{Pool, Queue};
 
-/// Copies `files` from `src` to `dst` in 1024-byte chunks, reporting each on `queue`.
-fn copy_files((queue, files, src, dst): (Queue<String>, Vec<String>, PathBuf, PathBuf)) {
-    for file_name in files {
-        let mut f_read = fs::File::open(src.join(&file_name)).expect("open source");
-        let mut f_write = fs::File::create(dst.join(&file_name)).expect("create copy");
-        let mut content = [0u8; 1024];
-        loop {
-            let n = f_read.read(&mut content).expect("read");
-            if n == 0 {
-                break;
-            }
-            f_write.write_all(&content[..n]).expect("write");
+/// Copies `file_name` from `src` to `dst` in 1024-byte chunks, then reports it on `queue`.
+fn copy_file((queue, file_name, src, dst): (Queue<String>, String, PathBuf, PathBuf)) {
+    let mut f_read = fs::File::open(src.join(&file_name)).expect("open source");
+    let mut f_write = fs::File::create(dst.join(&file_name)).expect("create copy");
+    let mut content = [0u8; 1024];
+    loop {
+        let n = f_read.read(&mut content).expect("read");
+        if n == 0 {
+            break;
         }
-        queue.put(file_name).expect("report");
+        f_write.write_all(&content[..n]).expect("write");
     }
+    queue.put(file_name).expect("report");
 }
 
 fn demo_folder() -> std::io::Result<PathBuf> {
@@ -65,14 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let queue = Queue::new()?;
-    let mut workers = Vec::new();
-    for w in 0..3 {
-        let share: Vec<String> = file_names.iter().skip(w).step_by(3).cloned().collect();
-        let arg = (queue.clone(), share, source_folder_name.clone(), dest_folder_name.clone());
-        let mut p = Process::new(copy_files, arg);
-        p.start()?;
-        workers.push(p);
+    let pool = Pool::new(3)?;
+    for file_name in &file_names {
+        let arg = (queue.clone(), file_name.clone(), source_folder_name.clone(), dest_folder_name.clone());
+        pool.apply_async(copy_file, arg);
     }
+    pool.close();
 
     let mut done = 0;
     while done < all_file_num {
@@ -86,9 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::io::stdout().flush()?;
     }
     println!();
-    for p in &workers {
-        p.join()?;
-    }
+    pool.join()?;
     println!("copied {all_file_num} files to {}", dest_folder_name.display());
     if arg.is_none() {
         fs::remove_dir_all(&source_folder_name)?;

@@ -2,9 +2,8 @@
 //! connection, as an `Fd`, to one of a few worker processes; each worker answers every
 //! chunk upper-cased until its client closes.
 //!
-//! The seed uses `Pool()` and `apply_async(talk, (conn, addr))`; here 3 worker
-//! `Process`es take connections from a `Queue<Fd>`; it moves to the pool once the pool
-//! lands.
+//! As in the seed, each connection is one `apply_async(talk, (conn, addr))` task of a
+//! `Pool()` of `cpu_count()` workers; the connection travels to the worker as an `Fd`.
 //!
 //! Run with `cargo run --example echo_server` (serves on 127.0.0.1:8080 until killed;
 //! talk to it with `nc 127.0.0.1 8080`), or `-- --demo` to serve on a free port, run a
@@ -13,24 +12,21 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use multiproc::{Fd, Process, Queue};
+use multiproc::{Fd, Pool};
 
-const WORKERS: usize = 3;
-
-/// One worker: serve connections from the queue, one at a time, until a `None`.
-fn talk(conns: Queue<Option<Fd>>) {
-    while let Ok(Some(fd)) = conns.get() {
-        println!("进程pid: {}", std::process::id());
-        let mut conn = fd.into_tcp_stream();
-        let mut msg = [0u8; 1024];
-        loop {
-            match conn.read(&mut msg) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    msg[..n].make_ascii_uppercase();
-                    if conn.write_all(&msg[..n]).is_err() {
-                        break;
-                    }
+/// One task: serve one connection until its client closes.
+fn talk((fd, client_addr): (Fd, String)) {
+    let _ = client_addr;
+    println!("进程pid: {}", std::process::id());
+    let mut conn = fd.into_tcp_stream();
+    let mut msg = [0u8; 1024];
+    loop {
+        match conn.read(&mut msg) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                msg[..n].make_ascii_uppercase();
+                if conn.write_all(&msg[..n]).is_err() {
+                    break;
                 }
             }
         }
@@ -51,34 +47,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let demo = std::env::args().any(|a| a == "--demo");
     let server = TcpListener::bind(if demo { "127.0.0.1:0" } else { "127.0.0.1:8080" })?;
     let port = server.local_addr()?.port();
-    let conns = Queue::new()?;
-    let mut workers = Vec::new();
-    for _ in 0..WORKERS {
-        let mut p = Process::new(talk, conns.clone());
-        p.start()?;
-        workers.push(p);
-    }
+    let p = Pool::builder().build()?; // 默认为cpu的核数
     if !demo {
         println!("echo server on 127.0.0.1:{port}");
         loop {
-            let (conn, _client_addr) = server.accept()?;
-            conns.put(Some(Fd::from(conn)))?;
+            let (conn, client_addr) = server.accept()?;
+            p.apply_async(talk, (Fd::from(conn), client_addr.to_string()));
         }
     }
     let clients: Vec<_> = (0..5).map(|i| std::thread::spawn(move || client(port, i))).collect();
     for _ in 0..clients.len() {
-        let (conn, _client_addr) = server.accept()?;
-        conns.put(Some(Fd::from(conn)))?;
+        let (conn, client_addr) = server.accept()?;
+        p.apply_async(talk, (Fd::from(conn), client_addr.to_string()));
     }
     for c in clients {
         let reply = c.join().map_err(|_| "client thread panicked")??;
         println!("{reply}");
     }
-    for _ in 0..WORKERS {
-        conns.put(None)?;
-    }
-    for p in &workers {
-        p.join()?;
-    }
+    p.close();
+    p.join()?;
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! Seed 000: a writer and a reader task share a `Manager().Queue()`. The writer puts the
 //! letters of "itcast"; the reader gets `qsize()` items and prints them. Both print
-//! their pid and their parent's. (Python runs them as two `Pool` tasks; until this
-//! crate's pool lands they are two `Process`es — the queue proxy travels the same way.)
+//! their pid and their parent's, as two tasks of a `Pool()`.
 //!
 //! Run with `cargo run --example manager_queue_pool`.
 
 use multiproc::manager::QueueProxy;
-use multiproc::{Manager, Process};
+use multiproc::{Manager, Pool};
 
 fn reader(q: QueueProxy<String>) {
     println!("reader启动({}),父进程为({})", std::process::id(), parent_pid());
@@ -31,13 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("({}) start", std::process::id());
     let m = Manager::start()?;
     let q = m.queue::<String>(0)?; // the Manager's queue: it can go to pool tasks
-    let mut w = Process::new(writer, q.clone());
-    w.start()?;
+    let po = Pool::builder().build()?;
+    let w = po.apply_async(writer, q.clone());
     // Python sleeps a second here; waiting for the writer says what is meant.
-    w.join()?;
-    let mut r = Process::new(reader, q);
-    r.start()?;
-    r.join()?;
+    w.get()?;
+    po.apply_async(reader, q);
+    po.close();
+    po.join()?;
     println!("({}) End", std::process::id());
     Ok(())
 }

@@ -15,6 +15,7 @@ fn main() -> Result<(), multiproc::Error> {
     multiproc::init();
     let start = Instant::now();
     processes()?;
+    pool().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
@@ -149,4 +150,41 @@ fn managers() {
         eprintln!("  manager tour failed: {e}");
         std::process::exit(1);
     }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Task 3 of the pool's map kills its own worker (SIGKILL).
+fn square_but_three_dies(x: u64) -> u64 {
+    if x == 3 {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    x * x
+}
+
+/// Pool: Python's `Pool`, where a crashing task costs that task only.
+fn pool() -> Result<(), Box<dyn std::error::Error>> {
+    section("Pool: apply, map, imap — and a worker that dies costs one task");
+    let pool = multiproc::Pool::new(2)?;
+    println!("  apply(square, 12) = {}", pool.apply(square, 12)?);
+    println!("  map(square, 0..8) = {:?}", pool.map(square, 0..8)?);
+    let firsts: Vec<u64> = pool.imap(square, 1..).take(5).collect::<Result<_, _>>()?;
+    println!("  imap over an endless input, first five: {firsts:?}");
+    let results = pool.map_results(square_but_three_dies, 0..8);
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(v) => print!("  {i}:{v}"),
+            Err(e) => print!("\n  item {i} failed: {e}\n"),
+        }
+    }
+    println!();
+    println!("  the pool goes on: apply(square, 9) = {}", pool.apply(square, 9)?);
+    pool.close();
+    pool.join()?;
+    let s = pool.stats();
+    println!("  stats: {} workers started, {} died, {} tasks done", s.workers_started, s.workers_died, s.tasks_done);
+    Ok(())
 }

@@ -69,6 +69,28 @@
 //! binary with [`Error::WrongBinary`] before it runs anything. A child that dies or stalls
 //! before its handshake is an error too ([`Error::DiedDuringStart`],
 //! [`Error::StartTimeout`]), never a hang.
+//!
+//! ## Pools
+//!
+//! A [`Pool`] keeps worker processes and runs tasks on them, as Python's `Pool` does:
+//! [`apply`](Pool::apply), [`apply_async`](Pool::apply_async) (an [`AsyncResult`], also a
+//! `Future`), [`map`](Pool::map), [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered),
+//! [`starmap`](Pool::starmap). A task that panics, crashes, hangs past its timeout or leaks
+//! past a memory limit costs that task only ([`TaskError`]); the pool replaces the worker
+//! and goes on.
+//!
+//! ```
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiproc::init();
+//!     let pool = multiproc::Pool::new(2)?;
+//!     assert_eq!(pool.map(square, 0..4)?, [0, 1, 4, 9]);
+//!     pool.close();
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
 #![deny(missing_docs)]
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
@@ -77,8 +99,11 @@ mod error;
 mod fd;
 pub mod manager;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
+#[doc(hidden)]
+pub mod remote;
 mod shared;
 mod spawn;
 mod sync;
@@ -89,6 +114,10 @@ pub use error::Error;
 pub use fd::Fd;
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
+pub use pool::{
+    AsyncResult, Attempt, Chunksize, IMapIter, MapOptions, MapResult, Pool, PoolBuilder, PoolError, PoolStats, StarFn,
+    TaskError, TaskOptions,
+};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, Value, ValueGuard};

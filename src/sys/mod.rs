@@ -4,9 +4,11 @@
 //! `// SAFETY:` line saying why it is sound. Linux only: pidfds, `PR_SET_PDEATHSIG`
 //! and `SCM_RIGHTS` are the mechanisms the crate is built on.
 
+pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod mem;
 pub(crate) mod mutex;
 pub(crate) mod packet;
 pub(crate) mod proc;

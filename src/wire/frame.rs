@@ -39,6 +39,13 @@ pub(crate) struct Frame<'a> {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// The payload of a frame sent by [`FrameWriter::queue_spilling`] as a memfd: its last
+/// descriptor, mapped. The other descriptors stay in `fds`.
+pub(crate) fn spilled(fds: &mut Vec<OwnedFd>) -> Result<sys::mem::Mapped, FrameError> {
+    let fd = fds.pop().ok_or_else(|| FrameError::Malformed("a spilled frame without its memfd".into()))?;
+    Ok(sys::mem::Mapped::open(&fd)?)
+}
+
 impl Frame<'_> {
     /// Decodes the payload as a `T`, giving it this frame's descriptors.
     pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, CodecError> {
@@ -67,6 +74,8 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<std::time::Duration>, F
 pub(crate) struct FrameWriter {
     sock: Arc<OwnedFd>,
     buf: Vec<u8>,
+    /// How much of `buf` is already sent (a partial flush).
+    sent: usize,
     fds: Vec<OwnedFd>,
     max_frame: u32,
 }
@@ -128,42 +137,126 @@ impl FrameWriter {
         Ok(())
     }
 
-    #[allow(dead_code)] // for the pool driver
     /// Bytes queued and not yet sent.
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.sent
+    }
+
+    /// Frees a large idle buffer, so one huge frame does not pin its memory.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_LIMIT {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Queues a frame built by `write`; a payload of `spill_at` bytes or more travels in a
+    /// memfd instead: a frame of kind `big_kind`, empty, with the memfd as its last
+    /// descriptor (see [`spilled`]). Large bodies then cost one copy, not a socket's worth
+    /// of round trips.
+    pub(crate) fn queue_spilling(
+        &mut self,
+        kind: u8,
+        big_kind: u8,
+        spill_at: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let (r, mut new_fds) = fds::collect_outgoing(|| write(&mut self.buf));
+        if let Err(e) = r {
+            self.buf.truncate(start);
+            return Err(FrameError::Codec(e));
+        }
+        let len = self.buf.len() - start - HEADER_LEN;
+        if len >= spill_at && len as u64 <= self.max_frame as u64 {
+            let fd = sys::mem::memfd_with(&[&self.buf[start + HEADER_LEN..]]);
+            self.buf.truncate(start + HEADER_LEN);
+            new_fds.push(fd?);
+            return self.seal(start, big_kind, new_fds);
+        }
+        self.seal(start, kind, new_fds)
+    }
+
+    /// Queues a frame whose payload is `head` followed by `body`, with `fds` attached.
+    pub(crate) fn queue_parts(
+        &mut self,
+        kind: u8,
+        head: &[u8],
+        body: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<(), FrameError> {
+        self.queue_parts_spilling(kind, None, head, body, fds)
+    }
+
+    /// [`queue_parts`](Self::queue_parts), but when `spill` is `Some((big_kind, at))` and
+    /// the payload is `at` bytes or more, it travels in a memfd as in
+    /// [`queue_spilling`](Self::queue_spilling).
+    pub(crate) fn queue_parts_spilling(
+        &mut self,
+        kind: u8,
+        spill: Option<(u8, usize)>,
+        head: &[u8],
+        body: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let mut kind = kind;
+        let mut memfd = None;
+        match spill {
+            Some((big_kind, at)) if head.len() + body.len() >= at => {
+                memfd = Some(sys::mem::memfd_with(&[head, body])?);
+                kind = big_kind;
+            }
+            _ => {
+                self.buf.extend_from_slice(head);
+                self.buf.extend_from_slice(body);
+            }
+        }
+        let mut dups = Vec::with_capacity(fds.len() + 1);
+        for fd in fds {
+            match fd.try_clone() {
+                Ok(d) => dups.push(d),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+        dups.extend(memfd);
+        self.seal(start, kind, dups)
     }
 
     /// Sends everything queued, waiting at most until `deadline`.
+    ///
+    /// On `TimedOut` the unsent rest stays queued (a later flush goes on from there), so
+    /// a deadline already past makes this a non-blocking "send what fits now".
     pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), FrameError> {
-        let mut sent = 0;
-        while sent < self.buf.len() {
+        while self.sent < self.buf.len() {
             let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(|f| f.as_fd()).collect();
             let nonblocking = deadline.is_some();
-            match sys::sock::send(self.sock.as_fd(), &[IoSlice::new(&self.buf[sent..])], &fds, nonblocking) {
+            match sys::sock::send(self.sock.as_fd(), &[IoSlice::new(&self.buf[self.sent..])], &fds, nonblocking) {
                 Ok(n) => {
-                    sent += n;
+                    self.sent += n;
                     // Descriptors ride on the first byte sent; the kernel now holds them.
                     self.fds.clear();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let wait = remaining(deadline)?;
                     if !sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Write, wait)? {
-                        self.buf.drain(..sent);
                         return Err(FrameError::TimedOut);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset => {
                     self.buf.clear();
+                    self.sent = 0;
                     return Err(FrameError::Closed);
                 }
-                Err(e) => {
-                    self.buf.drain(..sent);
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         self.buf.clear();
+        self.sent = 0;
         Ok(())
     }
 
@@ -186,7 +279,11 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    #[allow(dead_code)] // for the pool driver
+    /// The socket, for readiness polling.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
     /// Whether a whole frame is already buffered (so `recv` will not block).
     pub(crate) fn has_frame(&self) -> bool {
         let avail = self.end - self.start;
@@ -326,7 +423,7 @@ impl Channel {
                 fds: VecDeque::new(),
                 max_frame,
             },
-            writer: FrameWriter { sock, buf: Vec::new(), fds: Vec::new(), max_frame },
+            writer: FrameWriter { sock, buf: Vec::new(), sent: 0, fds: Vec::new(), max_frame },
         }
     }
 
@@ -343,7 +440,6 @@ impl Channel {
         self.reader.sock.as_fd()
     }
 
-    #[allow(dead_code)] // for the pool driver
     /// Splits into independently usable halves (e.g. one per thread).
     pub(crate) fn split(self) -> (FrameReader, FrameWriter) {
         (self.reader, self.writer)

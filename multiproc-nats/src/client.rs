@@ -1,0 +1,708 @@
+//! The submitting side: puts tasks on the pool's queue and collects their results, which
+//! workers send to this client's own subject only.
+//!
+//! Delivery is at least once: a task whose worker vanished is run again elsewhere, so a
+//! task may run twice, and its result may arrive twice. The client keeps every task it
+//! waits for by id and drops any result for an id it no longer waits for, so each caller
+//! sees exactly one result per task. Tasks should be idempotent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::broker;
+use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead};
+use crate::error::{ClusterError, TaskFailure};
+
+/// How a client connects and how long it keeps trying to hand a task to the broker.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) broker: BrokerConfig,
+    pub(crate) queue: QueueConfig,
+    pub(crate) submit_patience: Duration,
+}
+
+impl ClientConfig {
+    /// A client of the default pool on `broker`.
+    pub fn new(broker: BrokerConfig) -> ClientConfig {
+        ClientConfig { broker, queue: QueueConfig::default(), submit_patience: Duration::from_secs(60) }
+    }
+
+    /// The broker from `MULTIPROC_NATS_URL` and the pool from `MULTIPROC_NATS_POOL`.
+    pub fn from_env() -> Result<ClientConfig, ConfigError> {
+        Ok(ClientConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?))
+    }
+
+    /// Submits to this pool's queue (its settings apply if this client creates it).
+    pub fn queue(mut self, queue: QueueConfig) -> ClientConfig {
+        self.queue = queue;
+        self
+    }
+
+    /// How long a task may wait for the broker to take it (while it is unreachable or
+    /// restarting) before it fails with [`RemoteError::Broker`] (default 60 s).
+    pub fn submit_patience(mut self, d: Duration) -> ClientConfig {
+        self.submit_patience = d;
+        self
+    }
+}
+
+/// A task ready to travel: its function's code, its encoded argument, its time limit.
+#[derive(Debug, Clone)]
+pub struct RawTask {
+    code: multiproc::remote::TaskCode,
+    arg: Vec<u8>,
+    timeout: Option<Duration>,
+}
+
+impl RawTask {
+    /// The task `f(arg)`. `f` is a fn item, a non-capturing closure or a fn pointer, as
+    /// for `multiproc::Process`; fails if `arg` does not serialize.
+    pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::wire::CodecError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut bytes = Vec::new();
+        multiproc::remote::encode_value(arg, &mut bytes)?;
+        Ok(RawTask::from_code(multiproc::remote::task_code(f), bytes))
+    }
+
+    /// A task from its code and its already encoded argument.
+    pub fn from_code(code: multiproc::remote::TaskCode, arg: Vec<u8>) -> RawTask {
+        RawTask { code, arg, timeout: None }
+    }
+
+    /// Gives the task a time limit: the worker kills the process running it at the
+    /// limit, and the task fails with [`RemoteError::Timeout`].
+    pub fn timeout(mut self, limit: Duration) -> RawTask {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The task's function name.
+    pub fn function_name(&self) -> &'static str {
+        self.code.function_name
+    }
+}
+
+/// A task's end: its encoded result or why there is none, and where it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// The task's id within this client.
+    pub id: u64,
+    /// The task's function.
+    pub function: &'static str,
+    /// The encoded result, or why there is none.
+    pub result: Result<Vec<u8>, TaskFailure>,
+    /// The worker that produced the outcome (none when no worker did).
+    pub ran_on: Option<RanOn>,
+    /// Which delivery of the task produced it (1 for the first; 0 when none did).
+    pub delivery: u64,
+}
+
+impl TaskOutcome {
+    /// Decodes the result as an `R`.
+    pub fn decode<R: DeserializeOwned>(&self) -> Result<R, TaskFailure> {
+        match &self.result {
+            Ok(bytes) => multiproc::remote::decode_value(bytes)
+                .map_err(|e| self.failure(RemoteError::Codec { message: e.to_string() })),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn failure(&self, error: RemoteError) -> TaskFailure {
+        TaskFailure { id: self.id, function: self.function.to_string(), error }
+    }
+}
+
+/// The result of one submitted task, to wait for.
+#[derive(Debug)]
+pub struct TaskHandle {
+    id: u64,
+    slot: Arc<OutcomeSlot>,
+}
+
+#[derive(Debug, Default)]
+struct OutcomeSlot {
+    value: Mutex<Option<TaskOutcome>>,
+    ready: Condvar,
+}
+
+impl OutcomeSlot {
+    fn put(&self, outcome: TaskOutcome) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.ready.notify_all();
+    }
+}
+
+impl TaskHandle {
+    /// The task's id within its client.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the outcome is there.
+    pub fn is_ready(&self) -> bool {
+        self.slot.value.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Waits for the outcome.
+    pub fn wait(self) -> TaskOutcome {
+        let mut v = self.slot.value.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(o) = v.take() {
+                return o;
+            }
+            v = self.slot.ready.wait(v).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits up to `timeout` for the outcome; gives the handle back if it is not there.
+    /// The task goes on either way.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<TaskOutcome, TaskHandle> {
+        let deadline = Instant::now() + timeout;
+        {
+            let mut v = self.slot.value.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(o) = v.take() {
+                    return Ok(o);
+                }
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+                v = self.slot.ready.wait_timeout(v, left).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+        Err(self)
+    }
+}
+
+/// What a client has seen so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Tasks submitted.
+    pub submitted: u64,
+    /// Tasks with an outcome (a result or a failure).
+    pub finished: u64,
+    /// Results dropped because their task already had one (a redelivered task that ran twice).
+    pub duplicates: u64,
+    /// Publications retried because the broker did not confirm them (it was restarting, say).
+    pub republished: u64,
+    /// Tasks the broker gave up on after `max_deliver` deliveries.
+    pub lost: u64,
+}
+
+type OnDone = Box<dyn FnOnce(TaskOutcome) + Send>;
+
+struct Waiting {
+    function: &'static str,
+    on_done: OnDone,
+    /// The task's sequence number in the stream, once the broker confirmed it.
+    seq: Option<u64>,
+}
+
+#[derive(Default)]
+struct Book {
+    waiting: HashMap<u64, Waiting>,
+    by_seq: HashMap<u64, u64>,
+}
+
+struct Shared {
+    id: String,
+    reply_to: String,
+    fingerprint: u64,
+    next_id: AtomicU64,
+    book: Mutex<Book>,
+    stats: Mutex<ClientStats>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stat(&self, f: impl FnOnce(&mut ClientStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Ends task `id` with `result`, once: a later outcome for it is a duplicate.
+    fn finish(&self, id: u64, result: Result<Vec<u8>, RemoteError>, ran_on: Option<RanOn>, delivery: u64) -> bool {
+        let entry = {
+            let mut book = self.book();
+            let entry = book.waiting.remove(&id);
+            if let Some(seq) = entry.as_ref().and_then(|e| e.seq) {
+                book.by_seq.remove(&seq);
+            }
+            entry
+        };
+        let Some(entry) = entry else {
+            self.stat(|s| s.duplicates += 1);
+            return false;
+        };
+        self.stat(|s| s.finished += 1);
+        let result = result.map_err(|error| TaskFailure { id, function: entry.function.to_string(), error });
+        (entry.on_done)(TaskOutcome { id, function: entry.function, result, ran_on, delivery });
+        true
+    }
+}
+
+/// A connection to a pool's queue that submits tasks and collects their results.
+///
+/// It owns a small runtime for the broker's client; its calls block or return at once,
+/// and callbacks given to [`submit_with`](Client::submit_with) run on its thread (they
+/// must not block). Dropping it closes it.
+pub struct Client {
+    rt: Option<tokio::runtime::Runtime>,
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    queue: QueueConfig,
+    patience: Duration,
+    shared: Arc<Shared>,
+    publish_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("id", &self.shared.id).field("pool", &self.queue.pool).finish()
+    }
+}
+
+impl Client {
+    /// Connects, and finds or creates the pool's queue.
+    pub fn connect(config: ClientConfig) -> Result<Client, ClusterError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("multiproc-nats-client")
+            .enable_all()
+            .build()?;
+        let id = broker::random_id();
+        let queue = config.queue.clone();
+        let shared = Arc::new(Shared {
+            reply_to: queue.result_subject(&id),
+            id,
+            fingerprint: multiproc::remote::fingerprint(),
+            next_id: AtomicU64::new(1),
+            book: Mutex::new(Book::default()),
+            stats: Mutex::new(ClientStats::default()),
+            closed: AtomicBool::new(false),
+        });
+        let (nats, js, stream) = rt.block_on(async {
+            let name = format!("multiproc-nats client {}", shared.id);
+            let nats = broker::connect(&config.broker, name, |_| {}).await?;
+            let js = jetstream::new(nats.clone());
+            let stream = broker::task_stream(&js, &queue).await?;
+            broker::worker_consumer(&stream, &queue).await?;
+            let subscribe = |subject: String| {
+                let nats = nats.clone();
+                async move {
+                    nats.subscribe(subject.clone()).await.map_err(|e| ClusterError::Setup {
+                        what: format!("a subscription to {subject}"),
+                        message: e.to_string(),
+                    })
+                }
+            };
+            let results = subscribe(shared.reply_to.clone()).await?;
+            let advisories = subscribe(broker::max_deliveries_subject(&queue)).await?;
+            tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
+            tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
+            // Make sure the subscriptions are in place before any task can be answered.
+            nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })?;
+            Ok::<_, ClusterError>((nats, js, stream))
+        })?;
+        Ok(Client {
+            rt: Some(rt),
+            nats,
+            js,
+            stream,
+            queue,
+            patience: config.submit_patience,
+            shared,
+            publish_slots: Arc::new(tokio::sync::Semaphore::new(512)),
+        })
+    }
+
+    /// Submits `task`; `on_done` gets its outcome, exactly once, on the client's thread
+    /// (or on this thread, for a task that fails before leaving). Returns the task's id.
+    pub fn submit_with(
+        &self,
+        task: RawTask,
+        on_done: impl FnOnce(TaskOutcome) + Send + 'static,
+    ) -> Result<u64, ClusterError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(ClusterError::Closed("client"));
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let head = TaskHead {
+            version: PROTOCOL,
+            task_id: id,
+            reply_to: self.shared.reply_to.clone(),
+            fingerprint: self.shared.fingerprint,
+            function: task.code.function,
+            trampoline: task.code.trampoline,
+            function_name: task.code.function_name.to_string(),
+            timeout_ms: task.timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+        };
+        let payload = Bytes::from(head.encode(&task.arg));
+        let waiting = Waiting { function: task.code.function_name, on_done: Box::new(on_done), seq: None };
+        self.shared.book().waiting.insert(id, waiting);
+        self.shared.stat(|s| s.submitted += 1);
+        // Headers (the message id) take a few dozen bytes of the broker's limit too.
+        let max = self.nats.server_info().max_payload as u64;
+        let len = payload.len() as u64 + 64;
+        if max > 0 && len > max {
+            self.shared.finish(id, Err(RemoteError::TooLarge { len, max }), None, 0);
+            return Ok(id);
+        }
+        let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
+        rt.spawn(publish(
+            self.shared.clone(),
+            self.js.clone(),
+            self.publish_slots.clone(),
+            self.queue.task_subject(),
+            id,
+            payload,
+            self.patience,
+        ));
+        Ok(id)
+    }
+
+    /// Submits `task` and returns a handle to wait for its outcome.
+    pub fn submit(&self, task: RawTask) -> Result<TaskHandle, ClusterError> {
+        let slot = Arc::new(OutcomeSlot::default());
+        let filler = slot.clone();
+        let id = self.submit_with(task, move |o| filler.put(o))?;
+        Ok(TaskHandle { id, slot })
+    }
+
+    /// Submits `tasks` lazily, keeping at most `window` of them submitted and not yet
+    /// handed out by the iterator, and yields their outcomes: in input order when
+    /// `ordered`, else as they finish. An endless iterator works in bounded memory.
+    pub fn imap<I>(&self, tasks: I, window: usize, ordered: bool) -> Outcomes<'_, I::IntoIter>
+    where
+        I: IntoIterator<Item = RawTask>,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Outcomes {
+            client: self,
+            input: tasks.into_iter(),
+            exhausted: false,
+            window: window.max(1),
+            ordered,
+            tx,
+            rx,
+            submitted: 0,
+            yielded: 0,
+            in_flight: 0,
+            finished: BTreeMap::new(),
+        }
+    }
+
+    /// How many tasks have no outcome yet.
+    pub fn outstanding(&self) -> usize {
+        self.shared.book().waiting.len()
+    }
+
+    /// What the client has seen so far.
+    pub fn stats(&self) -> ClientStats {
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This client's id: its results come on the pool's subject `results.<id>`.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Closes the client: every task without an outcome fails with
+    /// [`RemoteError::Closed`], and those still queued are removed from the queue (best
+    /// effort: one a worker already runs finishes there, unheard).
+    pub fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (ids, seqs): (Vec<u64>, Vec<u64>) = {
+            let book = self.shared.book();
+            (book.waiting.keys().copied().collect(), book.by_seq.keys().copied().collect())
+        };
+        for id in ids {
+            self.shared.finish(id, Err(RemoteError::Closed), None, 0);
+        }
+        if let Some(rt) = &self.rt
+            && !seqs.is_empty()
+        {
+            let stream = self.stream.clone();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            rt.spawn(async move {
+                for seq in seqs {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
+                }
+                let _ = done_tx.send(());
+            });
+            // Never wait on the client's own thread (a callback may call this).
+            if tokio::runtime::Handle::try_current().is_err() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Puts one task on the queue, retrying until the broker confirms it (it may be
+/// restarting) or `patience` runs out. The message id makes a retried publication that
+/// did reach the stream a duplicate the broker drops.
+async fn publish(
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    slots: Arc<tokio::sync::Semaphore>,
+    subject: String,
+    id: u64,
+    payload: Bytes,
+    patience: Duration,
+) {
+    let Ok(_permit) = slots.acquire_owned().await else { return };
+    let msg_id = format!("{}-{id}", shared.id);
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let message = PublishMessage::build().payload(payload.clone()).message_id(&msg_id);
+        let sent = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(ack) => {
+                let mut book = shared.book();
+                if let Some(w) = book.waiting.get_mut(&id) {
+                    w.seq = Some(ack.sequence);
+                    book.by_seq.insert(ack.sequence, id);
+                }
+                return;
+            }
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                let error = RemoteError::TooLarge { len: payload.len() as u64, max: 0 };
+                shared.finish(id, Err(error), None, 0);
+                return;
+            }
+            Err(e) => {
+                if started.elapsed() >= patience {
+                    shared.finish(id, Err(RemoteError::Broker { message: e.to_string() }), None, 0);
+                    return;
+                }
+                shared.stat(|s| s.republished += 1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Receives results on this client's subject, ends their tasks (dropping duplicates),
+/// and confirms each to its worker, which acks the task only then.
+async fn collect_results(shared: Arc<Shared>, nats: async_nats::Client, mut results: async_nats::Subscriber) {
+    while let Some(msg) = results.next().await {
+        match ResultHead::decode(&msg.payload) {
+            Ok((head, rest)) if head.version == PROTOCOL => {
+                let result = match head.outcome {
+                    Outcome::Returned => Ok(rest.to_vec()),
+                    Outcome::Failed(e) => Err(e),
+                };
+                shared.finish(head.task_id, result, Some(head.ran_on), head.delivery);
+            }
+            // Unreadable: confirm anyway, so the worker does not retry it forever.
+            _ => {}
+        }
+        if let Some(reply) = msg.reply {
+            let _ = nats.publish(reply, Bytes::new()).await;
+        }
+    }
+}
+
+/// The broker's word that it gave up on a task (`max_deliver` deliveries, each to a
+/// worker that vanished): that task fails as `Lost`, and its message leaves the queue.
+async fn watch_advisories(
+    shared: Arc<Shared>,
+    stream: jetstream::stream::Stream,
+    mut advisories: async_nats::Subscriber,
+) {
+    #[derive(serde::Deserialize)]
+    struct MaxDeliveries {
+        stream_seq: u64,
+        deliveries: u64,
+    }
+    while let Some(msg) = advisories.next().await {
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else { continue };
+        let id = shared.book().by_seq.get(&advisory.stream_seq).copied();
+        if let Some(id) = id {
+            let _ = stream.delete_message(advisory.stream_seq).await;
+            shared.stat(|s| s.lost += 1);
+            shared.finish(id, Err(RemoteError::Lost { deliveries: advisory.deliveries }), None, 0);
+        }
+    }
+}
+
+/// The outcomes of [`Client::imap`], submitted lazily within a bounded window.
+pub struct Outcomes<'c, I> {
+    client: &'c Client,
+    input: I,
+    exhausted: bool,
+    window: usize,
+    ordered: bool,
+    tx: std::sync::mpsc::Sender<(u64, TaskOutcome)>,
+    rx: std::sync::mpsc::Receiver<(u64, TaskOutcome)>,
+    submitted: u64,
+    yielded: u64,
+    in_flight: usize,
+    finished: BTreeMap<u64, TaskOutcome>,
+}
+
+impl<I: Iterator<Item = RawTask>> Outcomes<'_, I> {
+    /// How many tasks are submitted and not yet yielded (never more than the window).
+    pub fn in_window(&self) -> usize {
+        self.in_flight + self.finished.len()
+    }
+
+    fn top_up(&mut self) {
+        while !self.exhausted && self.in_window() < self.window {
+            let Some(task) = self.input.next() else {
+                self.exhausted = true;
+                break;
+            };
+            let index = self.submitted;
+            self.submitted += 1;
+            let function = task.function_name();
+            let tx = self.tx.clone();
+            match self.client.submit_with(task, move |o| {
+                let _ = tx.send((index, o));
+            }) {
+                Ok(_) => self.in_flight += 1,
+                Err(_) => {
+                    let error = TaskFailure { id: 0, function: function.to_string(), error: RemoteError::Closed };
+                    let outcome = TaskOutcome { id: 0, function, result: Err(error), ran_on: None, delivery: 0 };
+                    self.finished.insert(index, outcome);
+                }
+            }
+        }
+    }
+
+    fn take_ready(&mut self) -> Option<TaskOutcome> {
+        if self.ordered {
+            let o = self.finished.remove(&self.yielded)?;
+            self.yielded += 1;
+            Some(o)
+        } else {
+            self.finished.pop_first().map(|(_, o)| o)
+        }
+    }
+
+    /// The next outcome, waiting at most `timeout`; `Err(())` if none came in time
+    /// (the tasks go on), `Ok(None)` at the end.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<TaskOutcome>, ()> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<TaskOutcome>, ()> {
+        loop {
+            self.top_up();
+            if let Some(o) = self.take_ready() {
+                return Ok(Some(o));
+            }
+            if self.in_flight == 0 {
+                return Ok(None);
+            }
+            let received = match deadline {
+                None => self.rx.recv().map_err(|_| ()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now()).ok_or(())?;
+                    self.rx.recv_timeout(left).map_err(|_| ())
+                }
+            };
+            // The sender lives in `self`, so only a timeout ends a wait without a value.
+            let (index, outcome) = received?;
+            self.in_flight -= 1;
+            self.finished.insert(index, outcome);
+        }
+    }
+}
+
+impl<I: Iterator<Item = RawTask>> Iterator for Outcomes<'_, I> {
+    type Item = TaskOutcome;
+
+    fn next(&mut self) -> Option<TaskOutcome> {
+        self.next_until(None).ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            id: "c".into(),
+            reply_to: "mproc.t.results.c".into(),
+            fingerprint: 1,
+            next_id: AtomicU64::new(1),
+            book: Mutex::new(Book::default()),
+            stats: Mutex::new(ClientStats::default()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_second_result_for_a_task_is_dropped_as_a_duplicate() {
+        let shared = shared();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let on_done: OnDone = Box::new(move |o: TaskOutcome| seen.lock().unwrap().push(o));
+        shared.book().waiting.insert(7, Waiting { function: "app::work", on_done, seq: Some(70) });
+        shared.book().by_seq.insert(70, 7);
+        let ran_on = RanOn { host: "h".into(), worker_pid: 1, process_pid: Some(2) };
+        assert!(shared.finish(7, Ok(vec![1]), Some(ran_on.clone()), 1));
+        assert!(!shared.finish(7, Ok(vec![2]), Some(ran_on), 2), "the redelivered run's result is dropped");
+        assert!(!shared.finish(8, Err(RemoteError::Closed), None, 0), "an unknown id is dropped too");
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!((calls[0].id, calls[0].result.clone(), calls[0].delivery), (7, Ok(vec![1]), 1));
+        let stats = *shared.stats.lock().unwrap();
+        assert_eq!((stats.finished, stats.duplicates), (1, 2));
+        assert!(shared.book().by_seq.is_empty(), "the stream sequence is forgotten with the task");
+    }
+
+    #[test]
+    fn a_failure_names_the_task() {
+        let shared = shared();
+        let slot = Arc::new(OutcomeSlot::default());
+        let filler = slot.clone();
+        let on_done: OnDone = Box::new(move |o| filler.put(o));
+        shared.book().waiting.insert(3, Waiting { function: "app::resize", on_done, seq: None });
+        shared.finish(3, Err(RemoteError::Lost { deliveries: 5 }), None, 0);
+        let o = TaskHandle { id: 3, slot }.wait();
+        let e = o.decode::<u64>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task 3 (`app::resize`) lost: handed to a worker 5 times, and each vanished before finishing it"
+        );
+    }
+}

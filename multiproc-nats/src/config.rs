@@ -1,0 +1,529 @@
+//! Where the broker is, how to log in, and how the task queue is laid out.
+//!
+//! Secrets (a password, a token, an nkey seed) are kept in [`Secret`], which never prints
+//! itself: `Debug` and `Display` of every type here, and every error, show `***` instead.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable a worker (and, by default, a client) reads the broker's
+/// address from: a URL as [`BrokerConfig::parse`] takes it.
+pub const URL_ENV: &str = "MULTIPROC_NATS_URL";
+
+/// The environment variable naming the pool (the task queue) to serve or submit to.
+pub const POOL_ENV: &str = "MULTIPROC_NATS_POOL";
+
+/// The broker address used when [`URL_ENV`] is not set.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// A secret string — a password, a token, an nkey seed. It prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The secret itself, for handing to the connection; never print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to log in to the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// A user name and a password (`nats://user:password@host`).
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+    /// A token (`nats://token@host`).
+    Token(Secret),
+    /// An nkey seed (`?nkey=SU...`, or `?nkey_file=PATH` to read it from a file).
+    NKey(Secret),
+    /// A credentials file (JWT and seed) (`?creds=PATH`).
+    CredentialsFile(PathBuf),
+}
+
+/// TLS options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tls {
+    /// Refuse a connection without TLS (`tls://` or `?tls=required`).
+    pub required: bool,
+    /// A PEM file of root certificates to trust (`?tls_ca=PATH`).
+    pub root_certificates: Option<PathBuf>,
+    /// A client certificate and its key, PEM files (`?tls_cert=PATH&tls_key=PATH`).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where the broker is and how to reach it: servers, credentials, TLS.
+///
+/// Made from a URL — `nats://[user:password@ | token@]host[:port][,host[:port]...][?options]`,
+/// or `tls://...` to require TLS — with [`parse`](BrokerConfig::parse) or
+/// [`from_env`](BrokerConfig::from_env), then adjusted with the builder methods. Options:
+/// `nkey=SEED`, `nkey_file=PATH`, `creds=PATH`, `tls=required`, `tls_ca=PATH`,
+/// `tls_cert=PATH`, `tls_key=PATH`. Percent-escapes (`%40` for `@`) are allowed in the
+/// user, password and token.
+///
+/// Printing it never shows a secret:
+///
+/// ```
+/// use multiproc_nats::BrokerConfig;
+///
+/// let b = BrokerConfig::parse("nats://alice:s3cret@broker.example:4222").unwrap();
+/// assert_eq!(b.to_string(), "nats://alice:***@broker.example:4222");
+/// assert!(!format!("{b:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    servers: Vec<(String, u16)>,
+    auth: Auth,
+    tls: Tls,
+}
+
+/// A broker configuration that could not be understood. Its message never contains a
+/// secret, even when the secret is what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad broker address: {reason}")]
+pub struct ConfigError {
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(reason: impl Into<String>) -> ConfigError {
+        ConfigError { reason: reason.into() }
+    }
+}
+
+fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => out.push(b),
+                None => return Err(ConfigError::new(format!("a bad percent-escape in the {what}"))),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ConfigError::new(format!("the {what} is not UTF-8 once unescaped")))
+}
+
+impl BrokerConfig {
+    /// Parses a broker URL (see the type's documentation for the form).
+    pub fn parse(url: &str) -> Result<BrokerConfig, ConfigError> {
+        let url = url.trim();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((s, r)) => (s.to_ascii_lowercase(), r),
+            None => ("nats".to_string(), url),
+        };
+        let mut tls = Tls::default();
+        match scheme.as_str() {
+            "nats" => {}
+            "tls" => tls.required = true,
+            other => {
+                return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)")));
+            }
+        }
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let rest = rest.trim_end_matches('/');
+        // The user info ends at the last '@': a password may contain an unescaped '@'.
+        let (userinfo, hosts) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let mut auth = match userinfo {
+            None => Auth::None,
+            Some(u) => match u.split_once(':') {
+                Some((user, password)) => Auth::UserPassword {
+                    user: percent_decode(user, "user name")?,
+                    password: Secret(percent_decode(password, "password")?),
+                },
+                None => Auth::Token(Secret(percent_decode(u, "token")?)),
+            },
+        };
+        let mut servers = Vec::new();
+        for host in hosts.split(',') {
+            servers.push(parse_host(host)?);
+        }
+        let mut cert = None;
+        let mut key = None;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let mut set_auth = |a: Auth| -> Result<(), ConfigError> {
+                if auth != Auth::None {
+                    return Err(ConfigError::new(format!("`{k}` given together with other credentials")));
+                }
+                auth = a;
+                Ok(())
+            };
+            match k {
+                "nkey" => set_auth(Auth::NKey(Secret(percent_decode(v, "nkey seed")?)))?,
+                "nkey_file" => {
+                    let seed = std::fs::read_to_string(v)
+                        .map_err(|e| ConfigError::new(format!("cannot read the nkey file `{v}`: {e}")))?;
+                    set_auth(Auth::NKey(Secret(seed.trim().to_string())))?
+                }
+                "creds" => set_auth(Auth::CredentialsFile(PathBuf::from(v)))?,
+                "tls" => match v {
+                    "required" | "true" | "1" => tls.required = true,
+                    "" | "false" | "0" => {}
+                    other => return Err(ConfigError::new(format!("tls={other}: use tls=required"))),
+                },
+                "tls_ca" => tls.root_certificates = Some(PathBuf::from(v)),
+                "tls_cert" => cert = Some(PathBuf::from(v)),
+                "tls_key" => key = Some(PathBuf::from(v)),
+                other => {
+                    return Err(ConfigError::new(format!(
+                        "unknown option `{other}` (known: nkey, nkey_file, creds, tls, tls_ca, tls_cert, tls_key)"
+                    )));
+                }
+            }
+        }
+        match (cert, key) {
+            (Some(c), Some(k)) => tls.client_certificate = Some((c, k)),
+            (None, None) => {}
+            _ => return Err(ConfigError::new("tls_cert and tls_key go together")),
+        }
+        Ok(BrokerConfig { servers, auth, tls })
+    }
+
+    /// The broker named by the `MULTIPROC_NATS_URL` environment variable, or
+    /// `nats://127.0.0.1:4222` when it is not set.
+    pub fn from_env() -> Result<BrokerConfig, ConfigError> {
+        match std::env::var(URL_ENV) {
+            Ok(url) => BrokerConfig::parse(&url).map_err(|e| ConfigError::new(format!("{URL_ENV}: {}", e.reason))),
+            Err(std::env::VarError::NotPresent) => BrokerConfig::parse(DEFAULT_URL),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(format!("{URL_ENV} is not UTF-8"))),
+        }
+    }
+
+    /// Logs in with a user name and password.
+    pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> BrokerConfig {
+        self.auth = Auth::UserPassword { user: user.into(), password: Secret(password.into()) };
+        self
+    }
+
+    /// Logs in with a token.
+    pub fn token(mut self, token: impl Into<String>) -> BrokerConfig {
+        self.auth = Auth::Token(Secret(token.into()));
+        self
+    }
+
+    /// Logs in with an nkey seed.
+    pub fn nkey(mut self, seed: impl Into<String>) -> BrokerConfig {
+        self.auth = Auth::NKey(Secret(seed.into()));
+        self
+    }
+
+    /// Logs in with a credentials file (JWT and nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> BrokerConfig {
+        self.auth = Auth::CredentialsFile(path.into());
+        self
+    }
+
+    /// Requires TLS.
+    pub fn require_tls(mut self, required: bool) -> BrokerConfig {
+        self.tls.required = required;
+        self
+    }
+
+    /// Trusts the root certificates in this PEM file.
+    pub fn tls_root_certificates(mut self, path: impl Into<PathBuf>) -> BrokerConfig {
+        self.tls.root_certificates = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM files of the certificate and its key).
+    pub fn tls_client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> BrokerConfig {
+        self.tls.client_certificate = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The servers, as `(host, port)`.
+    pub fn servers(&self) -> &[(String, u16)] {
+        &self.servers
+    }
+
+    /// The credentials.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The TLS options.
+    pub fn tls(&self) -> &Tls {
+        &self.tls
+    }
+}
+
+fn parse_host(host: &str) -> Result<(String, u16), ConfigError> {
+    if host.is_empty() {
+        return Err(ConfigError::new("no host"));
+    }
+    // `[::1]:4222`, `host:4222`, `host`.
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (name, after) =
+            rest.split_once(']').ok_or_else(|| ConfigError::new(format!("unclosed `[` in host `{host}`")))?;
+        (name, after.strip_prefix(':'))
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty() || name.contains(['/', ' ', '@']) {
+        return Err(ConfigError::new(format!("bad host `{name}`")));
+    }
+    let port = match port {
+        None => 4222,
+        Some(p) => p.parse().map_err(|_| ConfigError::new(format!("port `{p}` of host `{name}` is not a number")))?,
+    };
+    Ok((name.to_string(), port))
+}
+
+impl fmt::Display for BrokerConfig {
+    /// The URL with every secret replaced by `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.tls.required { "tls://" } else { "nats://" })?;
+        match &self.auth {
+            Auth::UserPassword { user, .. } => write!(f, "{user}:***@")?,
+            Auth::Token(_) => f.write_str("***@")?,
+            _ => {}
+        }
+        for (i, (host, port)) in self.servers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if host.contains(':') {
+                write!(f, "[{host}]:{port}")?;
+            } else {
+                write!(f, "{host}:{port}")?;
+            }
+        }
+        let mut query = Vec::new();
+        match &self.auth {
+            Auth::NKey(_) => query.push("nkey=***".to_string()),
+            Auth::CredentialsFile(p) => query.push(format!("creds={}", p.display())),
+            _ => {}
+        }
+        if let Some(ca) = &self.tls.root_certificates {
+            query.push(format!("tls_ca={}", ca.display()));
+        }
+        if let Some((c, k)) = &self.tls.client_certificate {
+            query.push(format!("tls_cert={}&tls_key={}", c.display(), k.display()));
+        }
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("servers", &self.servers)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// How the task queue is laid out on the broker: one JetStream work-queue stream per
+/// pool, and one durable pull consumer that all workers of the pool share.
+///
+/// Whoever connects first (a client or a worker) creates the stream and the consumer
+/// with these settings; later ones use what exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub(crate) pool: String,
+    pub(crate) ack_wait: Duration,
+    pub(crate) max_deliver: i64,
+    pub(crate) max_ack_pending: i64,
+    pub(crate) duplicate_window: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            pool: "default".to_string(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            max_ack_pending: 20_000,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The pool named by `MULTIPROC_NATS_POOL`, or `default`, with default settings.
+    pub fn from_env() -> Result<QueueConfig, ConfigError> {
+        let mut q = QueueConfig::default();
+        if let Ok(name) = std::env::var(POOL_ENV) {
+            q = q.pool(name)?;
+        }
+        Ok(q)
+    }
+
+    /// The pool's name: letters, digits, `-` and `_` (default `default`). Clients and
+    /// workers of one pool share its queue.
+    pub fn pool(mut self, name: impl Into<String>) -> Result<QueueConfig, ConfigError> {
+        let name = name.into();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::new(format!("pool name `{name}`: use letters, digits, `-` and `_`")));
+        }
+        self.pool = name;
+        Ok(self)
+    }
+
+    /// How long the broker waits for a worker's ack (or in-progress ack) before it hands
+    /// the task to another worker (default 30 s). Workers send in-progress acks every
+    /// third of it while a task runs, so only a worker that vanished loses its tasks.
+    pub fn ack_wait(mut self, d: Duration) -> QueueConfig {
+        self.ack_wait = d.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How many times a task is handed out at most (default 5): a task whose workers keep
+    /// vanishing fails after that many tries instead of circling forever.
+    pub fn max_deliver(mut self, n: u32) -> QueueConfig {
+        self.max_deliver = n.max(1) as i64;
+        self
+    }
+
+    /// The most tasks handed out and not yet acked, over all workers (default 20 000).
+    pub fn max_ack_pending(mut self, n: u32) -> QueueConfig {
+        self.max_ack_pending = n.max(1) as i64;
+        self
+    }
+
+    /// The pool's name.
+    pub fn pool_name(&self) -> &str {
+        &self.pool
+    }
+
+    pub(crate) fn stream(&self) -> String {
+        format!("MPROC_{}", self.pool)
+    }
+
+    pub(crate) fn consumer(&self) -> &'static str {
+        "workers"
+    }
+
+    pub(crate) fn task_subject(&self) -> String {
+        format!("mproc.{}.tasks", self.pool)
+    }
+
+    pub(crate) fn result_subject(&self, client: &str) -> String {
+        format!("mproc.{}.results.{client}", self.pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_password_are_parsed_and_never_printed() {
+        let b = BrokerConfig::parse("nats://alice:p%40ss:w0rd@h1:4333,h2").unwrap();
+        assert_eq!(b.servers(), &[("h1".to_string(), 4333), ("h2".to_string(), 4222)]);
+        match b.auth() {
+            Auth::UserPassword { user, password } => {
+                assert_eq!(user, "alice");
+                assert_eq!(password.expose(), "p@ss:w0rd");
+            }
+            other => panic!("{other:?}"),
+        }
+        for shown in [b.to_string(), format!("{b:?}"), format!("{b:#?}")] {
+            assert!(!shown.contains("p@ss") && !shown.contains("w0rd") && !shown.contains("p%40ss"), "{shown}");
+        }
+        assert_eq!(b.to_string(), "nats://alice:***@h1:4333,h2:4222");
+    }
+
+    #[test]
+    fn a_token_an_nkey_and_tls_options() {
+        let b = BrokerConfig::parse("tls://t0ken-value@[::1]:4222?tls_ca=/ca.pem").unwrap();
+        assert_eq!(b.auth(), &Auth::Token(Secret::new("t0ken-value")));
+        assert!(b.tls().required);
+        assert_eq!(b.to_string(), "tls://***@[::1]:4222?tls_ca=/ca.pem");
+        assert!(!format!("{b:?}").contains("t0ken"));
+
+        let seed = "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY";
+        let b = BrokerConfig::parse(&format!("nats://h?nkey={seed}&tls=required")).unwrap();
+        assert_eq!(b.auth(), &Auth::NKey(Secret::new(seed)));
+        assert!(b.tls().required);
+        assert!(!b.to_string().contains(seed) && !format!("{b:?}").contains(seed));
+        assert_eq!(b.to_string(), "tls://h:4222?nkey=***");
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong_but_not_the_secret() {
+        for (url, expect) in [
+            ("http://h", "unknown scheme"),
+            ("nats://u:secretpw@h:notaport", "not a number"),
+            ("nats://u:secretpw@h?bogus=1", "unknown option"),
+            ("nats://u:secretpw@h?nkey=SUSECRETSEED", "together with other credentials"),
+            ("nats://u:secret%zzpw@h", "percent-escape"),
+            ("nats://h?tls_cert=/c.pem", "go together"),
+            ("nats://", "no host"),
+        ] {
+            let e = BrokerConfig::parse(url).unwrap_err().to_string();
+            assert!(e.contains(expect), "{url}: {e}");
+            assert!(!e.contains("secret") && !e.contains("SECRET"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bare_address_is_a_nats_url() {
+        let b = BrokerConfig::parse("127.0.0.1:5222").unwrap();
+        assert_eq!(b.to_string(), "nats://127.0.0.1:5222");
+        assert_eq!(b.auth(), &Auth::None);
+    }
+
+    #[test]
+    fn builder_credentials_are_hidden_too() {
+        let b = BrokerConfig::parse("nats://h").unwrap().user_password("bob", "hunter2");
+        assert!(!format!("{b} {b:?}").contains("hunter2"));
+        let b = b.token("tok-xyz");
+        assert!(!format!("{b} {b:?}").contains("tok-xyz"));
+    }
+
+    #[test]
+    fn pool_names_are_checked() {
+        assert!(QueueConfig::default().pool("a.b").is_err());
+        assert!(QueueConfig::default().pool("").is_err());
+        let q = QueueConfig::default().pool("batch-7_x").unwrap();
+        assert_eq!(q.stream(), "MPROC_batch-7_x");
+        assert_eq!(q.task_subject(), "mproc.batch-7_x.tasks");
+    }
+}

@@ -1,0 +1,146 @@
+//! A `nats-server` of one's own, for tests, examples and benchmarks: JetStream on, a free
+//! loopback port, a fresh store directory, killed and removed at drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `nats-server -js` started for one test.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    binary: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+/// Where `nats-server` is: `$NATS_SERVER` when set (`None` if nothing is there), else
+/// the `PATH`, else `/usr/sbin` (where the Debian package puts it).
+pub fn nats_server_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+impl NatsServer {
+    /// Starts a server, or returns `None` after printing why the test is skipped when
+    /// `nats-server` is not installed. Under `CI=true` a missing server panics instead:
+    /// CI installs it, so its absence there is a failure, not a skip.
+    pub fn start(tag: &str) -> Option<NatsServer> {
+        NatsServer::start_with(tag, &[])
+    }
+
+    /// Like [`start`](NatsServer::start), with more command-line arguments (e.g.
+    /// `["--user", "u", "--pass", "p"]`).
+    pub fn start_with(tag: &str, args: &[&str]) -> Option<NatsServer> {
+        let Some(binary) = nats_server_binary() else {
+            let msg = "nats-server not found: install the Debian package `nats-server` \
+                       (apt-get install nats-server) or set NATS_SERVER to its path";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg} (CI=true: a missing broker is a failure here)");
+            }
+            // Straight to the standard error, past the test harness's capture, so the
+            // skip shows in a normal run.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {tag}: {msg}");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("multiproc-nats-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cannot create the server's store directory");
+        let mut server =
+            NatsServer { child: None, binary, port: 0, dir, args: args.iter().map(|s| s.to_string()).collect() };
+        server.launch();
+        Some(server)
+    }
+
+    fn launch(&mut self) {
+        // Port -1 makes the server pick a free one, which it then logs; a restart reuses it.
+        let port = if self.port == 0 { "-1".to_string() } else { self.port.to_string() };
+        let mut child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
+            .arg(self.dir.join("store"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the log to its end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut port = None;
+            let mut ready = false;
+            let mut seen = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !ready {
+                    if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                        port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    }
+                    seen.push(line.clone());
+                    if line.contains("Server is ready") {
+                        ready = true;
+                        let _ = tx.send(Ok(port.unwrap_or(0)));
+                    }
+                }
+            }
+            if !ready {
+                let _ = tx.send(Err(seen.join("\n")));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(port)) => {
+                if self.port == 0 {
+                    self.port = port;
+                }
+                self.child = Some(child);
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nats-server did not become ready: {other:?}");
+            }
+        }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to end.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store: what it had stored
+    /// (streams, consumers, tasks) is back.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

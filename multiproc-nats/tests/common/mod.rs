@@ -1,0 +1,120 @@
+//! What the cluster tests share: worker processes and clients on a test's own broker.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::time::Duration;
+
+use multiproc::Process;
+use multiproc_nats::testing::NatsServer;
+use multiproc_nats::{BrokerConfig, Client, ClientConfig, QueueConfig, WorkerConfig};
+
+/// How a worker process is set up: broker URL, pool, slots, ack wait in milliseconds.
+pub type WorkerArgs = (String, String, usize, u64);
+
+/// The queue settings of a test pool.
+pub fn queue(pool: &str, ack_wait: Duration) -> QueueConfig {
+    QueueConfig::default().pool(pool).unwrap().ack_wait(ack_wait).max_deliver(4)
+}
+
+/// A worker process's body: serve until killed.
+pub fn worker_main((url, pool, slots, ack_wait_ms): WorkerArgs) {
+    let config = WorkerConfig::new(BrokerConfig::parse(&url).unwrap())
+        .queue(queue(&pool, Duration::from_millis(ack_wait_ms)))
+        .slots(slots);
+    if let Err(e) = multiproc_nats::serve(config) {
+        eprintln!("test worker: {e}");
+        std::process::exit(3);
+    }
+}
+
+/// A worker process, killed (SIGKILL) and reaped at drop; it dies with the test too.
+pub struct Worker(pub Process);
+
+impl Worker {
+    /// The worker's pid.
+    pub fn pid(&self) -> u32 {
+        self.0.pid().expect("a started worker has a pid")
+    }
+
+    /// Kills the worker with SIGKILL and waits for it to be gone.
+    pub fn kill(&self) {
+        let _ = self.0.kill();
+        let _ = self.0.join();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a worker process (daemonic: the test's exit does not wait for it).
+pub fn start_worker(server: &NatsServer, pool: &str, slots: usize, ack_wait: Duration) -> Worker {
+    let args: WorkerArgs = (server.url(), pool.to_string(), slots, ack_wait.as_millis() as u64);
+    let mut p = Process::new(worker_main, args).name(format!("worker-{pool}")).daemon(true);
+    p.start().expect("a worker process starts");
+    Worker(p)
+}
+
+/// A client of the test pool.
+pub fn client(server: &NatsServer, pool: &str, ack_wait: Duration) -> Client {
+    let config = ClientConfig::new(BrokerConfig::parse(&server.url()).unwrap()).queue(queue(pool, ack_wait));
+    Client::connect(config).expect("the client connects")
+}
+
+/// Long enough that only a broken test waits this long for an outcome (a hang guard,
+/// never a measurement).
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A Unix socket where tasks report in, so that a test can wait for "the task is
+/// running now" and let it go when it chooses.
+pub struct Rendezvous {
+    pub path: std::path::PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl Rendezvous {
+    pub fn new(tag: &str) -> Rendezvous {
+        let path = std::env::temp_dir().join(format!("mpn-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        Rendezvous { path, listener }
+    }
+
+    /// Another handle on the listening socket.
+    pub fn try_clone_listener(&self) -> std::os::unix::net::UnixListener {
+        self.listener.try_clone().unwrap()
+    }
+
+    /// Waits for the next task to report in; returns its connection and the line it sent.
+    pub fn accept(&self) -> (std::os::unix::net::UnixStream, String) {
+        use std::io::BufRead;
+        let listener = self.listener.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(listener.accept());
+        });
+        let (stream, _) = rx.recv_timeout(PATIENCE).expect("a task reports in").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+        (stream, line.trim().to_string())
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A task body: report this worker's pid at the rendezvous, wait for the test's word,
+/// return the worker's pid.
+pub fn report_and_wait(path: String) -> u32 {
+    use std::io::{Read, Write};
+    let worker = multiproc::parent_process().expect("a task process has its worker as parent").pid();
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    writeln!(s, "{worker}").unwrap();
+    let mut go = [0u8; 1];
+    let _ = s.read(&mut go);
+    worker
+}

@@ -1,0 +1,234 @@
+//! `PoolBuilder`: every setting of a pool, then `build`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::driver::{self, Driver, WorkerConfig};
+use super::submit::{Inbox, Shared, StatsBoard};
+use super::worker::{InitTrampoline, init_trampoline};
+use super::{Pool, PoolError, PoolStats};
+use crate::spawn::{self, ChildSpec};
+use crate::sys::event::Wakeup;
+use crate::wire::codec;
+
+/// Builds a [`Pool`]; from [`Pool::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// fn hello(tag: String) { println!("{tag} {}", multiproc::current_process().name()) }
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::builder()
+///     .processes(2)
+///     .initializer(hello, "Starting".to_string())
+///     .max_tasks_per_child(100)
+///     .timeout(Duration::from_secs(60))
+///     .retries(1)
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.map(double, 0..4).unwrap(), [0, 2, 4, 6]);
+/// ```
+#[derive(Debug)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<(i64, i64, Result<Vec<u8>, String>)>,
+    initializer_name: &'static str,
+    max_tasks: Option<u64>,
+    max_memory: Option<u64>,
+    address_space: Option<u64>,
+    timeout: Option<Duration>,
+    retries: u32,
+    start_timeout: Duration,
+    executable: Option<PathBuf>,
+}
+
+impl PoolBuilder {
+    pub(crate) fn new() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            initializer: None,
+            initializer_name: "",
+            max_tasks: None,
+            max_memory: None,
+            address_space: None,
+            timeout: None,
+            retries: 0,
+            start_timeout: spawn::DEFAULT_START_TIMEOUT,
+            executable: None,
+        }
+    }
+
+    /// How many workers (default: [`cpu_count()`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Runs `f(arg)` once in every worker before its first task — replacements too. An
+    /// initializer that panics or kills its worker fails [`build`](PoolBuilder::build);
+    /// if it starts failing later, the pool stops restarting workers after three
+    /// failures in a row and fails its tasks with [`TaskError::PoolBroken`](crate::TaskError::PoolBroken).
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let function = spawn::identity::encode_fn::<F, fn(A)>(f);
+        let trampoline = spawn::identity::offset_of(init_trampoline::<F, A> as InitTrampoline as usize);
+        let arg = codec::encode(&arg).map_err(|e| e.to_string());
+        self.initializer = Some((trampoline, function, arg));
+        self.initializer_name = std::any::type_name::<F>();
+        self
+    }
+
+    /// Replaces a worker after it ran `n` tasks (Python's `maxtasksperchild`; a chunk is
+    /// one task).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Replaces a worker whose resident memory is above `bytes` after a task; the task's
+    /// result is kept.
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// A hard cap on each worker's address space (`RLIMIT_AS`): an allocation past it
+    /// fails in the worker, which ends that task ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied)
+    /// with a hint) instead of exhausting the machine. Leave room for the program itself
+    /// (a few hundred MiB of address space is typical).
+    pub fn max_address_space(mut self, bytes: u64) -> Self {
+        self.address_space = Some(bytes);
+        self
+    }
+
+    /// A default timeout for every task; see [`TaskOptions::timeout`](crate::TaskOptions::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Default retries for every task whose worker dies; see
+    /// [`TaskOptions::retries`](crate::TaskOptions::retries).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// How long a worker may take to start (default 30 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Runs workers from another executable of the same build (default: this program).
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// Starts the workers (all at once) and the pool's driver thread.
+    ///
+    /// Fails if a worker cannot start or if the initializer fails in one; no process is
+    /// left behind then.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes == 0 {
+            return Err(PoolError::Invalid("processes must be at least 1".into()));
+        }
+        let initializer = match self.initializer {
+            None => None,
+            Some((t, f, Ok(arg))) => Some((t, f, arg)),
+            Some((_, _, Err(e))) => {
+                return Err(PoolError::Invalid(format!("the initializer's argument does not serialize: {e}")));
+            }
+        };
+        let has_init = initializer.is_some();
+        let cfg = Arc::new(WorkerConfig {
+            processes,
+            max_tasks: self.max_tasks,
+            max_memory: self.max_memory,
+            address_space: self.address_space,
+            initializer,
+            initializer_name: self.initializer_name,
+            spec: ChildSpec {
+                name: String::new(),
+                identity: spawn::identity().identity.clone(),
+                daemon: true,
+                executable: self.executable,
+                start_timeout: self.start_timeout,
+                max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            },
+        });
+        // Start every worker at once: their execs and handshakes overlap.
+        let started: Vec<Result<driver::Worker, crate::Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..=processes as u32)
+                .map(|n| {
+                    (
+                        n,
+                        s.spawn({
+                            let cfg = &cfg;
+                            move || driver::start_worker(cfg, n)
+                        }),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
+                    })
+                })
+                .collect()
+        });
+        let mut workers = Vec::with_capacity(processes);
+        for r in started {
+            workers.push(r?);
+        }
+        if has_init {
+            for w in &mut workers {
+                driver::await_ready(&cfg, w)?;
+            }
+        }
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Inbox::default()),
+            wakeup: Wakeup::new().map_err(crate::Error::Io)?,
+            asleep: Default::default(),
+            default_timeout: self.timeout,
+            default_retries: self.retries,
+            stats: StatsBoard::new(PoolStats::default()),
+            spawned: Mutex::new(Vec::new()),
+        });
+        let stats = PoolStats {
+            workers_started: processes as u64,
+            workers_alive: processes,
+            worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
+            ..PoolStats::default()
+        };
+        shared.stats.publish(&stats, true);
+        let driver = Driver::new(shared.clone(), cfg, workers, stats);
+        let driver_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("multiproc-pool".into())
+            .spawn(move || {
+                let _ = driver_shared.stats.driver.set(std::thread::current().id());
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()));
+                if ran.is_err() {
+                    // A bug in the driver: refuse new work and stop waiting for statistics
+                    // (its workers were killed and reaped as the driver unwound).
+                    driver_shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
+                    driver_shared.stats.finish();
+                }
+            })
+            .map_err(crate::Error::Io)?;
+        Ok(Pool { shared, driver: Mutex::new(Some(handle)), processes })
+    }
+}

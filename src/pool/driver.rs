@@ -1,0 +1,874 @@
+//! The driver: one thread per pool that owns every worker's socket and process.
+//!
+//! It polls the worker sockets (results in, tasks out, never blocking on either), the
+//! workers' pidfds (a death is seen at once), a wake-up descriptor (new submissions,
+//! cancellations, close, terminate) and the nearest task deadline. Each worker holds a
+//! small window of tasks, sized from the measured task time: one at a time for slow
+//! tasks (as Python's pool), up to 64 for tiny ones so the worker never waits for the
+//! parent. Workers run their tasks in order, so on a death the shared counters name the
+//! one item that was running; everything else the worker held is queued again.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::error::{Attempt, TaskError};
+use super::protocol::*;
+use super::submit::{Chunking, Delivered, Job, Outcome, Shared};
+use super::{PoolError, PoolStats};
+use crate::spawn::{self, ChildProcess, ChildSpec};
+use crate::sys::event::{PollFd, PollFlags, poll};
+use crate::sys::mem::SharedCounters;
+use crate::wire::frame::{FrameReader, FrameWriter, spilled};
+use crate::wire::{FrameError, codec, fds};
+
+/// Tasks shorter than this get a deeper window, so workers never wait for the parent.
+const WINDOW_TASK_TIME: u64 = 1_000_000;
+const MAX_WINDOW: usize = 64;
+/// Adaptive chunks aim at about this much work each.
+const CHUNK_TARGET_NS: u64 = 2_000_000;
+/// Consecutive worker start failures after which the pool stops restarting workers.
+const MAX_START_FAILURES: u32 = 3;
+
+/// How the pool's workers are made.
+pub(crate) struct WorkerConfig {
+    pub(crate) processes: usize,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+    pub(crate) address_space: Option<u64>,
+    pub(crate) initializer: Option<(i64, i64, Vec<u8>)>,
+    pub(crate) initializer_name: &'static str,
+    pub(crate) spec: ChildSpec,
+}
+
+/// Why the driver itself ended a worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Leaving {
+    /// Asked to stop (the pool is closed and drained).
+    Stopped,
+    /// It said it retires (max tasks or memory) after the results it sent.
+    Retired(Retire),
+    /// Its initializer failed.
+    InitFailed,
+    Killed(Kill),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kill {
+    Timeout(Duration),
+    Cancel,
+    Protocol,
+}
+
+struct Held {
+    id: u64,
+    job: Job,
+}
+
+/// A started worker as the driver sees it.
+pub(crate) struct Worker {
+    pub(crate) name: String,
+    pub(crate) process: ChildProcess,
+    reader: FrameReader,
+    writer: FrameWriter,
+    counters: SharedCounters,
+    held: VecDeque<Held>,
+    /// Items answered so far: the position, in the worker's item stream, of the first held item.
+    answered: u64,
+    tasks_sent: u64,
+    ready: bool,
+    init_error: Option<String>,
+    leaving: Option<Leaving>,
+    /// When the oldest held task became the oldest (≈ when it started).
+    since: Instant,
+    eof: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Never leave a process behind, whatever path dropped it.
+        let _ = self.process.kill_and_reap();
+    }
+}
+
+/// Starts worker number `n` and sends it its setup (it answers READY later).
+pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::Error> {
+    let mut spec = cfg.spec.clone();
+    spec.name = format!("PoolWorker-{n}");
+    spec.identity.push(n);
+    let spawned = spawn::start(super::worker::worker_entry, "multiproc::pool::worker", &spec, |_| Ok(()))?;
+    let counters = SharedCounters::create(SLOTS)?;
+    let (reader, mut writer) = spawned.channel.split();
+    let setup = Setup {
+        max_tasks: cfg.max_tasks,
+        max_memory: cfg.max_memory,
+        address_space: cfg.address_space,
+        initializer: cfg.initializer.clone(),
+    };
+    let head = codec::encode(&setup)?;
+    let memfd = counters.fd().try_clone_to_owned()?;
+    writer
+        .queue_parts(KIND_SETUP, &head, &[], &[memfd])
+        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
+    writer
+        .flush(Instant::now().checked_add(cfg.spec.start_timeout))
+        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
+    Ok(Worker {
+        name: spec.name,
+        process: spawned.process,
+        reader,
+        writer,
+        counters,
+        held: VecDeque::new(),
+        answered: 0,
+        tasks_sent: 0,
+        ready: false,
+        init_error: None,
+        leaving: None,
+        since: Instant::now(),
+        eof: false,
+    })
+}
+
+/// Waits for a new worker's READY (used by `build` when there is an initializer, so a
+/// failing initializer fails the build).
+pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), PoolError> {
+    let deadline = Instant::now().checked_add(cfg.spec.start_timeout);
+    let pid = w.process.pid();
+    let fail = |reason: String| PoolError::Initializer {
+        initializer: cfg.initializer_name,
+        worker: w.name.clone(),
+        pid,
+        reason,
+    };
+    let frame = match w.reader.recv(deadline) {
+        Ok(f) => f,
+        Err(FrameError::TimedOut) => return Err(fail(format!("no answer within {:?}", cfg.spec.start_timeout))),
+        Err(_) => {
+            let code = w.process.wait_timeout(Some(Duration::from_secs(5))).ok().flatten();
+            let how = code.map(crate::error::describe_exit).unwrap_or_else(|| "an unknown cause".into());
+            return Err(fail(format!("the worker died with {how}")));
+        }
+    };
+    match frame.kind {
+        KIND_READY => {
+            w.ready = true;
+            Ok(())
+        }
+        KIND_INIT_FAILED => Err(fail(frame.decode::<String>().unwrap_or_else(|e| e.to_string()))),
+        k => Err(fail(format!("unexpected frame kind {k:#04x}"))),
+    }
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    cfg: Arc<WorkerConfig>,
+    workers: Vec<Worker>,
+    pending: VecDeque<Job>,
+    next_id: u64,
+    next_worker: u32,
+    spawning: usize,
+    closed: bool,
+    terminating: bool,
+    start_failures: u32,
+    broken: Option<String>,
+    /// Measured nanoseconds per task and per item (moving averages; 0 = not yet).
+    task_ns: u64,
+    item_ns: u64,
+    stats: PoolStats,
+    stats_dirty: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>, cfg: Arc<WorkerConfig>, workers: Vec<Worker>, stats: PoolStats) -> Driver {
+        let next_worker = workers.len() as u32 + 1;
+        Driver {
+            shared,
+            cfg,
+            workers,
+            pending: VecDeque::new(),
+            next_id: 1,
+            next_worker,
+            spawning: 0,
+            closed: false,
+            terminating: false,
+            start_failures: 0,
+            broken: None,
+            task_ns: 0,
+            item_ns: 0,
+            stats,
+            stats_dirty: true,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            let cancel = self.take_inbox();
+            if self.terminating {
+                self.terminate_all();
+                if self.spawning == 0 {
+                    break;
+                }
+            } else {
+                if cancel {
+                    self.drop_cancelled();
+                }
+                self.fail_if_broken();
+                self.replace_workers();
+                self.dispatch();
+                self.stop_when_drained();
+            }
+            self.flush_all();
+            let deadline = self.enforce_deadlines();
+            self.publish_stats();
+            if (self.closed || self.terminating) && self.workers.is_empty() && self.spawning == 0 && self.idle() {
+                break;
+            }
+            self.wait(deadline);
+        }
+        self.finish();
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.workers.iter().all(|w| w.held.is_empty())
+    }
+
+    /// Moves submissions in; returns whether a cancellation was asked for.
+    fn take_inbox(&mut self) -> bool {
+        let spawned: Vec<(u32, Result<Worker, crate::Error>)>;
+        let cancel;
+        {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if self.pending.is_empty() {
+                std::mem::swap(&mut self.pending, &mut inbox.jobs);
+            } else {
+                self.pending.extend(inbox.jobs.drain(..));
+            }
+            self.closed |= inbox.closed;
+            self.terminating |= inbox.terminate;
+            cancel = std::mem::take(&mut inbox.cancel);
+            spawned = std::mem::take(&mut *self.shared.spawned.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        for (n, r) in spawned {
+            self.spawning -= 1;
+            match r {
+                Ok(w) => {
+                    self.stats.workers_started += 1;
+                    self.stats_dirty = true;
+                    self.workers.push(w);
+                }
+                Err(e) => self.start_failed(format!("PoolWorker-{n} could not start: {e}")),
+            }
+        }
+        cancel
+    }
+
+    fn start_failed(&mut self, reason: String) {
+        self.start_failures += 1;
+        self.stats.initializer_failures += 1;
+        self.stats_dirty = true;
+        log_event(&format!("multiproc pool: {reason}"));
+        if self.start_failures >= MAX_START_FAILURES && self.broken.is_none() {
+            self.broken = Some(format!(
+                "{} workers in a row failed to start, so the pool stopped restarting them (last: {reason})",
+                self.start_failures
+            ));
+        }
+    }
+
+    fn fail_if_broken(&mut self) {
+        let Some(reason) = &self.broken else { return };
+        let reason = reason.clone();
+        while let Some(job) = self.pending.pop_front() {
+            let task = job.sub.task;
+            self.fail_job(&job, |_| TaskError::PoolBroken { task, reason: reason.clone() });
+        }
+    }
+
+    /// Starts replacements so that `processes` workers run while there is work (or the
+    /// pool is open); in a helper thread, so the driver never waits for an exec.
+    fn replace_workers(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        let want = if self.closed && self.idle() { 0 } else { self.cfg.processes };
+        let have = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
+        for _ in have..want {
+            let n = self.next_worker;
+            self.next_worker += 1;
+            self.spawning += 1;
+            let cfg = self.cfg.clone();
+            let shared = self.shared.clone();
+            let started = std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
+                let r = start_worker(&cfg, n);
+                shared.spawned.lock().unwrap_or_else(|e| e.into_inner()).push((n, r));
+                shared.wake_always();
+            });
+            if let Err(e) = started {
+                self.spawning -= 1;
+                self.start_failed(format!("cannot start a thread to spawn a worker: {e}"));
+            }
+        }
+    }
+
+    fn window(&self) -> usize {
+        match self.task_ns {
+            0 => 1,
+            t if t >= WINDOW_TASK_TIME => 1,
+            t => ((WINDOW_TASK_TIME / t) as usize).clamp(2, MAX_WINDOW),
+        }
+    }
+
+    fn chunk_for(&self, job: &Job) -> u32 {
+        let k = match job.sub.chunking {
+            Chunking::Fixed(n) => n.max(1),
+            Chunking::Adaptive => match self.item_ns {
+                0 => 1,
+                ns => {
+                    let fair = (job.count as usize).div_ceil(2 * self.cfg.processes).max(1) as u64;
+                    (CHUNK_TARGET_NS / ns).clamp(1, fair) as u32
+                }
+            },
+        };
+        let mut k = k.min(job.count);
+        // Each item numbers its descriptors from 0, so a task carries at most one such item.
+        let sub = &job.sub;
+        if !sub.fds.is_empty() {
+            let mut with_fds = sub.fds.iter().map(|(i, _)| *i).filter(|i| *i >= job.first && *i < job.first + k);
+            if let (Some(a), Some(b)) = (with_fds.next(), with_fds.next()) {
+                k = if a == job.first { b - job.first } else { a - job.first };
+            }
+        }
+        k.max(1)
+    }
+
+    fn dispatch(&mut self) {
+        // A deep window only pays when there is plenty of work: a few items are spread
+        // one per worker (counting those still starting), as Python's pool would.
+        let mut window = self.window();
+        if window > 1 && self.pending.len() < 64 {
+            let items: usize = self.pending.iter().map(|j| j.count as usize).sum();
+            let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
+            window = window.min(items.div_ceil(workers.max(1)).max(1));
+        }
+        let now = Instant::now();
+        loop {
+            let mut progressed = false;
+            for wi in 0..self.workers.len() {
+                let Some(mut job) = self.pending.pop_front() else { return };
+                if job.sub.sink.cancelled() {
+                    self.fail_job(&job, |task| TaskError::Cancelled { task });
+                    progressed = true;
+                    continue;
+                }
+                let w = &self.workers[wi];
+                let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
+                if w.leaving.is_some() || w.eof || w.held.len() >= window || !quota_left {
+                    self.pending.push_front(job);
+                    continue;
+                }
+                let k = self.chunk_for(&job);
+                if k < job.count {
+                    let rest =
+                        Job { sub: job.sub.clone(), first: job.first + k, count: job.count - k, attempts: Vec::new() };
+                    self.pending.push_front(rest);
+                    job.count = k;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let sub = job.sub.clone();
+                let item_fds: &[std::os::fd::OwnedFd] = sub
+                    .fds
+                    .iter()
+                    .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
+                    .map(|(_, f)| f.as_slice())
+                    .unwrap_or(&[]);
+                let head = task_head(id, sub.trampoline, sub.function, job.count);
+                let w = &mut self.workers[wi];
+                let body = sub.slice(job.first, job.count);
+                let spill = Some((KIND_TASK_BIG, SPILL_AT));
+                match w.writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
+                    Ok(()) => {
+                        if w.held.is_empty() {
+                            w.since = now;
+                        }
+                        w.tasks_sent += 1;
+                        w.held.push_back(Held { id, job });
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        let task = sub.task;
+                        let message = format!("cannot send the argument: {e}");
+                        self.fail_job(&job, |_| TaskError::Codec { task, message: message.clone() });
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Once closed and drained, asks every worker to finish.
+    fn stop_when_drained(&mut self) {
+        if !self.closed || !self.idle() {
+            return;
+        }
+        for w in &mut self.workers {
+            if w.leaving.is_none() {
+                let _ = w.writer.queue_bytes(KIND_STOP, &[]);
+                w.leaving = Some(Leaving::Stopped);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let now = Some(Instant::now());
+        for w in &mut self.workers {
+            if w.writer.pending() > 0 {
+                match w.writer.flush(now) {
+                    Ok(()) => w.writer.shrink_idle(),
+                    Err(FrameError::TimedOut) => {}
+                    // A worker that cannot be written to is dying: its pidfd tells the rest.
+                    Err(_) => w.eof = true,
+                }
+            }
+        }
+    }
+
+    /// Kills workers whose running task passed its timeout or was cancelled; returns the
+    /// nearest deadline still ahead.
+    fn enforce_deadlines(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut nearest: Option<Instant> = None;
+        for w in &mut self.workers {
+            if matches!(w.leaving, Some(Leaving::Killed(_))) {
+                continue;
+            }
+            let Some(front) = w.held.front() else { continue };
+            if front.job.sub.sink.cancelled() {
+                w.leaving = Some(Leaving::Killed(Kill::Cancel));
+                let _ = w.process.signal(libc::SIGKILL);
+                self.stats.workers_killed_for_cancel += 1;
+                continue;
+            }
+            let Some(timeout) = front.job.sub.timeout else { continue };
+            // A timeout too large to add is no timeout.
+            let Some(due) = w.since.checked_add(timeout) else { continue };
+            if due <= now {
+                w.leaving = Some(Leaving::Killed(Kill::Timeout(timeout)));
+                let _ = w.process.signal(libc::SIGKILL);
+                self.stats.workers_killed_for_timeout += 1;
+                self.stats_dirty = true;
+            } else {
+                nearest = Some(nearest.map_or(due, |n| n.min(due)));
+            }
+        }
+        nearest
+    }
+
+    fn drop_cancelled(&mut self) {
+        let mut keep = VecDeque::with_capacity(self.pending.len());
+        for job in std::mem::take(&mut self.pending) {
+            if job.sub.sink.cancelled() {
+                self.fail_job(&job, |task| TaskError::Cancelled { task });
+            } else {
+                keep.push_back(job);
+            }
+        }
+        self.pending = keep;
+    }
+
+    /// Blocks in poll until a socket, a pidfd, the wake-up or the deadline needs us.
+    fn wait(&mut self, deadline: Option<Instant>) {
+        // Tell submitters to wake us, then look once more, so no submission is missed.
+        self.shared.asleep.store(true, Ordering::SeqCst);
+        let busy = {
+            let inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            !inbox.jobs.is_empty() || inbox.cancel || inbox.closed != self.closed || inbox.terminate != self.terminating
+        } || !self.shared.spawned.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(50))
+        };
+        let mut events: Vec<(usize, bool, bool, bool)> = Vec::with_capacity(self.workers.len());
+        {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.workers.len());
+            fds.push(PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::IN));
+            for w in &self.workers {
+                let mut flags = PollFlags::empty();
+                if !w.eof {
+                    flags |= PollFlags::IN;
+                    if w.writer.pending() > 0 {
+                        flags |= PollFlags::OUT;
+                    }
+                }
+                fds.push(PollFd::from_borrowed_fd(w.reader.fd(), flags));
+                fds.push(PollFd::from_borrowed_fd(w.process.pidfd(), PollFlags::IN));
+            }
+            if let Err(e) = poll(&mut fds, timeout) {
+                log_event(&format!("multiproc pool: poll failed: {e}"));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !fds[0].revents().is_empty() {
+                self.shared.wakeup.drain();
+            }
+            for wi in 0..self.workers.len() {
+                let sock = fds[1 + 2 * wi].revents();
+                let pid = fds[2 + 2 * wi].revents();
+                let readable = sock.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+                let writable = sock.contains(PollFlags::OUT);
+                let exited = !pid.is_empty();
+                if readable || writable || exited {
+                    events.push((wi, readable, writable, exited));
+                }
+            }
+        }
+        self.shared.asleep.store(false, Ordering::SeqCst);
+        let mut exited = Vec::new();
+        for (wi, readable, writable, gone) in events {
+            if readable {
+                self.read_results(wi);
+            }
+            if writable {
+                let w = &mut self.workers[wi];
+                if let Err(e) = w.writer.flush(Some(Instant::now()))
+                    && !matches!(e, FrameError::TimedOut)
+                {
+                    w.eof = true;
+                }
+            }
+            if gone {
+                exited.push(wi);
+            }
+        }
+        for wi in exited.into_iter().rev() {
+            self.reap(wi);
+        }
+    }
+
+    /// Reads every complete frame a worker sent.
+    fn read_results(&mut self, wi: usize) {
+        loop {
+            let w = &mut self.workers[wi];
+            let frame = match w.reader.recv(Some(Instant::now())) {
+                Ok(f) => f,
+                Err(FrameError::TimedOut) => return,
+                Err(_) => {
+                    w.eof = true;
+                    return;
+                }
+            };
+            let kind = frame.kind;
+            let mut frame_fds = frame.fds;
+            let mapped;
+            let payload: &[u8] = if kind == KIND_RESULT_BIG {
+                match spilled(&mut frame_fds) {
+                    Ok(m) => {
+                        mapped = m;
+                        mapped.bytes()
+                    }
+                    Err(e) => return self.protocol_error(wi, &format!("a large result that cannot be read: {e}")),
+                }
+            } else {
+                frame.payload
+            };
+            match kind {
+                KIND_RESULT | KIND_RESULT_BIG => {
+                    let (Some(id), Some(elapsed), Some(count)) =
+                        (u64_at(payload, 0), u64_at(payload, 8), u32_at(payload, 16))
+                    else {
+                        return self.protocol_error(wi, "a result too short for its header");
+                    };
+                    let Some(front) = w.held.front() else {
+                        return self.protocol_error(wi, "a result for no task");
+                    };
+                    if front.id != id || front.job.count != count {
+                        return self.protocol_error(wi, "a result out of order");
+                    }
+                    let held = w.held.pop_front().expect("checked above");
+                    w.answered += count as u64;
+                    w.since = Instant::now();
+                    let job = held.job;
+                    let task = job.sub.task;
+                    let stats = &mut self.stats;
+                    let n = fds::with_incoming(frame_fds, || {
+                        for_each_item(&payload[RESULT_HEAD..], count, |k, item| {
+                            let index = job.sub.base + (job.first + k) as usize;
+                            let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
+                            let outcome = match tag {
+                                Some(TAG_OK) => Outcome::Value(data),
+                                Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
+                                    Ok(p) => Outcome::Failed(TaskError::Panicked {
+                                        task,
+                                        message: p.message,
+                                        location: p.location,
+                                        backtrace: p.backtrace,
+                                    }),
+                                    Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
+                                },
+                                _ => Outcome::Failed(TaskError::Codec {
+                                    task,
+                                    message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
+                                }),
+                            };
+                            let panicked = matches!(&outcome, Outcome::Failed(TaskError::Panicked { .. }));
+                            match job.sub.sink.deliver(index, outcome) {
+                                Delivered::Value => stats.tasks_done += 1,
+                                Delivered::CallbackPanicked => {
+                                    stats.tasks_done += 1;
+                                    stats.callback_panics += 1;
+                                }
+                                Delivered::Ignored => {}
+                                Delivered::Failed if panicked => stats.tasks_panicked += 1,
+                                Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
+                            }
+                        })
+                    });
+                    self.stats_dirty = true;
+                    if n != count {
+                        let rest =
+                            Job { sub: job.sub.clone(), first: job.first + n, count: count - n, attempts: Vec::new() };
+                        self.fail_job(&rest, |task| TaskError::Codec { task, message: "a cut result".into() });
+                    }
+                    self.measure(elapsed, count);
+                }
+                KIND_READY => {
+                    w.ready = true;
+                    self.start_failures = 0;
+                }
+                KIND_INIT_FAILED => {
+                    w.init_error = Some(codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string()));
+                    w.leaving = Some(Leaving::InitFailed);
+                }
+                KIND_RETIRE => {
+                    match codec::decode::<Retire>(payload) {
+                        Ok(r) => {
+                            w.leaving = Some(Leaving::Retired(r));
+                            match r {
+                                Retire::MaxTasks => self.stats.recycled_max_tasks += 1,
+                                Retire::Memory { .. } => self.stats.recycled_memory += 1,
+                            }
+                            self.stats_dirty = true;
+                        }
+                        Err(_) => return self.protocol_error(wi, "an unreadable retirement"),
+                    }
+                    // Its replacement can start now, not when it has exited.
+                    if !self.terminating {
+                        self.replace_workers();
+                    }
+                }
+                k => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
+            }
+        }
+    }
+
+    fn measure(&mut self, elapsed: u64, count: u32) {
+        let per_item = elapsed / count.max(1) as u64;
+        let avg = |old: u64, new: u64| if old == 0 { new.max(1) } else { (old * 7 + new) / 8 };
+        self.task_ns = avg(self.task_ns, elapsed);
+        self.item_ns = avg(self.item_ns, per_item);
+    }
+
+    fn protocol_error(&mut self, wi: usize, what: &str) {
+        let w = &mut self.workers[wi];
+        log_event(&format!("multiproc pool: {} (pid {}) sent {what}; killing it", w.name, w.process.pid()));
+        w.leaving = Some(Leaving::Killed(Kill::Protocol));
+        w.eof = true;
+        let _ = w.process.signal(libc::SIGKILL);
+    }
+
+    /// A worker's process ended: account for every item it held.
+    fn reap(&mut self, wi: usize) {
+        self.read_results(wi);
+        let code = match self.workers[wi].process.try_wait() {
+            Ok(Some(code)) => code,
+            Ok(None) => return,
+            Err(_) => -1,
+        };
+        let mut w = self.workers.swap_remove(wi);
+        let pid = w.process.pid();
+        let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
+        let finished = w.counters.get(SLOT_FINISHED).load(Ordering::Acquire);
+        let culprit = (started > finished).then_some(finished);
+        let attempt = Attempt::from_exitcode(pid, code);
+        let expected = match w.leaving {
+            Some(Leaving::Stopped) => code == 0,
+            Some(Leaving::Retired(_)) => code == 0,
+            Some(Leaving::Killed(_)) => true,
+            Some(Leaving::InitFailed) | None => false,
+        };
+        if !w.ready || w.leaving == Some(Leaving::InitFailed) {
+            let why = w.init_error.take().unwrap_or_else(|| format!("died with {}", describe(code)));
+            self.start_failed(format!("{} (pid {pid}) failed before its first task: {why}", w.name));
+        } else if !expected {
+            self.stats.workers_died += 1;
+            match attempt.signal {
+                Some(s) => *self.stats.died_by_signal.entry(s).or_default() += 1,
+                None => *self.stats.died_by_exit_code.entry(code).or_default() += 1,
+            }
+            let running = culprit.and_then(|c| item_at(&w, c)).unwrap_or("no task");
+            log_event(&format!(
+                "multiproc pool: {} (pid {pid}) died with {} while running `{running}`",
+                w.name,
+                describe(code)
+            ));
+        }
+        self.stats_dirty = true;
+        // Items not finished go back in order; the one running gets the blame.
+        let mut again: Vec<Job> = Vec::new();
+        let mut pos = w.answered;
+        for held in std::mem::take(&mut w.held) {
+            let job = held.job;
+            let end = pos + job.count as u64;
+            match culprit {
+                Some(c) if c >= pos && c < end => {
+                    let k = (c - pos) as u32;
+                    if k > 0 {
+                        again.push(Job { sub: job.sub.clone(), first: job.first, count: k, attempts: Vec::new() });
+                    }
+                    let one =
+                        Job { sub: job.sub.clone(), first: job.first + k, count: 1, attempts: job.attempts.clone() };
+                    if let Some(retry) = self.blame(one, &w, attempt.clone(), code) {
+                        again.push(retry);
+                    }
+                    if k + 1 < job.count {
+                        again.push(Job {
+                            sub: job.sub.clone(),
+                            first: job.first + k + 1,
+                            count: job.count - k - 1,
+                            attempts: Vec::new(),
+                        });
+                    }
+                }
+                _ => again.push(job),
+            }
+            pos = end;
+        }
+        for job in again.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+        drop(w);
+    }
+
+    /// Fails (or re-queues, for a retry) the item that was running when its worker ended.
+    fn blame(&mut self, mut one: Job, w: &Worker, attempt: Attempt, code: i32) -> Option<Job> {
+        let task = one.sub.task;
+        let pid = w.process.pid();
+        match w.leaving {
+            Some(Leaving::Killed(Kill::Timeout(timeout))) => {
+                self.stats.tasks_timed_out += 1;
+                self.fail_job(&one, |_| TaskError::Timeout { task, pid, timeout });
+                None
+            }
+            Some(Leaving::Killed(Kill::Cancel)) => {
+                self.fail_job(&one, |task| TaskError::Cancelled { task });
+                None
+            }
+            _ => {
+                one.attempts.push(attempt);
+                if one.attempts.len() as u32 <= one.sub.retries {
+                    self.stats.tasks_retried += 1;
+                    return Some(one);
+                }
+                let hint = self.hint(code);
+                let attempts = one.attempts.clone();
+                self.stats.tasks_worker_died += 1;
+                self.fail_job(&one, |_| TaskError::died(task, attempts.clone(), hint.clone()));
+                None
+            }
+        }
+    }
+
+    fn hint(&self, code: i32) -> Option<String> {
+        match code {
+            c if c == -libc::SIGABRT || c == -libc::SIGSEGV => self.cfg.address_space.map(|limit| {
+                format!("the worker may have hit its address-space limit of {limit} bytes (max_address_space)")
+            }),
+            0 => Some("the task called exit (e.g. std::process::exit) in the worker".into()),
+            _ => None,
+        }
+    }
+
+    /// Delivers the same failure to every item of a job.
+    fn fail_job(&mut self, job: &Job, err: impl Fn(&'static str) -> TaskError) {
+        let task = job.sub.task;
+        for k in 0..job.count {
+            let e = err(task);
+            match &e {
+                TaskError::Cancelled { .. } => self.stats.tasks_cancelled += 1,
+                TaskError::Terminated { .. } => self.stats.tasks_terminated += 1,
+                TaskError::Codec { .. } => self.stats.tasks_codec_failed += 1,
+                _ => {}
+            }
+            let _ = job.sub.sink.deliver(job.sub.base + (job.first + k) as usize, Outcome::Failed(e));
+        }
+        self.stats_dirty = true;
+    }
+
+    /// Kills and reaps every worker and fails whatever is pending.
+    fn terminate_all(&mut self) {
+        for w in &self.workers {
+            let _ = w.process.signal(libc::SIGKILL);
+        }
+        for mut w in std::mem::take(&mut self.workers) {
+            let _ = w.process.wait();
+            for held in std::mem::take(&mut w.held) {
+                self.fail_job(&held.job, |task| TaskError::Terminated { task });
+            }
+        }
+        while let Some(job) = self.pending.pop_front() {
+            self.fail_job(&job, |task| TaskError::Terminated { task });
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        if self.stats_dirty {
+            self.stats.workers_alive = self.workers.len();
+            self.stats.worker_pids.clear();
+            self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
+        }
+        self.shared.stats.publish(&self.stats, std::mem::take(&mut self.stats_dirty));
+    }
+
+    /// The driver is ending: refuse new work, fail anything that slipped in.
+    fn finish(mut self) {
+        let late: Vec<Job> = {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            inbox.finished = true;
+            inbox.jobs.drain(..).collect()
+        };
+        for job in late.iter().chain(self.pending.drain(..).collect::<Vec<_>>().iter()) {
+            self.fail_job(job, |task| TaskError::Closed { task });
+        }
+        self.stats_dirty = true;
+        self.publish_stats();
+        self.shared.stats.finish();
+    }
+}
+
+fn item_at(w: &Worker, pos: u64) -> Option<&'static str> {
+    let mut at = w.answered;
+    for h in &w.held {
+        if pos < at + h.job.count as u64 {
+            return Some(h.job.sub.task);
+        }
+        at += h.job.count as u64;
+    }
+    None
+}
+
+fn describe(code: i32) -> String {
+    crate::error::describe_exit(code)
+}
+
+/// Worker deaths and other events nobody asked about: through `tracing` when enabled.
+fn log_event(message: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!("{message}");
+    #[cfg(not(feature = "tracing"))]
+    let _ = message;
+}

@@ -1,0 +1,491 @@
+//! The map family's handles: `MapResult` (all results at once) and `IMapIter` (one by
+//! one, pulling its input lazily through a bounded window).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::error::TaskError;
+use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission};
+use crate::wire::codec;
+
+struct CollectState<R> {
+    /// In input order: slot `i` is item `head + i`.
+    slots: VecDeque<Option<Result<R, TaskError>>>,
+    head: usize,
+    /// In completion order (for `imap_unordered`).
+    done: VecDeque<Result<R, TaskError>>,
+    delivered: usize,
+    /// For a whole map: how many items; its waiter only needs waking at the last one.
+    total: Option<usize>,
+    /// Threads blocked in `wait_until`.
+    waiters: usize,
+    waker: Option<Waker>,
+}
+
+/// Collects the outcomes of a map's items; shared by the driver and the handle.
+pub(crate) struct Collector<R> {
+    task: &'static str,
+    ordered: bool,
+    state: Mutex<CollectState<R>>,
+    cond: Condvar,
+    cancelled: AtomicBool,
+    #[cfg(feature = "progress")]
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R> Collector<R> {
+    pub(crate) fn new(task: &'static str, ordered: bool, expected: usize, progress: Option<Option<u64>>) -> Self {
+        let mut slots = VecDeque::new();
+        if ordered {
+            slots.resize_with(expected, || None);
+        }
+        #[cfg(not(feature = "progress"))]
+        let _ = progress;
+        Collector {
+            task,
+            ordered,
+            state: Mutex::new(CollectState {
+                slots,
+                head: 0,
+                done: VecDeque::new(),
+                delivered: 0,
+                total: None,
+                waiters: 0,
+                waker: None,
+            }),
+            cond: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            #[cfg(feature = "progress")]
+            bar: progress.map(|len| match len {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::new_spinner(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CollectState<R>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the outcome of item `index` (also used for items that never left the parent).
+    pub(crate) fn put(&self, index: usize, r: Result<R, TaskError>) {
+        let waker;
+        {
+            let mut st = self.lock();
+            if self.ordered {
+                let Some(pos) = index.checked_sub(st.head) else { return };
+                if st.slots.len() <= pos {
+                    st.slots.resize_with(pos + 1, || None);
+                }
+                if st.slots[pos].is_some() {
+                    return;
+                }
+                st.slots[pos] = Some(r);
+            } else {
+                st.done.push_back(r);
+            }
+            st.delivered += 1;
+            // Wake only when what a waiter waits for may have come: the whole map, the
+            // next item in order, or any item for an unordered iterator.
+            let wanted = match st.total {
+                Some(t) => st.delivered >= t,
+                None => !self.ordered || index == st.head,
+            };
+            if !wanted {
+                return;
+            }
+            if st.waiters > 0 {
+                self.cond.notify_all();
+            }
+            waker = st.waker.take();
+        }
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// For a whole map: the number of items, once known; wakes a waiter if all came.
+    pub(crate) fn set_total(&self, n: usize) {
+        let waker;
+        {
+            let mut st = self.lock();
+            st.total = Some(n);
+            if st.delivered < n {
+                return;
+            }
+            if st.waiters > 0 {
+                self.cond.notify_all();
+            }
+            waker = st.waker.take();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        ok: impl Fn(&CollectState<R>) -> bool,
+    ) -> Option<MutexGuard<'_, CollectState<R>>> {
+        let mut st = self.lock();
+        while !ok(&st) {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            };
+            st.waiters += 1;
+            st = match left {
+                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => self.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            st.waiters -= 1;
+        }
+        Some(st)
+    }
+
+    fn cancel(&self, shared: &Shared) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        shared.request_cancel();
+    }
+
+    #[cfg(feature = "progress")]
+    fn finish_bar(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
+    fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered {
+        let (r, d) = match outcome {
+            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
+                Ok(v) => (Ok(v), Delivered::Value),
+                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
+            },
+            Outcome::Failed(e) => (Err(e), Delivered::Failed),
+        };
+        self.put(index, r);
+        d
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// The result of [`Pool::map_async`](crate::Pool::map_async) and
+/// [`starmap_async`](crate::Pool::starmap_async): every item's outcome, in input order.
+///
+/// [`get`](MapResult::get) gives all values or the first error (as Python's `map`);
+/// [`get_all`](MapResult::get_all) gives every item's own outcome, so one failure loses
+/// nothing else. It is also a [`Future`] of `get`'s result.
+///
+/// ```
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let m = pool.map_async(double, 0..5);
+/// assert_eq!(m.get().unwrap(), vec![0, 2, 4, 6, 8]);
+/// ```
+pub struct MapResult<R> {
+    collector: Arc<Collector<R>>,
+    shared: Arc<Shared>,
+    len: usize,
+}
+
+impl<R> std::fmt::Debug for MapResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapResult").field("task", &self.collector.task).field("len", &self.len).finish()
+    }
+}
+
+impl<R> MapResult<R> {
+    pub(crate) fn new(collector: Arc<Collector<R>>, shared: Arc<Shared>, len: usize) -> Self {
+        MapResult { collector, shared, len }
+    }
+
+    /// How many items the map has.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Waits for every item; returns the values in input order, or the first error in
+    /// input order.
+    pub fn get(self) -> Result<Vec<R>, TaskError> {
+        self.get_all().into_iter().collect()
+    }
+
+    /// Waits for every item; returns each item's own outcome, in input order.
+    ///
+    /// ```
+    /// fn picky(x: u32) -> u32 { assert!(x != 1, "no ones"); x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let all = pool.map_async(picky, [0, 1, 2]).get_all();
+    /// assert_eq!(all[0], Ok(0));
+    /// assert!(all[1].is_err());
+    /// assert_eq!(all[2], Ok(2));
+    /// ```
+    pub fn get_all(self) -> Vec<Result<R, TaskError>> {
+        self.wait();
+        self.take_all()
+    }
+
+    fn take_all(&self) -> Vec<Result<R, TaskError>> {
+        let task = self.collector.task;
+        #[cfg(feature = "progress")]
+        self.collector.finish_bar();
+        let mut st = self.collector.lock();
+        st.slots.drain(..).map(|s| s.unwrap_or(Err(TaskError::Cancelled { task }))).collect()
+    }
+
+    /// Whether every item has ended.
+    pub fn ready(&self) -> bool {
+        self.collector.lock().delivered >= self.len
+    }
+
+    /// `Some(true)` when every item gave a value, `Some(false)` when one failed, `None`
+    /// while items run.
+    pub fn successful(&self) -> Option<bool> {
+        let st = self.collector.lock();
+        if st.delivered < self.len {
+            return None;
+        }
+        Some(st.slots.iter().all(|s| matches!(s, Some(Ok(_)))))
+    }
+
+    /// Waits until every item has ended.
+    pub fn wait(&self) {
+        let len = self.len;
+        drop(self.collector.wait_until(None, |st| st.delivered >= len));
+    }
+
+    /// Waits at most `timeout`; returns whether every item has ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let len = self.len;
+        self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.delivered >= len).is_some()
+    }
+
+    /// Cancels every item not yet ended (running ones have their workers replaced).
+    pub fn cancel(&self) {
+        self.collector.cancel(&self.shared);
+    }
+}
+
+impl<R> Future for MapResult<R> {
+    type Output = Result<Vec<R>, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        {
+            let mut st = self.collector.lock();
+            if st.delivered < self.len {
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.take_all().into_iter().collect())
+    }
+}
+
+/// Pulls and encodes the next input item; `None` at the end, `Some(Err)` for an item
+/// that did not encode.
+pub(crate) type Feed<'a> = Box<dyn FnMut(&mut Encoder) -> Option<Result<(), String>> + 'a>;
+
+/// What a lazily fed map sends with each batch.
+pub(crate) struct FeedSpec {
+    pub(crate) task: &'static str,
+    pub(crate) trampoline: i64,
+    pub(crate) function: i64,
+    pub(crate) chunking: Chunking,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+}
+
+/// The iterator of [`Pool::imap`](crate::Pool::imap) and
+/// [`imap_unordered`](crate::Pool::imap_unordered): yields each item's outcome, in input
+/// order or in completion order.
+///
+/// It pulls its input lazily: at most a window of items (default: 4 × workers ×
+/// chunksize, at least 32) is in the pool or waiting to be consumed, so an endless input
+/// works in bounded memory. The input is read by the thread that iterates.
+/// Consume it before [`Pool::join`](crate::Pool::join): items not yet sent when the
+/// pool has shut down come back as [`TaskError::Closed`].
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let firsts: Vec<u64> = pool.imap(square, 1..).take(4).map(Result::unwrap).collect();
+/// assert_eq!(firsts, [1, 4, 9, 16]);
+/// ```
+pub struct IMapIter<'a, R> {
+    collector: Arc<Collector<R>>,
+    shared: Arc<Shared>,
+    spec: FeedSpec,
+    feed: Feed<'a>,
+    window: usize,
+    /// Items pulled from the input so far (the next item's index).
+    pulled: usize,
+    /// Items handed to the caller so far.
+    yielded: usize,
+    exhausted: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for IMapIter<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMapIter")
+            .field("task", &self.collector.task)
+            .field("ordered", &self.collector.ordered)
+            .field("window", &self.window)
+            .field("pulled", &self.pulled)
+            .field("yielded", &self.yielded)
+            .finish()
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
+    pub(crate) fn new(
+        collector: Arc<Collector<R>>,
+        shared: Arc<Shared>,
+        spec: FeedSpec,
+        feed: Feed<'a>,
+        window: usize,
+    ) -> Self {
+        IMapIter {
+            collector,
+            shared,
+            spec,
+            feed,
+            window: window.max(1),
+            pulled: 0,
+            yielded: 0,
+            exhausted: false,
+            _r: PhantomData,
+        }
+    }
+
+    /// Tops the window up, in batches of at least half a window (one submission each).
+    fn refill(&mut self) {
+        let outstanding = self.pulled - self.yielded;
+        if self.exhausted || outstanding > self.window / 2 {
+            return;
+        }
+        let mut enc = Encoder::new();
+        let mut base = self.pulled;
+        while self.pulled - self.yielded < self.window {
+            match (self.feed)(&mut enc) {
+                None => {
+                    self.exhausted = true;
+                    break;
+                }
+                Some(Ok(())) => self.pulled += 1,
+                Some(Err(message)) => {
+                    // The items before it go as one batch, so indices stay in step.
+                    let before = std::mem::replace(&mut enc, Encoder::new());
+                    self.send(before, base);
+                    let task = self.spec.task;
+                    self.collector.put(self.pulled, Err(TaskError::Codec { task, message }));
+                    self.pulled += 1;
+                    base = self.pulled;
+                }
+            }
+        }
+        self.send(enc, base);
+    }
+
+    fn send(&mut self, enc: Encoder, base: usize) {
+        let n = enc.len();
+        if n == 0 {
+            return;
+        }
+        let (bytes, offsets, fds) = enc.finish();
+        let sink: Arc<dyn Sink> = self.collector.clone();
+        let sub = Arc::new(Submission {
+            task: self.spec.task,
+            trampoline: self.spec.trampoline,
+            function: self.spec.function,
+            bytes,
+            offsets,
+            fds,
+            base,
+            chunking: self.spec.chunking,
+            timeout: self.spec.timeout,
+            retries: self.spec.retries,
+            sink,
+        });
+        let job = Job { sub, first: 0, count: n as u32, attempts: Vec::new() };
+        if let Err(jobs) = self.shared.submit([job], true) {
+            for job in jobs {
+                for k in 0..job.count {
+                    let task = self.spec.task;
+                    self.collector.put(base + k as usize, Err(TaskError::Closed { task }));
+                }
+            }
+        }
+    }
+
+    /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`
+    /// if none came (the iteration can go on).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
+        self.next_until(Instant::now().checked_add(timeout), timeout)
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>, timeout: Duration) -> Option<Result<R, TaskError>> {
+        self.refill();
+        if self.exhausted && self.yielded == self.pulled {
+            #[cfg(feature = "progress")]
+            self.collector.finish_bar();
+            return None;
+        }
+        let ordered = self.collector.ordered;
+        let ready = |st: &CollectState<R>| {
+            if ordered { matches!(st.slots.front(), Some(Some(_))) } else { !st.done.is_empty() }
+        };
+        let Some(mut st) = self.collector.wait_until(deadline, ready) else {
+            return Some(Err(TaskError::WaitTimeout { task: self.spec.task, waited: timeout }));
+        };
+        let r = if ordered {
+            st.head += 1;
+            st.slots.pop_front().flatten()
+        } else {
+            st.done.pop_front()
+        };
+        drop(st);
+        self.yielded += 1;
+        r
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Iterator for IMapIter<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(None, Duration::ZERO)
+    }
+}

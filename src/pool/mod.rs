@@ -1,0 +1,660 @@
+//! `Pool`: Python's `multiprocessing.Pool`, with fault tolerance.
+//!
+//! A pool owns a fixed number of worker processes (`PoolWorker-N`, the same executable
+//! started again) and one driver thread that feeds them tasks over their sockets and
+//! watches their pidfds. See `driver` for how work flows and how a death costs one task.
+
+mod builder;
+mod driver;
+mod error;
+mod map;
+mod options;
+mod protocol;
+mod result;
+mod star;
+mod stats;
+mod submit;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use builder::PoolBuilder;
+pub use error::{Attempt, PoolError, TaskError};
+pub use map::{IMapIter, MapResult};
+pub use options::{Chunksize, MapOptions, TaskOptions};
+pub use result::AsyncResult;
+pub use star::StarFn;
+pub use stats::PoolStats;
+
+use map::{Collector, FeedSpec};
+use result::Slot;
+use submit::{Chunking, Encoder, Job, Outcome, Shared, Sink, Submission};
+use worker::{Trampoline, star_trampoline, unary_trampoline};
+
+use crate::spawn::identity;
+
+/// A pool of worker processes, like Python's `multiprocessing.Pool`.
+///
+/// Tasks are plain functions `fn(A) -> R` (fn items or non-capturing closures) whose
+/// argument and result serialize with serde. They run in other processes, so a task
+/// that panics, segfaults, aborts, exits, hangs or leaks costs that one task: the
+/// caller gets a [`TaskError`] saying what happened, the worker is replaced if it died,
+/// and every other task completes.
+///
+/// ```
+/// use multiproc::{Pool, TaskError};
+///
+/// fn work(n: u64) -> u64 { n * n }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     multiproc::init();
+///     let pool = Pool::new(3)?;
+///     assert_eq!(pool.apply(work, 3)?, 9);
+///     let h = pool.apply_async(work, 4);
+///     assert_eq!(h.get()?, 16);
+///     assert_eq!(pool.map(work, 0..5)?, [0, 1, 4, 9, 16]);
+///     let ordered: Vec<u64> = pool.imap(work, 0..5).collect::<Result<_, TaskError>>()?;
+///     assert_eq!(ordered, [0, 1, 4, 9, 16]);
+///     pool.close();
+///     pool.join()?;
+///     Ok(())
+/// }
+/// ```
+///
+/// Whatever the chunk size, a worker's death costs only the item it was running: the
+/// items it held but had not started run on another worker, and so do results it had
+/// computed but not yet sent (results are sent in batches, at most 200 µs apart).
+///
+/// A `Pool` is `Send + Sync`: share it (`&Pool`, `Arc<Pool>`) and submit from several
+/// threads at once. Dropping it without [`close`](Pool::close) + [`join`](Pool::join)
+/// terminates the workers and reaps them.
+pub struct Pool {
+    shared: Arc<Shared>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    processes: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("processes", &self.processes).finish()
+    }
+}
+
+/// A map whose length is known sends its encoded items in pieces of at least this size
+/// while it goes on encoding, so large inputs start running at once.
+const SEND_EARLY_BYTES: usize = 1 << 20;
+
+fn trampoline_offset(t: Trampoline) -> i64 {
+    identity::offset_of(t as usize)
+}
+
+impl Pool {
+    /// A pool of `processes` workers (Python's `Pool(processes)`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.processes(), 2);
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Every setting: initializer, recycling, memory caps, timeouts, retries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).max_tasks_per_child(10).build().unwrap();
+    /// assert_eq!(pool.processes(), 2);
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// How many workers the pool keeps running.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// A snapshot of the pool's counters.
+    ///
+    /// It includes every outcome the caller has already seen: the driver answers with a
+    /// fresh copy at the end of its current round. (Called from a callback, which runs on
+    /// the driver's thread, it returns the last published copy.)
+    ///
+    /// ```
+    /// fn boom(_: u8) -> u8 { panic!("boom") }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert!(pool.apply(boom, 0).is_err());
+    /// let s = pool.stats();
+    /// assert_eq!((s.tasks_panicked, s.workers_died, s.workers_alive), (1, 0, 1));
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        let board = &self.shared.stats;
+        let on_driver = board.driver.get() == Some(&std::thread::current().id());
+        let want = board.wanted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if !on_driver {
+            self.shared.wake_always();
+        }
+        let mut p = board.published.lock().unwrap_or_else(|e| e.into_inner());
+        while !on_driver && p.1 < want && !board.done.load(std::sync::atomic::Ordering::SeqCst) {
+            // The bound only guards against a driver that is gone without saying so.
+            p = board.cond.wait_timeout(p, std::time::Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        p.0.clone()
+    }
+
+    /// Runs `f(arg)` in a worker and waits for it (Python's `apply`).
+    ///
+    /// ```
+    /// fn shout(s: String) -> String { s.to_uppercase() }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert_eq!(pool.apply(shout, "hi".to_string()).unwrap(), "HI");
+    /// ```
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, arg).get()
+    }
+
+    /// Submits `f(arg)` and returns at once (Python's `apply_async`).
+    ///
+    /// A submission after [`close`](Pool::close) gives a handle whose `get` is
+    /// [`TaskError::Closed`].
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let handles: Vec<_> = (0..4).map(|i| pool.apply_async(square, i)).collect();
+    /// let values: Vec<u64> = handles.into_iter().map(|h| h.get().unwrap()).collect();
+    /// assert_eq!(values, [0, 1, 4, 9]);
+    /// ```
+    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> AsyncResult<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, arg, TaskOptions::new())
+    }
+
+    /// [`apply_async`](Pool::apply_async) with callbacks, a timeout or retries.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{TaskError, TaskOptions};
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async_with(nap, 60_000, TaskOptions::new().timeout(Duration::from_millis(100)));
+    /// assert!(matches!(r.get(), Err(TaskError::Timeout { .. })));
+    /// assert_eq!(pool.apply(nap, 0).unwrap(), 0); // a fresh worker took over
+    /// ```
+    pub fn apply_async_with<F, A, R>(&self, f: F, arg: A, opts: TaskOptions<R>) -> AsyncResult<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let task = std::any::type_name::<F>();
+        let function = identity::encode_fn::<F, fn(A) -> R>(f);
+        let trampoline = trampoline_offset(unary_trampoline::<F, A, R>);
+        let slot = Arc::new(Slot::new(task, opts.callback, opts.error_callback));
+        let (bytes, fds) = match Encoder::one(&arg) {
+            Ok(v) => v,
+            Err(message) => {
+                slot.deliver(0, Outcome::Failed(TaskError::Codec { task, message }));
+                return AsyncResult::new(slot, None);
+            }
+        };
+        let sink: Arc<dyn Sink> = slot.clone();
+        let sub = Submission {
+            task,
+            trampoline,
+            function,
+            bytes,
+            offsets: Vec::new(),
+            fds,
+            base: 0,
+            chunking: Chunking::Fixed(1),
+            timeout: opts.timeout.or(self.shared.default_timeout),
+            retries: opts.retries.unwrap_or(self.shared.default_retries),
+            sink,
+        };
+        let job = Job { sub: Arc::new(sub), first: 0, count: 1, attempts: Vec::new() };
+        if self.shared.submit([job], false).is_err() {
+            slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
+        }
+        AsyncResult::new(slot, Some(self.shared.clone()))
+    }
+
+    /// Applies `f` to every item and waits for all: values in input order, or the first
+    /// failed item's error in input order (Python's `map`; chunks of `ceil(n / (4 × workers))`
+    /// items).
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.map(double, vec![1, 2, 3]).unwrap(), [2, 4, 6]);
+    /// ```
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items).get()
+    }
+
+    /// Like [`map`](Pool::map), but returns every item's own outcome: one failure loses
+    /// nothing else.
+    ///
+    /// ```
+    /// fn inverse(x: i32) -> i32 { 100 / x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let all = pool.map_results(inverse, [1, 0, 4]);
+    /// assert_eq!(all[0], Ok(100));
+    /// assert!(all[1].is_err()); // divided by zero: a panic in the worker
+    /// assert_eq!(all[2], Ok(25));
+    /// ```
+    pub fn map_results<F, A, R, I>(&self, f: F, items: I) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items).get_all()
+    }
+
+    /// Submits a whole map and returns at once (Python's `map_async`).
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let pending = pool.map_async(double, 0..1000);
+    /// // ... the parent does something else meanwhile ...
+    /// assert_eq!(pending.get().unwrap().iter().sum::<u64>(), 999 * 1000);
+    /// ```
+    pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> MapResult<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, items, &MapOptions::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with a chunk size, timeout, retries or a progress bar.
+    ///
+    /// ```
+    /// use multiproc::{Chunksize, MapOptions};
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let opts = MapOptions::new().chunksize(Chunksize::Adaptive);
+    /// assert_eq!(pool.map_async_with(double, 0..100, &opts).get().unwrap()[99], 198);
+    /// ```
+    pub fn map_async_with<F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> MapResult<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let task = std::any::type_name::<F>();
+        let function = identity::encode_fn::<F, fn(A) -> R>(f);
+        self.map_encoded(task, trampoline_offset(unary_trampoline::<F, A, R>), function, items, opts)
+    }
+
+    /// Calls a function of several arguments with each tuple, waits for all (Python's
+    /// `starmap`). Functions of 2 to 6 arguments work; see [`StarFn`].
+    ///
+    /// ```
+    /// fn pow(base: u64, exp: u32) -> u64 { base.pow(exp) }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap(pow, [(2, 10), (3, 2)]).unwrap(), [1024, 9]);
+    /// ```
+    pub fn starmap<F, Args, I>(&self, f: F, items: I) -> Result<Vec<F::Output>, TaskError>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.starmap_async(f, items).get()
+    }
+
+    /// Submits a whole starmap and returns at once (Python's `starmap_async`).
+    ///
+    /// ```
+    /// fn label(name: String, n: u32) -> String { format!("{name}-{n}") }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let r = pool.starmap_async(label, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    /// assert_eq!(r.get().unwrap(), ["a-1", "b-2"]);
+    /// ```
+    pub fn starmap_async<F, Args, I>(&self, f: F, items: I) -> MapResult<F::Output>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.starmap_async_with(f, items, &MapOptions::new())
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with options.
+    pub fn starmap_async_with<F, Args, I>(&self, f: F, items: I, opts: &MapOptions) -> MapResult<F::Output>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let task = std::any::type_name::<F>();
+        let function = identity::encode_fn::<F, F::Ptr>(f);
+        self.map_encoded(task, trampoline_offset(star_trampoline::<F, Args>), function, items, opts)
+    }
+
+    fn map_encoded<A, R, I>(
+        &self,
+        task: &'static str,
+        trampoline: i64,
+        function: i64,
+        items: I,
+        opts: &MapOptions,
+    ) -> MapResult<R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let items = items.into_iter();
+        // With the length known up front, chunks are sized at once and large inputs are
+        // sent while the rest is still being encoded; otherwise everything is encoded
+        // first (Python's map makes a list too).
+        let known = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let chunking_for = |n: usize| match opts.chunksize.unwrap_or(Chunksize::Default) {
+            Chunksize::Default => Chunking::Fixed(n.div_ceil(4 * self.processes).max(1) as u32),
+            Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
+            Chunksize::Adaptive => Chunking::Adaptive,
+        };
+        let progress = opts.progress.then_some(known.map(|n| n as u64));
+        let collector = Arc::new(Collector::<R>::new(task, true, known.unwrap_or(0), progress));
+        let sink: Arc<dyn Sink> = collector.clone();
+        let timeout = opts.timeout.or(self.shared.default_timeout);
+        let retries = opts.retries.unwrap_or(self.shared.default_retries);
+        let send = |base: usize, enc: Encoder, chunking: Chunking| {
+            let count = enc.len() as u32;
+            if count == 0 {
+                return;
+            }
+            let (bytes, mut offsets, fds) = enc.finish();
+            if offsets.is_empty() {
+                offsets = vec![0, bytes.len()];
+            }
+            let sub = Submission {
+                task,
+                trampoline,
+                function,
+                bytes,
+                offsets,
+                fds,
+                base,
+                chunking,
+                timeout,
+                retries,
+                sink: sink.clone(),
+            };
+            let job = Job { sub: Arc::new(sub), first: 0, count, attempts: Vec::new() };
+            if self.shared.submit([job], false).is_err() {
+                for k in 0..count as usize {
+                    collector.put(base + k, Err(TaskError::Closed { task }));
+                }
+            }
+        };
+        let early = known.map(chunking_for);
+        let mut parts: Vec<(usize, Encoder)> = Vec::new();
+        let (mut base, mut enc) = (0, Encoder::new());
+        let mut n = 0;
+        for a in items {
+            if let Err(message) = enc.push(&a) {
+                // The items before it go on their own, so indices stay in step.
+                parts.push((base, std::mem::replace(&mut enc, Encoder::new())));
+                collector.put(n, Err(TaskError::Codec { task, message }));
+                base = n + 1;
+            } else if let Some(Chunking::Fixed(k)) = early
+                && enc.len() >= k as usize
+                && enc.bytes.len() >= SEND_EARLY_BYTES
+            {
+                send(base, std::mem::replace(&mut enc, Encoder::new()), Chunking::Fixed(k));
+                base = n + 1;
+            }
+            n += 1;
+        }
+        parts.push((base, enc));
+        let chunking = early.filter(|_| known == Some(n)).unwrap_or_else(|| chunking_for(n));
+        for (base, enc) in parts {
+            send(base, enc, chunking);
+        }
+        collector.set_total(n);
+        MapResult::new(collector, self.shared.clone(), n)
+    }
+
+    /// Applies `f` lazily, yielding outcomes in input order (Python's `imap`, one item
+    /// per task). The input is pulled through a bounded window; see [`IMapIter`].
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// for (i, r) in pool.imap(square, 0..5).enumerate() {
+    ///     assert_eq!(r.unwrap(), (i * i) as u64); // input order
+    /// }
+    /// ```
+    pub fn imap<'a, F, A, R, I>(&self, f: F, items: I) -> IMapIter<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        self.imap_with(f, items, &MapOptions::new())
+    }
+
+    /// [`imap`](Pool::imap) with options (chunk size, window, timeout, retries, progress).
+    pub fn imap_with<'a, F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> IMapIter<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        self.lazy_map(f, items, opts, true)
+    }
+
+    /// Applies `f` lazily, yielding outcomes as they complete (Python's `imap_unordered`).
+    ///
+    /// ```
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut got: Vec<u64> = pool.imap_unordered(nap, [30, 1, 2]).map(Result::unwrap).collect();
+    /// got.sort();
+    /// assert_eq!(got, [1, 2, 30]);
+    /// ```
+    pub fn imap_unordered<'a, F, A, R, I>(&self, f: F, items: I) -> IMapIter<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        self.imap_unordered_with(f, items, &MapOptions::new())
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) with options.
+    pub fn imap_unordered_with<'a, F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> IMapIter<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        self.lazy_map(f, items, opts, false)
+    }
+
+    fn lazy_map<'a, F, A, R, I>(&self, f: F, items: I, opts: &MapOptions, ordered: bool) -> IMapIter<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        let task = std::any::type_name::<F>();
+        let (chunking, chunk) = match opts.chunksize.unwrap_or(Chunksize::Default) {
+            Chunksize::Default => (Chunking::Fixed(1), 1),
+            Chunksize::Fixed(k) => (Chunking::Fixed(k.max(1) as u32), k.max(1)),
+            Chunksize::Adaptive => (Chunking::Adaptive, 16),
+        };
+        let window = opts.window.unwrap_or((4 * self.processes * chunk).max(32));
+        let spec = FeedSpec {
+            task,
+            trampoline: trampoline_offset(unary_trampoline::<F, A, R>),
+            function: identity::encode_fn::<F, fn(A) -> R>(f),
+            chunking,
+            timeout: opts.timeout.or(self.shared.default_timeout),
+            retries: opts.retries.unwrap_or(self.shared.default_retries),
+        };
+        let mut input = items.into_iter();
+        let feed: map::Feed<'a> = Box::new(move |enc: &mut Encoder| input.next().map(|a| enc.push(&a)));
+        let progress = opts.progress.then_some(None);
+        let collector = Arc::new(Collector::<R>::new(task, ordered, 0, progress));
+        IMapIter::new(collector, self.shared.clone(), spec, feed, window)
+    }
+
+    /// Stops accepting work; tasks already submitted still run (Python's `close`).
+    /// Later submissions fail with [`TaskError::Closed`].
+    ///
+    /// ```
+    /// use multiproc::TaskError;
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let before = pool.apply_async(double, 1);
+    /// pool.close();
+    /// assert!(matches!(pool.apply(double, 2), Err(TaskError::Closed { .. })));
+    /// pool.join().unwrap();
+    /// assert_eq!(before.get().unwrap(), 2);
+    /// ```
+    pub fn close(&self) {
+        self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.wake_always();
+    }
+
+    /// Waits until every submitted task has run and every worker has exited (Python's
+    /// `join`). Like Python, it is an error ([`PoolError::StillRunning`]) before
+    /// [`close`](Pool::close) or [`terminate`](Pool::terminate).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert!(pool.join().is_err()); // still running
+    /// pool.close();
+    /// pool.join().unwrap();
+    /// ```
+    pub fn join(&self) -> Result<(), PoolError> {
+        {
+            let inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if !inbox.closed && !inbox.terminate {
+                return Err(PoolError::StillRunning);
+            }
+        }
+        self.join_driver();
+        Ok(())
+    }
+
+    fn join_driver(&self) {
+        let handle = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Kills every worker now, reaps them, and fails every unfinished task with
+    /// [`TaskError::Terminated`] (Python's `terminate`). Returns once no worker is left.
+    ///
+    /// ```
+    /// use multiproc::TaskError;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async(nap, 60_000);
+    /// pool.terminate();
+    /// assert!(matches!(r.get(), Err(TaskError::Terminated { .. })));
+    /// ```
+    pub fn terminate(&self) {
+        self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).terminate = true;
+        self.shared.wake_always();
+        self.join_driver();
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the workers and reaps them (after `join`, there is nothing left to do).
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_send_and_sync_where_they_should_be() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<super::Pool>();
+        send::<super::AsyncResult<Vec<u8>>>();
+        send::<super::MapResult<String>>();
+        send::<super::TaskError>();
+    }
+}

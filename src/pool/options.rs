@@ -1,0 +1,155 @@
+//! Options of one submission: callbacks, timeout, retries, chunking, window, progress.
+
+use std::time::Duration;
+
+use super::error::TaskError;
+
+type Callback<R> = Box<dyn FnOnce(&R) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
+
+/// Options for [`Pool::apply_async_with`](crate::Pool::apply_async_with): callbacks, a
+/// timeout and retries for this task.
+///
+/// Callbacks run in the parent, on the pool's driver thread, before the result counts
+/// as ready (as in Python); they must be quick and must not wait on the pool. A panicking
+/// callback is reported on stderr and the pool goes on.
+///
+/// ```
+/// use multiproc::TaskOptions;
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(1).unwrap();
+/// let parent = std::process::id();
+/// let r = pool.apply_async_with(square, 4, TaskOptions::new().callback(move |v: &u64| {
+///     assert_eq!(std::process::id(), parent); // callbacks run in the parent
+///     println!("got {v}");
+/// }));
+/// assert_eq!(r.get().unwrap(), 16);
+/// ```
+pub struct TaskOptions<R> {
+    pub(crate) callback: Option<Callback<R>>,
+    pub(crate) error_callback: Option<ErrorCallback>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: Option<u32>,
+}
+
+impl<R> Default for TaskOptions<R> {
+    fn default() -> Self {
+        TaskOptions { callback: None, error_callback: None, timeout: None, retries: None }
+    }
+}
+
+impl<R> std::fmt::Debug for TaskOptions<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskOptions")
+            .field("callback", &self.callback.is_some())
+            .field("error_callback", &self.error_callback.is_some())
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl<R> TaskOptions<R> {
+    /// No callbacks; the pool's timeout and retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` in the parent with the task's value when it succeeds.
+    pub fn callback(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` in the parent with the error when the task fails.
+    pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        self.error_callback = Some(Box::new(f));
+        self
+    }
+
+    /// Kills the worker if the task runs longer than `timeout`; the task fails with
+    /// [`TaskError::Timeout`] and a fresh worker takes over.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Re-runs the task on a fresh worker up to `n` times if its worker dies.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+}
+
+/// How a map cuts its items into tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunksize {
+    /// Python's default: `map` sends `ceil(n / (4 × workers))` items per task, `imap` one.
+    Default,
+    /// This many items per task.
+    Fixed(usize),
+    /// Sized while running from the measured time per item (about 2 ms of work per task).
+    Adaptive,
+}
+
+/// Options for the map family (`map_async_with`, `imap_with`, `imap_unordered_with`,
+/// `starmap_async_with`).
+///
+/// ```
+/// use multiproc::{Chunksize, MapOptions};
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let opts = MapOptions::new().chunksize(Chunksize::Fixed(10)).window(100);
+/// let v: Vec<u64> = pool.imap_with(double, 0..1000, &opts).map(Result::unwrap).collect();
+/// assert_eq!(v[999], 1998);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MapOptions {
+    pub(crate) chunksize: Option<Chunksize>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) window: Option<usize>,
+    pub(crate) progress: bool,
+}
+
+impl MapOptions {
+    /// Python's defaults and the pool's timeout and retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How items are cut into tasks. A worker's death costs only the item it was running
+    /// whatever the chunk size.
+    pub fn chunksize(mut self, c: Chunksize) -> Self {
+        self.chunksize = Some(c);
+        self
+    }
+
+    /// A timeout for each task (a chunk counts as one task).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Re-runs an item whose worker died, up to `n` times.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// For `imap`: at most this many items are in flight or waiting to be consumed.
+    pub fn window(mut self, items: usize) -> Self {
+        self.window = Some(items.max(1));
+        self
+    }
+
+    /// Draws a progress bar on the terminal (with the `progress` feature; ignored without).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+}

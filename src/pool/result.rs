@@ -1,0 +1,274 @@
+//! `AsyncResult`: the handle of one submitted task.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::error::TaskError;
+use super::submit::{Delivered, Outcome, Shared, Sink};
+use crate::wire::codec;
+
+type Callback<R> = Box<dyn FnOnce(&R) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
+
+struct SlotState<R> {
+    outcome: Option<Result<R, TaskError>>,
+    done: bool,
+    waiters: usize,
+    waker: Option<Waker>,
+}
+
+/// Where one task's outcome lands; shared by the driver and the `AsyncResult`.
+pub(crate) struct Slot<R> {
+    task: &'static str,
+    state: Mutex<SlotState<R>>,
+    cond: Condvar,
+    cancelled: AtomicBool,
+    callbacks: Mutex<(Option<Callback<R>>, Option<ErrorCallback>)>,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new(
+        task: &'static str,
+        callback: Option<Callback<R>>,
+        error_callback: Option<ErrorCallback>,
+    ) -> Self {
+        Slot {
+            task,
+            state: Mutex::new(SlotState { outcome: None, done: false, waiters: 0, waker: None }),
+            cond: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            callbacks: Mutex::new((callback, error_callback)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState<R>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores the outcome unless one is there already; wakes whoever waits.
+    pub(crate) fn set(&self, outcome: Result<R, TaskError>) -> bool {
+        let waker;
+        {
+            let mut st = self.lock();
+            if st.done {
+                return false;
+            }
+            st.outcome = Some(outcome);
+            st.done = true;
+            if st.waiters > 0 {
+                self.cond.notify_all();
+            }
+            waker = st.waker.take();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    fn is_done(&self) -> bool {
+        self.lock().done
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
+    fn deliver(&self, _index: usize, outcome: Outcome<'_>) -> Delivered {
+        if self.is_done() {
+            return Delivered::Ignored;
+        }
+        let (result, mut delivered) = match outcome {
+            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
+                Ok(v) => (Ok(v), Delivered::Value),
+                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
+            },
+            Outcome::Failed(e) => (Err(e), Delivered::Failed),
+        };
+        // Python runs the callback before the result counts as ready.
+        let (cb, ecb) = std::mem::take(&mut *self.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
+        let ran = match &result {
+            Ok(v) => cb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(v)))),
+            Err(e) => ecb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(e)))),
+        };
+        if let Some(Err(p)) = ran {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!("multiproc pool: a callback of task `{}` panicked: {what} (the pool goes on)", self.task);
+            if matches!(delivered, Delivered::Value) {
+                delivered = Delivered::CallbackPanicked;
+            }
+        }
+        self.set(result);
+        delivered
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async): a task running in the
+/// pool, like Python's `AsyncResult`.
+///
+/// Wait for it with [`get`](AsyncResult::get) (or [`get_timeout`](AsyncResult::get_timeout)),
+/// look at it with [`ready`](AsyncResult::ready) and [`successful`](AsyncResult::successful),
+/// stop it with [`cancel`](AsyncResult::cancel), or `.await` it: it is a
+/// [`Future`] that needs no particular runtime. Dropping it does not stop the task.
+///
+/// ```
+/// use std::time::Duration;
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let r = pool.apply_async(square, 7);
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful(), Some(true));
+/// assert_eq!(r.get().unwrap(), 49);
+/// ```
+pub struct AsyncResult<R> {
+    slot: Arc<Slot<R>>,
+    shared: Option<Arc<Shared>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult").field("task", &self.slot.task).field("ready", &self.ready()).finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(slot: Arc<Slot<R>>, shared: Option<Arc<Shared>>) -> Self {
+        AsyncResult { slot, shared, _r: PhantomData }
+    }
+
+    /// Waits for the task and returns its value or why there is none.
+    pub fn get(self) -> Result<R, TaskError> {
+        self.wait();
+        self.take()
+    }
+
+    /// Waits at most `timeout`. If the task has not ended by then, returns
+    /// [`TaskError::WaitTimeout`]; the task itself goes on (use
+    /// [`cancel`](AsyncResult::cancel) to stop it, or a task timeout to bound it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::TaskError;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async(nap, 2_000);
+    /// assert!(matches!(r.get_timeout(Duration::from_millis(10)), Err(TaskError::WaitTimeout { .. })));
+    /// ```
+    pub fn get_timeout(self, timeout: Duration) -> Result<R, TaskError> {
+        if !self.wait_timeout(timeout) {
+            return Err(TaskError::WaitTimeout { task: self.slot.task, waited: timeout });
+        }
+        self.take()
+    }
+
+    fn take(&self) -> Result<R, TaskError> {
+        let mut st = self.slot.lock();
+        st.outcome.take().unwrap_or(Err(TaskError::Cancelled { task: self.slot.task }))
+    }
+
+    /// Whether the task has ended (with a value or an error).
+    pub fn ready(&self) -> bool {
+        self.slot.is_done()
+    }
+
+    /// `Some(true)` if the task ended with a value, `Some(false)` if it failed, `None`
+    /// while it runs (where Python raises `ValueError`).
+    pub fn successful(&self) -> Option<bool> {
+        let st = self.slot.lock();
+        if !st.done { None } else { Some(matches!(st.outcome, Some(Ok(_)))) }
+    }
+
+    /// Waits until the task has ended.
+    pub fn wait(&self) {
+        let mut st = self.slot.lock();
+        while !st.done {
+            st.waiters += 1;
+            st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
+        }
+    }
+
+    /// Waits at most `timeout`; returns whether the task has ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut st = self.slot.lock();
+        while !st.done {
+            let Some(deadline) = deadline else {
+                // Too far away to represent: wait without a deadline.
+                st.waiters += 1;
+                st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.waiters -= 1;
+                continue;
+            };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            st.waiters += 1;
+            st = self.slot.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st.waiters -= 1;
+        }
+        true
+    }
+
+    /// Cancels the task: one not yet started is dropped; a running one has its worker
+    /// killed (and replaced). Returns `false` if the task had already ended. Afterwards
+    /// `get` returns [`TaskError::Cancelled`].
+    ///
+    /// ```
+    /// use multiproc::TaskError;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let r = pool.apply_async(nap, 60_000);
+    /// assert!(r.cancel());
+    /// assert!(matches!(r.get(), Err(TaskError::Cancelled { .. })));
+    /// assert_eq!(pool.apply(nap, 1).unwrap(), 1); // a fresh worker took over
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if !self.slot.set(Err(TaskError::Cancelled { task: self.slot.task })) {
+            return false;
+        }
+        self.slot.cancelled.store(true, Ordering::Relaxed);
+        if let Some(shared) = &self.shared {
+            shared.request_cancel();
+        }
+        true
+    }
+}
+
+impl<R> Future for AsyncResult<R> {
+    type Output = Result<R, TaskError>;
+
+    /// Ready once the task has ended. Polling again after that gives
+    /// [`TaskError::Cancelled`] (the value was handed out already).
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.slot.lock();
+        if st.done {
+            return Poll::Ready(st.outcome.take().unwrap_or(Err(TaskError::Cancelled { task: self.slot.task })));
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}

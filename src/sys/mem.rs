@@ -1,0 +1,177 @@
+//! Memory: a small page of counters shared with a child, the address-space limit.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use rustix::fs::{MemfdFlags, fstat, ftruncate, memfd_create};
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+
+/// A page of `u64` counters that two processes see at once: one writes, the other reads.
+///
+/// It is a memfd mapped shared; the descriptor travels to the child (`SCM_RIGHTS`),
+/// which maps the same page. Counters are atomics, so no lock and no syscall is
+/// needed to publish a value.
+#[derive(Debug)]
+pub(crate) struct SharedCounters {
+    base: NonNull<AtomicU64>,
+    slots: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is only accessed through `AtomicU64`s, which are themselves Send + Sync.
+unsafe impl Send for SharedCounters {}
+// SAFETY: as above: every access is an atomic operation.
+unsafe impl Sync for SharedCounters {}
+
+const PAGE: usize = 4096;
+
+impl SharedCounters {
+    /// Creates a zeroed page of `slots` counters (at most 512).
+    pub(crate) fn create(slots: usize) -> io::Result<SharedCounters> {
+        assert!(slots * 8 <= PAGE, "at most {} counters fit in one page", PAGE / 8);
+        let fd = memfd_create("multiproc-counters", MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, PAGE as u64)?;
+        Self::map(fd, slots)
+    }
+
+    /// Maps a page received from another process.
+    pub(crate) fn open(fd: OwnedFd, slots: usize) -> io::Result<SharedCounters> {
+        let st = fstat(&fd)?;
+        if (st.st_size as u64) < (slots * 8) as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the shared counter page is too small"));
+        }
+        Self::map(fd, slots)
+    }
+
+    fn map(fd: OwnedFd, slots: usize) -> io::Result<SharedCounters> {
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) of one page of a memfd
+        // that is at least one page long; it aliases no Rust object.
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), PAGE, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)? };
+        let base = NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(SharedCounters { base, slots, fd })
+    }
+
+    /// Counter number `i`.
+    pub(crate) fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.slots, "counter {i} out of {}", self.slots);
+        // SAFETY: `i` is within the mapped page (checked), the page is page-aligned so every
+        // slot is 8-aligned, and it stays mapped as long as `self` lives.
+        unsafe { &*self.base.as_ptr().add(i) }
+    }
+
+    /// The memfd, to send to the other process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: the page was mapped by `map` with this address and length, and no
+        // reference into it outlives `self` (`get` borrows `self`).
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), PAGE) };
+    }
+}
+
+/// A memfd holding `parts`, one after the other: a large message body that travels as a
+/// descriptor instead of through the socket (one copy in, none out).
+pub(crate) fn memfd_with(parts: &[&[u8]]) -> io::Result<OwnedFd> {
+    let fd = memfd_create("multiproc-payload", MemfdFlags::CLOEXEC)?;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    ftruncate(&fd, total as u64)?;
+    let mut at = 0u64;
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            match rustix::io::pwrite(&fd, rest, at) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "memfd write returned 0")),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    at += n as u64;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(fd)
+}
+
+/// A whole file mapped read-only (for a body received as a memfd).
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a private read-only mapping owned by this value; reading it from any thread is fine.
+unsafe impl Send for Mapped {}
+// SAFETY: as above: it is never written.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps all of `fd`, prefaulted.
+    pub(crate) fn open(fd: &OwnedFd) -> io::Result<Mapped> {
+        let len = fstat(fd)?.st_size as usize;
+        if len == 0 {
+            return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
+        }
+        // SAFETY: a fresh private read-only mapping of `len` bytes of a file that is `len`
+        // bytes long; it aliases no Rust object and is unmapped only by `drop`.
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE | MapFlags::POPULATE, fd, 0)? };
+        Ok(Mapped { ptr: ptr.cast(), len })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives (see `open`).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `open`, with its length; no borrow outlives `self`.
+            let _ = unsafe { munmap(self.ptr as *mut _, self.len) };
+        }
+    }
+}
+
+/// Caps this process's address space at `bytes` (`RLIMIT_AS`): an allocation past it fails.
+pub(crate) fn limit_address_space(bytes: u64) -> io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    setrlimit(Resource::As, Rlimit { current: Some(bytes), maximum: Some(bytes) })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_memfd_body_maps_back_whole() {
+        let fd = memfd_with(&[b"head", &[7u8; 100_000], b""]).unwrap();
+        let m = Mapped::open(&fd).unwrap();
+        assert_eq!(m.bytes().len(), 100_004);
+        assert_eq!(&m.bytes()[..5], b"head\x07");
+        let empty = memfd_with(&[]).unwrap();
+        assert!(Mapped::open(&empty).unwrap().bytes().is_empty());
+    }
+
+    #[test]
+    fn two_mappings_of_one_page_see_each_other() {
+        let a = SharedCounters::create(4).unwrap();
+        let b = SharedCounters::open(a.fd().try_clone_to_owned().unwrap(), 4).unwrap();
+        a.get(3).store(42, Ordering::Release);
+        assert_eq!(b.get(3).load(Ordering::Acquire), 42);
+        assert_eq!(b.get(0).load(Ordering::Acquire), 0);
+    }
+}

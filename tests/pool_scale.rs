@@ -1,0 +1,57 @@
+//! Several threads at once, large payloads both ways.
+
+use std::sync::Arc;
+
+use multiproc::Pool;
+
+multiproc::test_init!();
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+/// A large buffer in, a large buffer out (a String is encoded in one go).
+fn shout(mut s: String) -> String {
+    s.push('!');
+    s
+}
+
+#[test]
+fn several_threads_submit_at_once() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    assert_eq!(pool.apply(double, t * 1000 + i).unwrap(), 2 * (t * 1000 + i));
+                }
+                let hs: Vec<_> = (0..200).map(|i| pool.apply_async(double, i)).collect();
+                for (i, h) in hs.into_iter().enumerate() {
+                    assert_eq!(h.get().unwrap(), 2 * i as u64);
+                }
+                assert_eq!(pool.map(double, 0..300).unwrap()[299], 598);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn large_arguments_and_results_with_more_tasks_than_workers_do_not_deadlock() {
+    // Far beyond any socket buffer; 256 MiB behaves the same, only slower in debug builds.
+    const MIB: usize = 1 << 20;
+    let pool = Pool::new(2).unwrap();
+    let inputs: Vec<String> = (0..6u8).map(|i| char::from(b'a' + i).to_string().repeat(8 * MIB)).collect();
+    let hs: Vec<_> = inputs.iter().map(|s| pool.apply_async(shout, s.clone())).collect();
+    for (h, s) in hs.into_iter().zip(&inputs) {
+        let r = h.get().unwrap();
+        assert_eq!(r.len(), s.len() + 1);
+        assert!(r.starts_with(&s[..10]) && r.ends_with('!'));
+    }
+    let back = pool.map(shout, inputs).unwrap();
+    assert_eq!(back.len(), 6);
+    assert!(back[5].starts_with("fff") && back[5].ends_with('!'));
+}
