@@ -113,3 +113,11 @@ fn a_panic_prints_its_message_and_location_on_the_childs_stderr() {
     assert!(err.contains("the message of the panic"), "{err}");
     assert!(err.contains("tests/process_exit_codes.rs:"), "{err}");
 }
+
+#[test]
+fn an_endless_start_timeout_means_no_deadline() {
+    let mut p = Process::new(nothing, ()).start_timeout(Duration::MAX);
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}

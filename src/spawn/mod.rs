@@ -175,7 +175,8 @@ pub(crate) fn start(
         Ok(p) => p,
         Err(e) => return Err(Error::Io(e)),
     };
-    let deadline = Instant::now() + spec.start_timeout;
+    // A timeout too large to add to now (e.g. `Duration::MAX`) means no deadline.
+    let deadline = Instant::now().checked_add(spec.start_timeout);
     match handshake(&mut channel, deadline) {
         Ok(()) => Ok(Spawned { process, channel }),
         Err(fail) => Err(failed_start(process, exe, spec.start_timeout, fail)),
@@ -188,8 +189,8 @@ enum StartFailure {
     Refused(Refusal),
 }
 
-fn handshake(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailure> {
-    if let Err(e) = channel.writer.flush(Some(deadline)) {
+fn handshake(channel: &mut Channel, deadline: Option<Instant>) -> Result<(), StartFailure> {
+    if let Err(e) = channel.writer.flush(deadline) {
         // A child that hung up may still have said why (a refusal, or bad bytes):
         // report what it sent rather than just the hang-up.
         if matches!(e, FrameError::Closed) {
@@ -203,8 +204,8 @@ fn handshake(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailur
     read_reply(channel, deadline)
 }
 
-fn read_reply(channel: &mut Channel, deadline: Instant) -> Result<(), StartFailure> {
-    let frame = channel.reader.recv(Some(deadline)).map_err(StartFailure::Frame)?;
+fn read_reply(channel: &mut Channel, deadline: Option<Instant>) -> Result<(), StartFailure> {
+    let frame = channel.reader.recv(deadline).map_err(StartFailure::Frame)?;
     if frame.kind != KIND_REPLY {
         return Err(StartFailure::Frame(FrameError::Malformed(format!(
             "expected a handshake reply (kind {KIND_REPLY:#04x}), got kind {:#04x}",

@@ -5,6 +5,9 @@
 //! the payload. Payloads are serde values in postcard's format. Every malformed, cut or
 //! oversized frame is a [`FrameError`], never a panic, a hang or undefined behaviour.
 
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_api;
 pub(crate) mod codec;
 mod error;
 #[allow(dead_code)] // `attach`/`take` are for the handles of the IPC layer

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs the benchmark table and writes BENCHMARKS.md at the repository root.
+#
+#   bench/run.sh [REPETITIONS]        (default 5, the least the table is meant to have)
+#
+# Every cell is one fresh process: W1–W9 for multiproc, Python's multiprocessing (fork)
+# and procspawn, the raw socketpair baselines and rayon's W5 ceiling. The latency cells
+# (W2, W7p, raw round trip) also run with every process pinned to one CPU. The cells are
+# interleaved: repetition 1 of every cell, then repetition 2, ... so that drift on a noisy
+# machine lands on every column alike. W9 (a verdict, and Python's map hangs until the
+# 20 s timeout) runs in the first repetition only.
+#
+# The Python side is ../shared/bench/python beside the repository (as on CI), or the
+# folder named by MULTIPROC_BENCH_PYTHON. Raw results go to target/bench-results/<time>/.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPS=${1:-5}
+if ! [[ $REPS =~ ^[1-9][0-9]*$ ]]; then
+    echo "run.sh: the number of repetitions must be a positive integer, not '$REPS'" >&2
+    exit 2
+fi
+
+PY_DIR=${MULTIPROC_BENCH_PYTHON:-$REPO/../shared/bench/python}
+if [[ ! -f $PY_DIR/bench_mp.py || ! -f $PY_DIR/w9_crash.py ]]; then
+    cat >&2 <<EOF
+run.sh: the Python side of the benchmarks is missing: no bench_mp.py and w9_crash.py in
+  $PY_DIR
+It lives in shared/bench/python, with shared/ beside the repository (../shared). Put it
+there, or point MULTIPROC_BENCH_PYTHON at that folder.
+EOF
+    exit 2
+fi
+PY_DIR=$(cd "$PY_DIR" && pwd)
+command -v python3 >/dev/null || { echo "run.sh: python3 is not installed" >&2; exit 2; }
+
+echo "== building (release)"
+cargo build --release --quiet -p multiproc-bench --manifest-path "$REPO/Cargo.toml"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=$TARGET_DIR/release/multiproc-bench
+OUT=$TARGET_DIR/bench-results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+python3 "$REPO/bench/aggregate.py" meta "$REPO" >"$OUT/meta.json"
+
+# One cell a line: <cell> <impl> <command...>, the command quoted for the shell.
+# The cell names are the rows of aggregate.py. Cells compared with each other (the
+# latency cells and their raw round trip) are next to each other, so drift hits them alike.
+c() {
+    printf '%s %s' "$1" "$2"
+    shift 2
+    printf ' %q' "$@"
+    echo
+}
+# Latency cells run twice: as the scheduler places them, and with every process on one
+# CPU. Unpinned, a round trip on this kind of VM is either ~5 µs (both ends on one CPU)
+# or ~100 µs (a cross-CPU wake-up), at random per run; pinned, it is the software cost.
+PIN_CPU=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+PIN=(taskset -c "$PIN_CPU")
+command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is not installed" >&2; exit 2; }
+PY=(python3 "$PY_DIR/bench_mp.py")
+PS=(python3 "$REPO/bench/process_start.py")
+W9=(python3 "$PY_DIR/w9_crash.py")
+
+cells() {
+    c w1_cs1 multiproc "$BIN" multiproc w1 --chunksize 1
+    c w1_cs1 python "${PY[@]}" w1 --chunksize 1
+    c w1_cs1 procspawn "$BIN" procspawn w1 --chunksize 1
+    c w1_default multiproc "$BIN" multiproc w1 --chunksize default
+    c w1_default python "${PY[@]}" w1 --chunksize default
+    c w1_default procspawn "$BIN" procspawn w1 --chunksize default
+    c w2 multiproc "$BIN" multiproc w2
+    c w2 python "${PY[@]}" w2
+    c w2 procspawn "$BIN" procspawn w2
+    c raw_rt raw "$BIN" raw rt
+    c w2_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w2
+    c w2_1cpu python "${PIN[@]}" "${PY[@]}" w2
+    c w2_1cpu procspawn "${PIN[@]}" "$BIN" procspawn w2
+    c raw_rt_1cpu raw "${PIN[@]}" "$BIN" raw rt
+    c w7p multiproc "$BIN" multiproc w7p
+    c w7p python "${PY[@]}" w7p
+    c w7p_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w7p
+    c w7p_1cpu python "${PIN[@]}" "${PY[@]}" w7p
+    c w3 multiproc "$BIN" multiproc w3
+    c w3 python "${PY[@]}" w3
+    c w3 procspawn "$BIN" procspawn w3
+    c w4 multiproc "$BIN" multiproc w4
+    c w4 python "${PY[@]}" w4
+    c w4 procspawn "$BIN" procspawn w4
+    c process_start multiproc "$BIN" multiproc process-start
+    c process_start python "${PS[@]}" --method fork
+    c process_start procspawn "$BIN" procspawn process-start
+    c process_start python_spawn "${PS[@]}" --method spawn
+    c w5 multiproc "$BIN" multiproc w5
+    c w5 python "${PY[@]}" w5
+    c w5 procspawn "$BIN" procspawn w5
+    c w5 rayon "$BIN" rayon w5
+    c w6 multiproc "$BIN" multiproc w6
+    c w6 python "${PY[@]}" w6
+    c w6 procspawn "$BIN" procspawn w6
+    c w6_cs1 multiproc "$BIN" multiproc w6 --chunksize 1
+    c w6_cs1 python "${PY[@]}" w6 --chunksize 1
+    c w6_cs1 procspawn "$BIN" procspawn w6 --chunksize 1
+    c raw_tput raw "$BIN" raw tput
+    c w7q multiproc "$BIN" multiproc w7q
+    c w7q python "${PY[@]}" w7q
+    c w8 multiproc "$BIN" multiproc w8
+    c w8 python "${PY[@]}" w8
+}
+
+# W9, first repetition only: <cell> <impl> <command...>.
+crash_cells() {
+    c w9 multiproc "$BIN" multiproc w9
+    c w9 procspawn "$BIN" procspawn w9
+    c w9 python_mp_pool_map "${W9[@]}" mp_pool_map
+    c w9 python_mp_pool_imap "${W9[@]}" mp_pool_imap
+    c w9 python_mp_pool_imap_unordered "${W9[@]}" mp_pool_imap_unordered
+    c w9 python_ppe_map "${W9[@]}" ppe_map
+    c w9 python_ppe_submit "${W9[@]}" ppe_submit
+}
+
+# Runs one cell under a time limit; its stdout, stderr, exit code and wall time are kept.
+run_cell() {
+    local dir=$1 limit=$2 cell=$3 impl=$4
+    shift 4
+    local base=$dir/$cell.$impl start end rc=0
+    start=$(date +%s%N)
+    timeout --kill-after=5 "$limit" "$@" >"$base.out" 2>"$base.err" </dev/null || rc=$?
+    end=$(date +%s%N)
+    echo "$rc" >"$base.rc"
+    printf '  %-14s %-30s %6.2f s%s\n' "$cell" "$impl" "$(((end - start) / 1000000))e-3" \
+        "$([[ $rc == 0 ]] || echo "  (exit $rc)")"
+}
+
+T0=$(date +%s)
+for ((rep = 1; rep <= REPS; rep++)); do
+    echo "== repetition $rep/$REPS"
+    dir=$OUT/rep$rep
+    mkdir -p "$dir"
+    while read -r line; do
+        eval "run_cell \"\$dir\" 120 $line"
+    done < <(cells)
+    if ((rep == 1)); then
+        while read -r line; do
+            eval "run_cell \"\$dir\" 20 $line"
+        done < <(crash_cells)
+    fi
+done
+cp /proc/loadavg "$OUT/load_end" 2>/dev/null || true
+echo "== $REPS repetitions in $(($(date +%s) - T0)) s; results in $OUT"
+
+python3 "$REPO/bench/aggregate.py" table "$OUT" "$REPO/BENCHMARKS.md" "$REPO/bench/NOTES.md"
+echo "== wrote $REPO/BENCHMARKS.md"

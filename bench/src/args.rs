@@ -1,0 +1,154 @@
+//! The command line: `<impl> <workload> [--chunksize N|default] [--n N] [--iters N]`.
+
+pub const USAGE: &str = "usage: multiproc-bench <impl> <workload> [--chunksize N|default] [--n N] [--iters N]
+  impl:     multiproc | procspawn | raw | rayon
+  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
+            process-start (start a process, handshake, exit),
+            rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    Multiproc,
+    Procspawn,
+    Raw,
+    Rayon,
+}
+
+impl Impl {
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Multiproc => "multiproc",
+            Impl::Procspawn => "procspawn",
+            Impl::Raw => "raw",
+            Impl::Rayon => "rayon",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    W1,
+    W2,
+    W3,
+    W4,
+    W5,
+    W6,
+    W7q,
+    W7p,
+    W8,
+    W9,
+    ProcessStart,
+    RoundTrip,
+    Throughput,
+}
+
+const WORKLOADS: [(&str, Workload); 13] = [
+    ("w1", Workload::W1),
+    ("w2", Workload::W2),
+    ("w3", Workload::W3),
+    ("w4", Workload::W4),
+    ("w5", Workload::W5),
+    ("w6", Workload::W6),
+    ("w7q", Workload::W7q),
+    ("w7p", Workload::W7p),
+    ("w8", Workload::W8),
+    ("w9", Workload::W9),
+    ("process-start", Workload::ProcessStart),
+    ("rt", Workload::RoundTrip),
+    ("tput", Workload::Throughput),
+];
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        WORKLOADS.iter().find(|(_, w)| *w == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    /// The size of the workload when `--n` is not given, as in WORKLOADS.md.
+    pub fn default_n(self) -> usize {
+        match self {
+            Workload::W1 => 100_000,
+            Workload::W2 => 5_000,
+            Workload::W3 => 20_000,
+            Workload::W4 => 1,
+            Workload::W5 => 64,
+            Workload::W6 => 200,
+            Workload::W7q => 200_000,
+            Workload::W7p => 10_000,
+            Workload::W8 => 10_000,
+            Workload::W9 => 20,
+            Workload::ProcessStart => 5,
+            Workload::RoundTrip => 10_000,
+            // MiB written
+            Workload::Throughput => 2_048,
+        }
+    }
+}
+
+/// `--chunksize`: a number, or Python's default (`ceil(n / (4 × workers))`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunksize {
+    Default,
+    Fixed(usize),
+}
+
+impl Chunksize {
+    /// The chunk size for `n` items on `workers` workers.
+    pub fn resolve(self, n: usize, workers: usize) -> usize {
+        match self {
+            Chunksize::Fixed(c) => c.max(1),
+            Chunksize::Default => n.div_ceil(4 * workers).max(1),
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Chunksize::Default => "default".into(),
+            Chunksize::Fixed(c) => c.to_string(),
+        }
+    }
+}
+
+pub struct Args {
+    pub imp: Impl,
+    pub workload: Workload,
+    pub chunksize: Chunksize,
+    pub n: usize,
+    /// W5: LCG iterations per task.
+    pub iters: u64,
+}
+
+/// W5's per-task work for Rust (≈ 20 ms a task here).
+pub const W5_RUST_ITERS: u64 = 12_000_000;
+
+impl Args {
+    pub fn parse(argv: &[String]) -> Result<Args, String> {
+        let [imp, workload, rest @ ..] = argv else { return Err("an impl and a workload are required".into()) };
+        let imp = match imp.as_str() {
+            "multiproc" => Impl::Multiproc,
+            "procspawn" => Impl::Procspawn,
+            "raw" => Impl::Raw,
+            "rayon" => Impl::Rayon,
+            other => return Err(format!("unknown impl `{other}`")),
+        };
+        let workload = WORKLOADS
+            .iter()
+            .find(|(n, _)| n == workload)
+            .map(|(_, w)| *w)
+            .ok_or_else(|| format!("unknown workload `{workload}`"))?;
+        let mut args =
+            Args { imp, workload, chunksize: Chunksize::Default, n: workload.default_n(), iters: W5_RUST_ITERS };
+        let mut it = rest.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let number = || value.parse::<u64>().map_err(|_| format!("{flag} wants a number, got `{value}`"));
+            match flag.as_str() {
+                "--chunksize" if value == "default" => args.chunksize = Chunksize::Default,
+                "--chunksize" => args.chunksize = Chunksize::Fixed(number()? as usize),
+                "--n" => args.n = number()? as usize,
+                "--iters" => args.iters = number()?,
+                other => return Err(format!("unknown option `{other}`")),
+            }
+        }
+        Ok(args)
+    }
+}

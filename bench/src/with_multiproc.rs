@@ -1,0 +1,352 @@
+//! multiproc's side of every workload: one function each, with the task bodies, inputs,
+//! checks and reports of `work.rs`. A workload whose part of multiproc does not exist
+//! yet returns `Outcome::Skipped("needs …")`, which the table shows as pending.
+
+use std::time::{Duration, Instant};
+
+use multiproc::manager::DictProxy;
+use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue};
+
+use crate::args::{self, Args, Workload};
+use crate::report::{Latencies, Report};
+use crate::work::{self, Outcome, RunResult};
+
+pub fn run(a: &Args) -> RunResult {
+    match a.workload {
+        Workload::ProcessStart => process_start(a),
+        Workload::W1 => w1(a),
+        Workload::W2 => w2(a),
+        Workload::W3 => w3(a),
+        Workload::W4 => w4(),
+        Workload::W5 => w5(a),
+        Workload::W6 => w6(a),
+        Workload::W9 => w9(),
+        Workload::W7q => w7q(a),
+        Workload::W7p => w7p(a),
+        Workload::W8 => w8(a),
+        Workload::RoundTrip | Workload::Throughput => Ok(Outcome::Skipped("a raw-socket baseline".into())),
+    }
+}
+
+/// W4-like, for what exists today: `Process::start` (re-exec, handshake) then `join`
+/// (the function returns, the child exits and is reaped), `n` times; medians.
+fn process_start(a: &Args) -> RunResult {
+    let mut start = Vec::with_capacity(a.n);
+    let mut stop = Vec::with_capacity(a.n);
+    for _ in 0..a.n.max(1) {
+        let t0 = Instant::now();
+        let mut p = Process::new(work::nothing, ());
+        p.start().map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
+        p.join().map_err(|e| e.to_string())?;
+        if p.exitcode() != Some(0) {
+            return Err(format!("the child exited with {:?}", p.exitcode()));
+        }
+        start.push(t1 - t0);
+        stop.push(t1.elapsed());
+    }
+    Ok(Outcome::Done(
+        work::process_start_report(&start, &stop)
+            .text("measures", "Process::start (exec + handshake) then join (function returns, child reaped)"),
+    ))
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn pool(workers: usize) -> Result<Pool, String> {
+    Pool::new(workers).map_err(err)
+}
+
+fn chunks(c: args::Chunksize) -> MapOptions {
+    MapOptions::new().chunksize(match c {
+        args::Chunksize::Default => Chunksize::Default,
+        args::Chunksize::Fixed(n) => Chunksize::Fixed(n),
+    })
+}
+
+/// Every worker runs one task first, as on the Python side.
+fn warm(pool: &Pool, workers: usize) -> Result<(), String> {
+    let opts = MapOptions::new().chunksize(Chunksize::Fixed(1));
+    pool.map_async_with(work::warm_task, vec![(); workers], &opts).get().map_err(err)?;
+    Ok(())
+}
+
+fn shut(pool: Pool) -> Result<(), String> {
+    pool.close();
+    pool.join().map_err(err)
+}
+
+/// W1: `map(f, 0..n)` on 2 workers with the given chunk size.
+fn w1(a: &Args) -> RunResult {
+    let pool = pool(2)?;
+    warm(&pool, 2)?;
+    let t = Instant::now();
+    let out = pool.map_async_with(work::f, 0..a.n as u64, &chunks(a.chunksize)).get().map_err(err)?;
+    let took = t.elapsed();
+    shut(pool)?;
+    let r = work::rate_report(a.n, took, work::doubled(&out, a.n));
+    Ok(Outcome::Done(r.text("chunksize", a.chunksize.label())))
+}
+
+/// W2: 1 worker, 100 warm-up `apply`, then `n` timed one by one.
+fn w2(a: &Args) -> RunResult {
+    let pool = pool(1)?;
+    warm(&pool, 1)?;
+    for i in 0..100 {
+        pool.apply(work::f, i).map_err(err)?;
+    }
+    let mut lat = Latencies::with_capacity(a.n);
+    let t_all = Instant::now();
+    for i in 0..a.n as u64 {
+        let t = Instant::now();
+        let r = pool.apply(work::f, i).map_err(err)?;
+        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
+        if r != 2 * i {
+            return Err(format!("f({i}) returned {r}"));
+        }
+    }
+    let took = t_all.elapsed();
+    shut(pool)?;
+    Ok(Outcome::Done(Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report())))
+}
+
+/// W3: 2 workers, `n` `apply_async` submitted, then every `get` in order.
+fn w3(a: &Args) -> RunResult {
+    let pool = pool(2)?;
+    warm(&pool, 2)?;
+    let t = Instant::now();
+    let handles: Vec<_> = (0..a.n as u64).map(|i| pool.apply_async(work::f, i)).collect();
+    let out = handles.into_iter().map(|h| h.get()).collect::<Result<Vec<u64>, _>>().map_err(err)?;
+    let took = t.elapsed();
+    shut(pool)?;
+    Ok(Outcome::Done(work::rate_report(a.n, took, work::doubled(&out, a.n))))
+}
+
+/// W4: from creating a 2-worker pool to the result of `f(21)`; then `close` + `join`.
+fn w4() -> RunResult {
+    let t0 = Instant::now();
+    let pool = pool(2)?;
+    let created = t0.elapsed();
+    let r = pool.apply(work::f, 21).map_err(err)?;
+    let t1 = Instant::now();
+    if r != 42 {
+        return Err(format!("f(21) returned {r}"));
+    }
+    shut(pool)?;
+    let t2 = Instant::now();
+    Ok(Outcome::Done(
+        Report::new()
+            .num("create_ms", created.as_secs_f64() * 1e3)
+            .num("startup_ms", (t1 - t0).as_secs_f64() * 1e3)
+            .num("shutdown_ms", (t2 - t1).as_secs_f64() * 1e3),
+    ))
+}
+
+/// W5: the serial run here, then `map(lcg, …, chunksize=1)` on 2 workers.
+fn w5(a: &Args) -> RunResult {
+    let tasks = a.n as u64;
+    let (serial, serial_t) = work::w5_serial(a.iters, tasks);
+    let pool = pool(2)?;
+    warm(&pool, 2)?;
+    let opts = MapOptions::new().chunksize(Chunksize::Fixed(1));
+    let t = Instant::now();
+    let par = pool.map_async_with(work::lcg_task, (0..tasks).map(|s| (a.iters, s)), &opts).get().map_err(err)?;
+    let par_t = t.elapsed();
+    shut(pool)?;
+    Ok(Outcome::Done(work::w5_report(a.iters, &serial, serial_t, &par, par_t)))
+}
+
+/// W6: `map(len, …)` over `n` distinct 1 MiB buffers (serde bytes) on 2 workers.
+fn w6(a: &Args) -> RunResult {
+    let data = work::w6_payloads(a.n);
+    let pool = pool(2)?;
+    warm(&pool, 2)?;
+    let t = Instant::now();
+    let lens = pool.map_async_with(work::nbytes, data, &chunks(a.chunksize)).get().map_err(err)?;
+    let took = t.elapsed();
+    shut(pool)?;
+    Ok(Outcome::Done(work::w6_report(a.n, took, &lens).text("chunksize", a.chunksize.label())))
+}
+
+/// W9: 20 tasks on 2 workers, task 5 SIGKILLs its worker; every item's result is kept
+/// (`map_results`), then a new task, then what is left behind once the pool is gone.
+fn w9() -> RunResult {
+    let t = Instant::now();
+    let pool = pool(2)?;
+    let mut rec = work::CrashRecord {
+        results_ok: 0,
+        other_failures: Vec::new(),
+        task5: String::new(),
+        new_task: String::new(),
+        new_task_ok: false,
+        left_behind: Vec::new(),
+        took: Duration::ZERO,
+    };
+    for (i, r) in pool.map_results(work::crash_task, 0..20u64).into_iter().enumerate() {
+        match (i, r) {
+            (5, Ok(v)) => rec.task5 = format!("returned {v}"),
+            (5, Err(e)) => rec.task5 = format!("error: {e}"),
+            (_, Ok(v)) if v == 2 * i as u64 => rec.results_ok += 1,
+            (_, Ok(v)) => rec.other_failures.push(format!("task {i} returned {v}")),
+            (_, Err(e)) => rec.other_failures.push(format!("task {i}: {e}")),
+        }
+    }
+    match pool.apply(work::f, 100) {
+        Ok(v) => {
+            rec.new_task = format!("f(100) = {v}");
+            rec.new_task_ok = v == 200;
+        }
+        Err(e) => rec.new_task = format!("error: {e}"),
+    }
+    shut(pool)?;
+    rec.left_behind = work::children_left_after(Duration::from_secs(2));
+    rec.took = t.elapsed();
+    Ok(Outcome::Done(rec.report()))
+}
+
+/// Starts `p` and returns it, for workloads whose children report through a queue or pipe.
+fn started(mut p: Process) -> Result<Process, String> {
+    p.start().map_err(err)?;
+    Ok(p)
+}
+
+fn joined(p: &Process) -> Result<(), String> {
+    p.join().map_err(err)?;
+    match p.exitcode() {
+        Some(0) => Ok(()),
+        code => Err(format!("{} exited with {code:?}", p.get_name())),
+    }
+}
+
+/// What W7q's processes report: (who, monotonic clock in ns, sum).
+type Stamp = (u8, u64, u64);
+const PRODUCER_STARTED: u8 = 0;
+const CONSUMER_ENDED: u8 = 1;
+
+fn w7q_producer((q, n, report): (Queue<u64>, u64, Queue<Stamp>)) {
+    let t0 = work::monotonic_ns();
+    for i in 0..n {
+        q.put(i).expect("put");
+    }
+    report.put((PRODUCER_STARTED, t0, 0)).expect("report");
+}
+
+fn w7q_consumer((q, n, report): (Queue<u64>, u64, Queue<Stamp>)) {
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += q.get().expect("get");
+    }
+    report.put((CONSUMER_ENDED, work::monotonic_ns(), sum)).expect("report");
+}
+
+/// W7q: a producer process puts 0..n on a `Queue`, a consumer process gets and sums them;
+/// timed from the producer's first put to the consumer's last get, on the monotonic clock.
+fn w7q(a: &Args) -> RunResult {
+    let n = a.n as u64;
+    let q = Queue::<u64>::new().map_err(err)?;
+    let report = Queue::<Stamp>::new().map_err(err)?;
+    let wall = Instant::now();
+    let consumer = started(Process::new(w7q_consumer, (q.clone(), n, report.clone())))?;
+    let producer = started(Process::new(w7q_producer, (q, n, report.clone())))?;
+    let (mut start, mut end) = (None, None);
+    for _ in 0..2 {
+        match report.get().map_err(err)? {
+            (PRODUCER_STARTED, t, _) => start = Some(t),
+            (_, t, sum) => end = Some((t, sum)),
+        }
+    }
+    joined(&producer)?;
+    joined(&consumer)?;
+    let wall = wall.elapsed();
+    let (Some(t0), Some((t1, sum))) = (start, end) else { return Err("a process did not report".into()) };
+    let secs = t1.saturating_sub(t0) as f64 / 1e9;
+    Ok(Outcome::Done(
+        Report::new()
+            .int("n", n)
+            .num("seconds", secs)
+            .num("msgs_per_s", n as f64 / secs)
+            .num("wall_incl_process_start_s", wall.as_secs_f64())
+            .flag("ok", sum == n * (n - 1) / 2),
+    ))
+}
+
+fn w7p_echo(conn: Connection<u64>) {
+    // Until the parent closes its end.
+    while let Ok(x) = conn.recv() {
+        conn.send(x).expect("echo");
+    }
+}
+
+/// W7p: a child echoes small integers over a duplex `Pipe`; 200 warm-up, then `n` timed
+/// round trips.
+fn w7p(a: &Args) -> RunResult {
+    let (ours, theirs) = Pipe::duplex::<u64>().map_err(err)?;
+    let child = started(Process::new(w7p_echo, theirs))?;
+    let round_trip = |x: u64| -> Result<(), String> {
+        ours.send(x).map_err(err)?;
+        let back = ours.recv().map_err(err)?;
+        if back == x { Ok(()) } else { Err(format!("sent {x}, got {back} back")) }
+    };
+    for _ in 0..200 {
+        round_trip(12345)?;
+    }
+    let mut lat = Latencies::with_capacity(a.n);
+    let t0 = Instant::now();
+    for _ in 0..a.n {
+        let t = Instant::now();
+        round_trip(12345)?;
+        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let took = t0.elapsed();
+    drop(ours);
+    joined(&child)?;
+    Ok(Outcome::Done(
+        Report::new()
+            .int("n", a.n)
+            .num("seconds", took.as_secs_f64())
+            .num("rt_us", took.as_secs_f64() * 1e6 / a.n as f64)
+            .extend(lat.report()),
+    ))
+}
+
+/// What W8's child reports: write time, read time (ns) and the sum it read.
+type DictTimes = (u64, u64, u64);
+
+fn w8_child((d, n, report): (DictProxy<u64, u64>, u64, Connection<DictTimes>)) {
+    let t0 = Instant::now();
+    for k in 0..n {
+        d.set(k, k).expect("d[k] = k");
+    }
+    let t1 = Instant::now();
+    let mut sum = 0;
+    for k in 0..n {
+        sum += d.get(&k).expect("d[k]").expect("a key just written");
+    }
+    let t2 = Instant::now();
+    let ns = |d: Duration| d.as_nanos() as u64;
+    report.send((ns(t1 - t0), ns(t2 - t1), sum)).expect("report");
+}
+
+/// W8: a `Manager` dict made here; a child does `n` writes `d[k] = k` (`set`, which does
+/// not wait for the server; the reads after it do), then `n` reads.
+fn w8(a: &Args) -> RunResult {
+    let n = a.n as u64;
+    let mut manager = Manager::start().map_err(err)?;
+    let d = manager.dict::<u64, u64>().map_err(err)?;
+    let (ours, theirs) = Pipe::duplex::<DictTimes>().map_err(err)?;
+    let child = started(Process::new(w8_child, (d, n, theirs)))?;
+    let (w_ns, r_ns, sum) = ours.recv().map_err(err)?;
+    joined(&child)?;
+    manager.shutdown().map_err(err)?;
+    let (w, r) = (w_ns as f64 / 1e9, r_ns as f64 / 1e9);
+    Ok(Outcome::Done(
+        Report::new()
+            .int("n", n)
+            .num("write_ops_per_s", n as f64 / w)
+            .num("read_ops_per_s", n as f64 / r)
+            .num("ops_per_s", 2.0 * n as f64 / (w + r))
+            .flag("ok", sum == n * (n - 1) / 2),
+    ))
+}

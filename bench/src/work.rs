@@ -1,0 +1,235 @@
+//! What every implementation runs: the task bodies of WORKLOADS.md, their inputs and checks.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+/// What a run produced: a result line, or the reason it could not run yet.
+pub enum Outcome {
+    Done(Report),
+    Skipped(String),
+}
+
+pub type RunResult = Result<Outcome, String>;
+
+/// The tiny task of W1–W4: `f(x) = x * 2`.
+pub fn f(x: u64) -> u64 {
+    x * 2
+}
+
+/// W1 with a chunk per task: `f` over a slice.
+pub fn f_chunk(xs: Vec<u64>) -> Vec<u64> {
+    xs.into_iter().map(f).collect()
+}
+
+/// Whether `out[i] == 2 * i` for every `i < n`.
+pub fn doubled(out: &[u64], n: usize) -> bool {
+    out.len() == n && out.iter().enumerate().all(|(i, v)| *v == 2 * i as u64)
+}
+
+const LCG_A: u64 = 6_364_136_223_846_793_005;
+const LCG_C: u64 = 1_442_695_040_888_963_407;
+
+/// W5's task: `iters` rounds of `x = x·A + C (mod 2^64); x ^= x >> 29` from `x = seed`.
+pub fn lcg(iters: u64, seed: u64) -> u64 {
+    let mut x = seed;
+    for _ in 0..iters {
+        x = x.wrapping_mul(LCG_A).wrapping_add(LCG_C);
+        x ^= x >> 29;
+    }
+    x
+}
+
+/// `lcg` taking its arguments as one value, as a pool task does.
+pub fn lcg_task((iters, seed): (u64, u64)) -> u64 {
+    lcg(iters, seed)
+}
+
+/// W5's serial run in the parent: the results and the time it took.
+pub fn w5_serial(iters: u64, tasks: u64) -> (Vec<u64>, Duration) {
+    let t = Instant::now();
+    let out = (0..tasks).map(|s| lcg(iters, s)).collect();
+    (out, t.elapsed())
+}
+
+/// W5's report, from the serial and parallel runs.
+pub fn w5_report(iters: u64, serial: &[u64], serial_t: Duration, parallel: &[u64], parallel_t: Duration) -> Report {
+    let tasks = serial.len();
+    let checksum = serial.iter().fold(0u64, |acc, v| acc ^ v);
+    Report::new()
+        .int("iters", iters)
+        .int("tasks", tasks)
+        .num("serial_s", serial_t.as_secs_f64())
+        .num("per_task_ms", serial_t.as_secs_f64() / tasks as f64 * 1e3)
+        .num("parallel_s", parallel_t.as_secs_f64())
+        .num("speedup", serial_t.as_secs_f64() / parallel_t.as_secs_f64())
+        .text("checksum", checksum.to_string())
+        .flag("ok", serial == parallel)
+}
+
+/// A byte buffer that serde sees as one `bytes` value (copied in one go), where a
+/// `Vec<u8>` would go element by element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
+}
+
+pub const MIB: usize = 1 << 20;
+
+/// W6's input: `n` distinct 1 MiB buffers (buffer `i` is filled with `i mod 256`).
+pub fn w6_payloads(n: usize) -> Vec<Bytes> {
+    (0..n).map(|i| Bytes(vec![i as u8; MIB])).collect()
+}
+
+/// W6's task: the length of a buffer.
+pub fn nbytes(b: Bytes) -> u64 {
+    b.0.len() as u64
+}
+
+/// W6 with a chunk per task.
+pub fn nbytes_chunk(bs: Vec<Bytes>) -> Vec<u64> {
+    bs.into_iter().map(nbytes).collect()
+}
+
+/// W6's report.
+pub fn w6_report(n: usize, took: Duration, lens: &[u64]) -> Report {
+    Report::new()
+        .int("n", n)
+        .num("seconds", took.as_secs_f64())
+        .num("mib_per_s", n as f64 * MIB as f64 / (1 << 20) as f64 / took.as_secs_f64())
+        .flag("ok", lens.len() == n && lens.iter().all(|l| *l == MIB as u64))
+}
+
+/// A report of `n` tasks done in `took`: `n`, `seconds`, `tasks_per_s`, `ok`.
+pub fn rate_report(n: usize, took: Duration, ok: bool) -> Report {
+    Report::new()
+        .int("n", n)
+        .num("seconds", took.as_secs_f64())
+        .num("tasks_per_s", n as f64 / took.as_secs_f64())
+        .flag("ok", ok)
+}
+
+/// W9's task: sleeps 50 ms and returns `2i`, but task 5 first kills itself with SIGKILL.
+pub fn crash_task(i: u64) -> u64 {
+    if i == 5 {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    2 * i
+}
+
+/// A task that sleeps 50 ms: run once on every worker to warm a pool, as the Python side does.
+pub fn warm_task(_: ()) {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// A task that does nothing (process start-up rows).
+pub fn nothing(_: ()) {}
+
+/// CLOCK_MONOTONIC in nanoseconds: comparable between processes on one machine.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The pids of this process's children, zombies included (read from /proc).
+pub fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // "pid (comm) state ppid ...": comm may hold spaces or parentheses.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(me)
+        })
+        .collect()
+}
+
+/// This process's children once they have had up to `grace` to go away.
+pub fn children_left_after(grace: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let left = children();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// W9's verdict line from what the caller saw.
+pub struct CrashRecord {
+    pub results_ok: usize,
+    pub other_failures: Vec<String>,
+    pub task5: String,
+    pub new_task: String,
+    pub new_task_ok: bool,
+    pub left_behind: Vec<u32>,
+    pub took: Duration,
+}
+
+impl CrashRecord {
+    pub fn report(&self) -> Report {
+        let names_sigkill = self.task5.contains("SIGKILL") || self.task5.contains("signal 9");
+        let pass = self.results_ok == 19
+            && self.other_failures.is_empty()
+            && names_sigkill
+            && self.new_task_ok
+            && self.left_behind.is_empty();
+        let left: Vec<String> = self.left_behind.iter().map(u32::to_string).collect();
+        Report::new()
+            .int("results_ok", self.results_ok)
+            .text("other_failures", self.other_failures.join("; "))
+            .text("task5", self.task5.clone())
+            .flag("task5_names_sigkill", names_sigkill)
+            .text("new_task", self.new_task.clone())
+            .flag("new_task_ok", self.new_task_ok)
+            .text("left_behind", left.join(" "))
+            .num("seconds", self.took.as_secs_f64())
+            .text("verdict", if pass { "pass" } else { "fail" })
+    }
+}
+
+/// The process start-up row from `n` starts: medians of start (until the call returned)
+/// and stop (until the child was reaped), their sum, and the first (cold) start.
+pub fn process_start_report(start: &[Duration], stop: &[Duration]) -> Report {
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let median = |v: &[Duration]| {
+        let mut s: Vec<f64> = v.iter().map(ms).collect();
+        s.sort_by(f64::total_cmp);
+        s.get(s.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+    };
+    let totals: Vec<Duration> = start.iter().zip(stop).map(|(a, b)| *a + *b).collect();
+    Report::new()
+        .int("n", start.len())
+        .num("startup_ms", median(start))
+        .num("shutdown_ms", median(stop))
+        .num("total_ms", median(&totals))
+        .num("first_total_ms", totals.first().map(ms).unwrap_or(f64::NAN))
+}
