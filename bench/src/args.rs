@@ -1,7 +1,7 @@
 //! The command line: `<impl> <workload> [--chunksize N|default] [--n N] [--iters N]`.
 
 pub const USAGE: &str = "usage: multiproc-bench <impl> <workload> [--chunksize N|default] [--n N] [--iters N]
-  impl:     multiproc | procspawn | raw | rayon
+  impl:     multiproc | procspawn | raw | rayon | cluster (W1, W3 through a local nats-server)
   workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)";
@@ -12,6 +12,7 @@ pub enum Impl {
     Procspawn,
     Raw,
     Rayon,
+    Cluster,
 }
 
 impl Impl {
@@ -21,6 +22,7 @@ impl Impl {
             Impl::Procspawn => "procspawn",
             Impl::Raw => "raw",
             Impl::Rayon => "rayon",
+            Impl::Cluster => "cluster",
         }
     }
 }
@@ -128,6 +130,7 @@ impl Args {
             "procspawn" => Impl::Procspawn,
             "raw" => Impl::Raw,
             "rayon" => Impl::Rayon,
+            "cluster" => Impl::Cluster,
             other => return Err(format!("unknown impl `{other}`")),
         };
         let workload = WORKLOADS

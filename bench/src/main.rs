@@ -10,6 +10,7 @@
 mod args;
 mod raw;
 mod report;
+mod with_cluster;
 mod with_multiproc;
 mod with_procspawn;
 mod with_rayon;
@@ -38,6 +39,7 @@ fn main() {
         Impl::Procspawn => with_procspawn::run(&args),
         Impl::Raw => raw::run(&args),
         Impl::Rayon => with_rayon::run(&args),
+        Impl::Cluster => with_cluster::run(&args),
     };
     let line = Report::new().text("impl", args.imp.name()).text("workload", args.workload.name());
     match outcome {

@@ -53,7 +53,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ClusterPool::from_env()?.processes(8).connect()?
     };
 
-    println!("map of {count} tasks on {}", if args.iter().any(|a| a == "--local") { "a local pool" } else { "the cluster" });
+    println!(
+        "map of {count} tasks on {}",
+        if args.iter().any(|a| a == "--local") { "a local pool" } else { "the cluster" }
+    );
     let pending = pool.map_async(collatz_steps, (1..=count).map(|i| i * 1_000_003));
     if !pending.wait_timeout(Duration::from_secs(30)) {
         println!("no results after 30 s: is a worker running? start one with --worker");

@@ -1,42 +1,80 @@
 //! # multiproc-nats
 //!
-//! multiproc's tasks across machines, through NATS JetStream: the same task functions, the
-//! same function identity, the same build check, with the broker's work queue in place of
-//! a pool's sockets. Workers are the user's own binary, started on any machine with the
-//! broker's address.
+//! multiproc's `Pool` across machines, through NATS JetStream: the same task functions,
+//! the same calls, the same `AsyncResult` and `TaskError`, with the broker's work queue in
+//! place of a pool's sockets. Workers are the user's own binary, started on any machine
+//! with the broker's address; each runs its tasks on a local `multiproc::Pool`.
 //!
 //! This crate owns an async runtime (tokio, for the `async-nats` client) and keeps it
 //! inside: every call here blocks or returns at once, and the core `multiproc` crate has
 //! no runtime at all.
 //!
-//! ## The pieces
-//!
-//! - [`Client`]: submits [`RawTask`]s to a pool's queue and collects their outcomes
-//!   ([`TaskHandle`], callbacks, or the lazy, windowed [`Client::imap`]).
-//! - [`serve`] / [`start_worker`]: a worker pulls tasks, runs them on a [`TaskRunner`]
-//!   ([`ProcessRunner`]: one child process per slot, so a crashing task costs only itself)
-//!   and sends each result to its client. [`init()`] turns a program into a worker when
-//!   `MULTIPROC_NATS_WORKER=1`.
-//! - [`BrokerConfig`]: the broker's URL with credentials (user and password, token, nkey,
-//!   credentials file) and TLS; nothing here ever prints a secret.
+//! ## One line to switch
 //!
 //! ```no_run
-//! use multiproc_nats::{BrokerConfig, Client, ClientConfig, RawTask};
+//! use multiproc::{Pool, TaskError};
+//! use multiproc_nats::ClusterPool;
 //!
 //! fn square(n: u64) -> u64 { n * n }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     multiproc::init();
 //!     multiproc_nats::init(); // with MULTIPROC_NATS_WORKER=1, this process serves instead
-//!     let client = Client::connect(ClientConfig::new(BrokerConfig::from_env()?))?;
-//!     let tasks = (0..10u64).map(|n| RawTask::new(square, &n).unwrap());
-//!     for outcome in client.imap(tasks, 64, true) {
-//!         let value: u64 = outcome.decode()?;
-//!         println!("{value} (ran on {})", outcome.ran_on.unwrap());
+//!     // let pool = Pool::new(4)?;
+//!     let pool: Pool = ClusterPool::from_env()?.connect()?;
+//!     assert_eq!(pool.map(square, 0..10)?, (0..10).map(square).collect::<Vec<_>>());
+//!     for r in pool.imap_unordered(square, 0..10) {
+//!         let _: u64 = r?;
 //!     }
+//!     let h = pool.apply_async(square, 7);
+//!     match h.get() {
+//!         Ok(v) => println!("{v}"),
+//!         Err(TaskError::WorkerDied { signal, .. }) => println!("its process died of signal {signal:?}"),
+//!         Err(e) => println!("{e}"),
+//!     }
+//!     pool.close();
+//!     pool.join()?;
 //!     Ok(())
 //! }
 //! ```
+//!
+//! [`ClusterPool::connect`] gives a `multiproc::Pool` — not a look-alike: the very type
+//! of a local pool, with a backend that sends its work to the broker. Why one type with
+//! two backends rather than a trait implemented by two pools:
+//!
+//! - *Same types by construction.* Every call (`apply`, `apply_async(_with)`, `map`,
+//!   `map_async(_with)`, `map_results`, `imap(_with)`, `imap_unordered(_with)`,
+//!   `starmap(_async)`, `close`, `join`, `terminate`, `stats`) and every handle
+//!   (`AsyncResult`, `MapResult`, `IMapIter`, their futures) is the local pool's own code,
+//!   so a cluster pool cannot drift from it: chunk sizes, `imap`'s bounded window,
+//!   callbacks, codec errors and the first-error rule of `map` are shared, not copied.
+//! - *No trait to import, no generic code to write.* Functions taking `&Pool` work with
+//!   both; a trait over generic methods could not be a trait object anyway.
+//! - *The core stays small.* The seam is a hidden trait (`multiproc::remote::Dispatch`)
+//!   that takes a batch of encoded items — exactly what a local worker would receive —
+//!   and completes each item once; the core knows nothing of NATS or async.
+//!
+//! A task travels as a local pool's batch does: the function's and the pool
+//! trampoline's offsets (the same function identity), and the items' encoded
+//! arguments. On the worker, a [`PoolRunner`] hands the batch to its local pool as a
+//! map of those items, so a crash, a timeout, `retries`, an initializer,
+//! `max_tasks_per_child` and memory limits behave exactly as on one machine, and the
+//! caller gets the same `TaskError`s (`WorkerDied` names the signal; `Timeout`;
+//! `Panicked` with its location). Failures only a cluster has are
+//! `TaskError::Remote` with a [`multiproc::RemoteFailure`]: `WrongBinary`, `Lost`,
+//! `Broker`, `TooLarge`, ...
+//!
+//! ## The pieces
+//!
+//! - [`ClusterPool`]: connects and gives the `Pool`; [`ClusterPool::client_stats`].
+//! - [`serve`] / [`start_worker`]: a worker pulls tasks, runs them on a [`TaskRunner`]
+//!   ([`PoolRunner`] by default; [`ProcessRunner`]: one bare child process per slot) and
+//!   sends the results to their client. [`init()`] turns a program into a worker when
+//!   `MULTIPROC_NATS_WORKER=1`.
+//! - [`Client`]: the layer below, raw tasks ([`RawTask`]) and their outcomes with the
+//!   worker that ran them ([`TaskOutcome::ran_on`]).
+//! - [`BrokerConfig`]: the broker's URL with credentials (user and password, token, nkey,
+//!   credentials file) and TLS; nothing here ever prints a secret.
 //!
 //! ## On the broker
 //!
@@ -47,25 +85,29 @@
 //! worker goes to another, and at most `max_deliver` (5) deliveries. See [`QueueConfig`].
 //!
 //! A task message is a postcard head — protocol version, task id, the client's result
-//! subject, the build fingerprint, the offsets of the function and of a trampoline
-//! monomorphised for its types, the function's name, its time limit — followed by the
-//! argument's bytes. A result goes to `mproc.P.results.<client id>` only, as a request
-//! that the client answers once it has recorded it.
+//! subject, the build fingerprint, the offsets of the function and of its trampoline,
+//! the function's name, the time limit and retries, the item count and the chunk size —
+//! followed by the items' arguments, each length-prefixed as in a local pool's frames.
+//! A map sends whole chunks per message, at least `ceil(n / (4 × processes))` items
+//! (so that tiny tasks are not one message each), within the broker's `max_payload`;
+//! each item still runs, fails and times out on its own. Results go to
+//! `mproc.P.results.<client id>` only, as requests the client answers once it has
+//! recorded them, in as many messages as the size limit needs.
 //!
-//! ## Delivery: at least once, exactly one result per task
+//! ## Delivery: at least once, exactly one outcome per item
 //!
-//! A worker acks a task only after its client confirmed the result. A worker that
+//! A worker acks a task only after its client confirmed every result. A worker that
 //! vanishes (SIGKILL, a lost machine) stops sending in-progress acks, so after `ack_wait`
 //! the broker hands its tasks to other workers: a task may run more than once, and
-//! **tasks should be idempotent**. The client drops any result for a task that already
-//! has one, so callers see exactly one result per task. A task handed out `max_deliver`
-//! times, each time to a worker that vanished, fails with [`RemoteError::Lost`] (the
-//! client hears it from the broker's advisory and removes the message).
+//! **tasks should be idempotent**. The client drops any result for an item that already
+//! has one, so callers see exactly one outcome per item. A task handed out `max_deliver`
+//! times, each time to a worker that vanished, fails with [`RemoteError::Lost`]
+//! (`TaskError::Remote` with `RemoteFailure::Lost` on a pool; the client hears it from
+//! the broker's advisory and removes the message).
 //!
 //! A task that crashes the *process* running it (a segfault, an abort, an exit) does not
-//! take its worker down: it fails with [`RemoteError::WorkerDied`] naming the signal,
-//! and the slot gets a fresh process. A task's own time limit
-//! ([`RawTask::timeout`]) kills its process: [`RemoteError::Timeout`].
+//! take its worker down: it fails with `WorkerDied` naming the signal, and the worker's
+//! pool starts a fresh process. A task's time limit kills its process: `Timeout`.
 //!
 //! ## A worker of another build
 //!
@@ -77,15 +119,6 @@
 //! user learns at once, from both sides, that the workers must be redeployed. A cluster
 //! therefore runs one build per pool: to run two builds side by side (a rolling upgrade),
 //! give each its own pool name.
-//!
-//! ## Still to come: the cluster `Pool`
-//!
-//! This crate is the transport; the user-facing `ClusterPool` — the local `Pool`'s calls
-//! (`apply`, `apply_async`, `map`, `imap`, `imap_unordered`, `starmap`, `close`, `join`,
-//! `terminate`) and types (`AsyncResult`, `TaskError`) — sits on top of it:
-//! [`RawTask::new`] for the typed-to-raw step, [`Client::submit_with`] to complete an
-//! `AsyncResult` from the outcome, [`Client::imap`] for the lazy window, and a
-//! [`TaskRunner`] over a local `Pool` on the worker side in place of [`ProcessRunner`].
 //!
 //! ## Security
 //!

@@ -4,7 +4,7 @@
 //! exactly as on one machine); and [`ProcessRunner`], one bare child process per slot.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc::remote::{PoolTask, RemoteTask, RunError, TaskChild};
 use multiproc::{Pool, PoolError, TaskError};
@@ -84,6 +84,13 @@ pub trait TaskRunner: Send + Sync + 'static {
     /// Runs one task message to its end, blocking; `slot` is in `0..slots()`, and no two
     /// calls run with the same slot at once.
     fn run(&self, slot: usize, task: &Task<'_>) -> RunReport;
+
+    /// How many task messages it wants in hand now, at most `slots()`: the worker asks
+    /// the broker for more only below this. Fewer leaves more for other workers; more
+    /// hides the broker's latency. Default: `slots()`.
+    fn wanted(&self) -> usize {
+        self.slots()
+    }
 }
 
 /// Runs each task message on a local [`Pool`], as a map of its items: the pool's worker
@@ -93,8 +100,10 @@ pub trait TaskRunner: Send + Sync + 'static {
 /// initializer, `max_tasks_per_child` and memory limits apply. This is what [`serve`]
 /// uses.
 ///
-/// It takes twice as many messages as the pool has processes, so that the processes
-/// have the next items at hand while results travel back.
+/// How many task messages it holds adapts to the pace of the work, as a local pool's
+/// windows do: as many as it has processes (plus what about 20 ms of its measured
+/// throughput takes), so slow tasks stay on the broker for idle workers to take, while
+/// tiny ones keep the processes busy while results travel back.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -120,15 +129,33 @@ pub trait TaskRunner: Send + Sync + 'static {
 pub struct PoolRunner {
     pool: Pool,
     slots: usize,
+    pace: Mutex<Pace>,
     host: String,
     pid: u32,
 }
 
+/// The measured pace of the work: items finished per second, and items per message.
+#[derive(Debug)]
+struct Pace {
+    since: Instant,
+    items: u64,
+    messages: u64,
+    /// Items per second (0 until measured).
+    rate: f64,
+    items_per_message: f64,
+}
+
+/// How much work a worker keeps in hand beyond one message per process.
+const IN_HAND: Duration = Duration::from_millis(20);
+/// The shortest stretch a rate is measured over.
+const PACE_WINDOW: Duration = Duration::from_millis(10);
+
 impl PoolRunner {
     /// Runs tasks on `pool`.
     pub fn new(pool: Pool) -> PoolRunner {
-        let slots = 2 * pool.processes();
-        PoolRunner { pool, slots, host: host_name(), pid: std::process::id() }
+        let slots = (4 * pool.processes()).max(64);
+        let pace = Pace { since: Instant::now(), items: 0, messages: 0, rate: 0.0, items_per_message: 1.0 };
+        PoolRunner { pool, slots, pace: Mutex::new(pace), host: host_name(), pid: std::process::id() }
     }
 
     /// Runs tasks on a new pool of `processes` (`Pool::new`).
@@ -136,11 +163,27 @@ impl PoolRunner {
         Ok(PoolRunner::new(Pool::new(processes)?))
     }
 
-    /// Takes at most `n` task messages at once (default: twice the pool's processes).
-    /// Fewer leaves less for other workers to miss; more hides the broker's latency.
+    /// Holds at most `n` task messages at once (default: 4 × the pool's processes, at
+    /// least 64); below that, how many it holds follows the pace of the work.
     pub fn slots(mut self, n: usize) -> PoolRunner {
         self.slots = n.max(1);
         self
+    }
+
+    /// Counts a finished message of `items` items into the pace.
+    fn paced(&self, items: u32) {
+        let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        p.items += items as u64;
+        p.messages += 1;
+        let elapsed = p.since.elapsed();
+        if elapsed >= PACE_WINDOW {
+            let rate = p.items as f64 / elapsed.as_secs_f64();
+            let per_message = p.items as f64 / p.messages as f64;
+            let first = p.rate == 0.0;
+            p.rate = if first { rate } else { 0.7 * p.rate + 0.3 * rate };
+            p.items_per_message = if first { per_message } else { 0.7 * p.items_per_message + 0.3 * per_message };
+            (p.since, p.items, p.messages) = (Instant::now(), 0, 0);
+        }
     }
 
     /// The local pool.
@@ -171,6 +214,17 @@ impl PoolRunner {
 /// One item's outcome from the local pool, once it came.
 type Gathered = Option<Result<Vec<u8>, TaskError>>;
 
+/// How many messages to hold: one per process, plus [`IN_HAND`] of work at `rate` items
+/// a second (twice the processes before anything was measured), at most `slots`.
+fn in_hand(processes: usize, rate: f64, items_per_message: f64, slots: usize) -> usize {
+    let wanted = if rate == 0.0 {
+        2 * processes
+    } else {
+        processes + (rate * IN_HAND.as_secs_f64() / items_per_message.max(1.0)).round() as usize
+    };
+    wanted.clamp(1, slots)
+}
+
 /// Collects a task's item outcomes as the pool's driver delivers them: the outcomes by
 /// item, and how many came.
 struct Gather {
@@ -181,6 +235,11 @@ struct Gather {
 impl TaskRunner for PoolRunner {
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn wanted(&self) -> usize {
+        let p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        in_hand(self.pool.processes(), p.rate, p.items_per_message, self.slots)
     }
 
     fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
@@ -225,6 +284,7 @@ impl TaskRunner for PoolRunner {
         while st.1 < n {
             st = gather.done.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+        self.paced(n);
         let mut results = ItemResults::new();
         let mut pids = None;
         for outcome in st.0.drain(..) {
@@ -353,5 +413,23 @@ impl ProcessRunner {
             },
             other => RemoteError::Spawn { host, worker_pid, message: other.to_string() },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_hand;
+
+    #[test]
+    fn slow_tasks_stay_on_the_broker_and_tiny_ones_come_in_numbers() {
+        // Nothing measured yet: two per process.
+        assert_eq!(in_hand(4, 0.0, 1.0, 64), 8);
+        // One-second tasks on 4 processes: one each, nothing more.
+        assert_eq!(in_hand(4, 4.0, 1.0, 64), 4);
+        // 5 ms tasks on one process: a few more, for 20 ms of work.
+        assert_eq!(in_hand(1, 200.0, 1.0, 64), 5);
+        // Tiny tasks: as many as allowed; big messages count for their items.
+        assert_eq!(in_hand(2, 20_000.0, 1.0, 64), 64);
+        assert_eq!(in_hand(2, 20_000.0, 100.0, 64), 6);
     }
 }

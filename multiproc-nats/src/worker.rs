@@ -394,7 +394,7 @@ impl Worker {
 
         loop {
             let awaiting: usize = requests.values().map(|r| r.left).sum();
-            let free = slots.saturating_sub(running + awaiting);
+            let free = self.runner.wanted().clamp(1, slots).saturating_sub(running + awaiting);
             if !stopping && free > 0 && Instant::now() >= pull_again_at {
                 next_request += 1;
                 let batch = jetstream::consumer::pull::BatchConfig {

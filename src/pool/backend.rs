@@ -183,9 +183,9 @@ pub struct PoolTask<'a> {
     pub chunk: u32,
     /// The items: each a `u32` little-endian length and its encoded argument.
     pub args: &'a [u8],
-    /// Each task's time limit.
+    /// Each task's time limit (`None`: the pool's own, if it has one).
     pub timeout: Option<Duration>,
-    /// Runs again an item whose worker died, this many times.
+    /// Runs again an item whose worker died, this many times (0: the pool's own setting).
     pub retries: u32,
 }
 
@@ -245,8 +245,8 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         fds: Vec::new(),
         base: 0,
         chunking: Chunking::Fixed(task.chunk.max(1)),
-        timeout: task.timeout,
-        retries: task.retries,
+        timeout: task.timeout.or(pool.shared.default_timeout),
+        retries: if task.retries > 0 { task.retries } else { pool.shared.default_retries },
         sink: sink.clone(),
     };
     let job = Job { sub: Arc::new(sub), first: 0, count: task.items, attempts: Vec::new() };
@@ -256,4 +256,118 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::pool::protocol::u32_at;
+    use crate::pool::{Chunksize, MapOptions};
+    use crate::wire::codec;
+
+    fn double(x: u64) -> u64 {
+        x * 2
+    }
+
+    /// A backend that answers in this process: each item's value doubled (whatever the
+    /// function), except that batches of one item are held until `release`.
+    #[derive(Default)]
+    struct Doubler {
+        batches: Mutex<Vec<(u32, Option<u32>, &'static str)>>,
+        held: Mutex<Vec<Batch>>,
+    }
+
+    impl Doubler {
+        fn answer(batch: &Batch) {
+            let mut body = batch.items();
+            for k in 0..batch.len() {
+                let len = u32_at(body, 0).unwrap() as usize;
+                let x: u64 = codec::decode(&body[4..4 + len]).unwrap();
+                let mut out = Vec::new();
+                codec::encode_into(&(x * 2), &mut out).unwrap();
+                batch.complete(k, Ok(&out));
+                body = &body[4 + len..];
+            }
+        }
+
+        fn release(&self) {
+            for b in self.held.lock().unwrap().drain(..) {
+                Doubler::answer(&b);
+            }
+        }
+    }
+
+    impl Dispatch for Doubler {
+        fn dispatch(&self, mut batch: Batch) {
+            self.batches.lock().unwrap().push((batch.len(), batch.chunk(), batch.function_name()));
+            if batch.len() == 1 {
+                self.held.lock().unwrap().push(batch);
+                return;
+            }
+            // Halves, to check that a split batch completes the right items.
+            let rest = batch.split_off(batch.len() / 2);
+            assert_eq!(batch.size_of(0, batch.len()), batch.items().len());
+            Doubler::answer(&rest);
+            Doubler::answer(&batch);
+        }
+        fn cancel(&self) {}
+        fn join(&self) {
+            self.release();
+        }
+        fn terminate(&self) {
+            for b in self.held.lock().unwrap().drain(..) {
+                for k in 0..b.len() {
+                    b.complete(k, Err(TaskError::Terminated { task: b.function_name() }));
+                }
+            }
+        }
+        fn stats(&self) -> PoolStats {
+            PoolStats { tasks_done: 42, ..PoolStats::default() }
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn doubler_pool() -> (Pool, Arc<Doubler>) {
+        let backend = Arc::new(Doubler::default());
+        (pool_with(backend.clone(), 2, None, 0).unwrap(), backend)
+    }
+
+    #[test]
+    fn the_map_family_goes_through_the_backend_in_the_pools_batches() {
+        let (pool, backend) = doubler_pool();
+        assert_eq!(pool.map(double, 0..100).unwrap(), (0..100).map(|x| x * 2).collect::<Vec<_>>());
+        let one_by_one = MapOptions::new().chunksize(Chunksize::Fixed(1));
+        let v: Vec<u64> = pool.imap_with(double, 0..50, &one_by_one).map(Result::unwrap).collect();
+        assert_eq!(v, (0..50).map(|x| x * 2).collect::<Vec<_>>());
+        let batches = backend.batches.lock().unwrap().clone();
+        // The whole map is one batch with Python's chunk size (100 / (4 × 2)); imap's come
+        // as its window allows.
+        assert_eq!(batches[0].0, 100);
+        assert_eq!(batches[0].1, Some(13));
+        assert!(batches[0].2.contains("double"));
+        assert!(batches[1..].iter().all(|b| b.1 == Some(1) && b.0 <= 32), "{batches:?}");
+        assert_eq!(pool.stats().tasks_done, 42, "the backend's statistics");
+        assert!(dispatch_of(&pool).unwrap().as_any().is::<Doubler>());
+    }
+
+    #[test]
+    fn join_waits_for_the_backend_and_terminate_fails_what_is_left() {
+        let (pool, _backend) = doubler_pool();
+        let h = pool.apply_async(double, 21);
+        assert!(!h.ready());
+        pool.close();
+        assert!(matches!(pool.apply(double, 1), Err(TaskError::Closed { .. })));
+        pool.join().unwrap();
+        assert_eq!(h.get().unwrap(), 42);
+
+        let (pool, _backend) = doubler_pool();
+        let h = pool.apply_async(double, 1);
+        pool.terminate();
+        assert!(matches!(h.get(), Err(TaskError::Terminated { .. })));
+        assert!(matches!(pool.apply(double, 1), Err(TaskError::Closed { .. })));
+    }
 }
