@@ -360,13 +360,11 @@ impl Dispatch for Backend {
         if batch.carries_descriptors() {
             let task = batch.function_name();
             let message = "an argument carries a file descriptor, which cannot travel to another machine".to_string();
-            let id = self.client.new_task_id();
-            let mut st = self.inner.lock();
-            st.outstanding += batch.len() as u64;
-            drop(st);
+            self.inner.lock().outstanding += batch.len() as u64;
             for k in 0..batch.len() {
                 let e = TaskError::Codec { task, message: message.clone() };
-                self.inner.complete(id, &batch, k, Err(e), false);
+                // Never sent, so no task id and nothing live to forget.
+                self.inner.complete(0, &batch, k, Err(e), false);
             }
             return;
         }

@@ -1,7 +1,8 @@
 //! A cluster pool's close, join, cancel and terminate follow the local pool's rules:
 //! `join` before `close` is an error, a cancelled task or map gives `Cancelled`,
 //! `terminate` fails what is unfinished with `Terminated` and removes the queued tasks
-//! from the broker, and later submissions are `Closed`. No worker is needed for any of it.
+//! from the broker, and later submissions are `Closed`; an argument carrying a file
+//! descriptor is refused with a clear error. No worker is needed for any of it.
 
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ multiproc_nats::test_init!();
 
 fn square(n: u64) -> u64 {
     n * n
+}
+
+fn file_len(f: multiproc::Fd) -> u64 {
+    f.into_file().metadata().map(|m| m.len()).unwrap_or(0)
 }
 
 #[test]
@@ -32,13 +37,21 @@ fn close_join_cancel_and_terminate_keep_their_meaning() {
     assert_eq!(all.len(), 10);
     assert!(all.iter().all(|r| matches!(r, Err(TaskError::Cancelled { .. }))), "{all:?}");
     assert!(!waiting.ready());
+    // A descriptor cannot leave this machine: a clear error, before anything travels.
+    let fd = multiproc::Fd::new(std::fs::File::open("/proc/self/exe").unwrap());
+    match pool.apply(file_len, fd) {
+        Err(TaskError::Codec { task, message }) => {
+            assert!(task.contains("file_len") && message.contains("file descriptor"), "{message}");
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
 
     pool.terminate();
     assert!(matches!(waiting.get(), Err(TaskError::Terminated { .. })));
     assert!(matches!(pool.apply(square, 3), Err(TaskError::Closed { .. })));
     pool.join().unwrap();
     let stats = pool.stats();
-    assert_eq!((stats.tasks_cancelled, stats.tasks_terminated), (11, 1), "{stats:?}");
+    assert_eq!((stats.tasks_cancelled, stats.tasks_terminated, stats.tasks_codec_failed), (11, 1, 1), "{stats:?}");
 
     // Nothing is left on the broker for a worker to run later.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
