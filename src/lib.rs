@@ -91,6 +91,63 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! ## Queues, pipes, shared memory and locks
+//!
+//! [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`Pipe`] and its [`Connection`]s,
+//! [`Value`], [`Array`], [`SharedMemory`], and the process-shared [`Lock`], [`RLock`],
+//! [`Semaphore`], [`Event`], [`Condition`] and [`Barrier`] are handles: each is
+//! `Serialize + Deserialize`, so it travels to a child as (part of) the argument of a
+//! `Process` or a pool task, its file descriptors riding along. Python refuses a plain
+//! `Queue` as a pool task's argument; here it just works. A process that dies holding a
+//! [`Lock`] does not deadlock the others: the next locker is told ([`LockError::OwnerDied`]).
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn produce(q: Queue<u64>) {
+//!     for i in 0..3 {
+//!         q.put(i * 10).unwrap();
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiproc::init();
+//!     let q = Queue::new()?;
+//!     let mut p = Process::new(produce, q.clone());
+//!     p.start()?;
+//!     let got: Vec<u64> = (0..3).map(|_| q.get().unwrap()).collect();
+//!     p.join()?;
+//!     assert_eq!(got, [0, 10, 20]);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Managers
+//!
+//! A [`Manager`] runs a server process holding shared objects — dicts, lists, queues,
+//! values, namespaces, locks, and types of your own — used through typed proxies from any
+//! process, local or, with an authkey, over TCP. Unlike Python's, an update can run
+//! atomically in the server (`modify`), so concurrent `d[k] += 1` loses nothing.
+//!
+//! ```
+//! fn main() -> Result<(), multiproc::ManagerError> {
+//!     multiproc::init();
+//!     let manager = multiproc::Manager::start()?;
+//!     let d = manager.dict::<String, u64>()?;
+//!     d.set("apples".to_string(), 3)?;
+//!     d.modify("apples", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+//!     assert_eq!(d.get("apples")?, Some(4));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Beyond one machine
+//!
+//! The companion crate `multiproc-nats` runs the same tasks on many machines through NATS
+//! JetStream: workers are this same binary started with the broker's address; a worker
+//! machine that disappears has its tasks redelivered to the others (at-least-once
+//! delivery, results deduplicated per task).
 #![deny(missing_docs)]
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
