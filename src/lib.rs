@@ -144,10 +144,13 @@
 //!
 //! ## Beyond one machine
 //!
-//! The companion crate `multiproc-nats` runs the same tasks on many machines through NATS
-//! JetStream: workers are this same binary started with the broker's address; a worker
-//! machine that disappears has its tasks redelivered to the others (at-least-once
-//! delivery, results deduplicated per task).
+//! The companion crate `multiproc-nats` runs the same pool on many machines through NATS
+//! JetStream: `multiproc_nats::ClusterPool::from_env()?.connect()?` gives a [`Pool`] — the
+//! very type, calls, handles and [`TaskError`]s of a local pool — whose work goes to
+//! workers, which are this same binary started with the broker's address, each running
+//! its tasks on a local pool. A worker machine that disappears has its tasks redelivered
+//! to the others (at-least-once delivery, one outcome per item for the caller); failures
+//! only a cluster has are [`TaskError::Remote`].
 #![deny(missing_docs)]
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
