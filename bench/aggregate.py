@@ -276,6 +276,28 @@ def table(run, reps):
     return out
 
 
+def cluster_table(run):
+    """The cost of the broker: the same workloads on a cluster pool and on the local pool."""
+    out = [
+        "W1 and W3 through one local `nats-server -js` with two worker processes (each running a "
+        "local pool of one process), beside the local pool of two processes in the same run.",
+        "",
+        "| workload | unit | cluster | local pool | cluster ÷ local | cluster ÷ Python |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell, label in [("w1_cs1", "W1 tiny-map, chunksize 1"), ("w1_default", "W1 tiny-map, default chunksize"),
+                        ("w3", "W3 async burst")]:
+        if run.cell(cell, "cluster") is None:
+            continue
+        key = "tasks_per_s"
+        out.append(
+            f"| {label} | tasks/s ↑ | {run.status(cell, 'cluster', key)} | {run.status(cell, 'multiproc', key)} "
+            f"| {fmt_ratio(run.ratio((cell, 'cluster', key), (cell, 'multiproc', key)))} "
+            f"| {fmt_ratio(run.ratio((cell, 'cluster', key), (cell, 'python', key)))} |"
+        )
+    return out if len(out) > 4 else ["No cluster cells in this run (nats-server was not installed)."]
+
+
 def limits(run):
     out = ["| baseline | figure |", "|---|---|"]
     for cell, where in [("raw_rt", ""), ("raw_rt_1cpu", ", both on one CPU")]:
@@ -556,6 +578,8 @@ def page(results_dir, notes_path):
     missed = [(name, v) for name, v in verdicts if v.state == "missed"]
     lines += ["", "## Results", ""]
     lines += table(run, reps)
+    lines += ["", "## Across machines: the cluster pool", ""]
+    lines += cluster_table(run)
     lines += ["", "### The limits, measured in the same run", ""]
     lines += limits(run)
     lines += ["", "### W9: a worker killed by SIGKILL in the middle of a map", ""]

@@ -106,6 +106,13 @@ cells() {
     c w7q python "${PY[@]}" w7q
     c w8 multiproc "$BIN" multiproc w8
     c w8 python "${PY[@]}" w8
+    # The cluster (issue 8): the same W1 and W3 through one local nats-server and two
+    # worker processes, beside the local pool's cells above. Skipped without nats-server.
+    if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
+        c w1_cs1 cluster "$BIN" cluster w1 --chunksize 1
+        c w1_default cluster "$BIN" cluster w1 --chunksize default
+        c w3 cluster "$BIN" cluster w3
+    fi
 }
 
 # W9, first repetition only: <cell> <impl> <command...>.
