@@ -596,27 +596,13 @@ impl Driver {
                     let task = job.sub.task;
                     let stats = &mut self.stats;
                     let n = fds::with_incoming(frame_fds, || {
-                        for_each_item(&payload[RESULT_HEAD..], count, |k, item| {
-                            let index = job.sub.base + (job.first + k) as usize;
-                            let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
-                            let outcome = match tag {
-                                Some(TAG_OK) => Outcome::Value(data),
-                                Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
-                                    Ok(p) => Outcome::Failed(TaskError::Panicked {
-                                        task,
-                                        message: p.message,
-                                        location: p.location,
-                                        backtrace: p.backtrace,
-                                    }),
-                                    Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
-                                },
-                                _ => Outcome::Failed(TaskError::Codec {
-                                    task,
-                                    message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
-                                }),
-                            };
-                            let panicked = matches!(&outcome, Outcome::Failed(TaskError::Panicked { .. }));
-                            match job.sub.sink.deliver(index, outcome) {
+                        let mut items = Items::new(&payload[RESULT_HEAD..], count);
+                        {
+                            let mut outcomes = (&mut items).enumerate().map(|(k, item)| {
+                                let index = job.sub.base + (job.first + k as u32) as usize;
+                                (index, item_outcome(task, item))
+                            });
+                            job.sub.sink.deliver_many(&mut outcomes, &mut |d, panicked| match d {
                                 Delivered::Value => stats.tasks_done += 1,
                                 Delivered::CallbackPanicked => {
                                     stats.tasks_done += 1;
@@ -625,8 +611,9 @@ impl Driver {
                                 Delivered::Ignored => {}
                                 Delivered::Failed if panicked => stats.tasks_panicked += 1,
                                 Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
-                            }
-                        })
+                            });
+                        }
+                        items.taken
                     });
                     self.stats_dirty = true;
                     if n != count {
@@ -847,6 +834,27 @@ impl Driver {
         self.stats_dirty = true;
         self.publish_stats();
         self.shared.stats.finish();
+    }
+}
+
+/// One item of a result: its tag byte, then the value or what went wrong.
+fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
+    let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
+    match tag {
+        Some(TAG_OK) => Outcome::Value(data),
+        Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
+            Ok(p) => Outcome::Failed(TaskError::Panicked {
+                task,
+                message: p.message,
+                location: p.location,
+                backtrace: p.backtrace,
+            }),
+            Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
+        },
+        _ => Outcome::Failed(TaskError::Codec {
+            task,
+            message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
+        }),
     }
 }
 

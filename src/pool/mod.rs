@@ -445,7 +445,9 @@ impl Pool {
         };
         let early = known.map(chunking_for);
         let mut parts: Vec<(usize, Encoder)> = Vec::new();
-        let (mut base, mut enc) = (0, Encoder::new());
+        // Room for every item's offset up front (bounded: a size hint is only a hint).
+        let mut enc = Encoder::with_capacity(known.unwrap_or(0).min(1 << 20), 0);
+        let mut base = 0;
         let mut n = 0;
         for a in items {
             if let Err(message) = enc.push(&a) {
@@ -457,7 +459,8 @@ impl Pool {
                 && enc.len() >= k as usize
                 && enc.bytes.len() >= SEND_EARLY_BYTES
             {
-                send(base, std::mem::replace(&mut enc, Encoder::new()), Chunking::Fixed(k));
+                let next = enc.like();
+                send(base, std::mem::replace(&mut enc, next), Chunking::Fixed(k));
                 base = n + 1;
             }
             n += 1;
