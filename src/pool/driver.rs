@@ -531,7 +531,7 @@ impl Driver {
         let mut exited = Vec::new();
         for (wi, readable, writable, gone) in events {
             if readable {
-                self.read_results(wi);
+                self.read_results(wi, false);
             }
             if writable {
                 let w = &mut self.workers[wi];
@@ -550,10 +550,17 @@ impl Driver {
         }
     }
 
-    /// Reads every complete frame a worker sent.
-    fn read_results(&mut self, wi: usize) {
+    /// Reads the complete frames a worker sent. With `drain`, until the socket is empty
+    /// (a worker that exited); otherwise until the read buffer is: poll is level-triggered
+    /// and says when more came, so no read ends in `EAGAIN` on the latency path.
+    fn read_results(&mut self, wi: usize, drain: bool) {
+        let mut first = true;
         loop {
             let w = &mut self.workers[wi];
+            if !drain && !first && w.reader.buffered() == 0 {
+                return;
+            }
+            first = false;
             let frame = match w.reader.recv(Some(Instant::now())) {
                 Ok(f) => f,
                 Err(FrameError::TimedOut) => return,
@@ -670,7 +677,7 @@ impl Driver {
 
     /// A worker's process ended: account for every item it held.
     fn reap(&mut self, wi: usize) {
-        self.read_results(wi);
+        self.read_results(wi, true);
         let code = match self.workers[wi].process.try_wait() {
             Ok(Some(code)) => code,
             Ok(None) => return,

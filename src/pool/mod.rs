@@ -87,6 +87,8 @@ impl std::fmt::Debug for Pool {
 /// A map whose length is known sends its encoded items in pieces of at least this size
 /// while it goes on encoding, so large inputs start running at once.
 const SEND_EARLY_BYTES: usize = 1 << 20;
+/// At most this much is reserved up front from the first item's size.
+const MAX_RESERVE: usize = 64 << 20;
 
 fn trampoline_offset(t: Trampoline) -> i64 {
     identity::offset_of(t as usize)
@@ -464,6 +466,16 @@ impl Pool {
                 base = n + 1;
             }
             n += 1;
+            if n == 1
+                && let Some(total) = known
+            {
+                // Room for the rest if they are like the first (bounded by a send-early part).
+                let per_part = match early {
+                    Some(Chunking::Fixed(k)) => total.min(k as usize + SEND_EARLY_BYTES / enc.bytes.len().max(1)),
+                    _ => total,
+                };
+                enc.bytes.reserve((enc.bytes.len() * per_part).min(MAX_RESERVE));
+            }
         }
         parts.push((base, enc));
         let chunking = early.filter(|_| known == Some(n)).unwrap_or_else(|| chunking_for(n));
