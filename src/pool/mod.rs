@@ -85,8 +85,9 @@ impl std::fmt::Debug for Pool {
 }
 
 /// A map whose length is known sends its encoded items in pieces of at least this size
-/// while it goes on encoding, so large inputs start running at once.
-const SEND_EARLY_BYTES: usize = 1 << 20;
+/// (and whole chunks) while it goes on encoding, so workers start on the first chunks
+/// while the parent encodes the rest.
+const SEND_EARLY_BYTES: usize = 32 << 10;
 /// At most this much is reserved up front from the first item's size.
 const MAX_RESERVE: usize = 64 << 20;
 
