@@ -95,6 +95,7 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+mod bytes;
 mod error;
 mod fd;
 pub mod manager;
@@ -110,6 +111,7 @@ mod sync;
 mod sys;
 pub mod wire;
 
+pub use bytes::Bytes;
 pub use error::Error;
 pub use fd::Fd;
 pub use manager::{Manager, ManagerError};
