@@ -88,6 +88,10 @@ impl std::fmt::Debug for Pool {
 /// (and whole chunks) while it goes on encoding, so workers start on the first chunks
 /// while the parent encodes the rest.
 const SEND_EARLY_BYTES: usize = 32 << 10;
+/// With the default chunksize, a task carries about this much at most: a few large
+/// items per task, sent as soon as they are encoded, keep both sides busy where Python's
+/// 25-item chunks of large buffers would leave the workers waiting for the parent.
+const DEFAULT_TASK_BYTES: usize = 2 << 20;
 /// At most this much is reserved up front from the first item's size.
 const MAX_RESERVE: usize = 64 << 20;
 
@@ -412,6 +416,7 @@ impl Pool {
             Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
             Chunksize::Adaptive => Chunking::Adaptive,
         };
+        let default_chunks = matches!(opts.chunksize.unwrap_or(Chunksize::Default), Chunksize::Default);
         let progress = opts.progress.then_some(known.map(|n| n as u64));
         let collector = Arc::new(Collector::<R>::new(task, true, known.unwrap_or(0), progress));
         let sink: Arc<dyn Sink> = collector.clone();
@@ -459,8 +464,8 @@ impl Pool {
                 collector.put(n, Err(TaskError::Codec { task, message }));
                 base = n + 1;
             } else if let Some(Chunking::Fixed(k)) = early
-                && enc.len() >= k as usize
-                && enc.bytes.len() >= SEND_EARLY_BYTES
+                && ((enc.len() >= k as usize && enc.bytes.len() >= SEND_EARLY_BYTES)
+                    || (default_chunks && enc.bytes.len() >= DEFAULT_TASK_BYTES))
             {
                 let next = enc.like();
                 send(base, std::mem::replace(&mut enc, next), Chunking::Fixed(k));
