@@ -155,6 +155,7 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+mod bytes;
 mod error;
 mod fd;
 pub mod manager;
@@ -170,6 +171,7 @@ mod sync;
 mod sys;
 pub mod wire;
 
+pub use bytes::Bytes;
 pub use error::Error;
 pub use fd::Fd;
 pub use manager::{Manager, ManagerError};

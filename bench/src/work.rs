@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::report::Report;
 
 /// What a run produced: a result line, or the reason it could not run yet.
@@ -69,35 +67,10 @@ pub fn w5_report(iters: u64, serial: &[u64], serial_t: Duration, parallel: &[u64
         .flag("ok", serial == parallel)
 }
 
-/// A byte buffer that serde sees as one `bytes` value (copied in one go), where a
-/// `Vec<u8>` would go element by element.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bytes(pub Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-        }
-        d.deserialize_byte_buf(Visit)
-    }
-}
+/// W6's byte buffers: multiproc's `Bytes`, which serde sees as one `bytes` value (copied
+/// in one go) where a `Vec<u8>` would go element by element. procspawn gets the same type:
+/// "200 distinct 1 MiB byte buffers" is what a byte buffer type is for.
+pub use multiproc::Bytes;
 
 pub const MIB: usize = 1 << 20;
 

@@ -531,7 +531,7 @@ impl Driver {
         let mut exited = Vec::new();
         for (wi, readable, writable, gone) in events {
             if readable {
-                self.read_results(wi);
+                self.read_results(wi, false);
             }
             if writable {
                 let w = &mut self.workers[wi];
@@ -550,10 +550,17 @@ impl Driver {
         }
     }
 
-    /// Reads every complete frame a worker sent.
-    fn read_results(&mut self, wi: usize) {
+    /// Reads the complete frames a worker sent. With `drain`, until the socket is empty
+    /// (a worker that exited); otherwise until the read buffer is: poll is level-triggered
+    /// and says when more came, so no read ends in `EAGAIN` on the latency path.
+    fn read_results(&mut self, wi: usize, drain: bool) {
+        let mut first = true;
         loop {
             let w = &mut self.workers[wi];
+            if !drain && !first && w.reader.buffered() == 0 {
+                return;
+            }
+            first = false;
             let frame = match w.reader.recv(Some(Instant::now())) {
                 Ok(f) => f,
                 Err(FrameError::TimedOut) => return,
@@ -596,27 +603,13 @@ impl Driver {
                     let task = job.sub.task;
                     let stats = &mut self.stats;
                     let n = fds::with_incoming(frame_fds, || {
-                        for_each_item(&payload[RESULT_HEAD..], count, |k, item| {
-                            let index = job.sub.base + (job.first + k) as usize;
-                            let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
-                            let outcome = match tag {
-                                Some(TAG_OK) => Outcome::Value(data),
-                                Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
-                                    Ok(p) => Outcome::Failed(TaskError::Panicked {
-                                        task,
-                                        message: p.message,
-                                        location: p.location,
-                                        backtrace: p.backtrace,
-                                    }),
-                                    Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
-                                },
-                                _ => Outcome::Failed(TaskError::Codec {
-                                    task,
-                                    message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
-                                }),
-                            };
-                            let panicked = matches!(&outcome, Outcome::Failed(TaskError::Panicked { .. }));
-                            match job.sub.sink.deliver(index, outcome) {
+                        let mut items = Items::new(&payload[RESULT_HEAD..], count);
+                        {
+                            let mut outcomes = (&mut items).enumerate().map(|(k, item)| {
+                                let index = job.sub.base + (job.first + k as u32) as usize;
+                                (index, item_outcome(task, item))
+                            });
+                            job.sub.sink.deliver_many(&mut outcomes, &mut |d, panicked| match d {
                                 Delivered::Value => stats.tasks_done += 1,
                                 Delivered::CallbackPanicked => {
                                     stats.tasks_done += 1;
@@ -625,8 +618,9 @@ impl Driver {
                                 Delivered::Ignored => {}
                                 Delivered::Failed if panicked => stats.tasks_panicked += 1,
                                 Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
-                            }
-                        })
+                            });
+                        }
+                        items.taken
                     });
                     self.stats_dirty = true;
                     if n != count {
@@ -683,7 +677,7 @@ impl Driver {
 
     /// A worker's process ended: account for every item it held.
     fn reap(&mut self, wi: usize) {
-        self.read_results(wi);
+        self.read_results(wi, true);
         let code = match self.workers[wi].process.try_wait() {
             Ok(Some(code)) => code,
             Ok(None) => return,
@@ -847,6 +841,27 @@ impl Driver {
         self.stats_dirty = true;
         self.publish_stats();
         self.shared.stats.finish();
+    }
+}
+
+/// One item of a result: its tag byte, then the value or what went wrong.
+fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
+    let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
+    match tag {
+        Some(TAG_OK) => Outcome::Value(data),
+        Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
+            Ok(p) => Outcome::Failed(TaskError::Panicked {
+                task,
+                message: p.message,
+                location: p.location,
+                backtrace: p.backtrace,
+            }),
+            Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
+        },
+        _ => Outcome::Failed(TaskError::Codec {
+            task,
+            message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
+        }),
     }
 }
 

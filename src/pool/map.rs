@@ -16,9 +16,38 @@ use super::error::TaskError;
 use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission};
 use crate::wire::codec;
 
+/// One item's place in an ordered collector. Small (an error is boxed), so a large
+/// map's slots take little fresh memory.
+enum Cell<R> {
+    Empty,
+    Value(R),
+    Failed(Box<TaskError>),
+}
+
+impl<R> Cell<R> {
+    fn from_result(r: Result<R, TaskError>) -> Self {
+        match r {
+            Ok(v) => Cell::Value(v),
+            Err(e) => Cell::Failed(Box::new(e)),
+        }
+    }
+
+    fn is_filled(&self) -> bool {
+        !matches!(self, Cell::Empty)
+    }
+
+    fn into_option(self) -> Option<Result<R, TaskError>> {
+        match self {
+            Cell::Empty => None,
+            Cell::Value(v) => Some(Ok(v)),
+            Cell::Failed(e) => Some(Err(*e)),
+        }
+    }
+}
+
 struct CollectState<R> {
     /// In input order: slot `i` is item `head + i`.
-    slots: VecDeque<Option<Result<R, TaskError>>>,
+    slots: VecDeque<Cell<R>>,
     head: usize,
     /// In completion order (for `imap_unordered`).
     done: VecDeque<Result<R, TaskError>>,
@@ -45,7 +74,7 @@ impl<R> Collector<R> {
     pub(crate) fn new(task: &'static str, ordered: bool, expected: usize, progress: Option<Option<u64>>) -> Self {
         let mut slots = VecDeque::new();
         if ordered {
-            slots.resize_with(expected, || None);
+            slots.resize_with(expected, || Cell::Empty);
         }
         #[cfg(not(feature = "progress"))]
         let _ = progress;
@@ -77,42 +106,64 @@ impl<R> Collector<R> {
 
     /// Records the outcome of item `index` (also used for items that never left the parent).
     pub(crate) fn put(&self, index: usize, r: Result<R, TaskError>) {
-        let waker;
-        {
+        let waker = {
             let mut st = self.lock();
-            if self.ordered {
-                let Some(pos) = index.checked_sub(st.head) else { return };
-                if st.slots.len() <= pos {
-                    st.slots.resize_with(pos + 1, || None);
-                }
-                if st.slots[pos].is_some() {
-                    return;
-                }
-                st.slots[pos] = Some(r);
-            } else {
-                st.done.push_back(r);
+            match self.store(&mut st, index, r) {
+                None => return,
+                Some(true) => self.wake_locked(&mut st),
+                Some(false) => None,
             }
-            st.delivered += 1;
-            // Wake only when what a waiter waits for may have come: the whole map, the
-            // next item in order, or any item for an unordered iterator.
-            let wanted = match st.total {
-                Some(t) => st.delivered >= t,
-                None => !self.ordered || index == st.head,
-            };
-            if !wanted {
-                return;
-            }
-            if st.waiters > 0 {
-                self.cond.notify_all();
-            }
-            waker = st.waker.take();
-        }
+        };
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+
+    /// Stores one outcome under the lock. `None` if the item had one already, else
+    /// whether what a waiter waits for may have come: the whole map, the next item in
+    /// order, or any item for an unordered iterator.
+    fn store(&self, st: &mut CollectState<R>, index: usize, r: Result<R, TaskError>) -> Option<bool> {
+        if self.ordered {
+            let pos = index.checked_sub(st.head)?;
+            if st.slots.len() <= pos {
+                st.slots.resize_with(pos + 1, || Cell::Empty);
+            }
+            if st.slots[pos].is_filled() {
+                return None;
+            }
+            st.slots[pos] = Cell::from_result(r);
+        } else {
+            st.done.push_back(r);
+        }
+        st.delivered += 1;
+        Some(match st.total {
+            Some(t) => st.delivered >= t,
+            None => !self.ordered || index == st.head,
+        })
+    }
+
+    /// Wakes the threads waiting; returns the future's waker, to wake once unlocked.
+    fn wake_locked(&self, st: &mut CollectState<R>) -> Option<Waker> {
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
+        st.waker.take()
+    }
+
+    fn decode_outcome(&self, outcome: Outcome<'_>) -> (Result<R, TaskError>, Delivered)
+    where
+        R: DeserializeOwned,
+    {
+        match outcome {
+            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
+                Ok(v) => (Ok(v), Delivered::Value),
+                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
+            },
+            Outcome::Failed(e) => (Err(e), Delivered::Failed),
         }
     }
 
@@ -171,15 +222,41 @@ impl<R> Collector<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
     fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered {
-        let (r, d) = match outcome {
-            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
-                Ok(v) => (Ok(v), Delivered::Value),
-                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
-            },
-            Outcome::Failed(e) => (Err(e), Delivered::Failed),
-        };
+        let (r, d) = self.decode_outcome(outcome);
         self.put(index, r);
         d
+    }
+
+    /// A whole result chunk under one lock, with at most one wake-up.
+    fn deliver_many<'a>(
+        &self,
+        outcomes: &mut dyn Iterator<Item = (usize, Outcome<'a>)>,
+        tally: &mut dyn FnMut(Delivered, bool),
+    ) {
+        let mut stored = 0u64;
+        let mut wanted = false;
+        let waker = {
+            let mut st = self.lock();
+            for (index, outcome) in outcomes {
+                let panicked = outcome.is_panic();
+                let (r, d) = self.decode_outcome(outcome);
+                tally(d, panicked);
+                if let Some(w) = self.store(&mut st, index, r) {
+                    stored += 1;
+                    wanted |= w;
+                }
+            }
+            if wanted { self.wake_locked(&mut st) } else { None }
+        };
+        #[cfg(feature = "progress")]
+        if let Some(bar) = &self.bar {
+            bar.inc(stored);
+        }
+        #[cfg(not(feature = "progress"))]
+        let _ = stored;
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -232,7 +309,8 @@ impl<R> MapResult<R> {
     /// Waits for every item; returns the values in input order, or the first error in
     /// input order.
     pub fn get(self) -> Result<Vec<R>, TaskError> {
-        self.get_all().into_iter().collect()
+        self.wait();
+        self.take_values()
     }
 
     /// Waits for every item; returns each item's own outcome, in input order.
@@ -257,7 +335,24 @@ impl<R> MapResult<R> {
         #[cfg(feature = "progress")]
         self.collector.finish_bar();
         let mut st = self.collector.lock();
-        st.slots.drain(..).map(|s| s.unwrap_or(Err(TaskError::Cancelled { task }))).collect()
+        st.slots.drain(..).map(|s| s.into_option().unwrap_or(Err(TaskError::Cancelled { task }))).collect()
+    }
+
+    /// The values straight into one vector of the right size, or the first error.
+    fn take_values(&self) -> Result<Vec<R>, TaskError> {
+        let task = self.collector.task;
+        #[cfg(feature = "progress")]
+        self.collector.finish_bar();
+        let mut st = self.collector.lock();
+        let mut values = Vec::with_capacity(st.slots.len());
+        for cell in st.slots.drain(..) {
+            match cell {
+                Cell::Value(v) => values.push(v),
+                Cell::Failed(e) => return Err(*e),
+                Cell::Empty => return Err(TaskError::Cancelled { task }),
+            }
+        }
+        Ok(values)
     }
 
     /// Whether every item has ended.
@@ -272,7 +367,7 @@ impl<R> MapResult<R> {
         if st.delivered < self.len {
             return None;
         }
-        Some(st.slots.iter().all(|s| matches!(s, Some(Ok(_)))))
+        Some(st.slots.iter().all(|s| matches!(s, Cell::Value(_))))
     }
 
     /// Waits until every item has ended.
@@ -307,7 +402,7 @@ impl<R> Future for MapResult<R> {
                 return Poll::Pending;
             }
         }
-        Poll::Ready(self.take_all().into_iter().collect())
+        Poll::Ready(self.take_values())
     }
 }
 
@@ -465,14 +560,14 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         }
         let ordered = self.collector.ordered;
         let ready = |st: &CollectState<R>| {
-            if ordered { matches!(st.slots.front(), Some(Some(_))) } else { !st.done.is_empty() }
+            if ordered { st.slots.front().is_some_and(Cell::is_filled) } else { !st.done.is_empty() }
         };
         let Some(mut st) = self.collector.wait_until(deadline, ready) else {
             return Some(Err(TaskError::WaitTimeout { task: self.spec.task, waited: timeout }));
         };
         let r = if ordered {
             st.head += 1;
-            st.slots.pop_front().flatten()
+            st.slots.pop_front().and_then(Cell::into_option)
         } else {
             st.done.pop_front()
         };

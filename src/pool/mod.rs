@@ -89,8 +89,15 @@ impl std::fmt::Debug for Pool {
 }
 
 /// A map whose length is known sends its encoded items in pieces of at least this size
-/// while it goes on encoding, so large inputs start running at once.
-const SEND_EARLY_BYTES: usize = 1 << 20;
+/// (and whole chunks) while it goes on encoding, so workers start on the first chunks
+/// while the parent encodes the rest.
+const SEND_EARLY_BYTES: usize = 32 << 10;
+/// With the default chunksize, a task carries about this much at most: a few large
+/// items per task, sent as soon as they are encoded, keep both sides busy where Python's
+/// 25-item chunks of large buffers would leave the workers waiting for the parent.
+const DEFAULT_TASK_BYTES: usize = 2 << 20;
+/// At most this much is reserved up front from the first item's size.
+const MAX_RESERVE: usize = 64 << 20;
 
 fn trampoline_offset(t: Trampoline) -> i64 {
     identity::offset_of(t as usize)
@@ -447,6 +454,7 @@ impl Pool {
             Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
             Chunksize::Adaptive => Chunking::Adaptive,
         };
+        let default_chunks = matches!(opts.chunksize.unwrap_or(Chunksize::Default), Chunksize::Default);
         let progress = opts.progress.then_some(known.map(|n| n as u64));
         let collector = Arc::new(Collector::<R>::new(task, true, known.unwrap_or(0), progress));
         let sink: Arc<dyn Sink> = collector.clone();
@@ -483,7 +491,9 @@ impl Pool {
         };
         let early = known.map(chunking_for);
         let mut parts: Vec<(usize, Encoder)> = Vec::new();
-        let (mut base, mut enc) = (0, Encoder::new());
+        // Room for every item's offset up front (bounded: a size hint is only a hint).
+        let mut enc = Encoder::with_capacity(known.unwrap_or(0).min(1 << 20), 0);
+        let mut base = 0;
         let mut n = 0;
         for a in items {
             if let Err(message) = enc.push(&a) {
@@ -492,13 +502,24 @@ impl Pool {
                 collector.put(n, Err(TaskError::Codec { task, message }));
                 base = n + 1;
             } else if let Some(Chunking::Fixed(k)) = early
-                && enc.len() >= k as usize
-                && enc.bytes.len() >= SEND_EARLY_BYTES
+                && ((enc.len() >= k as usize && enc.bytes.len() >= SEND_EARLY_BYTES)
+                    || (default_chunks && enc.bytes.len() >= DEFAULT_TASK_BYTES))
             {
-                send(base, std::mem::replace(&mut enc, Encoder::new()), Chunking::Fixed(k));
+                let next = enc.like();
+                send(base, std::mem::replace(&mut enc, next), Chunking::Fixed(k));
                 base = n + 1;
             }
             n += 1;
+            if n == 1
+                && let Some(total) = known
+            {
+                // Room for the rest if they are like the first (bounded by a send-early part).
+                let per_part = match early {
+                    Some(Chunking::Fixed(k)) => total.min(k as usize + SEND_EARLY_BYTES / enc.bytes.len().max(1)),
+                    _ => total,
+                };
+                enc.bytes.reserve((enc.bytes.len() * per_part).min(MAX_RESERVE));
+            }
         }
         parts.push((base, enc));
         let chunking = early.filter(|_| known == Some(n)).unwrap_or_else(|| chunking_for(n));

@@ -86,7 +86,8 @@ impl<R> TaskOptions<R> {
 /// How a map cuts its items into tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunksize {
-    /// Python's default: `map` sends `ceil(n / (4 × workers))` items per task, `imap` one.
+    /// Python's default: `map` sends `ceil(n / (4 × workers))` items per task (and, for a
+    /// map of known length, at most about 2 MiB of arguments per task), `imap` one.
     Default,
     /// This many items per task.
     Fixed(usize),

@@ -88,16 +88,44 @@ pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     b.get(at..at + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
 }
 
+/// Splits length-prefixed items: yields up to `count` items; `taken` says how many
+/// were well formed once it stops.
+pub(crate) struct Items<'a> {
+    body: &'a [u8],
+    left: u32,
+    pub(crate) taken: u32,
+}
+
+impl<'a> Items<'a> {
+    pub(crate) fn new(body: &'a [u8], count: u32) -> Self {
+        Items { body, left: count, taken: 0 }
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let len = u32_at(self.body, 0)? as usize;
+        let item = self.body.get(4..4 + len)?;
+        self.body = &self.body[4 + len..];
+        self.left -= 1;
+        self.taken += 1;
+        Some(item)
+    }
+}
+
 /// Splits length-prefixed items: calls `each(index, bytes)` for up to `count` items.
 /// Returns how many were well formed.
-pub(crate) fn for_each_item(mut body: &[u8], count: u32, mut each: impl FnMut(u32, &[u8])) -> u32 {
-    for i in 0..count {
-        let Some(len) = u32_at(body, 0) else { return i };
-        let Some(item) = body.get(4..4 + len as usize) else { return i };
-        each(i, item);
-        body = &body[4 + len as usize..];
+pub(crate) fn for_each_item(body: &[u8], count: u32, mut each: impl FnMut(u32, &[u8])) -> u32 {
+    let mut items = Items::new(body, count);
+    for (i, item) in (&mut items).enumerate() {
+        each(i as u32, item);
     }
-    count
+    items.taken
 }
 
 /// Appends a length prefix placeholder; returns where to patch it.

@@ -22,11 +22,31 @@ pub(crate) enum Outcome<'a> {
     Failed(TaskError),
 }
 
+impl Outcome<'_> {
+    /// Whether the task panicked (for the statistics).
+    pub(crate) fn is_panic(&self) -> bool {
+        matches!(self, Outcome::Failed(TaskError::Panicked { .. }))
+    }
+}
+
 /// Where the outcomes of a submission go: an `AsyncResult`'s slot or a map's collector.
 /// Called on the driver thread (callbacks run there, as in Python).
 pub(crate) trait Sink: Send + Sync {
     /// Item `index` (counted over the whole map) ended. Returns whether a value decoded.
     fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered;
+    /// The outcomes of one result chunk, `(index, outcome)` in order; `tally` hears what
+    /// each delivery turned out to be and whether it was a panic. A sink that takes many
+    /// items (a map's collector) does them under one lock, with one wake-up.
+    fn deliver_many<'a>(
+        &self,
+        outcomes: &mut dyn Iterator<Item = (usize, Outcome<'a>)>,
+        tally: &mut dyn FnMut(Delivered, bool),
+    ) {
+        for (index, outcome) in outcomes {
+            let panicked = outcome.is_panic();
+            tally(self.deliver(index, outcome), panicked);
+        }
+    }
     /// Whether the caller cancelled: undispatched items are dropped, running ones killed.
     fn cancelled(&self) -> bool;
 }
@@ -99,6 +119,18 @@ pub(crate) struct Encoder {
 impl Encoder {
     pub(crate) fn new() -> Encoder {
         Encoder { bytes: Vec::new(), offsets: vec![0], fds: Vec::new() }
+    }
+
+    /// With room for `items` items and `bytes` bytes, so a large map grows no buffer.
+    pub(crate) fn with_capacity(items: usize, bytes: usize) -> Encoder {
+        let mut offsets = Vec::with_capacity(items + 1);
+        offsets.push(0);
+        Encoder { bytes: Vec::with_capacity(bytes), offsets, fds: Vec::new() }
+    }
+
+    /// An empty encoder sized like this one (for the next part of the same input).
+    pub(crate) fn like(&self) -> Encoder {
+        Encoder::with_capacity(self.len(), self.bytes.len())
     }
 
     /// Appends one item, with the descriptors it carries.
