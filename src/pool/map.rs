@@ -57,6 +57,39 @@ struct CollectState<R> {
     /// Threads blocked in `wait_until`.
     waiters: usize,
     waker: Option<Waker>,
+    /// Python's `map_async` callbacks, set by [`MapResult::then`]: run once, when the
+    /// last item ends.
+    hook: Option<CompletionHook<R>>,
+}
+
+/// Runs under the collector's lock when the map has ended, to take a snapshot of the
+/// outcome; returns the callback to run once the lock is released (so a callback may
+/// look at its `MapResult` without deadlocking).
+type CompletionHook<R> = Box<dyn FnOnce(&CollectState<R>) -> Box<dyn FnOnce() + Send> + Send>;
+
+impl<R> CollectState<R> {
+    /// The completion callback, if the map has just ended and one is registered.
+    fn take_finished_hook(&mut self) -> Option<Box<dyn FnOnce() + Send>> {
+        if !self.total.is_some_and(|t| self.delivered >= t) {
+            return None;
+        }
+        let hook = self.hook.take()?;
+        Some(hook(self))
+    }
+}
+
+/// Runs a completion callback, reporting a panic instead of passing it on: the driver
+/// thread, where callbacks run, must go on.
+fn run_hook(task: &'static str, hook: Option<Box<dyn FnOnce() + Send>>) {
+    let Some(hook) = hook else { return };
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("multiproc pool: a map callback of task `{task}` panicked: {what} (the pool goes on)");
+    }
 }
 
 /// Collects the outcomes of a map's items; shared by the driver and the handle.
@@ -89,6 +122,7 @@ impl<R> Collector<R> {
                 total: None,
                 waiters: 0,
                 waker: None,
+                hook: None,
             }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -106,14 +140,15 @@ impl<R> Collector<R> {
 
     /// Records the outcome of item `index` (also used for items that never left the parent).
     pub(crate) fn put(&self, index: usize, r: Result<R, TaskError>) {
-        let waker = {
+        let (waker, hook) = {
             let mut st = self.lock();
             match self.store(&mut st, index, r) {
                 None => return,
-                Some(true) => self.wake_locked(&mut st),
-                Some(false) => None,
+                Some(true) => (self.wake_locked(&mut st), st.take_finished_hook()),
+                Some(false) => (None, None),
             }
         };
+        run_hook(self.task, hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(1);
@@ -170,6 +205,7 @@ impl<R> Collector<R> {
     /// For a whole map: the number of items, once known; wakes a waiter if all came.
     pub(crate) fn set_total(&self, n: usize) {
         let waker;
+        let hook;
         {
             let mut st = self.lock();
             st.total = Some(n);
@@ -180,7 +216,9 @@ impl<R> Collector<R> {
                 self.cond.notify_all();
             }
             waker = st.waker.take();
+            hook = st.take_finished_hook();
         }
+        run_hook(self.task, hook);
         if let Some(w) = waker {
             w.wake();
         }
@@ -235,7 +273,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
     ) {
         let mut stored = 0u64;
         let mut wanted = false;
-        let waker = {
+        let (waker, hook) = {
             let mut st = self.lock();
             for (index, outcome) in outcomes {
                 let panicked = outcome.is_panic();
@@ -246,8 +284,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
                     wanted |= w;
                 }
             }
-            if wanted { self.wake_locked(&mut st) } else { None }
+            if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) }
         };
+        run_hook(self.task, hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(stored);
@@ -385,6 +424,66 @@ impl<R> MapResult<R> {
     /// Cancels every item not yet ended (running ones have their workers replaced).
     pub fn cancel(&self) {
         self.collector.cancel(&self.shared);
+    }
+
+    /// Python's `map_async(..., callback, error_callback)`: when every item has ended,
+    /// `callback` gets the values in input order, or `error_callback` the first error in
+    /// input order. They run once, in this (the parent) process — on the pool's driver
+    /// thread, or on this thread if the map has already ended — so they must not block.
+    /// A panicking callback is reported on stderr and the pool goes on. The values stay
+    /// in the `MapResult` for [`get`](MapResult::get) (hence `R: Clone`).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let m = pool.map_async(double, 0..4).then(
+    ///     move |values: &[u64]| tx.send(values.iter().sum::<u64>()).unwrap(),
+    ///     |e| panic!("{e}"),
+    /// );
+    /// assert_eq!(rx.recv().unwrap(), 12);
+    /// assert_eq!(m.get().unwrap(), [0, 2, 4, 6]);
+    /// ```
+    pub fn then(
+        self,
+        callback: impl FnOnce(&[R]) + Send + 'static,
+        error_callback: impl FnOnce(&TaskError) + Send + 'static,
+    ) -> Self
+    where
+        R: Clone + Send + 'static,
+    {
+        let task = self.collector.task;
+        let hook: CompletionHook<R> = Box::new(move |st| {
+            let mut first_error = None;
+            let mut values = Vec::with_capacity(st.slots.len());
+            for cell in &st.slots {
+                match cell {
+                    Cell::Value(v) => values.push(v.clone()),
+                    Cell::Failed(e) => {
+                        first_error = Some((**e).clone());
+                        break;
+                    }
+                    Cell::Empty => {
+                        first_error = Some(TaskError::Cancelled { task });
+                        break;
+                    }
+                }
+            }
+            match first_error {
+                None => Box::new(move || callback(&values)),
+                Some(e) => Box::new(move || error_callback(&e)),
+            }
+        });
+        let ready_now = {
+            let mut st = self.collector.lock();
+            st.hook = Some(hook);
+            st.take_finished_hook()
+        };
+        run_hook(task, ready_now);
+        self
     }
 }
 
