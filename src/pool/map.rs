@@ -70,7 +70,7 @@ type CompletionHook<R> = Box<dyn FnOnce(&CollectState<R>) -> Box<dyn FnOnce() + 
 impl<R> CollectState<R> {
     /// The completion callback, if the map has just ended and one is registered.
     fn take_finished_hook(&mut self) -> Option<Box<dyn FnOnce() + Send>> {
-        if !self.total.is_some_and(|t| self.delivered >= t) {
+        if self.total.is_none_or(|t| self.delivered < t) {
             return None;
         }
         let hook = self.hook.take()?;
