@@ -55,3 +55,27 @@ fn large_arguments_and_results_with_more_tasks_than_workers_do_not_deadlock() {
     assert_eq!(back.len(), 6);
     assert!(back[5].starts_with("fff") && back[5].ends_with('!'));
 }
+
+fn reverse(mut b: multiproc::Bytes) -> multiproc::Bytes {
+    b.reverse();
+    b
+}
+
+#[test]
+fn quarter_gigabyte_arguments_and_results_with_more_tasks_than_workers() {
+    // The size: 256 MiB each way, three tasks for two workers.
+    const SIZE: usize = 256 << 20;
+    let pool = Pool::new(2).unwrap();
+    let hs: Vec<_> = (0..3u8)
+        .map(|i| {
+            let mut v = vec![i; SIZE];
+            v[0] = 0xff;
+            pool.apply_async(reverse, multiproc::Bytes::from(v))
+        })
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        let r = h.get().unwrap();
+        assert_eq!(r.len(), SIZE);
+        assert_eq!((r[0], r[SIZE - 1]), (i as u8, 0xff));
+    }
+}
