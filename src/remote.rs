@@ -325,11 +325,10 @@ fn task_child_entry(ctx: ChildContext) {
                 sys::proc::exit_now(2)
             }
         };
-        // SAFETY: the parent sends only tasks of this build (it compared fingerprints in
-        // `TaskChild::run`, and the spawn handshake made sure it is this build), and
-        // `head.trampoline` was made by `offset_of` from the pool's `Trampoline` in
-        // `task_code`.
-        let tramp: ItemTrampoline = unsafe { identity::function_at(head.trampoline) };
+        // The parent sends only tasks of this build (it compared fingerprints in
+        // `TaskChild::run`), and `head.trampoline` was made by `offset_of` from the
+        // pool's `Trampoline` in `task_code`.
+        let tramp: ItemTrampoline = identity::SameBuild::parent().function_at(head.trampoline);
         out.clear();
         out.push(TAG_OK);
         // The trampoline catches panics (of the task and of its result's encoding).

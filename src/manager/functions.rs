@@ -14,16 +14,22 @@ use serde::de::DeserializeOwned;
 
 use super::SharedObject;
 use super::protocol::RemoteError;
-use crate::spawn::identity;
+use crate::spawn::identity::{self, SameBuild};
 use crate::wire::codec;
 
 /// Runs a `modify` on an optional stored value, writing the new value's bytes to `out`.
-pub(crate) type ModifyFn = fn(f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>;
+pub(crate) type ModifyFn =
+    fn(proof: SameBuild, f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>;
 /// Builds a custom object from its encoded initial value.
 pub(crate) type CreateFn = fn(init: &[u8]) -> Result<Box<dyn Any + Send>, RemoteError>;
 /// Calls a method on a custom object, writing the encoded result to `out`.
-pub(crate) type CallFn =
-    fn(obj: &mut (dyn Any + Send), method: i64, arg: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>;
+pub(crate) type CallFn = fn(
+    proof: SameBuild,
+    obj: &mut (dyn Any + Send),
+    method: i64,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), RemoteError>;
 
 fn panic_message(p: Box<dyn Any + Send>) -> String {
     p.downcast_ref::<&str>()
@@ -44,26 +50,25 @@ fn run<R>(name: &str, f: impl FnOnce() -> R) -> Result<R, RemoteError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| RemoteError::Panicked(format!("`{name}`: {}", panic_message(p))))
 }
 
-fn modify_option<V, F>(f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>
+fn modify_option<V, F>(proof: SameBuild, f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>
 where
     V: Serialize + DeserializeOwned + 'static,
     F: Fn(Option<V>) -> V + Copy + 'static,
 {
-    // SAFETY: the session hello matched this build's fingerprint, and `f` was made by
-    // `encode_fn::<F, fn(Option<V>) -> V>` in `modify_option_fn` of that build.
-    let f: F = unsafe { identity::decode_fn::<F>(f) };
+    // The client made `f` with `encode_fn::<F, fn(Option<V>) -> V>` in `modify_option_fn`.
+    let f: F = proof.decode_fn::<F>(f);
     let old = old.map(decode::<V>).transpose()?;
     let new = run(std::any::type_name::<F>(), || f(old))?;
     encode(&new, out)
 }
 
-fn modify_value<V, F>(f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>
+fn modify_value<V, F>(proof: SameBuild, f: i64, old: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RemoteError>
 where
     V: Serialize + DeserializeOwned + 'static,
     F: Fn(V) -> V + Copy + 'static,
 {
-    // SAFETY: as in `modify_option`, for `encode_fn::<F, fn(V) -> V>` in `modify_value_fn`.
-    let f: F = unsafe { identity::decode_fn::<F>(f) };
+    // As in `modify_option`, for `encode_fn::<F, fn(V) -> V>` in `modify_value_fn`.
+    let f: F = proof.decode_fn::<F>(f);
     let old = decode::<V>(old.ok_or_else(|| RemoteError::Misuse("no value to modify".into()))?)?;
     let new = run(std::any::type_name::<F>(), || f(old))?;
     encode(&new, out)
@@ -91,19 +96,16 @@ where
 
 /// Runs the `modify` a client named, if the client is this build.
 pub(crate) fn run_modify(
-    same_build: bool,
+    same_build: Option<SameBuild>,
     tramp: i64,
     f: i64,
     old: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteError> {
-    if !same_build {
-        return Err(RemoteError::DifferentBuild);
-    }
-    // SAFETY: the client is this build (its session hello fingerprint matched), and such
-    // a client makes `tramp` with `offset_of` of a `ModifyFn` (`modify_*_fn` above).
-    let tramp = unsafe { identity::function_at::<ModifyFn>(tramp) };
-    tramp(f, old, out)
+    let proof = same_build.ok_or(RemoteError::DifferentBuild)?;
+    // A client of this build makes `tramp` with `offset_of` of a `ModifyFn` (`modify_*_fn`).
+    let tramp = proof.function_at::<ModifyFn>(tramp);
+    tramp(proof, f, old, out)
 }
 
 fn create<T: SharedObject>(init: &[u8]) -> Result<Box<dyn Any + Send>, RemoteError> {
@@ -119,16 +121,24 @@ pub(crate) fn create_fn<T: SharedObject>() -> i64 {
 }
 
 /// Builds the custom object a client named, if the client is this build.
-pub(crate) fn run_create(same_build: bool, ctor: i64, init: &[u8]) -> Result<Box<dyn Any + Send>, RemoteError> {
-    if !same_build {
-        return Err(RemoteError::DifferentBuild);
-    }
-    // SAFETY: as in `run_modify`, for a `CreateFn` made by `create_fn`.
-    let ctor = unsafe { identity::function_at::<CreateFn>(ctor) };
+pub(crate) fn run_create(
+    same_build: Option<SameBuild>,
+    ctor: i64,
+    init: &[u8],
+) -> Result<Box<dyn Any + Send>, RemoteError> {
+    let proof = same_build.ok_or(RemoteError::DifferentBuild)?;
+    // As in `run_modify`, for a `CreateFn` made by `create_fn`.
+    let ctor = proof.function_at::<CreateFn>(ctor);
     ctor(init)
 }
 
-fn call<T, F, A, R>(obj: &mut (dyn Any + Send), method: i64, arg: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>
+fn call<T, F, A, R>(
+    proof: SameBuild,
+    obj: &mut (dyn Any + Send),
+    method: i64,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), RemoteError>
 where
     T: SharedObject,
     F: Fn(&mut T, A) -> R + Copy + 'static,
@@ -137,8 +147,8 @@ where
 {
     let found = std::any::type_name::<T>();
     let obj = obj.downcast_mut::<T>().ok_or_else(|| RemoteError::Misuse(format!("the object is not a `{found}`")))?;
-    // SAFETY: as in `modify_option`, for `encode_fn::<F, fn(&mut T, A) -> R>` in `call_fn`.
-    let f: F = unsafe { identity::decode_fn::<F>(method) };
+    // As in `modify_option`, for `encode_fn::<F, fn(&mut T, A) -> R>` in `call_fn`.
+    let f: F = proof.decode_fn::<F>(method);
     let arg: A = decode(arg)?;
     let r = run(std::any::type_name::<F>(), || f(obj, arg))?;
     encode(&r, out)
@@ -158,19 +168,17 @@ where
 
 /// Calls the method a client named on a custom object, if the client is this build.
 pub(crate) fn run_call(
-    same_build: bool,
+    same_build: Option<SameBuild>,
     tramp: i64,
     method: i64,
     obj: &mut (dyn Any + Send),
     arg: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteError> {
-    if !same_build {
-        return Err(RemoteError::DifferentBuild);
-    }
-    // SAFETY: as in `run_modify`, for a `CallFn` made by `call_fn`.
-    let tramp = unsafe { identity::function_at::<CallFn>(tramp) };
-    tramp(obj, method, arg, out)
+    let proof = same_build.ok_or(RemoteError::DifferentBuild)?;
+    // As in `run_modify`, for a `CallFn` made by `call_fn`.
+    let tramp = proof.function_at::<CallFn>(tramp);
+    tramp(proof, obj, method, arg, out)
 }
 
 /// Runs the drop of a custom object, keeping a panic inside it.

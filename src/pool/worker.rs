@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::protocol::*;
+use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
 use crate::sys::mem::SharedCounters;
@@ -43,9 +44,9 @@ where
         Ok(a) => a,
         Err(e) => return codec_failure(&e.to_string(), out),
     };
-    // SAFETY: the parent, running this very build (the handshake compared fingerprints),
-    // made `function` with `encode_fn::<F, fn(A) -> R>` and named this trampoline for it.
-    let f: F = unsafe { spawn::identity::decode_fn::<F>(function) };
+    // The parent made `function` with `encode_fn::<F, fn(A) -> R>` and named this
+    // trampoline for it.
+    let f: F = SameBuild::parent().decode_fn::<F>(function);
     run_caught(move || f(a), out)
 }
 
@@ -59,8 +60,8 @@ where
         Ok(a) => a,
         Err(e) => return codec_failure(&e.to_string(), out),
     };
-    // SAFETY: as in `unary_trampoline`, with `encode_fn::<F, F::Ptr>`.
-    let f: F = unsafe { spawn::identity::decode_fn::<F>(function) };
+    // As in `unary_trampoline`, with `encode_fn::<F, F::Ptr>`.
+    let f: F = SameBuild::parent().decode_fn::<F>(function);
     run_caught(move || f.call(a), out)
 }
 
@@ -70,8 +71,8 @@ where
     A: DeserializeOwned,
 {
     let a: A = codec::decode(arg).map_err(|e| e.to_string())?;
-    // SAFETY: the parent made `function` with `encode_fn::<F, fn(A)>` for this trampoline.
-    let f: F = unsafe { spawn::identity::decode_fn::<F>(function) };
+    // The parent made `function` with `encode_fn::<F, fn(A)>` for this trampoline.
+    let f: F = SameBuild::parent().decode_fn::<F>(function);
     catch_unwind(AssertUnwindSafe(move || f(a))).map_err(|p| {
         let r = take_panic(p);
         format!("panicked at {}: {}", r.location, r.message)
@@ -165,9 +166,9 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         die(&format!("cannot set the address-space limit: {e}"));
     }
     if let Some((trampoline, function, arg)) = &setup.initializer {
-        // SAFETY: same build (handshake), and the parent made this offset from an
-        // `InitTrampoline` monomorphised for the initializer's function and argument.
-        let init: InitTrampoline = unsafe { spawn::identity::function_at(*trampoline) };
+        // The parent made this offset from an `InitTrampoline` monomorphised for the
+        // initializer's function and argument.
+        let init: InitTrampoline = SameBuild::parent().function_at(*trampoline);
         if let Err(message) = init(*function, arg) {
             let _ = writer.send(KIND_INIT_FAILED, &message);
             exit_cleanly();
@@ -214,9 +215,9 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         else {
             die("a task frame too short for its header")
         };
-        // SAFETY: same build (handshake); the parent made `tramp` from a `Trampoline`
-        // monomorphised for this task's function, argument and result types.
-        let run: Trampoline = unsafe { spawn::identity::function_at(tramp as i64) };
+        // The parent made `tramp` from a `Trampoline` monomorphised for this task's
+        // function, argument and result types.
+        let run: Trampoline = SameBuild::parent().function_at(tramp as i64);
         let body = &p[TASK_HEAD..];
         let t0 = Instant::now();
         let queued = writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {

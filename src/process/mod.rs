@@ -306,9 +306,8 @@ where
         }
     };
     drop(payload);
-    // SAFETY: the handshake matched fingerprints, and `offset` was made by
-    // `encode_fn::<F, fn(A)>` in the parent.
-    let f: F = unsafe { spawn::identity::decode_fn::<F>(offset) };
+    // The parent made `offset` with `encode_fn::<F, fn(A)>`.
+    let f: F = spawn::identity::SameBuild::parent().decode_fn::<F>(offset);
     watch_parent(channel);
     let name = spawn::identity().name.clone();
     let default_hook = std::panic::take_hook();

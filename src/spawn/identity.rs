@@ -30,7 +30,7 @@ pub(crate) fn offset_of(addr: usize) -> i64 {
 /// # Safety
 /// `offset` must come from [`offset_of`] of a function of exactly type `F` in a process
 /// running the same build (same fingerprint) as this one.
-pub(crate) unsafe fn function_at<F: Copy>(offset: i64) -> F {
+unsafe fn function_at<F: Copy>(offset: i64) -> F {
     assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>(), "function_at needs a fn pointer type");
     let addr = (anchor_addr() + offset) as usize;
     // SAFETY: `F` is a function-pointer type of pointer size (asserted above); by the
@@ -155,18 +155,63 @@ pub(crate) fn encode_fn<F: Copy + 'static, P: Copy + 'static>(f: F) -> i64 {
     offset_of(unsafe { std::mem::transmute_copy::<F, usize>(&f) })
 }
 
-/// The receiving side of [`encode_fn`].
+/// Proof that offsets come from a process running this very build, so they may be
+/// turned back into functions.
 ///
-/// # Safety
-/// `offset` must come from `encode_fn::<F, _>` in a process of the same build.
-pub(crate) unsafe fn decode_fn<F: Copy + 'static>(offset: i64) -> F {
-    if std::mem::size_of::<F>() == 0 {
-        // SAFETY: `F` is zero-sized: a fn item or a non-capturing closure, which hold no
-        // data and have no invalid values, so reading zero bytes yields a valid one.
-        unsafe { std::mem::transmute_copy::<(), F>(&()) }
-    } else {
-        // SAFETY: forwarded from the caller's contract.
+/// The invariant lives here: a `SameBuild` is made only by comparing a peer's build
+/// fingerprint with this program's ([`SameBuild::check`]), or, in a child, by the spawn
+/// handshake that did so with its parent ([`SameBuild::parent`]). Peers of one build make
+/// offsets only with [`offset_of`] / [`encode_fn`] for the exact type the receiving,
+/// monomorphised trampoline expects, which is what makes the resolution below sound. (A
+/// peer of the same build that forged offsets could run any function of the program, as
+/// an authenticated peer of Python's `pickle` can; that is why remote peers authenticate.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SameBuild(());
+
+static PARENT_CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl SameBuild {
+    /// `Some` when `peer` is this program's fingerprint.
+    pub(crate) fn check(peer: u64) -> Option<SameBuild> {
+        (peer == fingerprint()).then_some(SameBuild(()))
+    }
+
+    /// Records that the handshake matched the parent's fingerprint; returns the proof.
+    pub(crate) fn parent_checked(peer: u64) -> Option<SameBuild> {
+        let proof = SameBuild::check(peer)?;
+        PARENT_CHECKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        Some(proof)
+    }
+
+    /// The proof for offsets sent by this child's parent.
+    ///
+    /// # Panics
+    /// In a process whose parent's build was not checked (one not started by multiproc):
+    /// offsets reach only children, so this is a bug, not an input error.
+    pub(crate) fn parent() -> SameBuild {
+        assert!(
+            PARENT_CHECKED.load(std::sync::atomic::Ordering::SeqCst),
+            "multiproc: a function offset reached a process whose parent's build was never checked"
+        );
+        SameBuild(())
+    }
+
+    /// The function of type `F` at `offset` (made by [`offset_of`] of an `F`).
+    pub(crate) fn function_at<F: Copy>(self, offset: i64) -> F {
+        // SAFETY: `self` proves the offset comes from this very build, where it was made
+        // from a function of type `F` (see the type's docs).
         unsafe { function_at::<F>(offset) }
+    }
+
+    /// The receiving side of [`encode_fn`]: the task function `F` the offset names.
+    pub(crate) fn decode_fn<F: Copy + 'static>(self, offset: i64) -> F {
+        if std::mem::size_of::<F>() == 0 {
+            // SAFETY: `F` is zero-sized: a fn item or a non-capturing closure, which hold
+            // no data and have no invalid values, so reading zero bytes yields a valid one.
+            unsafe { std::mem::transmute_copy::<(), F>(&()) }
+        } else {
+            self.function_at::<F>(offset)
+        }
     }
 }
 

@@ -284,13 +284,13 @@ fn run_child(marker: OsString) -> ! {
         refuse(&mut channel, Refusal::Version { child_version: PROTOCOL_VERSION }, msg);
     }
     let mine = identity::fingerprint();
-    if hello.fingerprint != mine {
+    let Some(same_build) = identity::SameBuild::parent_checked(hello.fingerprint) else {
         let msg = format!(
             "refusing to run: this executable (fingerprint {mine:016x}) is not the parent's build ({:016x})",
             hello.fingerprint
         );
         refuse(&mut channel, Refusal::WrongBinary { child_fingerprint: mine }, msg);
-    }
+    };
     let _ = SELF.set(Identity {
         name: hello.name,
         identity: hello.identity,
@@ -301,9 +301,8 @@ fn run_child(marker: OsString) -> ! {
     if let Err(e) = channel.send(KIND_REPLY, &Reply::Ready { magic: MAGIC, pid: sys::proc::getpid() }) {
         fail(format!("cannot answer the parent: {e}"));
     }
-    // SAFETY: the fingerprint matched, so this is the parent's very build, where
-    // `hello.entry` was computed by `identity::offset_of` from an `Entry`.
-    let entry: Entry = unsafe { identity::function_at(hello.entry) };
+    // The parent computed `hello.entry` with `identity::offset_of` from an `Entry`.
+    let entry: Entry = same_build.function_at(hello.entry);
     entry(ChildContext { channel, payload, fds });
     use std::io::Write;
     let _ = std::io::stdout().flush();

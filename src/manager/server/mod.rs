@@ -29,6 +29,7 @@ use super::protocol::{
     Wait, decode_request,
 };
 use crate::spawn::ChildContext;
+use crate::spawn::identity::SameBuild;
 use crate::wire::FrameError;
 use crate::wire::frame::Channel;
 
@@ -110,7 +111,7 @@ pub(crate) struct Server {
 /// One connection's own state.
 pub(crate) struct Connection {
     session: [u8; 16],
-    same_build: bool,
+    same_build: Option<SameBuild>,
     cache: HashMap<u64, Weak<Object>>,
     cache_limit: usize,
 }
@@ -131,7 +132,7 @@ impl Server {
     }
 
     /// Opens a connection's place in a session (a new one, or its process's).
-    pub(crate) fn join(&self, session: Option<[u8; 16]>, same_build: bool) -> Result<Connection, String> {
+    pub(crate) fn join(&self, session: Option<[u8; 16]>, same_build: Option<SameBuild>) -> Result<Connection, String> {
         let mut reg = self.registry();
         let id = match session {
             Some(id) => {
@@ -352,7 +353,7 @@ impl Server {
             let _ = ch.writer.flush(Some(deadline));
             return;
         }
-        let same_build = hello.fingerprint == crate::spawn::identity::fingerprint();
+        let same_build = SameBuild::check(hello.fingerprint);
         let mut conn = match self.join(hello.session, same_build) {
             Ok(c) => c,
             Err(why) => {
@@ -601,7 +602,7 @@ mod tests {
 
     fn server_and_conn() -> (Arc<Server>, Connection) {
         let s = Server::new(b"k".to_vec(), 1 << 20);
-        let c = s.join(None, true).unwrap();
+        let c = s.join(None, SameBuild::check(crate::spawn::identity::fingerprint())).unwrap();
         (s, c)
     }
 
@@ -635,7 +636,7 @@ mod tests {
         let mut p = Vec::new();
         Writer(&mut p).u64(lock).u64(1).u64(0);
         assert_eq!(run(&s, &mut c, op::L_ACQUIRE, &p).unwrap(), [1]);
-        let mut other = s.join(None, true).unwrap();
+        let mut other = s.join(None, SameBuild::check(crate::spawn::identity::fingerprint())).unwrap();
         let mut inc = Vec::new();
         Writer(&mut inc).u64(lock).u8(Kind::Lock as u8).str("t");
         run(&s, &mut other, op::INCREF, &inc).unwrap();
@@ -800,8 +801,8 @@ mod tests {
         #[test]
         fn random_request_sequences_never_break_the_server(reqs in prop::collection::vec(request(), 1..40)) {
             let s = Server::new(b"k".to_vec(), 1 << 20);
-            let mut a = s.join(None, false).unwrap();
-            let mut b = s.join(None, false).unwrap();
+            let mut a = s.join(None, None).unwrap();
+            let mut b = s.join(None, None).unwrap();
             for (i, (kind, payload)) in reqs.iter().enumerate() {
                 let c = if i % 3 == 0 { &mut b } else { &mut a };
                 let r = run(&s, c, *kind, payload);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::ordered_map::OrderedMap;
 use crate::manager::functions;
 use crate::manager::protocol::{Init, Kind, RemoteError, Request, Wait};
+use crate::spawn::identity::SameBuild;
 use crate::sys;
 
 /// A blocked operation checks this often whether its client hung up, so a client killed
@@ -25,7 +26,7 @@ pub(crate) type Owner = ([u8; 16], u64);
 /// The connection an operation came from.
 pub(crate) struct Peer<'a> {
     pub(crate) session: [u8; 16],
-    pub(crate) same_build: bool,
+    pub(crate) same_build: Option<SameBuild>,
     /// The client's socket, polled while blocked: it turns readable when the client
     /// hangs up (a client sends nothing else while it waits for a reply).
     pub(crate) fd: Option<BorrowedFd<'a>>,
