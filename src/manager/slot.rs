@@ -40,14 +40,19 @@ const KIND: usize = 20;
 const FREE: u32 = 0;
 const REQUEST: u32 = 1;
 const REPLY: u32 = 2;
+/// Written by the server when the connection ended, to end its own thread's wait.
+const CLOSED: u32 = 3;
 
 /// Reply kind: the reply did not fit; ask again over the socket.
 pub(crate) const KIND_TOO_BIG: u8 = 0xF3;
 
 /// How long each side spins on the state word before sleeping on it.
 const SPIN: Duration = Duration::from_micros(50);
-/// How often a sleeping side wakes to check that its peer is still there.
-const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How often a waiting client checks that the server is still there (a dead server
+/// does not touch the slot; its socket ends).
+const CLIENT_CHECK_EVERY: Duration = Duration::from_millis(50);
+/// The same for the server's thread, which its connection's end wakes at once anyway.
+const SERVER_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Requests that may go through a slot: they change nothing and never wait.
 pub(crate) fn eligible(code: u8) -> bool {
@@ -77,9 +82,10 @@ fn state(m: &Mapping) -> &AtomicU32 {
     m.atomic_u32(STATE)
 }
 
-/// Spins, then sleeps, until `word` is `want`, or `gone()` says the peer is away.
+/// Spins, then sleeps, until the state word is `want`, or `gone()` (asked before each
+/// sleep of at most `check_every`) says the peer is away.
 /// Returns whether `word` became `want`.
-fn wait_for(m: &Mapping, want: u32, sleeps_at: usize, gone: &mut dyn FnMut() -> bool) -> bool {
+fn wait_for(m: &Mapping, want: u32, sleeps_at: usize, check_every: Duration, gone: &mut dyn FnMut() -> bool) -> bool {
     let word = state(m);
     let start = Instant::now();
     loop {
@@ -96,20 +102,20 @@ fn wait_for(m: &Mapping, want: u32, sleeps_at: usize, gone: &mut dyn FnMut() -> 
         std::thread::yield_now();
     }
     let sleeps = m.atomic_u32(sleeps_at);
-    loop {
+    let became = loop {
         sleeps.store(1, Ordering::SeqCst);
         let now = word.load(Ordering::SeqCst);
-        if now != want {
-            let _ = sys::futex::wait(word, now, Some(CHECK_EVERY));
+        if now == want {
+            break true;
         }
-        sleeps.store(0, Ordering::SeqCst);
-        if word.load(Ordering::Acquire) == want {
-            return true;
-        }
+        // After the load: a `close` that wrote CLOSED set its flag before.
         if gone() {
-            return false;
+            break false;
         }
-    }
+        let _ = sys::futex::wait(word, now, Some(check_every));
+    };
+    sleeps.store(0, Ordering::SeqCst);
+    became
 }
 
 /// Sets the state word to `to` and wakes the other side if it sleeps.
@@ -165,7 +171,7 @@ impl ClientSlot {
         m.write_pod::<u8>(KIND, code);
         m.write_bytes(DATA, payload);
         publish(m, REQUEST, SERVER_SLEEPS);
-        if !wait_for(m, REPLY, CLIENT_SLEEPS, gone) {
+        if !wait_for(m, REPLY, CLIENT_SLEEPS, CLIENT_CHECK_EVERY, gone) {
             return SlotReply::Lost;
         }
         let kind = m.read_pod::<u8>(KIND);
@@ -200,9 +206,12 @@ impl ServerSlot {
         Ok(Arc::new(ServerSlot { map, closed: AtomicBool::new(false) }))
     }
 
-    /// Tells the serving thread its connection ended.
+    /// Tells the serving thread its connection ended. The client is gone or has
+    /// dropped the connection, so the state word is the server's to change now: the
+    /// change makes a wait about to start return at once.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        state(&self.map).store(CLOSED, Ordering::SeqCst);
         sys::futex::wake_all(state(&self.map));
     }
 
@@ -211,7 +220,7 @@ impl ServerSlot {
     pub(crate) fn next(&self, req: &mut Vec<u8>) -> Option<u8> {
         let m = &self.map;
         let mut gone = || self.closed.load(Ordering::SeqCst);
-        if !wait_for(m, REQUEST, SERVER_SLEEPS, &mut gone) || gone() {
+        if !wait_for(m, REQUEST, SERVER_SLEEPS, SERVER_CHECK_EVERY, &mut gone) || gone() {
             return None;
         }
         let code = m.read_pod::<u8>(KIND);
@@ -297,7 +306,7 @@ mod tests {
         };
         // Wait until the first request was answered, so the close hits the second wait.
         let mut never = || false;
-        let _ = wait_for(&c.map, REPLY, CLIENT_SLEEPS, &mut never);
+        let _ = wait_for(&c.map, REPLY, CLIENT_SLEEPS, CLIENT_CHECK_EVERY, &mut never);
         s.close();
         assert_eq!(waiter.join().unwrap(), (Some(9), None));
     }

@@ -886,6 +886,34 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_serves_reads_refuses_the_rest_and_ends_with_its_connection() {
+        use crate::manager::slot::{ClientSlot, SlotReply};
+        let (s, mut c) = server_and_conn();
+        let dict = create(&s, &mut c, Kind::Dict);
+        let slot = ClientSlot::create().unwrap();
+        let served = s.open_slot(&c, &[slot.fd().try_clone().unwrap()]).unwrap();
+        let (mut out, mut alive) = (Vec::new(), || false);
+        let mut len = Vec::new();
+        Writer(&mut len).u64(dict);
+        assert!(matches!(slot.call(op::D_LEN, &len, &mut out, &mut alive), SlotReply::Done(KIND_OK)));
+        assert_eq!(crate::wire::codec::decode::<u64>(&out).unwrap(), 0);
+        let mut set = Vec::new();
+        Writer(&mut set).u64(dict).bytes(&[1]).bytes(&[2]);
+        assert!(matches!(slot.call(op::D_SET, &set, &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(op::D_GET, &[0xff; 3], &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(0xEE, &[], &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(op::D_LEN, &len, &mut out, &mut alive), SlotReply::Done(KIND_OK)));
+        // The connection ends: the slot's thread leaves the session, which frees the dict.
+        served.close();
+        s.leave(c);
+        let mut reg = s.registry();
+        while !reg.objects.is_empty() {
+            reg = s.freed.wait(reg).unwrap();
+        }
+        assert!(reg.sessions.is_empty());
+    }
+
+    #[test]
     fn known_kinds_create() {
         let (s, mut c) = server_and_conn();
         for k in KINDS {
