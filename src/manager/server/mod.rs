@@ -450,7 +450,9 @@ impl Server {
             };
             out.clear();
             let mut posted = false;
-            let result = if frame.kind == KIND_SLOT_OPEN {
+            let result = if frame.kind == KIND_SLOT_OPEN && !slots.is_empty() {
+                Err(RemoteError::BadRequest("this connection already has a slot".into()))
+            } else if frame.kind == KIND_SLOT_OPEN {
                 self.open_slot(conn, &frame.fds).map(|slot| {
                     slots.push(slot);
                     Served::Reply
