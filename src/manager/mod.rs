@@ -61,6 +61,7 @@ mod functions;
 mod handle;
 mod protocol;
 mod server;
+mod slot;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -30,6 +30,8 @@ pub(crate) const KIND_OK: u8 = 0xF0;
 pub(crate) const KIND_ERR: u8 = 0xF1;
 /// The failure of a posted request (one whose success is not answered).
 pub(crate) const KIND_POSTED_ERR: u8 = 0xF2;
+/// A client's request to open a shared-memory slot (its memfd attached); see `slot`.
+pub(crate) const KIND_SLOT_OPEN: u8 = 0xE5;
 
 /// Frame kinds between a started server and the process that started it.
 pub(crate) const KIND_SERVER_STARTED: u8 = 0xC1;

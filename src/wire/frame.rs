@@ -304,6 +304,40 @@ impl FrameReader {
         self.end - self.start
     }
 
+    /// Reads whatever has already arrived, without waiting (one non-blocking `recvmsg`).
+    ///
+    /// Returns whether [`recv`](Self::recv) would now return at once: a whole frame is
+    /// buffered, or the socket ended or failed (which `recv` then reports). A waiter
+    /// spins on this instead of `poll`, so the data is read by the call that finds it.
+    pub(crate) fn try_fill(&mut self) -> bool {
+        if self.has_frame() {
+            return true;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() < READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
+        if self.end == self.buf.len() {
+            // A frame larger than the buffer: `recv` grows it.
+            return false;
+        }
+        let mut arrived = Vec::new();
+        let r = sys::sock::recv(self.sock.as_fd(), &mut self.buf[self.end..], &mut arrived, true);
+        self.fds.extend(arrived);
+        match r {
+            Ok(0) => true,
+            Ok(n) => {
+                self.end += n;
+                self.has_frame()
+            }
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// Receives the next frame, waiting at most until `deadline` (`None`: forever).
     pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, FrameError> {
         if self.start == self.end && self.buf.len() > KEEP_LIMIT {

@@ -25,9 +25,10 @@ use super::address::{Address, Listener};
 use super::auth;
 use super::protocol::{
     KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED,
-    KIND_SESSION_HELLO, KIND_SESSION_READY, Kind, MANAGER_PROTOCOL, RemoteError, Request, SessionHello, SessionReady,
-    Wait, decode_request,
+    KIND_SESSION_HELLO, KIND_SESSION_READY, KIND_SLOT_OPEN, Kind, MANAGER_PROTOCOL, RemoteError, Request, SessionHello,
+    SessionReady, Wait, decode_request,
 };
+use super::slot::{self, ServerSlot};
 use crate::spawn::ChildContext;
 use crate::spawn::identity::SameBuild;
 use crate::wire::FrameError;
@@ -374,14 +375,69 @@ impl Server {
         self.leave(conn);
     }
 
-    fn serve_requests(&self, conn: &mut Connection, ch: Channel, poll_fd: &OwnedFd) {
+    fn serve_requests(self: &Arc<Self>, conn: &mut Connection, ch: Channel, poll_fd: &OwnedFd) {
+        let mut slots = Vec::new();
+        self.serve_frames(conn, ch, poll_fd, &mut slots);
+        for slot in slots {
+            slot.close();
+        }
+    }
+
+    /// Opens the shared-memory slot a client sent, with a thread of its own that serves
+    /// it as another connection of the same session.
+    fn open_slot(self: &Arc<Self>, conn: &Connection, fds: &[OwnedFd]) -> Result<Arc<ServerSlot>, RemoteError> {
+        let [fd] = fds else {
+            return Err(RemoteError::BadRequest(format!("a slot request carries one descriptor, not {}", fds.len())));
+        };
+        let slot = ServerSlot::open(fd).map_err(RemoteError::BadRequest)?;
+        let mut slot_conn = self.join(Some(conn.session), conn.same_build).map_err(RemoteError::BadRequest)?;
+        let (server, served) = (self.clone(), slot.clone());
+        let spawned = std::thread::Builder::new().name("multiproc-manager-slot".into()).spawn(move || {
+            server.serve_slot(&mut slot_conn, &served);
+            server.leave(slot_conn);
+        });
+        match spawned {
+            Ok(_) => Ok(slot),
+            Err(e) => Err(RemoteError::BadRequest(format!("cannot start the slot's thread: {e}"))),
+        }
+    }
+
+    /// Serves a slot's requests (read-only ones only) until its connection ends.
+    fn serve_slot(&self, conn: &mut Connection, slot: &ServerSlot) {
+        let peer = Peer { session: conn.session, same_build: conn.same_build, fd: None };
+        let (mut req, mut out) = (Vec::new(), Vec::new());
+        while let Some(code) = slot.next(&mut req) {
+            out.clear();
+            let result = if slot::eligible(code) {
+                decode_request(code, &req).and_then(|r| self.serve(conn, &r, &peer, &mut out))
+            } else {
+                Err(RemoteError::BadRequest(format!("request {code:#04x} cannot go through a slot")))
+            };
+            match result {
+                Ok(_) => slot.reply(KIND_OK, &out),
+                Err(e) => {
+                    out.clear();
+                    match crate::wire::codec::encode_into(&e, &mut out) {
+                        Ok(()) => slot.reply(KIND_ERR, &out),
+                        Err(_) => slot.reply(KIND_ERR, &[]),
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve_frames(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        ch: Channel,
+        poll_fd: &OwnedFd,
+        slots: &mut Vec<Arc<ServerSlot>>,
+    ) {
         let (mut reader, mut writer) = ch.split();
         let peer = Peer { session: conn.session, same_build: conn.same_build, fd: Some(poll_fd.as_fd()) };
         let mut out = Vec::new();
         loop {
-            if !reader.has_frame() {
-                spin_until_readable(poll_fd, REQUEST_SPIN);
-            }
+            spin_until_frame(&mut reader, REQUEST_SPIN);
             let frame = match reader.recv(None) {
                 Ok(f) => f,
                 Err(FrameError::Oversized { len, max }) => {
@@ -395,7 +451,14 @@ impl Server {
             };
             out.clear();
             let mut posted = false;
-            let result = if !frame.fds.is_empty() {
+            let result = if frame.kind == KIND_SLOT_OPEN && !slots.is_empty() {
+                Err(RemoteError::BadRequest("this connection already has a slot".into()))
+            } else if frame.kind == KIND_SLOT_OPEN {
+                self.open_slot(conn, &frame.fds).map(|slot| {
+                    slots.push(slot);
+                    Served::Reply
+                })
+            } else if !frame.fds.is_empty() {
                 Err(RemoteError::BadRequest("values holding file descriptors cannot be stored in a manager".into()))
             } else {
                 decode_request(frame.kind, frame.payload).and_then(|req| {
@@ -436,14 +499,18 @@ impl Server {
 /// takes about as long again to wake.
 const REQUEST_SPIN: Duration = Duration::from_micros(50);
 
-fn spin_until_readable(fd: &OwnedFd, spin: Duration) {
+/// Reads without sleeping until a whole request is in or `spin` has passed (one
+/// non-blocking `recvmsg` per try, which keeps what it reads, then a yield).
+fn spin_until_frame(reader: &mut crate::wire::frame::FrameReader, spin: Duration) {
+    if reader.try_fill() {
+        return;
+    }
     let start = Instant::now();
-    while !crate::sys::fd::wait_ready(fd.as_fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO)).unwrap_or(true)
-    {
-        if start.elapsed() >= spin {
+    loop {
+        std::thread::yield_now();
+        if reader.try_fill() || start.elapsed() >= spin {
             return;
         }
-        std::thread::yield_now();
     }
 }
 
@@ -819,6 +886,34 @@ mod tests {
             prop_assert!(reg.objects.len() <= published);
             prop_assert!(reg.sessions.is_empty() && reg.transit.is_empty());
         }
+    }
+
+    #[test]
+    fn a_slot_serves_reads_refuses_the_rest_and_ends_with_its_connection() {
+        use crate::manager::slot::{ClientSlot, SlotReply};
+        let (s, mut c) = server_and_conn();
+        let dict = create(&s, &mut c, Kind::Dict);
+        let slot = ClientSlot::create().unwrap();
+        let served = s.open_slot(&c, &[slot.fd().try_clone().unwrap()]).unwrap();
+        let (mut out, mut alive) = (Vec::new(), || false);
+        let mut len = Vec::new();
+        Writer(&mut len).u64(dict);
+        assert!(matches!(slot.call(op::D_LEN, &len, &mut out, &mut alive), SlotReply::Done(KIND_OK)));
+        assert_eq!(crate::wire::codec::decode::<u64>(&out).unwrap(), 0);
+        let mut set = Vec::new();
+        Writer(&mut set).u64(dict).bytes(&[1]).bytes(&[2]);
+        assert!(matches!(slot.call(op::D_SET, &set, &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(op::D_GET, &[0xff; 3], &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(0xEE, &[], &mut out, &mut alive), SlotReply::Done(KIND_ERR)));
+        assert!(matches!(slot.call(op::D_LEN, &len, &mut out, &mut alive), SlotReply::Done(KIND_OK)));
+        // The connection ends: the slot's thread leaves the session, which frees the dict.
+        served.close();
+        s.leave(c);
+        let mut reg = s.registry();
+        while !reg.objects.is_empty() {
+            reg = s.freed.wait(reg).unwrap();
+        }
+        assert!(reg.sessions.is_empty());
     }
 
     #[test]
