@@ -71,10 +71,22 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
         duplicate_window: queue.duplicate_window,
         ..Default::default()
     };
-    js.get_or_create_stream(config).await.map_err(|e| ClusterError::Setup {
-        what: format!("the task stream `{}`", queue.stream()),
-        message: e.to_string(),
-    })
+    // Workers and clients that start together race to create the stream; the loser's
+    // create fails (Debian's 2.9 server says "subjects overlap"), and a second look
+    // finds the winner's stream.
+    let mut tries = 0;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(ClusterError::Setup {
+                    what: format!("the task stream `{}`", queue.stream()),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// The durable pull consumer all workers of the pool share: explicit acks, `ack_wait`
@@ -91,10 +103,20 @@ pub(crate) async fn worker_consumer(
         max_ack_pending: queue.max_ack_pending,
         ..Default::default()
     };
-    stream.get_or_create_consumer(queue.consumer(), config).await.map_err(|e| ClusterError::Setup {
-        what: format!("the worker consumer of `{}`", queue.stream()),
-        message: e.to_string(),
-    })
+    // The same race as for the stream, among the pool's first workers.
+    let mut tries = 0;
+    loop {
+        match stream.get_or_create_consumer(queue.consumer(), config.clone()).await {
+            Ok(consumer) => return Ok(consumer),
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(ClusterError::Setup {
+                    what: format!("the worker consumer of `{}`", queue.stream()),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// The subject on which the broker announces that it gave up on a task of the pool.
