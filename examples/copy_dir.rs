@@ -44,12 +44,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(name) => PathBuf::from(name),
         None => demo_folder()?,
     };
+    let entries = fs::read_dir(&source_folder_name)
+        .map_err(|e| format!("cannot read the folder to copy, `{}`: {e}", source_folder_name.display()))?;
     let mut dest = source_folder_name.clone().into_os_string();
     dest.push("[副本]");
     let dest_folder_name = PathBuf::from(dest);
     let _ = fs::create_dir(&dest_folder_name); // an existing folder is fine
 
-    let mut file_names: Vec<String> = fs::read_dir(&source_folder_name)?
+    let mut file_names: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
