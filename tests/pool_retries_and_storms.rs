@@ -106,7 +106,10 @@ fn an_initializer_that_starts_failing_later_breaks_the_pool_instead_of_looping()
         other => panic!("{other:?}"),
     }
     let s = pool.stats();
-    assert!(s.initializer_failures >= 3 && s.initializer_failures <= 4, "{s:?}");
+    // Three failures in a row break the pool; starts already under way when that
+    // happens (at most a spawn and an initializer per worker slot) may still fail, but
+    // nothing is started after: bounded, not a storm.
+    assert!(s.initializer_failures >= 3 && s.initializer_failures <= 3 + 2 * 2, "{s:?}");
     assert!(matches!(pool.apply(ok, 3), Err(TaskError::PoolBroken { .. })));
 }
 
