@@ -136,12 +136,7 @@ fn w4() -> RunResult {
     }
     shut(pool)?;
     let t2 = Instant::now();
-    Ok(Outcome::Done(
-        Report::new()
-            .num("create_ms", created.as_secs_f64() * 1e3)
-            .num("startup_ms", (t1 - t0).as_secs_f64() * 1e3)
-            .num("shutdown_ms", (t2 - t1).as_secs_f64() * 1e3),
-    ))
+    Ok(Outcome::Done(work::w4_report(created, t0, t1, t2)))
 }
 
 /// W5: the serial run here, then `map(lcg, …, chunksize=1)` on 2 workers.

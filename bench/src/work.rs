@@ -52,6 +52,14 @@ pub fn w5_serial(iters: u64, tasks: u64) -> (Vec<u64>, Duration) {
     (out, t.elapsed())
 }
 
+/// W4's report: pool creation, create → first result (`t0` → `t1`), close + join (`t1` → `t2`).
+pub fn w4_report(created: Duration, t0: Instant, t1: Instant, t2: Instant) -> Report {
+    Report::new()
+        .num("create_ms", created.as_secs_f64() * 1e3)
+        .num("startup_ms", (t1 - t0).as_secs_f64() * 1e3)
+        .num("shutdown_ms", (t2 - t1).as_secs_f64() * 1e3)
+}
+
 /// W5's report, from the serial and parallel runs.
 pub fn w5_report(iters: u64, serial: &[u64], serial_t: Duration, parallel: &[u64], parallel_t: Duration) -> Report {
     let tasks = serial.len();

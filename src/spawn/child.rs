@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use crate::sys;
 
 /// Python's convention: the exit code, or `-N` when killed by signal N.
-#[allow(dead_code)] // also for the pool driver
 pub(crate) fn exitcode(status: ExitStatus) -> i32 {
     match (status.code(), status.signal()) {
         (Some(c), _) => c,
@@ -39,7 +38,6 @@ impl ChildProcess {
         self.pid
     }
 
-    #[allow(dead_code)] // for the pool driver
     /// Readable once the child has exited; for event loops.
     pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()

@@ -59,7 +59,6 @@ pub(crate) fn wait_ready(fd: BorrowedFd<'_>, what: Readiness, timeout: Option<Du
     }
 }
 
-#[allow(dead_code)] // for the pool driver
 /// Waits until any of `fds` is readable, or `timeout` passes; returns the readable indices.
 pub(crate) fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
     let ts =

@@ -22,24 +22,9 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     }
 }
 
-#[allow(dead_code)] // for the pool and manager layers
-/// Sends signal number `sig` to `pid` (for processes we hold no pidfd of, e.g. ourselves).
-pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
-    let sig =
-        Signal::from_named_raw(sig).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
-    Ok(rustix::process::kill_process(pid, sig)?)
-}
-
 /// This process's id.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
-}
-
-#[allow(dead_code)] // for the pool and manager layers
-/// The parent's process id (0 when there is none).
-pub(crate) fn getppid() -> u32 {
-    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32).unwrap_or(0)
 }
 
 /// How many CPUs this process may run on (its affinity mask), at least 1.
@@ -76,7 +61,6 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-#[allow(dead_code)] // for the pool's memory limit
 /// Resident set size of `pid` in bytes, read from `/proc/<pid>/statm`.
 pub(crate) fn rss_bytes(pid: u32) -> io::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;

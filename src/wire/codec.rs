@@ -37,7 +37,6 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -
     })
 }
 
-#[allow(dead_code)] // for the IPC and manager layers
 /// Encodes `value` into a new buffer.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut v = Vec::new();

@@ -109,7 +109,6 @@ impl FrameWriter {
         self.seal(start, kind, new_fds)
     }
 
-    #[allow(dead_code)] // for the pipe's send_bytes
     /// Queues a frame with `payload` as its bytes.
     pub(crate) fn queue_bytes(&mut self, kind: u8, payload: &[u8]) -> Result<(), FrameError> {
         let start = self.buf.len();
@@ -468,7 +467,6 @@ impl Channel {
         Ok((Channel::new(a, max_frame), Channel::new(b, max_frame)))
     }
 
-    #[allow(dead_code)] // for the pool driver
     /// The socket, for readiness polling.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.reader.sock.as_fd()

@@ -10,7 +10,6 @@
 pub mod bench_api;
 pub(crate) mod codec;
 mod error;
-#[allow(dead_code)] // `attach`/`take` are for the handles of the IPC layer
 pub(crate) mod fds;
 pub(crate) mod frame;
 pub(crate) mod handshake;
