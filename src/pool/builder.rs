@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::driver::{self, Driver, WorkerConfig};
+use super::lane::Lanes;
 use super::submit::{Inbox, Shared, StatsBoard};
 use super::worker::{InitTrampoline, init_trampoline};
 use super::{Pool, PoolError, PoolStats};
@@ -207,6 +208,8 @@ impl PoolBuilder {
             stats: StatsBoard::new(PoolStats::default()),
             spawned: Mutex::new(Vec::new()),
             backend: None,
+            // A worker that retires by itself must be heard at once: no express lane.
+            lanes: Lanes::new(self.max_tasks.is_none() && self.max_memory.is_none()),
         });
         let stats = PoolStats {
             workers_started: processes as u64,

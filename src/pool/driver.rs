@@ -14,13 +14,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::error::{Attempt, TaskError};
+use super::lane::{GaveUp, Link, Parked};
 use super::protocol::*;
 use super::submit::{Chunking, Delivered, Job, Outcome, Shared};
 use super::{PoolError, PoolStats};
 use crate::spawn::{self, ChildProcess, ChildSpec};
 use crate::sys::event::{PollFd, PollFlags, poll};
 use crate::sys::mem::SharedCounters;
-use crate::wire::frame::{FrameReader, FrameWriter, spilled};
+use crate::wire::frame::spilled;
 use crate::wire::{FrameError, codec, fds};
 
 /// Tasks shorter than this get a deeper window, so workers never wait for the parent.
@@ -70,8 +71,12 @@ struct Held {
 pub(crate) struct Worker {
     pub(crate) name: String,
     pub(crate) process: ChildProcess,
-    reader: FrameReader,
-    writer: FrameWriter,
+    /// Its socket; `None` while parked in the express lane or lent to a caller.
+    link: Option<Link>,
+    /// Unique in the pool (the worker's number): how the lane names it.
+    serial: u64,
+    /// Its pidfd fired while its link was lent: not polled until the link is back.
+    exited_while_lent: bool,
     counters: SharedCounters,
     held: VecDeque<Held>,
     /// Items answered so far: the position, in the worker's item stream, of the first held item.
@@ -117,8 +122,9 @@ pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::
     Ok(Worker {
         name: spec.name,
         process: spawned.process,
-        reader,
-        writer,
+        link: Some(Link { reader, writer }),
+        serial: n as u64,
+        exited_while_lent: false,
         counters,
         held: VecDeque::new(),
         answered: 0,
@@ -142,7 +148,10 @@ pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), Pool
         pid,
         reason,
     };
-    let frame = match w.reader.recv(deadline) {
+    let Some(link) = w.link.as_mut() else {
+        return Err(fail("its socket was not with the pool".into()));
+    };
+    let frame = match link.reader.recv(deadline) {
         Ok(f) => f,
         Err(FrameError::TimedOut) => return Err(fail(format!("no answer within {:?}", cfg.spec.start_timeout))),
         Err(_) => {
@@ -207,7 +216,8 @@ impl Driver {
             let cancel = self.take_inbox();
             if self.terminating {
                 self.terminate_all();
-                if self.spawning == 0 {
+                // Workers whose link a caller holds were killed; they go once it is back.
+                if self.spawning == 0 && self.workers.is_empty() {
                     break;
                 }
             } else {
@@ -225,13 +235,81 @@ impl Driver {
             if (self.closed || self.terminating) && self.workers.is_empty() && self.spawning == 0 && self.idle() {
                 break;
             }
+            self.park_idle();
             self.wait(deadline);
         }
         self.finish();
     }
 
+    /// Nothing pending and nothing running. (Meaningful once the lane is shut: a link
+    /// still out is then a task a caller runs.)
     fn idle(&self) -> bool {
-        self.pending.is_empty() && self.workers.iter().all(|w| w.held.is_empty())
+        self.pending.is_empty() && self.workers.iter().all(|w| w.held.is_empty() && w.link.is_some())
+    }
+
+    /// Opens the express lane with the workers that have nothing to do, if the driver
+    /// has nothing to give them.
+    fn park_idle(&mut self) {
+        let lanes = &self.shared.lanes;
+        if !lanes.enabled() || self.closed || self.terminating || self.broken.is_some() || !self.pending.is_empty() {
+            return;
+        }
+        let mut parked = Vec::new();
+        for w in &mut self.workers {
+            let Some(link) = &w.link else { continue };
+            let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0;
+            if quiet && w.ready && w.leaving.is_none() && !w.eof && w.held.is_empty() {
+                let link = w.link.take().expect("checked above");
+                parked.push(Parked { serial: w.serial, link, done: 0 });
+            }
+        }
+        lanes.park(parked);
+    }
+
+    /// Shuts the express lane and takes the parked links back.
+    fn unpark_all(&mut self) {
+        for p in self.shared.lanes.shut() {
+            self.link_home(p);
+        }
+    }
+
+    /// A link is back from the lane; returns its worker's index.
+    fn link_home(&mut self, p: Parked) -> Option<usize> {
+        let wi = self.workers.iter().position(|w| w.serial == p.serial)?;
+        let w = &mut self.workers[wi];
+        w.answered += p.done;
+        w.link = Some(p.link);
+        w.exited_while_lent = false;
+        Some(wi)
+    }
+
+    /// Links callers gave back: clean ones, and ones with a task that did not finish,
+    /// which the driver now holds as its own (to reap, blame, retry or report).
+    fn take_returned(&mut self) {
+        for r in self.shared.lanes.take_returned() {
+            let Some(wi) = self.link_home(r.parked) else { continue };
+            let Some((id, job, why)) = r.failed else { continue };
+            let w = &mut self.workers[wi];
+            if w.held.is_empty() {
+                w.since = Instant::now();
+            }
+            w.tasks_sent += 1;
+            w.held.push_back(Held { id, job });
+            match why {
+                GaveUp::TimedOut(timeout) => {
+                    w.leaving = Some(Leaving::Killed(Kill::Timeout(timeout)));
+                    let _ = w.process.signal(libc::SIGKILL);
+                    self.stats.workers_killed_for_timeout += 1;
+                    self.stats_dirty = true;
+                }
+                GaveUp::Broken { protocol: true } => self.protocol_error(wi, "a frame that is not its result"),
+                // It ended (its pidfd says how); a worker that merely closed its socket goes too.
+                GaveUp::Broken { protocol: false } => {
+                    w.eof = true;
+                    let _ = w.process.signal(libc::SIGKILL);
+                }
+            }
+        }
     }
 
     /// Moves submissions in; returns whether a cancellation was asked for.
@@ -250,6 +328,11 @@ impl Driver {
             cancel = std::mem::take(&mut inbox.cancel);
             spawned = std::mem::take(&mut *self.shared.spawned.lock().unwrap_or_else(|e| e.into_inner()));
         }
+        // Work for the driver, or the end: it needs every idle worker back.
+        if !self.pending.is_empty() || self.closed || self.terminating {
+            self.unpark_all();
+        }
+        self.take_returned();
         for (n, r) in spawned {
             self.spawning -= 1;
             match r {
@@ -364,7 +447,7 @@ impl Driver {
                 }
                 let w = &self.workers[wi];
                 let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
-                if w.leaving.is_some() || w.eof || w.held.len() >= window || !quota_left {
+                if w.leaving.is_some() || w.eof || w.link.is_none() || w.held.len() >= window || !quota_left {
                     self.pending.push_front(job);
                     continue;
                 }
@@ -386,9 +469,10 @@ impl Driver {
                     .unwrap_or(&[]);
                 let head = task_head(id, sub.trampoline, sub.function, job.count);
                 let w = &mut self.workers[wi];
+                let writer = &mut w.link.as_mut().expect("checked above").writer;
                 let body = sub.slice(job.first, job.count);
                 let spill = Some((KIND_TASK_BIG, SPILL_AT));
-                match w.writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
+                match writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
                     Ok(()) => {
                         if w.held.is_empty() {
                             w.since = now;
@@ -417,8 +501,8 @@ impl Driver {
             return;
         }
         for w in &mut self.workers {
-            if w.leaving.is_none() {
-                let _ = w.writer.queue_bytes(KIND_STOP, &[]);
+            if let (None, Some(link)) = (w.leaving, &mut w.link) {
+                let _ = link.writer.queue_bytes(KIND_STOP, &[]);
                 w.leaving = Some(Leaving::Stopped);
             }
         }
@@ -427,9 +511,10 @@ impl Driver {
     fn flush_all(&mut self) {
         let now = Some(Instant::now());
         for w in &mut self.workers {
-            if w.writer.pending() > 0 {
-                match w.writer.flush(now) {
-                    Ok(()) => w.writer.shrink_idle(),
+            let Some(Link { writer, .. }) = &mut w.link else { continue };
+            if writer.pending() > 0 {
+                match writer.flush(now) {
+                    Ok(()) => writer.shrink_idle(),
                     Err(FrameError::TimedOut) => {}
                     // A worker that cannot be written to is dying: its pidfd tells the rest.
                     Err(_) => w.eof = true,
@@ -498,16 +583,28 @@ impl Driver {
         {
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.workers.len());
             fds.push(PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::IN));
+            // A worker whose link is out has its place kept by the wake-up descriptor with
+            // no events asked, which never reports anything.
+            let placeholder = || PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::empty());
             for w in &self.workers {
-                let mut flags = PollFlags::empty();
-                if !w.eof {
-                    flags |= PollFlags::IN;
-                    if w.writer.pending() > 0 {
-                        flags |= PollFlags::OUT;
+                match &w.link {
+                    Some(link) => {
+                        let mut flags = PollFlags::empty();
+                        if !w.eof {
+                            flags |= PollFlags::IN;
+                            if link.writer.pending() > 0 {
+                                flags |= PollFlags::OUT;
+                            }
+                        }
+                        fds.push(PollFd::from_borrowed_fd(link.reader.fd(), flags));
                     }
+                    None => fds.push(placeholder()),
                 }
-                fds.push(PollFd::from_borrowed_fd(w.reader.fd(), flags));
-                fds.push(PollFd::from_borrowed_fd(w.process.pidfd(), PollFlags::IN));
+                if w.exited_while_lent {
+                    fds.push(placeholder());
+                } else {
+                    fds.push(PollFd::from_borrowed_fd(w.process.pidfd(), PollFlags::IN));
+                }
             }
             if let Err(e) = poll(&mut fds, timeout) {
                 log_event(&format!("multiproc pool: poll failed: {e}"));
@@ -535,13 +632,23 @@ impl Driver {
             }
             if writable {
                 let w = &mut self.workers[wi];
-                if let Err(e) = w.writer.flush(Some(Instant::now()))
+                if let Some(link) = &mut w.link
+                    && let Err(e) = link.writer.flush(Some(Instant::now()))
                     && !matches!(e, FrameError::TimedOut)
                 {
                     w.eof = true;
                 }
             }
-            if gone {
+            if gone && self.workers[wi].link.is_none() {
+                // Parked: take its link back and reap it now. Lent: the caller brings it back.
+                match self.shared.lanes.unpark(self.workers[wi].serial) {
+                    Some(p) => {
+                        self.link_home(p);
+                    }
+                    None => self.workers[wi].exited_while_lent = true,
+                }
+            }
+            if gone && self.workers[wi].link.is_some() {
                 exited.push(wi);
             }
         }
@@ -557,11 +664,12 @@ impl Driver {
         let mut first = true;
         loop {
             let w = &mut self.workers[wi];
-            if !drain && !first && w.reader.buffered() == 0 {
+            let Some(link) = &mut w.link else { return };
+            if !drain && !first && link.reader.buffered() == 0 {
                 return;
             }
             first = false;
-            let frame = match w.reader.recv(Some(Instant::now())) {
+            let frame = match link.reader.recv(Some(Instant::now())) {
                 Ok(f) => f,
                 Err(FrameError::TimedOut) => return,
                 Err(_) => {
@@ -677,6 +785,9 @@ impl Driver {
 
     /// A worker's process ended: account for every item it held.
     fn reap(&mut self, wi: usize) {
+        if self.workers[wi].link.is_none() {
+            return;
+        }
         self.read_results(wi, true);
         let code = match self.workers[wi].process.try_wait() {
             Ok(Some(code)) => code,
@@ -805,10 +916,16 @@ impl Driver {
 
     /// Kills and reaps every worker and fails whatever is pending.
     fn terminate_all(&mut self) {
+        self.unpark_all();
         for w in &self.workers {
             let _ = w.process.signal(libc::SIGKILL);
         }
-        for mut w in std::mem::take(&mut self.workers) {
+        // A worker whose link a caller holds stays until the caller gives it back (its
+        // read ends as the worker dies), with the task it ran.
+        let (home, lent): (Vec<Worker>, Vec<Worker>) =
+            std::mem::take(&mut self.workers).into_iter().partition(|w| w.link.is_some());
+        self.workers = lent;
+        for mut w in home {
             let _ = w.process.wait();
             for held in std::mem::take(&mut w.held) {
                 self.fail_job(&held.job, |task| TaskError::Terminated { task });
@@ -820,6 +937,18 @@ impl Driver {
     }
 
     fn publish_stats(&mut self) {
+        let tally = &self.shared.lanes.tally;
+        for (from, to) in [
+            (&tally.done, &mut self.stats.tasks_done),
+            (&tally.panicked, &mut self.stats.tasks_panicked),
+            (&tally.codec_failed, &mut self.stats.tasks_codec_failed),
+        ] {
+            let n = from.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                *to += n;
+                self.stats_dirty = true;
+            }
+        }
         if self.stats_dirty {
             self.stats.workers_alive = self.workers.len();
             self.stats.worker_pids.clear();
@@ -845,7 +974,7 @@ impl Driver {
 }
 
 /// One item of a result: its tag byte, then the value or what went wrong.
-fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
+pub(crate) fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
     let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
     match tag {
         Some(TAG_OK) => Outcome::Value(data),

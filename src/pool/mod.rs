@@ -8,6 +8,7 @@ pub(crate) mod backend;
 mod builder;
 mod driver;
 mod error;
+mod lane;
 mod map;
 mod options;
 mod protocol;
@@ -153,6 +154,7 @@ impl Pool {
             stats: submit::StatsBoard::new(PoolStats::default()),
             spawned: Mutex::new(Vec::new()),
             backend: Some(backend),
+            lanes: lane::Lanes::new(false),
         });
         Ok(Pool { shared, driver: Mutex::new(None), processes })
     }
@@ -210,7 +212,64 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, arg).get()
+        let task = std::any::type_name::<F>();
+        let function = identity::encode_fn::<F, fn(A) -> R>(f);
+        let trampoline = trampoline_offset(unary_trampoline::<F, A, R>);
+        let (bytes, fds) = match Encoder::one(&arg) {
+            Ok(v) => v,
+            Err(message) => return Err(TaskError::Codec { task, message }),
+        };
+        let timeout = self.shared.default_timeout;
+        let retries = self.shared.default_retries;
+        if self.shared.lanes.enabled() && fds.is_empty() && bytes.len() < protocol::SPILL_AT {
+            // The express lane: this thread runs the task on an idle worker itself.
+            let mut handed: Option<Arc<Slot<R>>> = None;
+            let make_job = || {
+                let slot = Arc::new(Slot::new(task, None, None));
+                handed = Some(slot.clone());
+                self.one_job(task, (trampoline, function), (bytes.clone(), Vec::new()), timeout, retries, slot)
+            };
+            match lane::run::<R>(&self.shared, task, (trampoline, function), &bytes, timeout, make_job) {
+                lane::Express::Done(outcome) => return outcome,
+                lane::Express::HandedBack => {
+                    let slot = handed.expect("the lane built the job it handed back");
+                    return AsyncResult::new(slot, Some(self.shared.clone())).get();
+                }
+                lane::Express::Unavailable => {}
+            }
+        }
+        let slot = Arc::new(Slot::new(task, None, None));
+        let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
+        if self.shared.submit([job], false).is_err() {
+            slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
+        }
+        AsyncResult::new(slot, Some(self.shared.clone())).get()
+    }
+
+    /// The driver's job for one encoded item.
+    fn one_job<R: DeserializeOwned + Send + 'static>(
+        &self,
+        task: &'static str,
+        (trampoline, function): (i64, i64),
+        (bytes, fds): (Vec<u8>, submit::ItemFds),
+        timeout: Option<std::time::Duration>,
+        retries: u32,
+        slot: Arc<Slot<R>>,
+    ) -> Job {
+        let sub = Submission {
+            task,
+            trampoline,
+            function,
+            bytes,
+            offsets: Vec::new(),
+            fds,
+            base: 0,
+            chunking: Chunking::Fixed(1),
+            timeout,
+            retries,
+            sink: slot,
+        };
+        Job { sub: Arc::new(sub), first: 0, count: 1, attempts: Vec::new() }
     }
 
     /// Submits `f(arg)` and returns at once (Python's `apply_async`).
@@ -266,21 +325,9 @@ impl Pool {
                 return AsyncResult::new(slot, None);
             }
         };
-        let sink: Arc<dyn Sink> = slot.clone();
-        let sub = Submission {
-            task,
-            trampoline,
-            function,
-            bytes,
-            offsets: Vec::new(),
-            fds,
-            base: 0,
-            chunking: Chunking::Fixed(1),
-            timeout: opts.timeout.or(self.shared.default_timeout),
-            retries: opts.retries.unwrap_or(self.shared.default_retries),
-            sink,
-        };
-        let job = Job { sub: Arc::new(sub), first: 0, count: 1, attempts: Vec::new() };
+        let timeout = opts.timeout.or(self.shared.default_timeout);
+        let retries = opts.retries.unwrap_or(self.shared.default_retries);
+        let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
         if self.shared.submit([job], false).is_err() {
             slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
         }
@@ -646,6 +693,7 @@ impl Pool {
     /// ```
     pub fn close(&self) {
         self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.lanes.refuse();
         self.shared.wake_always();
     }
 
@@ -696,6 +744,7 @@ impl Pool {
     /// ```
     pub fn terminate(&self) {
         self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).terminate = true;
+        self.shared.lanes.refuse();
         if let Some(backend) = &self.shared.backend {
             backend.terminate();
         }

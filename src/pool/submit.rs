@@ -250,6 +250,8 @@ pub(crate) struct Shared {
     pub(crate) spawned: Mutex<Vec<(u32, Result<super::driver::Worker, crate::Error>)>>,
     /// Where the work goes instead of this pool's own workers (a cluster), if anywhere.
     pub(crate) backend: Option<Arc<dyn super::backend::Dispatch>>,
+    /// Idle workers' sockets, for `apply` to use without the driver.
+    pub(crate) lanes: super::lane::Lanes,
 }
 
 impl Shared {
