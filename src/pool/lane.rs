@@ -191,8 +191,9 @@ pub(crate) fn run<R: DeserializeOwned>(
     let sent = link
         .writer
         .queue_parts(KIND_TASK, &task_head(id, trampoline, function, 1), item, &[])
-        .and_then(|()| link.writer.flush(None));
+        .and_then(|()| link.writer.flush(deadline));
     let failure = match sent {
+        Err(FrameError::TimedOut) => GaveUp::TimedOut(timeout.unwrap_or_default()),
         Err(_) => GaveUp::Broken { protocol: false },
         Ok(()) => match link.reader.recv(deadline) {
             Ok(frame) if frame.kind == KIND_RESULT || frame.kind == KIND_RESULT_BIG => {

@@ -2,7 +2,8 @@
 //!
 //! A pool owns a fixed number of worker processes (`PoolWorker-N`, the same executable
 //! started again) and one driver thread that feeds them tasks over their sockets and
-//! watches their pidfds. See `driver` for how work flows and how a death costs one task.
+//! watches their pidfds. See `driver` for how work flows and how a death costs one task,
+//! and `lane` for how a synchronous `apply` borrows an idle worker without the driver.
 
 pub(crate) mod backend;
 mod builder;
@@ -198,6 +199,12 @@ impl Pool {
     }
 
     /// Runs `f(arg)` in a worker and waits for it (Python's `apply`).
+    ///
+    /// When a worker is idle, the calling thread sends it the task and reads the result
+    /// itself (the *express lane*), so a call costs one socket round trip; otherwise the
+    /// task queues like any other. Either way a death, a timeout (the pool's
+    /// [`timeout`](PoolBuilder::timeout)) or a panic ends as described on [`TaskError`],
+    /// and the pool goes on.
     ///
     /// ```
     /// fn shout(s: String) -> String { s.to_uppercase() }
