@@ -387,7 +387,7 @@ impl Driver {
                 let head = task_head(id, sub.trampoline, sub.function, job.count);
                 let w = &mut self.workers[wi];
                 let body = sub.slice(job.first, job.count);
-                let spill = Some((KIND_TASK_BIG, SPILL_AT));
+                let spill = Some((KIND_TASK_BIG, SPILL_AT, id));
                 match w.writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
                     Ok(()) => {
                         if w.held.is_empty() {
@@ -573,7 +573,7 @@ impl Driver {
             let mut frame_fds = frame.fds;
             let mapped;
             let payload: &[u8] = if kind == KIND_RESULT_BIG {
-                match spilled(&mut frame_fds) {
+                match spilled(frame.payload, &mut frame_fds) {
                     Ok(m) => {
                         mapped = m;
                         mapped.bytes()
@@ -597,6 +597,8 @@ impl Driver {
                         return self.protocol_error(wi, "a result out of order");
                     }
                     let held = w.held.pop_front().expect("checked above");
+                    // The worker read this task's body before answering: its memfd is free.
+                    w.writer.release_spilled(id);
                     w.answered += count as u64;
                     w.since = Instant::now();
                     let job = held.job;

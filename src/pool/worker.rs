@@ -201,7 +201,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         let p: &[u8] = match frame.kind {
             KIND_TASK => frame.payload,
             KIND_TASK_BIG => {
-                mapped = spilled(&mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")));
+                mapped = spilled(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")));
                 mapped.bytes()
             }
             KIND_STOP => {
