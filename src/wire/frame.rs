@@ -314,6 +314,11 @@ impl FrameWriter {
         }
     }
 
+    /// The reader keeps the body sent under `token`: its memfd is never filled again.
+    pub(crate) fn forget_spilled(&mut self, token: u64) {
+        self.spill.in_flight.retain(|(t, _)| *t != token);
+    }
+
     /// Sends everything queued, waiting at most until `deadline`.
     ///
     /// On `TimedOut` the unsent rest stays queued (a later flush goes on from there), so
