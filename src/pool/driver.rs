@@ -364,7 +364,9 @@ impl Driver {
                 }
                 let w = &self.workers[wi];
                 let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
-                if w.leaving.is_some() || w.eof || w.held.len() >= window || !quota_left {
+                // Large bodies in flight are bounded by bytes too, so their memfds are reused.
+                let spill_full = !w.held.is_empty() && w.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT;
+                if w.leaving.is_some() || w.eof || w.held.len() >= window || !quota_left || spill_full {
                     self.pending.push_front(job);
                     continue;
                 }

@@ -256,6 +256,7 @@ impl FrameWriter {
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
         let mut kind = kind;
         let mut memfd = None;
+        let mut pooled = None;
         match spill {
             Some((big_kind, at, token)) if head.len() + body.len() >= at => {
                 let len = head.len() + body.len();
@@ -269,7 +270,7 @@ impl FrameWriter {
                                 return Err(e.into());
                             }
                         }
-                        self.spill.in_flight.push_back((token, b));
+                        pooled = Some((token, b));
                         self.buf.extend_from_slice(&(len as u64).to_le_bytes());
                     }
                     Some(Err(e)) => {
@@ -292,17 +293,29 @@ impl FrameWriter {
             }
         }
         let mut dups = Vec::with_capacity(fds.len() + 1);
+        let mut r = Ok(());
         for fd in fds {
             match fd.try_clone() {
                 Ok(d) => dups.push(d),
                 Err(e) => {
                     self.buf.truncate(start);
-                    return Err(e.into());
+                    r = Err(e.into());
+                    break;
                 }
             }
         }
-        dups.extend(memfd);
-        self.seal(start, kind, dups)
+        if r.is_ok() {
+            dups.extend(memfd);
+            r = self.seal(start, kind, dups);
+        }
+        // A body that was not queued frees its buffer at once.
+        if let Some((token, b)) = pooled {
+            match r {
+                Ok(()) => self.spill.in_flight.push_back((token, b)),
+                Err(_) => self.spill.free.push(b),
+            }
+        }
+        r
     }
 
     /// The reader is done with every spilled body sent under a token up to `token`
@@ -312,6 +325,11 @@ impl FrameWriter {
             let (_, b) = self.spill.in_flight.pop_front().expect("checked");
             self.spill.free.push(b);
         }
+    }
+
+    /// Bytes of spilled bodies sent and not yet released.
+    pub(crate) fn spilled_in_flight(&self) -> usize {
+        self.spill.in_flight.iter().map(|(_, b)| b.capacity()).sum()
     }
 
     /// The reader keeps the body sent under `token`: its memfd is never filled again.
