@@ -21,7 +21,7 @@ use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
 use crate::sys::mem::SharedCounters;
-use crate::wire::frame::spilled;
+use crate::wire::frame::SpillMaps;
 use crate::wire::{codec, fds};
 
 /// Runs one item: decodes its argument from `arg`, calls the function named by the offset,
@@ -180,6 +180,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         sys::proc::exit_now(0);
     }
 
+    let mut spill_maps = SpillMaps::default();
     let mut tasks_done: u64 = 0;
     let mut items: u64 = 0;
     let mut last_flush = Instant::now();
@@ -201,11 +202,12 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         let mut frame_fds = frame.fds;
         // A large task's body, which its `Bytes` arguments share instead of copying.
         let mapped = (frame.kind == KIND_TASK_BIG).then(|| {
-            Arc::new(spilled(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}"))))
+            spill_maps.open(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")))
         });
+        let holders = mapped.as_ref().map_or(0, |(m, _)| Arc::strong_count(m));
         let p: &[u8] = match (frame.kind, &mapped) {
             (KIND_TASK, _) => frame.payload,
-            (KIND_TASK_BIG, Some(m)) => m.bytes(),
+            (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
             (KIND_STOP, _) => {
                 let _ = writer.flush(None);
                 exit_cleanly();
@@ -227,7 +229,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&[0; 8]);
             out.extend_from_slice(&count.to_le_bytes());
-            bytes::sharing(mapped.as_ref(), || {
+            bytes::sharing(mapped.as_ref().map(|(m, _)| m), || {
                 fds::with_incoming(frame_fds, || {
                     let n = for_each_item(body, count, |_, arg| {
                         let at = begin_item(out);
@@ -247,12 +249,17 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             });
             let mut elapsed = t0.elapsed().as_nanos() as u64 & !RESULT_KEPT_BODY;
             // Something still shares the body: the parent must not fill its memfd again.
-            if mapped.as_ref().is_some_and(|m| Arc::strong_count(m) > 1) {
+            if mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders) {
                 elapsed |= RESULT_KEPT_BODY;
             }
             out[head + 8..head + 16].copy_from_slice(&elapsed.to_le_bytes());
             Ok(())
         });
+        if let Some((m, _)) = &mapped
+            && Arc::strong_count(m) > holders
+        {
+            spill_maps.forget(m);
+        }
         if let Err(e) = queued {
             // Only a result over the frame limit gets here; the parent sees the worker end.
             die(&format!("cannot send a result: {e}"));

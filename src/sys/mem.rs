@@ -173,9 +173,10 @@ pub(crate) struct Mapped {
     len: usize,
 }
 
-// SAFETY: a private read-only mapping owned by this value; reading it from any thread is fine.
+// SAFETY: a read-only mapping owned by this value; reading it from any thread is fine.
 unsafe impl Send for Mapped {}
-// SAFETY: as above: it is never written.
+// SAFETY: as above: this process never writes it (its sender refills it only once told
+// that no reader is left, see `SpillBuf`).
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
@@ -196,11 +197,18 @@ impl Mapped {
         if len == 0 {
             return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
         }
-        // SAFETY: a fresh private read-only mapping of `len` bytes of a file that is `len`
+        // Shared, so a reused memfd's new contents show through a mapping that is kept.
+        // SAFETY: a fresh read-only mapping of `len` bytes of a file that is `len`
         // bytes long; it aliases no Rust object and is unmapped only by `drop`.
         let ptr =
-            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE | MapFlags::POPULATE, fd, 0)? };
+            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED | MapFlags::POPULATE, fd, 0)? };
         Ok(Mapped { ptr: ptr.cast(), len })
+    }
+
+    /// Which file `fd` is and how long: (device, inode, size).
+    pub(crate) fn identity(fd: &OwnedFd) -> io::Result<(u64, u64, u64)> {
+        let st = fstat(fd)?;
+        Ok((st.st_dev, st.st_ino, st.st_size as u64))
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {

@@ -63,6 +63,55 @@ pub(crate) fn spilled(payload: &[u8], fds: &mut Vec<OwnedFd>) -> Result<sys::mem
     })
 }
 
+/// Mappings of the reused memfds a peer's writer spills into, kept so that a body in one
+/// of them costs no `mmap`: the peer refills a memfd only after hearing that its last body
+/// was read, and a shared mapping shows the new bytes.
+#[derive(Debug, Default)]
+pub(crate) struct SpillMaps {
+    maps: VecDeque<((u64, u64, u64), Arc<sys::mem::Mapped>)>,
+}
+
+/// A reader keeps at most this many mappings of reused memfds.
+const KEEP_MAPS: usize = 8;
+
+impl SpillMaps {
+    /// The body of a spilled frame (see [`spilled`]): its mapping and its length. A body in
+    /// a reused memfd comes from a mapping kept for it.
+    pub(crate) fn open(
+        &mut self,
+        payload: &[u8],
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<(Arc<sys::mem::Mapped>, usize), FrameError> {
+        if payload.len() != 8 {
+            let m = spilled(payload, fds)?;
+            let len = m.bytes().len();
+            return Ok((Arc::new(m), len));
+        }
+        let len = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+        let fd = fds.pop().ok_or_else(|| FrameError::Malformed("a spilled frame without its memfd".into()))?;
+        let id = sys::mem::Mapped::identity(&fd)?;
+        if len > id.2 {
+            return Err(FrameError::Malformed(format!("a body of {len} bytes announced in a memfd of {}", id.2)));
+        }
+        if let Some((_, m)) = self.maps.iter().find(|(k, _)| *k == id) {
+            return Ok((m.clone(), len as usize));
+        }
+        let m = Arc::new(sys::mem::Mapped::open(&fd, None)?);
+        let kept = |maps: &VecDeque<((u64, u64, u64), _)>| maps.iter().map(|((_, _, size), _)| *size).sum::<u64>();
+        while self.maps.len() >= KEEP_MAPS || (!self.maps.is_empty() && kept(&self.maps) + id.2 > POOL_TOTAL_MAX as u64)
+        {
+            self.maps.pop_front();
+        }
+        self.maps.push_back((id, m.clone()));
+        Ok((m, len as usize))
+    }
+
+    /// Drops the kept mapping `m` (its memfd will not come again).
+    pub(crate) fn forget(&mut self, m: &Arc<sys::mem::Mapped>) {
+        self.maps.retain(|(_, k)| !Arc::ptr_eq(k, m));
+    }
+}
+
 /// The spill buffers a writer reuses: free ones, and those sent under a token and not yet
 /// released (the reader may still be reading them).
 #[derive(Debug, Default)]
@@ -740,6 +789,27 @@ mod tests {
         assert!(matches!(spilled(&11u64.to_le_bytes(), &mut memfd()), Err(FrameError::Malformed(_))));
         assert_eq!(spilled(&10u64.to_le_bytes(), &mut memfd()).unwrap().bytes(), &[0u8; 10]);
         assert!(matches!(spilled(&[], &mut Vec::new()), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_kept_mapping_of_a_reused_memfd_shows_each_new_body() {
+        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        let mut maps = SpillMaps::default();
+        let mut first = None;
+        for (token, fill) in [(1u64, 1u8), (2, 2)] {
+            a.writer.queue_parts_spilling(1, Some((2, 16, token)), b"head", &[fill; 5000], &[]).unwrap();
+            a.writer.flush(None).unwrap();
+            let f = b.recv(None).unwrap();
+            let mut fds = f.fds;
+            let (m, len) = maps.open(f.payload, &mut fds).unwrap();
+            assert_eq!((len, m.bytes()[4], m.bytes()[len - 1]), (5004, fill, fill));
+            // The second body comes through the mapping kept from the first.
+            assert!(first.get_or_insert_with(|| m.clone()).bytes().as_ptr() == m.bytes().as_ptr());
+            a.writer.release_spilled(token);
+        }
+        // A length past the memfd is malformed.
+        let mut fds = vec![crate::sys::mem::memfd_with(&[&[0u8; 10]]).unwrap()];
+        assert!(matches!(maps.open(&11u64.to_le_bytes(), &mut fds), Err(FrameError::Malformed(_))));
     }
 
     #[test]
