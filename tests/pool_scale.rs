@@ -79,3 +79,46 @@ fn quarter_gigabyte_arguments_and_results_with_more_tasks_than_workers() {
         assert_eq!((r[0], r[SIZE - 1]), (i as u8, 0xff));
     }
 }
+
+fn fingerprint(b: multiproc::Bytes) -> (usize, u64) {
+    (b.len(), b.iter().enumerate().map(|(i, &x)| (i as u64 + 1) * x as u64).sum())
+}
+
+#[test]
+fn many_large_items_in_reused_buffers_arrive_each_with_its_own_bytes() {
+    // Bodies past the spill size travel in memfds the pool fills again: every item must
+    // still see exactly its own bytes, of varying sizes.
+    let pool = Pool::new(2).unwrap();
+    let inputs: Vec<multiproc::Bytes> = (0..40usize)
+        .map(|i| (0..(300 << 10) + i * 9_000).map(|k| (k * 7 + i) as u8).collect::<Vec<u8>>().into())
+        .collect();
+    let want: Vec<(usize, u64)> = inputs.iter().cloned().map(fingerprint).collect();
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(1));
+    assert_eq!(pool.map_async_with(fingerprint, inputs.clone(), &opts).get().unwrap(), want);
+    assert_eq!(pool.map(fingerprint, inputs).unwrap(), want);
+}
+
+static KEPT: std::sync::Mutex<Vec<multiproc::Bytes>> = std::sync::Mutex::new(Vec::new());
+
+fn keep(b: multiproc::Bytes) -> (usize, u64) {
+    let f = fingerprint(b.clone());
+    KEPT.lock().unwrap().push(b);
+    f
+}
+
+fn kept(_: ()) -> Vec<(usize, u64)> {
+    KEPT.lock().unwrap().iter().cloned().map(fingerprint).collect()
+}
+
+#[test]
+fn large_buffers_a_task_keeps_stay_intact_while_later_tasks_come() {
+    // A worker's `Bytes` may share the memory its task arrived in; one the function keeps
+    // must not change when the next tasks arrive.
+    let pool = Pool::new(1).unwrap();
+    let inputs: Vec<multiproc::Bytes> = (0..12u8).map(|i| vec![i; 400 << 10].into()).collect();
+    let want: Vec<(usize, u64)> = inputs.iter().cloned().map(fingerprint).collect();
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(1));
+    assert_eq!(pool.map_async_with(keep, inputs.clone(), &opts).get().unwrap(), want);
+    assert_eq!(pool.map_async_with(fingerprint, inputs, &opts).get().unwrap(), want);
+    assert_eq!(pool.apply(kept, ()).unwrap(), want);
+}

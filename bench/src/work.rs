@@ -84,12 +84,12 @@ pub const MIB: usize = 1 << 20;
 
 /// W6's input: `n` distinct 1 MiB buffers (buffer `i` is filled with `i mod 256`).
 pub fn w6_payloads(n: usize) -> Vec<Bytes> {
-    (0..n).map(|i| Bytes(vec![i as u8; MIB])).collect()
+    (0..n).map(|i| Bytes::from(vec![i as u8; MIB])).collect()
 }
 
 /// W6's task: the length of a buffer.
 pub fn nbytes(b: Bytes) -> u64 {
-    b.0.len() as u64
+    b.len() as u64
 }
 
 /// W6 with a chunk per task.

@@ -447,7 +447,16 @@ impl Driver {
                 }
                 let w = &self.workers[wi];
                 let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
-                if w.leaving.is_some() || w.eof || w.link.is_none() || w.held.len() >= window || !quota_left {
+                // Large bodies in flight are bounded by bytes too, so their memfds are reused.
+                let spill_full = !w.held.is_empty()
+                    && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
+                if w.leaving.is_some()
+                    || w.eof
+                    || w.link.is_none()
+                    || w.held.len() >= window
+                    || !quota_left
+                    || spill_full
+                {
                     self.pending.push_front(job);
                     continue;
                 }
@@ -471,7 +480,7 @@ impl Driver {
                 let w = &mut self.workers[wi];
                 let writer = &mut w.link.as_mut().expect("checked above").writer;
                 let body = sub.slice(job.first, job.count);
-                let spill = Some((KIND_TASK_BIG, SPILL_AT));
+                let spill = Some((KIND_TASK_BIG, SPILL_AT, id));
                 match writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
                     Ok(()) => {
                         if w.held.is_empty() {
@@ -679,18 +688,16 @@ impl Driver {
             };
             let kind = frame.kind;
             let mut frame_fds = frame.fds;
-            let mapped;
-            let payload: &[u8] = if kind == KIND_RESULT_BIG {
-                match spilled(&mut frame_fds) {
-                    Ok(m) => {
-                        mapped = m;
-                        mapped.bytes()
-                    }
+            // A large result's body (from a memfd nobody writes again), which its `Bytes`
+            // values share instead of copying.
+            let mapped = match kind {
+                KIND_RESULT_BIG => match spilled(frame.payload, &mut frame_fds) {
+                    Ok(m) => Some(Arc::new(m)),
                     Err(e) => return self.protocol_error(wi, &format!("a large result that cannot be read: {e}")),
-                }
-            } else {
-                frame.payload
+                },
+                _ => None,
             };
+            let payload: &[u8] = mapped.as_ref().map_or(frame.payload, |m| m.bytes());
             match kind {
                 KIND_RESULT | KIND_RESULT_BIG => {
                     let (Some(id), Some(elapsed), Some(count)) =
@@ -705,30 +712,39 @@ impl Driver {
                         return self.protocol_error(wi, "a result out of order");
                     }
                     let held = w.held.pop_front().expect("checked above");
+                    // The worker read this task's body before answering: its memfd is free,
+                    // unless the worker still shares it.
+                    if elapsed & RESULT_KEPT_BODY != 0 {
+                        link.writer.forget_spilled(id);
+                    }
+                    link.writer.release_spilled(id);
+                    let elapsed = elapsed & !RESULT_KEPT_BODY;
                     w.answered += count as u64;
                     w.since = Instant::now();
                     let job = held.job;
                     let task = job.sub.task;
                     let stats = &mut self.stats;
-                    let n = fds::with_incoming(frame_fds, || {
-                        let mut items = Items::new(&payload[RESULT_HEAD..], count);
-                        {
-                            let mut outcomes = (&mut items).enumerate().map(|(k, item)| {
-                                let index = job.sub.base + (job.first + k as u32) as usize;
-                                (index, item_outcome(task, item))
-                            });
-                            job.sub.sink.deliver_many(&mut outcomes, &mut |d, panicked| match d {
-                                Delivered::Value => stats.tasks_done += 1,
-                                Delivered::CallbackPanicked => {
-                                    stats.tasks_done += 1;
-                                    stats.callback_panics += 1;
-                                }
-                                Delivered::Ignored => {}
-                                Delivered::Failed if panicked => stats.tasks_panicked += 1,
-                                Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
-                            });
-                        }
-                        items.taken
+                    let n = crate::bytes::sharing(mapped.as_ref(), || {
+                        fds::with_incoming(frame_fds, || {
+                            let mut items = Items::new(&payload[RESULT_HEAD..], count);
+                            {
+                                let mut outcomes = (&mut items).enumerate().map(|(k, item)| {
+                                    let index = job.sub.base + (job.first + k as u32) as usize;
+                                    (index, item_outcome(task, item))
+                                });
+                                job.sub.sink.deliver_many(&mut outcomes, &mut |d, panicked| match d {
+                                    Delivered::Value => stats.tasks_done += 1,
+                                    Delivered::CallbackPanicked => {
+                                        stats.tasks_done += 1;
+                                        stats.callback_panics += 1;
+                                    }
+                                    Delivered::Ignored => {}
+                                    Delivered::Failed if panicked => stats.tasks_panicked += 1,
+                                    Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
+                                });
+                            }
+                            items.taken
+                        })
                     });
                     self.stats_dirty = true;
                     if n != count {

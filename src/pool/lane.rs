@@ -201,7 +201,9 @@ pub(crate) fn run<R: DeserializeOwned>(
                 let decoded = if frame.kind == KIND_RESULT {
                     decode_result::<R>(task, id, frame.payload, frame_fds)
                 } else {
-                    spilled(&mut frame_fds).ok().and_then(|m| decode_result::<R>(task, id, m.bytes(), frame_fds))
+                    spilled(frame.payload, &mut frame_fds)
+                        .ok()
+                        .and_then(|m| decode_result::<R>(task, id, m.bytes(), frame_fds))
                 };
                 match decoded {
                     Some(outcome) => {

@@ -31,6 +31,15 @@ pub(crate) const KIND_RESULT_BIG: u8 = 0xB8;
 /// many socket-buffer-sized round trips.
 pub(crate) const SPILL_AT: usize = 256 * 1024;
 
+/// A worker is sent no more tasks while this much of its spilled task bodies is
+/// unanswered: a few large tasks keep it busy, and their memfds are then reused instead of
+/// new ones being filled (page faults) for a deep window.
+pub(crate) const SPILLED_IN_FLIGHT: usize = 6 << 20;
+
+/// Set in a result's elapsed time when the worker still holds part of the task's spilled
+/// body (a `Bytes` the function kept): the driver must not reuse that memfd.
+pub(crate) const RESULT_KEPT_BODY: u64 = 1 << 63;
+
 /// Counter slots in the shared page: items started and items finished by the worker.
 pub(crate) const SLOT_STARTED: usize = 0;
 pub(crate) const SLOT_FINISHED: usize = 1;

@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::protocol::*;
+use crate::bytes;
 use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
 use crate::sys::mem::SharedCounters;
-use crate::wire::frame::spilled;
+use crate::wire::frame::SpillMaps;
 use crate::wire::{codec, fds};
 
 /// Runs one item: decodes its argument from `arg`, calls the function named by the offset,
@@ -178,6 +180,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         sys::proc::exit_now(0);
     }
 
+    let mut spill_maps = SpillMaps::default();
     let mut tasks_done: u64 = 0;
     let mut items: u64 = 0;
     let mut last_flush = Instant::now();
@@ -197,18 +200,19 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             Err(_) => sys::proc::exit_now(0),
         };
         let mut frame_fds = frame.fds;
-        let mapped;
-        let p: &[u8] = match frame.kind {
-            KIND_TASK => frame.payload,
-            KIND_TASK_BIG => {
-                mapped = spilled(&mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")));
-                mapped.bytes()
-            }
-            KIND_STOP => {
+        // A large task's body, which its `Bytes` arguments share instead of copying.
+        let mapped = (frame.kind == KIND_TASK_BIG).then(|| {
+            spill_maps.open(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")))
+        });
+        let holders = mapped.as_ref().map_or(0, |(m, _)| Arc::strong_count(m));
+        let p: &[u8] = match (frame.kind, &mapped) {
+            (KIND_TASK, _) => frame.payload,
+            (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
+            (KIND_STOP, _) => {
                 let _ = writer.flush(None);
                 exit_cleanly();
             }
-            other => die(&format!("unexpected frame kind {other:#04x}")),
+            (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
         };
         let (Some(id), Some(tramp), Some(function), Some(count)) =
             (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u32_at(p, 24))
@@ -225,26 +229,37 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&[0; 8]);
             out.extend_from_slice(&count.to_le_bytes());
-            fds::with_incoming(frame_fds, || {
-                let n = for_each_item(body, count, |_, arg| {
-                    let at = begin_item(out);
-                    out.push(TAG_OK);
-                    // Only this process writes the counters: a plain store publishes.
-                    items += 1;
-                    started.store(items, Ordering::Release);
-                    let tag = run(function as i64, arg, out);
-                    finished.store(items, Ordering::Release);
-                    out[at + 4] = tag;
-                    end_item(out, at);
-                });
-                if n != count {
-                    die("a task frame with a cut item list");
-                }
+            bytes::sharing(mapped.as_ref().map(|(m, _)| m), || {
+                fds::with_incoming(frame_fds, || {
+                    let n = for_each_item(body, count, |_, arg| {
+                        let at = begin_item(out);
+                        out.push(TAG_OK);
+                        // Only this process writes the counters: a plain store publishes.
+                        items += 1;
+                        started.store(items, Ordering::Release);
+                        let tag = run(function as i64, arg, out);
+                        finished.store(items, Ordering::Release);
+                        out[at + 4] = tag;
+                        end_item(out, at);
+                    });
+                    if n != count {
+                        die("a task frame with a cut item list");
+                    }
+                })
             });
-            let elapsed = t0.elapsed().as_nanos() as u64;
+            let mut elapsed = t0.elapsed().as_nanos() as u64 & !RESULT_KEPT_BODY;
+            // Something still shares the body: the parent must not fill its memfd again.
+            if mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders) {
+                elapsed |= RESULT_KEPT_BODY;
+            }
             out[head + 8..head + 16].copy_from_slice(&elapsed.to_le_bytes());
             Ok(())
         });
+        if let Some((m, _)) = &mapped
+            && Arc::strong_count(m) > holders
+        {
+            spill_maps.forget(m);
+        }
         if let Err(e) = queued {
             // Only a result over the frame limit gets here; the parent sees the worker end.
             die(&format!("cannot send a result: {e}"));

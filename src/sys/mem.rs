@@ -100,6 +100,72 @@ pub(crate) fn memfd_with(parts: &[&[u8]]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A memfd kept mapped shared and writable, so a sender can fill it again and again: a
+/// large body copied into pages that already exist costs one `memcpy`, where a fresh
+/// memfd costs a page allocation (and its zeroing) for every 4 KiB as well.
+#[derive(Debug)]
+pub(crate) struct SpillBuf {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    cap: usize,
+}
+
+// SAFETY: the mapping is owned by this value and written only through `&mut self`.
+unsafe impl Send for SpillBuf {}
+// SAFETY: `&self` gives no access to the mapping's bytes.
+unsafe impl Sync for SpillBuf {}
+
+impl SpillBuf {
+    /// A memfd of `cap` bytes (more than zero), mapped.
+    pub(crate) fn create(cap: usize) -> io::Result<SpillBuf> {
+        if cap == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty spill buffer"));
+        }
+        let fd = memfd_create("multiproc-payload", MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, cap as u64)?;
+        // SAFETY: a fresh shared mapping chosen by the kernel (null hint) of `cap` bytes of
+        // a memfd that is `cap` bytes long; it aliases no Rust object and is unmapped only
+        // by `drop`.
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), cap, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)? };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(SpillBuf { fd, ptr, cap })
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Copies `parts`, one after the other, to the start of the buffer; returns their
+    /// length. The caller makes sure they fit and that no reader is still looking.
+    pub(crate) fn fill(&mut self, parts: &[&[u8]]) -> usize {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(total <= self.cap, "{total} bytes do not fit a spill buffer of {}", self.cap);
+        // SAFETY: the mapping holds `cap` writable bytes for as long as `self` lives, and
+        // `&mut self` makes this the only access to it from this process.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) };
+        let mut at = 0;
+        for part in parts {
+            dst[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        total
+    }
+
+    /// The memfd, to send.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SpillBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `create`, with its length; no borrow outlives `self`.
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.cap) };
+    }
+}
+
 /// A whole file mapped read-only (for a body received as a memfd).
 #[derive(Debug)]
 pub(crate) struct Mapped {
@@ -107,23 +173,42 @@ pub(crate) struct Mapped {
     len: usize,
 }
 
-// SAFETY: a private read-only mapping owned by this value; reading it from any thread is fine.
+// SAFETY: a read-only mapping owned by this value; reading it from any thread is fine.
 unsafe impl Send for Mapped {}
-// SAFETY: as above: it is never written.
+// SAFETY: as above: this process never writes it (its sender refills it only once told
+// that no reader is left, see `SpillBuf`).
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    /// Maps all of `fd`, prefaulted.
-    pub(crate) fn open(fd: &OwnedFd) -> io::Result<Mapped> {
-        let len = fstat(fd)?.st_size as usize;
+    /// Maps the first `len` bytes of `fd` (all of it with `None`), prefaulted. A file
+    /// shorter than `len` is an error, not a mapping that faults when read.
+    pub(crate) fn open(fd: &OwnedFd, len: Option<usize>) -> io::Result<Mapped> {
+        let size = fstat(fd)?.st_size as u64;
+        let len = match len {
+            None => size as usize,
+            Some(len) if len as u64 <= size => len,
+            Some(len) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a body of {len} bytes announced in a memfd of {size}"),
+                ));
+            }
+        };
         if len == 0 {
             return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
         }
-        // SAFETY: a fresh private read-only mapping of `len` bytes of a file that is `len`
+        // Shared, so a reused memfd's new contents show through a mapping that is kept.
+        // SAFETY: a fresh read-only mapping of `len` bytes of a file that is `len`
         // bytes long; it aliases no Rust object and is unmapped only by `drop`.
         let ptr =
-            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE | MapFlags::POPULATE, fd, 0)? };
+            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED | MapFlags::POPULATE, fd, 0)? };
         Ok(Mapped { ptr: ptr.cast(), len })
+    }
+
+    /// Which file `fd` is and how long: (device, inode, size).
+    pub(crate) fn identity(fd: &OwnedFd) -> io::Result<(u64, u64, u64)> {
+        let st = fstat(fd)?;
+        Ok((st.st_dev, st.st_ino, st.st_size as u64))
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -159,11 +244,24 @@ mod tests {
     #[test]
     fn a_memfd_body_maps_back_whole() {
         let fd = memfd_with(&[b"head", &[7u8; 100_000], b""]).unwrap();
-        let m = Mapped::open(&fd).unwrap();
+        let m = Mapped::open(&fd, None).unwrap();
         assert_eq!(m.bytes().len(), 100_004);
         assert_eq!(&m.bytes()[..5], b"head\x07");
         let empty = memfd_with(&[]).unwrap();
-        assert!(Mapped::open(&empty).unwrap().bytes().is_empty());
+        assert!(Mapped::open(&empty, None).unwrap().bytes().is_empty());
+    }
+
+    #[test]
+    fn a_spill_buffer_is_filled_again_and_read_back_by_its_prefix() {
+        let mut b = SpillBuf::create(1 << 20).unwrap();
+        assert_eq!(b.fill(&[b"first", &[1u8; 1000]]), 1005);
+        assert_eq!(b.fill(&[b"again"]), 5);
+        let fd = b.fd().try_clone_to_owned().unwrap();
+        let m = Mapped::open(&fd, Some(1005)).unwrap();
+        assert_eq!(&m.bytes()[..6], b"again\x01");
+        assert_eq!(m.bytes().len(), 1005);
+        assert_eq!(Mapped::open(&fd, None).unwrap().bytes().len(), 1 << 20);
+        assert!(Mapped::open(&fd, Some((1 << 20) + 1)).is_err());
     }
 
     #[test]

@@ -39,11 +39,111 @@ pub(crate) struct Frame<'a> {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// The payload of a frame sent by [`FrameWriter::queue_spilling`] as a memfd: its last
-/// descriptor, mapped. The other descriptors stay in `fds`.
-pub(crate) fn spilled(fds: &mut Vec<OwnedFd>) -> Result<sys::mem::Mapped, FrameError> {
+/// A spill buffer is kept for reuse only up to this size ...
+const POOL_BUF_MAX: usize = 16 << 20;
+/// ... and a writer keeps at most this much in them (free and in flight).
+const POOL_TOTAL_MAX: usize = 48 << 20;
+/// Pooled spill buffers are sized in steps of this, so bodies of similar sizes share them.
+const POOL_STEP: usize = 1 << 20;
+
+/// The payload of a frame sent by [`FrameWriter::queue_spilling`] or
+/// [`FrameWriter::queue_parts_spilling`] as a memfd: its last descriptor, mapped. The
+/// frame's own payload is empty (the body is the whole memfd) or the body's length as a
+/// `u64` (the body is the start of a reused memfd). The other descriptors stay in `fds`.
+pub(crate) fn spilled(payload: &[u8], fds: &mut Vec<OwnedFd>) -> Result<sys::mem::Mapped, FrameError> {
+    let len = match payload.len() {
+        0 => None,
+        8 => Some(u64::from_le_bytes(payload.try_into().expect("8 bytes")) as usize),
+        n => return Err(FrameError::Malformed(format!("a spilled frame with {n} bytes of its own"))),
+    };
     let fd = fds.pop().ok_or_else(|| FrameError::Malformed("a spilled frame without its memfd".into()))?;
-    Ok(sys::mem::Mapped::open(&fd)?)
+    sys::mem::Mapped::open(&fd, len).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => FrameError::Malformed(e.to_string()),
+        _ => e.into(),
+    })
+}
+
+/// Mappings of the reused memfds a peer's writer spills into, kept so that a body in one
+/// of them costs no `mmap`: the peer refills a memfd only after hearing that its last body
+/// was read, and a shared mapping shows the new bytes.
+#[derive(Debug, Default)]
+pub(crate) struct SpillMaps {
+    maps: VecDeque<((u64, u64, u64), Arc<sys::mem::Mapped>)>,
+}
+
+/// A reader keeps at most this many mappings of reused memfds.
+const KEEP_MAPS: usize = 8;
+
+impl SpillMaps {
+    /// The body of a spilled frame (see [`spilled`]): its mapping and its length. A body in
+    /// a reused memfd comes from a mapping kept for it.
+    pub(crate) fn open(
+        &mut self,
+        payload: &[u8],
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<(Arc<sys::mem::Mapped>, usize), FrameError> {
+        if payload.len() != 8 {
+            let m = spilled(payload, fds)?;
+            let len = m.bytes().len();
+            return Ok((Arc::new(m), len));
+        }
+        let len = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+        let fd = fds.pop().ok_or_else(|| FrameError::Malformed("a spilled frame without its memfd".into()))?;
+        let id = sys::mem::Mapped::identity(&fd)?;
+        if len > id.2 {
+            return Err(FrameError::Malformed(format!("a body of {len} bytes announced in a memfd of {}", id.2)));
+        }
+        if let Some((_, m)) = self.maps.iter().find(|(k, _)| *k == id) {
+            return Ok((m.clone(), len as usize));
+        }
+        let m = Arc::new(sys::mem::Mapped::open(&fd, None)?);
+        let kept = |maps: &VecDeque<((u64, u64, u64), _)>| maps.iter().map(|((_, _, size), _)| *size).sum::<u64>();
+        while self.maps.len() >= KEEP_MAPS || (!self.maps.is_empty() && kept(&self.maps) + id.2 > POOL_TOTAL_MAX as u64)
+        {
+            self.maps.pop_front();
+        }
+        self.maps.push_back((id, m.clone()));
+        Ok((m, len as usize))
+    }
+
+    /// Drops the kept mapping `m` (its memfd will not come again).
+    pub(crate) fn forget(&mut self, m: &Arc<sys::mem::Mapped>) {
+        self.maps.retain(|(_, k)| !Arc::ptr_eq(k, m));
+    }
+}
+
+/// The spill buffers a writer reuses: free ones, and those sent under a token and not yet
+/// released (the reader may still be reading them).
+#[derive(Debug, Default)]
+struct SpillPool {
+    free: Vec<sys::mem::SpillBuf>,
+    in_flight: VecDeque<(u64, sys::mem::SpillBuf)>,
+}
+
+impl SpillPool {
+    fn total(&self) -> usize {
+        self.free.iter().map(|b| b.capacity()).sum::<usize>()
+            + self.in_flight.iter().map(|(_, b)| b.capacity()).sum::<usize>()
+    }
+
+    /// A buffer of at least `len` bytes, from the pool or new; `None` when the pool
+    /// would grow past its bounds (the caller sends a one-off memfd instead).
+    fn take(&mut self, len: usize) -> Option<io::Result<sys::mem::SpillBuf>> {
+        let best =
+            (0..self.free.len()).filter(|&i| self.free[i].capacity() >= len).min_by_key(|&i| self.free[i].capacity());
+        if let Some(i) = best {
+            return Some(Ok(self.free.swap_remove(i)));
+        }
+        let cap = len.div_ceil(POOL_STEP).max(1) * POOL_STEP;
+        if cap > POOL_BUF_MAX {
+            return None;
+        }
+        // Make room by dropping free buffers too small for this body.
+        while self.total() + cap > POOL_TOTAL_MAX {
+            self.free.pop()?;
+        }
+        Some(sys::mem::SpillBuf::create(cap))
+    }
 }
 
 impl Frame<'_> {
@@ -78,6 +178,7 @@ pub(crate) struct FrameWriter {
     sent: usize,
     fds: Vec<OwnedFd>,
     max_frame: u32,
+    spill: SpillPool,
 }
 
 impl FrameWriter {
@@ -187,13 +288,15 @@ impl FrameWriter {
         self.queue_parts_spilling(kind, None, head, body, fds)
     }
 
-    /// [`queue_parts`](Self::queue_parts), but when `spill` is `Some((big_kind, at))` and
-    /// the payload is `at` bytes or more, it travels in a memfd as in
-    /// [`queue_spilling`](Self::queue_spilling).
+    /// [`queue_parts`](Self::queue_parts), but when `spill` is `Some((big_kind, at, token))`
+    /// and the payload is `at` bytes or more, it travels in a memfd as in
+    /// [`queue_spilling`](Self::queue_spilling). That memfd comes from a pool this writer
+    /// keeps, and goes back to it once [`release_spilled`](Self::release_spilled) says the
+    /// reader is done with `token`: large bodies are then copied into pages that exist.
     pub(crate) fn queue_parts_spilling(
         &mut self,
         kind: u8,
-        spill: Option<(u8, usize)>,
+        spill: Option<(u8, usize, u64)>,
         head: &[u8],
         body: &[u8],
         fds: &[OwnedFd],
@@ -202,9 +305,35 @@ impl FrameWriter {
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
         let mut kind = kind;
         let mut memfd = None;
+        let mut pooled = None;
         match spill {
-            Some((big_kind, at)) if head.len() + body.len() >= at => {
-                memfd = Some(sys::mem::memfd_with(&[head, body])?);
+            Some((big_kind, at, token)) if head.len() + body.len() >= at => {
+                let len = head.len() + body.len();
+                match self.spill.take(len) {
+                    Some(Ok(mut b)) => {
+                        b.fill(&[head, body]);
+                        match b.fd().try_clone_to_owned() {
+                            Ok(fd) => memfd = Some(fd),
+                            Err(e) => {
+                                self.buf.truncate(start);
+                                return Err(e.into());
+                            }
+                        }
+                        pooled = Some((token, b));
+                        self.buf.extend_from_slice(&(len as u64).to_le_bytes());
+                    }
+                    Some(Err(e)) => {
+                        self.buf.truncate(start);
+                        return Err(e.into());
+                    }
+                    None => match sys::mem::memfd_with(&[head, body]) {
+                        Ok(fd) => memfd = Some(fd),
+                        Err(e) => {
+                            self.buf.truncate(start);
+                            return Err(e.into());
+                        }
+                    },
+                }
                 kind = big_kind;
             }
             _ => {
@@ -213,17 +342,48 @@ impl FrameWriter {
             }
         }
         let mut dups = Vec::with_capacity(fds.len() + 1);
+        let mut r = Ok(());
         for fd in fds {
             match fd.try_clone() {
                 Ok(d) => dups.push(d),
                 Err(e) => {
                     self.buf.truncate(start);
-                    return Err(e.into());
+                    r = Err(e.into());
+                    break;
                 }
             }
         }
-        dups.extend(memfd);
-        self.seal(start, kind, dups)
+        if r.is_ok() {
+            dups.extend(memfd);
+            r = self.seal(start, kind, dups);
+        }
+        // A body that was not queued frees its buffer at once.
+        if let Some((token, b)) = pooled {
+            match r {
+                Ok(()) => self.spill.in_flight.push_back((token, b)),
+                Err(_) => self.spill.free.push(b),
+            }
+        }
+        r
+    }
+
+    /// The reader is done with every spilled body sent under a token up to `token`
+    /// (tokens grow with each frame): their memfds may be filled again.
+    pub(crate) fn release_spilled(&mut self, token: u64) {
+        while self.spill.in_flight.front().is_some_and(|(t, _)| *t <= token) {
+            let (_, b) = self.spill.in_flight.pop_front().expect("checked");
+            self.spill.free.push(b);
+        }
+    }
+
+    /// Bytes of spilled bodies sent and not yet released.
+    pub(crate) fn spilled_in_flight(&self) -> usize {
+        self.spill.in_flight.iter().map(|(_, b)| b.capacity()).sum()
+    }
+
+    /// The reader keeps the body sent under `token`: its memfd is never filled again.
+    pub(crate) fn forget_spilled(&mut self, token: u64) {
+        self.spill.in_flight.retain(|(t, _)| *t != token);
     }
 
     /// Sends everything queued, waiting at most until `deadline`.
@@ -456,7 +616,14 @@ impl Channel {
                 fds: VecDeque::new(),
                 max_frame,
             },
-            writer: FrameWriter { sock, buf: Vec::new(), sent: 0, fds: Vec::new(), max_frame },
+            writer: FrameWriter {
+                sock,
+                buf: Vec::new(),
+                sent: 0,
+                fds: Vec::new(),
+                max_frame,
+                spill: SpillPool::default(),
+            },
         }
     }
 
@@ -598,6 +765,51 @@ mod tests {
         assert!(b.recv(None).unwrap().decode::<String>().is_err());
         // The connection goes on.
         assert_eq!(b.recv(None).unwrap().decode::<u8>().unwrap(), 5);
+    }
+
+    #[test]
+    fn spilled_bodies_reuse_their_memfd_once_released_and_bad_lengths_are_malformed() {
+        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        for (token, fill) in [(1u64, 1u8), (2, 2), (3, 3)] {
+            a.writer.queue_parts_spilling(1, Some((2, 16, token)), b"head", &[fill; 5000], &[]).unwrap();
+            a.writer.flush(None).unwrap();
+            let f = b.recv(None).unwrap();
+            assert_eq!(f.kind, 2);
+            let mut fds = f.fds;
+            let m = spilled(f.payload, &mut fds).unwrap();
+            assert_eq!(m.bytes().len(), 5004);
+            assert_eq!((&m.bytes()[..4], m.bytes()[4], m.bytes()[5003]), (&b"head"[..], fill, fill));
+            a.writer.release_spilled(token);
+        }
+        // One memfd served all three.
+        assert_eq!((a.writer.spill.free.len(), a.writer.spill.in_flight.len()), (1, 0));
+        // A frame's own bytes must be empty or a length, and the length must fit the memfd.
+        let memfd = || vec![crate::sys::mem::memfd_with(&[&[0u8; 10]]).unwrap()];
+        assert!(matches!(spilled(&[1, 2, 3], &mut memfd()), Err(FrameError::Malformed(_))));
+        assert!(matches!(spilled(&11u64.to_le_bytes(), &mut memfd()), Err(FrameError::Malformed(_))));
+        assert_eq!(spilled(&10u64.to_le_bytes(), &mut memfd()).unwrap().bytes(), &[0u8; 10]);
+        assert!(matches!(spilled(&[], &mut Vec::new()), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_kept_mapping_of_a_reused_memfd_shows_each_new_body() {
+        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        let mut maps = SpillMaps::default();
+        let mut first = None;
+        for (token, fill) in [(1u64, 1u8), (2, 2)] {
+            a.writer.queue_parts_spilling(1, Some((2, 16, token)), b"head", &[fill; 5000], &[]).unwrap();
+            a.writer.flush(None).unwrap();
+            let f = b.recv(None).unwrap();
+            let mut fds = f.fds;
+            let (m, len) = maps.open(f.payload, &mut fds).unwrap();
+            assert_eq!((len, m.bytes()[4], m.bytes()[len - 1]), (5004, fill, fill));
+            // The second body comes through the mapping kept from the first.
+            assert!(first.get_or_insert_with(|| m.clone()).bytes().as_ptr() == m.bytes().as_ptr());
+            a.writer.release_spilled(token);
+        }
+        // A length past the memfd is malformed.
+        let mut fds = vec![crate::sys::mem::memfd_with(&[&[0u8; 10]]).unwrap()];
+        assert!(matches!(maps.open(&11u64.to_le_bytes(), &mut fds), Err(FrameError::Malformed(_))));
     }
 
     #[test]
