@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::driver::item_outcome;
 use super::error::TaskError;
-use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission};
+use super::protocol::{Items, TAG_OK};
+use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission, Tally};
 use crate::wire::codec;
 
 /// One item's place in an ordered collector. Small (an error is boxed), so a large
@@ -265,27 +267,43 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
         d
     }
 
-    /// A whole result chunk under one lock, with at most one wake-up.
-    fn deliver_many<'a>(
-        &self,
-        outcomes: &mut dyn Iterator<Item = (usize, Outcome<'a>)>,
-        tally: &mut dyn FnMut(Delivered, bool),
-    ) {
+    /// A whole result chunk under one lock, with at most one wake-up; values decode
+    /// straight into their slots.
+    fn deliver_chunk(&self, task: &'static str, first: usize, body: &[u8], count: u32, tally: &mut Tally) -> u32 {
+        let mut values = 0u64;
         let mut stored = 0u64;
         let mut wanted = false;
+        let mut items = Items::new(body, count);
         let (waker, hook) = {
             let mut st = self.lock();
-            for (index, outcome) in outcomes {
-                let panicked = outcome.is_panic();
-                let (r, d) = self.decode_outcome(outcome);
-                tally(d, panicked);
-                if let Some(w) = self.store(&mut st, index, r) {
+            for (k, item) in (&mut items).enumerate() {
+                let r = match item.split_first() {
+                    Some((&TAG_OK, data)) => match codec::decode::<R>(data) {
+                        Ok(v) => {
+                            values += 1;
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            tally.add(Delivered::CodecFailed, false);
+                            Err(TaskError::Codec { task: self.task, message: e.to_string() })
+                        }
+                    },
+                    _ => {
+                        let outcome = item_outcome(task, item);
+                        let panicked = outcome.is_panic();
+                        let (r, d) = self.decode_outcome(outcome);
+                        tally.add(d, panicked);
+                        r
+                    }
+                };
+                if let Some(w) = self.store(&mut st, first + k, r) {
                     stored += 1;
                     wanted |= w;
                 }
             }
             if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) }
         };
+        tally.values(values);
         run_hook(self.task, hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
@@ -296,6 +314,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
         if let Some(w) = waker {
             w.wake();
         }
+        items.taken
     }
 
     fn cancelled(&self) -> bool {
