@@ -57,14 +57,22 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
     Ok(v)
 }
 
-/// Decodes a whole `T` from `bytes`; trailing bytes are an error.
+/// Decodes a whole `T` from `bytes`; trailing bytes are an error. Inlined, with the
+/// error built out of line: a map decodes one small value per item with it.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let err = |m: String| CodecError { op: "decode", type_name: std::any::type_name::<T>(), message: m };
-    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| err(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(err(format!("{} unexpected bytes after the value", rest.len())));
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let v = T::deserialize(&mut de).map_err(|e| decode_error::<T>(e.to_string()))?;
+    match de.finalize() {
+        Ok([]) => Ok(v),
+        Ok(rest) => Err(decode_error::<T>(format!("{} unexpected bytes after the value", rest.len()))),
+        Err(e) => Err(decode_error::<T>(e.to_string())),
     }
-    Ok(v)
+}
+
+#[cold]
+fn decode_error<T>(message: String) -> CodecError {
+    CodecError { op: "decode", type_name: std::any::type_name::<T>(), message }
 }
 
 /// Decodes a `T` from the front of `bytes`, returning the rest.
