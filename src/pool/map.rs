@@ -70,17 +70,27 @@ impl<R> Run<R> {
 /// that is handed over as it is: no slot per item, no copy at the end.
 struct Runs<R> {
     by_first: BTreeMap<usize, Run<R>>,
+    /// The run of values continued last, kept out of the map (empty: none): results
+    /// that come in order, nearly all of them, continue it without a lookup.
+    open: Vec<R>,
+    open_first: usize,
     /// The map's length when known: the run that starts at item 0 reserves room for all.
     expected: usize,
 }
 
 impl<R> Runs<R> {
     fn new(expected: usize) -> Self {
-        Runs { by_first: BTreeMap::new(), expected }
+        Runs { by_first: BTreeMap::new(), open: Vec::new(), open_first: 0, expected }
     }
 
     /// Whether one of items `first..first + len` has its outcome already.
     fn overlaps(&self, first: usize, len: usize) -> bool {
+        if !self.open.is_empty() && first < self.open_first + self.open.len() && self.open_first < first + len {
+            return true;
+        }
+        if self.by_first.is_empty() {
+            return false;
+        }
         if let Some((&start, run)) = self.by_first.range(..=first).next_back()
             && start + run.len() > first
         {
@@ -92,6 +102,9 @@ impl<R> Runs<R> {
     /// The run of values that ends at `index`, taken out to be continued, or a new one
     /// with room for `room` values; with where it starts.
     fn continue_at(&mut self, index: usize, room: usize) -> (usize, Vec<R>) {
+        if !self.open.is_empty() && self.open_first + self.open.len() == index {
+            return (self.open_first, std::mem::take(&mut self.open));
+        }
         if let Some((&start, Run::Values(v))) = self.by_first.range(..index).next_back()
             && start + v.len() == index
             && let Some(Run::Values(v)) = self.by_first.remove(&start)
@@ -102,18 +115,30 @@ impl<R> Runs<R> {
         (index, Vec::with_capacity(room))
     }
 
-    /// Puts a run of values back, with the run of values that follows it appended.
+    /// Puts a run of values back, with the run of values that follows it appended; it
+    /// becomes the open run.
     fn put_values(&mut self, first: usize, mut values: Vec<R>) {
         if values.is_empty() {
             return;
         }
         let end = first + values.len();
-        if matches!(self.by_first.get(&end), Some(Run::Values(_)))
+        if !self.open.is_empty() && self.open_first == end {
+            values.append(&mut self.open);
+        } else if matches!(self.by_first.get(&end), Some(Run::Values(_)))
             && let Some(Run::Values(mut next)) = self.by_first.remove(&end)
         {
             values.append(&mut next);
         }
-        self.by_first.insert(first, Run::Values(values));
+        self.settle();
+        self.open_first = first;
+        self.open = values;
+    }
+
+    /// Moves the open run into the map (before the runs are read).
+    fn settle(&mut self) {
+        if !self.open.is_empty() {
+            self.by_first.insert(self.open_first, Run::Values(std::mem::take(&mut self.open)));
+        }
     }
 
     /// Stores one outcome; `false` if the item had one already.
@@ -135,6 +160,7 @@ impl<R> Runs<R> {
     }
 
     /// Every outcome of items `0..len` in order (by reference); `None` for one missing.
+    /// Call [`settle`](Runs::settle) first.
     fn for_each(&self, len: usize, mut each: impl FnMut(Option<Result<&R, &TaskError>>) -> bool) {
         let mut next = 0;
         for (&start, run) in &self.by_first {
@@ -167,6 +193,7 @@ impl<R> Runs<R> {
 
     /// Every outcome of items `0..len`, in order; `missing` for items that have none.
     fn take_all(&mut self, len: usize, missing: impl Fn() -> TaskError) -> Vec<Result<R, TaskError>> {
+        self.settle();
         let mut out = Vec::with_capacity(len);
         for (start, run) in std::mem::take(&mut self.by_first) {
             while out.len() < start.min(len) {
@@ -187,6 +214,7 @@ impl<R> Runs<R> {
     /// that has no outcome). When every item gave a value this is usually the one run,
     /// as it is.
     fn take_values(&mut self, len: usize, missing: impl Fn() -> TaskError) -> Result<Vec<R>, TaskError> {
+        self.settle();
         let runs = std::mem::take(&mut self.by_first);
         let mut out: Vec<R> = Vec::new();
         for (start, run) in runs {
@@ -245,6 +273,7 @@ impl<R> CollectState<R> {
             return None;
         }
         let hook = self.hook.take()?;
+        self.runs.settle();
         Some(hook(self))
     }
 }
@@ -638,10 +667,11 @@ impl<R> MapResult<R> {
     /// `Some(true)` when every item gave a value, `Some(false)` when one failed, `None`
     /// while items run.
     pub fn successful(&self) -> Option<bool> {
-        let st = self.collector.lock();
+        let mut st = self.collector.lock();
         if st.delivered < self.len {
             return None;
         }
+        st.runs.settle();
         let mut all = true;
         st.runs.for_each(self.len, |o| {
             all = matches!(o, Some(Ok(_)));
@@ -951,6 +981,7 @@ mod tests {
         v.extend([0, 1]);
         runs.put_values(start, v);
         assert!(runs.store(5, Ok(5)));
+        runs.settle();
         assert_eq!(runs.by_first.len(), 1);
         assert_eq!(runs.take_values(6, missing).unwrap(), [0, 1, 2, 3, 4, 5]);
     }
@@ -975,6 +1006,7 @@ mod tests {
         assert!(runs.store(1, Err(failed(1))));
         assert!(runs.store(3, Ok(13)));
         let mut seen = Vec::new();
+        runs.settle();
         runs.for_each(4, |o| {
             seen.push(o.map(|r| r.copied().map_err(|_| ())));
             true
