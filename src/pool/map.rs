@@ -459,6 +459,13 @@ impl<R> Collector<R> {
         Some(st)
     }
 
+    /// A whole map's values, as [`MapResult::get`] takes them (for the benchmarks).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) fn take_values(&self, len: usize) -> Result<Vec<R>, TaskError> {
+        let task = self.task;
+        self.lock().runs.take_values(len, || TaskError::Cancelled { task })
+    }
+
     fn cancel(&self, shared: &Shared) {
         self.cancelled.store(true, Ordering::Relaxed);
         shared.request_cancel();

@@ -5,6 +5,8 @@
 //! watches their pidfds. See `driver` for how work flows and how a death costs one task.
 
 pub(crate) mod backend;
+#[cfg(feature = "bench-internals")]
+pub(crate) mod bench;
 mod builder;
 mod driver;
 mod error;
