@@ -58,6 +58,26 @@ fn map_returns_the_first_error_and_map_results_keeps_the_rest() {
 }
 
 #[test]
+fn a_failure_inside_a_chunk_keeps_its_place_among_the_values() {
+    use multiproc::{Chunksize, MapOptions};
+    let pool = Pool::new(2).unwrap();
+    // One chunk of 8: item 3 fails between values of the same result chunk.
+    let opts = MapOptions::new().chunksize(Chunksize::Fixed(8));
+    let m = pool.map_async_with(picky, 0..8, &opts);
+    m.wait();
+    assert_eq!(m.successful(), Some(false));
+    let all = m.get_all();
+    assert_eq!(all.len(), 8);
+    assert!(matches!(all[3], Err(TaskError::Panicked { .. })));
+    assert_eq!(all.iter().filter_map(|r| r.as_ref().ok()).copied().collect::<Vec<_>>(), [0, 2, 4, 8, 10, 12, 14]);
+    let ok = pool.map_async_with(picky, 4..12, &opts);
+    ok.wait();
+    assert_eq!(ok.successful(), Some(true));
+    assert_eq!(ok.get().unwrap(), [8, 10, 12, 14, 16, 18, 20, 22]);
+    assert_eq!(pool.stats().tasks_panicked, 1);
+}
+
+#[test]
 fn callbacks_and_error_callbacks_run_in_the_parent() {
     let pool = Pool::new(2).unwrap();
     let (tx, rx) = mpsc::channel::<(u32, Result<u64, String>)>();

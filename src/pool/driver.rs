@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::error::{Attempt, TaskError};
 use super::lane::{GaveUp, Link, Parked};
 use super::protocol::*;
-use super::submit::{Chunking, Delivered, Job, Outcome, Shared};
+use super::submit::{Chunking, Job, Outcome, Shared, Tally};
 use super::{PoolError, PoolStats};
 use crate::spawn::{self, ChildProcess, ChildSpec};
 use crate::sys::event::{PollFd, PollFlags, poll};
@@ -723,29 +723,14 @@ impl Driver {
                     w.since = Instant::now();
                     let job = held.job;
                     let task = job.sub.task;
-                    let stats = &mut self.stats;
+                    let first = job.sub.base + job.first as usize;
+                    let mut tally = Tally::default();
                     let n = crate::bytes::sharing(mapped.as_ref(), || {
                         fds::with_incoming(frame_fds, || {
-                            let mut items = Items::new(&payload[RESULT_HEAD..], count);
-                            {
-                                let mut outcomes = (&mut items).enumerate().map(|(k, item)| {
-                                    let index = job.sub.base + (job.first + k as u32) as usize;
-                                    (index, item_outcome(task, item))
-                                });
-                                job.sub.sink.deliver_many(&mut outcomes, &mut |d, panicked| match d {
-                                    Delivered::Value => stats.tasks_done += 1,
-                                    Delivered::CallbackPanicked => {
-                                        stats.tasks_done += 1;
-                                        stats.callback_panics += 1;
-                                    }
-                                    Delivered::Ignored => {}
-                                    Delivered::Failed if panicked => stats.tasks_panicked += 1,
-                                    Delivered::Failed | Delivered::CodecFailed => stats.tasks_codec_failed += 1,
-                                });
-                            }
-                            items.taken
+                            job.sub.sink.deliver_chunk(task, first, &payload[RESULT_HEAD..], count, &mut tally)
                         })
                     });
+                    tally.add_to(&mut self.stats);
                     self.stats_dirty = true;
                     if n != count {
                         let rest =

@@ -1,7 +1,7 @@
 //! The map family's handles: `MapResult` (all results at once) and `IMapIter` (one by
 //! one, pulling its input lazily through a bounded window).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::driver::item_outcome;
 use super::error::TaskError;
-use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission};
+use super::protocol::{Items, TAG_OK};
+use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission, Tally};
 use crate::wire::codec;
 
 /// One item's place in an ordered collector. Small (an error is boxed), so a large
@@ -45,8 +47,205 @@ impl<R> Cell<R> {
     }
 }
 
+/// A run of consecutive items' outcomes.
+enum Run<R> {
+    /// Every item gave a value.
+    Values(Vec<R>),
+    /// Some failed.
+    Cells(Vec<Cell<R>>),
+}
+
+impl<R> Run<R> {
+    fn len(&self) -> usize {
+        match self {
+            Run::Values(v) => v.len(),
+            Run::Cells(c) => c.len(),
+        }
+    }
+}
+
+/// A whole map's outcomes, as runs of consecutive items by their first index. A result
+/// chunk decodes into a vector of values that continues the run before it, and a run
+/// that follows is appended to it, so a map whose items all succeed ends as one vector
+/// that is handed over as it is: no slot per item, no copy at the end.
+struct Runs<R> {
+    by_first: BTreeMap<usize, Run<R>>,
+    /// The run of values continued last, kept out of the map (empty: none): results
+    /// that come in order, nearly all of them, continue it without a lookup.
+    open: Vec<R>,
+    open_first: usize,
+    /// The map's length when known: the run that starts at item 0 reserves room for all.
+    expected: usize,
+}
+
+impl<R> Runs<R> {
+    fn new(expected: usize) -> Self {
+        Runs { by_first: BTreeMap::new(), open: Vec::new(), open_first: 0, expected }
+    }
+
+    /// Whether one of items `first..first + len` has its outcome already.
+    fn overlaps(&self, first: usize, len: usize) -> bool {
+        if !self.open.is_empty() && first < self.open_first + self.open.len() && self.open_first < first + len {
+            return true;
+        }
+        if self.by_first.is_empty() {
+            return false;
+        }
+        if let Some((&start, run)) = self.by_first.range(..=first).next_back()
+            && start + run.len() > first
+        {
+            return true;
+        }
+        len > 1 && self.by_first.range(first + 1..first + len).next().is_some()
+    }
+
+    /// The run of values that ends at `index`, taken out to be continued, or a new one
+    /// with room for `room` values; with where it starts.
+    fn continue_at(&mut self, index: usize, room: usize) -> (usize, Vec<R>) {
+        if !self.open.is_empty() && self.open_first + self.open.len() == index {
+            return (self.open_first, std::mem::take(&mut self.open));
+        }
+        if let Some((&start, Run::Values(v))) = self.by_first.range(..index).next_back()
+            && start + v.len() == index
+            && let Some(Run::Values(v)) = self.by_first.remove(&start)
+        {
+            return (start, v);
+        }
+        let room = if index == 0 { room.max(self.expected) } else { room };
+        (index, Vec::with_capacity(room))
+    }
+
+    /// Puts a run of values back, with the run of values that follows it appended; it
+    /// becomes the open run.
+    fn put_values(&mut self, first: usize, mut values: Vec<R>) {
+        if values.is_empty() {
+            return;
+        }
+        let end = first + values.len();
+        if !self.open.is_empty() && self.open_first == end {
+            values.append(&mut self.open);
+        } else if matches!(self.by_first.get(&end), Some(Run::Values(_)))
+            && let Some(Run::Values(mut next)) = self.by_first.remove(&end)
+        {
+            values.append(&mut next);
+        }
+        self.settle();
+        self.open_first = first;
+        self.open = values;
+    }
+
+    /// Moves the open run into the map (before the runs are read).
+    fn settle(&mut self) {
+        if !self.open.is_empty() {
+            self.by_first.insert(self.open_first, Run::Values(std::mem::take(&mut self.open)));
+        }
+    }
+
+    /// Stores one outcome; `false` if the item had one already.
+    fn store(&mut self, index: usize, r: Result<R, TaskError>) -> bool {
+        if self.overlaps(index, 1) {
+            return false;
+        }
+        match r {
+            Ok(v) => {
+                let (start, mut values) = self.continue_at(index, 1);
+                values.push(v);
+                self.put_values(start, values);
+            }
+            Err(e) => {
+                self.by_first.insert(index, Run::Cells(vec![Cell::Failed(Box::new(e))]));
+            }
+        }
+        true
+    }
+
+    /// Every outcome of items `0..len` in order (by reference); `None` for one missing.
+    /// Call [`settle`](Runs::settle) first.
+    fn for_each(&self, len: usize, mut each: impl FnMut(Option<Result<&R, &TaskError>>) -> bool) {
+        let mut next = 0;
+        for (&start, run) in &self.by_first {
+            for _ in next..start.min(len) {
+                if !each(None) {
+                    return;
+                }
+            }
+            let go = match run {
+                Run::Values(v) => v.iter().all(|v| each(Some(Ok(v)))),
+                Run::Cells(c) => c.iter().all(|c| {
+                    each(match c {
+                        Cell::Empty => None,
+                        Cell::Value(v) => Some(Ok(v)),
+                        Cell::Failed(e) => Some(Err(e)),
+                    })
+                }),
+            };
+            if !go {
+                return;
+            }
+            next = start + run.len();
+        }
+        for _ in next..len {
+            if !each(None) {
+                return;
+            }
+        }
+    }
+
+    /// Every outcome of items `0..len`, in order; `missing` for items that have none.
+    fn take_all(&mut self, len: usize, missing: impl Fn() -> TaskError) -> Vec<Result<R, TaskError>> {
+        self.settle();
+        let mut out = Vec::with_capacity(len);
+        for (start, run) in std::mem::take(&mut self.by_first) {
+            while out.len() < start.min(len) {
+                out.push(Err(missing()));
+            }
+            match run {
+                Run::Values(v) => out.extend(v.into_iter().map(Ok)),
+                Run::Cells(c) => out.extend(c.into_iter().map(|c| c.into_option().unwrap_or_else(|| Err(missing())))),
+            }
+        }
+        while out.len() < len {
+            out.push(Err(missing()));
+        }
+        out
+    }
+
+    /// The values of items `0..len` in order, or the first error (`missing` for an item
+    /// that has no outcome). When every item gave a value this is usually the one run,
+    /// as it is.
+    fn take_values(&mut self, len: usize, missing: impl Fn() -> TaskError) -> Result<Vec<R>, TaskError> {
+        self.settle();
+        let runs = std::mem::take(&mut self.by_first);
+        let mut out: Vec<R> = Vec::new();
+        for (start, run) in runs {
+            if start != out.len() {
+                return Err(missing());
+            }
+            match run {
+                Run::Values(mut v) if out.is_empty() => out = std::mem::take(&mut v),
+                Run::Values(mut v) => out.append(&mut v),
+                Run::Cells(c) => {
+                    for cell in c {
+                        match cell {
+                            Cell::Value(v) => out.push(v),
+                            Cell::Failed(e) => return Err(*e),
+                            Cell::Empty => return Err(missing()),
+                        }
+                    }
+                }
+            }
+        }
+        if out.len() < len {
+            return Err(missing());
+        }
+        Ok(out)
+    }
+}
+
 struct CollectState<R> {
-    /// In input order: slot `i` is item `head + i`.
+    /// A whole map's outcomes (for `MapResult`).
+    runs: Runs<R>,
+    /// An ordered iterator's, in input order: slot `i` is item `head + i`.
     slots: VecDeque<Cell<R>>,
     head: usize,
     /// In completion order (for `imap_unordered`).
@@ -74,6 +273,7 @@ impl<R> CollectState<R> {
             return None;
         }
         let hook = self.hook.take()?;
+        self.runs.settle();
         Some(hook(self))
     }
 }
@@ -96,6 +296,8 @@ fn run_hook(task: &'static str, hook: Option<Box<dyn FnOnce() + Send>>) {
 pub(crate) struct Collector<R> {
     task: &'static str,
     ordered: bool,
+    /// For a whole map: outcomes go to `runs`.
+    whole: bool,
     state: Mutex<CollectState<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
@@ -104,18 +306,26 @@ pub(crate) struct Collector<R> {
 }
 
 impl<R> Collector<R> {
-    pub(crate) fn new(task: &'static str, ordered: bool, expected: usize, progress: Option<Option<u64>>) -> Self {
-        let mut slots = VecDeque::new();
-        if ordered {
-            slots.resize_with(expected, || Cell::Empty);
-        }
+    /// For an iterator (`imap`, `imap_unordered`).
+    pub(crate) fn new(task: &'static str, ordered: bool, progress: Option<Option<u64>>) -> Self {
+        Self::make(task, ordered, None, progress)
+    }
+
+    /// For a whole map of `expected` items (0 if not known yet).
+    pub(crate) fn for_map(task: &'static str, expected: usize, progress: Option<Option<u64>>) -> Self {
+        Self::make(task, true, Some(expected), progress)
+    }
+
+    fn make(task: &'static str, ordered: bool, whole: Option<usize>, progress: Option<Option<u64>>) -> Self {
         #[cfg(not(feature = "progress"))]
         let _ = progress;
         Collector {
             task,
             ordered,
+            whole: whole.is_some(),
             state: Mutex::new(CollectState {
-                slots,
+                runs: Runs::new(whole.unwrap_or(0)),
+                slots: VecDeque::new(),
                 head: 0,
                 done: VecDeque::new(),
                 delivered: 0,
@@ -162,7 +372,11 @@ impl<R> Collector<R> {
     /// whether what a waiter waits for may have come: the whole map, the next item in
     /// order, or any item for an unordered iterator.
     fn store(&self, st: &mut CollectState<R>, index: usize, r: Result<R, TaskError>) -> Option<bool> {
-        if self.ordered {
+        if self.whole {
+            if !st.runs.store(index, r) {
+                return None;
+            }
+        } else if self.ordered {
             let pos = index.checked_sub(st.head)?;
             if st.slots.len() <= pos {
                 st.slots.resize_with(pos + 1, || Cell::Empty);
@@ -245,6 +459,13 @@ impl<R> Collector<R> {
         Some(st)
     }
 
+    /// A whole map's values, as [`MapResult::get`] takes them (for the benchmarks).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) fn take_values(&self, len: usize) -> Result<Vec<R>, TaskError> {
+        let task = self.task;
+        self.lock().runs.take_values(len, || TaskError::Cancelled { task })
+    }
+
     fn cancel(&self, shared: &Shared) {
         self.cancelled.store(true, Ordering::Relaxed);
         shared.request_cancel();
@@ -265,27 +486,86 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
         d
     }
 
-    /// A whole result chunk under one lock, with at most one wake-up.
-    fn deliver_many<'a>(
-        &self,
-        outcomes: &mut dyn Iterator<Item = (usize, Outcome<'a>)>,
-        tally: &mut dyn FnMut(Delivered, bool),
-    ) {
+    /// A whole result chunk under one lock, with at most one wake-up; values decode
+    /// straight into their slots.
+    fn deliver_chunk(&self, task: &'static str, first: usize, body: &[u8], count: u32, tally: &mut Tally) -> u32 {
+        let mut values = 0u64;
         let mut stored = 0u64;
         let mut wanted = false;
+        let mut items = Items::new(body, count);
         let (waker, hook) = {
             let mut st = self.lock();
-            for (index, outcome) in outcomes {
-                let panicked = outcome.is_panic();
-                let (r, d) = self.decode_outcome(outcome);
-                tally(d, panicked);
-                if let Some(w) = self.store(&mut st, index, r) {
-                    stored += 1;
-                    wanted |= w;
+            if self.whole && !st.runs.overlaps(first, count as usize) {
+                // Values go straight onto the run they continue; a failure keeps its
+                // place in a run of its own.
+                let (mut start, mut run) = st.runs.continue_at(first, count as usize);
+                for (k, item) in (&mut items).enumerate() {
+                    let r = match item.split_first() {
+                        Some((&TAG_OK, data)) => match codec::decode::<R>(data) {
+                            Ok(v) => {
+                                values += 1;
+                                run.push(v);
+                                continue;
+                            }
+                            Err(e) => {
+                                tally.add(Delivered::CodecFailed, false);
+                                TaskError::Codec { task: self.task, message: e.to_string() }
+                            }
+                        },
+                        _ => {
+                            let outcome = item_outcome(task, item);
+                            let panicked = outcome.is_panic();
+                            let (r, d) = self.decode_outcome(outcome);
+                            tally.add(d, panicked);
+                            match r {
+                                Ok(v) => {
+                                    run.push(v);
+                                    continue;
+                                }
+                                Err(e) => e,
+                            }
+                        }
+                    };
+                    let index = first + k;
+                    st.runs.put_values(start, std::mem::take(&mut run));
+                    st.runs.store(index, Err(r));
+                    start = index + 1;
+                }
+                st.runs.put_values(start, run);
+                let n = items.taken as usize;
+                stored = n as u64;
+                st.delivered += n;
+                wanted = st.total.is_some_and(|t| st.delivered >= t);
+            } else {
+                for (k, item) in (&mut items).enumerate() {
+                    let r = match item.split_first() {
+                        Some((&TAG_OK, data)) => match codec::decode::<R>(data) {
+                            Ok(v) => {
+                                values += 1;
+                                Ok(v)
+                            }
+                            Err(e) => {
+                                tally.add(Delivered::CodecFailed, false);
+                                Err(TaskError::Codec { task: self.task, message: e.to_string() })
+                            }
+                        },
+                        _ => {
+                            let outcome = item_outcome(task, item);
+                            let panicked = outcome.is_panic();
+                            let (r, d) = self.decode_outcome(outcome);
+                            tally.add(d, panicked);
+                            r
+                        }
+                    };
+                    if let Some(w) = self.store(&mut st, first + k, r) {
+                        stored += 1;
+                        wanted |= w;
+                    }
                 }
             }
             if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) }
         };
+        tally.values(values);
         run_hook(self.task, hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
@@ -296,6 +576,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
         if let Some(w) = waker {
             w.wake();
         }
+        items.taken
     }
 
     fn cancelled(&self) -> bool {
@@ -373,25 +654,16 @@ impl<R> MapResult<R> {
         let task = self.collector.task;
         #[cfg(feature = "progress")]
         self.collector.finish_bar();
-        let mut st = self.collector.lock();
-        st.slots.drain(..).map(|s| s.into_option().unwrap_or(Err(TaskError::Cancelled { task }))).collect()
+        self.collector.lock().runs.take_all(self.len, || TaskError::Cancelled { task })
     }
 
-    /// The values straight into one vector of the right size, or the first error.
+    /// The values in input order, or the first error: when every item gave a value,
+    /// usually the one vector the results were decoded into.
     fn take_values(&self) -> Result<Vec<R>, TaskError> {
         let task = self.collector.task;
         #[cfg(feature = "progress")]
         self.collector.finish_bar();
-        let mut st = self.collector.lock();
-        let mut values = Vec::with_capacity(st.slots.len());
-        for cell in st.slots.drain(..) {
-            match cell {
-                Cell::Value(v) => values.push(v),
-                Cell::Failed(e) => return Err(*e),
-                Cell::Empty => return Err(TaskError::Cancelled { task }),
-            }
-        }
-        Ok(values)
+        self.collector.lock().runs.take_values(self.len, || TaskError::Cancelled { task })
     }
 
     /// Whether every item has ended.
@@ -402,11 +674,17 @@ impl<R> MapResult<R> {
     /// `Some(true)` when every item gave a value, `Some(false)` when one failed, `None`
     /// while items run.
     pub fn successful(&self) -> Option<bool> {
-        let st = self.collector.lock();
+        let mut st = self.collector.lock();
         if st.delivered < self.len {
             return None;
         }
-        Some(st.slots.iter().all(|s| matches!(s, Cell::Value(_))))
+        st.runs.settle();
+        let mut all = true;
+        st.runs.for_each(self.len, |o| {
+            all = matches!(o, Some(Ok(_)));
+            all
+        });
+        Some(all)
     }
 
     /// Waits until every item has ended.
@@ -456,22 +734,24 @@ impl<R> MapResult<R> {
         R: Clone + Send + 'static,
     {
         let task = self.collector.task;
+        let len = self.len;
         let hook: CompletionHook<R> = Box::new(move |st| {
             let mut first_error = None;
-            let mut values = Vec::with_capacity(st.slots.len());
-            for cell in &st.slots {
-                match cell {
-                    Cell::Value(v) => values.push(v.clone()),
-                    Cell::Failed(e) => {
-                        first_error = Some((**e).clone());
-                        break;
-                    }
-                    Cell::Empty => {
-                        first_error = Some(TaskError::Cancelled { task });
-                        break;
-                    }
+            let mut values = Vec::with_capacity(len);
+            st.runs.for_each(len, |o| match o {
+                Some(Ok(v)) => {
+                    values.push(v.clone());
+                    true
                 }
-            }
+                Some(Err(e)) => {
+                    first_error = Some(e.clone());
+                    false
+                }
+                None => {
+                    first_error = Some(TaskError::Cancelled { task });
+                    false
+                }
+            });
             match first_error {
                 None => Box::new(move || callback(&values)),
                 Some(e) => Box::new(move || error_callback(&e)),
@@ -681,5 +961,70 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMapIter<'_, R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_until(None, Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing() -> TaskError {
+        TaskError::Cancelled { task: "t" }
+    }
+
+    fn failed(i: u32) -> TaskError {
+        TaskError::Codec { task: "t", message: format!("item {i}") }
+    }
+
+    #[test]
+    fn runs_in_any_order_end_as_one_vector() {
+        let mut runs = Runs::new(6);
+        let (start, mut v) = runs.continue_at(2, 2);
+        assert_eq!(start, 2);
+        v.extend([2, 3]);
+        runs.put_values(start, v);
+        assert!(runs.store(4, Ok(4)));
+        let (start, mut v) = runs.continue_at(0, 2);
+        v.extend([0, 1]);
+        runs.put_values(start, v);
+        assert!(runs.store(5, Ok(5)));
+        runs.settle();
+        assert_eq!(runs.by_first.len(), 1);
+        assert_eq!(runs.take_values(6, missing).unwrap(), [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn an_item_is_stored_once() {
+        let mut runs = Runs::new(0);
+        let (start, mut v) = runs.continue_at(0, 3);
+        v.extend([0, 1, 2]);
+        runs.put_values(start, v);
+        assert!(runs.overlaps(2, 1) && runs.overlaps(1, 5) && !runs.overlaps(3, 2));
+        assert!(!runs.store(1, Err(failed(1))));
+        assert!(runs.store(4, Err(failed(4))));
+        assert!(runs.overlaps(3, 2));
+        assert_eq!(runs.take_values(5, missing).unwrap_err(), missing());
+    }
+
+    #[test]
+    fn failures_and_gaps_keep_their_places() {
+        let mut runs = Runs::new(4);
+        assert!(runs.store(0, Ok(10)));
+        assert!(runs.store(1, Err(failed(1))));
+        assert!(runs.store(3, Ok(13)));
+        let mut seen = Vec::new();
+        runs.settle();
+        runs.for_each(4, |o| {
+            seen.push(o.map(|r| r.copied().map_err(|_| ())));
+            true
+        });
+        assert_eq!(seen, [Some(Ok(10)), Some(Err(())), None, Some(Ok(13))]);
+        assert_eq!(runs.take_values(4, missing).unwrap_err(), failed(1));
+        let mut runs = Runs::new(4);
+        runs.store(0, Ok(10));
+        runs.store(1, Err(failed(1)));
+        runs.store(3, Ok(13));
+        let all = runs.take_all(4, missing);
+        assert_eq!(all, [Ok(10), Err(failed(1)), Err(missing()), Ok(13)]);
     }
 }

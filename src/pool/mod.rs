@@ -6,6 +6,8 @@
 //! and `lane` for how a synchronous `apply` borrows an idle worker without the driver.
 
 pub(crate) mod backend;
+#[cfg(feature = "bench-internals")]
+pub(crate) mod bench;
 mod builder;
 mod driver;
 mod error;
@@ -510,7 +512,7 @@ impl Pool {
         };
         let default_chunks = matches!(opts.chunksize.unwrap_or(Chunksize::Default), Chunksize::Default);
         let progress = opts.progress.then_some(known.map(|n| n as u64));
-        let collector = Arc::new(Collector::<R>::new(task, true, known.unwrap_or(0), progress));
+        let collector = Arc::new(Collector::<R>::for_map(task, known.unwrap_or(0), progress));
         let sink: Arc<dyn Sink> = collector.clone();
         let timeout = opts.timeout.or(self.shared.default_timeout);
         let retries = opts.retries.unwrap_or(self.shared.default_retries);
@@ -679,7 +681,7 @@ impl Pool {
         let mut input = items.into_iter();
         let feed: map::Feed<'a> = Box::new(move |enc: &mut Encoder| input.next().map(|a| enc.push(&a)));
         let progress = opts.progress.then_some(None);
-        let collector = Arc::new(Collector::<R>::new(task, ordered, 0, progress));
+        let collector = Arc::new(Collector::<R>::new(task, ordered, progress));
         IMapIter::new(collector, self.shared.clone(), spec, feed, window)
     }
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::driver::item_outcome;
 use super::error::{Attempt, TaskError};
-use super::protocol::{begin_item, end_item};
+use super::protocol::{Items, begin_item, end_item};
 use crate::sys::event::Wakeup;
 use crate::wire::{codec, fds};
 
@@ -34,18 +35,18 @@ impl Outcome<'_> {
 pub(crate) trait Sink: Send + Sync {
     /// Item `index` (counted over the whole map) ended. Returns whether a value decoded.
     fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered;
-    /// The outcomes of one result chunk, `(index, outcome)` in order; `tally` hears what
-    /// each delivery turned out to be and whether it was a panic. A sink that takes many
-    /// items (a map's collector) does them under one lock, with one wake-up.
-    fn deliver_many<'a>(
-        &self,
-        outcomes: &mut dyn Iterator<Item = (usize, Outcome<'a>)>,
-        tally: &mut dyn FnMut(Delivered, bool),
-    ) {
-        for (index, outcome) in outcomes {
+    /// The outcomes of one result chunk: `count` length-prefixed items of `body`, item
+    /// `k` being item `first + k` of the whole map. Returns how many items were well
+    /// formed; `tally` counts what each delivery turned out to be. A sink that takes many
+    /// items (a map's collector) decodes them in one loop under one lock, with one wake-up.
+    fn deliver_chunk(&self, task: &'static str, first: usize, body: &[u8], count: u32, tally: &mut Tally) -> u32 {
+        let mut items = Items::new(body, count);
+        for (k, item) in (&mut items).enumerate() {
+            let outcome = item_outcome(task, item);
             let panicked = outcome.is_panic();
-            tally(self.deliver(index, outcome), panicked);
+            tally.add(self.deliver(first + k, outcome), panicked);
         }
+        items.taken
     }
     /// Whether the caller cancelled: undispatched items are dropped, running ones killed.
     fn cancelled(&self) -> bool;
@@ -64,6 +65,44 @@ pub enum Delivered {
     CallbackPanicked,
     /// Nobody wanted it any more (cancelled before it arrived).
     Ignored,
+}
+
+/// What the deliveries of a result chunk turned out to be, for the pool's statistics.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    done: u64,
+    callback_panics: u64,
+    panicked: u64,
+    codec_failed: u64,
+}
+
+impl Tally {
+    /// One delivery; `panicked` says whether the task panicked.
+    pub(crate) fn add(&mut self, d: Delivered, panicked: bool) {
+        match d {
+            Delivered::Value => self.done += 1,
+            Delivered::CallbackPanicked => {
+                self.done += 1;
+                self.callback_panics += 1;
+            }
+            Delivered::Ignored => {}
+            Delivered::Failed if panicked => self.panicked += 1,
+            Delivered::Failed | Delivered::CodecFailed => self.codec_failed += 1,
+        }
+    }
+
+    /// `n` values delivered.
+    #[inline]
+    pub(crate) fn values(&mut self, n: u64) {
+        self.done += n;
+    }
+
+    pub(crate) fn add_to(&self, stats: &mut super::PoolStats) {
+        stats.tasks_done += self.done;
+        stats.callback_panics += self.callback_panics;
+        stats.tasks_panicked += self.panicked;
+        stats.tasks_codec_failed += self.codec_failed;
+    }
 }
 
 /// How a submission is cut into tasks at dispatch time.
@@ -133,18 +172,24 @@ impl Encoder {
         Encoder::with_capacity(self.len(), self.bytes.len())
     }
 
-    /// Appends one item, with the descriptors it carries.
+    /// Appends one item, with the descriptors it carries. Inlined into the map's loop:
+    /// the length prefix, the value and the offset cost a few stores each.
+    #[inline]
     pub(crate) fn push<A: Serialize>(&mut self, arg: &A) -> Result<(), String> {
-        let at = begin_item(&mut self.bytes);
-        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, &mut self.bytes));
-        if let Err(e) = r {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        let scope = fds::Outgoing::open();
+        if let Err(e) = codec::encode_into(arg, &mut self.bytes) {
             self.bytes.truncate(at);
             return Err(e.to_string());
         }
-        if !new_fds.is_empty() {
-            self.fds.push((self.len() as u32, new_fds));
+        if scope.attached() {
+            let item = self.len() as u32;
+            self.fds.push((item, scope.take()));
         }
-        end_item(&mut self.bytes, at);
+        drop(scope);
+        let len = (self.bytes.len() - at - 4) as u32;
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
         self.offsets.push(self.bytes.len());
         Ok(())
     }

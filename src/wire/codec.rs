@@ -19,7 +19,19 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 
     #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
+        // Integers arrive here as varints of 1 to 10 bytes: pushed one by one after one
+        // reservation, they cost a third less than a copy of a constant size and far less
+        // than a call to `memcpy` (once the largest single cost of encoding a map of
+        // numbers).
+        let v = &mut *self.0;
+        if bytes.len() <= 10 {
+            v.reserve(10);
+            for &b in bytes {
+                v.push(b);
+            }
+        } else {
+            v.extend_from_slice(bytes);
+        }
         Ok(())
     }
 
@@ -29,6 +41,7 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 }
 
 /// Appends the encoding of `value` to `buf`. On error, `buf` is left as it was.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     let start = buf.len();
     postcard::serialize_with_flavor(value, AppendTo(buf)).map_err(|e| {
@@ -44,14 +57,22 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
     Ok(v)
 }
 
-/// Decodes a whole `T` from `bytes`; trailing bytes are an error.
+/// Decodes a whole `T` from `bytes`; trailing bytes are an error. Inlined, with the
+/// error built out of line: a map decodes one small value per item with it.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let err = |m: String| CodecError { op: "decode", type_name: std::any::type_name::<T>(), message: m };
-    let (v, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| err(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(err(format!("{} unexpected bytes after the value", rest.len())));
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let v = T::deserialize(&mut de).map_err(|e| decode_error::<T>(e.to_string()))?;
+    match de.finalize() {
+        Ok([]) => Ok(v),
+        Ok(rest) => Err(decode_error::<T>(format!("{} unexpected bytes after the value", rest.len()))),
+        Err(e) => Err(decode_error::<T>(e.to_string())),
     }
-    Ok(v)
+}
+
+#[cold]
+fn decode_error<T>(message: String) -> CodecError {
+    CodecError { op: "decode", type_name: std::any::type_name::<T>(), message }
 }
 
 /// Decodes a `T` from the front of `bytes`, returning the rest.

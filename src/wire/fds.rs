@@ -6,19 +6,66 @@
 //! those descriptors as `SCM_RIGHTS`. While the receiver decodes the frame, [`take`]
 //! hands each value its descriptor back by index.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 thread_local! {
-    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// Descriptors attached by the values being encoded, for every open scope; an inner
+    /// scope's come after its outer scope's.
+    static OUTGOING: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+    /// `OUTGOING`'s length, kept in a plain cell: a scope in which nothing was attached
+    /// (nearly every one) never touches the list.
+    static OUTGOING_LEN: Cell<usize> = const { Cell::new(0) };
+    /// Where the innermost open scope's descriptors start in `OUTGOING`; `None` when no
+    /// frame is being encoded.
+    static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// An open outgoing scope: values encoded while it lives attach their descriptors to it,
+/// numbered from 0. Dropping it (also when the encoding panicked) reopens the outer
+/// scope, if any, and closes the descriptors nobody took.
+pub(crate) struct Outgoing {
+    outer: Option<usize>,
+    base: usize,
+}
+
+impl Outgoing {
+    /// Opens a scope inside the current one, if any.
+    #[inline]
+    pub(crate) fn open() -> Outgoing {
+        let base = OUTGOING_LEN.get();
+        Outgoing { outer: SCOPE.replace(Some(base)), base }
+    }
+
+    /// Whether anything was attached: two reads of a plain cell, no list.
+    #[inline]
+    pub(crate) fn attached(&self) -> bool {
+        OUTGOING_LEN.get() > self.base
+    }
+
+    /// The descriptors attached so far; the next ones are numbered from 0 again.
+    pub(crate) fn take(&self) -> Vec<OwnedFd> {
+        OUTGOING_LEN.set(self.base);
+        OUTGOING.with(|o| o.borrow_mut().split_off(self.base))
+    }
+}
+
+impl Drop for Outgoing {
+    #[inline]
+    fn drop(&mut self) {
+        if self.attached() {
+            drop(self.take());
+        }
+        SCOPE.set(self.outer);
+    }
 }
 
 /// Runs `encode` with an outgoing descriptor list open; returns its result and the list.
 pub(crate) fn collect_outgoing<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    let previous = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let scope = Outgoing::open();
     let r = encode();
-    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), previous)).unwrap_or_default();
+    let fds = if scope.attached() { scope.take() } else { Vec::new() };
     (r, fds)
 }
 
@@ -43,14 +90,14 @@ pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) ->
 /// Fails when no frame is being encoded (the value is serialized by some other
 /// serializer, e.g. to JSON, where a descriptor cannot go).
 pub fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
+    let Some(base) = SCOPE.get() else {
+        return Err("a file descriptor can only be serialized into a multiproc message".to_string());
+    };
     let dup = fd.try_clone_to_owned().map_err(|e| format!("cannot duplicate descriptor: {e}"))?;
-    OUTGOING.with(|o| match o.borrow_mut().as_mut() {
-        Some(list) => {
-            list.push(dup);
-            Ok((list.len() - 1) as u32)
-        }
-        None => Err("a file descriptor can only be serialized into a multiproc message".to_string()),
-    })
+    OUTGOING.with(|o| o.borrow_mut().push(dup));
+    let len = OUTGOING_LEN.get() + 1;
+    OUTGOING_LEN.set(len);
+    Ok((len - 1 - base) as u32)
 }
 
 /// Takes the descriptor at `index` of the frame being decoded.
@@ -62,4 +109,53 @@ pub fn take(index: u32) -> Result<OwnedFd, String> {
             .ok_or_else(|| format!("the message carries no file descriptor #{index}")),
         None => Err("a file descriptor can only be deserialized from a multiproc message".to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn devnull() -> std::fs::File {
+        std::fs::File::open("/dev/null").unwrap()
+    }
+
+    #[test]
+    fn attach_outside_a_scope_is_an_error() {
+        let f = devnull();
+        assert!(attach(f.as_fd()).unwrap_err().contains("multiproc message"));
+    }
+
+    #[test]
+    fn nested_scopes_number_and_keep_their_own_descriptors() {
+        let f = devnull();
+        let ((first, (inner, inner_fds), second), outer_fds) = collect_outgoing(|| {
+            let first = attach(f.as_fd()).unwrap();
+            let inner = collect_outgoing(|| (attach(f.as_fd()).unwrap(), attach(f.as_fd()).unwrap()));
+            let second = attach(f.as_fd()).unwrap();
+            (first, inner, second)
+        });
+        assert_eq!((first, second), (0, 1));
+        assert_eq!(inner, (0, 1));
+        assert_eq!((outer_fds.len(), inner_fds.len()), (2, 2));
+        // Closed again, with nothing left behind.
+        assert!(attach(f.as_fd()).is_err());
+        let (_, none) = collect_outgoing(|| ());
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_panicking_encoder_closes_its_scope() {
+        let f = devnull();
+        let r = std::panic::catch_unwind(|| {
+            collect_outgoing(|| {
+                attach(f.as_fd()).unwrap();
+                panic!("in the middle of encoding");
+            })
+        });
+        assert!(r.is_err());
+        assert!(attach(f.as_fd()).is_err());
+        let (_, fds) = collect_outgoing(|| attach(f.as_fd()).unwrap());
+        assert_eq!(fds.len(), 1);
+    }
 }
