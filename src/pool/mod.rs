@@ -337,10 +337,11 @@ impl Pool {
         let timeout = opts.timeout.or(self.shared.default_timeout);
         let retries = opts.retries.unwrap_or(self.shared.default_retries);
         let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
+        let sub = job.sub.clone();
         if self.shared.submit([job], false).is_err() {
             slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
         }
-        AsyncResult::new(slot, Some(self.shared.clone()))
+        AsyncResult::new(slot, Some(self.shared.clone())).keeping(&sub)
     }
 
     /// Applies `f` to every item and waits for all: values in input order, or the first

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use super::submit::{Delivered, Outcome, Shared, Sink};
+use super::submit::{Delivered, Outcome, Shared, Sink, Submission};
 use crate::wire::codec;
 
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
+
+/// Submissions up to this size are freed by the thread that made them (see `AsyncResult`).
+const KEEP_SUBMISSION_BYTES: usize = 1024;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
 struct SlotState<R> {
@@ -140,6 +143,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
     shared: Option<Arc<Shared>>,
+    /// A small submission is freed here, by the thread that made it: when the driver
+    /// thread freed it, the two threads fought over the allocator's lock.
+    _keep: Option<Arc<Submission>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -151,7 +157,15 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>, shared: Option<Arc<Shared>>) -> Self {
-        AsyncResult { slot, shared, _r: PhantomData }
+        AsyncResult { slot, shared, _keep: None, _r: PhantomData }
+    }
+
+    /// Keeps `sub` until this handle is dropped, if it is small and holds no descriptor.
+    pub(crate) fn keeping(mut self, sub: &Arc<Submission>) -> Self {
+        if sub.bytes.len() <= KEEP_SUBMISSION_BYTES && sub.fds.is_empty() {
+            self._keep = Some(sub.clone());
+        }
+        self
     }
 
     /// Waits for the task and returns its value or why there is none.
