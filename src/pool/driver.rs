@@ -671,6 +671,8 @@ impl Driver {
     /// and says when more came, so no read ends in `EAGAIN` on the latency path.
     fn read_results(&mut self, wi: usize, drain: bool) {
         let mut first = true;
+        // One clock read per batch of results (they arrived together).
+        let mut now: Option<Instant> = None;
         loop {
             let w = &mut self.workers[wi];
             let Some(link) = &mut w.link else { return };
@@ -720,7 +722,7 @@ impl Driver {
                     link.writer.release_spilled(id);
                     let elapsed = elapsed & !RESULT_KEPT_BODY;
                     w.answered += count as u64;
-                    w.since = Instant::now();
+                    w.since = *now.get_or_insert_with(Instant::now);
                     let job = held.job;
                     let task = job.sub.task;
                     let first = job.sub.base + job.first as usize;
