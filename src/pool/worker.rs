@@ -184,6 +184,8 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     let mut tasks_done: u64 = 0;
     let mut items: u64 = 0;
     let mut last_flush = Instant::now();
+    // When the last task ended: the flush timer reads it instead of the clock.
+    let mut ended = last_flush;
     let started = counters.get(SLOT_STARTED);
     let finished = counters.get(SLOT_FINISHED);
     loop {
@@ -192,7 +194,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                 sys::proc::exit_now(0);
             }
             writer.shrink_idle();
-            last_flush = Instant::now();
+            last_flush = ended;
         }
         let frame = match reader.recv(None) {
             Ok(f) => f,
@@ -247,7 +249,8 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                     }
                 })
             });
-            let mut elapsed = t0.elapsed().as_nanos() as u64 & !RESULT_KEPT_BODY;
+            ended = Instant::now();
+            let mut elapsed = ended.duration_since(t0).as_nanos() as u64 & !RESULT_KEPT_BODY;
             // Something still shares the body: the parent must not fill its memfd again.
             if mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders) {
                 elapsed |= RESULT_KEPT_BODY;
@@ -280,11 +283,11 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             let _ = writer.flush(None);
             exit_cleanly();
         }
-        if writer.pending() > FLUSH_BYTES || last_flush.elapsed() > FLUSH_AFTER {
+        if writer.pending() > FLUSH_BYTES || ended.duration_since(last_flush) > FLUSH_AFTER {
             if writer.flush(None).is_err() {
                 sys::proc::exit_now(0);
             }
-            last_flush = Instant::now();
+            last_flush = ended;
         }
     }
 }
