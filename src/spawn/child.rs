@@ -2,21 +2,10 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::sys;
-
-/// Python's convention: the exit code, or `-N` when killed by signal N.
-pub(crate) fn exitcode(status: ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => -s,
-        (None, None) => -1,
-    }
-}
 
 /// A child process: safe to share between threads; waiting needs no lock, so one
 /// thread can `join` while another sends a signal.
@@ -24,14 +13,15 @@ pub(crate) fn exitcode(status: ExitStatus) -> i32 {
 pub(crate) struct ChildProcess {
     pid: u32,
     pidfd: OwnedFd,
-    state: Mutex<(Child, Option<i32>)>,
+    /// The exit code once the child has been reaped.
+    exited: Mutex<Option<i32>>,
 }
 
 impl ChildProcess {
-    pub(crate) fn new(child: Child) -> io::Result<ChildProcess> {
-        let pid = child.id();
+    /// Takes charge of child `pid`, which must not have been reaped yet.
+    pub(crate) fn new(pid: u32) -> io::Result<ChildProcess> {
         let pidfd = sys::proc::pidfd_open(pid)?;
-        Ok(ChildProcess { pid, pidfd, state: Mutex::new((child, None)) })
+        Ok(ChildProcess { pid, pidfd, exited: Mutex::new(None) })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -45,13 +35,13 @@ impl ChildProcess {
 
     /// The exit code if the child has ended (reaping it), `None` while it runs.
     pub(crate) fn try_wait(&self) -> io::Result<Option<i32>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.1.is_none()
-            && let Some(status) = st.0.try_wait()?
+        let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if exited.is_none()
+            && let Some(code) = sys::exec::try_reap(self.pidfd.as_fd())?
         {
-            st.1 = Some(exitcode(status));
+            *exited = Some(code);
         }
-        Ok(st.1)
+        Ok(*exited)
     }
 
     /// Waits up to `timeout` (`None`: forever) for the child to end; returns its exit code.

@@ -12,9 +12,7 @@ pub(crate) mod identity;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -164,14 +162,18 @@ pub(crate) fn start(
         })?;
 
     let exe = executable(spec.executable.as_ref());
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_else(|| OsString::from("multiproc-child"));
-    let mut cmd = Command::new(&exe);
-    cmd.arg0(arg0).args(args).env(MARKER, sys::exec::CHILD_SOCKET_FD.to_string());
-    let child = sys::exec::spawn_with_socket(cmd, theirs.as_fd())
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.is_empty() {
+        argv.push(OsString::from("multiproc-child"));
+    }
+    // The child checks that its parent is still this process before anything else.
+    let marker = format!("{}:{}", sys::exec::CHILD_SOCKET_FD, sys::proc::getpid());
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != MARKER).collect();
+    env.push((MARKER.into(), marker.into()));
+    let pid = sys::exec::spawn_with_socket(exe.clone().into_os_string(), argv, env, theirs.as_fd())
         .map_err(|source| Error::Spawn { executable: exe.clone(), source })?;
     drop(theirs);
-    let process = match ChildProcess::new(child) {
+    let process = match ChildProcess::new(pid) {
         Ok(p) => p,
         Err(e) => return Err(Error::Io(e)),
     };
@@ -257,8 +259,18 @@ fn run_child(marker: OsString) -> ! {
         eprintln!("multiproc child {}: {msg}", sys::proc::getpid());
         sys::proc::exit_now(2)
     };
-    let fd: i32 =
-        marker.to_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| fail(format!("bad {MARKER} value {marker:?}")));
+    // The marker is `<socket descriptor>:<parent pid>`.
+    let (fd, parent): (i32, u32) = marker
+        .to_str()
+        .and_then(|s| s.split_once(':'))
+        .and_then(|(fd, parent)| Some((fd.parse().ok()?, parent.parse().ok()?)))
+        .unwrap_or_else(|| fail(format!("bad {MARKER} value {marker:?}")));
+    // Die with the parent; if it already died, nobody would ever signal this child.
+    match sys::exec::die_with_parent(parent) {
+        Ok(true) => {}
+        Ok(false) => sys::proc::exit_now(1),
+        Err(e) => fail(format!("cannot set the parent-death signal: {e}")),
+    }
     let sock = sys::fd::adopt_inherited(fd).unwrap_or_else(|e| fail(format!("no socket at descriptor {fd}: {e}")));
     // The socket must not leak into programs this child starts.
     let _ = sys::fd::set_cloexec(sock.as_fd(), true);
