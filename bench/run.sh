@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark table and writes BENCHMARKS.md at the repository root.
 #
-#   bench/run.sh [REPETITIONS]        (default 5, the least the table is meant to have)
+#   bench/run.sh [REPETITIONS]        (default 7; 5 is the least the table is meant to have)
 #
 # Every cell is one fresh process: W1–W9 for multiproc, Python's multiprocessing (fork)
 # and procspawn, the raw socketpair baselines and rayon's W5 ceiling. The latency cells
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-REPS=${1:-5}
+REPS=${1:-7}
 if ! [[ $REPS =~ ^[1-9][0-9]*$ ]]; then
     echo "run.sh: the number of repetitions must be a positive integer, not '$REPS'" >&2
     exit 2
