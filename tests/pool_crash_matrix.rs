@@ -4,6 +4,9 @@
 
 use multiproc::{Pool, TaskError};
 
+mod common;
+use common::assert_gone;
+
 multiproc::test_init!();
 
 const CRASH_AT: u64 = 3;
@@ -87,18 +90,6 @@ fn check_rest(results: &[Result<u64, TaskError>], how: Death) {
             check_death(r.as_ref().unwrap_err(), how);
         } else {
             assert_eq!(r.as_ref().unwrap(), &(i as u64 * 10), "item {i} with {how:?}");
-        }
-    }
-}
-
-/// No pid the pool ever had is still our child (running or zombie).
-fn assert_gone(pids: &[u32]) {
-    let me = std::process::id();
-    for pid in pids {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let ppid: u32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
-            assert_ne!(ppid, me, "worker {pid} is still our child: {stat}");
         }
     }
 }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use multiproc::{Pool, PoolError, TaskError};
 
+mod common;
+use common::assert_gone;
+
 multiproc::test_init!();
 
 fn nap(ms: u64) -> u64 {
@@ -13,17 +16,6 @@ fn nap(ms: u64) -> u64 {
 
 fn echo(x: u64) -> u64 {
     x
-}
-
-fn assert_gone(pids: &[u32]) {
-    let me = std::process::id();
-    for pid in pids {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let ppid: u32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
-            assert_ne!(ppid, me, "worker {pid} is still our child: {stat}");
-        }
-    }
 }
 
 #[test]

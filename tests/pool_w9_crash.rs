@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use multiproc::{Pool, TaskError};
 
+mod common;
+use common::assert_gone;
+
 multiproc::test_init!();
 
 fn w9(i: u64) -> u64 {
@@ -40,13 +43,5 @@ fn w9_costs_one_task_and_leaves_nothing() {
     pids.extend(pool.stats().worker_pids);
     pool.close();
     pool.join().unwrap();
-    for pid in pids {
-        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err() || !is_our_child(pid), "worker {pid} left behind");
-    }
-}
-
-fn is_our_child(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s[s.rfind(')').unwrap() + 2..].split_whitespace().nth(1) == Some(&std::process::id().to_string()))
-        .unwrap_or(false)
+    assert_gone(&pids);
 }
