@@ -140,7 +140,6 @@ pub(crate) fn for_each_item(body: &[u8], count: u32, mut each: impl FnMut(u32, &
 }
 
 /// Appends a length prefix placeholder; returns where to patch it.
-#[inline]
 pub(crate) fn begin_item(buf: &mut Vec<u8>) -> usize {
     let at = buf.len();
     buf.extend_from_slice(&[0; 4]);
@@ -148,7 +147,6 @@ pub(crate) fn begin_item(buf: &mut Vec<u8>) -> usize {
 }
 
 /// Patches the length prefix written by [`begin_item`].
-#[inline]
 pub(crate) fn end_item(buf: &mut [u8], at: usize) {
     let len = (buf.len() - at - 4) as u32;
     buf[at..at + 4].copy_from_slice(&len.to_le_bytes());

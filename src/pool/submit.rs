@@ -176,11 +176,20 @@ impl Encoder {
     /// the length prefix, the value and the offset cost a few stores each.
     #[inline]
     pub(crate) fn push<A: Serialize>(&mut self, arg: &A) -> Result<(), String> {
-        let item = self.len() as u32;
-        let fds = encode_item(arg, &mut self.bytes)?;
-        if !fds.is_empty() {
-            self.fds.push((item, fds));
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        let scope = fds::Outgoing::open();
+        if let Err(e) = codec::encode_into(arg, &mut self.bytes) {
+            self.bytes.truncate(at);
+            return Err(e.to_string());
         }
+        if scope.attached() {
+            let item = self.len() as u32;
+            self.fds.push((item, scope.take()));
+        }
+        drop(scope);
+        let len = (self.bytes.len() - at - 4) as u32;
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
         self.offsets.push(self.bytes.len());
         Ok(())
     }
@@ -188,8 +197,11 @@ impl Encoder {
     /// One item on its own (as `apply` sends it): no offsets, one allocation.
     pub(crate) fn one<A: Serialize>(arg: &A) -> Result<(Vec<u8>, ItemFds), String> {
         let mut bytes = Vec::with_capacity(64);
-        let fds = encode_item(arg, &mut bytes)?;
-        let fds = if fds.is_empty() { Vec::new() } else { vec![(0, fds)] };
+        let at = begin_item(&mut bytes);
+        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, &mut bytes));
+        r.map_err(|e| e.to_string())?;
+        end_item(&mut bytes, at);
+        let fds = if new_fds.is_empty() { Vec::new() } else { vec![(0, new_fds)] };
         Ok((bytes, fds))
     }
 
@@ -204,22 +216,6 @@ impl Encoder {
         }
         (self.bytes, self.offsets, self.fds)
     }
-}
-
-/// Appends `arg` as one length-prefixed item; returns the descriptors it carries (an
-/// empty `Vec`, which does not allocate, for nearly every value). On an error `buf` is as
-/// it was.
-#[inline]
-fn encode_item<A: Serialize>(arg: &A, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>, String> {
-    let at = begin_item(buf);
-    let scope = fds::Outgoing::open();
-    if let Err(e) = codec::encode_into(arg, buf) {
-        buf.truncate(at);
-        return Err(e.to_string());
-    }
-    let fds = if scope.attached() { scope.take() } else { Vec::new() };
-    end_item(buf, at);
-    Ok(fds)
 }
 
 /// A run of items of one submission waiting for a worker.
