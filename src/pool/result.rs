@@ -16,10 +16,10 @@ use super::submit::{Delivered, Outcome, Shared, Sink, Submission};
 use crate::wire::codec;
 
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
 /// Submissions up to this size are freed by the thread that made them (see `AsyncResult`).
 const KEEP_SUBMISSION_BYTES: usize = 1024;
-type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
 struct SlotState<R> {
     outcome: Option<Result<R, TaskError>>,
