@@ -31,6 +31,9 @@ const MAX_WINDOW: usize = 64;
 const CHUNK_TARGET_NS: u64 = 2_000_000;
 /// Consecutive worker start failures after which the pool stops restarting workers.
 const MAX_START_FAILURES: u32 = 3;
+/// How long a worker whose socket ended may take to exit before it is killed (an exit
+/// takes well under a millisecond; one that closed its socket and kept running never does).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// How the pool's workers are made.
 pub(crate) struct WorkerConfig {
@@ -87,7 +90,16 @@ pub(crate) struct Worker {
     leaving: Option<Leaving>,
     /// When the oldest held task became the oldest (≈ when it started).
     since: Instant,
-    eof: bool,
+    /// When its socket ended (it closed it, or it is exiting). The pidfd says when the
+    /// process is gone; one that keeps running this long after is killed.
+    eof: Option<Instant>,
+}
+
+impl Worker {
+    /// Its socket ended: nothing more can come from it.
+    fn ended(&mut self) {
+        self.eof.get_or_insert_with(Instant::now);
+    }
 }
 
 impl Drop for Worker {
@@ -133,7 +145,7 @@ pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::
         init_error: None,
         leaving: None,
         since: Instant::now(),
-        eof: false,
+        eof: None,
     })
 }
 
@@ -258,7 +270,7 @@ impl Driver {
         for w in &mut self.workers {
             let Some(link) = &w.link else { continue };
             let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0;
-            if quiet && w.ready && w.leaving.is_none() && !w.eof && w.held.is_empty() {
+            if quiet && w.ready && w.leaving.is_none() && w.eof.is_none() && w.held.is_empty() {
                 let link = w.link.take().expect("checked above");
                 parked.push(Parked { serial: w.serial, link, done: 0 });
             }
@@ -305,7 +317,7 @@ impl Driver {
                 GaveUp::Broken { protocol: true } => self.protocol_error(wi, "a frame that is not its result"),
                 // It ended (its pidfd says how); a worker that merely closed its socket goes too.
                 GaveUp::Broken { protocol: false } => {
-                    w.eof = true;
+                    w.ended();
                     let _ = w.process.signal(libc::SIGKILL);
                 }
             }
@@ -451,7 +463,7 @@ impl Driver {
                 let spill_full = !w.held.is_empty()
                     && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
                 if w.leaving.is_some()
-                    || w.eof
+                    || w.eof.is_some()
                     || w.link.is_none()
                     || w.held.len() >= window
                     || !quota_left
@@ -526,20 +538,35 @@ impl Driver {
                     Ok(()) => writer.shrink_idle(),
                     Err(FrameError::TimedOut) => {}
                     // A worker that cannot be written to is dying: its pidfd tells the rest.
-                    Err(_) => w.eof = true,
+                    Err(_) => w.ended(),
                 }
             }
         }
     }
 
-    /// Kills workers whose running task passed its timeout or was cancelled; returns the
-    /// nearest deadline still ahead.
+    /// Kills workers whose running task passed its timeout or was cancelled, and those
+    /// still running [`EXIT_GRACE`] after their socket ended; returns the nearest deadline
+    /// still ahead.
     fn enforce_deadlines(&mut self) -> Option<Instant> {
         let now = Instant::now();
         let mut nearest: Option<Instant> = None;
         for w in &mut self.workers {
             if matches!(w.leaving, Some(Leaving::Killed(_))) {
                 continue;
+            }
+            if let Some(since) = w.eof {
+                let due = since + EXIT_GRACE;
+                if due <= now {
+                    log_event(&format!(
+                        "multiproc pool: {} (pid {}) closed its socket but did not exit; killing it",
+                        w.name,
+                        w.process.pid()
+                    ));
+                    w.leaving = Some(Leaving::Killed(Kill::Protocol));
+                    let _ = w.process.signal(libc::SIGKILL);
+                    continue;
+                }
+                nearest = Some(nearest.map_or(due, |n| n.min(due)));
             }
             let Some(front) = w.held.front() else { continue };
             if front.job.sub.sink.cancelled() {
@@ -597,17 +624,17 @@ impl Driver {
             let placeholder = || PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::empty());
             for w in &self.workers {
                 match &w.link {
-                    Some(link) => {
-                        let mut flags = PollFlags::empty();
-                        if !w.eof {
-                            flags |= PollFlags::IN;
-                            if link.writer.pending() > 0 {
-                                flags |= PollFlags::OUT;
-                            }
+                    // After its end of file a socket is not polled: poll reports a hang-up
+                    // whatever was asked, and would spin until the pidfd fires, starving the
+                    // exiting worker of its CPU.
+                    Some(link) if w.eof.is_none() => {
+                        let mut flags = PollFlags::IN;
+                        if link.writer.pending() > 0 {
+                            flags |= PollFlags::OUT;
                         }
                         fds.push(PollFd::from_borrowed_fd(link.reader.fd(), flags));
                     }
-                    None => fds.push(placeholder()),
+                    _ => fds.push(placeholder()),
                 }
                 if w.exited_while_lent {
                     fds.push(placeholder());
@@ -645,7 +672,7 @@ impl Driver {
                     && let Err(e) = link.writer.flush(Some(Instant::now()))
                     && !matches!(e, FrameError::TimedOut)
                 {
-                    w.eof = true;
+                    w.ended();
                 }
             }
             if gone && self.workers[wi].link.is_none() {
@@ -684,7 +711,7 @@ impl Driver {
                 Ok(f) => f,
                 Err(FrameError::TimedOut) => return,
                 Err(_) => {
-                    w.eof = true;
+                    w.ended();
                     return;
                 }
             };
@@ -782,7 +809,7 @@ impl Driver {
         let w = &mut self.workers[wi];
         log_event(&format!("multiproc pool: {} (pid {}) sent {what}; killing it", w.name, w.process.pid()));
         w.leaving = Some(Leaving::Killed(Kill::Protocol));
-        w.eof = true;
+        w.ended();
         let _ = w.process.signal(libc::SIGKILL);
     }
 
