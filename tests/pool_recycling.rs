@@ -14,13 +14,15 @@ fn hog(mib: usize) -> usize {
     for i in (0..v.len()).step_by(4096) {
         v[i] = 1;
     }
-    // Leak it: the worker keeps the memory, as a leaking library would.
-    std::mem::forget(v);
+    // Leak it: the worker keeps the memory, as a leaking library would. (`black_box`:
+    // an optimised build would otherwise drop the unused allocation altogether.)
+    std::mem::forget(std::hint::black_box(v));
     mib
 }
 
 fn runaway(gib: usize) -> usize {
-    let v = vec![1u8; gib << 30];
+    // `black_box`: an optimised build would otherwise never allocate.
+    let v = std::hint::black_box(vec![1u8; gib << 30]);
     v.len()
 }
 
