@@ -198,9 +198,9 @@ ROWS = [
     Row("w7p", "rt_us", "W7p pipe round trip, mean", "µs", False, RAW_RT + ("rt_us", "raw round trip mean")),
     Row("w7p", "p50_us", "W7p pipe round trip, p50", "µs", False, RAW_RT + ("p50_us", "raw round trip p50")),
     Row("w7p_1cpu", "rt_us", "W7p pipe round trip, mean, one CPU", "µs", False,
-        ("raw_rt_1cpu", "raw", "rt_us", "raw round trip mean, one CPU")),
+        ("raw_rt_1cpu_w7p", "raw", "rt_us", "raw round trip mean, one CPU")),
     Row("w7p_1cpu", "p50_us", "W7p pipe round trip, p50, one CPU", "µs", False,
-        ("raw_rt_1cpu", "raw", "p50_us", "raw round trip p50, one CPU")),
+        ("raw_rt_1cpu_w7p", "raw", "p50_us", "raw round trip p50, one CPU")),
     Row("w8", "ops_per_s", "W8 manager dict", "ops/s", True),
 ]
 
@@ -300,7 +300,8 @@ def cluster_table(run):
 
 def limits(run):
     out = ["| baseline | figure |", "|---|---|"]
-    for cell, where in [("raw_rt", ""), ("raw_rt_1cpu", ", both on one CPU")]:
+    for cell, where in [("raw_rt", ""), ("raw_rt_1cpu", ", both on one CPU (before W2)"),
+                        ("raw_rt_1cpu_w7p", ", both on one CPU (before W7p)")]:
         for key, label in [("rt_us", "mean"), ("p50_us", "p50"), ("p99_us", "p99")]:
             out.append(f"| raw 8-byte round trip over a socketpair, two processes{where}, {label} | "
                        f"{run.status(cell, 'raw', key)} µs |")
@@ -439,7 +440,7 @@ TARGETS = [
     ("W7q queue", "≥ 10× Python's msgs/s",
      ratio_target("w7q", "msgs_per_s", "python", 10, True, "Python", "msgs/s")),
     ("W7p pipe round trip", "≤ 1.2× the raw socketpair round trip (judged on the p50s on one CPU, see the notes)",
-     ratio_target("w7p_1cpu", "p50_us", ("raw_rt_1cpu", "raw", "p50_us"), 1.2, False, "raw p50", "µs")),
+     ratio_target("w7p_1cpu", "p50_us", ("raw_rt_1cpu_w7p", "raw", "p50_us"), 1.2, False, "raw p50", "µs")),
     ("W8 manager dict", "≥ 10× Python's ops/s",
      ratio_target("w8", "ops_per_s", "python", 10, True, "Python", "ops/s")),
     ("W9 crash", "19 results, task 5 fails naming SIGKILL, the pool runs a new task, nothing left behind",

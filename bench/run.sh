@@ -38,7 +38,12 @@ echo "== building (release)"
 cargo build --release --quiet -p multiproc-bench --manifest-path "$REPO/Cargo.toml"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET_DIR/release/multiproc-bench
+# One binary per implementation, each linking only itself (see bench/src/lib.rs).
+MP=$TARGET_DIR/release/bench-multiproc
+PSN=$TARGET_DIR/release/bench-procspawn
+RAW=$TARGET_DIR/release/bench-raw
+RAYON=$TARGET_DIR/release/bench-rayon
+CLUSTER=$TARGET_DIR/release/bench-cluster
 OUT=$TARGET_DIR/bench-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 python3 "$REPO/bench/aggregate.py" meta "$REPO" >"$OUT/meta.json"
@@ -63,62 +68,65 @@ PS=(python3 "$REPO/bench/process_start.py")
 W9=(python3 "$PY_DIR/w9_crash.py")
 
 cells() {
-    c w1_cs1 multiproc "$BIN" multiproc w1 --chunksize 1
+    c w1_cs1 multiproc "$MP" w1 --chunksize 1
     c w1_cs1 python "${PY[@]}" w1 --chunksize 1
-    c w1_cs1 procspawn "$BIN" procspawn w1 --chunksize 1
-    c w1_default multiproc "$BIN" multiproc w1 --chunksize default
+    c w1_cs1 procspawn "$PSN" w1 --chunksize 1
+    c w1_default multiproc "$MP" w1 --chunksize default
     c w1_default python "${PY[@]}" w1 --chunksize default
-    c w1_default procspawn "$BIN" procspawn w1 --chunksize default
-    c w2 multiproc "$BIN" multiproc w2
+    c w1_default procspawn "$PSN" w1 --chunksize default
+    c w2 multiproc "$MP" w2
     c w2 python "${PY[@]}" w2
-    c w2 procspawn "$BIN" procspawn w2
-    c raw_rt raw "$BIN" raw rt
-    c w2_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w2
+    c w2 procspawn "$PSN" w2
+    c raw_rt raw "$RAW" rt
+    # Pinned, each multiproc latency cell runs right after a raw round trip of its own,
+    # its reference: the one-CPU round trip is bimodal (~5 or ~7.7 µs) and drifts.
+    c raw_rt_1cpu raw "${PIN[@]}" "$RAW" rt
+    c w2_1cpu multiproc "${PIN[@]}" "$MP" w2
     c w2_1cpu python "${PIN[@]}" "${PY[@]}" w2
-    c w2_1cpu procspawn "${PIN[@]}" "$BIN" procspawn w2
-    c raw_rt_1cpu raw "${PIN[@]}" "$BIN" raw rt
-    c w7p multiproc "$BIN" multiproc w7p
+    c w2_1cpu procspawn "${PIN[@]}" "$PSN" w2
+    c w7p multiproc "$MP" w7p
     c w7p python "${PY[@]}" w7p
-    c w7p_1cpu multiproc "${PIN[@]}" "$BIN" multiproc w7p
+    c raw_rt_1cpu_w7p raw "${PIN[@]}" "$RAW" rt
+    c w7p_1cpu multiproc "${PIN[@]}" "$MP" w7p
     c w7p_1cpu python "${PIN[@]}" "${PY[@]}" w7p
-    c w3 multiproc "$BIN" multiproc w3
+    c w3 multiproc "$MP" w3
     c w3 python "${PY[@]}" w3
-    c w3 procspawn "$BIN" procspawn w3
-    c w4 multiproc "$BIN" multiproc w4
+    c w3 procspawn "$PSN" w3
+    c w4 multiproc "$MP" w4
     c w4 python "${PY[@]}" w4
-    c w4 procspawn "$BIN" procspawn w4
-    c process_start multiproc "$BIN" multiproc process-start
+    c w4 procspawn "$PSN" w4
+    c process_start multiproc "$MP" process-start
     c process_start python "${PS[@]}" --method fork
-    c process_start procspawn "$BIN" procspawn process-start
+    c process_start procspawn "$PSN" process-start
     c process_start python_spawn "${PS[@]}" --method spawn
-    c w5 multiproc "$BIN" multiproc w5
+    c w5 multiproc "$MP" w5
     c w5 python "${PY[@]}" w5
-    c w5 procspawn "$BIN" procspawn w5
-    c w5 rayon "$BIN" rayon w5
-    c w6 multiproc "$BIN" multiproc w6
+    c w5 procspawn "$PSN" w5
+    c w5 rayon "$RAYON" w5
+    c w6 multiproc "$MP" w6
     c w6 python "${PY[@]}" w6
-    c w6 procspawn "$BIN" procspawn w6
-    c w6_cs1 multiproc "$BIN" multiproc w6 --chunksize 1
+    c w6 procspawn "$PSN" w6
+    c w6_cs1 multiproc "$MP" w6 --chunksize 1
     c w6_cs1 python "${PY[@]}" w6 --chunksize 1
-    c w6_cs1 procspawn "$BIN" procspawn w6 --chunksize 1
-    c raw_tput raw "$BIN" raw tput
-    c w7q multiproc "$BIN" multiproc w7q
+    c w6_cs1 procspawn "$PSN" w6 --chunksize 1
+    c raw_tput raw "$RAW" tput
+    c w7q multiproc "$MP" w7q
     c w7q python "${PY[@]}" w7q
-    c w8 multiproc "$BIN" multiproc w8
+    c w8 multiproc "$MP" w8
     c w8 python "${PY[@]}" w8
     # The cluster (issue 8): the same W1 and W3 through one local nats-server and two
     # worker processes, beside the local pool's cells above. Skipped without nats-server.
     if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
-        c w1_cs1 cluster "$BIN" cluster w1 --chunksize 1
-        c w1_default cluster "$BIN" cluster w1 --chunksize default
-        c w3 cluster "$BIN" cluster w3
+        c w1_cs1 cluster "$CLUSTER" w1 --chunksize 1
+        c w1_default cluster "$CLUSTER" w1 --chunksize default
+        c w3 cluster "$CLUSTER" w3
     fi
 }
 
 # W9, first repetition only: <cell> <impl> <command...>.
 crash_cells() {
-    c w9 multiproc "$BIN" multiproc w9
-    c w9 procspawn "$BIN" procspawn w9
+    c w9 multiproc "$MP" w9
+    c w9 procspawn "$PSN" w9
     c w9 python_mp_pool_map "${W9[@]}" mp_pool_map
     c w9 python_mp_pool_imap "${W9[@]}" mp_pool_imap
     c w9 python_mp_pool_imap_unordered "${W9[@]}" mp_pool_imap_unordered

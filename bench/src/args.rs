@@ -1,10 +1,18 @@
-//! The command line: `<impl> <workload> [--chunksize N|default] [--n N] [--iters N]`.
+//! The command line of a `bench-<impl>` binary:
+//! `<workload> [--chunksize N|default] [--n N] [--iters N]`.
 
-pub const USAGE: &str = "usage: multiproc-bench <impl> <workload> [--chunksize N|default] [--n N] [--iters N]
-  impl:     multiproc | procspawn | raw | rayon | cluster (W1, W3 through a local nats-server)
+/// The usage text of `bench-<impl>`.
+pub fn usage(imp: Impl) -> String {
+    format!(
+        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N]
   workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
-            rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)";
+            rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
+  the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
+            bench-cluster (w1, w3 through a local nats-server)",
+        imp.name()
+    )
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
@@ -123,16 +131,9 @@ pub struct Args {
 pub const W5_RUST_ITERS: u64 = 12_000_000;
 
 impl Args {
-    pub fn parse(argv: &[String]) -> Result<Args, String> {
-        let [imp, workload, rest @ ..] = argv else { return Err("an impl and a workload are required".into()) };
-        let imp = match imp.as_str() {
-            "multiproc" => Impl::Multiproc,
-            "procspawn" => Impl::Procspawn,
-            "raw" => Impl::Raw,
-            "rayon" => Impl::Rayon,
-            "cluster" => Impl::Cluster,
-            other => return Err(format!("unknown impl `{other}`")),
-        };
+    /// Parses `<workload> [options]` for the implementation `imp`.
+    pub fn parse(imp: Impl, argv: &[String]) -> Result<Args, String> {
+        let [workload, rest @ ..] = argv else { return Err("a workload is required".into()) };
         let workload = WORKLOADS
             .iter()
             .find(|(n, _)| n == workload)

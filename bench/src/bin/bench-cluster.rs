@@ -10,12 +10,18 @@ use multiproc::{Chunksize, MapOptions, Pool, Process, Queue};
 use multiproc_nats::testing::NatsServer;
 use multiproc_nats::{BrokerConfig, ClientConfig, ClusterPool, PoolRunner, QueueConfig, WorkerConfig};
 
-use crate::args::{self, Args, Workload};
-use crate::work::{self, Outcome, RunResult};
+use multiproc_bench::args::{self, Args, Impl, Workload};
+use multiproc_bench::work::{self, Outcome, RunResult};
 
 const WORKERS: usize = 2;
 
-pub fn run(a: &Args) -> RunResult {
+fn main() {
+    // The cluster's worker processes are this program started again.
+    multiproc::init();
+    multiproc_bench::main(Impl::Cluster, run);
+}
+
+fn run(a: &Args) -> RunResult {
     match a.workload {
         Workload::W1 | Workload::W3 => {}
         _ => return Ok(Outcome::Skipped("the cluster row has W1 and W3 only".into())),
@@ -85,7 +91,7 @@ fn warm(pool: &Pool) -> Result<(), String> {
 }
 
 /// W1: `map(f, 0..n)` with the given chunk size.
-fn w1(pool: &Pool, a: &Args) -> Result<crate::report::Report, String> {
+fn w1(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> {
     warm(pool)?;
     let opts = MapOptions::new().chunksize(match a.chunksize {
         args::Chunksize::Default => Chunksize::Default,
@@ -98,7 +104,7 @@ fn w1(pool: &Pool, a: &Args) -> Result<crate::report::Report, String> {
 }
 
 /// W3: `n` `apply_async` submitted, then every `get` in order.
-fn w3(pool: &Pool, a: &Args) -> Result<crate::report::Report, String> {
+fn w3(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> {
     warm(pool)?;
     let t = Instant::now();
     let handles: Vec<_> = (0..a.n as u64).map(|i| pool.apply_async(work::f, i)).collect();

@@ -7,11 +7,17 @@ use std::time::{Duration, Instant};
 use multiproc::manager::DictProxy;
 use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue};
 
-use crate::args::{self, Args, Workload};
-use crate::report::{Latencies, Report};
-use crate::work::{self, Outcome, RunResult};
+use multiproc_bench::args::{self, Args, Impl, Workload};
+use multiproc_bench::report::{Latencies, Report};
+use multiproc_bench::work::{self, Outcome, RunResult};
 
-pub fn run(a: &Args) -> RunResult {
+fn main() {
+    // The pool's workers and the processes below are this program started again.
+    multiproc::init();
+    multiproc_bench::main(Impl::Multiproc, run);
+}
+
+fn run(a: &Args) -> RunResult {
     match a.workload {
         Workload::ProcessStart => process_start(a),
         Workload::W1 => w1(a),

@@ -12,9 +12,9 @@ use procspawn::{JoinHandle, Pool};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::args::{Args, Workload};
-use crate::report::{Latencies, Report};
-use crate::work::{self, Outcome, RunResult};
+use multiproc_bench::args::{Args, Impl, Workload};
+use multiproc_bench::report::{Latencies, Report};
+use multiproc_bench::work::{self, Outcome, RunResult};
 
 /// Calls outstanding at once for small arguments. Each holds three descriptors until it
 /// is joined, and the descriptor limit here (20 000) would not hold W3's 20 000 at once.
@@ -26,7 +26,13 @@ const WINDOW: usize = 1024;
 /// results over through a rendezvous channel).
 const LARGE_WINDOW: usize = 2;
 
-pub fn run(a: &Args) -> RunResult {
+fn main() {
+    // procspawn's children are this program started again.
+    procspawn::init();
+    multiproc_bench::main(Impl::Procspawn, run);
+}
+
+fn run(a: &Args) -> RunResult {
     match a.workload {
         Workload::W1 => w1(a),
         Workload::W2 => w2(a),

@@ -8,14 +8,20 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crate::args::{Args, Workload};
-use crate::report::{Latencies, Report};
-use crate::work::{MIB, Outcome, RunResult};
+use multiproc_bench::args::{Args, Impl, Workload};
+use multiproc_bench::report::{Latencies, Report};
+use multiproc_bench::work::{MIB, Outcome, RunResult};
 
 const ECHO: &str = "__raw-echo";
 const SINK: &str = "__raw-sink";
 
-pub fn run(a: &Args) -> RunResult {
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    run_child_role(&argv);
+    multiproc_bench::main(Impl::Raw, run);
+}
+
+fn run(a: &Args) -> RunResult {
     match a.workload {
         Workload::RoundTrip => round_trip(a.n),
         Workload::Throughput => throughput(a.n),
@@ -24,7 +30,7 @@ pub fn run(a: &Args) -> RunResult {
 }
 
 /// If this process was started as a raw baseline's child, runs that role and exits.
-pub fn run_child_role(argv: &[String]) {
+fn run_child_role(argv: &[String]) {
     let role = match argv.first().map(String::as_str) {
         Some(ECHO) => echo as fn(&mut UnixStream) -> std::io::Result<()>,
         Some(SINK) => sink,

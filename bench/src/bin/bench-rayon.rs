@@ -4,10 +4,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::args::{Args, Workload};
-use crate::work::{self, Outcome, RunResult};
+use multiproc_bench::args::{Args, Impl, Workload};
+use multiproc_bench::work::{self, Outcome, RunResult};
 
-pub fn run(a: &Args) -> RunResult {
+fn main() {
+    multiproc_bench::main(Impl::Rayon, run);
+}
+
+fn run(a: &Args) -> RunResult {
     if a.workload != Workload::W5 {
         return Ok(Outcome::Skipped("rayon is the W5 ceiling only".into()));
     }
