@@ -78,7 +78,7 @@ fn serve((url, ready): (String, Queue<u32>)) {
         worker.join().map_err(err)
     };
     if let Err(e) = run() {
-        eprintln!("multiproc-bench cluster worker: {e}");
+        eprintln!("bench-cluster worker: {e}");
         std::process::exit(3);
     }
 }
