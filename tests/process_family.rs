@@ -73,6 +73,29 @@ fn a_child_knows_its_name_pid_and_parent() {
     assert_eq!(named.get_name(), "worker-1");
 }
 
+fn my_os_name(addr: String) {
+    report(&addr, std::fs::read_to_string("/proc/self/comm").unwrap().trim_end().to_string());
+}
+
+fn os_name(_: ()) -> String {
+    std::fs::read_to_string("/proc/self/comm").unwrap().trim_end().to_string()
+}
+
+#[test]
+fn children_and_pool_workers_carry_the_programs_name_for_ps() {
+    // The main thread's name is the process's name (`ps`, `top`, `pkill`).
+    let ours = std::fs::read_to_string(format!("/proc/{}/comm", std::process::id())).unwrap();
+    let ours = ours.trim_end();
+    assert_ne!(ours, "exe");
+    let reports = Reports::new("comm");
+    let mut p = Process::new(my_os_name, reports.addr());
+    p.start().unwrap();
+    assert_eq!(reports.next(), ours, "a Process child");
+    p.join().unwrap();
+    let pool = multiproc::Pool::new(1).unwrap();
+    assert_eq!(pool.apply(os_name, ()).unwrap(), ours, "a pool worker");
+}
+
 #[test]
 fn unnamed_children_are_called_process_n() {
     let reports = Reports::new("default-names");

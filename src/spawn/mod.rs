@@ -271,6 +271,8 @@ fn run_child(marker: OsString) -> ! {
         Ok(false) => sys::proc::exit_now(1),
         Err(e) => fail(format!("cannot set the parent-death signal: {e}")),
     }
+    // Named as its parent, not `exe`; only cosmetic, so a failure is ignored.
+    let _ = sys::proc::take_name_of(parent);
     let sock = sys::fd::adopt_inherited(fd).unwrap_or_else(|e| fail(format!("no socket at descriptor {fd}: {e}")));
     // The socket must not leak into programs this child starts.
     let _ = sys::fd::set_cloexec(sock.as_fd(), true);

@@ -72,6 +72,21 @@ pub(crate) fn rss_bytes(pid: u32) -> io::Result<u64> {
     Ok(pages * rustix::param::page_size() as u64)
 }
 
+/// If this process is named `exe` (its `comm`: what `ps`, `top` and `pkill` match), as
+/// a child started through `/proc/self/exe` is, gives it the name of process `pid`, its
+/// parent: a forked child keeps its parent's name, and users look for their program's.
+/// A child started from another executable keeps that one's name. Called on the main
+/// thread, whose name is the process's.
+pub(crate) fn take_name_of(pid: u32) -> io::Result<()> {
+    if std::fs::read("/proc/self/comm")? != b"exe\n" {
+        return Ok(());
+    }
+    let comm = std::fs::read(format!("/proc/{pid}/comm"))?;
+    let name = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    Ok(rustix::thread::set_name(&name)?)
+}
+
 /// Ends this process at once with `code`, without running exit handlers or destructors.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` ends the process immediately; it takes no pointers and is always sound
