@@ -201,7 +201,7 @@ impl Client {
         read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, ManagerError> {
         ch.writer.flush(None).map_err(|e| self.lost(e))?;
-        spin_until_readable(ch, REPLY_SPIN);
+        ch.reader.spin_fill(REPLY_SPIN, None);
         loop {
             let frame = ch.recv(None).map_err(|e| self.lost(e))?;
             return match frame.kind {
@@ -440,22 +440,6 @@ const POST_CHECK_EVERY: u32 = 32;
 /// How long a caller polls for its reply before sleeping in the kernel: most replies
 /// come within microseconds, and waking a sleeping thread costs about as much again.
 const REPLY_SPIN: Duration = Duration::from_micros(30);
-
-/// Reads `ch` without sleeping until a whole frame is in or `spin` has passed: each try
-/// is one non-blocking `recvmsg` that keeps what it finds, then a yield so a peer on
-/// this CPU can run.
-pub(crate) fn spin_until_readable(ch: &mut Channel, spin: Duration) {
-    if ch.reader.try_fill() {
-        return;
-    }
-    let start = Instant::now();
-    loop {
-        std::thread::yield_now();
-        if ch.reader.try_fill() || start.elapsed() >= spin {
-            return;
-        }
-    }
-}
 
 /// Decodes a reply that carries nothing.
 pub(crate) fn unit(p: &[u8]) -> Result<(), CodecError> {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use wait::{Ready, wait};
 
 use crate::sys;
-use crate::wire::frame::{Channel, FrameReader, FrameWriter};
+use crate::wire::frame::{Channel, FrameReader, FrameWriter, REPLY_SPIN};
 use crate::wire::{CodecError, DEFAULT_MAX_FRAME, FrameError, fds};
 
 /// Frame kind of a message sent with `send` (a serialized value).
@@ -176,6 +176,8 @@ impl<T> Connection<T> {
     fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, PipeError> {
         self.check_read()?;
         let mut r = lock(&self.reader);
+        // The answer to what was just sent is usually microseconds away.
+        r.spin_fill(REPLY_SPIN, deadline);
         let frame = r.recv(deadline)?;
         Ok(frame.payload.to_vec())
     }
@@ -227,6 +229,8 @@ impl<T: DeserializeOwned> Connection<T> {
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, PipeError> {
         self.check_read()?;
         let mut r = lock(&self.reader);
+        // The answer to what was just sent is usually microseconds away.
+        r.spin_fill(REPLY_SPIN, deadline);
         let frame = r.recv(deadline)?;
         frame.decode::<T>().map_err(PipeError::Decode)
     }

@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use super::error::TaskError;
 use super::protocol::*;
 use super::submit::{Job, Outcome, Shared};
-use crate::wire::frame::{FrameReader, FrameWriter, spilled};
+use crate::wire::frame::{FrameReader, FrameWriter, REPLY_SPIN, spilled};
 use crate::wire::{FrameError, codec, fds};
 
 /// A worker's socket, both halves.
@@ -87,7 +87,8 @@ pub(crate) struct Lanes {
     enabled: bool,
     state: Mutex<LaneState>,
     pub(crate) tally: LaneTally,
-    /// Express task ids count down from the top, so they never meet the driver's.
+    /// Express task ids count down from the top, so they never meet the driver's, and a
+    /// worker knows them (`EXPRESS_IDS`).
     next_id: AtomicU64,
 }
 
@@ -192,6 +193,10 @@ pub(crate) fn run<R: DeserializeOwned>(
         .writer
         .queue_parts(KIND_TASK, &task_head(id, trampoline, function, 1), item, &[])
         .and_then(|()| link.writer.flush(deadline));
+    if sent.is_ok() {
+        // The result of a short task is microseconds away: poll before sleeping.
+        link.reader.spin_fill(REPLY_SPIN, deadline);
+    }
     let failure = match sent {
         Err(FrameError::TimedOut) => GaveUp::TimedOut(timeout.unwrap_or_default()),
         Err(_) => GaveUp::Broken { protocol: false },

@@ -40,6 +40,10 @@ pub(crate) const SPILLED_IN_FLIGHT: usize = 6 << 20;
 /// body (a `Bytes` the function kept): the driver must not reuse that memfd.
 pub(crate) const RESULT_KEPT_BODY: u64 = 1 << 63;
 
+/// Task ids from here up are express tasks (the lane counts down from `u64::MAX`, the
+/// driver up from 1): a caller waits for each, and usually sends the next at once.
+pub(crate) const EXPRESS_IDS: u64 = 1 << 63;
+
 /// Counter slots in the shared page: items started and items finished by the worker.
 pub(crate) const SLOT_STARTED: usize = 0;
 pub(crate) const SLOT_FINISHED: usize = 1;

@@ -21,7 +21,7 @@ use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
 use crate::sys::mem::SharedCounters;
-use crate::wire::frame::SpillMaps;
+use crate::wire::frame::{REPLY_SPIN, SpillMaps};
 use crate::wire::{codec, fds};
 
 /// Runs one item: decodes its argument from `arg`, calls the function named by the offset,
@@ -188,6 +188,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     let mut ended = last_flush;
     let started = counters.get(SLOT_STARTED);
     let finished = counters.get(SLOT_FINISHED);
+    let mut after_express = false;
     loop {
         if writer.pending() > 0 && !reader.has_frame() {
             if writer.flush(None).is_err() {
@@ -195,6 +196,11 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             }
             writer.shrink_idle();
             last_flush = ended;
+        }
+        // After an express task, the caller's next one usually follows its result within
+        // microseconds: poll before sleeping (a pool fed by the driver has its window).
+        if after_express {
+            reader.spin_fill(REPLY_SPIN, None);
         }
         let frame = match reader.recv(None) {
             Ok(f) => f,
@@ -221,6 +227,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         else {
             die("a task frame too short for its header")
         };
+        after_express = id >= EXPRESS_IDS;
         // The parent made `tramp` from a `Trampoline` monomorphised for this task's
         // function, argument and result types.
         let run: Trampoline = SameBuild::parent().function_at(tramp as i64);

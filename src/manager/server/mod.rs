@@ -437,7 +437,7 @@ impl Server {
         let peer = Peer { session: conn.session, same_build: conn.same_build, fd: Some(poll_fd.as_fd()) };
         let mut out = Vec::new();
         loop {
-            spin_until_frame(&mut reader, REQUEST_SPIN);
+            reader.spin_fill(REQUEST_SPIN, None);
             let frame = match reader.recv(None) {
                 Ok(f) => f,
                 Err(FrameError::Oversized { len, max }) => {
@@ -498,21 +498,6 @@ impl Server {
 /// client in a loop sends it within microseconds of its reply, and a sleeping thread
 /// takes about as long again to wake.
 const REQUEST_SPIN: Duration = Duration::from_micros(50);
-
-/// Reads without sleeping until a whole request is in or `spin` has passed (one
-/// non-blocking `recvmsg` per try, which keeps what it reads, then a yield).
-fn spin_until_frame(reader: &mut crate::wire::frame::FrameReader, spin: Duration) {
-    if reader.try_fill() {
-        return;
-    }
-    let start = Instant::now();
-    loop {
-        std::thread::yield_now();
-        if reader.try_fill() || start.elapsed() >= spin {
-            return;
-        }
-    }
-}
 
 fn queue_reply(writer: &mut crate::wire::frame::FrameWriter, out: &[u8]) {
     if let Err(e) = writer.queue_bytes(KIND_OK, out) {
