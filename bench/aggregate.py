@@ -180,6 +180,8 @@ ROWS = [
     Row("w2", "p99_us", "W2 apply latency, p99", "µs", False, ("raw_rt", "raw", "p99_us", "raw round trip p99")),
     Row("w2_1cpu", "p50_us", "W2 apply latency, p50, one CPU", "µs", False,
         ("raw_rt_1cpu", "raw", "p50_us", "raw round trip p50, one CPU")),
+    Row("w2_xcpu", "p50_us", "W2 apply latency, p50, two CPUs", "µs", False,
+        ("raw_rt_xcpu", "raw", "p50_us", "raw round trip p50, two CPUs")),
     Row("w3", "tasks_per_s", "W3 async burst", "tasks/s", True),
     Row("w4", "startup_ms", "W4 startup: create → first result", "ms", False),
     Row("w4", "shutdown_ms", "W4 close + join", "ms", False),
@@ -201,6 +203,8 @@ ROWS = [
         ("raw_rt_1cpu_w7p", "raw", "rt_us", "raw round trip mean, one CPU")),
     Row("w7p_1cpu", "p50_us", "W7p pipe round trip, p50, one CPU", "µs", False,
         ("raw_rt_1cpu_w7p", "raw", "p50_us", "raw round trip p50, one CPU")),
+    Row("w7p_xcpu", "p50_us", "W7p pipe round trip, p50, two CPUs", "µs", False,
+        ("raw_rt_xcpu", "raw", "p50_us", "raw round trip p50, two CPUs")),
     Row("w8", "ops_per_s", "W8 manager dict", "ops/s", True),
 ]
 
@@ -301,7 +305,8 @@ def cluster_table(run):
 def limits(run):
     out = ["| baseline | figure |", "|---|---|"]
     for cell, where in [("raw_rt", ""), ("raw_rt_1cpu", ", both on one CPU (before W2)"),
-                        ("raw_rt_1cpu_w7p", ", both on one CPU (before W7p)")]:
+                        ("raw_rt_1cpu_w7p", ", both on one CPU (before W7p)"),
+                        ("raw_rt_xcpu", ", one on each of two CPUs")]:
         for key, label in [("rt_us", "mean"), ("p50_us", "p50"), ("p99_us", "p99")]:
             out.append(f"| raw 8-byte round trip over a socketpair, two processes{where}, {label} | "
                        f"{run.status(cell, 'raw', key)} µs |")

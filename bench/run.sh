@@ -57,9 +57,10 @@ c() {
     printf ' %q' "$@"
     echo
 }
-# Latency cells run twice: as the scheduler places them, and with every process on one
-# CPU. Unpinned, a round trip on this kind of VM is either ~5 µs (both ends on one CPU)
-# or ~100 µs (a cross-CPU wake-up), at random per run; pinned, it is the software cost.
+# Latency cells run as the scheduler places them, with every process on one CPU, and
+# (multiproc and raw) with the two ends on two CPUs. Unpinned, a round trip on this
+# kind of VM is either ~5 µs (both ends on one CPU) or ~100 µs (a cross-CPU wake-up),
+# at random per run; on one CPU it is the software cost; across CPUs, the wake-up's.
 PIN_CPU=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
 PIN=(taskset -c "$PIN_CPU")
 command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is not installed" >&2; exit 2; }
@@ -89,6 +90,12 @@ cells() {
     c raw_rt_1cpu_w7p raw "${PIN[@]}" "$RAW" rt
     c w7p_1cpu multiproc "${PIN[@]}" "$MP" w7p
     c w7p_1cpu python "${PIN[@]}" "${PY[@]}" w7p
+    # Across CPUs: the caller on one CPU and the other process on the other (--cross-cpu),
+    # the slow mode of the unpinned rows, made certain. multiproc and raw only: the
+    # Python side has no such option.
+    c raw_rt_xcpu raw "$RAW" rt --cross-cpu
+    c w2_xcpu multiproc "$MP" w2 --cross-cpu
+    c w7p_xcpu multiproc "$MP" w7p --cross-cpu
     c w3 multiproc "$MP" w3
     c w3 python "${PY[@]}" w3
     c w3 procspawn "$PSN" w3

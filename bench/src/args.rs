@@ -4,10 +4,11 @@
 /// The usage text of `bench-<impl>`.
 pub fn usage(imp: Impl) -> String {
     format!(
-        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N]
+        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu]
   workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
+  --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
   the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
             bench-cluster (w1, w3 through a local nats-server)",
         imp.name()
@@ -125,6 +126,8 @@ pub struct Args {
     pub n: usize,
     /// W5: LCG iterations per task.
     pub iters: u64,
+    /// `--cross-cpu` (W2, W7p, rt): this thread on one CPU, the other process on another.
+    pub cross_cpu: bool,
 }
 
 /// W5's per-task work for Rust (≈ 20 ms a task here).
@@ -139,10 +142,20 @@ impl Args {
             .find(|(n, _)| n == workload)
             .map(|(_, w)| *w)
             .ok_or_else(|| format!("unknown workload `{workload}`"))?;
-        let mut args =
-            Args { imp, workload, chunksize: Chunksize::Default, n: workload.default_n(), iters: W5_RUST_ITERS };
+        let mut args = Args {
+            imp,
+            workload,
+            chunksize: Chunksize::Default,
+            n: workload.default_n(),
+            iters: W5_RUST_ITERS,
+            cross_cpu: false,
+        };
         let mut it = rest.iter();
         while let Some(flag) = it.next() {
+            if flag == "--cross-cpu" {
+                args.cross_cpu = true;
+                continue;
+            }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let number = || value.parse::<u64>().map_err(|_| format!("{flag} wants a number, got `{value}`"));
             match flag.as_str() {

@@ -19,6 +19,26 @@ use args::{Args, Impl};
 use report::Report;
 use work::{Outcome, RunResult};
 
+/// For `--cross-cpu`: pins the calling thread to the first CPU this process may use and
+/// the main thread of process `other` (a child) to the second, so that every wake-up
+/// between them crosses CPUs, which an unpinned run gets only by chance.
+pub fn cross_cpus(other: u32) -> Result<(), String> {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let allowed = sched_getaffinity(None).map_err(|e| e.to_string())?;
+    let mut cpus = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c));
+    let (Some(ours), Some(theirs)) = (cpus.next(), cpus.next()) else {
+        return Err("--cross-cpu needs two CPUs".into());
+    };
+    let pin = |pid: Option<rustix::process::Pid>, cpu: usize| {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        sched_setaffinity(pid, &set).map_err(|e| e.to_string())
+    };
+    let other = rustix::process::Pid::from_raw(other as i32).ok_or("no such process")?;
+    pin(Some(other), theirs)?;
+    pin(None, ours)
+}
+
 /// The `main` of every `bench-<impl>` binary: parses the command line, runs the
 /// workload with `run` and prints its JSON line (exit code 1 on an error, 2 on bad usage).
 pub fn main(imp: Impl, run: fn(&Args) -> RunResult) {

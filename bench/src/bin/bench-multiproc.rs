@@ -99,6 +99,9 @@ fn w1(a: &Args) -> RunResult {
 /// W2: 1 worker, 100 warm-up `apply`, then `n` timed one by one.
 fn w2(a: &Args) -> RunResult {
     let pool = pool(1)?;
+    if a.cross_cpu {
+        multiproc_bench::cross_cpus(pool.stats().worker_pids[0])?;
+    }
     warm(&pool, 1)?;
     for i in 0..100 {
         pool.apply(work::f, i).map_err(err)?;
@@ -285,6 +288,9 @@ fn w7p_echo(conn: Connection<u64>) {
 fn w7p(a: &Args) -> RunResult {
     let (ours, theirs) = Pipe::duplex::<u64>().map_err(err)?;
     let child = started(Process::new(w7p_echo, theirs))?;
+    if a.cross_cpu {
+        multiproc_bench::cross_cpus(child.pid().ok_or("the child has no pid")?)?;
+    }
     let round_trip = |x: u64| -> Result<(), String> {
         ours.send(x).map_err(err)?;
         let back = ours.recv().map_err(err)?;

@@ -23,7 +23,7 @@ fn main() {
 
 fn run(a: &Args) -> RunResult {
     match a.workload {
-        Workload::RoundTrip => round_trip(a.n),
+        Workload::RoundTrip => round_trip(a.n, a.cross_cpu),
         Workload::Throughput => throughput(a.n),
         _ => Ok(Outcome::Skipped("raw baselines are rt and tput".into())),
     }
@@ -90,8 +90,11 @@ fn finish(ours: UnixStream, mut child: Child) -> Result<(), String> {
 }
 
 /// 8-byte round trips: 200 warm-up, then `n` timed one by one.
-fn round_trip(n: usize) -> RunResult {
+fn round_trip(n: usize, cross_cpu: bool) -> RunResult {
     let (mut s, child) = start(ECHO)?;
+    if cross_cpu {
+        multiproc_bench::cross_cpus(child.id())?;
+    }
     let io = |e: std::io::Error| e.to_string();
     let mut m = 12345u64.to_le_bytes();
     for _ in 0..200 {
