@@ -509,7 +509,10 @@ impl FrameReader {
     /// another CPU costs tens of them on a VM. [`recv`](Self::recv) then returns at once,
     /// or sleeps as before.
     pub(crate) fn spin_fill(&mut self, spin: Duration, deadline: Option<Instant>) {
-        if self.try_fill() {
+        // The buffer first, with no syscall: called right after sending, the socket
+        // itself cannot have the answer yet, so the first try comes after a yield (on one
+        // CPU, that yield is what lets the peer answer).
+        if self.has_frame() {
             return;
         }
         let start = Instant::now();
