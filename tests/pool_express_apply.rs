@@ -61,7 +61,9 @@ fn many_applies_are_counted_and_keep_their_workers() {
     }
     let s = pool.stats();
     assert_eq!(s.tasks_done, 500);
-    assert_eq!(s.worker_pids, before);
+    // No worker was replaced (the second may have come up during the applies).
+    assert!(before.iter().all(|p| s.worker_pids.contains(p)), "{before:?} {s:?}");
+    assert_eq!(s.workers_started, s.worker_pids.len() as u64, "{s:?}");
     assert_eq!((s.workers_died, s.tasks_failed()), (0, 0));
 }
 

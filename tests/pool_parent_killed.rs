@@ -11,9 +11,13 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
+fn nothing(_: ()) {}
+
 /// In a child: start a pool, note its workers' pids, then die by SIGKILL.
 fn own_a_pool_then_die(path: String) {
-    let pool = Pool::new(2).unwrap();
+    // With an initializer, `build` returns once every worker has run it, so both pids
+    // are known (without one it returns when the first worker is up).
+    let pool = Pool::builder().processes(2).initializer(nothing, ()).build().unwrap();
     assert_eq!(pool.apply(double, 1).unwrap(), 2);
     let pids: Vec<String> = pool.stats().worker_pids.iter().map(u32::to_string).collect();
     std::fs::write(&path, pids.join(" ")).unwrap();

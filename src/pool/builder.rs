@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::driver::{self, Driver, WorkerConfig};
 use super::lane::Lanes;
+use super::starts::Starts;
 use super::submit::{Inbox, Shared, StatsBoard};
 use super::worker::{InitTrampoline, init_trampoline};
 use super::{Pool, PoolError, PoolStats};
@@ -135,10 +136,14 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers (all at once) and the pool's driver thread.
+    /// Starts the workers (all at once, each in its own thread) and the pool's driver
+    /// thread, and returns as soon as one worker has answered its handshake: the others
+    /// join as they come up (Python's `Pool()` returns before any has). With an
+    /// initializer it waits for every worker to have run it.
     ///
-    /// Fails if a worker cannot start or if the initializer fails in one; no process is
-    /// left behind then.
+    /// Fails if a worker cannot start before one has (a missing or foreign executable,
+    /// no processes left) or if the initializer fails in one; no process is left behind
+    /// then. A worker that fails later is replaced, as after a crash.
     pub fn build(self) -> Result<Pool, PoolError> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
@@ -168,37 +173,6 @@ impl PoolBuilder {
                 max_frame: crate::wire::DEFAULT_MAX_FRAME,
             },
         });
-        // Start every worker at once: their execs and handshakes overlap.
-        let started: Vec<Result<driver::Worker, crate::Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (1..=processes as u32)
-                .map(|n| {
-                    (
-                        n,
-                        s.spawn({
-                            let cfg = &cfg;
-                            move || driver::start_worker(cfg, n)
-                        }),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(n, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
-                    })
-                })
-                .collect()
-        });
-        let mut workers = Vec::with_capacity(processes);
-        for r in started {
-            workers.push(r?);
-        }
-        if has_init {
-            for w in &mut workers {
-                driver::await_ready(&cfg, w)?;
-            }
-        }
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
             wakeup: Wakeup::new().map_err(crate::Error::Io)?,
@@ -206,19 +180,57 @@ impl PoolBuilder {
             default_timeout: self.timeout,
             default_retries: self.retries,
             stats: StatsBoard::new(PoolStats::default()),
-            spawned: Mutex::new(Vec::new()),
+            starts: Default::default(),
             backend: None,
             // A worker that retires by itself must be heard at once: no express lane.
             lanes: Lanes::new(self.max_tasks.is_none() && self.max_memory.is_none()),
         });
+        // Every worker starts at once, in its own thread: their execs and handshakes overlap.
+        let mut launched = 0;
+        let mut failure: Option<crate::Error> = None;
+        for n in 1..=processes as u32 {
+            match Starts::launch(&shared, cfg.clone(), n) {
+                Ok(()) => launched += 1,
+                Err(e) => {
+                    failure = Some(crate::Error::Io(e));
+                    break;
+                }
+            }
+        }
+        let mut ended = Vec::new();
+        if failure.is_none() {
+            ended = shared.starts.wait_first(launched, has_init);
+        }
+        let mut workers = Vec::with_capacity(processes);
+        for (_, r) in ended.iter_mut() {
+            match r.take() {
+                Some(Ok(w)) => workers.push(w),
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        let spawning = launched - ended.len();
+        if let Some(e) = failure {
+            // Kill the starts still running and wait for them, so nothing is left behind.
+            shared.starts.cancel();
+            drop(shared.starts.wait_all(spawning));
+            return Err(e.into());
+        }
+        if has_init {
+            for w in &mut workers {
+                driver::await_ready(&cfg, w)?;
+            }
+        }
         let stats = PoolStats {
-            workers_started: processes as u64,
-            workers_alive: processes,
+            workers_started: workers.len() as u64,
+            workers_alive: workers.len(),
             worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
             ..PoolStats::default()
         };
         shared.stats.publish(&stats, true);
-        let driver = Driver::new(shared.clone(), cfg, workers, stats);
+        let driver = Driver::new(shared.clone(), cfg, workers, spawning, stats);
         let driver_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("multiproc-pool".into())

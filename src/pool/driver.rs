@@ -9,6 +9,7 @@
 //! one item that was running; everything else the worker held is queued again.
 
 use std::collections::VecDeque;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -109,12 +110,23 @@ impl Drop for Worker {
     }
 }
 
-/// Starts worker number `n` and sends it its setup (it answers READY later).
-pub(crate) fn start_worker(cfg: &WorkerConfig, n: u32) -> Result<Worker, crate::Error> {
+/// Starts worker number `n` and sends it its setup (it answers READY later). `watch`
+/// gets the child's pidfd as soon as it exists, before its handshake.
+pub(crate) fn start_worker(
+    cfg: &WorkerConfig,
+    n: u32,
+    watch: impl FnOnce(BorrowedFd<'_>),
+) -> Result<Worker, crate::Error> {
     let mut spec = cfg.spec.clone();
     spec.name = format!("PoolWorker-{n}");
     spec.identity.push(n);
-    let spawned = spawn::start(super::worker::worker_entry, "multiproc::pool::worker", &spec, |_| Ok(()))?;
+    let spawned = spawn::start_watched(
+        super::worker::worker_entry,
+        "multiproc::pool::worker",
+        &spec,
+        |_| Ok(()),
+        |child| watch(child.pidfd()),
+    )?;
     let counters = SharedCounters::create(SLOTS)?;
     let (reader, mut writer) = spawned.channel.split();
     let setup = Setup {
@@ -202,8 +214,16 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(shared: Arc<Shared>, cfg: Arc<WorkerConfig>, workers: Vec<Worker>, stats: PoolStats) -> Driver {
-        let next_worker = workers.len() as u32 + 1;
+    /// `spawning`: starts already launched (workers `workers.len() + 1 ..`) whose results
+    /// will arrive through `shared.starts`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        cfg: Arc<WorkerConfig>,
+        workers: Vec<Worker>,
+        spawning: usize,
+        stats: PoolStats,
+    ) -> Driver {
+        let next_worker = (workers.len() + spawning) as u32 + 1;
         Driver {
             shared,
             cfg,
@@ -211,7 +231,7 @@ impl Driver {
             pending: VecDeque::new(),
             next_id: 1,
             next_worker,
-            spawning: 0,
+            spawning,
             closed: false,
             terminating: false,
             start_failures: 0,
@@ -227,6 +247,7 @@ impl Driver {
         loop {
             let cancel = self.take_inbox();
             if self.terminating {
+                self.shared.starts.cancel();
                 self.terminate_all();
                 // Workers whose link a caller holds were killed; they go once it is back.
                 if self.spawning == 0 && self.workers.is_empty() {
@@ -326,7 +347,7 @@ impl Driver {
 
     /// Moves submissions in; returns whether a cancellation was asked for.
     fn take_inbox(&mut self) -> bool {
-        let spawned: Vec<(u32, Result<Worker, crate::Error>)>;
+        let spawned: Vec<super::starts::Started>;
         let cancel;
         {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
@@ -338,7 +359,7 @@ impl Driver {
             self.closed |= inbox.closed;
             self.terminating |= inbox.terminate;
             cancel = std::mem::take(&mut inbox.cancel);
-            spawned = std::mem::take(&mut *self.shared.spawned.lock().unwrap_or_else(|e| e.into_inner()));
+            spawned = self.shared.starts.take();
         }
         // Work for the driver, or the end: it needs every idle worker back.
         if !self.pending.is_empty() || self.closed || self.terminating {
@@ -347,6 +368,8 @@ impl Driver {
         self.take_returned();
         for (n, r) in spawned {
             self.spawning -= 1;
+            // A start cancelled at the pool's end: its process is already reaped.
+            let Some(r) = r else { continue };
             match r {
                 Ok(w) => {
                     self.stats.workers_started += 1;
@@ -393,13 +416,7 @@ impl Driver {
             let n = self.next_worker;
             self.next_worker += 1;
             self.spawning += 1;
-            let cfg = self.cfg.clone();
-            let shared = self.shared.clone();
-            let started = std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
-                let r = start_worker(&cfg, n);
-                shared.spawned.lock().unwrap_or_else(|e| e.into_inner()).push((n, r));
-                shared.wake_always();
-            });
+            let started = super::starts::Starts::launch(&self.shared, self.cfg.clone(), n);
             if let Err(e) = started {
                 self.spawning -= 1;
                 self.start_failed(format!("cannot start a thread to spawn a worker: {e}"));
@@ -521,6 +538,8 @@ impl Driver {
         if !self.closed || !self.idle() {
             return;
         }
+        // No work can come any more: workers still starting are not waited for.
+        self.shared.starts.cancel();
         for w in &mut self.workers {
             if let (None, Some(link)) = (w.leaving, &mut w.link) {
                 let _ = link.writer.queue_bytes(KIND_STOP, &[]);
@@ -609,7 +628,7 @@ impl Driver {
         let busy = {
             let inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
             !inbox.jobs.is_empty() || inbox.cancel || inbox.closed != self.closed || inbox.terminate != self.terminating
-        } || !self.shared.spawned.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        } || self.shared.starts.any_done();
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {

@@ -17,6 +17,7 @@ mod options;
 mod protocol;
 mod result;
 mod star;
+mod starts;
 mod stats;
 mod submit;
 mod worker;
@@ -119,7 +120,8 @@ where
 }
 
 impl Pool {
-    /// A pool of `processes` workers (Python's `Pool(processes)`).
+    /// A pool of `processes` workers (Python's `Pool(processes)`). It returns as soon as
+    /// one worker is up (see [`PoolBuilder::build`]); the others join as they come up.
     ///
     /// ```
     /// multiproc::init();
@@ -155,7 +157,7 @@ impl Pool {
             default_timeout,
             default_retries,
             stats: submit::StatsBoard::new(PoolStats::default()),
-            spawned: Mutex::new(Vec::new()),
+            starts: Default::default(),
             backend: Some(backend),
             lanes: lane::Lanes::new(false),
         });

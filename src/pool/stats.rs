@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 pub struct PoolStats {
     /// Workers started, replacements included.
     pub workers_started: u64,
-    /// Workers running now.
+    /// Workers running now (not counting those still starting: right after `build`,
+    /// that may be one).
     pub workers_alive: usize,
-    /// The process ids of the workers running now.
+    /// The process ids of the workers running now (as `workers_alive`).
     pub worker_pids: Vec<u32>,
     /// Workers that died unexpectedly (not asked to stop, not recycled).
     pub workers_died: u64,

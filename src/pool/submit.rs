@@ -291,8 +291,8 @@ pub(crate) struct Shared {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) default_retries: u32,
     pub(crate) stats: StatsBoard,
-    /// Workers started by helper threads, for the driver to adopt.
-    pub(crate) spawned: Mutex<Vec<(u32, Result<super::driver::Worker, crate::Error>)>>,
+    /// Workers being started by helper threads, and those started, for the driver to adopt.
+    pub(crate) starts: super::starts::Starts,
     /// Where the work goes instead of this pool's own workers (a cluster), if anywhere.
     pub(crate) backend: Option<Arc<dyn super::backend::Dispatch>>,
     /// Idle workers' sockets, for `apply` to use without the driver.

@@ -130,6 +130,18 @@ pub(crate) fn start(
     spec: &ChildSpec,
     write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
 ) -> Result<Spawned, Error> {
+    start_watched(entry, entry_name, spec, write_payload, |_| {})
+}
+
+/// As [`start`], calling `spawned` with the child as soon as it exists, before its
+/// handshake: what a pool keeps to kill a worker that is still starting when it closes.
+pub(crate) fn start_watched(
+    entry: Entry,
+    entry_name: &str,
+    spec: &ChildSpec,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    spawned: impl FnOnce(&ChildProcess),
+) -> Result<Spawned, Error> {
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
     }
@@ -177,6 +189,7 @@ pub(crate) fn start(
         Ok(p) => p,
         Err(e) => return Err(Error::Io(e)),
     };
+    spawned(&process);
     // A timeout too large to add to now (e.g. `Duration::MAX`) means no deadline.
     let deadline = Instant::now().checked_add(spec.start_timeout);
     match handshake(&mut channel, deadline) {

@@ -1,0 +1,117 @@
+//! Workers being started: each in a helper thread (an exec and a handshake take
+//! milliseconds, which neither `Pool::build` nor the driver should wait for one after
+//! another), their results for the build and the driver, and the pidfds of the children
+//! still in their handshake, so that a pool that closes or terminates can kill them.
+//!
+//! Invariant: every start that was launched ends as exactly one entry in `done` (`None`
+//! for one that was cancelled, after its process was reaped), so whoever counts launches
+//! can wait for them all.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::driver::{Worker, WorkerConfig, start_worker};
+use super::submit::Shared;
+use crate::sys;
+
+/// A start's result: `None` when the start was cancelled (its process is already gone).
+pub(crate) type Started = (u32, Option<Result<Worker, crate::Error>>);
+
+#[derive(Default)]
+struct State {
+    done: Vec<Started>,
+    /// Children between their exec and their handshake's end: number, pidfd, cancelled.
+    running: Vec<(u32, OwnedFd, bool)>,
+}
+
+/// The pool's starts in flight and finished (see the module's invariant).
+#[derive(Default)]
+pub(crate) struct Starts {
+    state: Mutex<State>,
+    arrived: Condvar,
+}
+
+impl Starts {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts worker number `n` in a new thread; its result lands in `done` and wakes
+    /// the driver.
+    pub(crate) fn launch(shared: &Arc<Shared>, cfg: Arc<WorkerConfig>, n: u32) -> std::io::Result<()> {
+        let shared = shared.clone();
+        std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
+            let starts = &shared.starts;
+            let r = start_worker(&cfg, n, |pidfd| {
+                if let Ok(fd) = pidfd.try_clone_to_owned() {
+                    starts.lock().running.push((n, fd, false));
+                }
+            });
+            starts.finish(n, r);
+            shared.wake_always();
+        })?;
+        Ok(())
+    }
+
+    fn finish(&self, n: u32, r: Result<Worker, crate::Error>) {
+        let cancelled = {
+            let mut st = self.lock();
+            let at = st.running.iter().position(|(m, _, _)| *m == n);
+            at.is_some_and(|i| st.running.swap_remove(i).2)
+        };
+        let entry = if cancelled {
+            // Dropping a worker kills and reaps it: nothing is left once the entry is in.
+            drop(r);
+            None
+        } else {
+            Some(r)
+        };
+        self.lock().done.push((n, entry));
+        self.arrived.notify_all();
+    }
+
+    /// Takes the starts that ended.
+    pub(crate) fn take(&self) -> Vec<Started> {
+        std::mem::take(&mut self.lock().done)
+    }
+
+    /// Whether some start ended and waits to be taken.
+    pub(crate) fn any_done(&self) -> bool {
+        !self.lock().done.is_empty()
+    }
+
+    /// Kills every child still in its handshake; their starts end as cancelled. Starts
+    /// launched later are not affected.
+    pub(crate) fn cancel(&self) {
+        let mut st = self.lock();
+        for (_, pidfd, cancelled) in &mut st.running {
+            if !*cancelled {
+                *cancelled = true;
+                let _ = sys::proc::pidfd_signal(std::os::fd::AsFd::as_fd(pidfd), libc::SIGKILL);
+            }
+        }
+    }
+
+    /// For `Pool::build`: waits until, among the `total` starts launched, one failed, or
+    /// all ended, or (unless `all`) one succeeded, and takes those that ended.
+    pub(crate) fn wait_first(&self, total: usize, all: bool) -> Vec<Started> {
+        let mut st = self.lock();
+        loop {
+            let failed = st.done.iter().any(|(_, r)| !matches!(r, Some(Ok(_))));
+            let succeeded = st.done.iter().any(|(_, r)| matches!(r, Some(Ok(_))));
+            if failed || st.done.len() >= total || (succeeded && !all) {
+                return std::mem::take(&mut st.done);
+            }
+            st = self.arrived.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until `count` more starts have ended, and takes them.
+    pub(crate) fn wait_all(&self, count: usize) -> Vec<Started> {
+        let mut st = self.lock();
+        while st.done.len() < count {
+            st = self.arrived.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::take(&mut st.done)
+    }
+}
