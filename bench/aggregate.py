@@ -53,7 +53,9 @@ def _lock_versions(repo, names):
 def meta(repo):
     crates = ["procspawn", "ipc-channel", "rayon", "postcard", "serde", "rustix", "criterion"]
     commit = _cmd("git", "-C", repo, "rev-parse", "--short", "HEAD")
-    dirty = _cmd("git", "-C", repo, "status", "--porcelain", "--untracked-files=no")
+    # The table and its notes are what a run writes, not what it measures.
+    dirty = _cmd("git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "--",
+                 ".", ":!BENCHMARKS.md", ":!bench/NOTES.md")
     return dict(
         date=_cmd("date", "-u", "+%Y-%m-%d %H:%M UTC"),
         cpu=_cpu_model(),

@@ -238,6 +238,10 @@ impl<T: DeserializeOwned> Connection<T> {
     /// Receives the next value, waiting as long as it takes — or until the other end is
     /// gone ([`PipeError::Closed`]). A message that does not decode as `T` is consumed
     /// and reported as [`PipeError::Decode`]; the next `recv` reads the next message.
+    ///
+    /// It polls for up to 30 µs (yielding the CPU between tries) before it sleeps: the
+    /// answer to a message just sent usually comes sooner than a sleeping process on
+    /// another CPU can be woken, which makes a round trip across CPUs about 5 µs.
     pub fn recv(&self) -> Result<T, PipeError> {
         self.recv_until(None)
     }
