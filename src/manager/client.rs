@@ -23,7 +23,7 @@ use super::protocol::{
 };
 use super::slot::{self, ClientSlot, SLOT_CAPACITY, SlotReply};
 use crate::wire::codec;
-use crate::wire::frame::Channel;
+use crate::wire::frame::{Channel, REPLY_SPIN};
 use crate::wire::{CodecError, FrameError};
 
 /// How long connecting and authenticating may take.
@@ -436,10 +436,6 @@ const SLOT_AFTER: u32 = 16;
 /// How many posts may go by without reading the failure reports of earlier ones: few
 /// enough that their reports fit in the socket's buffer.
 const POST_CHECK_EVERY: u32 = 32;
-
-/// How long a caller polls for its reply before sleeping in the kernel: most replies
-/// come within microseconds, and waking a sleeping thread costs about as much again.
-const REPLY_SPIN: Duration = Duration::from_micros(30);
 
 /// Decodes a reply that carries nothing.
 pub(crate) fn unit(p: &[u8]) -> Result<(), CodecError> {

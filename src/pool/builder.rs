@@ -197,13 +197,11 @@ impl PoolBuilder {
                 }
             }
         }
-        let mut ended = Vec::new();
-        if failure.is_none() {
-            ended = shared.starts.wait_first(launched, has_init);
-        }
+        let ended = if failure.is_none() { shared.starts.wait_first(launched, has_init) } else { Vec::new() };
+        let spawning = launched - ended.len();
         let mut workers = Vec::with_capacity(processes);
-        for (_, r) in ended.iter_mut() {
-            match r.take() {
+        for (_, r) in ended {
+            match r {
                 Some(Ok(w)) => workers.push(w),
                 Some(Err(e)) => {
                     failure.get_or_insert(e);
@@ -211,7 +209,6 @@ impl PoolBuilder {
                 None => {}
             }
         }
-        let spawning = launched - ended.len();
         if let Some(e) = failure {
             // Kill the starts still running and wait for them, so nothing is left behind.
             shared.starts.cancel();

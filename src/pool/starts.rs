@@ -42,10 +42,16 @@ impl Starts {
         let shared = shared.clone();
         std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
             let starts = &shared.starts;
-            let r = start_worker(&cfg, n, |pidfd| {
-                if let Ok(fd) = pidfd.try_clone_to_owned() {
-                    starts.lock().running.push((n, fd, false));
-                }
+            let start = || {
+                start_worker(&cfg, n, |pidfd| {
+                    if let Ok(fd) = pidfd.try_clone_to_owned() {
+                        starts.lock().running.push((n, fd, false));
+                    }
+                })
+            };
+            // Even a start that panics must end as an entry (the invariant above).
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)).unwrap_or_else(|_| {
+                Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
             });
             starts.finish(n, r);
             shared.wake_always();

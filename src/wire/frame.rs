@@ -22,7 +22,7 @@ pub(crate) const HEADER_LEN: usize = 8;
 
 /// How long a side waiting for the answer to what it just sent polls for it before
 /// sleeping ([`FrameReader::spin_fill`]): a pipe's `recv`, a caller's express `apply`, a
-/// pool worker waiting for its next task.
+/// pool worker waiting for its next task, a manager client waiting for its reply.
 pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(30);
 
 /// Reads of this size are attempted when the buffer has room, so small frames batch.
