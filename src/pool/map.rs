@@ -259,6 +259,9 @@ struct CollectState<R> {
     /// Python's `map_async` callbacks, set by [`MapResult::then`]: run once, when the
     /// last item ends.
     hook: Option<CompletionHook<R>>,
+    /// The completion callback was taken and has not returned yet: as in Python, the map
+    /// does not count as ready until it has.
+    hook_running: bool,
 }
 
 /// Runs under the collector's lock when the map has ended, to take a snapshot of the
@@ -274,7 +277,13 @@ impl<R> CollectState<R> {
         }
         let hook = self.hook.take()?;
         self.runs.settle();
+        self.hook_running = true;
         Some(hook(self))
+    }
+
+    /// Whether all `len` items ended and the completion callback, if any, has run.
+    fn complete(&self, len: usize) -> bool {
+        self.delivered >= len && !self.hook_running
     }
 }
 
@@ -333,6 +342,7 @@ impl<R> Collector<R> {
                 waiters: 0,
                 waker: None,
                 hook: None,
+                hook_running: false,
             }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -348,6 +358,23 @@ impl<R> Collector<R> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs the completion callback taken under the lock (if any), then lets the map count
+    /// as ready: waiters wake only after the callback has returned.
+    fn finish_hook(&self, hook: Option<Box<dyn FnOnce() + Send>>) {
+        if hook.is_none() {
+            return;
+        }
+        run_hook(self.task, hook);
+        let waker = {
+            let mut st = self.lock();
+            st.hook_running = false;
+            self.wake_locked(&mut st)
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Records the outcome of item `index` (also used for items that never left the parent).
     pub(crate) fn put(&self, index: usize, r: Result<R, TaskError>) {
         let (waker, hook) = {
@@ -358,7 +385,7 @@ impl<R> Collector<R> {
                 Some(false) => (None, None),
             }
         };
-        run_hook(self.task, hook);
+        self.finish_hook(hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(1);
@@ -432,7 +459,7 @@ impl<R> Collector<R> {
             waker = st.waker.take();
             hook = st.take_finished_hook();
         }
-        run_hook(self.task, hook);
+        self.finish_hook(hook);
         if let Some(w) = waker {
             w.wake();
         }
@@ -566,7 +593,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
             if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) }
         };
         tally.values(values);
-        run_hook(self.task, hook);
+        self.finish_hook(hook);
         #[cfg(feature = "progress")]
         if let Some(bar) = &self.bar {
             bar.inc(stored);
@@ -668,14 +695,14 @@ impl<R> MapResult<R> {
 
     /// Whether every item has ended.
     pub fn ready(&self) -> bool {
-        self.collector.lock().delivered >= self.len
+        self.collector.lock().complete(self.len)
     }
 
     /// `Some(true)` when every item gave a value, `Some(false)` when one failed, `None`
     /// while items run.
     pub fn successful(&self) -> Option<bool> {
         let mut st = self.collector.lock();
-        if st.delivered < self.len {
+        if !st.complete(self.len) {
             return None;
         }
         st.runs.settle();
@@ -690,13 +717,13 @@ impl<R> MapResult<R> {
     /// Waits until every item has ended.
     pub fn wait(&self) {
         let len = self.len;
-        drop(self.collector.wait_until(None, |st| st.delivered >= len));
+        drop(self.collector.wait_until(None, |st| st.complete(len)));
     }
 
     /// Waits at most `timeout`; returns whether every item has ended.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let len = self.len;
-        self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.delivered >= len).is_some()
+        self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.complete(len)).is_some()
     }
 
     /// Cancels every item not yet ended (running ones have their workers replaced).
@@ -762,7 +789,7 @@ impl<R> MapResult<R> {
             st.hook = Some(hook);
             st.take_finished_hook()
         };
-        run_hook(task, ready_now);
+        self.collector.finish_hook(ready_now);
         self
     }
 }
@@ -773,7 +800,7 @@ impl<R> Future for MapResult<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         {
             let mut st = self.collector.lock();
-            if st.delivered < self.len {
+            if !st.complete(self.len) {
                 match &st.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => st.waker = Some(cx.waker().clone()),
