@@ -31,7 +31,7 @@ use super::error::TaskError;
 use super::protocol::*;
 use super::submit::{Job, Outcome, Shared};
 use crate::wire::frame::{FrameReader, FrameWriter, REPLY_SPIN, spilled};
-use crate::wire::{FrameError, codec, fds};
+use crate::wire::{FrameError, fds};
 
 /// A worker's socket, both halves.
 pub(crate) struct Link {
@@ -254,8 +254,7 @@ fn decode_result<R: DeserializeOwned>(
     }
     let item = Items::new(payload.get(RESULT_HEAD..)?, 1).next()?;
     Some(match super::driver::item_outcome(task, item) {
-        Outcome::Value(bytes) => fds::with_incoming(fds, || codec::decode::<R>(bytes))
-            .map_err(|e| TaskError::Codec { task, message: e.to_string() }),
+        Outcome::Value(bytes) => fds::with_incoming(fds, || super::guard::decode_value::<R>(task, bytes)),
         Outcome::Failed(e) => Err(e),
     })
 }

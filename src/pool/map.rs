@@ -14,9 +14,9 @@ use serde::de::DeserializeOwned;
 
 use super::driver::item_outcome;
 use super::error::TaskError;
+use super::guard::decode_value;
 use super::protocol::{Items, TAG_OK};
 use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission, Tally};
-use crate::wire::codec;
 
 /// One item's place in an ordered collector. Small (an error is boxed), so a large
 /// map's slots take little fresh memory.
@@ -292,11 +292,7 @@ impl<R> CollectState<R> {
 fn run_hook(task: &'static str, hook: Option<Box<dyn FnOnce() + Send>>) {
     let Some(hook) = hook else { return };
     if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = super::guard::panic_message(p.as_ref());
         eprintln!("multiproc pool: a map callback of task `{task}` panicked: {what} (the pool goes on)");
     }
 }
@@ -435,9 +431,9 @@ impl<R> Collector<R> {
         R: DeserializeOwned,
     {
         match outcome {
-            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
+            Outcome::Value(bytes) => match decode_value::<R>(self.task, bytes) {
                 Ok(v) => (Ok(v), Delivered::Value),
-                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
+                Err(e) => (Err(e), Delivered::CodecFailed),
             },
             Outcome::Failed(e) => (Err(e), Delivered::Failed),
         }
@@ -528,7 +524,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
                 let (mut start, mut run) = st.runs.continue_at(first, count as usize);
                 for (k, item) in (&mut items).enumerate() {
                     let r = match item.split_first() {
-                        Some((&TAG_OK, data)) => match codec::decode::<R>(data) {
+                        Some((&TAG_OK, data)) => match decode_value::<R>(self.task, data) {
                             Ok(v) => {
                                 values += 1;
                                 run.push(v);
@@ -536,7 +532,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
                             }
                             Err(e) => {
                                 tally.add(Delivered::CodecFailed, false);
-                                TaskError::Codec { task: self.task, message: e.to_string() }
+                                e
                             }
                         },
                         _ => {
@@ -566,14 +562,14 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
             } else {
                 for (k, item) in (&mut items).enumerate() {
                     let r = match item.split_first() {
-                        Some((&TAG_OK, data)) => match codec::decode::<R>(data) {
+                        Some((&TAG_OK, data)) => match decode_value::<R>(self.task, data) {
                             Ok(v) => {
                                 values += 1;
                                 Ok(v)
                             }
                             Err(e) => {
                                 tally.add(Delivered::CodecFailed, false);
-                                Err(TaskError::Codec { task: self.task, message: e.to_string() })
+                                Err(e)
                             }
                         },
                         _ => {

@@ -11,6 +11,7 @@ pub(crate) mod bench;
 mod builder;
 mod driver;
 mod error;
+mod guard;
 mod lane;
 mod map;
 mod options;

@@ -13,7 +13,6 @@ use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
 use super::submit::{Delivered, Outcome, Shared, Sink, Submission};
-use crate::wire::codec;
 
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
@@ -88,9 +87,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
             return Delivered::Ignored;
         }
         let (result, mut delivered) = match outcome {
-            Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
+            Outcome::Value(bytes) => match super::guard::decode_value::<R>(self.task, bytes) {
                 Ok(v) => (Ok(v), Delivered::Value),
-                Err(e) => (Err(TaskError::Codec { task: self.task, message: e.to_string() }), Delivered::CodecFailed),
+                Err(e) => (Err(e), Delivered::CodecFailed),
             },
             Outcome::Failed(e) => (Err(e), Delivered::Failed),
         };
@@ -101,11 +100,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
             Err(e) => ecb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(e)))),
         };
         if let Some(Err(p)) = ran {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = super::guard::panic_message(p.as_ref());
             eprintln!("multiproc pool: a callback of task `{}` panicked: {what} (the pool goes on)", self.task);
             if matches!(delivered, Delivered::Value) {
                 delivered = Delivered::CallbackPanicked;
