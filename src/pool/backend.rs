@@ -249,7 +249,7 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         retries: if task.retries > 0 { task.retries } else { pool.shared.default_retries },
         sink: sink.clone(),
     };
-    let job = Job { sub: Arc::new(sub), first: 0, count: task.items, attempts: Vec::new() };
+    let job = Job::new(Arc::new(sub), 0, task.items);
     if pool.shared.submit([job], false).is_err() {
         for k in 0..task.items {
             let _ = sink.deliver(k as usize, Outcome::Failed(TaskError::Closed { task: REMOTE_TASK }));

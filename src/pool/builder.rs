@@ -47,6 +47,7 @@ pub struct PoolBuilder {
     retries: u32,
     start_timeout: Duration,
     executable: Option<PathBuf>,
+    max_frame: u32,
 }
 
 impl PoolBuilder {
@@ -62,6 +63,7 @@ impl PoolBuilder {
             retries: 0,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             executable: None,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
 
@@ -99,6 +101,27 @@ impl PoolBuilder {
     /// result is kept.
     pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
+        self
+    }
+
+    /// The largest message between the pool and a worker, in bytes (default
+    /// [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)): a task whose argument is
+    /// larger fails with [`TaskError::Codec`](crate::TaskError::Codec) before it is sent,
+    /// and one whose result is larger fails the same way after it ran (its worker goes
+    /// on). A cap on what one task may send back.
+    ///
+    /// ```
+    /// fn blob(n: usize) -> Vec<u8> { vec![7; n] }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(1).max_frame_size(64 << 10).build().unwrap();
+    /// assert_eq!(pool.apply(blob, 10).unwrap().len(), 10);
+    /// let too_big = pool.apply(blob, 1 << 20).unwrap_err();
+    /// assert!(too_big.to_string().contains("cannot be sent"), "{too_big}");
+    /// assert_eq!(pool.apply(blob, 3).unwrap().len(), 3);
+    /// ```
+    pub fn max_frame_size(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
         self
     }
 
@@ -170,7 +193,7 @@ impl PoolBuilder {
                 daemon: true,
                 executable: self.executable,
                 start_timeout: self.start_timeout,
-                max_frame: crate::wire::DEFAULT_MAX_FRAME,
+                max_frame: self.max_frame,
             },
         });
         let shared = Arc::new(Shared {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{Attempt, TaskError};
 use super::lane::{GaveUp, Link, Parked};
+use super::last_words;
 use super::protocol::*;
 use super::submit::{Chunking, Job, Outcome, Shared, Tally};
 use super::{PoolError, PoolStats};
@@ -479,20 +480,22 @@ impl Driver {
                 // Large bodies in flight are bounded by bytes too, so their memfds are reused.
                 let spill_full = !w.held.is_empty()
                     && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
+                // A suspect runs alone: nothing with it, nothing after it until it is answered.
+                let isolating = job.isolate && !w.held.is_empty() || w.held.front().is_some_and(|h| h.job.isolate);
                 if w.leaving.is_some()
                     || w.eof.is_some()
                     || w.link.is_none()
                     || w.held.len() >= window
                     || !quota_left
                     || spill_full
+                    || isolating
                 {
                     self.pending.push_front(job);
                     continue;
                 }
                 let k = self.chunk_for(&job);
                 if k < job.count {
-                    let rest =
-                        Job { sub: job.sub.clone(), first: job.first + k, count: job.count - k, attempts: Vec::new() };
+                    let rest = job.piece(job.first + k, job.count - k);
                     self.pending.push_front(rest);
                     job.count = k;
                 }
@@ -781,8 +784,7 @@ impl Driver {
                     tally.add_to(&mut self.stats);
                     self.stats_dirty = true;
                     if n != count {
-                        let rest =
-                            Job { sub: job.sub.clone(), first: job.first + n, count: count - n, attempts: Vec::new() };
+                        let rest = job.piece(job.first + n, count - n);
                         self.fail_job(&rest, |task| TaskError::Codec { task, message: "a cut result".into() });
                     }
                     self.measure(elapsed, count);
@@ -847,7 +849,8 @@ impl Driver {
         let pid = w.process.pid();
         let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
         let finished = w.counters.get(SLOT_FINISHED).load(Ordering::Acquire);
-        let culprit = (started > finished).then_some(finished);
+        let blame = Blame::of(started, finished, w.answered);
+        let words = last_words::read(&w.counters);
         let attempt = Attempt::from_exitcode(pid, code);
         let expected = match w.leaving {
             Some(Leaving::Stopped) => code == 0,
@@ -856,7 +859,11 @@ impl Driver {
             Some(Leaving::InitFailed) | None => false,
         };
         if !w.ready || w.leaving == Some(Leaving::InitFailed) {
-            let why = w.init_error.take().unwrap_or_else(|| format!("died with {}", describe(code)));
+            let why = w.init_error.take().unwrap_or_else(|| match &words {
+                Some(LastWords::Panic(p)) => format!("panicked at {}: {}", p.location, p.message),
+                Some(LastWords::Cause(c)) => format!("died with {}: {c}", describe(code)),
+                None => format!("died with {}", describe(code)),
+            });
             self.start_failed(format!("{} (pid {pid}) failed before its first task: {why}", w.name));
         } else if !expected {
             self.stats.workers_died += 1;
@@ -864,7 +871,7 @@ impl Driver {
                 Some(s) => *self.stats.died_by_signal.entry(s).or_default() += 1,
                 None => *self.stats.died_by_exit_code.entry(code).or_default() += 1,
             }
-            let running = culprit.and_then(|c| item_at(&w, c)).unwrap_or("no task");
+            let running = blame.charged().and_then(|c| item_at(&w, c)).unwrap_or("no task");
             log_event(&format!(
                 "multiproc pool: {} (pid {pid}) died with {} while running `{running}`",
                 w.name,
@@ -872,35 +879,31 @@ impl Driver {
             ));
         }
         self.stats_dirty = true;
-        // Items not finished go back in order; the one running gets the blame.
+        // Items not finished go back in order; the one charged with the death gets the
+        // blame, and items the death cannot tell apart run again, each alone.
         let mut again: Vec<Job> = Vec::new();
         let mut pos = w.answered;
         for held in std::mem::take(&mut w.held) {
             let job = held.job;
-            let end = pos + job.count as u64;
-            match culprit {
-                Some(c) if c >= pos && c < end => {
-                    let k = (c - pos) as u32;
-                    if k > 0 {
-                        again.push(Job { sub: job.sub.clone(), first: job.first, count: k, attempts: Vec::new() });
+            for (offset, count, fate) in fates(pos, job.count, blame) {
+                let mut piece = job.piece(job.first + offset, count);
+                match fate {
+                    Fate::Requeue => again.push(piece),
+                    Fate::Charge => {
+                        // Its retry, if any, runs alone too: a second death is its own.
+                        piece.attempts = job.attempts.clone();
+                        piece.isolate = true;
+                        again.extend(self.blame(piece, &w, attempt.clone(), code, words.as_ref()));
                     }
-                    let one =
-                        Job { sub: job.sub.clone(), first: job.first + k, count: 1, attempts: job.attempts.clone() };
-                    if let Some(retry) = self.blame(one, &w, attempt.clone(), code) {
-                        again.push(retry);
-                    }
-                    if k + 1 < job.count {
-                        again.push(Job {
-                            sub: job.sub.clone(),
-                            first: job.first + k + 1,
-                            count: job.count - k - 1,
-                            attempts: Vec::new(),
-                        });
-                    }
+                    Fate::Isolate => again.extend((0..count).map(|k| {
+                        let mut one = job.piece(job.first + offset + k, 1);
+                        one.attempts = job.attempts.clone();
+                        one.isolate = true;
+                        one
+                    })),
                 }
-                _ => again.push(job),
             }
-            pos = end;
+            pos += job.count as u64;
         }
         for job in again.into_iter().rev() {
             self.pending.push_front(job);
@@ -908,10 +911,32 @@ impl Driver {
         drop(w);
     }
 
-    /// Fails (or re-queues, for a retry) the item that was running when its worker ended.
-    fn blame(&mut self, mut one: Job, w: &Worker, attempt: Attempt, code: i32) -> Option<Job> {
+    /// Fails (or re-queues, for a retry) the item that was running when its worker ended,
+    /// or whose result was lost with it.
+    fn blame(
+        &mut self,
+        mut one: Job,
+        w: &Worker,
+        attempt: Attempt,
+        code: i32,
+        words: Option<&LastWords>,
+    ) -> Option<Job> {
         let task = one.sub.task;
         let pid = w.process.pid();
+        if let (Some(LastWords::Panic(p)), None) = (words, w.leaving)
+            && code == -libc::SIGABRT
+        {
+            // A panic the worker did not survive (`panic = "abort"`): the task's own error.
+            self.stats.tasks_panicked += 1;
+            let (message, location, backtrace) = (p.message.clone(), p.location.clone(), p.backtrace.clone());
+            self.fail_job(&one, |task| TaskError::Panicked {
+                task,
+                message: message.clone(),
+                location: location.clone(),
+                backtrace: backtrace.clone(),
+            });
+            return None;
+        }
         match w.leaving {
             Some(Leaving::Killed(Kill::Timeout(timeout))) => {
                 self.stats.tasks_timed_out += 1;
@@ -928,7 +953,10 @@ impl Driver {
                     self.stats.tasks_retried += 1;
                     return Some(one);
                 }
-                let hint = self.hint(code);
+                let hint = match words {
+                    Some(LastWords::Cause(c)) => Some(c.clone()),
+                    _ => self.hint(code),
+                };
                 let attempts = one.attempts.clone();
                 self.stats.tasks_worker_died += 1;
                 self.fail_job(&one, |_| TaskError::died(task, attempts.clone(), hint.clone()));
@@ -1043,6 +1071,70 @@ pub(crate) fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a
     }
 }
 
+/// Which items of a dead worker's stream its death is charged to. Positions count the
+/// items the worker was sent; the shared counters say how many it started and finished,
+/// the driver how many results it received (`answered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blame {
+    /// Item `n` was running.
+    Running(u64),
+    /// Item `n` finished but its result never arrived, and no other result was missing:
+    /// the worker died right after it (the task may have closed its socket).
+    Lost(u64),
+    /// Items `a..b` finished and their results never arrived: any of them may have caused
+    /// the death. None is charged; each runs again alone, so a second death names one.
+    Suspects(u64, u64),
+    /// Every finished item was answered: the death came between tasks.
+    Nobody,
+}
+
+/// What becomes of a run of a dead worker's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Back to the queue, uncharged.
+    Requeue,
+    /// Charged with the death: an attempt, then a retry or its error.
+    Charge,
+    /// Back to the queue as single items that each run alone.
+    Isolate,
+}
+
+impl Blame {
+    pub(crate) fn of(started: u64, finished: u64, answered: u64) -> Blame {
+        if started > finished {
+            Blame::Running(finished)
+        } else if finished == answered + 1 {
+            Blame::Lost(answered)
+        } else if finished > answered {
+            Blame::Suspects(answered, finished)
+        } else {
+            Blame::Nobody
+        }
+    }
+
+    /// The one item charged, if there is one.
+    pub(crate) fn charged(self) -> Option<u64> {
+        match self {
+            Blame::Running(n) | Blame::Lost(n) => Some(n),
+            Blame::Suspects(..) | Blame::Nobody => None,
+        }
+    }
+}
+
+/// The fates of the `count` items at positions `pos..` (one held task), as runs of
+/// (offset in the task, length, fate), in order.
+pub(crate) fn fates(pos: u64, count: u32, blame: Blame) -> Vec<(u32, u32, Fate)> {
+    let end = pos + count as u64;
+    let (lo, hi, fate) = match blame {
+        Blame::Running(n) | Blame::Lost(n) => (n, n + 1, Fate::Charge),
+        Blame::Suspects(a, b) => (a, b, Fate::Isolate),
+        Blame::Nobody => (end, end, Fate::Requeue),
+    };
+    let (lo, hi) = (lo.clamp(pos, end), hi.clamp(pos, end));
+    let runs = [(pos, lo, Fate::Requeue), (lo, hi, fate), (hi, end, Fate::Requeue)];
+    runs.into_iter().filter(|(a, b, _)| b > a).map(|(a, b, f)| ((a - pos) as u32, (b - a) as u32, f)).collect()
+}
+
 fn item_at(w: &Worker, pos: u64) -> Option<&'static str> {
     let mut at = w.answered;
     for h in &w.held {
@@ -1064,4 +1156,52 @@ fn log_event(message: &str) {
     tracing::warn!("{message}");
     #[cfg(not(feature = "tracing"))]
     let _ = message;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Blame, Fate, fates};
+
+    #[test]
+    fn the_item_started_and_not_finished_is_charged() {
+        assert_eq!(Blame::of(5, 4, 2), Blame::Running(4));
+    }
+
+    #[test]
+    fn one_lost_result_charges_its_item() {
+        // Item 3 finished, its result never came: a task that closes its worker's
+        // socket and returns is charged, so it cannot be re-run forever.
+        assert_eq!(Blame::of(4, 4, 3), Blame::Lost(3));
+    }
+
+    #[test]
+    fn several_lost_results_charge_nobody_and_isolate_them() {
+        assert_eq!(Blame::of(4, 4, 2), Blame::Suspects(2, 4));
+        assert_eq!(Blame::Suspects(2, 4).charged(), None);
+    }
+
+    #[test]
+    fn a_death_between_answered_tasks_charges_nobody() {
+        assert_eq!(Blame::of(4, 4, 4), Blame::Nobody);
+        assert_eq!(Blame::of(0, 0, 0), Blame::Nobody);
+    }
+
+    #[test]
+    fn a_task_is_cut_around_the_charged_item() {
+        use Fate::*;
+        // A task of 5 items at positions 10..15.
+        assert_eq!(fates(10, 5, Blame::Running(12)), [(0, 2, Requeue), (2, 1, Charge), (3, 2, Requeue)]);
+        assert_eq!(fates(10, 5, Blame::Running(10)), [(0, 1, Charge), (1, 4, Requeue)]);
+        assert_eq!(fates(10, 5, Blame::Lost(14)), [(0, 4, Requeue), (4, 1, Charge)]);
+        assert_eq!(fates(10, 5, Blame::Running(20)), [(0, 5, Requeue)]);
+        assert_eq!(fates(10, 5, Blame::Nobody), [(0, 5, Requeue)]);
+    }
+
+    #[test]
+    fn suspects_may_span_tasks() {
+        use Fate::*;
+        // Suspects 8..12: the tail of a task at 5..10 and the head of one at 10..15.
+        assert_eq!(fates(5, 5, Blame::Suspects(8, 12)), [(0, 3, Requeue), (3, 2, Isolate)]);
+        assert_eq!(fates(10, 5, Blame::Suspects(8, 12)), [(0, 2, Isolate), (2, 3, Requeue)]);
+    }
 }

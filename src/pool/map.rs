@@ -936,7 +936,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             retries: self.spec.retries,
             sink,
         });
-        let job = Job { sub, first: 0, count: n as u32, attempts: Vec::new() };
+        let job = Job::new(sub, 0, n as u32);
         if let Err(jobs) = self.shared.submit([job], true) {
             for job in jobs {
                 for k in 0..job.count {

@@ -13,6 +13,7 @@ mod driver;
 mod error;
 mod guard;
 mod lane;
+mod last_words;
 mod map;
 mod options;
 mod protocol;
@@ -281,7 +282,7 @@ impl Pool {
             retries,
             sink: slot,
         };
-        Job { sub: Arc::new(sub), first: 0, count: 1, attempts: Vec::new() }
+        Job::new(Arc::new(sub), 0, 1)
     }
 
     /// Submits `f(arg)` and returns at once (Python's `apply_async`).
@@ -542,7 +543,7 @@ impl Pool {
                 retries,
                 sink: sink.clone(),
             };
-            let job = Job { sub: Arc::new(sub), first: 0, count, attempts: Vec::new() };
+            let job = Job::new(Arc::new(sub), 0, count);
             if self.shared.submit([job], false).is_err() {
                 for k in 0..count as usize {
                     collector.put(base + k, Err(TaskError::Closed { task }));

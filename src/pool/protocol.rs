@@ -44,10 +44,15 @@ pub(crate) const RESULT_KEPT_BODY: u64 = 1 << 63;
 /// driver up from 1): a caller waits for each, and usually sends the next at once.
 pub(crate) const EXPRESS_IDS: u64 = 1 << 63;
 
-/// Counter slots in the shared page: items started and items finished by the worker.
+/// Counter slots in the shared page: items started and items finished by the worker,
+/// then its last words (see `last_words.rs`): their length, then their bytes.
 pub(crate) const SLOT_STARTED: usize = 0;
 pub(crate) const SLOT_FINISHED: usize = 1;
-pub(crate) const SLOTS: usize = 2;
+pub(crate) const SLOT_WORDS_LEN: usize = 2;
+pub(crate) const SLOT_WORDS: usize = 3;
+/// Room for a worker's last words, in bytes.
+pub(crate) const WORDS_BYTES: usize = 3 * 1024;
+pub(crate) const SLOTS: usize = SLOT_WORDS + WORDS_BYTES / 8;
 
 /// Item outcome tags in a result.
 pub(crate) const TAG_OK: u8 = 0;
@@ -77,11 +82,47 @@ pub(crate) enum Retire {
 }
 
 /// A panic, as a worker reports it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PanicReport {
     pub(crate) message: String,
     pub(crate) location: String,
     pub(crate) backtrace: Option<String>,
+}
+
+/// Why a worker is about to end, left in the counter page (see `last_words.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LastWords {
+    /// A panic the process will not survive (`panic = "abort"`, or a panic while panicking).
+    Panic(PanicReport),
+    /// The worker ends by itself, for this reason (for example its connection is gone).
+    Cause(String),
+}
+
+impl LastWords {
+    /// Makes the words shorter (the backtrace goes first, then half the text); `false`
+    /// when there is nothing left to cut.
+    pub(crate) fn shorten(&mut self) -> bool {
+        let halve = |s: &mut String| {
+            if s.len() < 16 {
+                return false;
+            }
+            let mut at = s.len() / 2;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+            s.push('…');
+            true
+        };
+        match self {
+            LastWords::Panic(p) if p.backtrace.is_some() => {
+                p.backtrace = None;
+                true
+            }
+            LastWords::Panic(p) => halve(&mut p.message) || halve(&mut p.location),
+            LastWords::Cause(c) => halve(c),
+        }
+    }
 }
 
 pub(crate) fn task_head(id: u64, trampoline: i64, function: i64, count: u32) -> [u8; TASK_HEAD] {

@@ -225,6 +225,21 @@ pub(crate) struct Job {
     pub(crate) count: u32,
     /// Earlier runs whose worker died (for `retries`).
     pub(crate) attempts: Vec<Attempt>,
+    /// One of several items a death could not tell apart (their results were lost with
+    /// their worker): it runs alone on a worker, so a second death names it for sure.
+    pub(crate) isolate: bool,
+}
+
+impl Job {
+    /// Items `first..first + count` of `sub`, never run before.
+    pub(crate) fn new(sub: Arc<Submission>, first: u32, count: u32) -> Job {
+        Job { sub, first, count, attempts: Vec::new(), isolate: false }
+    }
+
+    /// Items `first..first + count` of the same submission, as a fresh job.
+    pub(crate) fn piece(&self, first: u32, count: u32) -> Job {
+        Job::new(self.sub.clone(), first, count)
+    }
 }
 
 /// Requests from users to the driver, under one lock.

@@ -6,7 +6,7 @@
 //! grows large, or a short while after the last send.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::last_words;
 use super::protocol::*;
 use crate::bytes;
 use crate::spawn::identity::SameBuild;
@@ -42,14 +43,10 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let a: A = match codec::decode(arg) {
-        Ok(a) => a,
-        Err(e) => return codec_failure(&e.to_string(), out),
-    };
     // The parent made `function` with `encode_fn::<F, fn(A) -> R>` and named this
     // trampoline for it.
     let f: F = SameBuild::parent().decode_fn::<F>(function);
-    run_caught(move || f(a), out)
+    run_caught(move || codec::decode::<A>(arg).map(f), out)
 }
 
 pub(crate) fn star_trampoline<F, Args>(function: i64, arg: &[u8], out: &mut Vec<u8>) -> u8
@@ -58,13 +55,9 @@ where
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
-    let a: Args = match codec::decode(arg) {
-        Ok(a) => a,
-        Err(e) => return codec_failure(&e.to_string(), out),
-    };
     // As in `unary_trampoline`, with `encode_fn::<F, F::Ptr>`.
     let f: F = SameBuild::parent().decode_fn::<F>(function);
-    run_caught(move || f.call(a), out)
+    run_caught(move || codec::decode::<Args>(arg).map(|a| f.call(a)), out)
 }
 
 pub(crate) fn init_trampoline<F, A>(function: i64, arg: &[u8]) -> Result<(), String>
@@ -76,6 +69,7 @@ where
     // The parent made `function` with `encode_fn::<F, fn(A)>` for this trampoline.
     let f: F = SameBuild::parent().decode_fn::<F>(function);
     catch_unwind(AssertUnwindSafe(move || f(a))).map_err(|p| {
+        forget_panic();
         let r = take_panic(p);
         format!("panicked at {}: {}", r.location, r.message)
     })
@@ -86,11 +80,15 @@ fn codec_failure(message: &str, out: &mut Vec<u8>) -> u8 {
     TAG_CODEC
 }
 
-fn run_caught<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
+/// Runs `call` (which decodes the argument and calls the function) and encodes its value,
+/// all under one guard: a panic in the argument's `Deserialize`, the function, or the
+/// value's `Serialize` is the task's `Panicked`, with its message.
+fn run_caught<R: Serialize>(call: impl FnOnce() -> Result<R, crate::wire::CodecError>, out: &mut Vec<u8>) -> u8 {
     let start = out.len();
-    // Encoding runs inside the guard too: a `Serialize` impl may panic.
-    let r =
-        catch_unwind(AssertUnwindSafe(call)).map(|value| codec::encode_into(&value, out).map_err(|e| e.to_string()));
+    let r = catch_unwind(AssertUnwindSafe(|| match call() {
+        Ok(value) => codec::encode_into(&value, out).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }));
     match r {
         Ok(Ok(())) => TAG_OK,
         Ok(Err(message)) => {
@@ -99,6 +97,7 @@ fn run_caught<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
         }
         Err(payload) => {
             out.truncate(start);
+            forget_panic();
             let report = take_panic(payload);
             let _ = codec::encode_into(&report, out);
             TAG_PANIC
@@ -109,6 +108,15 @@ fn run_caught<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
 thread_local! {
     /// Where the panic hook leaves the location and backtrace of the panic being caught.
     static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+    /// A panic is unwinding and has not been caught yet (so a second one is nested in it).
+    static UNWINDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A panic was caught (or a new item starts): the worker lives on, and has nothing to
+/// say about any panic before.
+fn forget_panic() {
+    UNWINDING.set(false);
+    last_words::unsay();
 }
 
 fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
@@ -124,6 +132,8 @@ fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
 }
 
 /// Records where a task panicked instead of printing it: the panic travels to the caller.
+/// It is also left as the worker's last words, for a panic the process does not survive
+/// (`panic = "abort"`, a panic while panicking); a caught panic takes them back.
 pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_else(|| "<unknown>".into());
@@ -132,13 +142,48 @@ pub(crate) fn install_panic_hook() {
             std::backtrace::BacktraceStatus::Captured => Some(bt.to_string()),
             _ => None,
         };
+        let message = info.payload_as_str().unwrap_or("a panic with a non-string payload").to_string();
+        if UNWINDING.replace(true) {
+            // A panic while unwinding from another (a `Drop` that panics): the process
+            // aborts, and the first panic is the one to report.
+            return;
+        }
+        last_words::say(&LastWords::Panic(PanicReport {
+            message,
+            location: location.clone(),
+            backtrace: backtrace.clone(),
+        }));
         LAST_PANIC.with(|l| *l.borrow_mut() = Some((location, backtrace)));
     }));
 }
 
 fn die(msg: &str) -> ! {
+    last_words::say(&LastWords::Cause(msg.to_string()));
     eprintln!("multiproc pool worker {} ({}): {msg}", spawn::identity().name, sys::proc::getpid());
     sys::proc::exit_now(3)
+}
+
+/// The worker can no longer talk to its driver: a task closed or shut down its socket, or
+/// the pool is gone. It says so (a driver that is still there names it as the cause of
+/// the death) and exits.
+fn lost_connection(doing: &str, e: &dyn std::fmt::Display) -> ! {
+    last_words::say(&LastWords::Cause(format!(
+        "the worker could not {doing} over its connection to the pool ({e}); a task may have closed or shut down that socket"
+    )));
+    sys::proc::exit_now(0)
+}
+
+/// A result frame in which each of `count` items failed with `message`.
+fn write_failed_result(out: &mut Vec<u8>, id: u64, count: u32, message: &str) {
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for _ in 0..count {
+        let at = begin_item(out);
+        out.push(TAG_CODEC);
+        let _ = codec::encode_into(message, out);
+        end_item(out, at);
+    }
 }
 
 fn exit_cleanly() -> ! {
@@ -159,8 +204,9 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         let setup: Setup = codec::decode(frame.payload).unwrap_or_else(|e| die(&e.to_string()));
         let fd = fds.pop().unwrap_or_else(|| die("the setup carried no counter page"));
         let counters = SharedCounters::open(fd, SLOTS).unwrap_or_else(|e| die(&format!("counter page: {e}")));
-        (setup, counters)
+        (setup, Arc::new(counters))
     };
+    last_words::install(counters.clone());
     install_panic_hook();
     if let Some(limit) = setup.address_space
         && let Err(e) = sys::mem::limit_address_space(limit)
@@ -191,8 +237,8 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     let mut after_express = false;
     loop {
         if writer.pending() > 0 && !reader.has_frame() {
-            if writer.flush(None).is_err() {
-                sys::proc::exit_now(0);
+            if let Err(e) = writer.flush(None) {
+                lost_connection("send its results", &e);
             }
             writer.shrink_idle();
             last_flush = ended;
@@ -204,8 +250,8 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         }
         let frame = match reader.recv(None) {
             Ok(f) => f,
-            // The pool is gone: nothing to report to.
-            Err(_) => sys::proc::exit_now(0),
+            // The pool is gone (nothing to report to), or a task closed the socket.
+            Err(e) => lost_connection("read its next task", &e),
         };
         let mut frame_fds = frame.fds;
         // A large task's body, which its `Bytes` arguments share instead of copying.
@@ -245,6 +291,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                         out.push(TAG_OK);
                         // Only this process writes the counters: a plain store publishes.
                         items += 1;
+                        forget_panic();
                         started.store(items, Ordering::Release);
                         let tag = run(function as i64, arg, out);
                         finished.store(items, Ordering::Release);
@@ -271,8 +318,16 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             spill_maps.forget(m);
         }
         if let Err(e) = queued {
-            // Only a result over the frame limit gets here; the parent sees the worker end.
-            die(&format!("cannot send a result: {e}"));
+            // The values cannot travel (over the frame limit, or no memfd for them): each
+            // item gets the reason instead, and the worker goes on.
+            let message = format!("the task's result cannot be sent: {e}");
+            let failed = writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
+                write_failed_result(out, id, count, &message);
+                Ok(())
+            });
+            if let Err(e) = failed {
+                die(&format!("{message}; nor can that error: {e}"));
+            }
         }
         tasks_done += 1;
         let retire = if setup.max_tasks.is_some_and(|m| tasks_done >= m) {
@@ -291,8 +346,8 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             exit_cleanly();
         }
         if writer.pending() > FLUSH_BYTES || ended.duration_since(last_flush) > FLUSH_AFTER {
-            if writer.flush(None).is_err() {
-                sys::proc::exit_now(0);
+            if let Err(e) = writer.flush(None) {
+                lost_connection("send its results", &e);
             }
             last_flush = ended;
         }

@@ -306,6 +306,11 @@ impl FrameWriter {
         body: &[u8],
         fds: &[OwnedFd],
     ) -> Result<(), FrameError> {
+        // A spilled body is bounded by the frame limit too, as `queue_spilling`'s is.
+        let len = (head.len() + body.len()) as u64;
+        if len > self.max_frame as u64 {
+            return Err(FrameError::Oversized { len, max: self.max_frame });
+        }
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
         let mut kind = kind;

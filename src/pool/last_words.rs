@@ -1,0 +1,136 @@
+//! A worker's last words: why it is about to end, written into the counter page it shares
+//! with its driver, so the driver can name the cause of a death nobody could report over
+//! the socket.
+//!
+//! Two kinds of ending need it. A panic under `panic = "abort"` (or a panic while
+//! panicking) kills the process right after the panic hook ran: the hook leaves the
+//! message and location here, and the driver settles the task as `Panicked` instead of a
+//! bare `SIGABRT`. And a worker that can no longer talk to its driver (a task closed or
+//! shut down its socket) leaves the reason here before it exits.
+//!
+//! Layout (after the item counters): one slot holds the length of the encoded
+//! [`LastWords`], then up to [`WORDS_BYTES`] bytes packed eight to a slot. The writer
+//! stores the bytes first and the length last (release); the reader loads the length
+//! (acquire) first, so it never reads a half-written message. Only the worker writes.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use super::protocol::{LastWords, SLOT_WORDS, SLOT_WORDS_LEN, WORDS_BYTES};
+use crate::sys::mem::SharedCounters;
+use crate::wire::codec;
+
+/// This worker's counter page, once its driver sent it (a process is at most one
+/// worker, so one page).
+static PAGE: OnceLock<Arc<SharedCounters>> = OnceLock::new();
+
+/// Makes `page` the place [`say`] writes to (the worker, once, at setup).
+pub(crate) fn install(page: Arc<SharedCounters>) {
+    let _ = PAGE.set(page);
+}
+
+/// Leaves `words` for the driver, replacing anything said before. A message too long for
+/// the page is shortened (the backtrace first, then the text).
+pub(crate) fn say(words: &LastWords) {
+    let Some(page) = PAGE.get() else { return };
+    let bytes = encode_fitting(words);
+    for (i, word) in pack(&bytes).into_iter().enumerate() {
+        page.get(SLOT_WORDS + i).store(word, Ordering::Relaxed);
+    }
+    page.get(SLOT_WORDS_LEN).store(bytes.len() as u64, Ordering::Release);
+}
+
+/// Takes back what was said (a panic that was caught after all).
+pub(crate) fn unsay() {
+    if let Some(page) = PAGE.get() {
+        let len = page.get(SLOT_WORDS_LEN);
+        if len.load(Ordering::Relaxed) != 0 {
+            len.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// What the worker behind `page` said last, if anything (the driver, after its death).
+pub(crate) fn read(page: &SharedCounters) -> Option<LastWords> {
+    let len = page.get(SLOT_WORDS_LEN).load(Ordering::Acquire) as usize;
+    if len == 0 || len > WORDS_BYTES {
+        return None;
+    }
+    let words: Vec<u64> = (0..len.div_ceil(8)).map(|i| page.get(SLOT_WORDS + i).load(Ordering::Relaxed)).collect();
+    codec::decode(&unpack(&words, len)).ok()
+}
+
+/// `words` encoded in at most [`WORDS_BYTES`] bytes.
+fn encode_fitting(words: &LastWords) -> Vec<u8> {
+    let mut words = words.clone();
+    loop {
+        match codec::encode(&words) {
+            Ok(b) if b.len() <= WORDS_BYTES => return b,
+            _ if words.shorten() => continue,
+            _ => return codec::encode(&LastWords::Cause("(last words too long)".into())).unwrap_or_default(),
+        }
+    }
+}
+
+/// Bytes packed eight to a little-endian word, the last one padded with zeros.
+fn pack(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+        .collect()
+}
+
+/// The first `len` bytes of words made by [`pack`].
+fn unpack(words: &[u64], len: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    bytes.truncate(len);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::protocol::{PanicReport, SLOTS};
+
+    #[test]
+    fn packing_round_trips_every_length() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            assert_eq!(unpack(&pack(&bytes), len), bytes);
+        }
+    }
+
+    #[test]
+    fn a_long_panic_loses_its_backtrace_then_its_tail_but_still_fits() {
+        let words = LastWords::Panic(PanicReport {
+            message: "m".repeat(10 * WORDS_BYTES),
+            location: "src/lib.rs:1:1".into(),
+            backtrace: Some("b".repeat(WORDS_BYTES)),
+        });
+        let bytes = encode_fitting(&words);
+        assert!(bytes.len() <= WORDS_BYTES);
+        match codec::decode::<LastWords>(&bytes).unwrap() {
+            LastWords::Panic(p) => {
+                assert!(p.backtrace.is_none());
+                assert!(p.message.starts_with("mmm"));
+                assert_eq!(p.location, "src/lib.rs:1:1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_driver_reads_what_the_worker_said_and_nothing_once_unsaid() {
+        let page = Arc::new(SharedCounters::create(SLOTS).unwrap());
+        assert!(read(&page).is_none());
+        install(page.clone());
+        say(&LastWords::Cause("the socket was closed".into()));
+        assert_eq!(read(&page), Some(LastWords::Cause("the socket was closed".into())));
+        unsay();
+        assert!(read(&page).is_none());
+    }
+}

@@ -1,0 +1,100 @@
+//! A task that closes every descriptor of its worker (3 and up) and returns: its worker
+//! can no longer send the result, and ends. The death is charged to that task, with the
+//! cause, so the item settles once as `WorkerDied` (after its retries, if any) instead of
+//! being re-run forever (finding 1 of the accounting issue: about 580 workers started and
+//! lost per second, and `get` never returned). When the worker had finished several items
+//! whose results it could not send, the death cannot tell which one closed the socket:
+//! they run again one at a time, and the next death names the culprit for sure.
+
+use multiproc::{Pool, TaskError};
+
+mod common;
+use common::assert_gone;
+
+multiproc::test_init!();
+
+const BAD: u64 = 3;
+
+/// Item `BAD` closes every descriptor from 3 to 1023 of its worker, then returns.
+fn close_fds_then_return(x: u64) -> u64 {
+    if x == BAD {
+        for fd in 3..1024 {
+            // SAFETY: the task owns its worker process while it runs; nothing else in this
+            // single-threaded worker uses these descriptors until the task returns, and the
+            // worker only learns afterwards that its socket is gone (which is the point).
+            let _ = unsafe { libc::close(fd) };
+        }
+    }
+    x * 10
+}
+
+fn check(results: &[Result<u64, TaskError>], retries: u32) {
+    assert_eq!(results.len(), 8);
+    for (i, r) in results.iter().enumerate() {
+        if i as u64 == BAD {
+            match r {
+                Err(TaskError::WorkerDied { attempts, hint, .. }) => {
+                    assert_eq!(attempts.len() as u32, retries + 1, "one death per attempt: {r:?}");
+                    let hint = hint.as_deref().unwrap_or_default();
+                    assert!(hint.contains("connection to the pool"), "the cause is named: {hint}");
+                }
+                other => panic!("item {BAD}: {other:?}"),
+            }
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &(i as u64 * 10), "item {i}");
+        }
+    }
+}
+
+fn run(api: &str, retries: u32) {
+    let pool = Pool::builder().processes(2).retries(retries).build().unwrap();
+    let results: Vec<_> = match api {
+        "apply_async" => {
+            let hs: Vec<_> = (0..8).map(|i| pool.apply_async(close_fds_then_return, i)).collect();
+            hs.into_iter().map(|h| h.get()).collect()
+        }
+        "apply" => (0..8).map(|i| pool.apply(close_fds_then_return, i)).collect(),
+        "map" => pool.map_results(close_fds_then_return, 0..8u64),
+        "imap" => pool.imap(close_fds_then_return, 0..8u64).collect(),
+        _ => unreachable!(),
+    };
+    check(&results, retries);
+    assert_eq!(pool.apply(close_fds_then_return, 5).unwrap(), 50, "the pool goes on after {api}");
+    let stats = pool.stats();
+    // One death per attempt, plus at most one when the worker had finished several items
+    // whose results it could not send (they then run again one at a time): no storm.
+    let attempts = u64::from(retries) + 1;
+    assert!((attempts..=attempts + 1).contains(&stats.workers_died), "deaths bounded: {stats:?}");
+    assert_eq!(stats.tasks_worker_died, 1);
+    let mut pids = stats.worker_pids.clone();
+    pool.close();
+    pool.join().unwrap();
+    pids.extend(pool.stats().worker_pids);
+    assert_gone(&pids);
+}
+
+#[test]
+fn apply_async() {
+    run("apply_async", 0);
+}
+
+#[test]
+fn apply() {
+    run("apply", 0);
+}
+
+#[test]
+fn map() {
+    run("map", 0);
+}
+
+#[test]
+fn imap() {
+    run("imap", 0);
+}
+
+#[test]
+fn retries_are_bounded_too() {
+    run("apply_async", 2);
+    run("map", 1);
+}
