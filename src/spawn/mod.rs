@@ -7,6 +7,8 @@
 //! parent, `init()` only records that it ran.
 
 mod child;
+// Turns function addresses into offsets and back: `unsafe` by nature (see its header).
+#[allow(unsafe_code)]
 pub(crate) mod identity;
 
 use std::ffi::OsString;
@@ -360,15 +362,6 @@ fn run_child(marker: OsString) -> ! {
 #[macro_export]
 macro_rules! test_init {
     () => {
-        // SAFETY: an `.init_array` entry is a plain `extern "C" fn()` the loader calls once
-        // before `main`; it only calls `multiproc::init()`, which needs nothing `main` sets up.
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROC_TEST_INIT: extern "C" fn() = {
-            extern "C" fn __multiproc_test_init() {
-                $crate::init();
-            }
-            __multiproc_test_init
-        };
+        $crate::__run_before_main!($crate::init);
     };
 }
