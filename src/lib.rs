@@ -157,6 +157,10 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+// The criterion benchmarks' entry points (`benches/`); not an API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_api;
 mod bytes;
 mod error;
 mod fd;
@@ -165,6 +169,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod region;
 #[doc(hidden)]
 pub mod remote;
 mod shared;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::shared::region::{Kind, Region, type_tag};
+use crate::region::{Kind, Region, type_tag};
 use crate::sync::{WAIT_SLICE, left};
 use crate::sys;
 use crate::wire::{CodecError, codec, fds};
