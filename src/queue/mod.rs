@@ -86,6 +86,18 @@ pub(crate) struct Shared {
     backlog: feeder::Backlog,
 }
 
+impl feeder::Fed for Shared {
+    fn backlog(&self) -> &feeder::Backlog {
+        &self.backlog
+    }
+    fn ring(&self) -> &Ring {
+        &self.ring
+    }
+    fn joinable(&self) -> bool {
+        self.joinable
+    }
+}
+
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
