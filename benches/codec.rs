@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use multiproc::wire::bench_api::{decode, encode_into};
+use multiproc::bench_api::{decode, encode_into};
 use serde::{Deserialize, Serialize};
 
 /// The shape of a task on the wire: an id, the function's offset, the argument.

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use multiproc::wire::bench_api::{collect_result_chunk, encode_map_items, result_chunk};
+use multiproc::bench_api::{collect_result_chunk, encode_map_items, result_chunk};
 
 const CHUNK: u64 = 12_500;
 

@@ -152,9 +152,15 @@
 //! to the others (at-least-once delivery, one outcome per item for the caller); failures
 //! only a cluster has are [`TaskError::Remote`].
 #![deny(missing_docs)]
+// `unsafe` only in `sys` and `spawn::identity`, which allow it by name.
+#![deny(unsafe_code)]
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+// The criterion benchmarks' entry points (`benches/`); not an API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_api;
 mod bytes;
 mod error;
 mod fd;
@@ -163,11 +169,13 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod region;
 #[doc(hidden)]
 pub mod remote;
 mod shared;
 mod spawn;
 mod sync;
+#[allow(unsafe_code)]
 mod sys;
 pub mod wire;
 
@@ -190,7 +198,3 @@ pub use sync::{
 };
 pub use sys::proc::signal_name;
 pub use sys::shm::Pod;
-
-// Unit tests start real children too.
-#[cfg(test)]
-test_init!();

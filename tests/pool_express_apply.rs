@@ -25,6 +25,8 @@ fn kill_self_at(arg: (u64, u64)) -> u64 {
     arg.0 * 10
 }
 
+// A real SIGSEGV (not a signal sent) needs an invalid write: the one `unsafe` of this file.
+#[allow(unsafe_code)]
 fn segfault(_: u64) -> u64 {
     // SAFETY: deliberately invalid (address 8, never mapped): the test needs a real SIGSEGV.
     unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };

@@ -2,10 +2,10 @@
 //! nothing more from that worker, so it kills it (after a short grace for an exit in
 //! progress), fails exactly that task, and goes on with the rest.
 
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use multiproc::{Pool, TaskError};
+use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
 mod common;
 use common::assert_gone;
@@ -17,16 +17,15 @@ const BAD: u64 = 3;
 /// Item `BAD` shuts down every socket of its worker process, then sleeps for an hour.
 fn shut_sockets_then_hang(x: u64) -> u64 {
     if x == BAD {
+        let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
         for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
             let is_socket =
                 std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
             let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if is_socket {
-                // SAFETY: `fd` was listed as open in this process a moment ago, and this
-                // single-threaded task is the only code running in it; the borrow ends
-                // with the call.
-                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-                let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+            // A duplicate (taken through a pidfd of this very process) shuts the same
+            // socket down, without borrowing a raw descriptor number.
+            if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
+                let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
             }
         }
         std::thread::sleep(Duration::from_secs(3600));

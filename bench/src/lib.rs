@@ -10,6 +10,7 @@
 //! Why a binary each: a pool's workers are its program started again, so what that
 //! program links is part of every process start (W4). Each implementation is measured
 //! from a program that contains only itself, as its users' programs would.
+#![deny(unsafe_code)]
 
 pub mod args;
 pub mod report;

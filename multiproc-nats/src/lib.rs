@@ -128,6 +128,7 @@
 //! tasks and only your workers consume them.
 #![deny(missing_docs)]
 #![allow(clippy::needless_doctest_main)]
+#![deny(unsafe_code)]
 
 mod broker;
 mod client;
@@ -157,17 +158,6 @@ pub use multiproc as __multiproc;
 #[macro_export]
 macro_rules! test_init {
     () => {
-        // SAFETY: an `.init_array` entry is a plain `extern "C" fn()` the loader calls once
-        // before `main`; it only calls the two `init` functions, which need nothing `main`
-        // sets up.
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROC_NATS_TEST_INIT: extern "C" fn() = {
-            extern "C" fn __multiproc_nats_test_init() {
-                $crate::__multiproc::init();
-                $crate::init();
-            }
-            __multiproc_nats_test_init
-        };
+        $crate::__multiproc::__run_before_main!($crate::__multiproc::init, $crate::init);
     };
 }

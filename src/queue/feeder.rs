@@ -9,8 +9,18 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
 
-use super::Shared;
-use super::ring::{Patience, RingError};
+use super::ring::{Patience, Ring, RingError};
+
+/// What the feeder needs of a queue handle's shared state, which lives above this file
+/// (in `queue/mod.rs`, whose handles call [`put_or_park`]).
+pub(crate) trait Fed: Send + Sync + 'static {
+    /// The messages parked on this queue.
+    fn backlog(&self) -> &Backlog;
+    /// The ring parked messages go into.
+    fn ring(&self) -> &Ring;
+    /// Whether puts count unfinished tasks (a `JoinableQueue`).
+    fn joinable(&self) -> bool;
+}
 
 #[derive(Default)]
 pub(crate) struct State {
@@ -42,10 +52,10 @@ impl Backlog {
 }
 
 /// Puts `bytes` into the ring if it has room now and nothing is parked; parks it otherwise.
-pub(crate) fn put_or_park(shared: &Arc<Shared>, bytes: &[u8], mut fds: Vec<OwnedFd>) -> Result<(), RingError> {
-    let mut st = shared.backlog.lock();
+pub(crate) fn put_or_park<S: Fed>(shared: &Arc<S>, bytes: &[u8], mut fds: Vec<OwnedFd>) -> Result<(), RingError> {
+    let mut st = shared.backlog().lock();
     if st.items.is_empty() && !st.in_flight {
-        match shared.ring.put(bytes, &mut fds, Patience::No) {
+        match shared.ring().put(bytes, &mut fds, Patience::No) {
             Err(RingError::Full) => {}
             other => return other,
         }
@@ -53,8 +63,8 @@ pub(crate) fn put_or_park(shared: &Arc<Shared>, bytes: &[u8], mut fds: Vec<Owned
     st.items.push_back((bytes.to_vec(), fds));
     if !st.feeding {
         st.feeding = true;
-        register_for_exit(shared);
-        let s = shared.clone();
+        let s: Arc<dyn Fed> = shared.clone();
+        register_for_exit(&s);
         let started = std::thread::Builder::new().name("multiproc-queue-feeder".into()).spawn(move || feed(s));
         if let Err(e) = started {
             st.feeding = false;
@@ -65,10 +75,10 @@ pub(crate) fn put_or_park(shared: &Arc<Shared>, bytes: &[u8], mut fds: Vec<Owned
     Ok(())
 }
 
-fn feed(shared: Arc<Shared>) {
+fn feed(shared: Arc<dyn Fed>) {
     loop {
         let (bytes, mut fds) = {
-            let mut st = shared.backlog.lock();
+            let mut st = shared.backlog().lock();
             match st.items.pop_front() {
                 Some(item) => {
                     st.in_flight = true;
@@ -76,16 +86,16 @@ fn feed(shared: Arc<Shared>) {
                 }
                 None => {
                     st.feeding = false;
-                    shared.backlog.drained.notify_all();
+                    shared.backlog().drained.notify_all();
                     return;
                 }
             }
         };
-        let r = shared.ring.put(&bytes, &mut fds, Patience::Until(None));
-        shared.backlog.lock().in_flight = false;
+        let r = shared.ring().put(&bytes, &mut fds, Patience::Until(None));
+        shared.backlog().lock().in_flight = false;
         if let Err(e) = r {
-            if shared.joinable {
-                shared.ring.unfinished().fetch_sub(1, Ordering::SeqCst);
+            if shared.joinable() {
+                shared.ring().unfinished().fetch_sub(1, Ordering::SeqCst);
             }
             if !matches!(e, RingError::ShutDown) {
                 eprintln!("multiproc: a message parked on a full queue could not be delivered: {e:?}");
@@ -94,26 +104,26 @@ fn feed(shared: Arc<Shared>) {
     }
 }
 
-fn registry() -> MutexGuard<'static, Vec<Weak<Shared>>> {
-    static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+fn registry() -> MutexGuard<'static, Vec<Weak<dyn Fed>>> {
+    static LIVE: Mutex<Vec<Weak<dyn Fed>>> = Mutex::new(Vec::new());
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn register_for_exit(shared: &Arc<Shared>) {
+fn register_for_exit(shared: &Arc<dyn Fed>) {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| crate::sys::proc::at_exit(flush_at_exit));
     let mut live = registry();
     live.retain(|w| w.strong_count() > 0);
-    if !live.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared))) {
+    if !live.iter().any(|w| std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(shared))) {
         live.push(Arc::downgrade(shared));
     }
 }
 
 extern "C" fn flush_at_exit() {
-    let live: Vec<Arc<Shared>> = registry().iter().filter_map(Weak::upgrade).collect();
+    let live: Vec<Arc<dyn Fed>> = registry().iter().filter_map(Weak::upgrade).collect();
     for shared in live {
-        if !shared.backlog.lock().cancelled {
-            shared.backlog.wait_drained();
+        if !shared.backlog().lock().cancelled {
+            shared.backlog().wait_drained();
         }
     }
 }

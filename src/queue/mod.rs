@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::shared::region::{Kind, Region, type_tag};
+use crate::region::{Kind, Region, type_tag};
 use crate::sync::{WAIT_SLICE, left};
 use crate::sys;
 use crate::wire::{CodecError, codec, fds};
@@ -84,6 +84,18 @@ pub(crate) struct Shared {
     put_buf: Mutex<Vec<u8>>,
     get_buf: Mutex<Vec<u8>>,
     backlog: feeder::Backlog,
+}
+
+impl feeder::Fed for Shared {
+    fn backlog(&self) -> &feeder::Backlog {
+        &self.backlog
+    }
+    fn ring(&self) -> &Ring {
+        &self.ring
+    }
+    fn joinable(&self) -> bool {
+        self.joinable
+    }
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {

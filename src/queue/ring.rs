@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use crate::shared::region::{HEADER, Kind, Region};
+use crate::region::{HEADER, Kind, Region};
 use crate::sync::{LockError, Wait, lock_raw};
 use crate::sys::{self, mutex, shm};
 

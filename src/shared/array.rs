@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::data_at;
-use super::region::{Kind, Region, type_tag};
+use crate::region::{Kind, Region, type_tag};
 use crate::sync::{LockError, MUTEX_AT, SyncError, Wait, acquire_with};
 use crate::sys::mutex;
 use crate::sys::shm::Pod;

@@ -3,7 +3,6 @@
 
 mod array;
 mod memory;
-pub(crate) mod region;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};

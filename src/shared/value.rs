@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::data_at;
-use super::region::{Kind, Region, type_tag};
+use crate::region::{Kind, Region, type_tag};
 use crate::sync::{LockError, SyncError};
 use crate::sync::{MUTEX_AT, Wait, acquire_with};
 use crate::sys::mutex;

@@ -7,6 +7,8 @@
 //! parent, `init()` only records that it ran.
 
 mod child;
+// Turns function addresses into offsets and back: `unsafe` by nature (see its header).
+#[allow(unsafe_code)]
 pub(crate) mod identity;
 
 use std::ffi::OsString;
@@ -145,8 +147,24 @@ pub(crate) fn start_watched(
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
     }
+    let hello = hello_for(entry, entry_name, spec);
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut channel = Channel::new(ours, spec.max_frame);
+    queue_hello(&mut channel, &hello, write_payload)?;
+    let (process, exe) = spawn_child(spec.executable.as_ref(), theirs)?;
+    spawned(&process);
+    // A timeout too large to add to now (e.g. `Duration::MAX`) means no deadline.
+    let deadline = Instant::now().checked_add(spec.start_timeout);
+    match handshake(&mut channel, deadline) {
+        Ok(()) => Ok(Spawned { process, channel }),
+        Err(fail) => Err(failed_start(process, exe, spec.start_timeout, fail)),
+    }
+}
+
+/// The hello that tells a child started as `spec` says to run `entry`.
+fn hello_for(entry: Entry, entry_name: &str, spec: &ChildSpec) -> Hello {
     let me = identity();
-    let hello = Hello {
+    Hello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         fingerprint: identity::fingerprint(),
@@ -158,22 +176,32 @@ pub(crate) fn start_watched(
         max_frame: spec.max_frame,
         entry: identity::offset_of(entry as usize),
         entry_name: entry_name.to_string(),
-    };
-    let (ours, theirs) = UnixStream::pair()?;
-    let mut channel = Channel::new(ours, spec.max_frame);
+    }
+}
+
+/// Queues the hello with the payload right behind it, in one frame; nothing is sent yet.
+fn queue_hello(
+    channel: &mut Channel,
+    hello: &Hello,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+) -> Result<(), Error> {
     channel
         .writer
         .queue_with(KIND_HELLO, |buf| {
-            codec::encode_into(&hello, buf)?;
+            codec::encode_into(hello, buf)?;
             write_payload(buf)
         })
         .map_err(|e| match e {
             FrameError::Codec(c) => Error::Codec(c),
             FrameError::Oversized { len, max } => Error::TooLarge { len, max },
             other => Error::Protocol { pid: 0, source: other },
-        })?;
+        })
+}
 
-    let exe = executable(spec.executable.as_ref());
+/// Starts the executable (this program unless `over` names another) again with `theirs`
+/// as its socket and the child marker in its environment; returns it and the path run.
+fn spawn_child(over: Option<&PathBuf>, theirs: UnixStream) -> Result<(ChildProcess, PathBuf), Error> {
+    let exe = executable(over);
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     if argv.is_empty() {
         argv.push(OsString::from("multiproc-child"));
@@ -185,17 +213,8 @@ pub(crate) fn start_watched(
     let pid = sys::exec::spawn_with_socket(exe.clone().into_os_string(), argv, env, theirs.as_fd())
         .map_err(|source| Error::Spawn { executable: exe.clone(), source })?;
     drop(theirs);
-    let process = match ChildProcess::new(pid) {
-        Ok(p) => p,
-        Err(e) => return Err(Error::Io(e)),
-    };
-    spawned(&process);
-    // A timeout too large to add to now (e.g. `Duration::MAX`) means no deadline.
-    let deadline = Instant::now().checked_add(spec.start_timeout);
-    match handshake(&mut channel, deadline) {
-        Ok(()) => Ok(Spawned { process, channel }),
-        Err(fail) => Err(failed_start(process, exe, spec.start_timeout, fail)),
-    }
+    let process = ChildProcess::new(pid).map_err(Error::Io)?;
+    Ok((process, exe))
 }
 
 /// How a handshake went wrong, before the child's fate is known.
@@ -268,56 +287,9 @@ fn failed_start(process: ChildProcess, executable: PathBuf, timeout: Duration, f
 
 /// The child side: handshake, then the entry; never returns.
 fn run_child(marker: OsString) -> ! {
-    let fail = |msg: String| -> ! {
-        eprintln!("multiproc child {}: {msg}", sys::proc::getpid());
-        sys::proc::exit_now(2)
-    };
-    // The marker is `<socket descriptor>:<parent pid>`.
-    let (fd, parent): (i32, u32) = marker
-        .to_str()
-        .and_then(|s| s.split_once(':'))
-        .and_then(|(fd, parent)| Some((fd.parse().ok()?, parent.parse().ok()?)))
-        .unwrap_or_else(|| fail(format!("bad {MARKER} value {marker:?}")));
-    // Die with the parent; if it already died, nobody would ever signal this child.
-    match sys::exec::die_with_parent(parent) {
-        Ok(true) => {}
-        Ok(false) => sys::proc::exit_now(1),
-        Err(e) => fail(format!("cannot set the parent-death signal: {e}")),
-    }
-    // Named as its parent, not `exe`; only cosmetic, so a failure is ignored.
-    let _ = sys::proc::take_name_of(parent);
-    let sock = sys::fd::adopt_inherited(fd).unwrap_or_else(|e| fail(format!("no socket at descriptor {fd}: {e}")));
-    // The socket must not leak into programs this child starts.
-    let _ = sys::fd::set_cloexec(sock.as_fd(), true);
-    let mut channel = Channel::new(sock, crate::wire::DEFAULT_MAX_FRAME);
-    let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
-    let frame = channel.recv(Some(deadline)).unwrap_or_else(|e| fail(format!("no hello from the parent: {e}")));
-    if frame.kind != KIND_HELLO {
-        fail(format!("expected a hello, got frame kind {:#04x}", frame.kind));
-    }
-    let fds = frame.fds;
-    let (hello, payload) = codec::decode_prefix::<Hello>(frame.payload)
-        .map(|(h, rest)| (h, rest.to_vec()))
-        .unwrap_or_else(|e| fail(format!("unreadable hello: {e}")));
-    if hello.magic != MAGIC {
-        fail("the parent is not a multiproc program (bad magic)".into());
-    }
-    let refuse = |channel: &mut Channel, reason: Refusal, msg: String| -> ! {
-        let _ = channel.send(KIND_REPLY, &Reply::Refused { reason });
-        fail(msg)
-    };
-    if hello.version != PROTOCOL_VERSION {
-        let msg = format!("the parent speaks protocol {}, this program {PROTOCOL_VERSION}", hello.version);
-        refuse(&mut channel, Refusal::Version { child_version: PROTOCOL_VERSION }, msg);
-    }
-    let mine = identity::fingerprint();
-    let Some(same_build) = identity::SameBuild::parent_checked(hello.fingerprint) else {
-        let msg = format!(
-            "refusing to run: this executable (fingerprint {mine:016x}) is not the parent's build ({:016x})",
-            hello.fingerprint
-        );
-        refuse(&mut channel, Refusal::WrongBinary { child_fingerprint: mine }, msg);
-    };
+    let mut channel = adopt_parent_socket(&marker);
+    let (hello, payload, fds) = read_hello(&mut channel);
+    let same_build = check_hello(&mut channel, &hello);
     let _ = SELF.set(Identity {
         name: hello.name,
         identity: hello.identity,
@@ -326,7 +298,7 @@ fn run_child(marker: OsString) -> ! {
     });
     channel.set_max_frame(hello.max_frame);
     if let Err(e) = channel.send(KIND_REPLY, &Reply::Ready { magic: MAGIC, pid: sys::proc::getpid() }) {
-        fail(format!("cannot answer the parent: {e}"));
+        child_fail(format!("cannot answer the parent: {e}"));
     }
     // The parent computed `hello.entry` with `identity::offset_of` from an `Entry`.
     let entry: Entry = same_build.function_at(hello.entry);
@@ -334,6 +306,76 @@ fn run_child(marker: OsString) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0)
+}
+
+/// A child that cannot start says why on its stderr and exits with code 2.
+fn child_fail(msg: String) -> ! {
+    eprintln!("multiproc child {}: {msg}", sys::proc::getpid());
+    sys::proc::exit_now(2)
+}
+
+/// A child that refuses its parent's hello tells the parent why, then fails.
+fn refuse(channel: &mut Channel, reason: Refusal, msg: String) -> ! {
+    let _ = channel.send(KIND_REPLY, &Reply::Refused { reason });
+    child_fail(msg)
+}
+
+/// Ties this child to the parent the marker names and takes the socket it names.
+fn adopt_parent_socket(marker: &OsString) -> Channel {
+    // The marker is `<socket descriptor>:<parent pid>`.
+    let (fd, parent): (i32, u32) = marker
+        .to_str()
+        .and_then(|s| s.split_once(':'))
+        .and_then(|(fd, parent)| Some((fd.parse().ok()?, parent.parse().ok()?)))
+        .unwrap_or_else(|| child_fail(format!("bad {MARKER} value {marker:?}")));
+    // Die with the parent; if it already died, nobody would ever signal this child.
+    match sys::exec::die_with_parent(parent) {
+        Ok(true) => {}
+        Ok(false) => sys::proc::exit_now(1),
+        Err(e) => child_fail(format!("cannot set the parent-death signal: {e}")),
+    }
+    // Named as its parent, not `exe`; only cosmetic, so a failure is ignored.
+    let _ = sys::proc::take_name_of(parent);
+    let sock =
+        sys::fd::adopt_inherited(fd).unwrap_or_else(|e| child_fail(format!("no socket at descriptor {fd}: {e}")));
+    // The socket must not leak into programs this child starts.
+    let _ = sys::fd::set_cloexec(sock.as_fd(), true);
+    Channel::new(sock, crate::wire::DEFAULT_MAX_FRAME)
+}
+
+/// The parent's hello, the payload behind it and the descriptors that came with them.
+fn read_hello(channel: &mut Channel) -> (Hello, Vec<u8>, Vec<std::os::fd::OwnedFd>) {
+    let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
+    let frame = channel.recv(Some(deadline)).unwrap_or_else(|e| child_fail(format!("no hello from the parent: {e}")));
+    if frame.kind != KIND_HELLO {
+        child_fail(format!("expected a hello, got frame kind {:#04x}", frame.kind));
+    }
+    let fds = frame.fds;
+    let (hello, payload) = codec::decode_prefix::<Hello>(frame.payload)
+        .map(|(h, rest)| (h, rest.to_vec()))
+        .unwrap_or_else(|e| child_fail(format!("unreadable hello: {e}")));
+    if hello.magic != MAGIC {
+        child_fail("the parent is not a multiproc program (bad magic)".into());
+    }
+    (hello, payload, fds)
+}
+
+/// Refuses a parent of another protocol version or another build; otherwise, the proof
+/// that this child is the parent's build.
+fn check_hello(channel: &mut Channel, hello: &Hello) -> identity::SameBuild {
+    if hello.version != PROTOCOL_VERSION {
+        let msg = format!("the parent speaks protocol {}, this program {PROTOCOL_VERSION}", hello.version);
+        refuse(channel, Refusal::Version { child_version: PROTOCOL_VERSION }, msg);
+    }
+    let mine = identity::fingerprint();
+    let Some(same_build) = identity::SameBuild::parent_checked(hello.fingerprint) else {
+        let msg = format!(
+            "refusing to run: this executable (fingerprint {mine:016x}) is not the parent's build ({:016x})",
+            hello.fingerprint
+        );
+        refuse(channel, Refusal::WrongBinary { child_fingerprint: mine }, msg);
+    };
+    same_build
 }
 
 /// Makes an integration-test binary (whose `main` the test harness writes) able to start
@@ -360,15 +402,6 @@ fn run_child(marker: OsString) -> ! {
 #[macro_export]
 macro_rules! test_init {
     () => {
-        // SAFETY: an `.init_array` entry is a plain `extern "C" fn()` the loader calls once
-        // before `main`; it only calls `multiproc::init()`, which needs nothing `main` sets up.
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROC_TEST_INIT: extern "C" fn() = {
-            extern "C" fn __multiproc_test_init() {
-                $crate::init();
-            }
-            __multiproc_test_init
-        };
+        $crate::__run_before_main!($crate::init);
     };
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::error::SyncError;
 use super::lock::{MUTEX_AT, Wait, lock_raw};
 use super::{region_handle_serde, sleep_on};
-use crate::shared::region::{Kind, Region};
+use crate::region::{Kind, Region};
 use crate::sys::{self, mutex};
 
 const GEN_AT: usize = 128; // futex word: bumped when a round ends (passed or broken)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::{LockError, SyncError};
 use super::lock::{MUTEX_AT, Wait, acquire_with, lock_raw};
 use super::{left, region_handle_serde};
-use crate::shared::region::{Kind, Region};
+use crate::region::{Kind, Region};
 use crate::sys::{self, mutex};
 
 const SEQ_AT: usize = 128;

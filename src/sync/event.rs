@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::error::SyncError;
 use super::{region_handle_serde, sleep_on};
-use crate::shared::region::{HEADER, Kind, Region};
+use crate::region::{HEADER, Kind, Region};
 use crate::sys;
 
 const FLAG_AT: usize = HEADER;

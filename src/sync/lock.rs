@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::{LockError, SyncError};
 use super::region_handle_serde;
-use crate::shared::region::{HEADER, Kind, Region};
+use crate::region::{HEADER, Kind, Region};
 use crate::sys::mutex::{self, Acquired, LockFailure};
 use crate::sys::shm::Mapping;
 

@@ -64,7 +64,7 @@ macro_rules! region_handle_serde {
         }
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                let region = $crate::shared::region::Region::deserialize_fd(d, $kind, 0)?;
+                let region = $crate::region::Region::deserialize_fd(d, $kind, 0)?;
                 Ok($ty { region: std::sync::Arc::new(region) })
             }
         }

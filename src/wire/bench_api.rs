@@ -1,4 +1,5 @@
-//! Entry points into the wire layer for the criterion benchmarks (`benches/`).
+//! Entry points into the wire layer for the criterion benchmarks (`benches/`), which
+//! reach them as `multiproc::bench_api`.
 //!
 //! Compiled only with the `bench-internals` feature, which the benchmarks turn on; it is
 //! not part of the crate's API and may change with the wire layer.
@@ -50,21 +51,4 @@ impl FramedEnd {
         let value = frame.decode::<T>().map_err(|e| FrameError::Malformed(e.to_string()))?;
         Ok((kind, value))
     }
-}
-
-/// Encodes `items` as `Pool::map` does in the calling thread (a length prefix, the value,
-/// its offset and a descriptor scope per item); returns the encoded size.
-pub fn encode_map_items<A: Serialize>(items: impl IntoIterator<Item = A>) -> usize {
-    crate::pool::bench::encode_items(items)
-}
-
-/// The body of a result chunk holding `values`, as a worker encodes it.
-pub fn result_chunk<R: Serialize>(values: &[R]) -> Vec<u8> {
-    crate::pool::bench::result_chunk(values)
-}
-
-/// Delivers a result chunk of `count` items to a whole map's collector, as the pool's
-/// driver does, and takes the values as `MapResult::get` does.
-pub fn collect_result_chunk<R: DeserializeOwned + Send + 'static>(body: &[u8], count: u32) -> Vec<R> {
-    crate::pool::bench::collect_chunk(body, count)
 }

@@ -313,60 +313,21 @@ impl FrameWriter {
         }
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER_LEN]);
-        let mut kind = kind;
-        let mut memfd = None;
-        let mut pooled = None;
-        match spill {
-            Some((big_kind, at, token)) if head.len() + body.len() >= at => {
-                let len = head.len() + body.len();
-                match self.spill.take(len) {
-                    Some(Ok(mut b)) => {
-                        b.fill(&[head, body]);
-                        match b.fd().try_clone_to_owned() {
-                            Ok(fd) => memfd = Some(fd),
-                            Err(e) => {
-                                self.buf.truncate(start);
-                                return Err(e.into());
-                            }
-                        }
-                        pooled = Some((token, b));
-                        self.buf.extend_from_slice(&(len as u64).to_le_bytes());
-                    }
-                    Some(Err(e)) => {
-                        self.buf.truncate(start);
-                        return Err(e.into());
-                    }
-                    None => match sys::mem::memfd_with(&[head, body]) {
-                        Ok(fd) => memfd = Some(fd),
-                        Err(e) => {
-                            self.buf.truncate(start);
-                            return Err(e.into());
-                        }
-                    },
+        let (kind, memfd, pooled) = match spill {
+            Some((big_kind, at, token)) if head.len() + body.len() >= at => match self.spill_parts(head, body, token) {
+                Ok((memfd, pooled)) => (big_kind, Some(memfd), pooled),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e);
                 }
-                kind = big_kind;
-            }
+            },
             _ => {
                 self.buf.extend_from_slice(head);
                 self.buf.extend_from_slice(body);
+                (kind, None, None)
             }
-        }
-        let mut dups = Vec::with_capacity(fds.len() + 1);
-        let mut r = Ok(());
-        for fd in fds {
-            match fd.try_clone() {
-                Ok(d) => dups.push(d),
-                Err(e) => {
-                    self.buf.truncate(start);
-                    r = Err(e.into());
-                    break;
-                }
-            }
-        }
-        if r.is_ok() {
-            dups.extend(memfd);
-            r = self.seal(start, kind, dups);
-        }
+        };
+        let r = self.seal_with_copies(start, kind, fds, memfd);
         // A body that was not queued frees its buffer at once.
         if let Some((token, b)) = pooled {
             match r {
@@ -375,6 +336,51 @@ impl FrameWriter {
             }
         }
         r
+    }
+
+    /// Copies `head` and `body` into a memfd for a frame being queued: a pooled one (its
+    /// length then follows the frame's header, and it comes back with `token` for the
+    /// pool) or, past the pool's limits, a fresh one.
+    fn spill_parts(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        token: u64,
+    ) -> Result<(OwnedFd, Option<(u64, sys::mem::SpillBuf)>), FrameError> {
+        let len = head.len() + body.len();
+        match self.spill.take(len) {
+            Some(Ok(mut b)) => {
+                b.fill(&[head, body]);
+                let fd = b.fd().try_clone_to_owned()?;
+                self.buf.extend_from_slice(&(len as u64).to_le_bytes());
+                Ok((fd, Some((token, b))))
+            }
+            Some(Err(e)) => Err(e.into()),
+            None => Ok((sys::mem::memfd_with(&[head, body])?, None)),
+        }
+    }
+
+    /// Seals the frame begun at `start` with copies of `fds`, then `memfd`, attached; a
+    /// copy that fails drops the frame from the buffer.
+    fn seal_with_copies(
+        &mut self,
+        start: usize,
+        kind: u8,
+        fds: &[OwnedFd],
+        memfd: Option<OwnedFd>,
+    ) -> Result<(), FrameError> {
+        let mut dups = Vec::with_capacity(fds.len() + 1);
+        for fd in fds {
+            match fd.try_clone() {
+                Ok(d) => dups.push(d),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+        dups.extend(memfd);
+        self.seal(start, kind, dups)
     }
 
     /// The reader is done with every spilled body sent under a token up to `token`

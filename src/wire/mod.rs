@@ -6,8 +6,7 @@
 //! oversized frame is a [`FrameError`], never a panic, a hang or undefined behaviour.
 
 #[cfg(feature = "bench-internals")]
-#[doc(hidden)]
-pub mod bench_api;
+pub(crate) mod bench_api;
 pub(crate) mod codec;
 mod error;
 pub(crate) mod fds;

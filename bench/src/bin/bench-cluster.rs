@@ -3,6 +3,7 @@
 //! worker processes, each serving with a local pool of one process — so two processes
 //! run tasks, as in the local pool's W1 and W3. The timed part is the same code as
 //! `with_multiproc`'s: only the line that makes the pool differs.
+#![deny(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

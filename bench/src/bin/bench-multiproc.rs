@@ -1,6 +1,7 @@
 //! multiproc's side of every workload: one function each, with the task bodies, inputs,
 //! checks and reports of `work.rs`. A workload whose part of multiproc does not exist
 //! yet returns `Outcome::Skipped("needs …")`, which the table shows as pending.
+#![deny(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,7 @@
 //! procspawn has no `map`, chunking, queue, pipe or manager: `map` is a loop of
 //! `Pool::spawn`, chunked by hand like Python's `map` when a chunk size is given;
 //! W7q, W7p and W8 are not applicable.
+#![deny(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The limits: a Unix socketpair between this process and a child, with nothing on it
 //! but bytes. The child is this binary started again with a hidden role, its end of the
 //! socket as standard input.
+#![deny(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};

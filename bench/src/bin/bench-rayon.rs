@@ -1,4 +1,5 @@
 //! The W5 ceiling: the same CPU-bound map on 2 rayon threads in one process.
+#![deny(unsafe_code)]
 
 use std::time::Instant;
 
