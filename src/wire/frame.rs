@@ -835,7 +835,7 @@ mod tests {
 
     #[test]
     fn spilled_bodies_reuse_their_memfd_once_released_and_bad_lengths_are_malformed() {
-        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        let (mut a, mut b) = Channel::pair(1 << 16).unwrap();
         for (token, fill) in [(1u64, 1u8), (2, 2), (3, 3)] {
             a.writer.queue_parts_spilling(1, Some((2, 16, token)), b"head", &[fill; 5000], &[]).unwrap();
             a.writer.flush(None).unwrap();
@@ -859,7 +859,7 @@ mod tests {
 
     #[test]
     fn a_kept_mapping_of_a_reused_memfd_shows_each_new_body() {
-        let (mut a, mut b) = Channel::pair(1024).unwrap();
+        let (mut a, mut b) = Channel::pair(1 << 16).unwrap();
         let mut maps = SpillMaps::default();
         let mut first = None;
         for (token, fill) in [(1u64, 1u8), (2, 2)] {
