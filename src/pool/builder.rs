@@ -48,6 +48,7 @@ pub struct PoolBuilder {
     start_timeout: Duration,
     executable: Option<PathBuf>,
     max_frame: u32,
+    retry_timeouts: bool,
 }
 
 impl PoolBuilder {
@@ -64,6 +65,7 @@ impl PoolBuilder {
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             executable: None,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            retry_timeouts: false,
         }
     }
 
@@ -140,6 +142,32 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether a task killed for its timeout counts as a retriable failure, like a task
+    /// whose worker died (default `false`: a timeout is final, as in pebble and billiard,
+    /// because a task that hung once usually hangs again and each try costs the whole
+    /// timeout). With `true`, such a task runs again, alone on a fresh worker, until its
+    /// [`retries`](PoolBuilder::retries) are spent, then fails with
+    /// [`TaskError::Timeout`](crate::TaskError::Timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn quick(x: u64) -> u64 { x + 1 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder()
+    ///     .processes(1)
+    ///     .timeout(Duration::from_secs(60))
+    ///     .retries(2)
+    ///     .retry_timeouts(true)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.apply(quick, 1).unwrap(), 2);
+    /// ```
+    pub fn retry_timeouts(mut self, yes: bool) -> Self {
+        self.retry_timeouts = yes;
+        self
+    }
+
     /// Default retries for every task whose worker dies; see
     /// [`TaskOptions::retries`](crate::TaskOptions::retries).
     pub fn retries(mut self, n: u32) -> Self {
@@ -187,6 +215,7 @@ impl PoolBuilder {
             address_space: self.address_space,
             initializer,
             initializer_name: self.initializer_name,
+            retry_timeouts: self.retry_timeouts,
             spec: ChildSpec {
                 name: String::new(),
                 identity: spawn::identity().identity.clone(),

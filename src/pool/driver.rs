@@ -46,6 +46,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) initializer: Option<(i64, i64, Vec<u8>)>,
     pub(crate) initializer_name: &'static str,
     pub(crate) spec: ChildSpec,
+    /// A task killed for its timeout is retried like one whose worker died.
+    pub(crate) retry_timeouts: bool,
 }
 
 /// Why the driver itself ended a worker.
@@ -940,6 +942,11 @@ impl Driver {
         match w.leaving {
             Some(Leaving::Killed(Kill::Timeout(timeout))) => {
                 self.stats.tasks_timed_out += 1;
+                if self.cfg.retry_timeouts && (one.attempts.len() as u32) < one.sub.retries {
+                    one.attempts.push(attempt);
+                    self.stats.tasks_retried += 1;
+                    return Some(one);
+                }
                 self.fail_job(&one, |_| TaskError::Timeout { task, pid, timeout });
                 None
             }

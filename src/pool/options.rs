@@ -76,7 +76,9 @@ impl<R> TaskOptions<R> {
         self
     }
 
-    /// Re-runs the task on a fresh worker up to `n` times if its worker dies.
+    /// Re-runs the task on a fresh worker up to `n` times if its worker dies. A timeout
+    /// is final unless the pool was built with
+    /// [`retry_timeouts(true)`](crate::PoolBuilder::retry_timeouts).
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
         self
