@@ -247,6 +247,20 @@ impl Driver {
     }
 
     pub(crate) fn run(mut self) {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        if let Err(panic) = served {
+            // A bug in the driver itself (user code runs guarded): every item still
+            // pending or running settles as terminated rather than waiting forever.
+            let message = super::guard::panic_message(panic.as_ref());
+            eprintln!("multiproc pool: the pool's driver failed ({message}); its tasks are terminated");
+            self.terminating = true;
+            self.terminate_all();
+        }
+        self.finish();
+    }
+
+    /// The driver's loop, until the pool is closed and drained or terminated.
+    fn serve(&mut self) {
         loop {
             let cancel = self.take_inbox();
             if self.terminating {
@@ -274,7 +288,6 @@ impl Driver {
             self.park_idle();
             self.wait(deadline);
         }
-        self.finish();
     }
 
     /// Nothing pending and nothing running. (Meaningful once the lane is shut: a link
