@@ -16,6 +16,7 @@ fn main() -> Result<(), multiproc::Error> {
     let start = Instant::now();
     processes()?;
     pool().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    accounting().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
@@ -186,5 +187,95 @@ fn pool() -> Result<(), Box<dyn std::error::Error>> {
     pool.join()?;
     let s = pool.stats();
     println!("  stats: {} workers started, {} died, {} tasks done", s.workers_started, s.workers_died, s.tasks_done);
+    Ok(())
+}
+
+/// Ways a task can misbehave beyond crashing, each of which once cost more than itself.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum Misbehaviour {
+    Fine,
+    /// Shuts down its worker's connection to the pool, then returns.
+    CutsItsSocket,
+    /// Returns more than the pool's frame limit.
+    HugeResult,
+    /// Its value's `Serialize` panics.
+    PanicsWhileEncoding,
+    /// Panics, and panics again while unwinding: the process aborts, as under
+    /// `panic = "abort"`.
+    PanicsTwice,
+}
+
+struct PanicsWhenDroppedUnwinding;
+
+impl Drop for PanicsWhenDroppedUnwinding {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            panic!("and again while unwinding");
+        }
+    }
+}
+
+/// A value whose `Serialize` panics.
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("this value refuses to be encoded")
+    }
+}
+
+fn misbehave(how: Misbehaviour) -> Vec<u8> {
+    match how {
+        Misbehaviour::Fine => vec![1, 2, 3],
+        Misbehaviour::CutsItsSocket => {
+            shut_down_own_sockets();
+            vec![4]
+        }
+        Misbehaviour::HugeResult => vec![0; 4 << 20],
+        Misbehaviour::PanicsWhileEncoding => {
+            // Encoding happens in the worker, after the function returned.
+            let _ = postcard::to_allocvec(&Unencodable);
+            vec![]
+        }
+        Misbehaviour::PanicsTwice => {
+            let _guard = PanicsWhenDroppedUnwinding;
+            panic!("a task that panics")
+        }
+    }
+}
+
+/// Shuts down every socket of this process, through duplicates taken by pidfd.
+fn shut_down_own_sockets() {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let Ok(me) = pidfd_open(getpid(), PidfdFlags::empty()) else { return };
+    for entry in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
+        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
+            let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Accounting: whatever a task does, its item settles once, with its own cause.
+fn accounting() -> Result<(), Box<dyn std::error::Error>> {
+    section("Accounting: whatever a task does, it settles once and costs only itself");
+    let pool = multiproc::Pool::builder().processes(2).max_frame_size(1 << 20).build()?;
+    use Misbehaviour::*;
+    let jobs = [Fine, CutsItsSocket, Fine, HugeResult, Fine, PanicsWhileEncoding, Fine, PanicsTwice, Fine];
+    let handles: Vec<_> = jobs.iter().map(|&job| pool.apply_async(misbehave, job)).collect();
+    for (job, h) in jobs.iter().zip(handles) {
+        match h.get() {
+            Ok(v) => println!("  {:<20} -> ok, {} bytes", format!("{job:?}"), v.len()),
+            Err(e) => println!("  {:<20} -> {e}", format!("{job:?}")),
+        }
+    }
+    let s = pool.stats();
+    println!(
+        "  stats: {} workers started, {} died, {} tasks done, {} panicked, {} failed for their worker",
+        s.workers_started, s.workers_died, s.tasks_done, s.tasks_panicked, s.tasks_worker_died
+    );
+    pool.close();
+    pool.join()?;
     Ok(())
 }

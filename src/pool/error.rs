@@ -79,7 +79,7 @@ pub enum TaskError {
     },
     /// The worker running the task died (a signal, `exit`, `abort`, a stack overflow, the
     /// kernel's OOM killer). The worker was replaced; no other task was lost.
-    #[error("task `{task}` was running in worker {pid}, which died with {}{}", describe_exit(*code), retried(attempts))]
+    #[error("task `{task}` was running in worker {pid}, which died with {}{}{}", describe_exit(*code), retried(attempts), hinted(hint))]
     WorkerDied {
         /// The task's function.
         task: &'static str,
@@ -93,7 +93,8 @@ pub enum TaskError {
         code: i32,
         /// Every run of the task, oldest first (more than one with `retries`).
         attempts: Vec<Attempt>,
-        /// A likely explanation, when there is one (e.g. an address-space limit).
+        /// A likely explanation, when there is one: what the worker said before it ended
+        /// (e.g. its connection was closed by the task), or an address-space limit.
         hint: Option<String>,
     },
     /// The task ran past its timeout: its worker was killed and replaced.
@@ -184,6 +185,10 @@ pub enum RemoteFailure {
     TooLarge,
     /// The worker could not run the task (it could not start the processes to run it).
     Worker,
+}
+
+fn hinted(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(": {h}")).unwrap_or_default()
 }
 
 fn retried(attempts: &[Attempt]) -> String {
