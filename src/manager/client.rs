@@ -20,7 +20,7 @@ use super::auth::{self, AuthError};
 use super::error::ManagerError;
 use super::protocol::{
     KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, KIND_SLOT_OPEN, MANAGER_PROTOCOL,
-    RemoteError, SessionHello, SessionReady, Writer, op,
+    RemoteError, SessionHello, SessionReady, Travel, Writer, registry as op, travel,
 };
 use super::slot::{self, ClientSlot, SLOT_CAPACITY, SlotReply};
 use crate::wire::codec;
@@ -428,11 +428,8 @@ impl Drop for Client {
 }
 
 /// Operations that may wait in the server.
-fn may_block(op: u8) -> bool {
-    matches!(
-        op,
-        op::Q_PUT | op::Q_GET | op::Q_JOIN | op::L_ACQUIRE | op::E_WAIT | op::C_WAIT | op::B_WAIT | op::WAIT_COUNT
-    )
+fn may_block(code: u8) -> bool {
+    travel(code) == Travel::Blocking
 }
 
 /// A posted request failed: nobody waits for its answer, so say it where it is seen.
