@@ -7,10 +7,16 @@
 //! decodes them, so it needs no types, and replies concatenate them into postcard shapes
 //! (`Option<T>`, `Vec<T>`) the typed proxy decodes at once.
 //!
-//! Each object kind has a file here with its operation codes, how each travels ([`Travel`]),
-//! its decoded form and its reader. [`decode_request`] is the only reader of client bytes
-//! after authentication: it checks every length against the payload and rejects trailing
-//! bytes, so any input is either a [`Request`] or a [`RemoteError::BadRequest`].
+//! Each object kind has a file here with its range of operation codes, each operation's
+//! code and how it travels ([`Travel`]: which connection it takes, whether it is
+//! answered), its decoded form and its reader. [`decode_request`] is the only reader of
+//! client bytes after authentication: it checks every length against the payload and
+//! rejects trailing bytes, so any input is either a [`Request`] or a
+//! [`RemoteError::BadRequest`].
+//!
+//! Adding an operation to a kind touches that kind's file here (a code in its range, an
+//! `OPS` entry, a variant and its reader), the kind's file in `server/objects/` (what it
+//! does), and the proxy (the method that writes it): nothing central.
 
 use std::time::Duration;
 
@@ -70,21 +76,40 @@ pub(crate) enum Travel {
     Blocking,
 }
 
-/// Every kind's operations.
-const ALL_OPS: [&[(u8, Travel)]; 8] =
-    [registry::OPS, dict::OPS, seq::OPS, value::OPS, namespace::OPS, queue::OPS, sync::OPS, custom::OPS];
+/// A kind's first and last operation code and its operations.
+type KindOps = (u8, u8, &'static [(u8, Travel)]);
 
-/// [`Travel`] by operation code, built from [`ALL_OPS`] at compile time.
+/// Every kind's range of operation codes (what [`decode_request`] dispatches on) and its
+/// operations.
+const KINDS: [KindOps; 8] = [
+    (registry::FIRST, registry::LAST, registry::OPS),
+    (dict::FIRST, dict::LAST, dict::OPS),
+    (seq::FIRST, seq::LAST, seq::OPS),
+    (value::FIRST, value::LAST, value::OPS),
+    (namespace::FIRST, namespace::LAST, namespace::OPS),
+    (queue::FIRST, queue::LAST, queue::OPS),
+    (sync::FIRST, sync::LAST, sync::OPS),
+    (custom::FIRST, custom::LAST, custom::OPS),
+];
+
+/// [`Travel`] by operation code, built from [`KINDS`] at compile time; the build fails
+/// if kinds' ranges overlap or reach the connection's own frame kinds (0xC0 and up), or
+/// an operation lies outside its kind's range.
 static TRAVEL: [Travel; 256] = travel_table();
 
 const fn travel_table() -> [Travel; 256] {
     let mut table = [Travel::Unknown; 256];
     let mut k = 0;
-    while k < ALL_OPS.len() {
+    while k < KINDS.len() {
+        let (first, last, ops) = KINDS[k];
+        assert!(first <= last && last < 0xC0, "a kind's range reaches the frame kinds");
+        assert!(k == 0 || KINDS[k - 1].1 < first, "kinds' ranges overlap or are out of order");
         let mut i = 0;
-        while i < ALL_OPS[k].len() {
-            let (code, travel) = ALL_OPS[k][i];
+        while i < ops.len() {
+            let (code, travel) = ops[i];
+            assert!(first <= code && code <= last, "an operation code lies outside its kind's range");
             assert!(matches!(table[code as usize], Travel::Unknown), "two operations share a code");
+            assert!(!matches!(travel, Travel::Unknown), "an operation must say how it travels");
             table[code as usize] = travel;
             i += 1;
         }
@@ -101,7 +126,7 @@ pub(crate) fn travel(code: u8) -> Travel {
 /// Every operation code, in kind order.
 #[cfg(test)]
 pub(crate) fn all_codes() -> impl Iterator<Item = u8> {
-    ALL_OPS.into_iter().flatten().map(|&(code, _)| code)
+    KINDS.into_iter().flat_map(|(_, _, ops)| ops).map(|&(code, _)| code)
 }
 
 /// One decoded request. Byte slices borrow the frame.
