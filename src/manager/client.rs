@@ -409,12 +409,13 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's request and reply buffers. A call made inside `f` (while
-/// a proxy encodes or decodes) finds none kept and uses new ones.
+/// a proxy encodes or decodes) finds none kept and uses new ones, as does one made while
+/// the thread's locals are destroyed (a proxy kept in a thread local, dropped last).
 fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
-    let (mut req, mut reply) = BUFFERS.take();
+    let (mut req, mut reply) = BUFFERS.try_with(Cell::take).unwrap_or_default();
     let r = f(&mut req, &mut reply);
     if req.capacity() <= KEEP_BUFFER && reply.capacity() <= KEEP_BUFFER {
-        BUFFERS.set((req, reply));
+        let _ = BUFFERS.try_with(|b| b.set((req, reply)));
     }
     r
 }
