@@ -9,6 +9,7 @@
 //! server, the primary connection gets a shared-memory slot for read-only requests
 //! (see `slot`): those then cost no syscall while both sides run.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -19,7 +20,7 @@ use super::auth::{self, AuthError};
 use super::error::ManagerError;
 use super::protocol::{
     KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, KIND_SLOT_OPEN, MANAGER_PROTOCOL,
-    RemoteError, SessionHello, SessionReady, Writer, op,
+    RemoteError, SessionHello, SessionReady, Travel, Writer, registry as op, travel,
 };
 use super::slot::{self, ClientSlot, SLOT_CAPACITY, SlotReply};
 use crate::wire::codec;
@@ -53,9 +54,6 @@ struct Primary {
     socket_reads: u32,
     /// The server refused a slot (or this is a TCP connection): never ask again.
     no_slot: bool,
-    /// Reused request and reply buffers of slot calls.
-    req: Vec<u8>,
-    reply: Vec<u8>,
 }
 
 impl Primary {
@@ -67,8 +65,6 @@ impl Primary {
             slot: None,
             socket_reads: 0,
             no_slot: !matches!(address, Address::Local(_)),
-            req: Vec::new(),
-            reply: Vec::new(),
         }
     }
 }
@@ -176,51 +172,55 @@ impl Client {
         ManagerError::Disconnected { address: self.address.clone(), source }
     }
 
-    /// Queues the request frame `op` whose payload `write` builds.
-    fn queue(
-        &self,
-        ch: &mut Channel,
-        op: u8,
-        write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
-    ) -> Result<(), ManagerError> {
-        let mut codec_error = None;
-        let r = ch.writer.queue_with(op, |buf| write(&mut Writer(buf)).inspect_err(|e| codec_error = Some(e.clone())));
-        match r {
+    /// A reply that is not what a request expects: the connection cannot be trusted.
+    fn unexpected(&self, kind: u8) -> ManagerError {
+        self.lost(FrameError::Malformed(format!("unexpected reply kind {kind:#04x}")))
+    }
+
+    /// The error an error reply carries.
+    fn remote_error(&self, payload: &[u8]) -> ManagerError {
+        match codec::decode::<RemoteError>(payload) {
+            Ok(e) => ManagerError::from_remote(e),
+            Err(e) => self.lost(FrameError::Malformed(format!("unreadable error reply: {e}"))),
+        }
+    }
+
+    /// Queues an encoded request frame.
+    fn send(&self, ch: &mut Channel, op: u8, req: &[u8], fds: &[OwnedFd]) -> Result<(), ManagerError> {
+        match ch.writer.queue_parts(op, req, &[], fds) {
             Ok(()) => Ok(()),
-            Err(_) if codec_error.is_some() => Err(ManagerError::Codec(codec_error.expect("checked"))),
             Err(FrameError::Oversized { len, max }) => Err(ManagerError::TooLarge { len, max }),
             Err(e) => Err(self.lost(e)),
         }
     }
 
-    /// Sends the queued request and reads its reply, skipping the error reports of
-    /// posted requests sent before it.
-    fn round_trip<R>(
-        &self,
-        ch: &mut Channel,
-        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
-    ) -> Result<R, ManagerError> {
+    /// Sends the queued request and copies its OK reply's payload into `reply`, skipping
+    /// the error reports of posted requests sent before it.
+    fn round_trip(&self, ch: &mut Channel, reply: &mut Vec<u8>) -> Result<(), ManagerError> {
         ch.writer.flush(None).map_err(|e| self.lost(e))?;
         ch.reader.spin_fill(REPLY_SPIN, None);
         loop {
             let frame = ch.recv(None).map_err(|e| self.lost(e))?;
             return match frame.kind {
-                KIND_OK => read(frame.payload).map_err(ManagerError::Codec),
-                KIND_ERR => match codec::decode::<RemoteError>(frame.payload) {
-                    Ok(e) => Err(ManagerError::from_remote(e)),
-                    Err(e) => Err(self.lost(FrameError::Malformed(format!("unreadable error reply: {e}")))),
-                },
+                KIND_OK => {
+                    reply.clear();
+                    reply.extend_from_slice(frame.payload);
+                    Ok(())
+                }
+                KIND_ERR => Err(self.remote_error(frame.payload)),
                 KIND_POSTED_ERR => {
                     report_posted(frame.payload);
                     continue;
                 }
-                k => Err(self.lost(FrameError::Malformed(format!("unexpected reply kind {k:#04x}")))),
+                k => Err(self.unexpected(k)),
             };
         }
     }
 
     /// One request and its reply: `write` builds the payload, `read` decodes an OK reply.
     ///
+    /// Both run with no connection held: encoding a proxy asks the server for a transit
+    /// token, and decoding one adopts it, each with a call of its own on this client.
     /// Quick requests share the process's primary connection, in order after its posted
     /// ones; requests that may wait in the server (a queue `get`, a lock, a barrier) go
     /// on a spare connection, once the posted requests are known to be applied.
@@ -230,23 +230,29 @@ impl Client {
         write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
         read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, ManagerError> {
+        with_buffers(|req, reply| {
+            let fds = encode(req, write)?;
+            self.exchange(op, req, &fds, reply)?;
+            read(reply).map_err(ManagerError::Codec)
+        })
+    }
+
+    /// Sends an encoded request and leaves its OK reply's payload in `reply`; a
+    /// connection is held only meanwhile.
+    fn exchange(&self, op: u8, req: &[u8], fds: &[OwnedFd], reply: &mut Vec<u8>) -> Result<(), ManagerError> {
         if may_block(op) {
-            self.sync()?;
-            let mut ch = self.take_spare()?;
-            self.queue(&mut ch, op, write)?;
-            let result = self.round_trip(&mut ch, read);
-            if !matches!(result, Err(ManagerError::Disconnected { .. })) {
-                self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
-            }
-            return result;
+            return self.exchange_spare(op, req, fds, reply);
         }
         let mut p = self.primary()?;
         if slot::eligible(op) && !p.no_slot {
-            return self.quick_read(&mut p, op, write, read);
+            if let Some(result) = self.exchange_slot(&mut p, op, req, fds, reply) {
+                return result;
+            }
+            p.socket_reads = p.socket_reads.saturating_add(1);
         }
         let ch = p.ch.as_mut().expect("opened by primary()");
-        self.queue(ch, op, write)?;
-        let result = self.round_trip(ch, read);
+        self.send(ch, op, req, fds)?;
+        let result = self.round_trip(ch, reply);
         match result {
             Err(ManagerError::Disconnected { .. }) => p.ch = None,
             _ => p.posted = false,
@@ -254,83 +260,48 @@ impl Client {
         result
     }
 
-    /// A read-only request: through the shared-memory slot when one is open and no
-    /// posted request is still in flight on the socket, else over the socket.
-    fn quick_read<R>(
-        &self,
-        p: &mut Primary,
-        op: u8,
-        write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
-        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
-    ) -> Result<R, ManagerError> {
-        let mut req = std::mem::take(&mut p.req);
-        req.clear();
-        let (r, fds) = crate::wire::fds::collect_outgoing(|| write(&mut Writer(&mut req)));
-        let result = match r {
-            Err(e) => Err(ManagerError::Codec(e)),
-            Ok(()) => self.quick_read_built(p, op, &req, &fds, read),
-        };
-        p.req = req;
+    /// A request that may wait in the server, on a spare connection.
+    fn exchange_spare(&self, op: u8, req: &[u8], fds: &[OwnedFd], reply: &mut Vec<u8>) -> Result<(), ManagerError> {
+        self.sync()?;
+        let mut ch = self.take_spare()?;
+        self.send(&mut ch, op, req, fds)?;
+        let result = self.round_trip(&mut ch, reply);
+        if !matches!(result, Err(ManagerError::Disconnected { .. })) {
+            self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
+        }
         result
     }
 
-    fn quick_read_built<R>(
+    /// A read-only request through the shared-memory slot, when one is open and no
+    /// posted request is still in flight on the socket; `None`: ask over the socket.
+    fn exchange_slot(
         &self,
         p: &mut Primary,
         op: u8,
         req: &[u8],
         fds: &[OwnedFd],
-        read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
-    ) -> Result<R, ManagerError> {
-        let mut read = Some(read);
+        reply: &mut Vec<u8>,
+    ) -> Option<Result<(), ManagerError>> {
         if p.slot.is_none() && !p.posted && p.socket_reads >= SLOT_AFTER {
             self.open_slot(p);
         }
-        if let Some(slot) = p.slot.as_ref().filter(|_| !p.posted && fds.is_empty() && req.len() <= SLOT_CAPACITY) {
-            let ch = p.ch.as_ref().expect("opened by primary()");
-            let mut gone = || {
-                crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO))
-                    .unwrap_or(true)
-            };
-            let mut reply = std::mem::take(&mut p.reply);
-            let answer = slot.call(op, req, &mut reply, &mut gone);
-            let result = match answer {
-                SlotReply::Done(KIND_OK) => {
-                    let read = read.take().expect("read once");
-                    Some(read(&reply).map_err(ManagerError::Codec))
-                }
-                SlotReply::Done(KIND_ERR) => Some(match codec::decode::<RemoteError>(&reply) {
-                    Ok(e) => Err(ManagerError::from_remote(e)),
-                    Err(e) => Err(self.lost(FrameError::Malformed(format!("unreadable error reply: {e}")))),
-                }),
-                SlotReply::Done(k) => {
-                    Some(Err(self.lost(FrameError::Malformed(format!("unexpected reply kind {k:#04x}")))))
-                }
-                SlotReply::TooBig => None,
-                SlotReply::Lost => Some(Err(self.lost(FrameError::Closed))),
-            };
-            p.reply = reply;
-            if let Some(result) = result {
-                if matches!(result, Err(ManagerError::Disconnected { .. })) {
-                    p.ch = None;
-                    p.slot = None;
-                }
-                return result;
-            }
+        let slot = p.slot.as_ref().filter(|_| !p.posted && fds.is_empty() && req.len() <= SLOT_CAPACITY)?;
+        let ch = p.ch.as_ref().expect("opened by primary()");
+        let mut gone = || {
+            crate::sys::fd::wait_ready(ch.fd(), crate::sys::fd::Readiness::Read, Some(Duration::ZERO)).unwrap_or(true)
+        };
+        let result = match slot.call(op, req, reply, &mut gone) {
+            SlotReply::Done(KIND_OK) => Ok(()),
+            SlotReply::Done(KIND_ERR) => Err(self.remote_error(reply)),
+            SlotReply::Done(k) => Err(self.unexpected(k)),
+            SlotReply::TooBig => return None,
+            SlotReply::Lost => Err(self.lost(FrameError::Closed)),
+        };
+        if matches!(result, Err(ManagerError::Disconnected { .. })) {
+            p.ch = None;
+            p.slot = None;
         }
-        p.socket_reads = p.socket_reads.saturating_add(1);
-        let ch = p.ch.as_mut().expect("opened by primary()");
-        match ch.writer.queue_parts(op, req, &[], fds) {
-            Ok(()) => {}
-            Err(FrameError::Oversized { len, max }) => return Err(ManagerError::TooLarge { len, max }),
-            Err(e) => return Err(self.lost(e)),
-        }
-        let result = self.round_trip(ch, read.take().expect("not used by the slot"));
-        match result {
-            Err(ManagerError::Disconnected { .. }) => p.ch = None,
-            _ => p.posted = false,
-        }
-        result
+        Some(result)
     }
 
     /// Opens a slot on the primary connection; on any refusal, reads stay on the socket.
@@ -341,7 +312,7 @@ impl Client {
         if ch.writer.queue_parts(KIND_SLOT_OPEN, &[], &[], std::slice::from_ref(slot.fd())).is_err() {
             return;
         }
-        match self.round_trip(ch, unit) {
+        match self.round_trip(ch, &mut Vec::new()) {
             Ok(()) => {
                 p.slot = Some(slot);
                 p.no_slot = false;
@@ -353,27 +324,40 @@ impl Client {
 
     /// Sends a request whose success needs no answer (`dict.set`, `list.push`, dropping
     /// a reference) without waiting: it is applied before every later call of this
-    /// process. The server reports a failure only (on the next read, to stderr).
+    /// process. The server reports a failure only (on the next read, to stderr). As for
+    /// [`call`](Self::call), `write` runs with no connection held.
     pub(crate) fn post(
         &self,
         op: u8,
         write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
     ) -> Result<(), ManagerError> {
+        with_buffers(|req, _| {
+            let fds = encode(req, write)?;
+            self.post_encoded(op, req, &fds)
+        })
+    }
+
+    fn post_encoded(&self, op: u8, req: &[u8], fds: &[OwnedFd]) -> Result<(), ManagerError> {
         let mut p = self.primary()?;
         let ch = p.ch.as_mut().expect("opened by primary()");
-        self.queue(ch, op, write)?;
+        self.send(ch, op, req, fds)?;
         if let Err(e) = ch.writer.flush(None) {
             p.ch = None;
             return Err(self.lost(e));
         }
-        // Read failure reports now and then, so they never fill the socket; one
-        // non-blocking read every few posts keeps a post at one syscall.
         p.posted = true;
         p.unchecked += 1;
         if p.unchecked < POST_CHECK_EVERY {
             return Ok(());
         }
         p.unchecked = 0;
+        self.read_posted_reports(&mut p)
+    }
+
+    /// Reads the failure reports of posted requests that have arrived, without waiting:
+    /// done now and then, so they never fill the socket, and one non-blocking read every
+    /// few posts keeps a post at one syscall.
+    fn read_posted_reports(&self, p: &mut Primary) -> Result<(), ManagerError> {
         let ch = p.ch.as_mut().expect("opened by primary()");
         while ch.reader.try_fill() {
             match ch.recv(None) {
@@ -384,7 +368,6 @@ impl Client {
                 }
             }
         }
-        p.posted = true;
         Ok(())
     }
 
@@ -395,14 +378,46 @@ impl Client {
             return Ok(());
         }
         let ch = p.ch.as_mut().expect("opened by primary()");
-        self.queue(ch, op::PING, |w| w.done())?;
-        let result = self.round_trip(ch, unit);
+        self.send(ch, op::PING, &[], &[])?;
+        let mut reply = Vec::new();
+        let result = self.round_trip(ch, &mut reply).and_then(|()| unit(&reply).map_err(ManagerError::Codec));
         match result {
             Err(ManagerError::Disconnected { .. }) => p.ch = None,
             _ => p.posted = false,
         }
         result
     }
+}
+
+/// Builds a request payload in `req`, collecting the descriptors its values attach.
+fn encode(
+    req: &mut Vec<u8>,
+    write: impl FnOnce(&mut Writer<'_>) -> Result<(), CodecError>,
+) -> Result<Vec<OwnedFd>, ManagerError> {
+    req.clear();
+    let (r, fds) = crate::wire::fds::collect_outgoing(|| write(&mut Writer(req)));
+    r.map_err(ManagerError::Codec)?;
+    Ok(fds)
+}
+
+/// Buffers kept for reuse this large at most, so one huge value does not pin its memory.
+const KEEP_BUFFER: usize = 1 << 20;
+
+thread_local! {
+    /// This thread's request and reply buffers, between calls.
+    static BUFFERS: Cell<(Vec<u8>, Vec<u8>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's request and reply buffers. A call made inside `f` (while
+/// a proxy encodes or decodes) finds none kept and uses new ones, as does one made while
+/// the thread's locals are destroyed (a proxy kept in a thread local, dropped last).
+fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
+    let (mut req, mut reply) = BUFFERS.try_with(Cell::take).unwrap_or_default();
+    let r = f(&mut req, &mut reply);
+    if req.capacity() <= KEEP_BUFFER && reply.capacity() <= KEEP_BUFFER {
+        let _ = BUFFERS.try_with(|b| b.set((req, reply)));
+    }
+    r
 }
 
 impl Drop for Client {
@@ -414,11 +429,8 @@ impl Drop for Client {
 }
 
 /// Operations that may wait in the server.
-fn may_block(op: u8) -> bool {
-    matches!(
-        op,
-        op::Q_PUT | op::Q_GET | op::Q_JOIN | op::L_ACQUIRE | op::E_WAIT | op::C_WAIT | op::B_WAIT | op::WAIT_COUNT
-    )
+fn may_block(code: u8) -> bool {
+    travel(code) == Travel::Blocking
 }
 
 /// A posted request failed: nobody waits for its answer, so say it where it is seen.

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
-use super::protocol::{Kind, op};
+use super::protocol::{Kind, dict as op};
 use super::type_name;
 
 proxy! {

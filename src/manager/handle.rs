@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::address::Address;
 use super::client::{self, Client};
 use super::error::ManagerError;
-use super::protocol::{Kind, op};
+use super::protocol::{Kind, registry as op};
 
 /// A counted reference to one server object.
 pub struct Handle {

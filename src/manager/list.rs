@@ -7,7 +7,7 @@ use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
 use super::handle::Handle;
-use super::protocol::{Kind, Writer, op};
+use super::protocol::{Kind, Writer, seq as op};
 use super::type_name;
 use crate::wire::CodecError;
 

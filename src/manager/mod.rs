@@ -75,7 +75,7 @@ pub use error::ManagerError;
 
 use client::Client;
 use handle::Handle;
-use protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, Wait, Writer, op};
+use protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, Wait, Writer, registry as op};
 use server::{ServerConfig, Started};
 
 use crate::spawn::{self, ChildProcess, ChildSpec};

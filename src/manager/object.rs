@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use super::client;
 use super::error::ManagerError;
 use super::functions;
-use super::protocol::{Kind, op};
+use super::protocol::{Kind, custom as op};
 use super::type_name;
 
 /// A type whose values can live in a manager's server, as objects registered with

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::handle::Handle;
-use super::protocol::{Kind, Wait, op};
+use super::protocol::{Kind, Wait, queue as op};
 use super::type_name;
 
 proxy! {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::protocol::op;
+use super::protocol::{Travel, travel};
 use crate::sys;
 use crate::sys::shm::Mapping;
 
@@ -56,26 +56,7 @@ const SERVER_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Requests that may go through a slot: they change nothing and never wait.
 pub(crate) fn eligible(code: u8) -> bool {
-    matches!(
-        code,
-        op::D_GET
-            | op::D_GET_MANY
-            | op::D_CONTAINS
-            | op::D_LEN
-            | op::D_KEYS
-            | op::D_VALUES
-            | op::D_ITEMS
-            | op::S_GET
-            | op::S_LEN
-            | op::S_SNAPSHOT
-            | op::V_GET
-            | op::N_GET
-            | op::N_NAMES
-            | op::Q_LEN
-            | op::SEM_VALUE
-            | op::E_IS_SET
-            | op::B_STATE
-    )
+    travel(code) == Travel::Read
 }
 
 fn state(m: &Mapping) -> &AtomicU32 {

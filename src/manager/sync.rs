@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::handle::Handle;
-use super::protocol::{Kind, Wait, op};
+use super::protocol::{Kind, Wait, sync as op};
 use super::thread_token;
 
 fn acquire(h: &Handle, wait: Option<Duration>) -> Result<bool, ManagerError> {

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
-use super::protocol::{Kind, op};
+use super::protocol::{Kind, namespace, value as value_op};
 use super::type_name;
 use crate::wire::{CodecError, codec};
 
@@ -29,19 +29,19 @@ proxy! {
 impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
     /// The current value.
     pub fn get(&self) -> Result<T, ManagerError> {
-        self.h.call(op::V_GET, |w| w.u64(self.h.id).done(), client::value::<T>)
+        self.h.call(value_op::V_GET, |w| w.u64(self.h.id).done(), client::value::<T>)
     }
 
     /// Replaces the value.
     pub fn set(&self, value: T) -> Result<(), ManagerError> {
-        self.h.call(op::V_SET, |w| w.u64(self.h.id).value(&value)?.done(), unit)
+        self.h.call(value_op::V_SET, |w| w.u64(self.h.id).value(&value)?.done(), unit)
     }
 
     /// Replaces the value with `f(old)` in the server, atomically; returns the new value.
     /// `f` is a fn item or a non-capturing closure.
     pub fn modify<F: Fn(T) -> T + Copy + Send + 'static>(&self, f: F) -> Result<T, ManagerError> {
         let (tramp, f) = functions::modify_value_fn::<T, F>(f);
-        self.h.call(op::V_MODIFY, |w| w.u64(self.h.id).i64(tramp).i64(f).done(), client::value::<T>)
+        self.h.call(value_op::V_MODIFY, |w| w.u64(self.h.id).i64(tramp).i64(f).done(), client::value::<T>)
     }
 }
 
@@ -78,7 +78,7 @@ impl NamespaceProxy {
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
         let want = stored_type_name::<T>();
         self.h.call(
-            op::N_GET,
+            namespace::N_GET,
             |w| w.u64(self.h.id).str(name).done(),
             |p| {
                 let err = |m: String| CodecError { op: "decode", type_name: want, message: m };
@@ -99,16 +99,20 @@ impl NamespaceProxy {
 
     /// Sets the attribute `name` to `value` (any serializable type).
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        self.h.call(op::N_SET, |w| w.u64(self.h.id).str(name).str(stored_type_name::<T>()).value(value)?.done(), unit)
+        self.h.call(
+            namespace::N_SET,
+            |w| w.u64(self.h.id).str(name).str(stored_type_name::<T>()).value(value)?.done(),
+            unit,
+        )
     }
 
     /// Removes the attribute `name`; returns whether it was set.
     pub fn remove(&self, name: &str) -> Result<bool, ManagerError> {
-        self.h.call(op::N_REMOVE, |w| w.u64(self.h.id).str(name).done(), client::value::<bool>)
+        self.h.call(namespace::N_REMOVE, |w| w.u64(self.h.id).str(name).done(), client::value::<bool>)
     }
 
     /// The names of the attributes, sorted.
     pub fn names(&self) -> Result<Vec<String>, ManagerError> {
-        self.h.call(op::N_NAMES, |w| w.u64(self.h.id).done(), client::value::<Vec<String>>)
+        self.h.call(namespace::N_NAMES, |w| w.u64(self.h.id).done(), client::value::<Vec<String>>)
     }
 }

@@ -1,0 +1,302 @@
+//! The registry: every object with its reference count, the sessions (client processes)
+//! that hold those references, references in transit between processes, and names.
+//!
+//! A session's references are counted apart, so when its last connection closes —
+//! cleanly or because the process was killed — everything it held is released. The
+//! registry's lock is taken for reference changes only: operations on an object go
+//! through the connection's cache (see [`Server::object`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::connection::Connection;
+use super::objects::{Object, Peer};
+use super::{Served, Server};
+use crate::manager::auth;
+use crate::manager::protocol::{Init, Kind, RegistryOp, RemoteError, Wait};
+use crate::spawn::identity::SameBuild;
+
+pub(super) struct Entry {
+    pub(super) obj: Arc<Object>,
+    pub(super) refs: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Session {
+    connections: u64,
+    refs: HashMap<u64, u64>,
+    /// References held for proxies on their way to another process, by token.
+    transit: HashMap<u64, u64>,
+}
+
+#[derive(Default)]
+pub(super) struct Registry {
+    pub(super) objects: HashMap<u64, Entry>,
+    pub(super) sessions: HashMap<[u8; 16], Session>,
+    /// token -> (session, object) for every reference in transit.
+    pub(super) transit: HashMap<u64, ([u8; 16], u64)>,
+    pub(super) names: HashMap<String, u64>,
+    next_id: u64,
+    next_token: u64,
+}
+
+impl Registry {
+    pub(super) fn new() -> Registry {
+        Registry { next_id: 1, next_token: 1, ..Registry::default() }
+    }
+
+    fn check(&self, id: u64, kind: Kind, types: &str) -> Result<(), RemoteError> {
+        let e = self.objects.get(&id).ok_or(RemoteError::UnknownObject(id))?;
+        if e.obj.kind != kind || &*e.obj.types != types {
+            return Err(RemoteError::WrongType { id, expected: types.into(), found: e.obj.types.to_string() });
+        }
+        Ok(())
+    }
+
+    fn incref(&mut self, session: [u8; 16], id: u64) {
+        if let Some(e) = self.objects.get_mut(&id) {
+            e.refs += 1;
+            *self.sessions.entry(session).or_default().refs.entry(id).or_default() += 1;
+        }
+    }
+
+    /// Drops one reference; returns the object if that was its last.
+    fn decref(&mut self, id: u64) -> Option<Arc<Object>> {
+        let e = self.objects.get_mut(&id)?;
+        e.refs -= 1;
+        if e.refs == 0 { self.objects.remove(&id).map(|e| e.obj) } else { None }
+    }
+
+    /// Ends a session: forgets its transit tokens and drops its references. Returns the
+    /// objects it referenced (to release its locks on) and those now freed.
+    fn end_session(&mut self, session: [u8; 16]) -> (Vec<Arc<Object>>, Vec<Arc<Object>>) {
+        let (mut held, mut freed) = (Vec::new(), Vec::new());
+        let Some(s) = self.sessions.remove(&session) else { return (held, freed) };
+        for token in s.transit.keys() {
+            self.transit.remove(token);
+        }
+        let ids = s.refs.iter().flat_map(|(&id, &n)| std::iter::repeat_n(id, n as usize));
+        for id in ids.chain(s.transit.values().copied()) {
+            if let Some(e) = self.objects.get(&id) {
+                held.push(e.obj.clone());
+            }
+            freed.extend(self.decref(id));
+        }
+        (held, freed)
+    }
+}
+
+impl Server {
+    pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `wait_object_count` waiters if objects were freed; drops them first, outside
+    /// the registry's lock (an object's drop may run user code).
+    fn notify_freed<T>(&self, freed: Option<T>) {
+        if freed.is_some() {
+            drop(freed);
+            self.freed.notify_all();
+        }
+    }
+
+    /// Opens a connection's place in a session (a new one, or its process's).
+    pub(crate) fn join(&self, session: Option<[u8; 16]>, same_build: Option<SameBuild>) -> Result<Connection, String> {
+        let mut reg = self.registry();
+        let id = match session {
+            Some(id) => {
+                let s = reg.sessions.get_mut(&id).ok_or("unknown session: its process's connections all closed")?;
+                s.connections += 1;
+                id
+            }
+            None => {
+                let mut id = [0u8; 16];
+                auth::random_bytes(&mut id).map_err(|e| e.to_string())?;
+                reg.sessions.insert(id, Session { connections: 1, ..Session::default() });
+                id
+            }
+        };
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(Connection::new(id, same_build))
+    }
+
+    /// Closes a connection; the last one of a session releases all it held.
+    pub(crate) fn leave(&self, conn: Connection) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        let (held, freed) = {
+            let mut reg = self.registry();
+            let Some(s) = reg.sessions.get_mut(&conn.session) else { return };
+            s.connections -= 1;
+            if s.connections > 0 {
+                return;
+            }
+            reg.end_session(conn.session)
+        };
+        for obj in &held {
+            obj.release_session(conn.session);
+        }
+        drop(held);
+        self.notify_freed((!freed.is_empty()).then_some(freed));
+    }
+
+    /// The object with this id, from the connection's cache when it is there.
+    pub(super) fn object(&self, conn: &mut Connection, id: u64) -> Result<Arc<Object>, RemoteError> {
+        if let Some(obj) = conn.cache.get(&id).and_then(Weak::upgrade) {
+            return Ok(obj);
+        }
+        let obj = self.registry().objects.get(&id).map(|e| e.obj.clone()).ok_or(RemoteError::UnknownObject(id))?;
+        conn.remember(id, &obj);
+        Ok(obj)
+    }
+
+    /// Serves one registry request.
+    pub(super) fn serve_registry(
+        &self,
+        session: [u8; 16],
+        op: &RegistryOp<'_>,
+        peer: &Peer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Served, RemoteError> {
+        use RegistryOp as R;
+        let put_u64 = |out: &mut Vec<u8>, n: u64| crate::wire::codec::encode_into(&n, out).expect("u64 encodes");
+        // A table: one step per operation.
+        match *op {
+            R::Create { kind, types, ref init } => put_u64(out, self.create(session, kind, types, init, peer)?),
+            R::Incref { obj, kind, types } => {
+                let mut reg = self.registry();
+                reg.check(obj, kind, types)?;
+                reg.incref(session, obj);
+            }
+            R::Decref { obj } => {
+                self.decref(session, obj);
+                return Ok(Served::Silent);
+            }
+            R::Transit { obj } => put_u64(out, self.transit(session, obj)?),
+            R::Adopt { obj, token, kind, types } => self.adopt(session, obj, token, kind, types)?,
+            R::Publish { name, obj } => self.publish(name, obj)?,
+            R::Lookup { name, kind, types } => put_u64(out, self.lookup(session, name, kind, types)?),
+            R::Unpublish { name } => self.unpublish(name)?,
+            R::Count => put_u64(out, self.registry().objects.len() as u64),
+            R::Ping => {}
+            R::WaitCount { max, wait } => out.push(self.wait_count(max, wait) as u8),
+        }
+        Ok(Served::Reply)
+    }
+
+    fn create(
+        &self,
+        session: [u8; 16],
+        kind: Kind,
+        types: &str,
+        init: &Init<'_>,
+        peer: &Peer<'_>,
+    ) -> Result<u64, RemoteError> {
+        let obj = Arc::new(Object::new(kind, types, init.clone(), peer)?);
+        let mut reg = self.registry();
+        let id = reg.next_id;
+        reg.next_id += 1;
+        reg.objects.insert(id, Entry { obj, refs: 0 });
+        reg.incref(session, id);
+        Ok(id)
+    }
+
+    /// Drops a reference `session` holds; only those can be dropped by it.
+    fn decref(&self, session: [u8; 16], obj: u64) {
+        let freed = {
+            let mut reg = self.registry();
+            let Some(s) = reg.sessions.get_mut(&session) else { return };
+            match s.refs.get_mut(&obj) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => drop(s.refs.remove(&obj)),
+                None => return,
+            }
+            reg.decref(obj)
+        };
+        self.notify_freed(freed);
+    }
+
+    /// Holds a reference for a proxy on its way to another process; returns its token.
+    fn transit(&self, session: [u8; 16], obj: u64) -> Result<u64, RemoteError> {
+        let mut reg = self.registry();
+        let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
+        e.refs += 1;
+        let token = reg.next_token;
+        reg.next_token += 1;
+        reg.transit.insert(token, (session, obj));
+        reg.sessions.entry(session).or_default().transit.insert(token, obj);
+        Ok(token)
+    }
+
+    /// Takes over the reference in transit under `token`, for `session`.
+    fn adopt(&self, session: [u8; 16], obj: u64, token: u64, kind: Kind, types: &str) -> Result<(), RemoteError> {
+        let mut reg = self.registry();
+        reg.check(obj, kind, types)?;
+        match reg.transit.get(&token) {
+            Some(&(from, o)) if o == obj => {
+                reg.transit.remove(&token);
+                if let Some(s) = reg.sessions.get_mut(&from) {
+                    s.transit.remove(&token);
+                }
+                *reg.sessions.entry(session).or_default().refs.entry(obj).or_default() += 1;
+            }
+            // Already adopted (the same bytes decoded twice): take a new reference.
+            _ => reg.incref(session, obj),
+        }
+        Ok(())
+    }
+
+    fn publish(&self, name: &str, obj: u64) -> Result<(), RemoteError> {
+        let freed = {
+            let mut reg = self.registry();
+            let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
+            e.refs += 1;
+            let old = reg.names.insert(name.to_string(), obj);
+            old.and_then(|old| reg.decref(old))
+        };
+        self.notify_freed(freed);
+        Ok(())
+    }
+
+    fn lookup(&self, session: [u8; 16], name: &str, kind: Kind, types: &str) -> Result<u64, RemoteError> {
+        let mut reg = self.registry();
+        let &id = reg.names.get(name).ok_or_else(|| RemoteError::UnknownName(name.into()))?;
+        reg.check(id, kind, types)?;
+        reg.incref(session, id);
+        Ok(id)
+    }
+
+    fn unpublish(&self, name: &str) -> Result<(), RemoteError> {
+        let freed = {
+            let mut reg = self.registry();
+            let id = reg.names.remove(name).ok_or_else(|| RemoteError::UnknownName(name.into()))?;
+            reg.decref(id)
+        };
+        self.notify_freed(freed);
+        Ok(())
+    }
+
+    /// Waits until at most `max` objects live, for at most `wait`; returns whether they do.
+    fn wait_count(&self, max: u64, wait: Wait) -> bool {
+        let deadline = match wait {
+            Wait::No => Some(Instant::now()),
+            Wait::For(d) => Instant::now().checked_add(d),
+            Wait::Forever => None,
+        };
+        let mut reg = self.registry();
+        loop {
+            if reg.objects.len() as u64 <= max {
+                return true;
+            }
+            let slice = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(Duration::from_millis(100)),
+                    _ => return false,
+                },
+                None => Duration::from_millis(100),
+            };
+            reg = self.freed.wait_timeout(reg, slice).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
