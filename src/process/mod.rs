@@ -1,5 +1,7 @@
 //! `Process`: run a function in a child process, as Python's `multiprocessing.Process`.
 
+mod reaper;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -100,6 +102,23 @@ impl Record {
         children().retain(|r| !Arc::ptr_eq(r, self));
     }
 }
+
+impl reaper::Wait for Arc<Record> {
+    fn try_wait(&self) -> std::io::Result<Option<i32>> {
+        let code = self.process.try_wait();
+        if !matches!(code, Ok(None)) {
+            self.forget();
+        }
+        code
+    }
+
+    fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.process.pidfd()
+    }
+}
+
+/// Children whose `Process` was dropped while they ran.
+static REAPER: reaper::Reaper<Arc<Record>> = reaper::Reaper::new();
 
 fn children() -> std::sync::MutexGuard<'static, Vec<Arc<Record>>> {
     static CHILDREN: Mutex<Vec<Arc<Record>>> = Mutex::new(Vec::new());
@@ -288,6 +307,18 @@ impl Process {
     pub fn kill(&self) -> Result<(), Error> {
         let r = self.record("can only kill a started process")?;
         Ok(r.process.signal(libc::SIGKILL)?)
+    }
+}
+
+/// Dropping the handle of a running child lets it run on, as in Python; it is reaped
+/// when it ends (or joined at exit, if it is not daemonic), nothing left behind.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(record) = self.started.take()
+            && record.poll().is_none()
+        {
+            REAPER.adopt(record);
+        }
     }
 }
 

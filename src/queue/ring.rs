@@ -10,11 +10,21 @@
 //! the whole message in the queue or none of it. The robust mutexes hand the lock to the
 //! next process with `OwnerDied`, which needs no repair.
 //!
+//! A message is taken exactly when `head` moves past it, so a consumer does everything
+//! that can block, or let another process run in its place, *before* that store: it
+//! copies the message out (a socket message is only peeked, and dropped from the socket
+//! after the commit), then wakes sleeping producers, then commits. Waking first matters:
+//! the woken producer may preempt the consumer, and a consumer killed then has taken
+//! nothing. A producer woken while the ring is still full yields briefly for the commit
+//! that follows; one that falls asleep anyway bumps `PUT_SLEEPS`, and only then does the
+//! consumer wake producers again after its commit.
+//!
 //! Messages that carry descriptors, or too large for the ring, travel as one
 //! `SOCK_SEQPACKET` message (payload inline, or in a sealed memfd) with a fresh number;
-//! the ring holds a marker with that number. A consumer taking a marker reads socket
+//! the ring holds a marker with that number. A consumer taking a marker drops socket
 //! messages until the one with its number: older ones were orphaned by a producer that
-//! died between send and commit; if its own is gone, a consumer that died took it.
+//! died between send and commit, or left by a consumer that died after its commit; if
+//! its own is gone, the marker is skipped.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -33,6 +43,9 @@ const GET_SIGNAL_AT: usize = 204;
 const HEAD_AT: usize = 256;
 const PUTTERS_WAITING_AT: usize = 264;
 const PUT_SIGNAL_AT: usize = 268;
+/// Counts producers about to sleep: a consumer that sees it move between its wake-up call
+/// and its commit wakes them again (the one system call it may make after a commit).
+const PUT_SLEEPS_AT: usize = 272;
 const CAP_AT: usize = 320;
 const MAXSIZE_AT: usize = 324;
 const SHUTDOWN_AT: usize = 328;
@@ -52,6 +65,9 @@ const INLINE_MAX: usize = 48 * 1024;
 const NOWAIT_LOCK: Duration = Duration::from_millis(20);
 /// Idle checks a consumer makes before it sleeps, to catch a producer that is about to commit.
 const SPINS: u32 = 200;
+/// How long a producer woken while the queue is still full yields, rather than sleeps,
+/// waiting for the commit of the consumer that woke it (which wakes before it commits).
+const COMMIT_SPIN: Duration = Duration::from_millis(2);
 
 /// The default ring size.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -260,9 +276,25 @@ impl Ring {
             waiting.fetch_add(1, SeqCst);
             let seen = signal.load(SeqCst);
             drop(held);
-            let r = self.sleep(signal, seen, patience.deadline(), || head_w.load(SeqCst) == head);
+            let sleeps = self.word32(PUT_SLEEPS_AT);
+            let r = self.sleep(signal, seen, patience.deadline(), || {
+                sleeps.fetch_add(1, SeqCst);
+                head_w.load(SeqCst) == head
+            });
             waiting.fetch_sub(1, SeqCst);
             r?;
+            if signal.load(SeqCst) != seen {
+                self.await_commit(head);
+            }
+        }
+    }
+
+    /// Yields, for [`COMMIT_SPIN`] at most, until `head` moves on: a consumer wakes
+    /// producers just before its commit.
+    fn await_commit(&self, head: u64) {
+        let until = Instant::now() + COMMIT_SPIN;
+        while self.word64(HEAD_AT).load(SeqCst) == head && Instant::now() < until && !self.is_shut_down() {
+            std::thread::yield_now();
         }
     }
 
@@ -341,67 +373,98 @@ impl Ring {
     }
 
     /// Takes one message into `out` (and its descriptors into `fds`).
+    ///
+    /// Everything that can block or let another process run (copying out, looking at the
+    /// socket message, waking producers) comes before the commit of `head`; after it, no
+    /// system call unless a producer started to sleep meanwhile. So a consumer killed
+    /// while a producer it woke runs in its place has not taken the message.
     pub(crate) fn get(&self, out: &mut Vec<u8>, fds: &mut Vec<OwnedFd>, patience: Patience) -> Result<(), RingError> {
         let head_w = self.word64(HEAD_AT);
-        let tail_w = self.word64(TAIL_AT);
         let held = self.lock(GET_MUTEX_AT, patience)?;
+        loop {
+            let head = self.wait_for_message(patience)?;
+            let p = pos(head);
+            let (word, tag) = self.read_header(p);
+            let len = if tag == TAG_INLINE { word as usize } else { 0 };
+            let next = pack(seq(head).wrapping_add(1), (p + 8 + pad8(len)) % self.cap);
+            let got = match tag {
+                TAG_INLINE if len <= self.cap / 4 => {
+                    self.read_payload(p, len, out);
+                    Ok(true)
+                }
+                TAG_SOCKET => self.peek_packet(word, out, fds),
+                _ => Err(RingError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("corrupt queue record (tag {tag}, word {word})"),
+                ))),
+            };
+            let sleeps = self.wake_putters();
+            head_w.store(next, SeqCst);
+            if tag == TAG_SOCKET && !matches!(got, Ok(false)) {
+                // Committed: the message is ours, its socket copy can go.
+                self.discard_packet();
+            }
+            self.wake_putters_again(sleeps);
+            // `Ok(false)`: its message went with a consumer that died; take the next.
+            if !matches!(got, Ok(false)) {
+                drop(held);
+                return got.map(drop);
+            }
+        }
+    }
+
+    /// Waits, holding the get lock, until the ring holds a message; returns `head`.
+    fn wait_for_message(&self, patience: Patience) -> Result<u64, RingError> {
+        let head_w = self.word64(HEAD_AT);
+        let tail_w = self.word64(TAIL_AT);
         let mut spins = 0;
         loop {
             let head = head_w.load(SeqCst);
             let tail = tail_w.load(SeqCst);
-            if seq(tail) == seq(head) {
-                if self.is_shut_down() {
-                    return Err(RingError::ShutDown);
+            if seq(tail) != seq(head) {
+                return Ok(head);
+            }
+            if self.is_shut_down() {
+                return Err(RingError::ShutDown);
+            }
+            if let Patience::No = patience {
+                return Err(RingError::Empty);
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                if spins % 32 == 0 {
+                    std::thread::yield_now();
                 }
-                if let Patience::No = patience {
-                    return Err(RingError::Empty);
-                }
-                if spins < SPINS {
-                    spins += 1;
-                    std::hint::spin_loop();
-                    if spins % 32 == 0 {
-                        std::thread::yield_now();
-                    }
-                    continue;
-                }
-                let waiting = self.word32(GETTERS_WAITING_AT);
-                let signal = self.word32(GET_SIGNAL_AT);
-                waiting.fetch_add(1, SeqCst);
-                let seen = signal.load(SeqCst);
-                let r = self.sleep(signal, seen, patience.deadline(), || tail_w.load(SeqCst) == tail);
-                waiting.fetch_sub(1, SeqCst);
-                r?;
                 continue;
             }
-            let p = pos(head);
-            let s = seq(head);
-            let (word, tag) = self.read_header(p);
-            let len = if tag == TAG_INLINE { word as usize } else { 0 };
-            let next = pack(s.wrapping_add(1), (p + 8 + pad8(len)) % self.cap);
-            let got = match tag {
-                TAG_INLINE if len <= self.cap / 4 => {
-                    self.read_payload(p, len, out);
-                    true
-                }
-                TAG_SOCKET => self.recv_packet(word, out, fds)?,
-                _ => {
-                    head_w.store(next, SeqCst);
-                    return Err(RingError::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("corrupt queue record (tag {tag}, word {word})"),
-                    )));
-                }
-            };
-            head_w.store(next, SeqCst);
-            if !got {
-                continue; // its message went with a consumer that died
-            }
-            drop(held);
-            if self.word32(PUTTERS_WAITING_AT).load(SeqCst) > 0 {
-                self.word32(PUT_SIGNAL_AT).fetch_add(1, SeqCst);
-                sys::futex::wake_all(self.word32(PUT_SIGNAL_AT));
-            }
-            return Ok(());
+            let waiting = self.word32(GETTERS_WAITING_AT);
+            let signal = self.word32(GET_SIGNAL_AT);
+            waiting.fetch_add(1, SeqCst);
+            let seen = signal.load(SeqCst);
+            let r = self.sleep(signal, seen, patience.deadline(), || tail_w.load(SeqCst) == tail);
+            waiting.fetch_sub(1, SeqCst);
+            r?;
+        }
+    }
+
+    /// Before a commit: wakes sleeping producers (they wait for it, see `put`). Returns
+    /// the producers' sleep count, for [`wake_putters_again`](Ring::wake_putters_again).
+    fn wake_putters(&self) -> u32 {
+        let sleeps = self.word32(PUT_SLEEPS_AT).load(SeqCst);
+        if self.word32(PUTTERS_WAITING_AT).load(SeqCst) > 0 {
+            self.word32(PUT_SIGNAL_AT).fetch_add(1, SeqCst);
+            sys::futex::wake_all(self.word32(PUT_SIGNAL_AT));
+        }
+        sleeps
+    }
+
+    /// After a commit: wakes producers again only if one went to sleep since
+    /// `wake_putters` (it may have seen the old `head`).
+    fn wake_putters_again(&self, sleeps: u32) {
+        if self.word32(PUT_SLEEPS_AT).load(SeqCst) != sleeps && self.word32(PUTTERS_WAITING_AT).load(SeqCst) > 0 {
+            self.word32(PUT_SIGNAL_AT).fetch_add(1, SeqCst);
+            sys::futex::wake_all(self.word32(PUT_SIGNAL_AT));
         }
     }
 
@@ -423,8 +486,10 @@ impl Ring {
         }
     }
 
-    /// Receives the socket message numbered `want`; `false` if it is gone.
-    fn recv_packet(&self, want: u32, out: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<bool, RingError> {
+    /// Copies the socket message numbered `want`, leaving it in the socket until the
+    /// commit ([`discard_packet`](Ring::discard_packet)); `false` if it is gone. Older
+    /// messages, orphaned by producers that died before committing, are dropped.
+    fn peek_packet(&self, want: u32, out: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<bool, RingError> {
         let rx = self.rx.as_fd();
         loop {
             let mut peek = [0u8; 4];
@@ -434,13 +499,14 @@ impl Ring {
             if ahead > 0 {
                 return Ok(false);
             }
+            if ahead < 0 {
+                self.discard_packet();
+                continue;
+            }
             out.clear();
             out.resize(INLINE_MAX + 64, 0);
             let mut got = Vec::new();
-            let n = sys::sock::recv(rx, out, &mut got, true)?;
-            if ahead < 0 {
-                continue; // orphaned by a producer that died before committing it
-            }
+            let n = sys::sock::peek(rx, out, &mut got)?;
             out.truncate(n);
             let flags = if n >= 8 { u32::from_le_bytes(out[4..8].try_into().unwrap()) } else { 0 };
             if flags & FLAG_MEMFD != 0 {
@@ -454,6 +520,12 @@ impl Ring {
             fds.extend(got);
             return Ok(true);
         }
+    }
+
+    /// Drops the socket message at the front (its descriptors are closed).
+    fn discard_packet(&self) {
+        let mut head = [0u8; 8];
+        let _ = sys::sock::recv(self.rx.as_fd(), &mut head, &mut Vec::new(), true);
     }
 }
 
@@ -509,6 +581,21 @@ mod tests {
         ring.put(b"after", &mut Vec::new(), Patience::No).unwrap();
         ring.get(&mut out, &mut fds, Patience::No).unwrap();
         assert_eq!(out, b"after");
+    }
+
+    #[test]
+    fn a_socket_message_looked_at_but_not_committed_stays_for_the_next_consumer() {
+        let ring = Ring::create(0, 0, 4096).unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        ring.put(b"kept", &mut vec![OwnedFd::from(a)], Patience::No).unwrap();
+        // A consumer that dies before its commit has only looked at the message.
+        let (mut out, mut fds) = (Vec::new(), Vec::new());
+        assert!(ring.peek_packet(0, &mut out, &mut fds).unwrap());
+        drop(fds);
+        let mut fds = Vec::new();
+        ring.get(&mut out, &mut fds, Patience::No).unwrap();
+        assert_eq!((out.as_slice(), fds.len()), (&b"kept"[..], 1));
+        assert!(sys::packet::peek(ring.rx.as_fd(), &mut [0u8; 4]).unwrap().is_none(), "taken from the socket too");
     }
 
     #[test]

@@ -61,6 +61,16 @@ pub(crate) fn recv(
     if nonblocking {
         flags |= RecvFlags::DONTWAIT;
     }
+    recv_with(sock, buf, fds, flags)
+}
+
+/// Copies the next message into `buf` without taking it, as [`recv`] with `nonblocking`
+/// would receive it; its descriptors are duplicated into `fds` (the message keeps its own).
+pub(crate) fn peek(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    recv_with(sock, buf, fds, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT | RecvFlags::PEEK)
+}
+
+fn recv_with(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, flags: RecvFlags) -> io::Result<usize> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     loop {
         let mut control = RecvAncillaryBuffer::new(&mut space);
