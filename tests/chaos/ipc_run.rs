@@ -48,6 +48,11 @@ pub struct IpcPlan {
     pub items: u64,
     /// The child is killed once this many of its items were seen.
     pub kill_after: u64,
+    /// For queue runs: consumers one after the other, each killed after forwarding this
+    /// many items (or, `silent`, after this many milliseconds).
+    pub kill_steps: Vec<u64>,
+    /// Queue consumers keep what they take instead of forwarding it.
+    pub silent: bool,
     /// The bounded queue's size, or the pipe's largest message.
     pub size: usize,
 }
@@ -66,7 +71,11 @@ impl IpcPlan {
             IpcKind::PipeKill => rng.pick(&[16, 4096, 300_000]),
             _ => 0,
         };
-        Some(IpcPlan { kind, items, kill_after: rng.range(0, items - 1), size })
+        let consumers = rng.range(1, 4);
+        let silent = rng.chance(1, 2);
+        let kill_steps =
+            (0..consumers).map(|_| if silent { rng.range(0, 20) } else { rng.range(0, items / consumers) }).collect();
+        Some(IpcPlan { kind, items, kill_after: rng.range(0, items - 1), kill_steps, silent, size })
     }
 
     pub fn describe(&self) -> String {
@@ -101,6 +110,13 @@ fn kill(p: &Process, tally: &mut Tally) {
     }
 }
 
+/// Takes items off the queue and keeps them: almost always inside `get` when killed.
+fn consume_silently(q: Queue<u64>) {
+    loop {
+        q.get().unwrap();
+    }
+}
+
 /// Takes items off the queue and hands each to the parent through the pipe.
 fn consume_forward((q, out): (Queue<u64>, Connection<u64>)) {
     loop {
@@ -109,22 +125,62 @@ fn consume_forward((q, out): (Queue<u64>, Connection<u64>)) {
     }
 }
 
+/// The producer's last message: after it, nothing more comes.
+const END: u64 = u64::MAX;
+
+/// Puts `0..n`, then `END`.
+fn produce((q, n): (Queue<u64>, u64)) {
+    for i in (0..n).chain([END]) {
+        q.put(i).unwrap();
+    }
+}
+
 fn run_queue(plan: &IpcPlan, tally: &mut Tally) -> Vec<u32> {
     let q = if plan.kind == IpcKind::QueueKill { Queue::new() } else { Queue::bounded(plan.size) }.unwrap();
+    let n = plan.items;
+    let mut producer = Process::new(produce, (q.clone(), n));
+    producer.start().unwrap();
+    let mut pids: Vec<u32> = producer.pid().into_iter().collect();
+    let mut seen = Vec::new();
+    // Where each killed consumer's forwarded items end in `seen`: the item right after
+    // may be missing (it was in the consumer's hands).
+    let mut boundaries = Vec::new();
+    let mut target = 0;
+    for &step in &plan.kill_steps {
+        target += step;
+        if plan.silent {
+            pids.extend(one_silent_consumer(&q, step, tally));
+        } else {
+            pids.extend(one_consumer(&q, target, &mut seen, tally));
+        }
+        boundaries.push(seen.len());
+    }
+    // Each forwarding consumer may have taken one item unseen; a silent one, any number.
+    let at_least = if plan.silent { 0 } else { n - boundaries.len().min(n as usize) as u64 };
+    drain(&q, &producer, &mut seen, at_least, tally);
+    if !producer.join_timeout(PATIENCE).unwrap() {
+        tally.lost(format!("the producer is still blocked in put after {} items came", seen.len()));
+        kill(&producer, tally);
+    }
+    check_sequence(&seen, &boundaries, if plan.silent { n } else { 1 }, n, tally);
+    q.put(7).unwrap();
+    if q.get_timeout(PATIENCE).ok() != Some(7) {
+        tally.wrong("the queue does not work after the kills".into());
+    }
+    pids
+}
+
+/// Starts a consumer, lets it forward items until `target` are in `seen` (or `END`
+/// is), kills it, and collects what it forwarded.
+fn one_consumer(q: &Queue<u64>, target: u64, seen: &mut Vec<u64>, tally: &mut Tally) -> Option<u32> {
     let (from_child, to_parent) = Pipe::simplex::<u64>().unwrap();
     let mut victim = Process::new(consume_forward, (q.clone(), to_parent));
     victim.start().unwrap();
-    let n = plan.items;
-    let producer = {
-        let q = q.clone();
-        std::thread::spawn(move || (0..n).try_for_each(|i| q.put(i)))
-    };
-    let mut seen = Vec::new();
-    while (seen.len() as u64) < plan.kill_after {
+    while (seen.len() as u64) < target && seen.last() != Some(&END) {
         match from_child.recv_timeout(PATIENCE) {
             Ok(v) => seen.push(v),
             Err(e) => {
-                tally.lost(format!("the consumer stopped forwarding after {} items: {e}", seen.len()));
+                tally.lost(format!("a consumer stopped forwarding after {} items in all: {e}", seen.len()));
                 break;
             }
         }
@@ -137,41 +193,63 @@ fn run_queue(plan: &IpcPlan, tally: &mut Tally) -> Vec<u32> {
             Err(_) => break,
         }
     }
-    let forwarded = seen.len();
-    drain(&q, &mut seen, n, tally);
-    match producer.join().unwrap() {
-        Ok(()) => {
-            // Its last put may still be parked in this process: deliver it, then look.
-            q.join_thread();
-            if let Ok(v) = q.get_nowait() {
-                seen.push(v);
-            }
-        }
-        Err(e) => tally.wrong(format!("the producer's put failed: {e}")),
-    }
-    let all: Vec<u64> = (0..n).collect();
-    let but_one: Vec<u64> = (0..n).filter(|&v| v != forwarded as u64).collect();
-    if seen != all && seen != but_one {
-        tally.lost(format!("{n} put, {forwarded} forwarded by the killed consumer, then got: {seen:?}"));
-    }
-    q.put(7).unwrap();
-    if q.get_timeout(PATIENCE).ok() != Some(7) {
-        tally.wrong("the queue does not work after the kill".into());
-    }
-    victim.pid().into_iter().collect()
+    victim.pid()
 }
 
-/// Takes items until at most one of `0..n` is unaccounted for: the one the killed
-/// consumer may have been holding, or the producer's last, which may still be parked.
-fn drain(q: &Queue<u64>, seen: &mut Vec<u64>, n: u64, tally: &mut Tally) {
-    while (seen.len() as u64) + 1 < n {
-        match q.get_timeout(PATIENCE) {
+/// Starts a consumer that keeps what it takes, and kills it `delay_ms` later (a random
+/// moment, most likely inside `get`).
+fn one_silent_consumer(q: &Queue<u64>, delay_ms: u64, tally: &mut Tally) -> Option<u32> {
+    let mut victim = Process::new(consume_silently, q.clone());
+    victim.start().unwrap();
+    // The fault's moment, not a wait for a condition.
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    kill(&victim, tally);
+    victim.pid()
+}
+
+/// Takes items until `END`, or until the producer has ended, `at_least` items are in
+/// and the queue is empty (the killed consumers may have taken `END`).
+fn drain(q: &Queue<u64>, producer: &Process, seen: &mut Vec<u64>, at_least: u64, tally: &mut Tally) {
+    while seen.last() != Some(&END) {
+        let enough = seen.len() as u64 >= at_least;
+        // Once enough items are in, whatever is still due comes at once or never: look
+        // at the producer between short waits.
+        match q.get_timeout(if enough { Duration::from_millis(50) } else { PATIENCE }) {
             Ok(v) => seen.push(v),
+            Err(multiproc::QueueError::TimedOut) if enough => {
+                if producer.join_timeout(Duration::ZERO).unwrap() {
+                    while let Ok(v) = q.get_nowait() {
+                        seen.push(v);
+                    }
+                    return;
+                }
+            }
             Err(e) => {
-                tally.lost(format!("items stopped coming after {} of {n}: {e}", seen.len()));
+                tally.lost(format!("items stopped coming after {} (at least {at_least} due): {e}", seen.len()));
                 return;
             }
         }
+    }
+}
+
+/// `seen` (with `END` at most once, last) is `0..n` in order, except that right after
+/// each boundary up to `taken` items may be missing (taken by a killed consumer).
+fn check_sequence(seen: &[u64], boundaries: &[usize], taken: u64, n: u64, tally: &mut Tally) {
+    let items = seen.strip_suffix(&[END]).unwrap_or(seen);
+    let slack = |at: usize| boundaries.iter().filter(|&&b| b == at).count() as u64 * taken;
+    let mut expect = 0;
+    for (i, &v) in items.iter().enumerate() {
+        if v < expect || v > expect + slack(i) {
+            tally.lost(format!(
+                "at {i} got {v}, expected {expect} (+{}); kills after {boundaries:?}: {items:?}",
+                slack(i)
+            ));
+            return;
+        }
+        expect = v + 1;
+    }
+    if expect + slack(items.len()) < n {
+        tally.lost(format!("items {expect}..{n} never arrived; kills after {boundaries:?}"));
     }
 }
 
