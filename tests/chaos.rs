@@ -17,7 +17,7 @@
 //!
 //! The session prints its seed. Environment:
 //! - `MULTIPROC_CHAOS_SEED=N` replays a session; `MULTIPROC_CHAOS_ONLY_RUN=i` only its run `i`.
-//! - `MULTIPROC_CHAOS_RUNS=N` (default 40), `MULTIPROC_CHAOS_SECONDS=S`: the length.
+//! - `MULTIPROC_CHAOS_RUNS=N` (default 30), `MULTIPROC_CHAOS_SECONDS=S`: the length (the default takes 15–40 s on two cores).
 //! - `MULTIPROC_CHAOS_ALL=1` includes the faults of `config::KNOWN_BROKEN`.
 //! - `MULTIPROC_CHAOS_FAULTS=sigkill,pipe_kill,...` only those faults and run kinds.
 //! - `MULTIPROC_CHAOS_OVERSIZED=1` includes oversized results (needs more than 2 GiB).

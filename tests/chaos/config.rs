@@ -67,7 +67,7 @@ impl Config {
         let seed = env_u64("MULTIPROC_CHAOS_SEED").unwrap_or_else(fresh_seed);
         let seconds = env_u64("MULTIPROC_CHAOS_SECONDS");
         // With a time budget the run count is only a backstop.
-        let runs = env_u64("MULTIPROC_CHAOS_RUNS").unwrap_or(if seconds.is_some() { u64::MAX } else { 40 });
+        let runs = env_u64("MULTIPROC_CHAOS_RUNS").unwrap_or(if seconds.is_some() { u64::MAX } else { 30 });
         let only = std::env::var("MULTIPROC_CHAOS_FAULTS")
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
