@@ -139,22 +139,10 @@ fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
 impl BrokerConfig {
     /// Parses a broker URL (see the type's documentation for the form).
     pub fn parse(url: &str) -> Result<BrokerConfig, ConfigError> {
-        let url = url.trim();
-        let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) => (s.to_ascii_lowercase(), r),
-            None => ("nats".to_string(), url),
-        };
-        let mut tls = Tls::default();
-        match scheme.as_str() {
-            "nats" => {}
-            "tls" => tls.required = true,
-            other => {
-                return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)")));
-            }
-        }
+        let (mut tls, rest) = parse_scheme(url.trim())?;
         let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
         };
         let rest = rest.trim_end_matches('/');
         // The user info ends at the last '@': a password may contain an unescaped '@'.
@@ -162,60 +150,15 @@ impl BrokerConfig {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
-        let mut auth = match userinfo {
-            None => Auth::None,
-            Some(u) => match u.split_once(':') {
-                Some((user, password)) => Auth::UserPassword {
-                    user: percent_decode(user, "user name")?,
-                    password: Secret(percent_decode(password, "password")?),
-                },
-                None => Auth::Token(Secret(percent_decode(u, "token")?)),
-            },
-        };
-        let mut servers = Vec::new();
-        for host in hosts.split(',') {
-            servers.push(parse_host(host)?);
-        }
-        let mut cert = None;
-        let mut key = None;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let auth = parse_userinfo(userinfo)?;
+        let servers = hosts.split(',').map(parse_host).collect::<Result<Vec<_>, _>>()?;
+        let mut options = UrlOptions { auth, cert: None, key: None };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let mut set_auth = |a: Auth| -> Result<(), ConfigError> {
-                if auth != Auth::None {
-                    return Err(ConfigError::new(format!("`{k}` given together with other credentials")));
-                }
-                auth = a;
-                Ok(())
-            };
-            match k {
-                "nkey" => set_auth(Auth::NKey(Secret(percent_decode(v, "nkey seed")?)))?,
-                "nkey_file" => {
-                    let seed = std::fs::read_to_string(v)
-                        .map_err(|e| ConfigError::new(format!("cannot read the nkey file `{v}`: {e}")))?;
-                    set_auth(Auth::NKey(Secret(seed.trim().to_string())))?
-                }
-                "creds" => set_auth(Auth::CredentialsFile(PathBuf::from(v)))?,
-                "tls" => match v {
-                    "required" | "true" | "1" => tls.required = true,
-                    "" | "false" | "0" => {}
-                    other => return Err(ConfigError::new(format!("tls={other}: use tls=required"))),
-                },
-                "tls_ca" => tls.root_certificates = Some(PathBuf::from(v)),
-                "tls_cert" => cert = Some(PathBuf::from(v)),
-                "tls_key" => key = Some(PathBuf::from(v)),
-                other => {
-                    return Err(ConfigError::new(format!(
-                        "unknown option `{other}` (known: nkey, nkey_file, creds, tls, tls_ca, tls_cert, tls_key)"
-                    )));
-                }
-            }
+            options.set(k, v, &mut tls)?;
         }
-        match (cert, key) {
-            (Some(c), Some(k)) => tls.client_certificate = Some((c, k)),
-            (None, None) => {}
-            _ => return Err(ConfigError::new("tls_cert and tls_key go together")),
-        }
-        Ok(BrokerConfig { servers, auth, tls })
+        tls.client_certificate = options.client_certificate()?;
+        Ok(BrokerConfig { servers, auth: options.auth, tls })
     }
 
     /// The broker named by the `MULTIPROC_NATS_URL` environment variable, or
@@ -283,6 +226,90 @@ impl BrokerConfig {
     /// The TLS options.
     pub fn tls(&self) -> &Tls {
         &self.tls
+    }
+}
+
+/// The scheme (`nats://`, `tls://`, or none: `nats`) and what follows it.
+fn parse_scheme(url: &str) -> Result<(Tls, &str), ConfigError> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => ("nats".to_string(), url),
+    };
+    let mut tls = Tls::default();
+    match scheme.as_str() {
+        "nats" => {}
+        "tls" => tls.required = true,
+        other => return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)"))),
+    }
+    Ok((tls, rest))
+}
+
+/// `user:password` or `token`, percent-escapes allowed.
+fn parse_userinfo(userinfo: Option<&str>) -> Result<Auth, ConfigError> {
+    Ok(match userinfo {
+        None => Auth::None,
+        Some(u) => match u.split_once(':') {
+            Some((user, password)) => Auth::UserPassword {
+                user: percent_decode(user, "user name")?,
+                password: Secret(percent_decode(password, "password")?),
+            },
+            None => Auth::Token(Secret(percent_decode(u, "token")?)),
+        },
+    })
+}
+
+/// What the options of a URL (after `?`) set besides TLS: credentials, and the two halves
+/// of a client certificate.
+struct UrlOptions {
+    auth: Auth,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl UrlOptions {
+    /// Applies option `k=v`.
+    fn set(&mut self, k: &str, v: &str, tls: &mut Tls) -> Result<(), ConfigError> {
+        match k {
+            "nkey" => self.set_auth(k, Auth::NKey(Secret(percent_decode(v, "nkey seed")?)))?,
+            "nkey_file" => {
+                let seed = std::fs::read_to_string(v)
+                    .map_err(|e| ConfigError::new(format!("cannot read the nkey file `{v}`: {e}")))?;
+                self.set_auth(k, Auth::NKey(Secret(seed.trim().to_string())))?
+            }
+            "creds" => self.set_auth(k, Auth::CredentialsFile(PathBuf::from(v)))?,
+            "tls" => match v {
+                "required" | "true" | "1" => tls.required = true,
+                "" | "false" | "0" => {}
+                other => return Err(ConfigError::new(format!("tls={other}: use tls=required"))),
+            },
+            "tls_ca" => tls.root_certificates = Some(PathBuf::from(v)),
+            "tls_cert" => self.cert = Some(PathBuf::from(v)),
+            "tls_key" => self.key = Some(PathBuf::from(v)),
+            other => {
+                return Err(ConfigError::new(format!(
+                    "unknown option `{other}` (known: nkey, nkey_file, creds, tls, tls_ca, tls_cert, tls_key)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Credentials from option `k`: only when the URL gave none before.
+    fn set_auth(&mut self, k: &str, auth: Auth) -> Result<(), ConfigError> {
+        if self.auth != Auth::None {
+            return Err(ConfigError::new(format!("`{k}` given together with other credentials")));
+        }
+        self.auth = auth;
+        Ok(())
+    }
+
+    /// `tls_cert` and `tls_key`, both or neither.
+    fn client_certificate(&mut self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (self.cert.take(), self.key.take()) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::new("tls_cert and tls_key go together")),
+        }
     }
 }
 
