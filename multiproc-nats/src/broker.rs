@@ -61,7 +61,8 @@ pub(crate) async fn connect(
 }
 
 /// The pool's task queue: a work-queue stream (a task is removed once acked or
-/// terminated) on file storage, so that tasks survive a broker restart.
+/// terminated) on file storage, so that tasks survive a broker restart, kept on
+/// `replicas` servers of a cluster.
 pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
     let config = stream::Config {
         name: queue.stream(),
@@ -69,6 +70,7 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         duplicate_window: queue.duplicate_window,
+        num_replicas: queue.replicas,
         ..Default::default()
     };
     // Workers and clients that start together race to create the stream; the loser's
@@ -80,9 +82,17 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
             Ok(stream) => return Ok(stream),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
+                let hint = if queue.replicas > 1 {
+                    format!(
+                        " (it asks for {} replicas: the broker must be a JetStream cluster of at least as many servers)",
+                        queue.replicas
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(ClusterError::Setup {
                     what: format!("the task stream `{}`", queue.stream()),
-                    message: e.to_string(),
+                    message: format!("{e}{hint}"),
                 });
             }
         }

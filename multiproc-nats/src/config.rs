@@ -14,6 +14,13 @@ pub const URL_ENV: &str = "MULTIPROC_NATS_URL";
 /// The environment variable naming the pool (the task queue) to serve or submit to.
 pub const POOL_ENV: &str = "MULTIPROC_NATS_POOL";
 
+/// The environment variable giving the number of replicas of the pool's streams (see
+/// [`QueueConfig::replicas`]).
+pub const REPLICAS_ENV: &str = "MULTIPROC_NATS_REPLICAS";
+
+/// The most replicas JetStream keeps of a stream.
+pub const MAX_REPLICAS: usize = 5;
+
 /// The broker address used when [`URL_ENV`] is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
@@ -105,7 +112,7 @@ pub struct BrokerConfig {
 /// A broker configuration that could not be understood. Its message never contains a
 /// secret, even when the secret is what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad broker address: {reason}")]
+#[error("bad broker configuration: {reason}")]
 pub struct ConfigError {
     reason: String,
 }
@@ -398,6 +405,7 @@ pub struct QueueConfig {
     pub(crate) max_deliver: i64,
     pub(crate) max_ack_pending: i64,
     pub(crate) duplicate_window: Duration,
+    pub(crate) replicas: usize,
 }
 
 impl Default for QueueConfig {
@@ -408,18 +416,40 @@ impl Default for QueueConfig {
             max_deliver: 5,
             max_ack_pending: 20_000,
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         }
     }
 }
 
 impl QueueConfig {
-    /// The pool named by `MULTIPROC_NATS_POOL`, or `default`, with default settings.
+    /// The pool named by `MULTIPROC_NATS_POOL` (or `default`), its streams replicated as
+    /// `MULTIPROC_NATS_REPLICAS` says (or once), with default settings otherwise.
     pub fn from_env() -> Result<QueueConfig, ConfigError> {
         let mut q = QueueConfig::default();
         if let Ok(name) = std::env::var(POOL_ENV) {
             q = q.pool(name)?;
         }
+        if let Ok(n) = std::env::var(REPLICAS_ENV) {
+            let n = n.trim().parse().map_err(|_| ConfigError::new(format!("{REPLICAS_ENV}={n} is not a number")))?;
+            q = q.replicas(n)?;
+        }
         Ok(q)
+    }
+
+    /// How many servers of a JetStream cluster keep a copy of the pool's task queue
+    /// (default 1): with 3, the queue survives the loss of any one server (the cluster
+    /// elects a new leader in seconds and clients and workers carry on); with 1, losing
+    /// the server that holds it stops the pool until it is back. 1 to 5 (JetStream's
+    /// limit), at most the number of servers in the cluster. Like every queue setting, it
+    /// applies when the queue is created.
+    pub fn replicas(mut self, n: usize) -> Result<QueueConfig, ConfigError> {
+        if !(1..=MAX_REPLICAS).contains(&n) {
+            return Err(ConfigError::new(format!(
+                "replicas {n}: a stream has 1 to {MAX_REPLICAS} replicas (at most the servers in the cluster)"
+            )));
+        }
+        self.replicas = n;
+        Ok(self)
     }
 
     /// The pool's name: letters, digits, `-` and `_` (default `default`). Clients and
@@ -552,5 +582,15 @@ mod tests {
         let q = QueueConfig::default().pool("batch-7_x").unwrap();
         assert_eq!(q.stream(), "MPROC_batch-7_x");
         assert_eq!(q.task_subject(), "mproc.batch-7_x.tasks");
+    }
+
+    #[test]
+    fn replicas_are_one_to_five() {
+        assert_eq!(QueueConfig::default().replicas, 1);
+        assert_eq!(QueueConfig::default().replicas(3).unwrap().replicas, 3);
+        for n in [0, 6, 100] {
+            let e = QueueConfig::default().replicas(n).unwrap_err().to_string();
+            assert!(e.contains(&format!("replicas {n}")) && e.contains("1 to 5"), "{e}");
+        }
     }
 }

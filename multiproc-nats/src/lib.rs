@@ -84,6 +84,17 @@
 //! pool's workers: explicit acks, `ack_wait` (30 s by default) before the task of a silent
 //! worker goes to another, and at most `max_deliver` (5) deliveries. See [`QueueConfig`].
 //!
+//! ### Replication: no single server to lose
+//!
+//! With one replica (the default) the queue lives on one server: if that server is
+//! lost, the pool waits for it. On a JetStream cluster, give the queue more replicas,
+//! [`QueueConfig::replicas`] (or `MULTIPROC_NATS_REPLICAS`), 1 to 5, at most the number
+//! of servers in the cluster. Three replicas keep the pool going through the loss of any one
+//! server: the cluster elects a new leader for the queue in seconds, and clients
+//! and workers (given every server's address, `nats://h1:4222,h2:4222,h3:4222`)
+//! reconnect and carry on; every task still gets its one outcome. The setting applies
+//! when the queue is created, by whichever client or worker connects first.
+//!
 //! A task message is a postcard head — protocol version, task id, the client's result
 //! subject, the build fingerprint, the offsets of the function and of its trampoline,
 //! the function's name, the time limit and retries, the item count and the chunk size —
@@ -141,7 +152,10 @@ pub mod testing;
 mod worker;
 
 pub use client::{Client, ClientConfig, ClientStats, Outcomes, RawTask, TaskHandle, TaskOutcome};
-pub use config::{Auth, BrokerConfig, ConfigError, DEFAULT_URL, POOL_ENV, QueueConfig, Secret, Tls, URL_ENV};
+pub use config::{
+    Auth, BrokerConfig, ConfigError, DEFAULT_URL, MAX_REPLICAS, POOL_ENV, QueueConfig, REPLICAS_ENV, Secret, Tls,
+    URL_ENV,
+};
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;

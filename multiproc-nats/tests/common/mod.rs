@@ -130,3 +130,11 @@ pub fn report_and_wait(path: String) -> u32 {
     let _ = s.read(&mut go);
     worker
 }
+
+/// A worker process like [`start_worker`], on the broker (or cluster) at `url`.
+pub fn start_worker_at(url: &str, pool: &str, slots: usize, ack_wait: Duration) -> Worker {
+    let args: WorkerArgs = (url.to_string(), pool.to_string(), slots, ack_wait.as_millis() as u64);
+    let mut p = Process::new(worker_main, args).name(format!("worker-{pool}")).daemon(true);
+    p.start().expect("a worker process starts");
+    Worker(p)
+}
