@@ -116,6 +116,18 @@
 //! (`TaskError::Remote` with `RemoteFailure::Lost` on a pool; the client hears it from
 //! the broker's advisory and removes the message).
 //!
+//! ### A deadline: never a hang
+//!
+//! By default a caller waits for its result as long as it takes: a task may queue behind
+//! others and run for hours. When it must not wait forever for a result that may never
+//! come (no worker of this build serving the pool, a client unreachable for longer than
+//! the workers' patience), give the client a deadline:
+//! [`ClientConfig::result_deadline`] / [`ClusterPool::result_deadline`] (or
+//! `MULTIPROC_NATS_RESULT_DEADLINE` in seconds). A task without its outcome that long
+//! after submission is taken off the queue if it is still there, then fails with
+//! [`RemoteError::Deadline`] (`TaskError::Remote` with `RemoteFailure::Lost` on a pool),
+//! whose message names the deadline and the likely causes.
+//!
 //! A task that crashes the *process* running it (a segfault, an abort, an exit) does not
 //! take its worker down: it fails with `WorkerDied` naming the signal, and the worker's
 //! pool starts a fresh process. A task's time limit kills its process: `Timeout`.
@@ -151,7 +163,7 @@ mod runner;
 pub mod testing;
 mod worker;
 
-pub use client::{Client, ClientConfig, ClientStats, Outcomes, RawTask, TaskHandle, TaskOutcome};
+pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
 pub use config::{
     Auth, BrokerConfig, ConfigError, DEFAULT_URL, MAX_REPLICAS, POOL_ENV, QueueConfig, REPLICAS_ENV, Secret, Tls,
     URL_ENV,

@@ -110,6 +110,14 @@ impl ClusterPool {
         self
     }
 
+    /// How long a task may go without its outcome, from submission, before its caller
+    /// gets `TaskError::Remote { kind: RemoteFailure::Lost, .. }` saying so (see
+    /// [`ClientConfig::result_deadline`]); no deadline by default.
+    pub fn result_deadline(mut self, d: Duration) -> ClusterPool {
+        self.client = self.client.result_deadline(d);
+        self
+    }
+
     /// Runs an item again, up to `n` times, when the process running it dies, as
     /// `PoolBuilder::retries` (on the worker that had it).
     pub fn retries(mut self, n: u32) -> ClusterPool {
@@ -179,7 +187,8 @@ impl RemoteError {
             }
             RemoteError::WrongBinary { .. } => remote(RemoteFailure::WrongBinary),
             RemoteError::Version { .. } => remote(RemoteFailure::Version),
-            RemoteError::Lost { .. } => remote(RemoteFailure::Lost),
+            // The result can no longer be counted on: lost, as far as the caller goes.
+            RemoteError::Lost { .. } | RemoteError::Deadline { .. } => remote(RemoteFailure::Lost),
             RemoteError::Broker { .. } => remote(RemoteFailure::Broker),
             RemoteError::TooLarge { .. } => remote(RemoteFailure::TooLarge),
             RemoteError::Spawn { .. } => remote(RemoteFailure::Worker),
