@@ -66,7 +66,7 @@ pub(crate) async fn connect(
 pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
     let config = stream::Config {
         name: queue.stream(),
-        subjects: vec![queue.task_subject()],
+        subjects: vec![queue.task_subjects()],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         duplicate_window: queue.duplicate_window,
@@ -79,7 +79,7 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
     let mut tries = 0;
     loop {
         match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return checked_layout(stream, queue),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
                 let hint = if queue.replicas > 1 {
@@ -99,14 +99,35 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
     }
 }
 
-/// The durable pull consumer all workers of the pool share: explicit acks, `ack_wait`
-/// before a silent worker's task goes to another, `max_deliver` tries at most.
+/// A stream made by an older version (one subject for every build's tasks) cannot route
+/// tasks by build: say so, rather than fail each publication.
+fn checked_layout(stream: stream::Stream, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
+    if stream.cached_info().config.subjects.contains(&queue.task_subjects()) {
+        return Ok(stream);
+    }
+    Err(ClusterError::Setup {
+        what: format!("the task stream `{}`", queue.stream()),
+        message: format!(
+            "it exists with subjects {:?}, not `{}`: an older multiproc-nats made it; remove it \
+             (`nats stream rm {}`) once it is drained, or use another pool name",
+            stream.cached_info().config.subjects,
+            queue.task_subjects(),
+            queue.stream()
+        ),
+    })
+}
+
+/// The durable pull consumer all workers of build `build` share: it takes only that
+/// build's tasks, so a worker never receives a task it cannot run. Explicit acks,
+/// `ack_wait` before a silent worker's task goes to another, `max_deliver` tries at most.
 pub(crate) async fn worker_consumer(
     stream: &stream::Stream,
     queue: &QueueConfig,
+    build: u64,
 ) -> Result<consumer::PullConsumer, ClusterError> {
     let config = consumer::pull::Config {
-        durable_name: Some(queue.consumer().to_string()),
+        durable_name: Some(queue.consumer(build)),
+        filter_subject: queue.task_subject(build),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: queue.ack_wait,
         max_deliver: queue.max_deliver,
@@ -116,7 +137,7 @@ pub(crate) async fn worker_consumer(
     // The same race as for the stream, among the pool's first workers.
     let mut tries = 0;
     loop {
-        match stream.get_or_create_consumer(queue.consumer(), config.clone()).await {
+        match stream.get_or_create_consumer(&queue.consumer(build), config.clone()).await {
             Ok(consumer) => return Ok(consumer),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
@@ -129,9 +150,9 @@ pub(crate) async fn worker_consumer(
     }
 }
 
-/// The subject on which the broker announces that it gave up on a task of the pool.
-pub(crate) fn max_deliveries_subject(queue: &QueueConfig) -> String {
-    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer())
+/// The subject on which the broker announces that it gave up on a task of build `build`.
+pub(crate) fn max_deliveries_subject(queue: &QueueConfig, build: u64) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer(build))
 }
 
 /// A short random id, unique enough to name a client among those of a pool.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::broker;
-use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
 use crate::error::{ClusterError, TaskFailure};
 
@@ -423,7 +423,7 @@ impl Client {
             let nats = broker::connect(&config.broker, name, |_| {}).await?;
             let js = jetstream::new(nats.clone());
             let stream = broker::task_stream(&js, &queue).await?;
-            broker::worker_consumer(&stream, &queue).await?;
+            broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
             let subscribe = |subject: String| {
                 let nats = nats.clone();
                 async move {
@@ -434,7 +434,7 @@ impl Client {
                 }
             };
             let results = subscribe(shared.reply_to.clone()).await?;
-            let advisories = subscribe(broker::max_deliveries_subject(&queue)).await?;
+            let advisories = subscribe(broker::max_deliveries_subject(&queue, shared.fingerprint)).await?;
             tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
             tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
             if let Some(deadline) = config.result_deadline {
@@ -531,7 +531,7 @@ impl Client {
             self.js.clone(),
             self.stream.clone(),
             self.publish_slots.clone(),
-            self.queue.task_subject(),
+            self.queue.task_subject(self.shared.fingerprint),
             id,
             payload,
             self.patience,
@@ -779,8 +779,10 @@ async fn enforce_deadlines(shared: Arc<Shared>, stream: jetstream::stream::Strea
             if let Some(seq) = seq {
                 let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
             }
-            if shared.fail_task(id, RemoteError::Deadline { after: deadline }, None, 0) {
+            // Counted before its caller hears, as `finished` is.
+            if shared.book().waiting.contains_key(&id) {
                 shared.stat(|s| s.past_deadline += 1);
+                shared.fail_task(id, RemoteError::Deadline { after: deadline }, None, 0);
             }
         }
     }
@@ -789,15 +791,6 @@ async fn enforce_deadlines(shared: Arc<Shared>, stream: jetstream::stream::Strea
 /// How often deadlines are looked at: ten times per deadline, between 10 ms and 1 s.
 fn deadline_period(deadline: Duration) -> Duration {
     (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
-}
-
-/// A number of seconds (`30`, `1.5`) from environment variable `var`.
-fn parse_seconds(var: &str, s: &str) -> Result<Duration, ConfigError> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| ConfigError::new(format!("{var}={s} is not a number of seconds")))
 }
 
 /// The outcomes of [`Client::imap`], submitted lazily within a bounded window.

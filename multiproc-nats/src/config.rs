@@ -18,6 +18,14 @@ pub const POOL_ENV: &str = "MULTIPROC_NATS_POOL";
 /// [`QueueConfig::replicas`]).
 pub const REPLICAS_ENV: &str = "MULTIPROC_NATS_REPLICAS";
 
+/// The environment variable giving the queue's ack wait in seconds (see
+/// [`QueueConfig::ack_wait`]).
+pub const ACK_WAIT_ENV: &str = "MULTIPROC_NATS_ACK_WAIT";
+
+/// The environment variable giving the queue's most deliveries of a task (see
+/// [`QueueConfig::max_deliver`]).
+pub const MAX_DELIVER_ENV: &str = "MULTIPROC_NATS_MAX_DELIVER";
+
 /// The most replicas JetStream keeps of a stream.
 pub const MAX_REPLICAS: usize = 5;
 
@@ -422,16 +430,22 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    /// The pool named by `MULTIPROC_NATS_POOL` (or `default`), its streams replicated as
-    /// `MULTIPROC_NATS_REPLICAS` says (or once), with default settings otherwise.
+    /// The pool named by `MULTIPROC_NATS_POOL` (or `default`), with the settings the
+    /// environment gives (`MULTIPROC_NATS_REPLICAS`, `MULTIPROC_NATS_ACK_WAIT` in seconds,
+    /// `MULTIPROC_NATS_MAX_DELIVER`) and defaults otherwise.
     pub fn from_env() -> Result<QueueConfig, ConfigError> {
         let mut q = QueueConfig::default();
         if let Ok(name) = std::env::var(POOL_ENV) {
             q = q.pool(name)?;
         }
         if let Ok(n) = std::env::var(REPLICAS_ENV) {
-            let n = n.trim().parse().map_err(|_| ConfigError::new(format!("{REPLICAS_ENV}={n} is not a number")))?;
-            q = q.replicas(n)?;
+            q = q.replicas(parse_number(REPLICAS_ENV, &n)?)?;
+        }
+        if let Ok(s) = std::env::var(ACK_WAIT_ENV) {
+            q = q.ack_wait(parse_seconds(ACK_WAIT_ENV, &s)?);
+        }
+        if let Ok(n) = std::env::var(MAX_DELIVER_ENV) {
+            q = q.max_deliver(parse_number(MAX_DELIVER_ENV, &n)?);
         }
         Ok(q)
     }
@@ -493,17 +507,39 @@ impl QueueConfig {
         format!("MPROC_{}", self.pool)
     }
 
-    pub(crate) fn consumer(&self) -> &'static str {
-        "workers"
+    /// The consumer of one build's tasks, shared by that build's workers.
+    pub(crate) fn consumer(&self, build: u64) -> String {
+        format!("workers-{build:016x}")
     }
 
-    pub(crate) fn task_subject(&self) -> String {
-        format!("mproc.{}.tasks", self.pool)
+    /// The subject of one build's tasks: a task travels only to workers of the build
+    /// that made it.
+    pub(crate) fn task_subject(&self, build: u64) -> String {
+        format!("mproc.{}.tasks.{build:016x}", self.pool)
+    }
+
+    /// The subjects of every build's tasks: the stream's.
+    pub(crate) fn task_subjects(&self) -> String {
+        format!("mproc.{}.tasks.*", self.pool)
     }
 
     pub(crate) fn result_subject(&self, client: &str) -> String {
         format!("mproc.{}.results.{client}", self.pool)
     }
+}
+
+/// A whole number from environment variable `var`.
+fn parse_number<T: std::str::FromStr>(var: &str, s: &str) -> Result<T, ConfigError> {
+    s.trim().parse().map_err(|_| ConfigError::new(format!("{var}={s} is not a number")))
+}
+
+/// A number of seconds (`30`, `1.5`) from environment variable `var`.
+pub(crate) fn parse_seconds(var: &str, s: &str) -> Result<Duration, ConfigError> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| ConfigError::new(format!("{var}={s} is not a number of seconds")))
 }
 
 #[cfg(test)]
@@ -581,7 +617,9 @@ mod tests {
         assert!(QueueConfig::default().pool("").is_err());
         let q = QueueConfig::default().pool("batch-7_x").unwrap();
         assert_eq!(q.stream(), "MPROC_batch-7_x");
-        assert_eq!(q.task_subject(), "mproc.batch-7_x.tasks");
+        assert_eq!(q.task_subject(0xab), "mproc.batch-7_x.tasks.00000000000000ab");
+        assert_eq!(q.task_subjects(), "mproc.batch-7_x.tasks.*");
+        assert_eq!(q.consumer(0xab), "workers-00000000000000ab");
     }
 
     #[test]

@@ -51,10 +51,12 @@ use crate::error::ClusterError;
 ///   crashes its process or passes its timeout on a worker gives `Panicked`,
 ///   `WorkerDied` (naming the signal) or `Timeout`, as locally — the worker's own local
 ///   pool ran it, so `retries` and the rest mean what they mean there.
-/// - Failures a single machine does not have are [`TaskError::Remote`]: a worker of
-///   another build refused the task ([`RemoteFailure::WrongBinary`]), the broker gave up
-///   on it after every worker that took it vanished (`Lost`), or could not take it
-///   (`Broker`, `TooLarge`).
+/// - Failures a single machine does not have are [`TaskError::Remote`]: the broker gave
+///   up on a task after every worker that took it vanished, or its
+///   [result deadline](ClusterPool::result_deadline) passed (`Lost`), the broker could
+///   not take it (`Broker`, `TooLarge`), a worker of another build refused it
+///   ([`RemoteFailure::WrongBinary`]; only a task sent to it by hand: tasks go only to
+///   workers of their build).
 /// - Delivery is **at least once**: a worker machine that vanishes has its unfinished
 ///   tasks run again by others, so a task may run twice; the caller still gets exactly
 ///   one outcome per item. Tasks should be idempotent.

@@ -55,10 +55,13 @@ fn a_task_past_its_deadline_fails_and_leaves_the_queue() {
     assert_eq!(client.stats().past_deadline, 3);
     assert_eq!(client.outstanding(), 0);
 
-    // Gone from the queue: the worker that comes now runs only the new task, in time.
+    // Gone from the queue: the worker that comes now runs only the new task, in time
+    // (a deadline the worker's start cannot pass).
     let worker = common::start_worker(&server, "deadline", 1, ACK_WAIT);
-    let o = client.submit(RawTask::new(square, &9u64).unwrap()).unwrap().wait_timeout(common::PATIENCE).unwrap();
+    let patient = Client::connect(config(&server, "deadline").result_deadline(common::PATIENCE)).unwrap();
+    let o = patient.submit(RawTask::new(square, &9u64).unwrap()).unwrap().wait_timeout(common::PATIENCE).unwrap();
     assert_eq!(o.decode::<u64>().unwrap(), 81, "a task that finishes in time is not touched");
+    assert_eq!(patient.stats().past_deadline, 0);
     assert_eq!(o.ran_on.map(|r| r.worker_pid), Some(worker.pid()));
     let messages = queued_tasks(&server, "MPROC_deadline");
     assert_eq!(messages, 0, "the tasks past their deadline were taken off the queue");

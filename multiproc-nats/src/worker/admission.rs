@@ -1,8 +1,11 @@
-//! Whether this worker may run a task message: the decision, apart from the broker.
+//! Whether this worker may run a task message, and what it says of tasks it will never
+//! receive: the decisions, apart from the broker.
 //!
-//! A task of another build (or protocol version) is never run: its function offsets mean
-//! something only in the binary that made them. The worker answers its client with the
-//! reason instead; a message too damaged to name its client is only removed.
+//! Tasks travel on their build's subject, so a worker receives only its own build's. A
+//! task of another build (or protocol version) that reaches it all the same is never run:
+//! its function offsets mean something only in the binary that made them. The worker
+//! answers its client with the reason instead; a message too damaged to name its client
+//! is only removed.
 
 use crate::envelope::{PROTOCOL, RanOn, RemoteError, TaskAddress, TaskHead};
 
@@ -66,9 +69,53 @@ fn wrong_binary(head: TaskHead, fingerprint: u64, me: &RanOn) -> Admission {
     Admission::Refuse { task_id: head.task_id, reply_to: head.reply_to, error, log: Some(log) }
 }
 
+/// What an idle worker of build `build` says when tasks of other builds wait in the
+/// queue (`waiting`: task subject and message count, its last token the build): none of
+/// them will ever come to it. `None` when there are none.
+pub(super) fn other_builds_notice(build: u64, waiting: &[(String, usize)]) -> Option<String> {
+    let own = format!("{build:016x}");
+    let mut others: Vec<(&str, usize)> = waiting
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(subject, n)| subject.rsplit('.').next().map(|b| (b, *n)))
+        .filter(|(b, _)| *b != own)
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    others.sort();
+    let total: usize = others.iter().map(|(_, n)| n).sum();
+    let each: Vec<String> = others.iter().map(|(b, n)| format!("{n} of build {b}")).collect();
+    Some(format!(
+        "{total} tasks wait in the queue for workers of other builds ({}); this worker is build {own} and \
+         takes only its own build's tasks: start workers from the binary that submits them",
+        each.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_worker_names_the_builds_whose_tasks_wait() {
+        let waiting = |v: &[(&str, usize)]| v.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>();
+        assert_eq!(other_builds_notice(0xab, &[]), None);
+        assert_eq!(other_builds_notice(0xab, &waiting(&[("mproc.p.tasks.00000000000000ab", 5)])), None);
+        let notice = other_builds_notice(
+            0xab,
+            &waiting(&[
+                ("mproc.p.tasks.00000000000000ab", 5),
+                ("mproc.p.tasks.00000000000000cd", 3),
+                ("mproc.p.tasks.00000000000000ef", 0),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            notice.starts_with("3 tasks wait in the queue for workers of other builds (3 of build 00000000000000cd)")
+        );
+        assert!(notice.contains("this worker is build 00000000000000ab"), "{notice}");
+    }
 
     fn me() -> RanOn {
         RanOn { host: "node1".into(), worker_pid: 10, process_pid: None }

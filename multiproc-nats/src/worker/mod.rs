@@ -4,8 +4,9 @@
 //!
 //! - [`settings`]: how it connects and how much it runs at once.
 //! - [`pulls`]: how many tasks to ask for, and the open pull requests (pure).
-//! - [`admission`]: whether it may run a task (pure): a task of another build or protocol
-//!   version is never run, see the crate docs for why.
+//! - [`admission`]: whether it may run a task (pure): it receives only its own build's
+//!   tasks, and a task of another build or protocol version is never run; see the crate
+//!   docs for why.
 //! - [`slots`]: the threads that run tasks on the runner.
 //! - [`results`]: a task's results cut into messages and handed to its client.
 //! - [`serving`]: the loop, one method per event.

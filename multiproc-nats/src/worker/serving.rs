@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::admission::{Admission, admit};
+use super::admission::{Admission, admit, other_builds_notice};
 use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
 use super::results::{Delivery, deliver, refusal, result_parts};
 use super::settings::WorkerConfig;
@@ -38,6 +38,7 @@ pub(super) struct Worker {
     config: WorkerConfig,
     client: async_nats::Client,
     js: jetstream::Context,
+    stream: jetstream::stream::Stream,
     consumer: jetstream::consumer::PullConsumer,
     runner: Arc<dyn TaskRunner>,
     stats: Arc<StatsCell>,
@@ -61,9 +62,9 @@ impl Worker {
         .await?;
         let js = jetstream::new(client.clone());
         let stream = broker::task_stream(&js, &config.queue).await?;
-        let consumer = broker::worker_consumer(&stream, &config.queue).await?;
         let fingerprint = multiproc::remote::fingerprint();
-        Ok(Worker { config, client, js, consumer, runner, stats, events, me, fingerprint })
+        let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
+        Ok(Worker { config, client, js, stream, consumer, runner, stats, events, me, fingerprint })
     }
 
     /// Serves the queue until `stop` says so (then finishes what it holds) or the
@@ -90,6 +91,7 @@ impl Worker {
             stopping: false,
             disconnected: false,
             pull_again_at: Instant::now(),
+            notice: None,
         };
         session.serve(pulls, finished, stop).await
     }
@@ -125,6 +127,8 @@ struct Session {
     stopping: bool,
     disconnected: bool,
     pull_again_at: Instant,
+    /// What this worker last said about tasks of other builds waiting.
+    notice: Option<String>,
 }
 
 impl Session {
@@ -285,6 +289,29 @@ impl Session {
             self.worker.stats.update(|s| s.progress_acks += sent);
         }
         self.book.expire(Instant::now());
+        if self.held.is_empty() {
+            self.look_for_other_builds().await;
+        }
+    }
+
+    /// An idle worker looks for tasks of other builds in the queue, which never come to
+    /// it, and says so once (and again when that changes).
+    async fn look_for_other_builds(&mut self) {
+        let Ok(mut subjects) = self.worker.stream.info_with_subjects(self.worker.config.queue.task_subjects()).await
+        else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        while let Some(Ok(subject)) = subjects.next().await {
+            waiting.push(subject);
+        }
+        let notice = other_builds_notice(self.worker.fingerprint, &waiting);
+        if notice != self.notice {
+            if let Some(n) = &notice {
+                self.log(n);
+            }
+            self.notice = notice;
+        }
     }
 
     /// The broker connection went or came back.

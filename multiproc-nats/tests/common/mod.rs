@@ -138,3 +138,9 @@ pub fn start_worker_at(url: &str, pool: &str, slots: usize, ack_wait: Duration) 
     p.start().expect("a worker process starts");
     Worker(p)
 }
+
+/// The name of the queue's consumer for this build's tasks: the one this binary's
+/// workers share.
+pub fn consumer() -> String {
+    format!("workers-{:016x}", multiproc::remote::fingerprint())
+}
