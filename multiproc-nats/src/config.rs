@@ -99,7 +99,8 @@ pub struct Tls {
 /// [`from_env`](BrokerConfig::from_env), then adjusted with the builder methods. Options:
 /// `nkey=SEED`, `nkey_file=PATH`, `creds=PATH`, `tls=required`, `tls_ca=PATH`,
 /// `tls_cert=PATH`, `tls_key=PATH`. Percent-escapes (`%40` for `@`) are allowed in the
-/// user, password and token.
+/// user, password and token. A list of URLs (`nats://a:4222,nats://b:4222`, as NATS
+/// tools take it) is one broker of several servers: they share one scheme and one login.
 ///
 /// Printing it never shows a secret:
 ///
@@ -154,19 +155,28 @@ fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
 impl BrokerConfig {
     /// Parses a broker URL (see the type's documentation for the form).
     pub fn parse(url: &str) -> Result<BrokerConfig, ConfigError> {
-        let (mut tls, rest) = parse_scheme(url.trim())?;
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, q),
-            None => (rest, ""),
-        };
-        let rest = rest.trim_end_matches('/');
-        // The user info ends at the last '@': a password may contain an unescaped '@'.
-        let (userinfo, hosts) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        let auth = parse_userinfo(userinfo)?;
-        let servers = hosts.split(',').map(parse_host).collect::<Result<Vec<_>, _>>()?;
+        let url = url.trim();
+        let (addresses, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut first: Option<(Tls, Auth)> = None;
+        let mut servers = Vec::new();
+        for address in split_urls(addresses) {
+            let (tls, rest) = parse_scheme(address)?;
+            let rest = rest.trim_end_matches('/');
+            // The user info ends at the last '@': a password may contain an unescaped '@'.
+            let (userinfo, hosts) = match rest.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, rest),
+            };
+            let auth = parse_userinfo(userinfo)?;
+            for host in hosts.split(',') {
+                servers.push(parse_host(host)?);
+            }
+            first = Some(match first {
+                None => (tls, auth),
+                Some(seen) => same_everywhere(seen, tls, auth)?,
+            });
+        }
+        let (mut tls, auth) = first.unwrap_or_default();
         let mut options = UrlOptions { auth, cert: None, key: None };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -257,6 +267,39 @@ fn parse_scheme(url: &str) -> Result<(Tls, &str), ConfigError> {
         other => return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)"))),
     }
     Ok((tls, rest))
+}
+
+/// The URLs of a list (`nats://a:4222,nats://b:4222`): split at each comma that starts
+/// another URL (a comma between hosts of one URL, `nats://a,b`, stays).
+fn split_urls(s: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        rest.split_once("://")
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    };
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (i, _) in s.match_indices(',') {
+        if starts_url(&s[i + 1..]) {
+            urls.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    urls.push(&s[start..]);
+    urls
+}
+
+/// The URLs of a list must agree on TLS and on credentials (given once, or the same
+/// each time).
+fn same_everywhere(seen: (Tls, Auth), tls: Tls, auth: Auth) -> Result<(Tls, Auth), ConfigError> {
+    if seen.0.required != tls.required {
+        return Err(ConfigError::new("the URLs of the list mix nats:// and tls://: use one scheme"));
+    }
+    match (seen.1, auth) {
+        (seen, Auth::None) => Ok((tls, seen)),
+        (Auth::None, auth) => Ok((tls, auth)),
+        (seen, auth) if seen == auth => Ok((tls, seen)),
+        _ => Err(ConfigError::new("the URLs of the list give different credentials: one login serves every server")),
+    }
 }
 
 /// `user:password` or `token`, percent-escapes allowed.
@@ -593,6 +636,25 @@ mod tests {
             let e = BrokerConfig::parse(url).unwrap_err().to_string();
             assert!(e.contains(expect), "{url}: {e}");
             assert!(!e.contains("secret") && !e.contains("SECRET"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_urls_is_one_broker_of_several_servers() {
+        let b = BrokerConfig::parse("nats://a:1,nats://b:2,c").unwrap();
+        assert_eq!(b.to_string(), "nats://a:1,b:2,c:4222");
+        let b = BrokerConfig::parse("tls://u:pw@a:1,tls://u:pw@b:2?tls_ca=/ca.pem").unwrap();
+        assert_eq!(b.to_string(), "tls://u:***@a:1,b:2?tls_ca=/ca.pem");
+        let b = BrokerConfig::parse("nats://tok@a:1,nats://b:2").unwrap();
+        assert_eq!(b.auth(), &Auth::Token(Secret::new("tok")));
+        for (url, expect) in [
+            ("nats://a:1,tls://b:2", "mix nats:// and tls://"),
+            ("nats://u:secret1@a,nats://u:secret2@b", "different credentials"),
+            ("nats://a:1,http://b:2", "unknown scheme `http`"),
+        ] {
+            let e = BrokerConfig::parse(url).unwrap_err().to_string();
+            assert!(e.contains(expect), "{url}: {e}");
+            assert!(!e.contains("secret"), "{url}: {e}");
         }
     }
 

@@ -199,10 +199,11 @@ impl NatsCluster {
         });
     }
 
-    /// A URL listing every node, as clients and workers give it.
+    /// Every node's URL, in a list (`nats://127.0.0.1:p0,nats://127.0.0.1:p1,...`), as
+    /// clients and workers give it.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
-        format!("nats://{}", hosts.join(","))
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        urls.join(",")
     }
 
     /// Node `i` (named `n<i>`).
