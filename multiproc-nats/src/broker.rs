@@ -82,20 +82,31 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
             Ok(stream) => return checked_layout(stream, queue),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
-                let hint = if queue.replicas > 1 {
-                    format!(
-                        " (it asks for {} replicas: the broker must be a JetStream cluster of at least as many servers)",
-                        queue.replicas
-                    )
-                } else {
-                    String::new()
-                };
+                let hint =
+                    stream_hint(e.kind() == jetstream::context::CreateStreamErrorKind::JetStreamUnavailable, queue);
                 return Err(ClusterError::Setup {
                     what: format!("the task stream `{}`", queue.stream()),
                     message: format!("{e}{hint}"),
                 });
             }
         }
+    }
+}
+
+/// What to do when the broker would not make the task stream: start JetStream, or give
+/// the cluster the servers the replicas need.
+fn stream_hint(no_jetstream: bool, queue: &QueueConfig) -> String {
+    if no_jetstream {
+        " (the server does not run JetStream, which keeps the task queue: start it with `nats-server -js`, \
+         or `jetstream {}` in its configuration file)"
+            .to_string()
+    } else if queue.replicas > 1 {
+        format!(
+            " (it asks for {} replicas: the broker must be a JetStream cluster of at least as many servers)",
+            queue.replicas
+        )
+    } else {
+        String::new()
     }
 }
 

@@ -87,7 +87,8 @@
 //! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
 //! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`). A
 //! stream made by an older version (one subject `mproc.P.tasks`) is refused with a hint:
-//! remove it once drained, or use another pool name.
+//! remove it once drained, or use another pool name. A server without JetStream is refused
+//! with the fix (`nats-server -js`).
 //!
 //! ### Replication: no single server to lose
 //!

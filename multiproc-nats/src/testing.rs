@@ -15,6 +15,7 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    jetstream: bool,
 }
 
 /// Where `nats-server` is: `$NATS_SERVER` when set (`None` if nothing is there), else
@@ -56,9 +57,18 @@ impl NatsServer {
         let dir = std::env::temp_dir().join(format!("multiproc-nats-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cannot create the server's store directory");
-        let mut server =
-            NatsServer { child: None, binary, port: 0, dir, args: args.iter().map(|s| s.to_string()).collect() };
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let mut server = NatsServer { child: None, binary, port: 0, dir, args, jetstream: true };
         server.launch();
+        Some(server)
+    }
+
+    /// Like [`start`](NatsServer::start), without JetStream: a broker that cannot keep a
+    /// task queue.
+    pub fn start_without_jetstream(tag: &str) -> Option<NatsServer> {
+        let mut server = NatsServer::start(tag)?;
+        server.jetstream = false;
+        server.restart();
         Some(server)
     }
 
@@ -66,8 +76,9 @@ impl NatsServer {
         // Port -1 makes the server pick a free one, which it then logs; a restart reuses it.
         let port = if self.port == 0 { "-1".to_string() } else { self.port.to_string() };
         let mut child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
-            .arg(self.dir.join("store"))
+            .args(if self.jetstream { &["-js", "-sd"][..] } else { &[] })
+            .args(self.jetstream.then(|| self.dir.join("store")))
+            .args(["-a", "127.0.0.1", "-p", &port])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
