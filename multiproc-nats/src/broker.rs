@@ -114,7 +114,9 @@ fn stream_hint(no_jetstream: bool, queue: &QueueConfig) -> String {
 /// tasks by build: say so, rather than fail each publication.
 fn checked_layout(stream: stream::Stream, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
     if stream.cached_info().config.subjects.contains(&queue.task_subjects()) {
-        return Ok(stream);
+        let has = stream.cached_info().config.num_replicas.max(1);
+        let conflicts = conflicts([("replicas", queue.given.replicas, has.to_string(), queue.replicas.to_string())]);
+        return settings_agree(conflicts, &format!("the task stream `{}`", queue.stream())).map(|()| stream);
     }
     Err(ClusterError::Setup {
         what: format!("the task stream `{}`", queue.stream()),
@@ -149,7 +151,7 @@ pub(crate) async fn worker_consumer(
     let mut tries = 0;
     loop {
         match stream.get_or_create_consumer(&queue.consumer(build), config.clone()).await {
-            Ok(consumer) => return Ok(consumer),
+            Ok(consumer) => return consumer_agrees(consumer, queue),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
                 return Err(ClusterError::Setup {
@@ -159,6 +161,49 @@ pub(crate) async fn worker_consumer(
             }
         }
     }
+}
+
+/// A consumer that exists keeps its settings: one given otherwise is an error.
+fn consumer_agrees(
+    consumer: consumer::PullConsumer,
+    queue: &QueueConfig,
+) -> Result<consumer::PullConsumer, ClusterError> {
+    let has = &consumer.cached_info().config;
+    let conflicts = conflicts([
+        ("ack_wait", queue.given.ack_wait, format!("{:?}", has.ack_wait), format!("{:?}", queue.ack_wait)),
+        ("max_deliver", queue.given.max_deliver, has.max_deliver.to_string(), queue.max_deliver.to_string()),
+        (
+            "max_ack_pending",
+            queue.given.max_ack_pending,
+            has.max_ack_pending.to_string(),
+            queue.max_ack_pending.to_string(),
+        ),
+    ]);
+    let what = format!("the consumer `{}` of `{}`", consumer.cached_info().name, queue.stream());
+    settings_agree(conflicts, &what).map(|()| consumer)
+}
+
+/// The given settings whose value differs from the queue's: `(name, given, has, asks)`.
+fn conflicts<const N: usize>(settings: [(&str, bool, String, String); N]) -> Vec<String> {
+    settings
+        .into_iter()
+        .filter(|(_, given, has, asks)| *given && has != asks)
+        .map(|(name, _, has, asks)| format!("{name} is {has}, this one asks for {asks}"))
+        .collect()
+}
+
+fn settings_agree(conflicts: Vec<String>, what: &str) -> Result<(), ClusterError> {
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(ClusterError::Setup {
+        what: what.to_string(),
+        message: format!(
+            "it exists with other settings ({}): settings apply when the queue is created, so give the same \
+             ones, leave them out, or remove the queue once drained",
+            conflicts.join("; ")
+        ),
+    })
 }
 
 /// The subject on which the broker announces that it gave up on a task of build `build`.
@@ -174,4 +219,22 @@ pub(crate) fn random_id() -> String {
     h.write_u32(std::process::id());
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_given_settings_that_differ_conflict() {
+        let found = conflicts([
+            ("ack_wait", true, "2s".into(), "5s".into()),
+            ("max_deliver", false, "3".into(), "5".into()),
+            ("replicas", true, "3".into(), "3".into()),
+        ]);
+        assert_eq!(found, ["ack_wait is 2s, this one asks for 5s"]);
+        assert!(settings_agree(vec![], "x").is_ok());
+        let e = settings_agree(found, "the consumer `c`").unwrap_err().to_string();
+        assert!(e.contains("the consumer `c`") && e.contains("settings apply when the queue is created"), "{e}");
+    }
 }

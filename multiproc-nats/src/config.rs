@@ -445,10 +445,13 @@ impl fmt::Debug for BrokerConfig {
 }
 
 /// How the task queue is laid out on the broker: one JetStream work-queue stream per
-/// pool, and one durable pull consumer that all workers of the pool share.
+/// pool, and one durable pull consumer per build that the build's workers share.
 ///
 /// Whoever connects first (a client or a worker) creates the stream and the consumer
-/// with these settings; later ones use what exists.
+/// with these settings; later ones use what exists. A later one that *sets* a setting
+/// (with a method here or from the environment) to another value than the queue has
+/// fails to connect, naming both values: a setting is never silently ignored. One that
+/// leaves it at its default takes what the queue has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     pub(crate) pool: String,
@@ -457,6 +460,17 @@ pub struct QueueConfig {
     pub(crate) max_ack_pending: i64,
     pub(crate) duplicate_window: Duration,
     pub(crate) replicas: usize,
+    /// Which settings were given rather than left at their defaults.
+    pub(crate) given: Given,
+}
+
+/// Which queue settings were given: those must match an existing queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Given {
+    pub(crate) ack_wait: bool,
+    pub(crate) max_deliver: bool,
+    pub(crate) max_ack_pending: bool,
+    pub(crate) replicas: bool,
 }
 
 impl Default for QueueConfig {
@@ -468,6 +482,7 @@ impl Default for QueueConfig {
             max_ack_pending: 20_000,
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
+            given: Given::default(),
         }
     }
 }
@@ -506,6 +521,7 @@ impl QueueConfig {
             )));
         }
         self.replicas = n;
+        self.given.replicas = true;
         Ok(self)
     }
 
@@ -525,6 +541,7 @@ impl QueueConfig {
     /// third of it while a task runs, so only a worker that vanished loses its tasks.
     pub fn ack_wait(mut self, d: Duration) -> QueueConfig {
         self.ack_wait = d.max(Duration::from_millis(100));
+        self.given.ack_wait = true;
         self
     }
 
@@ -532,12 +549,14 @@ impl QueueConfig {
     /// vanishing fails after that many tries instead of circling forever.
     pub fn max_deliver(mut self, n: u32) -> QueueConfig {
         self.max_deliver = n.max(1) as i64;
+        self.given.max_deliver = true;
         self
     }
 
     /// The most tasks handed out and not yet acked, over all workers (default 20 000).
     pub fn max_ack_pending(mut self, n: u32) -> QueueConfig {
         self.max_ack_pending = n.max(1) as i64;
+        self.given.max_ack_pending = true;
         self
     }
 

@@ -85,7 +85,10 @@
 //! one durable pull consumer of that subject only, `workers-<fingerprint>`: explicit acks,
 //! `ack_wait` (30 s by default) before the task of a silent worker goes to another, and at
 //! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
-//! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`). A
+//! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`).
+//! Settings apply when the queue is created: a later client or worker that gives another
+//! value fails to connect, naming both values (one that leaves a setting out takes the
+//! queue's). A
 //! stream made by an older version (one subject `mproc.P.tasks`) is refused with a hint:
 //! remove it once drained, or use another pool name. A server without JetStream is refused
 //! with the fix (`nats-server -js`).

@@ -10,9 +10,10 @@ use multiproc_nats::{BrokerConfig, Client, ClientConfig, ClusterPool, QueueConfi
 /// How a worker process is set up: broker URL, pool, processes, ack wait in milliseconds.
 pub type WorkerArgs = (String, String, usize, u64);
 
-/// The queue settings of a test pool.
+/// The queue settings of a test pool (`max_deliver` left out: a test that sets it on its
+/// client has workers that take the queue's).
 pub fn queue(pool: &str, ack_wait: Duration) -> QueueConfig {
-    QueueConfig::default().pool(pool).unwrap().ack_wait(ack_wait).max_deliver(4)
+    QueueConfig::default().pool(pool).unwrap().ack_wait(ack_wait)
 }
 
 /// A worker process's body: serve until killed.
