@@ -61,14 +61,16 @@ pub(crate) async fn connect(
 }
 
 /// The pool's task queue: a work-queue stream (a task is removed once acked or
-/// terminated) on file storage, so that tasks survive a broker restart.
+/// terminated) on file storage, so that tasks survive a broker restart, kept on
+/// `replicas` servers of a cluster.
 pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
     let config = stream::Config {
         name: queue.stream(),
-        subjects: vec![queue.task_subject()],
+        subjects: vec![queue.task_subjects()],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         duplicate_window: queue.duplicate_window,
+        num_replicas: queue.replicas,
         ..Default::default()
     };
     // Workers and clients that start together race to create the stream; the loser's
@@ -77,26 +79,68 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
     let mut tries = 0;
     loop {
         match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return checked_layout(stream, queue),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
+                let hint =
+                    stream_hint(e.kind() == jetstream::context::CreateStreamErrorKind::JetStreamUnavailable, queue);
                 return Err(ClusterError::Setup {
                     what: format!("the task stream `{}`", queue.stream()),
-                    message: e.to_string(),
+                    message: format!("{e}{hint}"),
                 });
             }
         }
     }
 }
 
-/// The durable pull consumer all workers of the pool share: explicit acks, `ack_wait`
-/// before a silent worker's task goes to another, `max_deliver` tries at most.
+/// What to do when the broker would not make the task stream: start JetStream, or give
+/// the cluster the servers the replicas need.
+fn stream_hint(no_jetstream: bool, queue: &QueueConfig) -> String {
+    if no_jetstream {
+        " (the server does not run JetStream, which keeps the task queue: start it with `nats-server -js`, \
+         or `jetstream {}` in its configuration file)"
+            .to_string()
+    } else if queue.replicas > 1 {
+        format!(
+            " (it asks for {} replicas: the broker must be a JetStream cluster of at least as many servers)",
+            queue.replicas
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A stream made by an older version (one subject for every build's tasks) cannot route
+/// tasks by build: say so, rather than fail each publication.
+fn checked_layout(stream: stream::Stream, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
+    if stream.cached_info().config.subjects.contains(&queue.task_subjects()) {
+        let has = stream.cached_info().config.num_replicas.max(1);
+        let conflicts = conflicts([("replicas", queue.given.replicas, has.to_string(), queue.replicas.to_string())]);
+        return settings_agree(conflicts, &format!("the task stream `{}`", queue.stream())).map(|()| stream);
+    }
+    Err(ClusterError::Setup {
+        what: format!("the task stream `{}`", queue.stream()),
+        message: format!(
+            "it exists with subjects {:?}, not `{}`: an older multiproc-nats made it; remove it \
+             (`nats stream rm {}`) once it is drained, or use another pool name",
+            stream.cached_info().config.subjects,
+            queue.task_subjects(),
+            queue.stream()
+        ),
+    })
+}
+
+/// The durable pull consumer all workers of build `build` share: it takes only that
+/// build's tasks, so a worker never receives a task it cannot run. Explicit acks,
+/// `ack_wait` before a silent worker's task goes to another, `max_deliver` tries at most.
 pub(crate) async fn worker_consumer(
     stream: &stream::Stream,
     queue: &QueueConfig,
+    build: u64,
 ) -> Result<consumer::PullConsumer, ClusterError> {
     let config = consumer::pull::Config {
-        durable_name: Some(queue.consumer().to_string()),
+        durable_name: Some(queue.consumer(build)),
+        filter_subject: queue.task_subject(build),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: queue.ack_wait,
         max_deliver: queue.max_deliver,
@@ -106,8 +150,8 @@ pub(crate) async fn worker_consumer(
     // The same race as for the stream, among the pool's first workers.
     let mut tries = 0;
     loop {
-        match stream.get_or_create_consumer(queue.consumer(), config.clone()).await {
-            Ok(consumer) => return Ok(consumer),
+        match stream.get_or_create_consumer(&queue.consumer(build), config.clone()).await {
+            Ok(consumer) => return consumer_agrees(consumer, queue),
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
                 return Err(ClusterError::Setup {
@@ -119,9 +163,52 @@ pub(crate) async fn worker_consumer(
     }
 }
 
-/// The subject on which the broker announces that it gave up on a task of the pool.
-pub(crate) fn max_deliveries_subject(queue: &QueueConfig) -> String {
-    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer())
+/// A consumer that exists keeps its settings: one given otherwise is an error.
+fn consumer_agrees(
+    consumer: consumer::PullConsumer,
+    queue: &QueueConfig,
+) -> Result<consumer::PullConsumer, ClusterError> {
+    let has = &consumer.cached_info().config;
+    let conflicts = conflicts([
+        ("ack_wait", queue.given.ack_wait, format!("{:?}", has.ack_wait), format!("{:?}", queue.ack_wait)),
+        ("max_deliver", queue.given.max_deliver, has.max_deliver.to_string(), queue.max_deliver.to_string()),
+        (
+            "max_ack_pending",
+            queue.given.max_ack_pending,
+            has.max_ack_pending.to_string(),
+            queue.max_ack_pending.to_string(),
+        ),
+    ]);
+    let what = format!("the consumer `{}` of `{}`", consumer.cached_info().name, queue.stream());
+    settings_agree(conflicts, &what).map(|()| consumer)
+}
+
+/// The given settings whose value differs from the queue's: `(name, given, has, asks)`.
+fn conflicts<const N: usize>(settings: [(&str, bool, String, String); N]) -> Vec<String> {
+    settings
+        .into_iter()
+        .filter(|(_, given, has, asks)| *given && has != asks)
+        .map(|(name, _, has, asks)| format!("{name} is {has}, this one asks for {asks}"))
+        .collect()
+}
+
+fn settings_agree(conflicts: Vec<String>, what: &str) -> Result<(), ClusterError> {
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(ClusterError::Setup {
+        what: what.to_string(),
+        message: format!(
+            "it exists with other settings ({}): settings apply when the queue is created, so give the same \
+             ones, leave them out, or remove the queue once drained",
+            conflicts.join("; ")
+        ),
+    })
+}
+
+/// The subject on which the broker announces that it gave up on a task of build `build`.
+pub(crate) fn max_deliveries_subject(queue: &QueueConfig, build: u64) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer(build))
 }
 
 /// A short random id, unique enough to name a client among those of a pool.
@@ -132,4 +219,22 @@ pub(crate) fn random_id() -> String {
     h.write_u32(std::process::id());
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_given_settings_that_differ_conflict() {
+        let found = conflicts([
+            ("ack_wait", true, "2s".into(), "5s".into()),
+            ("max_deliver", false, "3".into(), "5".into()),
+            ("replicas", true, "3".into(), "3".into()),
+        ]);
+        assert_eq!(found, ["ack_wait is 2s, this one asks for 5s"]);
+        assert!(settings_agree(vec![], "x").is_ok());
+        let e = settings_agree(found, "the consumer `c`").unwrap_err().to_string();
+        assert!(e.contains("the consumer `c`") && e.contains("settings apply when the queue is created"), "{e}");
+    }
 }

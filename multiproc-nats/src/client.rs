@@ -6,7 +6,7 @@
 //! waits for by id and drops any result for an id it no longer waits for, so each caller
 //! sees exactly one result per task. Tasks should be idempotent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::broker;
-use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
 use crate::error::{ClusterError, TaskFailure};
 
@@ -28,17 +28,43 @@ pub struct ClientConfig {
     pub(crate) broker: BrokerConfig,
     pub(crate) queue: QueueConfig,
     pub(crate) submit_patience: Duration,
+    pub(crate) result_deadline: Option<Duration>,
 }
+
+/// The environment variable giving a client's result deadline in seconds (see
+/// [`ClientConfig::result_deadline`]).
+pub const RESULT_DEADLINE_ENV: &str = "MULTIPROC_NATS_RESULT_DEADLINE";
 
 impl ClientConfig {
     /// A client of the default pool on `broker`.
     pub fn new(broker: BrokerConfig) -> ClientConfig {
-        ClientConfig { broker, queue: QueueConfig::default(), submit_patience: Duration::from_secs(60) }
+        ClientConfig {
+            broker,
+            queue: QueueConfig::default(),
+            submit_patience: Duration::from_secs(60),
+            result_deadline: None,
+        }
     }
 
-    /// The broker from `MULTIPROC_NATS_URL` and the pool from `MULTIPROC_NATS_POOL`.
+    /// The broker from `MULTIPROC_NATS_URL`, the pool from `MULTIPROC_NATS_POOL`, the
+    /// result deadline from `MULTIPROC_NATS_RESULT_DEADLINE` (seconds).
     pub fn from_env() -> Result<ClientConfig, ConfigError> {
-        Ok(ClientConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?))
+        let mut c = ClientConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
+        if let Ok(s) = std::env::var(RESULT_DEADLINE_ENV) {
+            c = c.result_deadline(parse_seconds(RESULT_DEADLINE_ENV, &s)?);
+        }
+        Ok(c)
+    }
+
+    /// How long a task may go without its outcome, from submission, before it fails
+    /// with [`RemoteError::Deadline`] (no deadline by default: a task may queue and run
+    /// as long as it takes). Set it when the caller must not wait forever for a result
+    /// that may never come: no worker of this build serving the pool, a result lost with
+    /// a client unreachable for longer than the workers' patience. The task leaves the
+    /// queue if it is still there; a worker that already runs it finishes, unheard.
+    pub fn result_deadline(mut self, d: Duration) -> ClientConfig {
+        self.result_deadline = Some(d);
+        self
     }
 
     /// Submits to this pool's queue (its settings apply if this client creates it).
@@ -227,6 +253,8 @@ pub struct ClientStats {
     pub republished: u64,
     /// Tasks the broker gave up on after `max_deliver` deliveries.
     pub lost: u64,
+    /// Tasks failed because their result deadline passed.
+    pub past_deadline: u64,
 }
 
 struct Waiting {
@@ -244,6 +272,26 @@ type Entry = Arc<Mutex<Waiting>>;
 struct Book {
     waiting: HashMap<u64, Entry>,
     by_seq: HashMap<u64, u64>,
+    /// When each task's result deadline passes, soonest first (finished tasks stay
+    /// until then).
+    deadlines: BTreeSet<(Instant, u64)>,
+}
+
+impl Book {
+    /// The tasks whose deadline passed by `now` and that still wait.
+    fn past_deadline(&mut self, now: Instant) -> Vec<u64> {
+        let mut due = Vec::new();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if self.waiting.contains_key(&id) {
+                due.push(id);
+            }
+        }
+        due
+    }
 }
 
 struct Shared {
@@ -340,6 +388,7 @@ pub struct Client {
     stream: jetstream::stream::Stream,
     queue: QueueConfig,
     patience: Duration,
+    deadline: Option<Duration>,
     shared: Arc<Shared>,
     publish_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -374,7 +423,7 @@ impl Client {
             let nats = broker::connect(&config.broker, name, |_| {}).await?;
             let js = jetstream::new(nats.clone());
             let stream = broker::task_stream(&js, &queue).await?;
-            broker::worker_consumer(&stream, &queue).await?;
+            broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
             let subscribe = |subject: String| {
                 let nats = nats.clone();
                 async move {
@@ -385,9 +434,12 @@ impl Client {
                 }
             };
             let results = subscribe(shared.reply_to.clone()).await?;
-            let advisories = subscribe(broker::max_deliveries_subject(&queue)).await?;
+            let advisories = subscribe(broker::max_deliveries_subject(&queue, shared.fingerprint)).await?;
             tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
             tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
+            if let Some(deadline) = config.result_deadline {
+                tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));
+            }
             // Make sure the subscriptions are in place before any task can be answered.
             nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })?;
             Ok::<_, ClusterError>((nats, js, stream))
@@ -399,6 +451,7 @@ impl Client {
             stream,
             queue,
             patience: config.submit_patience,
+            deadline: config.result_deadline,
             shared,
             publish_slots: Arc::new(tokio::sync::Semaphore::new(512)),
         })
@@ -457,7 +510,13 @@ impl Client {
         };
         let payload = Bytes::from(head.encode(&task.args));
         let waiting = Waiting { on_item, seen: vec![false; task.items as usize], left: task.items, seq: None };
-        self.shared.book().waiting.insert(id, Arc::new(Mutex::new(waiting)));
+        {
+            let mut book = self.shared.book();
+            book.waiting.insert(id, Arc::new(Mutex::new(waiting)));
+            if let Some(d) = self.deadline {
+                book.deadlines.insert((Instant::now() + d, id));
+            }
+        }
         self.shared.stat(|s| s.submitted += 1);
         // Headers (the message id) take a few dozen bytes of the broker's limit too.
         let max = self.max_payload() as u64;
@@ -472,7 +531,7 @@ impl Client {
             self.js.clone(),
             self.stream.clone(),
             self.publish_slots.clone(),
-            self.queue.task_subject(),
+            self.queue.task_subject(self.shared.fingerprint),
             id,
             payload,
             self.patience,
@@ -701,6 +760,39 @@ async fn watch_advisories(
     }
 }
 
+/// Takes the tasks whose result `deadline` passed off the queue (if they are still
+/// there), then fails them. Looks a few times per deadline (at most every second).
+async fn enforce_deadlines(shared: Arc<Shared>, stream: jetstream::stream::Stream, deadline: Duration) {
+    let mut tick = tokio::time::interval(deadline_period(deadline));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let due = shared.book().past_deadline(Instant::now());
+        for id in due {
+            // The entry's lock first, then the book's, as everywhere.
+            let entry = shared.book().waiting.get(&id).cloned();
+            let seq = entry.and_then(|e| e.lock().unwrap_or_else(|e| e.into_inner()).seq);
+            // Off the queue first: whoever hears of the deadline finds it gone.
+            if let Some(seq) = seq {
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
+            }
+            // Counted before its caller hears, as `finished` is.
+            if shared.book().waiting.contains_key(&id) {
+                shared.stat(|s| s.past_deadline += 1);
+                shared.fail_task(id, RemoteError::Deadline { after: deadline }, None, 0);
+            }
+        }
+    }
+}
+
+/// How often deadlines are looked at: ten times per deadline, between 10 ms and 1 s.
+fn deadline_period(deadline: Duration) -> Duration {
+    (deadline / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
 /// The outcomes of [`Client::imap`], submitted lazily within a bounded window.
 pub struct Outcomes<'c, I> {
     client: &'c Client,
@@ -797,6 +889,33 @@ impl<I: Iterator<Item = RawTask>> Iterator for Outcomes<'_, I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_pass_in_order_and_only_for_tasks_still_waiting() {
+        let shared = shared();
+        let _ = wait_for(&shared, 1, 1, None);
+        let _ = wait_for(&shared, 2, 1, None);
+        let now = Instant::now();
+        let mut book = shared.book();
+        book.deadlines.insert((now + Duration::from_secs(1), 1));
+        book.deadlines.insert((now + Duration::from_secs(2), 2));
+        book.deadlines.insert((now, 3)); // finished already: nothing to do
+        assert_eq!(book.past_deadline(now), Vec::<u64>::new());
+        assert_eq!(book.past_deadline(now + Duration::from_secs(1)), [1]);
+        assert_eq!(book.past_deadline(now + Duration::from_secs(5)), [2]);
+        assert!(book.deadlines.is_empty());
+    }
+
+    #[test]
+    fn deadline_settings() {
+        assert_eq!(deadline_period(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(deadline_period(Duration::from_millis(50)), Duration::from_millis(10));
+        assert_eq!(parse_seconds("V", " 1.5 "), Ok(Duration::from_millis(1500)));
+        for bad in ["soon", "-1", "NaN"] {
+            let e = parse_seconds("V", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("V={bad} is not a number of seconds")), "{e}");
+        }
+    }
 
     fn shared() -> Shared {
         Shared {

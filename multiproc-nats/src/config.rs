@@ -14,6 +14,21 @@ pub const URL_ENV: &str = "MULTIPROC_NATS_URL";
 /// The environment variable naming the pool (the task queue) to serve or submit to.
 pub const POOL_ENV: &str = "MULTIPROC_NATS_POOL";
 
+/// The environment variable giving the number of replicas of the pool's streams (see
+/// [`QueueConfig::replicas`]).
+pub const REPLICAS_ENV: &str = "MULTIPROC_NATS_REPLICAS";
+
+/// The environment variable giving the queue's ack wait in seconds (see
+/// [`QueueConfig::ack_wait`]).
+pub const ACK_WAIT_ENV: &str = "MULTIPROC_NATS_ACK_WAIT";
+
+/// The environment variable giving the queue's most deliveries of a task (see
+/// [`QueueConfig::max_deliver`]).
+pub const MAX_DELIVER_ENV: &str = "MULTIPROC_NATS_MAX_DELIVER";
+
+/// The most replicas JetStream keeps of a stream.
+pub const MAX_REPLICAS: usize = 5;
+
 /// The broker address used when [`URL_ENV`] is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
@@ -84,7 +99,8 @@ pub struct Tls {
 /// [`from_env`](BrokerConfig::from_env), then adjusted with the builder methods. Options:
 /// `nkey=SEED`, `nkey_file=PATH`, `creds=PATH`, `tls=required`, `tls_ca=PATH`,
 /// `tls_cert=PATH`, `tls_key=PATH`. Percent-escapes (`%40` for `@`) are allowed in the
-/// user, password and token.
+/// user, password and token. A list of URLs (`nats://a:4222,nats://b:4222`, as NATS
+/// tools take it) is one broker of several servers: they share one scheme and one login.
 ///
 /// Printing it never shows a secret:
 ///
@@ -105,7 +121,7 @@ pub struct BrokerConfig {
 /// A broker configuration that could not be understood. Its message never contains a
 /// secret, even when the secret is what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad broker address: {reason}")]
+#[error("bad broker configuration: {reason}")]
 pub struct ConfigError {
     reason: String,
 }
@@ -140,82 +156,34 @@ impl BrokerConfig {
     /// Parses a broker URL (see the type's documentation for the form).
     pub fn parse(url: &str) -> Result<BrokerConfig, ConfigError> {
         let url = url.trim();
-        let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) => (s.to_ascii_lowercase(), r),
-            None => ("nats".to_string(), url),
-        };
-        let mut tls = Tls::default();
-        match scheme.as_str() {
-            "nats" => {}
-            "tls" => tls.required = true,
-            other => {
-                return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)")));
-            }
-        }
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let rest = rest.trim_end_matches('/');
-        // The user info ends at the last '@': a password may contain an unescaped '@'.
-        let (userinfo, hosts) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        let mut auth = match userinfo {
-            None => Auth::None,
-            Some(u) => match u.split_once(':') {
-                Some((user, password)) => Auth::UserPassword {
-                    user: percent_decode(user, "user name")?,
-                    password: Secret(percent_decode(password, "password")?),
-                },
-                None => Auth::Token(Secret(percent_decode(u, "token")?)),
-            },
-        };
+        let (addresses, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut first: Option<(Tls, Auth)> = None;
         let mut servers = Vec::new();
-        for host in hosts.split(',') {
-            servers.push(parse_host(host)?);
-        }
-        let mut cert = None;
-        let mut key = None;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let mut set_auth = |a: Auth| -> Result<(), ConfigError> {
-                if auth != Auth::None {
-                    return Err(ConfigError::new(format!("`{k}` given together with other credentials")));
-                }
-                auth = a;
-                Ok(())
+        for address in split_urls(addresses) {
+            let (tls, rest) = parse_scheme(address)?;
+            let rest = rest.trim_end_matches('/');
+            // The user info ends at the last '@': a password may contain an unescaped '@'.
+            let (userinfo, hosts) = match rest.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, rest),
             };
-            match k {
-                "nkey" => set_auth(Auth::NKey(Secret(percent_decode(v, "nkey seed")?)))?,
-                "nkey_file" => {
-                    let seed = std::fs::read_to_string(v)
-                        .map_err(|e| ConfigError::new(format!("cannot read the nkey file `{v}`: {e}")))?;
-                    set_auth(Auth::NKey(Secret(seed.trim().to_string())))?
-                }
-                "creds" => set_auth(Auth::CredentialsFile(PathBuf::from(v)))?,
-                "tls" => match v {
-                    "required" | "true" | "1" => tls.required = true,
-                    "" | "false" | "0" => {}
-                    other => return Err(ConfigError::new(format!("tls={other}: use tls=required"))),
-                },
-                "tls_ca" => tls.root_certificates = Some(PathBuf::from(v)),
-                "tls_cert" => cert = Some(PathBuf::from(v)),
-                "tls_key" => key = Some(PathBuf::from(v)),
-                other => {
-                    return Err(ConfigError::new(format!(
-                        "unknown option `{other}` (known: nkey, nkey_file, creds, tls, tls_ca, tls_cert, tls_key)"
-                    )));
-                }
+            let auth = parse_userinfo(userinfo)?;
+            for host in hosts.split(',') {
+                servers.push(parse_host(host)?);
             }
+            first = Some(match first {
+                None => (tls, auth),
+                Some(seen) => same_everywhere(seen, tls, auth)?,
+            });
         }
-        match (cert, key) {
-            (Some(c), Some(k)) => tls.client_certificate = Some((c, k)),
-            (None, None) => {}
-            _ => return Err(ConfigError::new("tls_cert and tls_key go together")),
+        let (mut tls, auth) = first.unwrap_or_default();
+        let mut options = UrlOptions { auth, cert: None, key: None };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            options.set(k, v, &mut tls)?;
         }
-        Ok(BrokerConfig { servers, auth, tls })
+        tls.client_certificate = options.client_certificate()?;
+        Ok(BrokerConfig { servers, auth: options.auth, tls })
     }
 
     /// The broker named by the `MULTIPROC_NATS_URL` environment variable, or
@@ -283,6 +251,123 @@ impl BrokerConfig {
     /// The TLS options.
     pub fn tls(&self) -> &Tls {
         &self.tls
+    }
+}
+
+/// The scheme (`nats://`, `tls://`, or none: `nats`) and what follows it.
+fn parse_scheme(url: &str) -> Result<(Tls, &str), ConfigError> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => ("nats".to_string(), url),
+    };
+    let mut tls = Tls::default();
+    match scheme.as_str() {
+        "nats" => {}
+        "tls" => tls.required = true,
+        other => return Err(ConfigError::new(format!("unknown scheme `{other}` (use nats:// or tls://)"))),
+    }
+    Ok((tls, rest))
+}
+
+/// The URLs of a list (`nats://a:4222,nats://b:4222`): split at each comma that starts
+/// another URL (a comma between hosts of one URL, `nats://a,b`, stays).
+fn split_urls(s: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        rest.split_once("://")
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    };
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (i, _) in s.match_indices(',') {
+        if starts_url(&s[i + 1..]) {
+            urls.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    urls.push(&s[start..]);
+    urls
+}
+
+/// The URLs of a list must agree on TLS and on credentials (given once, or the same
+/// each time).
+fn same_everywhere(seen: (Tls, Auth), tls: Tls, auth: Auth) -> Result<(Tls, Auth), ConfigError> {
+    if seen.0.required != tls.required {
+        return Err(ConfigError::new("the URLs of the list mix nats:// and tls://: use one scheme"));
+    }
+    match (seen.1, auth) {
+        (seen, Auth::None) => Ok((tls, seen)),
+        (Auth::None, auth) => Ok((tls, auth)),
+        (seen, auth) if seen == auth => Ok((tls, seen)),
+        _ => Err(ConfigError::new("the URLs of the list give different credentials: one login serves every server")),
+    }
+}
+
+/// `user:password` or `token`, percent-escapes allowed.
+fn parse_userinfo(userinfo: Option<&str>) -> Result<Auth, ConfigError> {
+    Ok(match userinfo {
+        None => Auth::None,
+        Some(u) => match u.split_once(':') {
+            Some((user, password)) => Auth::UserPassword {
+                user: percent_decode(user, "user name")?,
+                password: Secret(percent_decode(password, "password")?),
+            },
+            None => Auth::Token(Secret(percent_decode(u, "token")?)),
+        },
+    })
+}
+
+/// What the options of a URL (after `?`) set besides TLS: credentials, and the two halves
+/// of a client certificate.
+struct UrlOptions {
+    auth: Auth,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl UrlOptions {
+    /// Applies option `k=v`.
+    fn set(&mut self, k: &str, v: &str, tls: &mut Tls) -> Result<(), ConfigError> {
+        match k {
+            "nkey" => self.set_auth(k, Auth::NKey(Secret(percent_decode(v, "nkey seed")?)))?,
+            "nkey_file" => {
+                let seed = std::fs::read_to_string(v)
+                    .map_err(|e| ConfigError::new(format!("cannot read the nkey file `{v}`: {e}")))?;
+                self.set_auth(k, Auth::NKey(Secret(seed.trim().to_string())))?
+            }
+            "creds" => self.set_auth(k, Auth::CredentialsFile(PathBuf::from(v)))?,
+            "tls" => match v {
+                "required" | "true" | "1" => tls.required = true,
+                "" | "false" | "0" => {}
+                other => return Err(ConfigError::new(format!("tls={other}: use tls=required"))),
+            },
+            "tls_ca" => tls.root_certificates = Some(PathBuf::from(v)),
+            "tls_cert" => self.cert = Some(PathBuf::from(v)),
+            "tls_key" => self.key = Some(PathBuf::from(v)),
+            other => {
+                return Err(ConfigError::new(format!(
+                    "unknown option `{other}` (known: nkey, nkey_file, creds, tls, tls_ca, tls_cert, tls_key)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Credentials from option `k`: only when the URL gave none before.
+    fn set_auth(&mut self, k: &str, auth: Auth) -> Result<(), ConfigError> {
+        if self.auth != Auth::None {
+            return Err(ConfigError::new(format!("`{k}` given together with other credentials")));
+        }
+        self.auth = auth;
+        Ok(())
+    }
+
+    /// `tls_cert` and `tls_key`, both or neither.
+    fn client_certificate(&mut self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (self.cert.take(), self.key.take()) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::new("tls_cert and tls_key go together")),
+        }
     }
 }
 
@@ -360,10 +445,13 @@ impl fmt::Debug for BrokerConfig {
 }
 
 /// How the task queue is laid out on the broker: one JetStream work-queue stream per
-/// pool, and one durable pull consumer that all workers of the pool share.
+/// pool, and one durable pull consumer per build that the build's workers share.
 ///
 /// Whoever connects first (a client or a worker) creates the stream and the consumer
-/// with these settings; later ones use what exists.
+/// with these settings; later ones use what exists. A later one that *sets* a setting
+/// (with a method here or from the environment) to another value than the queue has
+/// fails to connect, naming both values: a setting is never silently ignored. One that
+/// leaves it at its default takes what the queue has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     pub(crate) pool: String,
@@ -371,6 +459,18 @@ pub struct QueueConfig {
     pub(crate) max_deliver: i64,
     pub(crate) max_ack_pending: i64,
     pub(crate) duplicate_window: Duration,
+    pub(crate) replicas: usize,
+    /// Which settings were given rather than left at their defaults.
+    pub(crate) given: Given,
+}
+
+/// Which queue settings were given: those must match an existing queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Given {
+    pub(crate) ack_wait: bool,
+    pub(crate) max_deliver: bool,
+    pub(crate) max_ack_pending: bool,
+    pub(crate) replicas: bool,
 }
 
 impl Default for QueueConfig {
@@ -381,18 +481,48 @@ impl Default for QueueConfig {
             max_deliver: 5,
             max_ack_pending: 20_000,
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+            given: Given::default(),
         }
     }
 }
 
 impl QueueConfig {
-    /// The pool named by `MULTIPROC_NATS_POOL`, or `default`, with default settings.
+    /// The pool named by `MULTIPROC_NATS_POOL` (or `default`), with the settings the
+    /// environment gives (`MULTIPROC_NATS_REPLICAS`, `MULTIPROC_NATS_ACK_WAIT` in seconds,
+    /// `MULTIPROC_NATS_MAX_DELIVER`) and defaults otherwise.
     pub fn from_env() -> Result<QueueConfig, ConfigError> {
         let mut q = QueueConfig::default();
         if let Ok(name) = std::env::var(POOL_ENV) {
             q = q.pool(name)?;
         }
+        if let Ok(n) = std::env::var(REPLICAS_ENV) {
+            q = q.replicas(parse_number(REPLICAS_ENV, &n)?)?;
+        }
+        if let Ok(s) = std::env::var(ACK_WAIT_ENV) {
+            q = q.ack_wait(parse_seconds(ACK_WAIT_ENV, &s)?);
+        }
+        if let Ok(n) = std::env::var(MAX_DELIVER_ENV) {
+            q = q.max_deliver(parse_number(MAX_DELIVER_ENV, &n)?);
+        }
         Ok(q)
+    }
+
+    /// How many servers of a JetStream cluster keep a copy of the pool's task queue
+    /// (default 1): with 3, the queue survives the loss of any one server (the cluster
+    /// elects a new leader in seconds and clients and workers carry on); with 1, losing
+    /// the server that holds it stops the pool until it is back. 1 to 5 (JetStream's
+    /// limit), at most the number of servers in the cluster. Like every queue setting, it
+    /// applies when the queue is created.
+    pub fn replicas(mut self, n: usize) -> Result<QueueConfig, ConfigError> {
+        if !(1..=MAX_REPLICAS).contains(&n) {
+            return Err(ConfigError::new(format!(
+                "replicas {n}: a stream has 1 to {MAX_REPLICAS} replicas (at most the servers in the cluster)"
+            )));
+        }
+        self.replicas = n;
+        self.given.replicas = true;
+        Ok(self)
     }
 
     /// The pool's name: letters, digits, `-` and `_` (default `default`). Clients and
@@ -411,6 +541,7 @@ impl QueueConfig {
     /// third of it while a task runs, so only a worker that vanished loses its tasks.
     pub fn ack_wait(mut self, d: Duration) -> QueueConfig {
         self.ack_wait = d.max(Duration::from_millis(100));
+        self.given.ack_wait = true;
         self
     }
 
@@ -418,12 +549,14 @@ impl QueueConfig {
     /// vanishing fails after that many tries instead of circling forever.
     pub fn max_deliver(mut self, n: u32) -> QueueConfig {
         self.max_deliver = n.max(1) as i64;
+        self.given.max_deliver = true;
         self
     }
 
     /// The most tasks handed out and not yet acked, over all workers (default 20 000).
     pub fn max_ack_pending(mut self, n: u32) -> QueueConfig {
         self.max_ack_pending = n.max(1) as i64;
+        self.given.max_ack_pending = true;
         self
     }
 
@@ -436,17 +569,39 @@ impl QueueConfig {
         format!("MPROC_{}", self.pool)
     }
 
-    pub(crate) fn consumer(&self) -> &'static str {
-        "workers"
+    /// The consumer of one build's tasks, shared by that build's workers.
+    pub(crate) fn consumer(&self, build: u64) -> String {
+        format!("workers-{build:016x}")
     }
 
-    pub(crate) fn task_subject(&self) -> String {
-        format!("mproc.{}.tasks", self.pool)
+    /// The subject of one build's tasks: a task travels only to workers of the build
+    /// that made it.
+    pub(crate) fn task_subject(&self, build: u64) -> String {
+        format!("mproc.{}.tasks.{build:016x}", self.pool)
+    }
+
+    /// The subjects of every build's tasks: the stream's.
+    pub(crate) fn task_subjects(&self) -> String {
+        format!("mproc.{}.tasks.*", self.pool)
     }
 
     pub(crate) fn result_subject(&self, client: &str) -> String {
         format!("mproc.{}.results.{client}", self.pool)
     }
+}
+
+/// A whole number from environment variable `var`.
+fn parse_number<T: std::str::FromStr>(var: &str, s: &str) -> Result<T, ConfigError> {
+    s.trim().parse().map_err(|_| ConfigError::new(format!("{var}={s} is not a number")))
+}
+
+/// A number of seconds (`30`, `1.5`) from environment variable `var`.
+pub(crate) fn parse_seconds(var: &str, s: &str) -> Result<Duration, ConfigError> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| ConfigError::new(format!("{var}={s} is not a number of seconds")))
 }
 
 #[cfg(test)]
@@ -504,6 +659,25 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_urls_is_one_broker_of_several_servers() {
+        let b = BrokerConfig::parse("nats://a:1,nats://b:2,c").unwrap();
+        assert_eq!(b.to_string(), "nats://a:1,b:2,c:4222");
+        let b = BrokerConfig::parse("tls://u:pw@a:1,tls://u:pw@b:2?tls_ca=/ca.pem").unwrap();
+        assert_eq!(b.to_string(), "tls://u:***@a:1,b:2?tls_ca=/ca.pem");
+        let b = BrokerConfig::parse("nats://tok@a:1,nats://b:2").unwrap();
+        assert_eq!(b.auth(), &Auth::Token(Secret::new("tok")));
+        for (url, expect) in [
+            ("nats://a:1,tls://b:2", "mix nats:// and tls://"),
+            ("nats://u:secret1@a,nats://u:secret2@b", "different credentials"),
+            ("nats://a:1,http://b:2", "unknown scheme `http`"),
+        ] {
+            let e = BrokerConfig::parse(url).unwrap_err().to_string();
+            assert!(e.contains(expect), "{url}: {e}");
+            assert!(!e.contains("secret"), "{url}: {e}");
+        }
+    }
+
+    #[test]
     fn a_bare_address_is_a_nats_url() {
         let b = BrokerConfig::parse("127.0.0.1:5222").unwrap();
         assert_eq!(b.to_string(), "nats://127.0.0.1:5222");
@@ -524,6 +698,18 @@ mod tests {
         assert!(QueueConfig::default().pool("").is_err());
         let q = QueueConfig::default().pool("batch-7_x").unwrap();
         assert_eq!(q.stream(), "MPROC_batch-7_x");
-        assert_eq!(q.task_subject(), "mproc.batch-7_x.tasks");
+        assert_eq!(q.task_subject(0xab), "mproc.batch-7_x.tasks.00000000000000ab");
+        assert_eq!(q.task_subjects(), "mproc.batch-7_x.tasks.*");
+        assert_eq!(q.consumer(0xab), "workers-00000000000000ab");
+    }
+
+    #[test]
+    fn replicas_are_one_to_five() {
+        assert_eq!(QueueConfig::default().replicas, 1);
+        assert_eq!(QueueConfig::default().replicas(3).unwrap().replicas, 3);
+        for n in [0, 6, 100] {
+            let e = QueueConfig::default().replicas(n).unwrap_err().to_string();
+            assert!(e.contains(&format!("replicas {n}")) && e.contains("1 to 5"), "{e}");
+        }
     }
 }

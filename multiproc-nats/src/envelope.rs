@@ -201,6 +201,18 @@ pub enum RemoteError {
     /// The client was closed before the result came back.
     #[error("the client was closed before its result came back")]
     Closed,
+    /// No outcome came within the client's result deadline
+    /// ([`ClientConfig::result_deadline`](crate::ClientConfig::result_deadline)). The
+    /// client stopped waiting and took the task off the queue if it was still there; a
+    /// worker that already runs it finishes, unheard.
+    #[error(
+        "no outcome within the result deadline of {after:?}: no worker of this build took it in time, \
+         or its worker or its result was lost (are workers of this very binary serving the pool?)"
+    )]
+    Deadline {
+        /// The deadline, counted from submission.
+        after: std::time::Duration,
+    },
 }
 
 /// "exit code 3" or "signal 9 (SIGKILL)".
@@ -447,5 +459,7 @@ mod tests {
         assert_eq!(e.to_string(), "died with signal 11 (SIGSEGV) in process 11 of worker node1:10");
         let e = RemoteError::WrongBinary { host: "node1".into(), worker_pid: 10, client: 1, worker: 2 };
         assert!(e.to_string().contains("different build"), "{e}");
+        let e = RemoteError::Deadline { after: Duration::from_millis(1500) };
+        assert!(e.to_string().starts_with("no outcome within the result deadline of 1.5s"), "{e}");
     }
 }

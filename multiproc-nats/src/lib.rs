@@ -78,11 +78,31 @@
 //!
 //! ## On the broker
 //!
-//! A pool named `P` is one JetStream stream `MPROC_P` on subject `mproc.P.tasks`, with
+//! A pool named `P` is one JetStream stream `MPROC_P` on subjects `mproc.P.tasks.*`, with
 //! work-queue retention (a task leaves the stream once acked) and file storage (tasks
-//! survive a broker restart), and one durable pull consumer `workers` shared by all of the
-//! pool's workers: explicit acks, `ack_wait` (30 s by default) before the task of a silent
-//! worker goes to another, and at most `max_deliver` (5) deliveries. See [`QueueConfig`].
+//! survive a broker restart). A task travels on its build's subject,
+//! `mproc.P.tasks.<build fingerprint, 16 hex digits>`, and the workers of one build share
+//! one durable pull consumer of that subject only, `workers-<fingerprint>`: explicit acks,
+//! `ack_wait` (30 s by default) before the task of a silent worker goes to another, and at
+//! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
+//! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`).
+//! Settings apply when the queue is created: a later client or worker that gives another
+//! value fails to connect, naming both values (one that leaves a setting out takes the
+//! queue's). A
+//! stream made by an older version (one subject `mproc.P.tasks`) is refused with a hint:
+//! remove it once drained, or use another pool name. A server without JetStream is refused
+//! with the fix (`nats-server -js`).
+//!
+//! ### Replication: no single server to lose
+//!
+//! With one replica (the default) the queue lives on one server: if that server is
+//! lost, the pool waits for it. On a JetStream cluster, give the queue more replicas,
+//! [`QueueConfig::replicas`] (or `MULTIPROC_NATS_REPLICAS`), 1 to 5, at most the number
+//! of servers in the cluster. Three replicas keep the pool going through the loss of any one
+//! server: the cluster elects a new leader for the queue in seconds, and clients
+//! and workers (given every server's address, `nats://h1:4222,h2:4222,h3:4222`)
+//! reconnect and carry on; every task still gets its one outcome. The setting applies
+//! when the queue is created, by whichever client or worker connects first.
 //!
 //! A task message is a postcard head — protocol version, task id, the client's result
 //! subject, the build fingerprint, the offsets of the function and of its trampoline,
@@ -105,6 +125,18 @@
 //! (`TaskError::Remote` with `RemoteFailure::Lost` on a pool; the client hears it from
 //! the broker's advisory and removes the message).
 //!
+//! ### A deadline: never a hang
+//!
+//! By default a caller waits for its result as long as it takes: a task may queue behind
+//! others and run for hours. When it must not wait forever for a result that may never
+//! come (no worker of this build serving the pool, a client unreachable for longer than
+//! the workers' patience), give the client a deadline:
+//! [`ClientConfig::result_deadline`] / [`ClusterPool::result_deadline`] (or
+//! `MULTIPROC_NATS_RESULT_DEADLINE` in seconds). A task without its outcome that long
+//! after submission is taken off the queue if it is still there, then fails with
+//! [`RemoteError::Deadline`] (`TaskError::Remote` with `RemoteFailure::Lost` on a pool),
+//! whose message names the deadline and the likely causes.
+//!
 //! A task that crashes the *process* running it (a segfault, an abort, an exit) does not
 //! take its worker down: it fails with `WorkerDied` naming the signal, and the worker's
 //! pool starts a fresh process. A task's time limit kills its process: `Timeout`.
@@ -112,17 +144,24 @@
 //! ## A worker of another build
 //!
 //! Function offsets mean something only in the binary that made them, so every task
-//! carries its build fingerprint. A worker of another build never runs it: it logs the
-//! refusal, answers the client with [`RemoteError::WrongBinary`] (naming both builds and
-//! the worker), and *terminates* the message (`+TERM`), which removes it from the work
-//! queue. So a stale worker cannot poison the queue (no endless redelivery), and the
-//! user learns at once, from both sides, that the workers must be redeployed. A cluster
-//! therefore runs one build per pool: to run two builds side by side (a rolling upgrade),
-//! give each its own pool name.
+//! carries its build fingerprint, and travels on its build's subject: a worker receives
+//! only the tasks of its own build, and a stale worker (an old binary left running)
+//! never even sees the others. It cannot take tasks it would have to refuse, so it
+//! cannot fail them, however fast it is. Idle, it looks at the queue every third of
+//! `ack_wait` and, when tasks of other builds wait there, says so in its log (how many,
+//! of which builds: "start workers from the binary that submits them"). Tasks whose build
+//! has no worker wait on the queue until one comes; a client that must not wait that
+//! long sets a [result deadline](ClientConfig::result_deadline). Two builds can so share
+//! one pool (a rolling upgrade): each build's tasks go to its own workers.
+//!
+//! A task that reaches a worker of another build all the same (published by hand on the
+//! wrong subject) is still never run: the worker logs the refusal, answers the client with
+//! [`RemoteError::WrongBinary`] (naming both builds and the worker), and *terminates* the
+//! message (`+TERM`), which removes it from the queue.
 //!
 //! ## Security
 //!
-//! Whoever may publish on `mproc.P.tasks` can make the workers call any function of their
+//! Whoever may publish on `mproc.P.tasks.*` can make the workers call any function of their
 //! binary, as whoever may write to a Python pool's queue can unpickle anything. Protect the
 //! broker: credentials, TLS, and subject permissions that let only your clients publish
 //! tasks and only your workers consume them.
@@ -141,8 +180,11 @@ mod runner;
 pub mod testing;
 mod worker;
 
-pub use client::{Client, ClientConfig, ClientStats, Outcomes, RawTask, TaskHandle, TaskOutcome};
-pub use config::{Auth, BrokerConfig, ConfigError, DEFAULT_URL, POOL_ENV, QueueConfig, Secret, Tls, URL_ENV};
+pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
+pub use config::{
+    ACK_WAIT_ENV, Auth, BrokerConfig, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS, POOL_ENV, QueueConfig,
+    REPLICAS_ENV, Secret, Tls, URL_ENV,
+};
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;

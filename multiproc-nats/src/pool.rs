@@ -51,10 +51,12 @@ use crate::error::ClusterError;
 ///   crashes its process or passes its timeout on a worker gives `Panicked`,
 ///   `WorkerDied` (naming the signal) or `Timeout`, as locally — the worker's own local
 ///   pool ran it, so `retries` and the rest mean what they mean there.
-/// - Failures a single machine does not have are [`TaskError::Remote`]: a worker of
-///   another build refused the task ([`RemoteFailure::WrongBinary`]), the broker gave up
-///   on it after every worker that took it vanished (`Lost`), or could not take it
-///   (`Broker`, `TooLarge`).
+/// - Failures a single machine does not have are [`TaskError::Remote`]: the broker gave
+///   up on a task after every worker that took it vanished, or its
+///   [result deadline](ClusterPool::result_deadline) passed (`Lost`), the broker could
+///   not take it (`Broker`, `TooLarge`), a worker of another build refused it
+///   ([`RemoteFailure::WrongBinary`]; only a task sent to it by hand: tasks go only to
+///   workers of their build).
 /// - Delivery is **at least once**: a worker machine that vanishes has its unfinished
 ///   tasks run again by others, so a task may run twice; the caller still gets exactly
 ///   one outcome per item. Tasks should be idempotent.
@@ -107,6 +109,14 @@ impl ClusterPool {
     /// process running a task past it.
     pub fn timeout(mut self, limit: Duration) -> ClusterPool {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// How long a task may go without its outcome, from submission, before its caller
+    /// gets `TaskError::Remote { kind: RemoteFailure::Lost, .. }` saying so (see
+    /// [`ClientConfig::result_deadline`]); no deadline by default.
+    pub fn result_deadline(mut self, d: Duration) -> ClusterPool {
+        self.client = self.client.result_deadline(d);
         self
     }
 
@@ -179,7 +189,8 @@ impl RemoteError {
             }
             RemoteError::WrongBinary { .. } => remote(RemoteFailure::WrongBinary),
             RemoteError::Version { .. } => remote(RemoteFailure::Version),
-            RemoteError::Lost { .. } => remote(RemoteFailure::Lost),
+            // The result can no longer be counted on: lost, as far as the caller goes.
+            RemoteError::Lost { .. } | RemoteError::Deadline { .. } => remote(RemoteFailure::Lost),
             RemoteError::Broker { .. } => remote(RemoteFailure::Broker),
             RemoteError::TooLarge { .. } => remote(RemoteFailure::TooLarge),
             RemoteError::Spawn { .. } => remote(RemoteFailure::Worker),

@@ -15,6 +15,7 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    jetstream: bool,
 }
 
 /// Where `nats-server` is: `$NATS_SERVER` when set (`None` if nothing is there), else
@@ -56,9 +57,18 @@ impl NatsServer {
         let dir = std::env::temp_dir().join(format!("multiproc-nats-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cannot create the server's store directory");
-        let mut server =
-            NatsServer { child: None, binary, port: 0, dir, args: args.iter().map(|s| s.to_string()).collect() };
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let mut server = NatsServer { child: None, binary, port: 0, dir, args, jetstream: true };
         server.launch();
+        Some(server)
+    }
+
+    /// Like [`start`](NatsServer::start), without JetStream: a broker that cannot keep a
+    /// task queue.
+    pub fn start_without_jetstream(tag: &str) -> Option<NatsServer> {
+        let mut server = NatsServer::start(tag)?;
+        server.jetstream = false;
+        server.restart();
         Some(server)
     }
 
@@ -66,8 +76,9 @@ impl NatsServer {
         // Port -1 makes the server pick a free one, which it then logs; a restart reuses it.
         let port = if self.port == 0 { "-1".to_string() } else { self.port.to_string() };
         let mut child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
-            .arg(self.dir.join("store"))
+            .args(if self.jetstream { &["-js", "-sd"][..] } else { &[] })
+            .args(self.jetstream.then(|| self.dir.join("store")))
+            .args(["-a", "127.0.0.1", "-p", &port])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -142,5 +153,81 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A JetStream cluster of `nats-server`s on 127.0.0.1, for tests: each node a
+/// [`NatsServer`] named `n0`, `n1`, ... with routes to all the others.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+/// `n` distinct free loopback ports (free when asked; the cluster binds them right
+/// after). Held together while chosen, so that no two are the same.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound socket has an address").port()).collect()
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes and waits until JetStream answers on each; `None` (after saying
+    /// why) when `nats-server` is not installed, as [`NatsServer::start`].
+    pub fn start(tag: &str, n: usize) -> Option<NatsCluster> {
+        let route_ports = free_ports(n);
+        let routes: Vec<String> = route_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+        let mut nodes = Vec::new();
+        for (i, port) in route_ports.iter().enumerate() {
+            let (name, cluster) = (format!("n{i}"), format!("nats://127.0.0.1:{port}"));
+            let others: Vec<&str> = routes.iter().filter(|r| **r != cluster).map(String::as_str).collect();
+            let args =
+                ["--server_name", &name, "--cluster_name", tag, "--cluster", &cluster, "--routes", &others.join(",")];
+            nodes.push(NatsServer::start_with(&format!("{tag}-{name}"), &args)?);
+        }
+        let cluster = NatsCluster { nodes };
+        cluster.wait_for_jetstream();
+        Some(cluster)
+    }
+
+    /// Waits until every node answers JetStream requests (the cluster has elected its
+    /// meta leader).
+    fn wait_for_jetstream(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async {
+            for node in &self.nodes {
+                let nats = async_nats::connect(node.url()).await.expect("a cluster node accepts a connection");
+                let mut tries = 0;
+                // The account's JetStream information, asked raw: an answer without an
+                // error means the meta leader is there (the client's own query cannot
+                // read every server version's answer).
+                while !jetstream_answers(&nats).await {
+                    tries += 1;
+                    assert!(tries < 600, "the cluster's JetStream never became available");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+
+    /// Every node's URL, in a list (`nats://127.0.0.1:p0,nats://127.0.0.1:p1,...`), as
+    /// clients and workers give it.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        urls.join(",")
+    }
+
+    /// Node `i` (named `n<i>`).
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+}
+
+async fn jetstream_answers(nats: &async_nats::Client) -> bool {
+    match nats.request("$JS.API.INFO", bytes::Bytes::new()).await {
+        Ok(reply) => {
+            serde_json::from_slice::<serde_json::Value>(&reply.payload).is_ok_and(|v| v.get("error").is_none())
+        }
+        Err(_) => false,
     }
 }

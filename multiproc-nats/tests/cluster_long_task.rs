@@ -27,7 +27,7 @@ fn in_progress_acks_keep_a_long_task_from_being_redelivered() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (nats, mut acks) = rt.block_on(async {
         let nats = async_nats::connect(server.url()).await.unwrap();
-        let acks = nats.subscribe("$JS.ACK.MPROC_long.workers.>").await.unwrap();
+        let acks = nats.subscribe(format!("$JS.ACK.MPROC_long.{}.>", common::consumer())).await.unwrap();
         nats.flush().await.unwrap();
         (nats, acks)
     });
@@ -65,7 +65,8 @@ fn in_progress_acks_keep_a_long_task_from_being_redelivered() {
     let info = rt.block_on(async {
         let js = async_nats::jetstream::new(nats.clone());
         let stream = js.get_stream("MPROC_long").await.unwrap();
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("workers").await.unwrap();
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&common::consumer()).await.unwrap();
         consumer.info().await.unwrap().clone()
     });
     assert_eq!(info.num_redelivered, 0, "the broker never redelivered the task");

@@ -10,9 +10,10 @@ use multiproc_nats::{BrokerConfig, Client, ClientConfig, ClusterPool, QueueConfi
 /// How a worker process is set up: broker URL, pool, processes, ack wait in milliseconds.
 pub type WorkerArgs = (String, String, usize, u64);
 
-/// The queue settings of a test pool.
+/// The queue settings of a test pool (`max_deliver` left out: a test that sets it on its
+/// client has workers that take the queue's).
 pub fn queue(pool: &str, ack_wait: Duration) -> QueueConfig {
-    QueueConfig::default().pool(pool).unwrap().ack_wait(ack_wait).max_deliver(4)
+    QueueConfig::default().pool(pool).unwrap().ack_wait(ack_wait)
 }
 
 /// A worker process's body: serve until killed.
@@ -129,4 +130,18 @@ pub fn report_and_wait(path: String) -> u32 {
     let mut go = [0u8; 1];
     let _ = s.read(&mut go);
     worker
+}
+
+/// A worker process like [`start_worker`], on the broker (or cluster) at `url`.
+pub fn start_worker_at(url: &str, pool: &str, slots: usize, ack_wait: Duration) -> Worker {
+    let args: WorkerArgs = (url.to_string(), pool.to_string(), slots, ack_wait.as_millis() as u64);
+    let mut p = Process::new(worker_main, args).name(format!("worker-{pool}")).daemon(true);
+    p.start().expect("a worker process starts");
+    Worker(p)
+}
+
+/// The name of the queue's consumer for this build's tasks: the one this binary's
+/// workers share.
+pub fn consumer() -> String {
+    format!("workers-{:016x}", multiproc::remote::fingerprint())
 }

@@ -1,0 +1,159 @@
+//! The worker: pulls tasks from the pool's queue, runs them on a [`TaskRunner`] (by
+//! default a [`PoolRunner`]: a local `multiproc::Pool`), sends each task's results to the
+//! client that submitted it, then acks the task.
+//!
+//! - [`settings`]: how it connects and how much it runs at once.
+//! - [`pulls`]: how many tasks to ask for, and the open pull requests (pure).
+//! - [`admission`]: whether it may run a task (pure): it receives only its own build's
+//!   tasks, and a task of another build or protocol version is never run; see the crate
+//!   docs for why.
+//! - [`slots`]: the threads that run tasks on the runner.
+//! - [`results`]: a task's results cut into messages and handed to its client.
+//! - [`serving`]: the loop, one method per event.
+
+mod admission;
+mod pulls;
+mod results;
+mod serving;
+mod settings;
+mod slots;
+mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::error::ClusterError;
+use crate::runner::{PoolRunner, TaskRunner};
+use serving::Worker;
+pub use settings::{PROCESSES_ENV, WorkerConfig};
+use stats::StatsCell;
+pub use stats::WorkerStats;
+
+/// The environment variable that turns a program into a worker at
+/// [`init()`](crate::init): set it to `1`.
+pub const WORKER_ENV: &str = "MULTIPROC_NATS_WORKER";
+
+/// A running worker: stop it, wait for it, watch what it does.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<(), ClusterError>>>,
+    stats: Arc<StatsCell>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to stop: it takes no new task, finishes and delivers the ones it
+    /// runs, then ends.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the worker to end (after [`stop`](WorkerHandle::stop), or a fatal error).
+    pub fn join(mut self) -> Result<(), ClusterError> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ClusterError::Closed("worker (its thread panicked)")),
+            None => Ok(()),
+        }
+    }
+
+    /// What the worker has done so far.
+    pub fn stats(&self) -> WorkerStats {
+        *self.stats.lock()
+    }
+
+    /// Waits until `ready(stats)` holds, or `timeout` passes; returns the stats if it held.
+    pub fn wait_for(&self, timeout: Duration, ready: impl Fn(&WorkerStats) -> bool) -> Option<WorkerStats> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.stats.lock();
+        loop {
+            if ready(&s) {
+                return Some(*s);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            s = self.stats.changed.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves the pool's queue until the process ends, running the tasks on a local
+/// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]). `multiproc::init()` must
+/// be the first line of `main`. For a local pool with an initializer, recycling or
+/// memory limits, give [`start_worker`] a [`PoolRunner`] of your own pool.
+pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
+    let runner = PoolRunner::start(config.processes)?;
+    start_worker(config, Arc::new(runner))?.join()
+}
+
+/// Starts a worker in the background that runs its tasks on `runner` (whose
+/// [`slots`](TaskRunner::slots) say how many task messages it takes at once). It has
+/// connected and found (or created) the queue when this returns.
+pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result<WorkerHandle, ClusterError> {
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = Arc::new(StatsCell::default());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread_stats = stats.clone();
+    let thread = std::thread::Builder::new().name("multiproc-nats-worker".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async move {
+            match Worker::connect(config, runner, thread_stats).await {
+                Ok(worker) => {
+                    let _ = ready_tx.send(Ok(()));
+                    worker.run(stop_rx).await
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    Ok(())
+                }
+            }
+        })
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(WorkerHandle { stop, thread: Some(thread), stats }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(ClusterError::Closed("worker (it ended while starting)")),
+        },
+    }
+}
+
+/// Makes this program a worker when the environment asks for it: with
+/// `MULTIPROC_NATS_WORKER=1`, it serves the pool the environment names (see
+/// [`WorkerConfig::from_env`]) and exits, never returning; otherwise it returns at once.
+///
+/// Call it right after `multiproc::init()` in `main`.
+pub fn init() {
+    match std::env::var(WORKER_ENV) {
+        Ok(v) if !v.is_empty() && v != "0" => {}
+        _ => return,
+    }
+    let code = match WorkerConfig::from_env() {
+        Err(e) => {
+            eprintln!("multiproc-nats worker {}: {e}", std::process::id());
+            2
+        }
+        Ok(config) => match serve(config) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("multiproc-nats worker {}: {e}", std::process::id());
+                1
+            }
+        },
+    };
+    std::process::exit(code)
+}

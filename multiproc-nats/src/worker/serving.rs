@@ -1,0 +1,339 @@
+//! The worker's loop: a [`Session`] holds what is in the worker's hands, and each event
+//! (a task arrived, a slot finished, a result delivered, a heartbeat tick, the broker
+//! lost or back, a stop) is one method on it.
+//!
+//! - While a task runs (and while its result is being delivered) it sends an
+//!   in-progress ack every third of the queue's `ack_wait`, so the broker hands the task
+//!   to another worker only when this one has vanished.
+//! - It acks a task only after the client confirmed its result: a worker that dies at
+//!   any point loses nothing, and the client drops the duplicate a redelivery may cause.
+//! - A refused task (see [`admission`](super::admission)) is terminated (`+TERM`) once
+//!   its client heard why, so that it is not handed out again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::admission::{Admission, admit, other_builds_notice};
+use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
+use super::results::{Delivery, deliver, refusal, result_parts};
+use super::settings::WorkerConfig;
+use super::slots::{Finished, Job, Slots};
+use super::stats::StatsCell;
+use crate::broker;
+use crate::envelope::{RanOn, host_name};
+use crate::error::ClusterError;
+use crate::runner::{RunReport, TaskRunner};
+
+/// How long to wait before asking again when the broker refused a pull request.
+const PULL_RETRY: Duration = Duration::from_millis(250);
+
+/// A worker connected to its pool's queue.
+pub(super) struct Worker {
+    config: WorkerConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    consumer: jetstream::consumer::PullConsumer,
+    runner: Arc<dyn TaskRunner>,
+    stats: Arc<StatsCell>,
+    events: mpsc::UnboundedReceiver<async_nats::Event>,
+    me: RanOn,
+    fingerprint: u64,
+}
+
+impl Worker {
+    /// Connects, and finds (or creates) the queue.
+    pub(super) async fn connect(
+        config: WorkerConfig,
+        runner: Arc<dyn TaskRunner>,
+        stats: Arc<StatsCell>,
+    ) -> Result<Worker, ClusterError> {
+        let me = RanOn { host: host_name(), worker_pid: std::process::id(), process_pid: None };
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let client = broker::connect(&config.broker, format!("multiproc-nats worker {me}"), move |e| {
+            let _ = event_tx.send(e);
+        })
+        .await?;
+        let js = jetstream::new(client.clone());
+        let stream = broker::task_stream(&js, &config.queue).await?;
+        let fingerprint = multiproc::remote::fingerprint();
+        let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
+        Ok(Worker { config, client, js, stream, consumer, runner, stats, events, me, fingerprint })
+    }
+
+    /// Serves the queue until `stop` says so (then finishes what it holds) or the
+    /// connection ends for good.
+    pub(super) async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ClusterError> {
+        let inbox = self.client.new_inbox();
+        let pulls = self
+            .client
+            .subscribe(format!("{inbox}.*"))
+            .await
+            .map_err(|e| ClusterError::Setup { what: "a subscription".into(), message: e.to_string() })?;
+        let slot_count = self.runner.slots().max(1);
+        let (slots, finished) = Slots::start(slot_count, &self.runner)?;
+        let session = Session {
+            worker: self,
+            slot_count,
+            inbox,
+            slots,
+            book: PullBook::default(),
+            held: HashMap::new(),
+            running: HashMap::new(),
+            deliveries: JoinSet::new(),
+            next_key: 0,
+            stopping: false,
+            disconnected: false,
+            pull_again_at: Instant::now(),
+            notice: None,
+        };
+        session.serve(pulls, finished, stop).await
+    }
+}
+
+/// One task message in this worker's hands, until it is acked or terminated.
+struct Held {
+    msg: jetstream::Message,
+    /// Terminate rather than ack once the client has heard (a refused task).
+    refused: bool,
+}
+
+/// Where a running task's result goes.
+struct Running {
+    task_id: u64,
+    reply_to: String,
+    delivery: u64,
+}
+
+/// What the worker's loop holds between events.
+struct Session {
+    worker: Worker,
+    slot_count: usize,
+    inbox: String,
+    slots: Slots,
+    book: PullBook,
+    /// Every message not yet acked or terminated, by key.
+    held: HashMap<u64, Held>,
+    /// The messages a slot runs, by key.
+    running: HashMap<u64, Running>,
+    deliveries: JoinSet<(u64, Delivery)>,
+    next_key: u64,
+    stopping: bool,
+    disconnected: bool,
+    pull_again_at: Instant,
+    /// What this worker last said about tasks of other builds waiting.
+    notice: Option<String>,
+}
+
+impl Session {
+    async fn serve(
+        mut self,
+        mut pulls: async_nats::Subscriber,
+        mut finished: Finished,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), ClusterError> {
+        let ack_wait = self.worker.consumer.cached_info().config.ack_wait;
+        let mut progress = tokio::time::interval(progress_period(ack_wait));
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.pull().await;
+            if self.stopping && self.running.is_empty() && self.held.is_empty() {
+                break;
+            }
+            tokio::select! {
+                msg = pulls.next() => match msg {
+                    Some(msg) => self.on_arrival(msg).await,
+                    None => break,
+                },
+                done = finished.recv() => match done {
+                    Some((key, report)) => self.on_slot_finished(key, report),
+                    None => break,
+                },
+                Some(joined) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
+                    if let Ok((key, delivery)) = joined {
+                        self.on_delivered(key, delivery).await;
+                    }
+                }
+                _ = progress.tick() => self.on_heartbeat().await,
+                event = self.worker.events.recv() => self.on_broker_event(event),
+                _ = stop.changed(), if !self.stopping => self.stopping = true,
+                _ = tokio::time::sleep_until(self.pull_again_at.into()), if Instant::now() < self.pull_again_at => {}
+            }
+        }
+        self.shut_down().await;
+        Ok(())
+    }
+
+    fn log(&self, msg: impl std::fmt::Display) {
+        eprintln!("multiproc-nats worker {}: {msg}", self.worker.me);
+    }
+
+    /// Asks the broker for as many tasks as there are free slots, unless stopping or
+    /// waiting after a refused request.
+    async fn pull(&mut self) {
+        let wanted = self.worker.runner.wanted();
+        let free = free_slots(wanted, self.slot_count, self.running.len(), self.book.awaiting());
+        if self.stopping || free == 0 || Instant::now() < self.pull_again_at {
+            return;
+        }
+        let n = self.book.next_number();
+        let expiry = self.worker.config.pull_expiry;
+        let batch = jetstream::consumer::pull::BatchConfig { batch: free, expires: Some(expiry), ..Default::default() };
+        match self.worker.consumer.request_batch(batch, format!("{}.{n}", self.inbox).into()).await {
+            Ok(()) => self.book.opened(n, free, Instant::now(), expiry),
+            Err(_) => self.pull_again_at = Instant::now() + PULL_RETRY,
+        }
+    }
+
+    /// A message on the pull inbox: a task, or the end of a request.
+    async fn on_arrival(&mut self, msg: async_nats::Message) {
+        match arrival(msg.status, msg.subject.as_str()) {
+            Arrival::Heartbeat | Arrival::RequestEnded(None) => return,
+            Arrival::RequestEnded(Some(n)) => return self.book.ended(n),
+            Arrival::Task => {}
+        }
+        self.book.filled_one();
+        let msg = jetstream::Message { message: msg, context: self.worker.js.clone() };
+        if self.stopping || self.running.len() >= self.slot_count {
+            // More than asked for (a request from before a reconnection): let another
+            // worker have it now.
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            return;
+        }
+        self.next_key += 1;
+        let delivery = msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+        self.worker.stats.update(|s| {
+            s.received += 1;
+            if delivery > 1 {
+                s.redelivered += 1;
+            }
+        });
+        self.admit(self.next_key, msg, delivery).await;
+    }
+
+    /// Runs a task that arrived, or refuses it.
+    async fn admit(&mut self, key: u64, msg: jetstream::Message, delivery: u64) {
+        match admit(&msg.payload, self.worker.fingerprint, &self.worker.me) {
+            Admission::Run { head, args_at } => {
+                let running = Running { task_id: head.task_id, reply_to: head.reply_to.clone(), delivery };
+                self.running.insert(key, running);
+                let payload = msg.payload.clone();
+                self.held.insert(key, Held { msg, refused: false });
+                self.slots.run(Job { key, head, payload, args_at });
+            }
+            Admission::Refuse { task_id, reply_to, error, log } => {
+                if let Some(log) = log {
+                    self.log(log);
+                }
+                self.worker.stats.update(|s| s.refused += 1);
+                let parts = refusal(&self.worker.me, task_id, delivery, error);
+                self.held.insert(key, Held { msg, refused: true });
+                self.deliver(key, reply_to, parts);
+            }
+            Admission::Drop { log } => {
+                self.log(log);
+                self.worker.stats.update(|s| s.refused += 1);
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+
+    /// A slot finished a task: its result goes to its client.
+    fn on_slot_finished(&mut self, key: u64, report: RunReport) {
+        let Some(Running { task_id, reply_to, delivery }) = self.running.remove(&key) else { return };
+        let ran_on = RanOn { process_pid: report.process_pid, ..self.worker.me.clone() };
+        let max = self.worker.client.server_info().max_payload;
+        let parts = result_parts(&ran_on, max, task_id, delivery, &report.results);
+        self.deliver(key, reply_to, parts);
+    }
+
+    fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<bytes::Bytes>) {
+        let patience = self.worker.config.result_patience;
+        self.deliveries.spawn(deliver(self.worker.client.clone(), key, reply_to, parts, patience));
+    }
+
+    /// A result reached its client (or never will): the task leaves the queue.
+    async fn on_delivered(&mut self, key: u64, delivery: Delivery) {
+        let Some(h) = self.held.remove(&key) else { return };
+        let kind = if h.refused { AckKind::Term } else { AckKind::Ack };
+        let _ = h.msg.ack_with(kind).await;
+        match delivery {
+            Delivery::Confirmed => self.worker.stats.update(|s| {
+                if !h.refused {
+                    s.completed += 1
+                }
+            }),
+            Delivery::Abandoned(why) => {
+                self.log(format_args!("dropping a result its client never took: {why}"));
+                self.worker.stats.update(|s| s.abandoned += 1);
+            }
+        }
+    }
+
+    /// Every third of `ack_wait`: in-progress acks for what this worker holds, and
+    /// requests whose end never came (their connection broke) are over.
+    async fn on_heartbeat(&mut self) {
+        let mut sent = 0;
+        for h in self.held.values() {
+            if h.msg.ack_with(AckKind::Progress).await.is_ok() {
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            self.worker.stats.update(|s| s.progress_acks += sent);
+        }
+        self.book.expire(Instant::now());
+        if self.held.is_empty() {
+            self.look_for_other_builds().await;
+        }
+    }
+
+    /// An idle worker looks for tasks of other builds in the queue, which never come to
+    /// it, and says so once (and again when that changes).
+    async fn look_for_other_builds(&mut self) {
+        let Ok(mut subjects) = self.worker.stream.info_with_subjects(self.worker.config.queue.task_subjects()).await
+        else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        while let Some(Ok(subject)) = subjects.next().await {
+            waiting.push(subject);
+        }
+        let notice = other_builds_notice(self.worker.fingerprint, &waiting);
+        if notice != self.notice {
+            if let Some(n) = &notice {
+                self.log(n);
+            }
+            self.notice = notice;
+        }
+    }
+
+    /// The broker connection went or came back.
+    fn on_broker_event(&mut self, event: Option<async_nats::Event>) {
+        match event {
+            Some(async_nats::Event::Disconnected) => {
+                self.log("lost the broker; reconnecting");
+                self.disconnected = true;
+            }
+            Some(async_nats::Event::Connected) if self.disconnected => {
+                self.log("reconnected to the broker");
+                self.disconnected = false;
+                // Requests of the old connection are gone with it.
+                self.book.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// The loop is over: the slots finish, and what was sent reaches the broker.
+    async fn shut_down(self) {
+        self.slots.join();
+        let _ = self.worker.client.flush().await;
+    }
+}

@@ -1,0 +1,79 @@
+//! How a worker connects and how much it runs at once.
+
+use std::time::Duration;
+
+use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+
+/// The environment variable giving the number of processes a worker runs tasks in
+/// (default: the CPU count).
+pub const PROCESSES_ENV: &str = "MULTIPROC_NATS_PROCESSES";
+
+/// How a worker connects and how much it runs at once.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub(crate) broker: BrokerConfig,
+    pub(crate) queue: QueueConfig,
+    pub(crate) processes: usize,
+    pub(crate) pull_expiry: Duration,
+    pub(crate) result_patience: Duration,
+}
+
+impl WorkerConfig {
+    /// A worker of the default pool on `broker`, with one process per CPU.
+    pub fn new(broker: BrokerConfig) -> WorkerConfig {
+        WorkerConfig {
+            broker,
+            queue: QueueConfig::default(),
+            processes: multiproc::cpu_count(),
+            pull_expiry: Duration::from_secs(5),
+            result_patience: Duration::from_secs(60),
+        }
+    }
+
+    /// Everything from the environment: the broker from `MULTIPROC_NATS_URL`, the pool
+    /// from `MULTIPROC_NATS_POOL`, the processes from `MULTIPROC_NATS_PROCESSES`.
+    pub fn from_env() -> Result<WorkerConfig, ConfigError> {
+        let mut c = WorkerConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
+        if let Ok(s) = std::env::var(PROCESSES_ENV) {
+            c = c.processes(parse_processes(&s)?);
+        }
+        Ok(c)
+    }
+
+    /// Serves this pool's queue (the pool's settings apply if this worker creates it).
+    pub fn queue(mut self, queue: QueueConfig) -> WorkerConfig {
+        self.queue = queue;
+        self
+    }
+
+    /// How many processes run tasks at once: the size of the local pool
+    /// [`serve`](crate::serve) starts (default: the CPU count).
+    pub fn processes(mut self, n: usize) -> WorkerConfig {
+        self.processes = n.max(1);
+        self
+    }
+
+    /// How long the worker keeps trying to hand a result to its client (which may be
+    /// reconnecting) before it gives up on it and drops the task (default 60 s).
+    pub fn result_patience(mut self, d: Duration) -> WorkerConfig {
+        self.result_patience = d;
+        self
+    }
+}
+
+/// The value of [`PROCESSES_ENV`].
+fn parse_processes(s: &str) -> Result<usize, ConfigError> {
+    s.trim().parse().map_err(|_| ConfigError::new(format!("{PROCESSES_ENV}={s} is not a number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_from_the_environment_must_be_a_number() {
+        assert_eq!(parse_processes(" 3 "), Ok(3));
+        let e = parse_processes("three").unwrap_err().to_string();
+        assert!(e.contains("MULTIPROC_NATS_PROCESSES=three is not a number"), "{e}");
+    }
+}
