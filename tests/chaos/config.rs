@@ -5,30 +5,12 @@ use std::time::Duration;
 /// Faults and checks that fail on today's main (issue 14), left out unless
 /// `MULTIPROC_CHAOS_ALL=1`. Each is being fixed; remove its name here when its fix lands.
 ///
-/// - `closed_fds` (finding 1): a task that closes its worker's descriptors and returns
-///   starts a restart storm; the item never settles.
-/// - `result_decode_panic` (finding 2): a result whose `Deserialize` panics in the parent
-///   kills the pool's driver thread; its items never settle.
-/// - `arg_decode_panic`, `result_encode_panic` (finding 3): a panic while the worker
-///   decodes the argument or encodes the result comes back as `WorkerDied`, not `Panicked`.
-/// - `then_after_wait` (finding 5): `MapResult::wait` can return before the `then`
-///   callback has run.
-/// - `queue_kill_waiting_producer` (finding 6): a queue consumer killed in `get` while a
-///   producer waits for space can lose a message.
 /// - `drop_during_start` (found by this suite): a pool dropped while some of its workers
 ///   are still starting (`Pool::build` returns once one is up) leaves a zombie for good in
 ///   about one drop in ten, and for a moment a descriptor of the unfinished start. Left
 ///   out, the leak check excuses zombies the run never saw as workers and what is gone
 ///   half a second later.
-pub const KNOWN_BROKEN: &[&str] = &[
-    "closed_fds",
-    "result_decode_panic",
-    "arg_decode_panic",
-    "result_encode_panic",
-    "then_after_wait",
-    "queue_kill_waiting_producer",
-    "drop_during_start",
-];
+pub const KNOWN_BROKEN: &[&str] = &["drop_during_start"];
 
 /// Faults that need something the default run should not ask for.
 const OPT_IN: &[(&str, &str)] = &[("oversized", "MULTIPROC_CHAOS_OVERSIZED")];
