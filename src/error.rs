@@ -19,6 +19,10 @@ pub enum Error {
          (in an integration test file, put multiproc::test_init!() at its top)"
     )]
     InitNotCalled,
+    /// The child's containment or limits could not be set up (see [`Contain`](crate::Contain)
+    /// and [`Limits`](crate::Limits)); the message says which and why.
+    #[error("isolation: {0}")]
+    Isolation(String),
     /// The executable could not be started at all.
     #[error("cannot start `{}`: {source}", executable.display())]
     Spawn {

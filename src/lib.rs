@@ -164,6 +164,7 @@ pub mod bench_api;
 mod bytes;
 mod error;
 mod fd;
+mod isolation;
 pub mod manager;
 mod pipe;
 mod pool;
@@ -182,6 +183,7 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use error::Error;
 pub use fd::Fd;
+pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use pool::{

@@ -223,6 +223,8 @@ impl PoolBuilder {
                 executable: self.executable,
                 start_timeout: self.start_timeout,
                 max_frame: self.max_frame,
+                contain: crate::isolation::Contain::Auto,
+                limits: crate::isolation::Limits::default(),
             },
         });
         let shared = Arc::new(Shared {

@@ -54,6 +54,8 @@ pub struct Process {
     executable: Option<PathBuf>,
     start_timeout: Duration,
     max_frame: u32,
+    contain: crate::isolation::Contain,
+    limits: crate::isolation::Limits,
     fn_name: &'static str,
     target: Option<Target>,
     started: Option<Arc<Record>>,
@@ -159,6 +161,8 @@ impl Process {
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            contain: crate::isolation::Contain::Auto,
+            limits: crate::isolation::Limits::default(),
             fn_name: std::any::type_name::<F>(),
             target: Some(Target {
                 entry: process_entry::<F, A>,
@@ -206,6 +210,26 @@ impl Process {
         self
     }
 
+    /// How the child's descendants are contained (default [`Contain::Auto`](crate::Contain)):
+    /// when the child ends, or is killed, whatever it started dies with it — see
+    /// [`Contain`](crate::Contain) for the mechanisms. [`Contain::Off`](crate::Contain)
+    /// lets them outlive it, as in Python.
+    pub fn contain(mut self, contain: crate::Contain) -> Process {
+        self.contain = contain;
+        self
+    }
+
+    /// Resource limits for the child, set before its target runs.
+    pub fn limits(mut self, limits: crate::Limits) -> Process {
+        self.limits = limits;
+        self
+    }
+
+    /// The containment in effect for the started child; `None` before [`start`](Process::start).
+    pub fn containment(&self) -> Option<crate::Containment> {
+        self.started.as_ref().map(|r| r.process.containment())
+    }
+
     /// The process's name: the one given, else `Process-N` once started.
     pub fn get_name(&self) -> &str {
         match (&self.name, &self.started) {
@@ -246,6 +270,8 @@ impl Process {
             executable: self.executable.clone(),
             start_timeout: self.start_timeout,
             max_frame: self.max_frame,
+            contain: self.contain,
+            limits: self.limits.clone(),
         };
         let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
         let record = Arc::new(Record {

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::isolation::{Contained, Containment};
 use crate::sys;
 
 /// A child process: safe to share between threads; waiting needs no lock, so one
@@ -15,13 +16,25 @@ pub(crate) struct ChildProcess {
     pidfd: OwnedFd,
     /// The exit code once the child has been reaped.
     exited: Mutex<Option<i32>>,
+    /// What to kill with it: its cgroup, or its process tree.
+    contained: Contained,
 }
 
 impl ChildProcess {
     /// Takes charge of child `pid`, which must not have been reaped yet.
     pub(crate) fn new(pid: u32) -> io::Result<ChildProcess> {
         let pidfd = sys::proc::pidfd_open(pid)?;
-        Ok(ChildProcess { pid, pidfd, exited: Mutex::new(None) })
+        Ok(ChildProcess { pid, pidfd, exited: Mutex::new(None), contained: Contained::default() })
+    }
+
+    /// Kills what the child leaves behind as `contained` says, from now on.
+    pub(crate) fn contain(&mut self, contained: Contained) {
+        self.contained = contained;
+    }
+
+    /// How the child's descendants are contained.
+    pub(crate) fn containment(&self) -> Containment {
+        self.contained.containment
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -36,6 +49,13 @@ impl ChildProcess {
     /// The exit code if the child has ended (reaping it), `None` while it runs.
     pub(crate) fn try_wait(&self) -> io::Result<Option<i32>> {
         let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if exited.is_none() && self.contained.containment != Containment::Off {
+            // Its zombie pins its pid and process group while what it left is killed.
+            if !sys::contain::has_exited(self.pidfd.as_fd()) {
+                return Ok(None);
+            }
+            self.contained.ended(self.pid);
+        }
         if exited.is_none()
             && let Some(code) = sys::exec::try_reap(self.pidfd.as_fd())?
         {
@@ -68,7 +88,15 @@ impl ChildProcess {
     }
 
     /// Sends signal `sig`; a no-op once the child has ended.
+    /// SIGKILL kills the child's whole tree when it is contained.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if sig == libc::SIGKILL && self.contained.containment != Containment::Off {
+            // Held so that the child is not reaped (its pid freed) during the walk.
+            let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+            if exited.is_none() {
+                self.contained.kill(self.pid);
+            }
+        }
         sys::proc::pidfd_signal(self.pidfd.as_fd(), sig)
     }
 

@@ -113,6 +113,10 @@ pub(crate) struct ChildSpec {
     pub(crate) executable: Option<PathBuf>,
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame: u32,
+    /// How the child's descendants are contained.
+    pub(crate) contain: crate::isolation::Contain,
+    /// Its resource limits.
+    pub(crate) limits: crate::isolation::Limits,
 }
 
 /// A child that completed its handshake and runs its entry.
@@ -147,11 +151,19 @@ pub(crate) fn start_watched(
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
     }
-    let hello = hello_for(entry, entry_name, spec);
+    spec.limits.check().map_err(Error::Isolation)?;
+    let (isolation, contained) = crate::isolation::prepare(spec.contain, &spec.limits).map_err(Error::Isolation)?;
+    let hello = hello_for(entry, entry_name, spec, isolation);
     let (ours, theirs) = UnixStream::pair()?;
     let mut channel = Channel::new(ours, spec.max_frame);
     queue_hello(&mut channel, &hello, write_payload)?;
-    let (process, exe) = spawn_child(spec.executable.as_ref(), theirs)?;
+    let (mut process, exe) = spawn_child(spec.executable.as_ref(), theirs)?;
+    // Into its cgroup before its handshake: before any initializer or task runs.
+    if let Err(e) = contained.adopt(process.pid()) {
+        let _ = process.kill_and_reap();
+        return Err(Error::Isolation(format!("cannot move child {} into its cgroup: {e}", process.pid())));
+    }
+    process.contain(contained);
     spawned(&process);
     // A timeout too large to add to now (e.g. `Duration::MAX`) means no deadline.
     let deadline = Instant::now().checked_add(spec.start_timeout);
@@ -162,7 +174,7 @@ pub(crate) fn start_watched(
 }
 
 /// The hello that tells a child started as `spec` says to run `entry`.
-fn hello_for(entry: Entry, entry_name: &str, spec: &ChildSpec) -> Hello {
+fn hello_for(entry: Entry, entry_name: &str, spec: &ChildSpec, isolation: crate::isolation::ChildIsolation) -> Hello {
     let me = identity();
     Hello {
         magic: MAGIC,
@@ -176,6 +188,7 @@ fn hello_for(entry: Entry, entry_name: &str, spec: &ChildSpec) -> Hello {
         max_frame: spec.max_frame,
         entry: identity::offset_of(entry as usize),
         entry_name: entry_name.to_string(),
+        isolation,
     }
 }
 
@@ -297,6 +310,9 @@ fn run_child(marker: OsString) -> ! {
         parent: Some((hello.parent_name, hello.parent_pid)),
     });
     channel.set_max_frame(hello.max_frame);
+    if let Err(e) = crate::isolation::apply_in_child(&hello.isolation) {
+        child_fail(e);
+    }
     if let Err(e) = channel.send(KIND_REPLY, &Reply::Ready { magic: MAGIC, pid: sys::proc::getpid() }) {
         child_fail(format!("cannot answer the parent: {e}"));
     }

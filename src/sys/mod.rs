@@ -4,11 +4,13 @@
 //! `// SAFETY:` line saying why it is sound. Linux only: pidfds, `PR_SET_PDEATHSIG`
 //! and `SCM_RIGHTS` are the mechanisms the crate is built on.
 
+pub(crate) mod contain;
 mod ctor;
 pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod limits;
 pub(crate) mod mem;
 pub(crate) mod mutex;
 pub(crate) mod packet;

@@ -87,8 +87,33 @@ pub(crate) fn take_name_of(pid: u32) -> io::Result<()> {
     Ok(rustix::thread::set_name(&name)?)
 }
 
-/// Ends this process at once with `code`, without running exit handlers or destructors.
+static KILL_DESCENDANTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn kill_descendants_now() {
+    if KILL_DESCENDANTS.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::sys::contain::kill_descendants(getpid());
+        crate::sys::contain::reap_any();
+    }
+}
+
+/// From now on, this process kills its descendants when it exits (`exit`, `main`
+/// returning, or [`exit_now`]): a contained child that is a child subreaper.
+pub(crate) fn kill_descendants_at_exit() {
+    if !KILL_DESCENDANTS.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        at_exit(kill_descendants_now);
+    }
+}
+
+/// Sets signal `sig` to be ignored (kept so across `exec`).
+pub(crate) fn ignore_signal(sig: i32) {
+    // SAFETY: `signal` with `SIG_IGN` installs no handler code; `sig` is a valid number.
+    unsafe { libc::signal(sig, libc::SIG_IGN) };
+}
+
+/// Ends this process at once with `code`, without running exit handlers or destructors
+/// (but killing its descendants first if [`kill_descendants_at_exit`] asked for it).
 pub(crate) fn exit_now(code: i32) -> ! {
+    kill_descendants_now();
     // SAFETY: `_exit` ends the process immediately; it takes no pointers and is always sound
     // to call. Skipping exit handlers is the point: a child whose parent died must not
     // run the parent's clean-up.

@@ -33,6 +33,8 @@ pub(crate) struct Hello {
     pub(crate) entry: i64,
     /// The entry's type name, for messages.
     pub(crate) entry_name: String,
+    /// Containment and limits the child sets up before it answers.
+    pub(crate) isolation: crate::isolation::ChildIsolation,
     // The entry's payload follows the encoded hello in the same frame, as raw bytes.
 }
 

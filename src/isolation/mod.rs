@@ -1,0 +1,404 @@
+//! Isolation policies for children (pool workers and `Process` children): containment of
+//! their descendants, and resource limits.
+//!
+//! # Containment: nothing a task starts outlives its worker
+//!
+//! A task may fork a child, double-fork a daemon, or start a child that calls `setsid`;
+//! without containment that process is re-parented to init and outlives the worker, the
+//! pool and the program. Two mechanisms, chosen per child:
+//!
+//! - **cgroup v2 subtree** ([`Containment::Cgroup`], the strongest, used whenever the
+//!   hierarchy is writable): the parent creates one cgroup per child under its own,
+//!   moves the child there right after it starts (before its handshake, so before any
+//!   initializer or task), and ends it with `cgroup.kill`, which SIGKILLs every process
+//!   of the subtree at once: no fork race, no escape by `setsid`, double fork or a new
+//!   process group, since cgroup membership is inherited and cannot be left without
+//!   write access to an ancestor. The kill happens when the child ends (the parent sees
+//!   it exit, before reaping it) and when the parent kills it (a timeout, `terminate`).
+//!   For an owner that is SIGKILLed — it cannot clean up — each child forks a tiny
+//!   **guard** before any user code runs: detached (double fork, own session, no
+//!   descriptor kept but a pidfd of the child), moved to the parent cgroup, it waits on
+//!   that pidfd and, when the child ends for any reason (its parent-death signal
+//!   included), kills and removes the cgroup.
+//! - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
+//!   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
+//!   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned
+//!   descendants are re-parented to it and stay in its tree. When it exits normally it
+//!   kills its descendants first; when its parent kills it, the parent stops it, walks
+//!   its descendants through `/proc` (stopping each: a stopped process cannot fork) and
+//!   kills them all; when it dies otherwise, the parent (and its guard) kill its process
+//!   group while its zombie still holds the group's number. **Limit**: a descendant that
+//!   left the process group (`setsid`, `setpgid`) survives a child that dies without
+//!   its parent's help (its owner SIGKILLed, or a crash): only a cgroup covers that.
+//!
+//! The mechanism in effect is never chosen silently: it is in
+//! [`PoolStats::containment`](crate::PoolStats) and [`Process::containment`](crate::Process::containment).
+//! `MULTIPROC_CONTAIN=cgroup|process-tree|off` in the environment overrides
+//! [`Contain::Auto`]. A pid namespace would be stronger still for the owner-SIGKILL case
+//! but needs privilege or user namespaces and makes the first process a task forks its
+//! init (whose death kills its siblings), so it is not used.
+//!
+//! # Limits
+//!
+//! [`Limits`]: CPU time, open files, file size, processes, niceness and CPU affinity,
+//! set in the child before anything else of the user's runs in it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+use crate::sys::contain::GuardAction;
+use crate::sys::limits::Limit;
+
+/// How a child's descendants should be contained (a request; see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Contain {
+    /// A cgroup where the hierarchy is writable, else the process tree (the default;
+    /// `MULTIPROC_CONTAIN` in the environment may choose instead).
+    #[default]
+    Auto,
+    /// A cgroup v2 subtree, or starting the child fails with the reason.
+    Cgroup,
+    /// Process group and child subreaper, even where a cgroup could be used.
+    ProcessTree,
+    /// No containment: what a child starts may outlive it, as in Python.
+    Off,
+}
+
+/// The containment in effect for a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Containment {
+    /// Not contained.
+    #[default]
+    Off,
+    /// A process group and a child subreaper; see the module docs for its limit.
+    ProcessTree,
+    /// A cgroup v2 subtree, killed with `cgroup.kill`.
+    Cgroup,
+}
+
+impl std::fmt::Display for Containment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Containment::Off => "off",
+            Containment::ProcessTree => "process tree (process group + child subreaper)",
+            Containment::Cgroup => "cgroup v2 subtree (cgroup.kill)",
+        })
+    }
+}
+
+/// Where new cgroups go (the parent's own cgroup), or why none can be made; probed once.
+fn cgroup_base() -> &'static Result<PathBuf, String> {
+    static BASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let mount = sys::contain::cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+        let own = sys::contain::own_cgroup().ok_or("this process is in no cgroup v2")?;
+        let base = mount.join(own);
+        sys::contain::cgroup_writable(&base).map_err(|e| format!("{} is not writable: {e}", base.display()))?;
+        Ok(base)
+    })
+}
+
+/// What `Auto` resolves to: the environment's choice, else the strongest available.
+fn resolve(req: Contain) -> Result<Contain, String> {
+    if req != Contain::Auto {
+        return Ok(req);
+    }
+    match std::env::var("MULTIPROC_CONTAIN").ok().as_deref() {
+        None | Some("") | Some("auto") => {
+            Ok(if cgroup_base().is_ok() { Contain::Cgroup } else { Contain::ProcessTree })
+        }
+        Some("cgroup") => Ok(Contain::Cgroup),
+        Some("process-tree") => Ok(Contain::ProcessTree),
+        Some("off") => Ok(Contain::Off),
+        Some(other) => Err(format!("MULTIPROC_CONTAIN={other:?} is not one of auto, cgroup, process-tree, off")),
+    }
+}
+
+/// The containment the request `req` gives on this machine now, or why it cannot be had.
+pub fn containment_for(req: Contain) -> Result<Containment, String> {
+    Ok(match resolve(req)? {
+        Contain::Cgroup => {
+            cgroup_base().as_ref().map_err(|e| format!("cgroup containment is unavailable: {e}"))?;
+            Containment::Cgroup
+        }
+        Contain::ProcessTree => Containment::ProcessTree,
+        Contain::Off | Contain::Auto => Containment::Off,
+    })
+}
+
+/// What a child is told to set up before its handshake reply (it travels in the hello).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ChildIsolation {
+    pub(crate) containment: Containment,
+    /// The child's cgroup and the parent's (where its guard goes), with `Cgroup`.
+    pub(crate) cgroup: Option<(PathBuf, PathBuf)>,
+    pub(crate) limits: Limits,
+}
+
+/// The parent's side of a contained child: what to kill when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Contained {
+    pub(crate) containment: Containment,
+    cgroup: Option<PathBuf>,
+}
+
+static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
+
+/// Prepares the containment `req` for a child about to start: makes its cgroup if any.
+pub(crate) fn prepare(req: Contain, limits: &Limits) -> Result<(ChildIsolation, Contained), String> {
+    let containment = containment_for(req)?;
+    let mut cgroup = None;
+    if containment == Containment::Cgroup {
+        let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
+        let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
+        sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        cgroup = Some((dir, base.clone()));
+    }
+    let child = ChildIsolation { containment, cgroup: cgroup.clone(), limits: limits.clone() };
+    Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d) }))
+}
+
+impl Contained {
+    /// Puts the just-started child `pid` in its cgroup.
+    pub(crate) fn adopt(&self, pid: u32) -> std::io::Result<()> {
+        match &self.cgroup {
+            Some(dir) => sys::contain::cgroup_add(dir, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// The child `pid` has ended and is not reaped yet: kill what it left behind.
+    pub(crate) fn ended(&self, pid: u32) {
+        match (self.containment, &self.cgroup) {
+            (Containment::Cgroup, Some(dir)) => {
+                let _ = sys::contain::cgroup_kill(dir);
+            }
+            // Its zombie still holds the group's number: no other group can have it.
+            (Containment::ProcessTree, _) => {
+                let _ = sys::contain::kill_group(pid, libc::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+
+    /// Kills the running child `pid` with its whole tree.
+    pub(crate) fn kill(&self, pid: u32) {
+        match (self.containment, &self.cgroup) {
+            (Containment::Cgroup, Some(dir)) => {
+                let _ = sys::contain::cgroup_kill(dir);
+            }
+            (Containment::ProcessTree, _) => sys::contain::kill_tree(pid),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.cgroup {
+            let _ = sys::contain::cgroup_kill(dir);
+            // The processes just killed may take a moment to go; the guard removes the
+            // cgroup too, once it is empty.
+            let _ = sys::contain::cgroup_remove(dir, Duration::from_millis(50));
+        }
+    }
+}
+
+/// In the child, before its handshake reply: containment, then limits.
+pub(crate) fn apply_in_child(setup: &ChildIsolation) -> Result<(), String> {
+    match setup.containment {
+        Containment::Off => {}
+        Containment::Cgroup => {
+            let (dir, parent) = setup.cgroup.clone().ok_or("cgroup containment without a cgroup")?;
+            single_threaded()?;
+            sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent })
+                .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+        }
+        Containment::ProcessTree => {
+            single_threaded()?;
+            sys::contain::own_process_group().map_err(|e| format!("cannot start a process group: {e}"))?;
+            // The guard is forked before this process becomes a subreaper, so it is not
+            // re-parented to it.
+            sys::contain::spawn_guard(GuardAction::Group(sys::proc::getpid()))
+                .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+            sys::contain::set_child_subreaper().map_err(|e| format!("cannot become a child subreaper: {e}"))?;
+            sys::proc::kill_descendants_at_exit();
+        }
+    }
+    setup.limits.apply()
+}
+
+fn single_threaded() -> Result<(), String> {
+    match sys::contain::threads() {
+        1 => Ok(()),
+        n => Err(format!(
+            "containment needs the child to be single-threaded when it starts, and it has {n} threads \
+             (start no thread before multiproc::init())"
+        )),
+    }
+}
+
+/// Resource limits for a child (a pool's workers, a `Process`), set in the child before its
+/// initializer or target runs. Every limit is off unless set.
+///
+/// ```
+/// use std::time::Duration;
+/// let limits = multiproc::Limits::new().cpu_time(Duration::from_secs(2)).open_files(64).nice(5);
+/// # let _ = limits;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    cpu_time: Option<u64>,
+    open_files: Option<u64>,
+    file_size: Option<u64>,
+    processes: Option<u64>,
+    nice: Option<i32>,
+    affinity: Option<Vec<usize>>,
+}
+
+impl Limits {
+    /// No limit.
+    pub fn new() -> Limits {
+        Limits::default()
+    }
+
+    /// CPU time of the whole child (`RLIMIT_CPU`, whole seconds, rounded up): past it the
+    /// child gets SIGXCPU and dies, and its task fails naming the limit.
+    pub fn cpu_time(mut self, t: Duration) -> Limits {
+        self.cpu_time = Some(t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        self
+    }
+
+    /// The most descriptors the child may have open (`RLIMIT_NOFILE`): past it `open`
+    /// fails with `EMFILE` ("Too many open files") in the task. Leave room for the
+    /// child's own (a dozen).
+    pub fn open_files(mut self, n: u64) -> Limits {
+        self.open_files = Some(n);
+        self
+    }
+
+    /// The largest file the child may write (`RLIMIT_FSIZE`, bytes): a write past it
+    /// fails with `EFBIG` in the task (SIGXFSZ is ignored in children so limited).
+    pub fn file_size(mut self, bytes: u64) -> Limits {
+        self.file_size = Some(bytes);
+        self
+    }
+
+    /// The most processes the child's *user* may have (`RLIMIT_NPROC`): the kernel counts
+    /// every process of that user, not the child's descendants, so set it above what the
+    /// user already runs; `fork` past it fails with `EAGAIN`. Root ignores it. Against
+    /// fork bombs, containment kills what was started anyway when the task's worker ends.
+    pub fn processes(mut self, n: u64) -> Limits {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The child's niceness, -20 (favoured) to 19 (nicest); below the parent's needs privilege.
+    pub fn nice(mut self, nice: i32) -> Limits {
+        self.nice = Some(nice);
+        self
+    }
+
+    /// Pins the child to these CPUs (numbered from 0).
+    pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Limits {
+        self.affinity = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The CPU time limit in seconds, if any.
+    pub fn cpu_seconds(&self) -> Option<u64> {
+        self.cpu_time
+    }
+
+    /// The file size limit in bytes, if any.
+    pub fn file_size_bytes(&self) -> Option<u64> {
+        self.file_size
+    }
+
+    /// A description of the limit that ended a child limited so, dying by signal `sig`:
+    /// the hint a task error carries ("CPU time limit (RLIMIT_CPU) after 2 s").
+    pub fn hint_for_signal(&self, sig: i32) -> Option<String> {
+        match sig {
+            libc::SIGXCPU => Some(match self.cpu_time {
+                Some(s) => format!("CPU time limit (RLIMIT_CPU) after {s} s"),
+                None => "CPU time limit (RLIMIT_CPU)".to_string(),
+            }),
+            libc::SIGXFSZ => Some(match self.file_size {
+                Some(b) => format!("file size limit (RLIMIT_FSIZE) of {b} bytes"),
+                None => "file size limit (RLIMIT_FSIZE)".to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Checks the values before any child starts.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(n) = self.nice
+            && !(-20..=19).contains(&n)
+        {
+            return Err(format!("nice must be between -20 and 19, not {n}"));
+        }
+        if self.affinity.as_ref().is_some_and(Vec::is_empty) {
+            return Err("cpu_affinity needs at least one CPU".into());
+        }
+        if self.cpu_time == Some(0) {
+            return Err("cpu_time must be at least 1 s".into());
+        }
+        Ok(())
+    }
+
+    fn apply(&self) -> Result<(), String> {
+        let set = |what: &str, limit: Limit, soft: u64, hard: u64| {
+            sys::limits::set(limit, soft, hard).map_err(|e| format!("cannot set the {what} limit: {e}"))
+        };
+        if let Some(s) = self.cpu_time {
+            // SIGXCPU at the soft limit; the hard one, a second later, SIGKILLs a child
+            // that ignores it.
+            set("CPU time", Limit::CpuSeconds, s, s + 1)?;
+        }
+        if let Some(n) = self.open_files {
+            set("open files", Limit::OpenFiles, n, n)?;
+        }
+        if let Some(b) = self.file_size {
+            sys::proc::ignore_signal(libc::SIGXFSZ);
+            set("file size", Limit::FileSize, b, b)?;
+        }
+        if let Some(n) = self.processes {
+            set("processes", Limit::Processes, n, n)?;
+        }
+        if let Some(n) = self.nice {
+            sys::limits::set_nice(n).map_err(|e| format!("cannot set niceness {n}: {e}"))?;
+        }
+        if let Some(cpus) = &self.affinity {
+            sys::limits::set_affinity(cpus).map_err(|e| format!("cannot pin to CPUs {cpus:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_limit_names_itself_when_its_signal_ends_a_child() {
+        let l = Limits::new().cpu_time(Duration::from_millis(1500));
+        assert_eq!(l.cpu_seconds(), Some(2));
+        assert_eq!(l.hint_for_signal(libc::SIGXCPU).unwrap(), "CPU time limit (RLIMIT_CPU) after 2 s");
+        assert!(Limits::new().hint_for_signal(libc::SIGKILL).is_none());
+        assert!(Limits::new().hint_for_signal(libc::SIGSEGV).is_none());
+    }
+
+    #[test]
+    fn bad_limits_are_refused_by_name() {
+        assert!(Limits::new().nice(40).check().unwrap_err().contains("nice"));
+        assert!(Limits::new().cpu_affinity([]).check().unwrap_err().contains("cpu_affinity"));
+        assert!(Limits::new().nice(3).open_files(100).check().is_ok());
+    }
+}

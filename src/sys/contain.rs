@@ -1,0 +1,328 @@
+//! Containing a child's descendants: cgroup v2 subtrees, process groups, the child
+//! subreaper, walking and killing a process tree, and the guard process.
+//!
+//! The policy (which mechanism, when) is `crate::isolation`; these are the mechanics.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+/// The mount point of the cgroup v2 hierarchy, from `/proc/self/mountinfo`.
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        // `... mountpoint options ... - fstype source superoptions`
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// This process's cgroup v2 path (relative to the hierarchy's root), from `/proc/self/cgroup`.
+pub(crate) fn own_cgroup() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    s.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim_start_matches('/').to_string())
+}
+
+/// Whether this process may create a child cgroup under `dir` and move processes there:
+/// a probe directory is made (it must offer `cgroup.kill`, Linux 5.14) and removed, and
+/// `dir`'s `cgroup.procs` must be writable (a move needs the common ancestor's).
+pub(crate) fn cgroup_writable(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!("multiproc-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe)?;
+    let kill = probe.join("cgroup.kill").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if !kill {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux 5.14 or later is needed)"));
+    }
+    std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map(drop)
+}
+
+/// Creates the cgroup directory `dir`.
+pub(crate) fn cgroup_create(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir(dir)
+}
+
+/// Moves process `pid` into the cgroup `dir`.
+pub(crate) fn cgroup_add(dir: &Path, pid: u32) -> io::Result<()> {
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+}
+
+/// SIGKILLs every process in the cgroup `dir` and its sub-cgroups, at once (`cgroup.kill`):
+/// a process forking at that moment cannot escape it.
+pub(crate) fn cgroup_kill(dir: &Path) -> io::Result<()> {
+    match std::fs::write(dir.join("cgroup.kill"), "1") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether any process is left in the cgroup `dir` (a missing cgroup has none).
+pub(crate) fn cgroup_populated(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(s) => s.lines().any(|l| l == "populated 1"),
+        Err(_) => false,
+    }
+}
+
+/// Removes the cgroup `dir` once it is empty, waiting up to `patience` for the processes
+/// that `cgroup_kill` signalled to be gone (the kernel notifies `cgroup.events` changes).
+pub(crate) fn cgroup_remove(dir: &Path, patience: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + patience;
+    let events = std::fs::File::open(dir.join("cgroup.events"));
+    while cgroup_populated(dir) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        let Ok(events) = &events else { break };
+        let mut fds = [PollFd::new(events, PollFlags::PRI)];
+        let slice = left.min(Duration::from_millis(100));
+        let ts = Timespec { tv_sec: slice.as_secs() as i64, tv_nsec: slice.subsec_nanos() as i64 };
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Makes this process a child subreaper: its orphaned descendants are re-parented to it,
+/// not to init, so they stay in its tree.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: `prctl(PR_SET_CHILD_SUBREAPER, 1)` takes plain integers and changes only a
+    // flag of this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Makes this process the leader of a new process group, which its children join.
+pub(crate) fn own_process_group() -> io::Result<()> {
+    rustix::process::setpgid(None, None)?;
+    Ok(())
+}
+
+/// Sends `sig` to every process of group `pgid`; a group with no process left is fine.
+pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: `kill` takes plain integers; a negative pid names a process group.
+    let rc = unsafe { libc::kill(-(pgid as libc::pid_t), sig) };
+    if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sends `sig` to process `pid`; a process already gone is fine.
+pub(crate) fn kill_pid(pid: u32, sig: i32) {
+    // SAFETY: `kill` takes plain integers; `pid` is positive, so it names one process.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// Every process's parent, from `/proc/<pid>/stat` (the kernel offers no cheaper way
+/// without `CONFIG_PROC_CHILDREN`).
+fn parents() -> HashMap<u32, u32> {
+    let mut map = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return map };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may hold spaces and parentheses: the fields follow the last ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            map.insert(pid, ppid);
+        }
+    }
+    map
+}
+
+/// The descendants of `root` now living (not `root` itself), found through their parents.
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
+    let parents = parents();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&pid, &ppid) in &parents {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// Kills `root`'s descendants (not `root`) without letting any escape: each one found is
+/// stopped first (a stopped process cannot fork), the walk repeats until it finds no new
+/// one, then all are SIGKILLed. `root` itself should be stopped or be the caller.
+pub(crate) fn kill_descendants(root: u32) {
+    let mut seen: HashSet<u32> = HashSet::new();
+    for _ in 0..64 {
+        let found: Vec<u32> = descendants(root).into_iter().filter(|p| !seen.contains(p)).collect();
+        if found.is_empty() {
+            break;
+        }
+        for &p in &found {
+            kill_pid(p, libc::SIGSTOP);
+            seen.insert(p);
+        }
+    }
+    for &p in &seen {
+        kill_pid(p, libc::SIGKILL);
+    }
+}
+
+/// Stops `pid`, kills its descendants, then kills it: the tree of a process that is not
+/// in a cgroup of its own, before its orphans would be lost to init.
+pub(crate) fn kill_tree(pid: u32) {
+    kill_pid(pid, libc::SIGSTOP);
+    kill_descendants(pid);
+    kill_pid(pid, libc::SIGKILL);
+}
+
+/// Reaps every child of this process that has ended, without waiting.
+pub(crate) fn reap_any() {
+    loop {
+        // SAFETY: `waitpid(-1, null, WNOHANG)` reaps an ended child if there is one; the
+        // null status pointer is allowed.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+    }
+}
+
+/// Whether the child behind `pidfd` has ended, without reaping it: its zombie keeps its
+/// pid (and its process group's number) from being reused while the caller cleans up.
+pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    matches!(rustix::process::waitid(WaitId::PidFd(pidfd), opts), Ok(Some(_)))
+}
+
+/// What the guard does once the process it watches has ended.
+#[derive(Debug, Clone)]
+pub(crate) enum GuardAction {
+    /// Kill the cgroup (after leaving it for `parent`) and remove it.
+    Cgroup { dir: PathBuf, parent: PathBuf },
+    /// Kill the watched process's group.
+    Group(u32),
+}
+
+/// Forks the guard: a small process, detached from this one (a double fork, so it is never
+/// this process's child), that waits for this process to end for any reason — a kill by
+/// its pool, the death of its owner — and then runs `action`. Call it while this process
+/// has a single thread.
+pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
+    let me = crate::sys::proc::pidfd_open(crate::sys::proc::getpid())?;
+    let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
+    // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
+    // calls this), so the child may run any code after the fork.
+    let first = unsafe { libc::fork() };
+    match first {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            // SAFETY: as above; this intermediate child forks once more and exits.
+            if unsafe { libc::fork() } == 0 {
+                guard_main(me, null, action)
+            }
+            crate::sys::proc::exit_now(0)
+        }
+        pid => {
+            // SAFETY: reaps the intermediate child just forked (it exits at once); the null
+            // status pointer is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            Ok(())
+        }
+    }
+}
+
+fn guard_main(watched: OwnedFd, null: OwnedFd, action: GuardAction) -> ! {
+    let _ = rustix::process::setsid();
+    // Stdio to /dev/null and every other descriptor closed but the pidfd: a guard must not
+    // keep the worker's socket or a test's pipes open.
+    for fd in 0..3 {
+        let _ = dup2(null.as_fd(), fd);
+    }
+    drop(null);
+    close_all_but(watched.as_raw_fd());
+    if let GuardAction::Cgroup { parent, .. } = &action {
+        let _ = cgroup_add(parent, crate::sys::proc::getpid());
+    }
+    loop {
+        let mut fds = [PollFd::new(&watched, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(n) if n > 0 => break,
+            _ => continue,
+        }
+    }
+    match action {
+        GuardAction::Cgroup { dir, .. } => {
+            let _ = cgroup_kill(&dir);
+            let _ = cgroup_remove(&dir, Duration::from_secs(10));
+        }
+        GuardAction::Group(pgid) => {
+            let _ = kill_group(pgid, libc::SIGKILL);
+        }
+    }
+    crate::sys::proc::exit_now(0)
+}
+
+fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {
+    // SAFETY: `dup2` takes two descriptor numbers; `from` is open (borrowed), and `to` is a
+    // stdio number that this process owns.
+    let rc = unsafe { libc::dup2(from.as_raw_fd(), to) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+fn close_all_but(keep: i32) {
+    // SAFETY: `close_range` takes plain numbers; the ranges exclude stdio and `keep`, and
+    // the guard (a fresh, single-threaded process) owns every descriptor in them.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+    }
+}
+
+/// How many threads this process has.
+pub(crate) fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_is_found_through_proc() {
+        let mut child = std::process::Command::new("sh").arg("-c").arg("sleep 30 & wait").spawn().unwrap();
+        let me = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // The shell starts its sleep by itself: wait until the walk sees both.
+        while descendants(me).iter().filter(|p| **p != child.id()).count() == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let found = descendants(me);
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(found.len() >= 2, "{found:?}");
+        kill_tree(child.id());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_mount_and_own_cgroup_are_read() {
+        // Both may be missing on a machine without cgroup v2; when present they are paths.
+        if let Some(m) = cgroup2_mount() {
+            assert!(m.is_absolute());
+            assert!(own_cgroup().is_some());
+        }
+    }
+}
