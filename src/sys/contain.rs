@@ -84,6 +84,19 @@ pub(crate) fn cgroup_remove(dir: &Path, patience: Duration) -> io::Result<()> {
         let ts = Timespec { tv_sec: slice.as_secs() as i64, tv_nsec: slice.subsec_nanos() as i64 };
         let _ = rustix::event::poll(&mut fds, Some(&ts));
     }
+    remove_dirs(dir)
+}
+
+/// Removes an empty cgroup and the cgroups under it (a child's own children's, whose
+/// guards the kill took), deepest first.
+fn remove_dirs(dir: &Path) -> io::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = remove_dirs(&e.path());
+            }
+        }
+    }
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
@@ -221,6 +234,9 @@ pub(crate) enum GuardAction {
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = crate::sys::proc::pidfd_open(crate::sys::proc::getpid())?;
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
+    // The guard says on this pipe when it is ready (out of the child's cgroup): until
+    // then a kill of the cgroup would take it too.
+    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
     // calls this), so the child may run any code after the fork.
     let first = unsafe { libc::fork() };
@@ -229,7 +245,8 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
         0 => {
             // SAFETY: as above; this intermediate child forks once more and exits.
             if unsafe { libc::fork() } == 0 {
-                guard_main(me, null, action)
+                drop(ready_r);
+                guard_main(me, null, ready_w, action)
             }
             crate::sys::proc::exit_now(0)
         }
@@ -237,12 +254,20 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
             // SAFETY: reaps the intermediate child just forked (it exits at once); the null
             // status pointer is allowed.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            Ok(())
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::io::read(&ready_r, &mut byte) {
+                    Ok(1) => return Ok(()),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    _ => return Err(io::Error::other("the containment guard did not start")),
+                }
+            }
         }
     }
 }
 
-fn guard_main(watched: OwnedFd, null: OwnedFd, action: GuardAction) -> ! {
+fn guard_main(watched: OwnedFd, null: OwnedFd, ready: OwnedFd, action: GuardAction) -> ! {
     let _ = rustix::process::setsid();
     // Stdio to /dev/null and every other descriptor closed but the pidfd: a guard must not
     // keep the worker's socket or a test's pipes open.
@@ -250,10 +275,14 @@ fn guard_main(watched: OwnedFd, null: OwnedFd, action: GuardAction) -> ! {
         let _ = dup2(null.as_fd(), fd);
     }
     drop(null);
-    close_all_but(watched.as_raw_fd());
-    if let GuardAction::Cgroup { parent, .. } = &action {
-        let _ = cgroup_add(parent, crate::sys::proc::getpid());
+    if let GuardAction::Cgroup { parent, .. } = &action
+        && cgroup_add(parent, crate::sys::proc::getpid()).is_err()
+    {
+        crate::sys::proc::exit_now(1);
     }
+    let _ = rustix::io::write(&ready, &[1]);
+    drop(ready);
+    close_all_but(watched.as_raw_fd());
     loop {
         let mut fds = [PollFd::new(&watched, PollFlags::IN)];
         match rustix::event::poll(&mut fds, None) {
