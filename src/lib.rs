@@ -183,6 +183,8 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use error::Error;
 pub use fd::Fd;
+#[cfg(feature = "sandbox")]
+pub use isolation::sandbox::{Sandbox, SandboxSupport};
 pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};

@@ -198,8 +198,7 @@ impl TaskChild {
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
-            contain: crate::isolation::Contain::Auto,
-            limits: crate::isolation::Limits::default(),
+            isolation: crate::isolation::Policy::default(),
         };
         let spawned = spawn::start(task_child_entry, "multiproc::remote::task_child_entry", &spec, |_| Ok(()))?;
         Ok(TaskChild { process: spawned.process, channel: spawned.channel, ended: false })

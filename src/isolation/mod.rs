@@ -43,6 +43,9 @@
 //! [`Limits`]: CPU time, open files, file size, processes, niceness and CPU affinity,
 //! set in the child before anything else of the user's runs in it.
 
+#[cfg(feature = "sandbox")]
+pub(crate) mod sandbox;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,6 +134,32 @@ pub fn containment_for(req: Contain) -> Result<Containment, String> {
     })
 }
 
+/// Everything a child is isolated by, as its parent asks: a `ChildSpec` field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    pub(crate) contain: Contain,
+    pub(crate) limits: Limits,
+    #[cfg(feature = "sandbox")]
+    pub(crate) sandbox: Option<sandbox::Sandbox>,
+}
+
+impl Policy {
+    /// No containment, no limit, no sandbox: a child whose descendants may outlive it.
+    pub(crate) fn none() -> Policy {
+        Policy { contain: Contain::Off, ..Policy::default() }
+    }
+
+    /// Checks the policy before any child starts.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.limits.check()?;
+        #[cfg(feature = "sandbox")]
+        if let Some(s) = &self.sandbox {
+            s.check()?;
+        }
+        Ok(())
+    }
+}
+
 /// What a child is told to set up before its handshake reply (it travels in the hello).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ChildIsolation {
@@ -138,6 +167,9 @@ pub(crate) struct ChildIsolation {
     /// The child's cgroup and the parent's (where its guard goes), with `Cgroup`.
     pub(crate) cgroup: Option<(PathBuf, PathBuf)>,
     pub(crate) limits: Limits,
+    /// Entered later: by a worker after its initializer, by a `Process` before its target.
+    #[cfg(feature = "sandbox")]
+    pub(crate) sandbox: Option<sandbox::Sandbox>,
 }
 
 /// The parent's side of a contained child: what to kill when it ends.
@@ -150,8 +182,8 @@ pub(crate) struct Contained {
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
 
 /// Prepares the containment `req` for a child about to start: makes its cgroup if any.
-pub(crate) fn prepare(req: Contain, limits: &Limits) -> Result<(ChildIsolation, Contained), String> {
-    let containment = containment_for(req)?;
+pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), String> {
+    let containment = containment_for(policy.contain)?;
     let mut cgroup = None;
     if containment == Containment::Cgroup {
         let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
@@ -160,7 +192,13 @@ pub(crate) fn prepare(req: Contain, limits: &Limits) -> Result<(ChildIsolation, 
         sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
         cgroup = Some((dir, base.clone()));
     }
-    let child = ChildIsolation { containment, cgroup: cgroup.clone(), limits: limits.clone() };
+    let child = ChildIsolation {
+        containment,
+        cgroup: cgroup.clone(),
+        limits: policy.limits.clone(),
+        #[cfg(feature = "sandbox")]
+        sandbox: policy.sandbox.clone(),
+    };
     Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d) }))
 }
 
@@ -231,6 +269,8 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation) -> Result<(), String> {
             sys::proc::kill_descendants_at_exit();
         }
     }
+    #[cfg(feature = "sandbox")]
+    sandbox::keep(setup.sandbox.clone());
     setup.limits.apply()
 }
 

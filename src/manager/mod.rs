@@ -305,8 +305,7 @@ impl ManagerBuilder {
             executable: None,
             start_timeout: self.start_timeout,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
-            contain: crate::isolation::Contain::Off,
-            limits: crate::isolation::Limits::default(),
+            isolation: crate::isolation::Policy::none(),
         };
         let spawned = spawn::start(server::server_entry, "multiproc::manager::server", &spec, |buf| {
             codec::encode_into(&config, buf)

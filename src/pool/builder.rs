@@ -223,8 +223,7 @@ impl PoolBuilder {
                 executable: self.executable,
                 start_timeout: self.start_timeout,
                 max_frame: self.max_frame,
-                contain: crate::isolation::Contain::Auto,
-                limits: crate::isolation::Limits::default(),
+                isolation: crate::isolation::Policy::default(),
             },
         });
         let shared = Arc::new(Shared {

@@ -54,8 +54,7 @@ pub struct Process {
     executable: Option<PathBuf>,
     start_timeout: Duration,
     max_frame: u32,
-    contain: crate::isolation::Contain,
-    limits: crate::isolation::Limits,
+    isolation: crate::isolation::Policy,
     fn_name: &'static str,
     target: Option<Target>,
     started: Option<Arc<Record>>,
@@ -161,8 +160,7 @@ impl Process {
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
-            contain: crate::isolation::Contain::Auto,
-            limits: crate::isolation::Limits::default(),
+            isolation: crate::isolation::Policy::default(),
             fn_name: std::any::type_name::<F>(),
             target: Some(Target {
                 entry: process_entry::<F, A>,
@@ -215,13 +213,22 @@ impl Process {
     /// [`Contain`](crate::Contain) for the mechanisms. [`Contain::Off`](crate::Contain)
     /// lets them outlive it, as in Python.
     pub fn contain(mut self, contain: crate::Contain) -> Process {
-        self.contain = contain;
+        self.isolation.contain = contain;
         self
     }
 
     /// Resource limits for the child, set before its target runs.
     pub fn limits(mut self, limits: crate::Limits) -> Process {
-        self.limits = limits;
+        self.isolation.limits = limits;
+        self
+    }
+
+    /// Confines the child with `sandbox` before its target runs; see
+    /// [`Sandbox`](crate::Sandbox). A denied system call ends the child by SIGSYS
+    /// (exit code -31), with the rule named on its stderr.
+    #[cfg(feature = "sandbox")]
+    pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Process {
+        self.isolation.sandbox = Some(sandbox);
         self
     }
 
@@ -270,8 +277,7 @@ impl Process {
             executable: self.executable.clone(),
             start_timeout: self.start_timeout,
             max_frame: self.max_frame,
-            contain: self.contain,
-            limits: self.limits.clone(),
+            isolation: self.isolation.clone(),
         };
         let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
         let record = Arc::new(Record {
@@ -363,6 +369,11 @@ where
         }
     };
     drop(payload);
+    #[cfg(feature = "sandbox")]
+    if let Err(e) = crate::isolation::sandbox::enter(|m| m.as_bytes().to_vec(), None) {
+        eprintln!("Process {}: {e}", spawn::identity().name);
+        std::process::exit(1);
+    }
     // The parent made `offset` with `encode_fn::<F, fn(A)>`.
     let f: F = spawn::identity::SameBuild::parent().decode_fn::<F>(offset);
     watch_parent(channel);

@@ -113,10 +113,8 @@ pub(crate) struct ChildSpec {
     pub(crate) executable: Option<PathBuf>,
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame: u32,
-    /// How the child's descendants are contained.
-    pub(crate) contain: crate::isolation::Contain,
-    /// Its resource limits.
-    pub(crate) limits: crate::isolation::Limits,
+    /// Its containment, limits and sandbox.
+    pub(crate) isolation: crate::isolation::Policy,
 }
 
 /// A child that completed its handshake and runs its entry.
@@ -151,8 +149,8 @@ pub(crate) fn start_watched(
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
     }
-    spec.limits.check().map_err(Error::Isolation)?;
-    let (isolation, contained) = crate::isolation::prepare(spec.contain, &spec.limits).map_err(Error::Isolation)?;
+    spec.isolation.check().map_err(Error::Isolation)?;
+    let (isolation, contained) = crate::isolation::prepare(&spec.isolation).map_err(Error::Isolation)?;
     let hello = hello_for(entry, entry_name, spec, isolation);
     let (ours, theirs) = UnixStream::pair()?;
     let mut channel = Channel::new(ours, spec.max_frame);

@@ -15,5 +15,7 @@ pub(crate) mod mem;
 pub(crate) mod mutex;
 pub(crate) mod packet;
 pub(crate) mod proc;
+#[cfg(feature = "sandbox")]
+pub(crate) mod sandbox;
 pub(crate) mod shm;
 pub(crate) mod sock;
