@@ -248,8 +248,9 @@ impl Drop for Contained {
     }
 }
 
-/// In the child, before its handshake reply: containment, then limits.
-pub(crate) fn apply_in_child(setup: &ChildIsolation) -> Result<(), String> {
+/// In the child, before its handshake reply: containment, then limits. `owner` is the
+/// parent's pid.
+pub(crate) fn apply_in_child(setup: &ChildIsolation, owner: u32) -> Result<(), String> {
     match setup.containment {
         Containment::Off => {}
         Containment::Cgroup => {
@@ -263,9 +264,17 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation) -> Result<(), String> {
             sys::contain::own_process_group().map_err(|e| format!("cannot start a process group: {e}"))?;
             // The guard is forked before this process becomes a subreaper, so it is not
             // re-parented to it.
-            sys::contain::spawn_guard(GuardAction::Group(sys::proc::getpid()))
+            sys::contain::spawn_guard(GuardAction::Tree { pid: sys::proc::getpid(), owner })
                 .map_err(|e| format!("cannot start the containment guard: {e}"))?;
             sys::contain::set_child_subreaper().map_err(|e| format!("cannot become a child subreaper: {e}"))?;
+            // If the owner dies, this process stops instead of dying, its tree intact: its
+            // guard sees the owner go, kills the tree (setsid'd descendants too: they are
+            // still linked to it), then it. The owner's death orphans this process's
+            // group, and the kernel sends an orphaned group with a stopped member SIGHUP
+            // (then SIGCONT): blocked, so that it cannot end this process before its tree.
+            sys::contain::block_signal(libc::SIGHUP).map_err(|e| format!("cannot block SIGHUP: {e}"))?;
+            sys::contain::set_parent_death_signal(libc::SIGSTOP)
+                .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
             sys::proc::kill_descendants_at_exit();
         }
     }

@@ -308,7 +308,7 @@ fn run_child(marker: OsString) -> ! {
         parent: Some((hello.parent_name, hello.parent_pid)),
     });
     channel.set_max_frame(hello.max_frame);
-    if let Err(e) = crate::isolation::apply_in_child(&hello.isolation) {
+    if let Err(e) = crate::isolation::apply_in_child(&hello.isolation, hello.parent_pid) {
         child_fail(e);
     }
     if let Err(e) = channel.send(KIND_REPLY, &Reply::Ready { magic: MAGIC, pid: sys::proc::getpid() }) {

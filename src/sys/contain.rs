@@ -223,8 +223,9 @@ pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
 pub(crate) enum GuardAction {
     /// Kill the cgroup (after leaving it for `parent`) and remove it.
     Cgroup { dir: PathBuf, parent: PathBuf },
-    /// Kill the watched process's group.
-    Group(u32),
+    /// Kill the watched process's group; if `owner` (a pid) ends first, kill the watched
+    /// process's whole tree (it is stopped by then: see `isolation`).
+    Tree { pid: u32, owner: u32 },
 }
 
 /// Forks the guard: a small process, detached from this one (a double fork, so it is never
@@ -233,6 +234,10 @@ pub(crate) enum GuardAction {
 /// has a single thread.
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = crate::sys::proc::pidfd_open(crate::sys::proc::getpid())?;
+    let owner = match &action {
+        GuardAction::Tree { owner, .. } => Some(crate::sys::proc::pidfd_open(*owner)?),
+        GuardAction::Cgroup { .. } => None,
+    };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
     // The guard says on this pipe when it is ready (out of the child's cgroup): until
     // then a kill of the cgroup would take it too.
@@ -246,7 +251,7 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
             // SAFETY: as above; this intermediate child forks once more and exits.
             if unsafe { libc::fork() } == 0 {
                 drop(ready_r);
-                guard_main(me, null, ready_w, action)
+                guard_main([Some(me), owner], null, ready_w, action)
             }
             crate::sys::proc::exit_now(0)
         }
@@ -267,10 +272,11 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     }
 }
 
-fn guard_main(watched: OwnedFd, null: OwnedFd, ready: OwnedFd, action: GuardAction) -> ! {
+/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any.
+fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, action: GuardAction) -> ! {
     let _ = rustix::process::setsid();
-    // Stdio to /dev/null and every other descriptor closed but the pidfd: a guard must not
-    // keep the worker's socket or a test's pipes open.
+    // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
+    // not keep the worker's socket or a test's pipes open.
     for fd in 0..3 {
         let _ = dup2(null.as_fd(), fd);
     }
@@ -282,21 +288,27 @@ fn guard_main(watched: OwnedFd, null: OwnedFd, ready: OwnedFd, action: GuardActi
     }
     let _ = rustix::io::write(&ready, &[1]);
     drop(ready);
-    close_all_but(watched.as_raw_fd());
-    loop {
-        let mut fds = [PollFd::new(&watched, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, None) {
-            Ok(n) if n > 0 => break,
-            _ => continue,
+    let [Some(child), owner] = watched else { crate::sys::proc::exit_now(1) };
+    close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
+    let child_ended = loop {
+        let mut fds = vec![PollFd::new(&child, PollFlags::IN)];
+        fds.extend(owner.iter().map(|o| PollFd::new(o, PollFlags::IN)));
+        if let Ok(n) = rustix::event::poll(&mut fds, None)
+            && n > 0
+        {
+            break !fds[0].revents().is_empty();
         }
-    }
+    };
     match action {
         GuardAction::Cgroup { dir, .. } => {
             let _ = cgroup_kill(&dir);
             let _ = cgroup_remove(&dir, Duration::from_secs(10));
         }
-        GuardAction::Group(pgid) => {
-            let _ = kill_group(pgid, libc::SIGKILL);
+        GuardAction::Tree { pid, .. } => {
+            if !child_ended {
+                kill_tree(pid);
+            }
+            let _ = kill_group(pid, libc::SIGKILL);
         }
     }
     crate::sys::proc::exit_now(0)
@@ -309,16 +321,41 @@ fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Closes every descriptor from 3 up except `keep`.
-fn close_all_but(keep: i32) {
-    // SAFETY: `close_range` takes plain numbers; the ranges exclude stdio and `keep`, and
-    // the guard (a fresh, single-threaded process) owns every descriptor in them.
-    unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+/// Closes every descriptor from 3 up except those in `keep`.
+fn close_all_but(keep: &[Option<i32>]) {
+    let mut keep: Vec<u32> = keep.iter().flatten().map(|&k| k as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep.into_iter().chain([u32::MAX]) {
+        if k > from {
+            // SAFETY: `close_range` takes plain numbers; the range excludes stdio and every
+            // kept descriptor, and the guard (a fresh, single-threaded process) owns every
+            // descriptor in it.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
         }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        from = from.max(k.saturating_add(1));
     }
+}
+
+/// Blocks signal `sig` in this thread (and the threads it starts later).
+pub(crate) fn block_signal(sig: i32) -> io::Result<()> {
+    // SAFETY: `sigemptyset`/`sigaddset` fill a local set; `pthread_sigmask` reads it and
+    // changes only this thread's mask (the old mask pointer may be null).
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+}
+
+/// Sets the signal this process gets when the thread that created it exits.
+pub(crate) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
+    rustix::process::set_parent_process_death_signal(Some(sig))?;
+    Ok(())
 }
 
 /// How many threads this process has.
