@@ -23,13 +23,19 @@
 //! - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
 //!   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
 //!   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned
-//!   descendants are re-parented to it and stay in its tree. When it exits normally it
-//!   kills its descendants first; when its parent kills it, the parent stops it, walks
-//!   its descendants through `/proc` (stopping each: a stopped process cannot fork) and
-//!   kills them all; when it dies otherwise, the parent (and its guard) kill its process
-//!   group while its zombie still holds the group's number. **Limit**: a descendant that
-//!   left the process group (`setsid`, `setpgid`) survives a child that dies without
-//!   its parent's help (its owner SIGKILLed, or a crash): only a cgroup covers that.
+//!   descendants are re-parented to it and stay linked to it. When it exits by itself it
+//!   kills its descendants first; when its parent kills it, the parent stops it, walks its
+//!   descendants through `/proc` (stopping each: a stopped process cannot fork) and kills
+//!   them all; when it dies otherwise, the parent and its guard kill its process group
+//!   while its zombie still holds the group's number. For an owner that is SIGKILLed, the
+//!   child's parent-death signal is SIGSTOP instead of SIGKILL: it stops with its tree
+//!   intact, and its guard, which watches the owner too, walks and kills that tree, then
+//!   the child (SIGHUP is blocked in the child: the kernel sends it to an orphaned group
+//!   with a stopped member). **Limits**: a descendant that left the process group
+//!   (`setsid`) escapes when the child dies by a crash of its own (the tree is unlinked
+//!   by then); the walk reads `/proc`, which a Landlock sandbox hides from the child (its
+//!   parent and guard still do theirs); and if the guard itself is killed, a child whose
+//!   owner died stays stopped.
 //!
 //! The mechanism in effect is never chosen silently: it is in
 //! [`PoolStats::containment`](crate::PoolStats) and [`Process::containment`](crate::Process::containment).
