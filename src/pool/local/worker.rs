@@ -5,18 +5,14 @@
 //! are batched: the worker sends them when it has nothing more to read, when a batch
 //! grows large, or a short while after the last send.
 
-use std::any::Any;
-use std::cell::RefCell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::protocol::*;
 use crate::bytes;
+use crate::pool::item::{TAG_OK, begin_item, end_item, for_each_item};
+use crate::pool::trampoline::{InitTrampoline, Trampoline, install_panic_hook};
 use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
@@ -24,117 +20,10 @@ use crate::sys::mem::SharedCounters;
 use crate::wire::frame::{REPLY_SPIN, SpillMaps};
 use crate::wire::{codec, fds};
 
-/// Runs one item: decodes its argument from `arg`, calls the function named by the offset,
-/// appends the encoded outcome to `out` and returns its tag.
-pub(crate) type Trampoline = fn(i64, &[u8], &mut Vec<u8>) -> u8;
-
-/// Runs an initializer; `Err` carries its panic.
-pub(crate) type InitTrampoline = fn(i64, &[u8]) -> Result<(), String>;
-
 /// Results wait at most this long in the worker before being sent.
 const FLUSH_AFTER: Duration = Duration::from_micros(200);
 /// A batch of results this large is sent at once.
 const FLUSH_BYTES: usize = 64 * 1024;
-
-pub(crate) fn unary_trampoline<F, A, R>(function: i64, arg: &[u8], out: &mut Vec<u8>) -> u8
-where
-    F: Fn(A) -> R + Copy + Send + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let a: A = match codec::decode(arg) {
-        Ok(a) => a,
-        Err(e) => return codec_failure(&e.to_string(), out),
-    };
-    // The parent made `function` with `encode_fn::<F, fn(A) -> R>` and named this
-    // trampoline for it.
-    let f: F = SameBuild::parent().decode_fn::<F>(function);
-    run_caught(move || f(a), out)
-}
-
-pub(crate) fn star_trampoline<F, Args>(function: i64, arg: &[u8], out: &mut Vec<u8>) -> u8
-where
-    F: super::StarFn<Args>,
-    Args: DeserializeOwned,
-    F::Output: Serialize,
-{
-    let a: Args = match codec::decode(arg) {
-        Ok(a) => a,
-        Err(e) => return codec_failure(&e.to_string(), out),
-    };
-    // As in `unary_trampoline`, with `encode_fn::<F, F::Ptr>`.
-    let f: F = SameBuild::parent().decode_fn::<F>(function);
-    run_caught(move || f.call(a), out)
-}
-
-pub(crate) fn init_trampoline<F, A>(function: i64, arg: &[u8]) -> Result<(), String>
-where
-    F: Fn(A) + Copy + Send + 'static,
-    A: DeserializeOwned,
-{
-    let a: A = codec::decode(arg).map_err(|e| e.to_string())?;
-    // The parent made `function` with `encode_fn::<F, fn(A)>` for this trampoline.
-    let f: F = SameBuild::parent().decode_fn::<F>(function);
-    catch_unwind(AssertUnwindSafe(move || f(a))).map_err(|p| {
-        let r = take_panic(p);
-        format!("panicked at {}: {}", r.location, r.message)
-    })
-}
-
-fn codec_failure(message: &str, out: &mut Vec<u8>) -> u8 {
-    let _ = codec::encode_into(message, out);
-    TAG_CODEC
-}
-
-fn run_caught<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
-    let start = out.len();
-    // Encoding runs inside the guard too: a `Serialize` impl may panic.
-    let r =
-        catch_unwind(AssertUnwindSafe(call)).map(|value| codec::encode_into(&value, out).map_err(|e| e.to_string()));
-    match r {
-        Ok(Ok(())) => TAG_OK,
-        Ok(Err(message)) => {
-            out.truncate(start);
-            codec_failure(&message, out)
-        }
-        Err(payload) => {
-            out.truncate(start);
-            let report = take_panic(payload);
-            let _ = codec::encode_into(&report, out);
-            TAG_PANIC
-        }
-    }
-}
-
-thread_local! {
-    /// Where the panic hook leaves the location and backtrace of the panic being caught.
-    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
-}
-
-fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
-    };
-    let (location, backtrace) = LAST_PANIC.with(|l| l.borrow_mut().take()).unwrap_or(("<unknown>".into(), None));
-    PanicReport { message, location, backtrace }
-}
-
-/// Records where a task panicked instead of printing it: the panic travels to the caller.
-pub(crate) fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| l.to_string()).unwrap_or_else(|| "<unknown>".into());
-        let bt = std::backtrace::Backtrace::capture();
-        let backtrace = match bt.status() {
-            std::backtrace::BacktraceStatus::Captured => Some(bt.to_string()),
-            _ => None,
-        };
-        LAST_PANIC.with(|l| *l.borrow_mut() = Some((location, backtrace)));
-    }));
-}
 
 fn die(msg: &str) -> ! {
     eprintln!("multiproc pool worker {} ({}): {msg}", spawn::identity().name, sys::proc::getpid());
@@ -222,22 +111,17 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
             }
             (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
         };
-        let (Some(id), Some(tramp), Some(function), Some(count)) =
-            (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u32_at(p, 24))
-        else {
+        let Some((TaskHead { id, trampoline, function, count }, body)) = TaskHead::decode(p) else {
             die("a task frame too short for its header")
         };
         after_express = id >= EXPRESS_IDS;
-        // The parent made `tramp` from a `Trampoline` monomorphised for this task's
+        // The parent made `trampoline` from a `Trampoline` monomorphised for this task's
         // function, argument and result types.
-        let run: Trampoline = SameBuild::parent().function_at(tramp as i64);
-        let body = &p[TASK_HEAD..];
+        let run: Trampoline = SameBuild::parent().function_at(trampoline);
         let t0 = Instant::now();
         let queued = writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
             let head = out.len();
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&[0; 8]);
-            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&[0; ResultHead::LEN]);
             bytes::sharing(mapped.as_ref().map(|(m, _)| m), || {
                 fds::with_incoming(frame_fds, || {
                     let n = for_each_item(body, count, |_, arg| {
@@ -246,7 +130,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                         // Only this process writes the counters: a plain store publishes.
                         items += 1;
                         started.store(items, Ordering::Release);
-                        let tag = run(function as i64, arg, out);
+                        let tag = run(function, arg, out);
                         finished.store(items, Ordering::Release);
                         out[at + 4] = tag;
                         end_item(out, at);
@@ -257,12 +141,10 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
                 })
             });
             ended = Instant::now();
-            let mut elapsed = ended.duration_since(t0).as_nanos() as u64 & !RESULT_KEPT_BODY;
+            let elapsed = ended.duration_since(t0).as_nanos() as u64;
             // Something still shares the body: the parent must not fill its memfd again.
-            if mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders) {
-                elapsed |= RESULT_KEPT_BODY;
-            }
-            out[head + 8..head + 16].copy_from_slice(&elapsed.to_le_bytes());
+            let kept_body = mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders);
+            ResultHead { id, elapsed, count, flags: ResultFlags { kept_body } }.write_at(&mut out[head..]);
             Ok(())
         });
         if let Some((m, _)) = &mapped

@@ -9,193 +9,31 @@
 //! one item that was running; everything else the worker held is queued again.
 
 use std::collections::VecDeque;
-use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::error::{Attempt, TaskError};
+use super::handle::{Held, Kill, Leaving, Worker, WorkerConfig};
 use super::lane::{GaveUp, Link, Parked};
 use super::protocol::*;
-use super::submit::{Chunking, Job, Outcome, Shared, Tally};
-use super::{PoolError, PoolStats};
-use crate::spawn::{self, ChildProcess, ChildSpec};
+use super::starts::Started;
+use super::state::State;
+use crate::pool::chunk;
+use crate::pool::error::{Attempt, TaskError};
+use crate::pool::stats::PoolStats;
+use crate::pool::submit::{Job, Tally};
 use crate::sys::event::{PollFd, PollFlags, poll};
-use crate::sys::mem::SharedCounters;
 use crate::wire::frame::spilled;
 use crate::wire::{FrameError, codec, fds};
 
-/// Tasks shorter than this get a deeper window, so workers never wait for the parent.
-const WINDOW_TASK_TIME: u64 = 1_000_000;
-const MAX_WINDOW: usize = 64;
-/// Adaptive chunks aim at about this much work each.
-const CHUNK_TARGET_NS: u64 = 2_000_000;
 /// Consecutive worker start failures after which the pool stops restarting workers.
 const MAX_START_FAILURES: u32 = 3;
 /// How long a worker whose socket ended may take to exit before it is killed (an exit
 /// takes well under a millisecond; one that closed its socket and kept running never does).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
-/// How the pool's workers are made.
-pub(crate) struct WorkerConfig {
-    pub(crate) processes: usize,
-    pub(crate) max_tasks: Option<u64>,
-    pub(crate) max_memory: Option<u64>,
-    pub(crate) address_space: Option<u64>,
-    pub(crate) initializer: Option<(i64, i64, Vec<u8>)>,
-    pub(crate) initializer_name: &'static str,
-    pub(crate) spec: ChildSpec,
-}
-
-/// Why the driver itself ended a worker.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Leaving {
-    /// Asked to stop (the pool is closed and drained).
-    Stopped,
-    /// It said it retires (max tasks or memory) after the results it sent.
-    Retired(Retire),
-    /// Its initializer failed.
-    InitFailed,
-    Killed(Kill),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kill {
-    Timeout(Duration),
-    Cancel,
-    Protocol,
-}
-
-struct Held {
-    id: u64,
-    job: Job,
-}
-
-/// A started worker as the driver sees it.
-pub(crate) struct Worker {
-    pub(crate) name: String,
-    pub(crate) process: ChildProcess,
-    /// Its socket; `None` while parked in the express lane or lent to a caller.
-    link: Option<Link>,
-    /// Unique in the pool (the worker's number): how the lane names it.
-    serial: u64,
-    /// Its pidfd fired while its link was lent: not polled until the link is back.
-    exited_while_lent: bool,
-    counters: SharedCounters,
-    held: VecDeque<Held>,
-    /// Items answered so far: the position, in the worker's item stream, of the first held item.
-    answered: u64,
-    tasks_sent: u64,
-    ready: bool,
-    init_error: Option<String>,
-    leaving: Option<Leaving>,
-    /// When the oldest held task became the oldest (≈ when it started).
-    since: Instant,
-    /// When its socket ended (it closed it, or it is exiting). The pidfd says when the
-    /// process is gone; one that keeps running this long after is killed.
-    eof: Option<Instant>,
-}
-
-impl Worker {
-    /// Its socket ended: nothing more can come from it.
-    fn ended(&mut self) {
-        self.eof.get_or_insert_with(Instant::now);
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // Never leave a process behind, whatever path dropped it.
-        let _ = self.process.kill_and_reap();
-    }
-}
-
-/// Starts worker number `n` and sends it its setup (it answers READY later). `watch`
-/// gets the child's pidfd as soon as it exists, before its handshake.
-pub(crate) fn start_worker(
-    cfg: &WorkerConfig,
-    n: u32,
-    watch: impl FnOnce(BorrowedFd<'_>),
-) -> Result<Worker, crate::Error> {
-    let mut spec = cfg.spec.clone();
-    spec.name = format!("PoolWorker-{n}");
-    spec.identity.push(n);
-    let spawned = spawn::start_watched(
-        super::worker::worker_entry,
-        "multiproc::pool::worker",
-        &spec,
-        |_| Ok(()),
-        |child| watch(child.pidfd()),
-    )?;
-    let counters = SharedCounters::create(SLOTS)?;
-    let (reader, mut writer) = spawned.channel.split();
-    let setup = Setup {
-        max_tasks: cfg.max_tasks,
-        max_memory: cfg.max_memory,
-        address_space: cfg.address_space,
-        initializer: cfg.initializer.clone(),
-    };
-    let head = codec::encode(&setup)?;
-    let memfd = counters.fd().try_clone_to_owned()?;
-    writer
-        .queue_parts(KIND_SETUP, &head, &[], &[memfd])
-        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
-    writer
-        .flush(Instant::now().checked_add(cfg.spec.start_timeout))
-        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
-    Ok(Worker {
-        name: spec.name,
-        process: spawned.process,
-        link: Some(Link { reader, writer }),
-        serial: n as u64,
-        exited_while_lent: false,
-        counters,
-        held: VecDeque::new(),
-        answered: 0,
-        tasks_sent: 0,
-        ready: false,
-        init_error: None,
-        leaving: None,
-        since: Instant::now(),
-        eof: None,
-    })
-}
-
-/// Waits for a new worker's READY (used by `build` when there is an initializer, so a
-/// failing initializer fails the build).
-pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), PoolError> {
-    let deadline = Instant::now().checked_add(cfg.spec.start_timeout);
-    let pid = w.process.pid();
-    let fail = |reason: String| PoolError::Initializer {
-        initializer: cfg.initializer_name,
-        worker: w.name.clone(),
-        pid,
-        reason,
-    };
-    let Some(link) = w.link.as_mut() else {
-        return Err(fail("its socket was not with the pool".into()));
-    };
-    let frame = match link.reader.recv(deadline) {
-        Ok(f) => f,
-        Err(FrameError::TimedOut) => return Err(fail(format!("no answer within {:?}", cfg.spec.start_timeout))),
-        Err(_) => {
-            let code = w.process.wait_timeout(Some(Duration::from_secs(5))).ok().flatten();
-            let how = code.map(crate::error::describe_exit).unwrap_or_else(|| "an unknown cause".into());
-            return Err(fail(format!("the worker died with {how}")));
-        }
-    };
-    match frame.kind {
-        KIND_READY => {
-            w.ready = true;
-            Ok(())
-        }
-        KIND_INIT_FAILED => Err(fail(frame.decode::<String>().unwrap_or_else(|e| e.to_string()))),
-        k => Err(fail(format!("unexpected frame kind {k:#04x}"))),
-    }
-}
-
 pub(crate) struct Driver {
-    shared: Arc<Shared>,
+    state: Arc<State>,
     cfg: Arc<WorkerConfig>,
     workers: Vec<Worker>,
     pending: VecDeque<Job>,
@@ -215,9 +53,9 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// `spawning`: starts already launched (workers `workers.len() + 1 ..`) whose results
-    /// will arrive through `shared.starts`.
+    /// will arrive through `state.starts`.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        state: Arc<State>,
         cfg: Arc<WorkerConfig>,
         workers: Vec<Worker>,
         spawning: usize,
@@ -225,7 +63,7 @@ impl Driver {
     ) -> Driver {
         let next_worker = (workers.len() + spawning) as u32 + 1;
         Driver {
-            shared,
+            state,
             cfg,
             workers,
             pending: VecDeque::new(),
@@ -247,7 +85,7 @@ impl Driver {
         loop {
             let cancel = self.take_inbox();
             if self.terminating {
-                self.shared.starts.cancel();
+                self.state.starts.cancel();
                 self.terminate_all();
                 // Workers whose link a caller holds were killed; they go once it is back.
                 if self.spawning == 0 && self.workers.is_empty() {
@@ -283,7 +121,7 @@ impl Driver {
     /// Opens the express lane with the workers that have nothing to do, if the driver
     /// has nothing to give them.
     fn park_idle(&mut self) {
-        let lanes = &self.shared.lanes;
+        let lanes = &self.state.lanes;
         if !lanes.enabled() || self.closed || self.terminating || self.broken.is_some() || !self.pending.is_empty() {
             return;
         }
@@ -301,7 +139,7 @@ impl Driver {
 
     /// Shuts the express lane and takes the parked links back.
     fn unpark_all(&mut self) {
-        for p in self.shared.lanes.shut() {
+        for p in self.state.lanes.shut() {
             self.link_home(p);
         }
     }
@@ -319,7 +157,7 @@ impl Driver {
     /// Links callers gave back: clean ones, and ones with a task that did not finish,
     /// which the driver now holds as its own (to reap, blame, retry or report).
     fn take_returned(&mut self) {
-        for r in self.shared.lanes.take_returned() {
+        for r in self.state.lanes.take_returned() {
             let Some(wi) = self.link_home(r.parked) else { continue };
             let Some((id, job, why)) = r.failed else { continue };
             let w = &mut self.workers[wi];
@@ -347,10 +185,10 @@ impl Driver {
 
     /// Moves submissions in; returns whether a cancellation was asked for.
     fn take_inbox(&mut self) -> bool {
-        let spawned: Vec<super::starts::Started>;
+        let spawned: Vec<Started>;
         let cancel;
         {
-            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inbox = self.state.inbox.lock().unwrap_or_else(|e| e.into_inner());
             if self.pending.is_empty() {
                 std::mem::swap(&mut self.pending, &mut inbox.jobs);
             } else {
@@ -359,7 +197,7 @@ impl Driver {
             self.closed |= inbox.closed;
             self.terminating |= inbox.terminate;
             cancel = std::mem::take(&mut inbox.cancel);
-            spawned = self.shared.starts.take();
+            spawned = self.state.starts.take();
         }
         // Work for the driver, or the end: it needs every idle worker back.
         if !self.pending.is_empty() || self.closed || self.terminating {
@@ -416,7 +254,7 @@ impl Driver {
             let n = self.next_worker;
             self.next_worker += 1;
             self.spawning += 1;
-            let started = super::starts::Starts::launch(&self.shared, self.cfg.clone(), n);
+            let started = self.state.launch(self.cfg.clone(), n);
             if let Err(e) = started {
                 self.spawning -= 1;
                 self.start_failed(format!("cannot start a thread to spawn a worker: {e}"));
@@ -424,46 +262,18 @@ impl Driver {
         }
     }
 
-    fn window(&self) -> usize {
-        match self.task_ns {
-            0 => 1,
-            t if t >= WINDOW_TASK_TIME => 1,
-            t => ((WINDOW_TASK_TIME / t) as usize).clamp(2, MAX_WINDOW),
-        }
-    }
-
     fn chunk_for(&self, job: &Job) -> u32 {
-        let k = match job.sub.chunking {
-            Chunking::Fixed(n) => n.max(1),
-            Chunking::Adaptive => match self.item_ns {
-                0 => 1,
-                ns => {
-                    let fair = (job.count as usize).div_ceil(2 * self.cfg.processes).max(1) as u64;
-                    (CHUNK_TARGET_NS / ns).clamp(1, fair) as u32
-                }
-            },
-        };
-        let mut k = k.min(job.count);
-        // Each item numbers its descriptors from 0, so a task carries at most one such item.
-        let sub = &job.sub;
-        if !sub.fds.is_empty() {
-            let mut with_fds = sub.fds.iter().map(|(i, _)| *i).filter(|i| *i >= job.first && *i < job.first + k);
-            if let (Some(a), Some(b)) = (with_fds.next(), with_fds.next()) {
-                k = if a == job.first { b - job.first } else { a - job.first };
-            }
-        }
-        k.max(1)
+        let k = chunk::chunk_items(job.sub.chunking, job.count, self.item_ns, self.cfg.processes);
+        chunk::one_fd_item(k, job.first, job.sub.fds.iter().map(|(i, _)| *i))
     }
 
     fn dispatch(&mut self) {
         // A deep window only pays when there is plenty of work: a few items are spread
         // one per worker (counting those still starting), as Python's pool would.
-        let mut window = self.window();
-        if window > 1 && self.pending.len() < 64 {
-            let items: usize = self.pending.iter().map(|j| j.count as usize).sum();
-            let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
-            window = window.min(items.div_ceil(workers.max(1)).max(1));
-        }
+        let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
+        let pending = &self.pending;
+        let items = || pending.iter().map(|j| j.count as usize).sum();
+        let window = chunk::spread_window(chunk::window(self.task_ns), pending.len(), items, workers);
         let now = Instant::now();
         loop {
             let mut progressed = false;
@@ -505,12 +315,12 @@ impl Driver {
                     .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
                     .map(|(_, f)| f.as_slice())
                     .unwrap_or(&[]);
-                let head = task_head(id, sub.trampoline, sub.function, job.count);
+                let head = TaskHead { id, trampoline: sub.trampoline, function: sub.function, count: job.count };
                 let w = &mut self.workers[wi];
                 let writer = &mut w.link.as_mut().expect("checked above").writer;
                 let body = sub.slice(job.first, job.count);
                 let spill = Some((KIND_TASK_BIG, SPILL_AT, id));
-                match writer.queue_parts_spilling(KIND_TASK, spill, &head, body, item_fds) {
+                match writer.queue_parts_spilling(KIND_TASK, spill, &head.encode(), body, item_fds) {
                     Ok(()) => {
                         if w.held.is_empty() {
                             w.since = now;
@@ -539,7 +349,7 @@ impl Driver {
             return;
         }
         // No work can come any more: workers still starting are not waited for.
-        self.shared.starts.cancel();
+        self.state.starts.cancel();
         for w in &mut self.workers {
             if let (None, Some(link)) = (w.leaving, &mut w.link) {
                 let _ = link.writer.queue_bytes(KIND_STOP, &[]);
@@ -624,11 +434,11 @@ impl Driver {
     /// Blocks in poll until a socket, a pidfd, the wake-up or the deadline needs us.
     fn wait(&mut self, deadline: Option<Instant>) {
         // Tell submitters to wake us, then look once more, so no submission is missed.
-        self.shared.asleep.store(true, Ordering::SeqCst);
+        self.state.asleep.store(true, Ordering::SeqCst);
         let busy = {
-            let inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let inbox = self.state.inbox.lock().unwrap_or_else(|e| e.into_inner());
             !inbox.jobs.is_empty() || inbox.cancel || inbox.closed != self.closed || inbox.terminate != self.terminating
-        } || self.shared.starts.any_done();
+        } || self.state.starts.any_done();
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -637,10 +447,10 @@ impl Driver {
         let mut events: Vec<(usize, bool, bool, bool)> = Vec::with_capacity(self.workers.len());
         {
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.workers.len());
-            fds.push(PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::IN));
+            fds.push(PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::IN));
             // A worker whose link is out has its place kept by the wake-up descriptor with
             // no events asked, which never reports anything.
-            let placeholder = || PollFd::from_borrowed_fd(self.shared.wakeup.fd(), PollFlags::empty());
+            let placeholder = || PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::empty());
             for w in &self.workers {
                 match &w.link {
                     // After its end of file a socket is not polled: poll reports a hang-up
@@ -666,7 +476,7 @@ impl Driver {
                 std::thread::sleep(Duration::from_millis(1));
             }
             if !fds[0].revents().is_empty() {
-                self.shared.wakeup.drain();
+                self.state.wakeup.drain();
             }
             for wi in 0..self.workers.len() {
                 let sock = fds[1 + 2 * wi].revents();
@@ -679,7 +489,7 @@ impl Driver {
                 }
             }
         }
-        self.shared.asleep.store(false, Ordering::SeqCst);
+        self.state.asleep.store(false, Ordering::SeqCst);
         let mut exited = Vec::new();
         for (wi, readable, writable, gone) in events {
             if readable {
@@ -696,7 +506,7 @@ impl Driver {
             }
             if gone && self.workers[wi].link.is_none() {
                 // Parked: take its link back and reap it now. Lent: the caller brings it back.
-                match self.shared.lanes.unpark(self.workers[wi].serial) {
+                match self.state.lanes.unpark(self.workers[wi].serial) {
                     Some(p) => {
                         self.link_home(p);
                     }
@@ -748,9 +558,7 @@ impl Driver {
             let payload: &[u8] = mapped.as_ref().map_or(frame.payload, |m| m.bytes());
             match kind {
                 KIND_RESULT | KIND_RESULT_BIG => {
-                    let (Some(id), Some(elapsed), Some(count)) =
-                        (u64_at(payload, 0), u64_at(payload, 8), u32_at(payload, 16))
-                    else {
+                    let Some((ResultHead { id, elapsed, count, flags }, body)) = ResultHead::decode(payload) else {
                         return self.protocol_error(wi, "a result too short for its header");
                     };
                     let Some(front) = w.held.front() else {
@@ -762,11 +570,10 @@ impl Driver {
                     let held = w.held.pop_front().expect("checked above");
                     // The worker read this task's body before answering: its memfd is free,
                     // unless the worker still shares it.
-                    if elapsed & RESULT_KEPT_BODY != 0 {
+                    if flags.kept_body {
                         link.writer.forget_spilled(id);
                     }
                     link.writer.release_spilled(id);
-                    let elapsed = elapsed & !RESULT_KEPT_BODY;
                     w.answered += count as u64;
                     w.since = *now.get_or_insert_with(Instant::now);
                     let job = held.job;
@@ -775,7 +582,7 @@ impl Driver {
                     let mut tally = Tally::default();
                     let n = crate::bytes::sharing(mapped.as_ref(), || {
                         fds::with_incoming(frame_fds, || {
-                            job.sub.sink.deliver_chunk(task, first, &payload[RESULT_HEAD..], count, &mut tally)
+                            job.sub.sink.deliver_chunk(task, first, body, count, &mut tally)
                         })
                     });
                     tally.add_to(&mut self.stats);
@@ -949,17 +756,13 @@ impl Driver {
 
     /// Delivers the same failure to every item of a job.
     fn fail_job(&mut self, job: &Job, err: impl Fn(&'static str) -> TaskError) {
-        let task = job.sub.task;
-        for k in 0..job.count {
-            let e = err(task);
-            match &e {
-                TaskError::Cancelled { .. } => self.stats.tasks_cancelled += 1,
-                TaskError::Terminated { .. } => self.stats.tasks_terminated += 1,
-                TaskError::Codec { .. } => self.stats.tasks_codec_failed += 1,
-                _ => {}
-            }
-            let _ = job.sub.sink.deliver(job.sub.base + (job.first + k) as usize, Outcome::Failed(e));
-        }
+        let stats = &mut self.stats;
+        job.fail_each(err, |e| match e {
+            TaskError::Cancelled { .. } => stats.tasks_cancelled += 1,
+            TaskError::Terminated { .. } => stats.tasks_terminated += 1,
+            TaskError::Codec { .. } => stats.tasks_codec_failed += 1,
+            _ => {}
+        });
         self.stats_dirty = true;
     }
 
@@ -986,7 +789,7 @@ impl Driver {
     }
 
     fn publish_stats(&mut self) {
-        let tally = &self.shared.lanes.tally;
+        let tally = &self.state.lanes.tally;
         for (from, to) in [
             (&tally.done, &mut self.stats.tasks_done),
             (&tally.panicked, &mut self.stats.tasks_panicked),
@@ -1003,13 +806,13 @@ impl Driver {
             self.stats.worker_pids.clear();
             self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
         }
-        self.shared.stats.publish(&self.stats, std::mem::take(&mut self.stats_dirty));
+        self.state.stats.publish(&self.stats, std::mem::take(&mut self.stats_dirty));
     }
 
     /// The driver is ending: refuse new work, fail anything that slipped in.
     fn finish(mut self) {
         let late: Vec<Job> = {
-            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inbox = self.state.inbox.lock().unwrap_or_else(|e| e.into_inner());
             inbox.finished = true;
             inbox.jobs.drain(..).collect()
         };
@@ -1018,28 +821,7 @@ impl Driver {
         }
         self.stats_dirty = true;
         self.publish_stats();
-        self.shared.stats.finish();
-    }
-}
-
-/// One item of a result: its tag byte, then the value or what went wrong.
-pub(crate) fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
-    let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
-    match tag {
-        Some(TAG_OK) => Outcome::Value(data),
-        Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
-            Ok(p) => Outcome::Failed(TaskError::Panicked {
-                task,
-                message: p.message,
-                location: p.location,
-                backtrace: p.backtrace,
-            }),
-            Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
-        },
-        _ => Outcome::Failed(TaskError::Codec {
-            task,
-            message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
-        }),
+        self.state.stats.finish();
     }
 }
 
