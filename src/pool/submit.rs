@@ -188,6 +188,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
+    /// Items `from..from + count` of this job, as a job of their own with no attempts.
+    pub(crate) fn part(&self, from: u32, count: u32) -> Job {
+        Job { sub: self.sub.clone(), first: self.first + from, count, attempts: Vec::new() }
+    }
+
     /// Delivers the same failure to every item of the job; `each` sees every error
     /// first (the driver counts them).
     pub(crate) fn fail_each(&self, err: impl Fn(&'static str) -> TaskError, mut each: impl FnMut(&TaskError)) {

@@ -9,6 +9,7 @@
 //! one item that was running; everything else the worker held is queued again.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use crate::pool::error::{Attempt, TaskError};
 use crate::pool::stats::PoolStats;
 use crate::pool::submit::{Job, Tally};
 use crate::sys::event::{PollFd, PollFlags, poll};
+use crate::sys::mem::Mapped;
 use crate::wire::frame::spilled;
 use crate::wire::{FrameError, codec, fds};
 
@@ -173,7 +175,9 @@ impl Driver {
                     self.stats.workers_killed_for_timeout += 1;
                     self.stats_dirty = true;
                 }
-                GaveUp::Broken { protocol: true } => self.protocol_error(wi, "a frame that is not its result"),
+                GaveUp::Broken { protocol: true } => {
+                    self.protocol_error(wi, "a frame that is not its result");
+                }
                 // It ended (its pidfd says how); a worker that merely closed its socket goes too.
                 GaveUp::Broken { protocol: false } => {
                     w.ended();
@@ -268,77 +272,89 @@ impl Driver {
     }
 
     fn dispatch(&mut self) {
-        // A deep window only pays when there is plenty of work: a few items are spread
-        // one per worker (counting those still starting), as Python's pool would.
-        let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
-        let pending = &self.pending;
-        let items = || pending.iter().map(|j| j.count as usize).sum();
-        let window = chunk::spread_window(chunk::window(self.task_ns), pending.len(), items, workers);
+        let window = self.dispatch_window();
         let now = Instant::now();
         loop {
             let mut progressed = false;
             for wi in 0..self.workers.len() {
-                let Some(mut job) = self.pending.pop_front() else { return };
-                if job.sub.sink.cancelled() {
-                    self.fail_job(&job, |task| TaskError::Cancelled { task });
-                    progressed = true;
-                    continue;
-                }
-                let w = &self.workers[wi];
-                let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
-                // Large bodies in flight are bounded by bytes too, so their memfds are reused.
-                let spill_full = !w.held.is_empty()
-                    && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
-                if w.leaving.is_some()
-                    || w.eof.is_some()
-                    || w.link.is_none()
-                    || w.held.len() >= window
-                    || !quota_left
-                    || spill_full
-                {
-                    self.pending.push_front(job);
-                    continue;
-                }
-                let k = self.chunk_for(&job);
-                if k < job.count {
-                    let rest =
-                        Job { sub: job.sub.clone(), first: job.first + k, count: job.count - k, attempts: Vec::new() };
-                    self.pending.push_front(rest);
-                    job.count = k;
-                }
-                let id = self.next_id;
-                self.next_id += 1;
-                let sub = job.sub.clone();
-                let item_fds: &[std::os::fd::OwnedFd] = sub
-                    .fds
-                    .iter()
-                    .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
-                    .map(|(_, f)| f.as_slice())
-                    .unwrap_or(&[]);
-                let head = TaskHead { id, trampoline: sub.trampoline, function: sub.function, count: job.count };
-                let w = &mut self.workers[wi];
-                let writer = &mut w.link.as_mut().expect("checked above").writer;
-                let body = sub.slice(job.first, job.count);
-                let spill = Some((KIND_TASK_BIG, SPILL_AT, id));
-                match writer.queue_parts_spilling(KIND_TASK, spill, &head.encode(), body, item_fds) {
-                    Ok(()) => {
-                        if w.held.is_empty() {
-                            w.since = now;
-                        }
-                        w.tasks_sent += 1;
-                        w.held.push_back(Held { id, job });
-                        progressed = true;
-                    }
-                    Err(e) => {
-                        let task = sub.task;
-                        let message = format!("cannot send the argument: {e}");
-                        self.fail_job(&job, |_| TaskError::Codec { task, message: message.clone() });
-                        progressed = true;
-                    }
-                }
+                let Some(job) = self.pending.pop_front() else { return };
+                progressed |= self.offer(wi, job, window, now);
             }
             if !progressed {
                 return;
+            }
+        }
+    }
+
+    /// How many tasks a worker may hold now. A deep window only pays when there is plenty
+    /// of work: a few items are spread one per worker (counting those still starting), as
+    /// Python's pool would.
+    fn dispatch_window(&self) -> usize {
+        let workers = self.workers.iter().filter(|w| w.leaving.is_none()).count() + self.spawning;
+        let pending = &self.pending;
+        let items = || pending.iter().map(|j| j.count as usize).sum();
+        chunk::spread_window(chunk::window(self.task_ns), pending.len(), items, workers)
+    }
+
+    /// Offers the next pending job to worker `wi`: a chunk of it is sent (the rest stays
+    /// first in line), or it fails, or it goes back. Returns whether it went anywhere.
+    fn offer(&mut self, wi: usize, mut job: Job, window: usize, now: Instant) -> bool {
+        if job.sub.sink.cancelled() {
+            self.fail_job(&job, |task| TaskError::Cancelled { task });
+            return true;
+        }
+        if !self.takes_more(&self.workers[wi], window) {
+            self.pending.push_front(job);
+            return false;
+        }
+        let k = self.chunk_for(&job);
+        if k < job.count {
+            self.pending.push_front(job.part(k, job.count - k));
+            job.count = k;
+        }
+        self.send_task(wi, job, now);
+        true
+    }
+
+    /// Whether worker `w` can take another task now.
+    fn takes_more(&self, w: &Worker, window: usize) -> bool {
+        let quota_left = self.cfg.max_tasks.is_none_or(|m| w.tasks_sent < m);
+        // Large bodies in flight are bounded by bytes too, so their memfds are reused.
+        let spill_full =
+            !w.held.is_empty() && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
+        let out = w.leaving.is_some() || w.eof.is_some() || w.link.is_none();
+        !(out || w.held.len() >= window || !quota_left || spill_full)
+    }
+
+    /// Queues `job` as one task on worker `wi`, which then holds it; a job whose argument
+    /// cannot be sent fails.
+    fn send_task(&mut self, wi: usize, job: Job, now: Instant) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let sub = job.sub.clone();
+        let item_fds: &[std::os::fd::OwnedFd] = sub
+            .fds
+            .iter()
+            .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
+            .map(|(_, f)| f.as_slice())
+            .unwrap_or(&[]);
+        let head = TaskHead { id, trampoline: sub.trampoline, function: sub.function, count: job.count };
+        let w = &mut self.workers[wi];
+        let writer = &mut w.link.as_mut().expect("a worker that takes more has its link").writer;
+        let body = sub.slice(job.first, job.count);
+        let spill = Some((KIND_TASK_BIG, SPILL_AT, id));
+        match writer.queue_parts_spilling(KIND_TASK, spill, &head.encode(), body, item_fds) {
+            Ok(()) => {
+                if w.held.is_empty() {
+                    w.since = now;
+                }
+                w.tasks_sent += 1;
+                w.held.push_back(Held { id, job });
+            }
+            Err(e) => {
+                let task = sub.task;
+                let message = format!("cannot send the argument: {e}");
+                self.fail_job(&job, |_| TaskError::Codec { task, message: message.clone() });
             }
         }
     }
@@ -431,90 +447,16 @@ impl Driver {
         self.pending = keep;
     }
 
-    /// Blocks in poll until a socket, a pidfd, the wake-up or the deadline needs us.
+    /// Blocks in poll until a socket, a pidfd, the wake-up or the deadline needs us,
+    /// then handles what it reported.
     fn wait(&mut self, deadline: Option<Instant>) {
-        // Tell submitters to wake us, then look once more, so no submission is missed.
-        self.state.asleep.store(true, Ordering::SeqCst);
-        let busy = {
-            let inbox = self.state.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            !inbox.jobs.is_empty() || inbox.cancel || inbox.closed != self.closed || inbox.terminate != self.terminating
-        } || self.state.starts.any_done();
-        let timeout = if busy {
-            Some(Duration::ZERO)
-        } else {
-            deadline.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(50))
-        };
-        let mut events: Vec<(usize, bool, bool, bool)> = Vec::with_capacity(self.workers.len());
-        {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.workers.len());
-            fds.push(PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::IN));
-            // A worker whose link is out has its place kept by the wake-up descriptor with
-            // no events asked, which never reports anything.
-            let placeholder = || PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::empty());
-            for w in &self.workers {
-                match &w.link {
-                    // After its end of file a socket is not polled: poll reports a hang-up
-                    // whatever was asked, and would spin until the pidfd fires, starving the
-                    // exiting worker of its CPU.
-                    Some(link) if w.eof.is_none() => {
-                        let mut flags = PollFlags::IN;
-                        if link.writer.pending() > 0 {
-                            flags |= PollFlags::OUT;
-                        }
-                        fds.push(PollFd::from_borrowed_fd(link.reader.fd(), flags));
-                    }
-                    _ => fds.push(placeholder()),
-                }
-                if w.exited_while_lent {
-                    fds.push(placeholder());
-                } else {
-                    fds.push(PollFd::from_borrowed_fd(w.process.pidfd(), PollFlags::IN));
-                }
-            }
-            if let Err(e) = poll(&mut fds, timeout) {
-                log_event(&format!("multiproc pool: poll failed: {e}"));
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if !fds[0].revents().is_empty() {
-                self.state.wakeup.drain();
-            }
-            for wi in 0..self.workers.len() {
-                let sock = fds[1 + 2 * wi].revents();
-                let pid = fds[2 + 2 * wi].revents();
-                let readable = sock.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
-                let writable = sock.contains(PollFlags::OUT);
-                let exited = !pid.is_empty();
-                if readable || writable || exited {
-                    events.push((wi, readable, writable, exited));
-                }
-            }
-        }
+        let timeout = self.poll_timeout(deadline);
+        let events = self.poll_workers(timeout);
         self.state.asleep.store(false, Ordering::SeqCst);
         let mut exited = Vec::new();
-        for (wi, readable, writable, gone) in events {
-            if readable {
-                self.read_results(wi, false);
-            }
-            if writable {
-                let w = &mut self.workers[wi];
-                if let Some(link) = &mut w.link
-                    && let Err(e) = link.writer.flush(Some(Instant::now()))
-                    && !matches!(e, FrameError::TimedOut)
-                {
-                    w.ended();
-                }
-            }
-            if gone && self.workers[wi].link.is_none() {
-                // Parked: take its link back and reap it now. Lent: the caller brings it back.
-                match self.state.lanes.unpark(self.workers[wi].serial) {
-                    Some(p) => {
-                        self.link_home(p);
-                    }
-                    None => self.workers[wi].exited_while_lent = true,
-                }
-            }
-            if gone && self.workers[wi].link.is_some() {
-                exited.push(wi);
+        for event in events {
+            if self.on_event(event) {
+                exited.push(event.wi);
             }
         }
         for wi in exited.into_iter().rev() {
@@ -522,105 +464,199 @@ impl Driver {
         }
     }
 
+    /// Tells submitters to wake us, then looks once more, so no submission is missed;
+    /// returns how long poll may sleep.
+    fn poll_timeout(&self, deadline: Option<Instant>) -> Option<Duration> {
+        self.state.asleep.store(true, Ordering::SeqCst);
+        let busy = {
+            let inbox = self.state.inbox();
+            !inbox.jobs.is_empty() || inbox.cancel || inbox.closed != self.closed || inbox.terminate != self.terminating
+        } || self.state.starts.any_done();
+        if busy {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(50))
+        }
+    }
+
+    /// Polls the wake-up and every worker's socket and pidfd; returns what each worker
+    /// needs.
+    fn poll_workers(&self, timeout: Option<Duration>) -> Vec<Event> {
+        let mut fds = self.poll_fds();
+        if let Err(e) = poll(&mut fds, timeout) {
+            log_event(&format!("multiproc pool: poll failed: {e}"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !fds[0].revents().is_empty() {
+            self.state.wakeup.drain();
+        }
+        worker_events(fds[1..].iter().map(|f| f.revents()))
+    }
+
+    /// The wake-up, then each worker's socket and pidfd. A worker whose link is out has
+    /// its place kept by the wake-up descriptor with no events asked, which never reports
+    /// anything.
+    fn poll_fds(&self) -> Vec<PollFd<'_>> {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.workers.len());
+        fds.push(PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::IN));
+        let placeholder = || PollFd::from_borrowed_fd(self.state.wakeup.fd(), PollFlags::empty());
+        for w in &self.workers {
+            match &w.link {
+                // After its end of file a socket is not polled: poll reports a hang-up
+                // whatever was asked, and would spin until the pidfd fires, starving the
+                // exiting worker of its CPU.
+                Some(link) if w.eof.is_none() => {
+                    let mut flags = PollFlags::IN;
+                    if link.writer.pending() > 0 {
+                        flags |= PollFlags::OUT;
+                    }
+                    fds.push(PollFd::from_borrowed_fd(link.reader.fd(), flags));
+                }
+                _ => fds.push(placeholder()),
+            }
+            if w.exited_while_lent {
+                fds.push(placeholder());
+            } else {
+                fds.push(PollFd::from_borrowed_fd(w.process.pidfd(), PollFlags::IN));
+            }
+        }
+        fds
+    }
+
+    /// Handles what poll said about one worker; returns whether it is to be reaped.
+    fn on_event(&mut self, event: Event) -> bool {
+        let wi = event.wi;
+        if event.readable {
+            self.read_results(wi, false);
+        }
+        if event.writable {
+            self.on_writable(wi);
+        }
+        if event.exited && self.workers[wi].link.is_none() {
+            // Parked: take its link back and reap it now. Lent: the caller brings it back.
+            match self.state.lanes.unpark(self.workers[wi].serial) {
+                Some(p) => {
+                    self.link_home(p);
+                }
+                None => self.workers[wi].exited_while_lent = true,
+            }
+        }
+        event.exited && self.workers[wi].link.is_some()
+    }
+
+    fn on_writable(&mut self, wi: usize) {
+        let w = &mut self.workers[wi];
+        if let Some(link) = &mut w.link
+            && let Err(e) = link.writer.flush(Some(Instant::now()))
+            && !matches!(e, FrameError::TimedOut)
+        {
+            w.ended();
+        }
+    }
+
     /// Reads the complete frames a worker sent. With `drain`, until the socket is empty
     /// (a worker that exited); otherwise until the read buffer is: poll is level-triggered
     /// and says when more came, so no read ends in `EAGAIN` on the latency path.
     fn read_results(&mut self, wi: usize, drain: bool) {
-        let mut first = true;
         // One clock read per batch of results (they arrived together).
         let mut now: Option<Instant> = None;
-        loop {
-            let w = &mut self.workers[wi];
-            let Some(link) = &mut w.link else { return };
-            if !drain && !first && link.reader.buffered() == 0 {
+        let mut first = true;
+        while first || drain || self.workers[wi].link.as_ref().is_some_and(|l| l.reader.buffered() > 0) {
+            first = false;
+            if !self.read_one(wi, &mut now) {
                 return;
             }
-            first = false;
-            let frame = match link.reader.recv(Some(Instant::now())) {
-                Ok(f) => f,
-                Err(FrameError::TimedOut) => return,
-                Err(_) => {
-                    w.ended();
-                    return;
-                }
-            };
-            let kind = frame.kind;
-            let mut frame_fds = frame.fds;
-            // A large result's body (from a memfd nobody writes again), which its `Bytes`
-            // values share instead of copying.
-            let mapped = match kind {
-                KIND_RESULT_BIG => match spilled(frame.payload, &mut frame_fds) {
-                    Ok(m) => Some(Arc::new(m)),
-                    Err(e) => return self.protocol_error(wi, &format!("a large result that cannot be read: {e}")),
-                },
-                _ => None,
-            };
-            let payload: &[u8] = mapped.as_ref().map_or(frame.payload, |m| m.bytes());
-            match kind {
-                KIND_RESULT | KIND_RESULT_BIG => {
-                    let Some((ResultHead { id, elapsed, count, flags }, body)) = ResultHead::decode(payload) else {
-                        return self.protocol_error(wi, "a result too short for its header");
-                    };
-                    let Some(front) = w.held.front() else {
-                        return self.protocol_error(wi, "a result for no task");
-                    };
-                    if front.id != id || front.job.count != count {
-                        return self.protocol_error(wi, "a result out of order");
-                    }
-                    let held = w.held.pop_front().expect("checked above");
-                    // The worker read this task's body before answering: its memfd is free,
-                    // unless the worker still shares it.
-                    if flags.kept_body {
-                        link.writer.forget_spilled(id);
-                    }
-                    link.writer.release_spilled(id);
-                    w.answered += count as u64;
-                    w.since = *now.get_or_insert_with(Instant::now);
-                    let job = held.job;
-                    let task = job.sub.task;
-                    let first = job.sub.base + job.first as usize;
-                    let mut tally = Tally::default();
-                    let n = crate::bytes::sharing(mapped.as_ref(), || {
-                        fds::with_incoming(frame_fds, || {
-                            job.sub.sink.deliver_chunk(task, first, body, count, &mut tally)
-                        })
-                    });
-                    tally.add_to(&mut self.stats);
-                    self.stats_dirty = true;
-                    if n != count {
-                        let rest =
-                            Job { sub: job.sub.clone(), first: job.first + n, count: count - n, attempts: Vec::new() };
-                        self.fail_job(&rest, |task| TaskError::Codec { task, message: "a cut result".into() });
-                    }
-                    self.measure(elapsed, count);
-                }
-                KIND_READY => {
-                    w.ready = true;
-                    self.start_failures = 0;
-                }
-                KIND_INIT_FAILED => {
-                    w.init_error = Some(codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string()));
-                    w.leaving = Some(Leaving::InitFailed);
-                }
-                KIND_RETIRE => {
-                    match codec::decode::<Retire>(payload) {
-                        Ok(r) => {
-                            w.leaving = Some(Leaving::Retired(r));
-                            match r {
-                                Retire::MaxTasks => self.stats.recycled_max_tasks += 1,
-                                Retire::Memory { .. } => self.stats.recycled_memory += 1,
-                            }
-                            self.stats_dirty = true;
-                        }
-                        Err(_) => return self.protocol_error(wi, "an unreadable retirement"),
-                    }
-                    // Its replacement can start now, not when it has exited.
-                    if !self.terminating {
-                        self.replace_workers();
-                    }
-                }
-                k => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
+        }
+    }
+
+    /// Reads and handles one frame of worker `wi`; `false` when there is nothing more to
+    /// read from it now.
+    fn read_one(&mut self, wi: usize, now: &mut Option<Instant>) -> bool {
+        let w = &mut self.workers[wi];
+        let Some(link) = &mut w.link else { return false };
+        let frame = match link.reader.recv(Some(Instant::now())) {
+            Ok(f) => f,
+            Err(FrameError::TimedOut) => return false,
+            Err(_) => {
+                w.ended();
+                return false;
             }
+        };
+        if !matches!(frame.kind, KIND_RESULT | KIND_RESULT_BIG) {
+            let message = Message::decode(frame.kind, frame.payload);
+            return self.on_message(wi, message);
+        }
+        let mut frame_fds = frame.fds;
+        // A large result's body (from a memfd nobody writes again), which its `Bytes`
+        // values share instead of copying.
+        let mapped = match frame.kind {
+            KIND_RESULT_BIG => match spilled(frame.payload, &mut frame_fds) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => return self.protocol_error(wi, &format!("a large result that cannot be read: {e}")),
+            },
+            _ => None,
+        };
+        let payload: &[u8] = mapped.as_ref().map_or(frame.payload, |m| m.bytes());
+        let Some((head, body)) = ResultHead::decode(payload) else {
+            return self.protocol_error(wi, "a result too short for its header");
+        };
+        let held = match answered(&mut w.held, &head) {
+            Ok(held) => held,
+            Err(what) => return self.protocol_error(wi, what),
+        };
+        // The worker read this task's body before answering: its memfd is free, unless
+        // the worker still shares it.
+        if head.flags.kept_body {
+            link.writer.forget_spilled(head.id);
+        }
+        link.writer.release_spilled(head.id);
+        w.answered += head.count as u64;
+        w.since = *now.get_or_insert_with(Instant::now);
+        let (taken, tally) = deliver(&held.job, body, mapped.as_ref(), frame_fds);
+        self.on_result(&held.job, &head, taken, tally);
+        true
+    }
+
+    /// A result was delivered (`taken` of its items were well formed).
+    fn on_result(&mut self, job: &Job, head: &ResultHead, taken: u32, tally: Tally) {
+        tally.add_to(&mut self.stats);
+        self.stats_dirty = true;
+        if taken != head.count {
+            let rest = job.part(taken, head.count - taken);
+            self.fail_job(&rest, |task| TaskError::Codec { task, message: "a cut result".into() });
+        }
+        self.measure(head.elapsed, head.count);
+    }
+
+    /// A frame other than a result; returns whether to go on reading.
+    fn on_message(&mut self, wi: usize, message: Message) -> bool {
+        let w = &mut self.workers[wi];
+        match message {
+            Message::Ready => {
+                w.ready = true;
+                self.start_failures = 0;
+            }
+            Message::InitFailed(why) => {
+                w.init_error = Some(why);
+                w.leaving = Some(Leaving::InitFailed);
+            }
+            Message::Retire(Some(r)) => self.on_retire(wi, r),
+            Message::Retire(None) => return self.protocol_error(wi, "an unreadable retirement"),
+            Message::Unexpected(k) => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
+        }
+        true
+    }
+
+    fn on_retire(&mut self, wi: usize, r: Retire) {
+        self.workers[wi].leaving = Some(Leaving::Retired(r));
+        match r {
+            Retire::MaxTasks => self.stats.recycled_max_tasks += 1,
+            Retire::Memory { .. } => self.stats.recycled_memory += 1,
+        }
+        self.stats_dirty = true;
+        // Its replacement can start now, not when it has exited.
+        if !self.terminating {
+            self.replace_workers();
         }
     }
 
@@ -631,12 +667,14 @@ impl Driver {
         self.item_ns = avg(self.item_ns, per_item);
     }
 
-    fn protocol_error(&mut self, wi: usize, what: &str) {
+    /// A worker broke the protocol: it is killed (returns `false`, for readers to stop).
+    fn protocol_error(&mut self, wi: usize, what: &str) -> bool {
         let w = &mut self.workers[wi];
         log_event(&format!("multiproc pool: {} (pid {}) sent {what}; killing it", w.name, w.process.pid()));
         w.leaving = Some(Leaving::Killed(Kill::Protocol));
         w.ended();
         let _ = w.process.signal(libc::SIGKILL);
+        false
     }
 
     /// A worker's process ended: account for every item it held.
@@ -651,68 +689,43 @@ impl Driver {
             Err(_) => -1,
         };
         let mut w = self.workers.swap_remove(wi);
-        let pid = w.process.pid();
         let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
         let finished = w.counters.get(SLOT_FINISHED).load(Ordering::Acquire);
-        let culprit = (started > finished).then_some(finished);
-        let attempt = Attempt::from_exitcode(pid, code);
-        let expected = match w.leaving {
-            Some(Leaving::Stopped) => code == 0,
-            Some(Leaving::Retired(_)) => code == 0,
-            Some(Leaving::Killed(_)) => true,
-            Some(Leaving::InitFailed) | None => false,
-        };
+        let culprit = running_item(started, finished);
+        let attempt = Attempt::from_exitcode(w.process.pid(), code);
+        self.count_death(&mut w, code, culprit, &attempt);
+        self.stats_dirty = true;
+        // Items not finished go back in order; the one running gets the blame.
+        let held = std::mem::take(&mut w.held).into_iter().map(|h| h.job);
+        let cut = cut_held(held, w.answered, culprit);
+        let retry = cut.running.and_then(|one| self.blame(one, &w, attempt, code));
+        let again: Vec<Job> = cut.before.into_iter().chain(retry).chain(cut.after).collect();
+        for job in again.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+        drop(w);
+    }
+
+    /// Counts a worker's end in the statistics (a start that failed, or an unexpected
+    /// death, which is logged with the task it was running).
+    fn count_death(&mut self, w: &mut Worker, code: i32, culprit: Option<u64>, attempt: &Attempt) {
+        let pid = w.process.pid();
         if !w.ready || w.leaving == Some(Leaving::InitFailed) {
             let why = w.init_error.take().unwrap_or_else(|| format!("died with {}", describe(code)));
             self.start_failed(format!("{} (pid {pid}) failed before its first task: {why}", w.name));
-        } else if !expected {
+        } else if !expected_exit(w.leaving, code) {
             self.stats.workers_died += 1;
             match attempt.signal {
                 Some(s) => *self.stats.died_by_signal.entry(s).or_default() += 1,
                 None => *self.stats.died_by_exit_code.entry(code).or_default() += 1,
             }
-            let running = culprit.and_then(|c| item_at(&w, c)).unwrap_or("no task");
+            let running = culprit.and_then(|c| item_at(&w.held, w.answered, c)).unwrap_or("no task");
             log_event(&format!(
                 "multiproc pool: {} (pid {pid}) died with {} while running `{running}`",
                 w.name,
                 describe(code)
             ));
         }
-        self.stats_dirty = true;
-        // Items not finished go back in order; the one running gets the blame.
-        let mut again: Vec<Job> = Vec::new();
-        let mut pos = w.answered;
-        for held in std::mem::take(&mut w.held) {
-            let job = held.job;
-            let end = pos + job.count as u64;
-            match culprit {
-                Some(c) if c >= pos && c < end => {
-                    let k = (c - pos) as u32;
-                    if k > 0 {
-                        again.push(Job { sub: job.sub.clone(), first: job.first, count: k, attempts: Vec::new() });
-                    }
-                    let one =
-                        Job { sub: job.sub.clone(), first: job.first + k, count: 1, attempts: job.attempts.clone() };
-                    if let Some(retry) = self.blame(one, &w, attempt.clone(), code) {
-                        again.push(retry);
-                    }
-                    if k + 1 < job.count {
-                        again.push(Job {
-                            sub: job.sub.clone(),
-                            first: job.first + k + 1,
-                            count: job.count - k - 1,
-                            attempts: Vec::new(),
-                        });
-                    }
-                }
-                _ => again.push(job),
-            }
-            pos = end;
-        }
-        for job in again.into_iter().rev() {
-            self.pending.push_front(job);
-        }
-        drop(w);
     }
 
     /// Fails (or re-queues, for a retry) the item that was running when its worker ended.
@@ -825,15 +838,147 @@ impl Driver {
     }
 }
 
-fn item_at(w: &Worker, pos: u64) -> Option<&'static str> {
-    let mut at = w.answered;
-    for h in &w.held {
+/// What poll said about one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Event {
+    wi: usize,
+    /// Its socket has something to read (or hung up).
+    readable: bool,
+    /// Its socket takes more of what is queued.
+    writable: bool,
+    /// Its pidfd fired: the process ended.
+    exited: bool,
+}
+
+/// The events of poll's answers for the workers' descriptors, two per worker (socket,
+/// pidfd), in the order they were polled.
+fn worker_events(revents: impl Iterator<Item = PollFlags>) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut revents = revents;
+    let mut wi = 0;
+    while let (Some(sock), Some(pid)) = (revents.next(), revents.next()) {
+        let readable = sock.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+        let writable = sock.contains(PollFlags::OUT);
+        let exited = !pid.is_empty();
+        if readable || writable || exited {
+            events.push(Event { wi, readable, writable, exited });
+        }
+        wi += 1;
+    }
+    events
+}
+
+/// A frame from a worker other than a result, decoded.
+#[derive(Debug, PartialEq)]
+enum Message {
+    Ready,
+    /// Its initializer failed: why.
+    InitFailed(String),
+    /// It retires (`None`: unreadable).
+    Retire(Option<Retire>),
+    Unexpected(u8),
+}
+
+impl Message {
+    fn decode(kind: u8, payload: &[u8]) -> Message {
+        match kind {
+            KIND_READY => Message::Ready,
+            KIND_INIT_FAILED => Message::InitFailed(codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string())),
+            KIND_RETIRE => Message::Retire(codec::decode::<Retire>(payload).ok()),
+            k => Message::Unexpected(k),
+        }
+    }
+}
+
+/// The held task a result answers: the oldest, which the result must name, since a
+/// worker answers its tasks in order.
+fn answered(held: &mut VecDeque<Held>, head: &ResultHead) -> Result<Held, &'static str> {
+    let Some(front) = held.front() else { return Err("a result for no task") };
+    if front.id != head.id || front.job.count != head.count {
+        return Err("a result out of order");
+    }
+    Ok(held.pop_front().expect("checked above"))
+}
+
+/// Hands a result's items to the job's sink (values share `mapped`, descriptors go to
+/// the values that take them); returns how many items were well formed and what they
+/// turned out to be.
+fn deliver(job: &Job, body: &[u8], mapped: Option<&Arc<Mapped>>, frame_fds: Vec<OwnedFd>) -> (u32, Tally) {
+    let task = job.sub.task;
+    let first = job.sub.base + job.first as usize;
+    let mut tally = Tally::default();
+    let n = crate::bytes::sharing(mapped, || {
+        fds::with_incoming(frame_fds, || job.sub.sink.deliver_chunk(task, first, body, job.count, &mut tally))
+    });
+    (n, tally)
+}
+
+/// The task of item `pos` of a worker's item stream, among the held tasks that start
+/// at position `answered`.
+fn item_at(held: &VecDeque<Held>, answered: u64, pos: u64) -> Option<&'static str> {
+    let mut at = answered;
+    for h in held {
         if pos < at + h.job.count as u64 {
             return Some(h.job.sub.task);
         }
         at += h.job.count as u64;
     }
     None
+}
+
+/// The item a worker was running when it ended, by its shared counters (the position in
+/// its item stream), if it was running one.
+fn running_item(started: u64, finished: u64) -> Option<u64> {
+    (started > finished).then_some(finished)
+}
+
+/// Whether a worker that ended with `code` was meant to (asked to stop or retiring,
+/// and exiting cleanly; or killed by the driver).
+fn expected_exit(leaving: Option<Leaving>, code: i32) -> bool {
+    match leaving {
+        Some(Leaving::Stopped) => code == 0,
+        Some(Leaving::Retired(_)) => code == 0,
+        Some(Leaving::Killed(_)) => true,
+        Some(Leaving::InitFailed) | None => false,
+    }
+}
+
+/// What a dead worker held, cut around the item it was running.
+struct Cut {
+    /// The items before it, in order (to run again).
+    before: Vec<Job>,
+    /// The running item, with the attempts of its job (to blame).
+    running: Option<Job>,
+    /// The items after it, in order (to run again).
+    after: Vec<Job>,
+}
+
+/// Cuts a dead worker's held jobs (in order, the first at position `answered` of its
+/// item stream) around item `culprit`, the one it was running.
+fn cut_held(held: impl IntoIterator<Item = Job>, answered: u64, culprit: Option<u64>) -> Cut {
+    let mut cut = Cut { before: Vec::new(), running: None, after: Vec::new() };
+    let mut pos = answered;
+    for job in held {
+        let end = pos + job.count as u64;
+        let side = if cut.running.is_some() { &mut cut.after } else { &mut cut.before };
+        match culprit {
+            Some(c) if c >= pos && c < end => {
+                let k = (c - pos) as u32;
+                if k > 0 {
+                    cut.before.push(job.part(0, k));
+                }
+                let mut one = job.part(k, 1);
+                one.attempts = job.attempts.clone();
+                cut.running = Some(one);
+                if k + 1 < job.count {
+                    cut.after.push(job.part(k + 1, job.count - k - 1));
+                }
+            }
+            _ => side.push(job),
+        }
+        pos = end;
+    }
+    cut
 }
 
 fn describe(code: i32) -> String {
@@ -846,4 +991,125 @@ fn log_event(message: &str) {
     tracing::warn!("{message}");
     #[cfg(not(feature = "tracing"))]
     let _ = message;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::chunk::Chunking;
+    use crate::pool::item::{Delivered, Outcome};
+    use crate::pool::submit::{Sink, Submission};
+
+    struct Nowhere;
+
+    impl Sink for Nowhere {
+        fn deliver(&self, _: usize, _: Outcome<'_>) -> Delivered {
+            Delivered::Ignored
+        }
+        fn cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn job(task: &'static str, first: u32, count: u32) -> Job {
+        let sub = Submission {
+            task,
+            trampoline: 0,
+            function: 0,
+            bytes: Vec::new(),
+            offsets: Vec::new(),
+            fds: Vec::new(),
+            base: 0,
+            chunking: Chunking::Fixed(1),
+            timeout: None,
+            retries: 0,
+            sink: Arc::new(Nowhere),
+        };
+        Job { sub: Arc::new(sub), first, count, attempts: Vec::new() }
+    }
+
+    fn spans(jobs: &[Job]) -> Vec<(u32, u32)> {
+        jobs.iter().map(|j| (j.first, j.count)).collect()
+    }
+
+    #[test]
+    fn a_death_blames_the_running_item_and_requeues_the_rest_in_order() {
+        // Held: items 0..3 and 3..7 of the stream, 10 answered before them.
+        let attempt = Attempt::from_exitcode(1, -9);
+        let mut second = job("t", 3, 4);
+        second.attempts.push(attempt);
+        let cut = cut_held([job("t", 0, 3), second], 10, Some(14));
+        assert_eq!(spans(&cut.before), [(0, 3), (3, 1)]);
+        let running = cut.running.unwrap();
+        assert_eq!((running.first, running.count, running.attempts.len()), (4, 1, 1));
+        assert_eq!(spans(&cut.after), [(5, 2)]);
+        assert!(cut.after[0].attempts.is_empty());
+    }
+
+    #[test]
+    fn a_death_between_tasks_blames_nothing() {
+        let cut = cut_held([job("t", 0, 2), job("t", 2, 2)], 0, None);
+        assert_eq!(spans(&cut.before), [(0, 2), (2, 2)]);
+        assert!(cut.running.is_none() && cut.after.is_empty());
+        let cut = cut_held([job("t", 0, 2)], 0, Some(0));
+        assert!(cut.before.is_empty());
+        assert_eq!(spans(&cut.after), [(1, 1)]);
+        let past = cut_held([job("t", 0, 2)], 5, Some(3));
+        assert!(past.running.is_none());
+        assert_eq!(spans(&past.before), [(0, 2)]);
+    }
+
+    #[test]
+    fn the_counters_name_the_running_item_and_its_task() {
+        assert_eq!(running_item(5, 4), Some(4));
+        assert_eq!(running_item(4, 4), None);
+        let held: VecDeque<Held> = [Held { id: 1, job: job("a", 0, 2) }, Held { id: 2, job: job("b", 2, 3) }].into();
+        assert_eq!(item_at(&held, 10, 11), Some("a"));
+        assert_eq!(item_at(&held, 10, 12), Some("b"));
+        assert_eq!(item_at(&held, 10, 15), None);
+    }
+
+    #[test]
+    fn only_a_clean_exit_after_stop_or_retire_and_a_kill_are_expected() {
+        assert!(expected_exit(Some(Leaving::Stopped), 0));
+        assert!(!expected_exit(Some(Leaving::Stopped), 1));
+        assert!(expected_exit(Some(Leaving::Retired(Retire::MaxTasks)), 0));
+        assert!(expected_exit(Some(Leaving::Killed(Kill::Cancel)), -9));
+        assert!(!expected_exit(None, 0));
+        assert!(!expected_exit(Some(Leaving::InitFailed), 0));
+    }
+
+    #[test]
+    fn a_result_must_answer_the_oldest_held_task() {
+        let mut held: VecDeque<Held> = [Held { id: 7, job: job("a", 0, 2) }].into();
+        let head = |id, count| ResultHead { id, elapsed: 0, count, flags: Default::default() };
+        assert_eq!(answered(&mut held, &head(8, 2)).err(), Some("a result out of order"));
+        assert_eq!(answered(&mut held, &head(7, 1)).err(), Some("a result out of order"));
+        assert_eq!(answered(&mut held, &head(7, 2)).map(|h| h.id), Ok(7));
+        assert_eq!(answered(&mut held, &head(7, 2)).err(), Some("a result for no task"));
+    }
+
+    #[test]
+    fn poll_answers_become_one_event_per_worker_that_needs_something() {
+        let none = PollFlags::empty();
+        let events = worker_events([none, none, PollFlags::HUP, none, PollFlags::OUT, PollFlags::IN].into_iter());
+        assert_eq!(
+            events,
+            [
+                Event { wi: 1, readable: true, writable: false, exited: false },
+                Event { wi: 2, readable: false, writable: true, exited: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn frames_other_than_results_decode_to_messages() {
+        assert_eq!(Message::decode(KIND_READY, &[]), Message::Ready);
+        let why = codec::encode(&"boom".to_string()).unwrap();
+        assert_eq!(Message::decode(KIND_INIT_FAILED, &why), Message::InitFailed("boom".into()));
+        let retire = codec::encode(&Retire::Memory { rss: 9 }).unwrap();
+        assert_eq!(Message::decode(KIND_RETIRE, &retire), Message::Retire(Some(Retire::Memory { rss: 9 })));
+        assert_eq!(Message::decode(KIND_RETIRE, &[0xff]), Message::Retire(None));
+        assert_eq!(Message::decode(0x42, &[]), Message::Unexpected(0x42));
+    }
 }

@@ -5,6 +5,7 @@
 //! are batched: the worker sends them when it has nothing more to read, when a batch
 //! grows large, or a short while after the last send.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,8 +17,8 @@ use crate::pool::trampoline::{InitTrampoline, Trampoline, install_panic_hook};
 use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
 use crate::sys;
-use crate::sys::mem::SharedCounters;
-use crate::wire::frame::{REPLY_SPIN, SpillMaps};
+use crate::sys::mem::{Mapped, SharedCounters};
+use crate::wire::frame::{Frame, FrameReader, FrameWriter, REPLY_SPIN, SpillMaps};
 use crate::wire::{codec, fds};
 
 /// Results wait at most this long in the worker before being sent.
@@ -39,18 +40,56 @@ fn exit_cleanly() -> ! {
 /// The worker's entry: setup, initializer, then tasks until told to stop or the parent goes.
 pub(crate) fn worker_entry(ctx: ChildContext) {
     let (mut reader, mut writer) = ctx.channel.split();
-    let (setup, counters) = {
-        let frame = reader.recv(None).unwrap_or_else(|e| die(&format!("no setup from the pool: {e}")));
-        if frame.kind != KIND_SETUP {
-            die(&format!("expected the pool's setup, got frame kind {:#04x}", frame.kind));
-        }
-        let mut fds = frame.fds;
-        let setup: Setup = codec::decode(frame.payload).unwrap_or_else(|e| die(&e.to_string()));
-        let fd = fds.pop().unwrap_or_else(|| die("the setup carried no counter page"));
-        let counters = SharedCounters::open(fd, SLOTS).unwrap_or_else(|e| die(&format!("counter page: {e}")));
-        (setup, counters)
-    };
+    let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
+    prepare(&setup, &mut writer);
+    let mut runner = Runner {
+        writer,
+        setup,
+        counters,
+        spill_maps: SpillMaps::default(),
+        tasks_done: 0,
+        items: 0,
+        last_flush: Instant::now(),
+        ended: Instant::now(),
+        after_express: false,
+    };
+    // When the last task ended: the flush timer reads it instead of the clock.
+    runner.ended = runner.last_flush;
+    loop {
+        if runner.writer.pending() > 0 && !reader.has_frame() {
+            runner.flush_idle();
+        }
+        // After an express task, the caller's next one usually follows its result within
+        // microseconds: poll before sleeping (a pool fed by the driver has its window).
+        if runner.after_express {
+            reader.spin_fill(REPLY_SPIN, None);
+        }
+        let frame = match reader.recv(None) {
+            Ok(f) => f,
+            // The pool is gone: nothing to report to.
+            Err(_) => sys::proc::exit_now(0),
+        };
+        runner.on_frame(frame);
+        runner.after_task();
+    }
+}
+
+/// The pool's `SETUP` and the counter page it carries.
+fn read_setup(reader: &mut FrameReader) -> (Setup, SharedCounters) {
+    let frame = reader.recv(None).unwrap_or_else(|e| die(&format!("no setup from the pool: {e}")));
+    if frame.kind != KIND_SETUP {
+        die(&format!("expected the pool's setup, got frame kind {:#04x}", frame.kind));
+    }
+    let mut fds = frame.fds;
+    let setup: Setup = codec::decode(frame.payload).unwrap_or_else(|e| die(&e.to_string()));
+    let fd = fds.pop().unwrap_or_else(|| die("the setup carried no counter page"));
+    let counters = SharedCounters::open(fd, SLOTS).unwrap_or_else(|e| die(&format!("counter page: {e}")));
+    (setup, counters)
+}
+
+/// The address-space limit and the initializer, then `READY` (or `INIT_FAILED` and exit).
+fn prepare(setup: &Setup, writer: &mut FrameWriter) {
     if let Some(limit) = setup.address_space
         && let Err(e) = sys::mem::limit_address_space(limit)
     {
@@ -68,115 +107,162 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     if writer.send(KIND_READY, &()).is_err() {
         sys::proc::exit_now(0);
     }
+}
 
-    let mut spill_maps = SpillMaps::default();
-    let mut tasks_done: u64 = 0;
-    let mut items: u64 = 0;
-    let mut last_flush = Instant::now();
-    // When the last task ended: the flush timer reads it instead of the clock.
-    let mut ended = last_flush;
-    let started = counters.get(SLOT_STARTED);
-    let finished = counters.get(SLOT_FINISHED);
-    let mut after_express = false;
-    loop {
-        if writer.pending() > 0 && !reader.has_frame() {
-            if writer.flush(None).is_err() {
-                sys::proc::exit_now(0);
-            }
-            writer.shrink_idle();
-            last_flush = ended;
+/// The worker's state between tasks (its socket's reading half stays with the loop).
+struct Runner {
+    writer: FrameWriter,
+    setup: Setup,
+    counters: SharedCounters,
+    spill_maps: SpillMaps,
+    tasks_done: u64,
+    /// Items started so far (what the shared counters count).
+    items: u64,
+    last_flush: Instant,
+    /// When the last task ended.
+    ended: Instant,
+    after_express: bool,
+}
+
+impl Runner {
+    /// Nothing more to read: sends the results batched so far.
+    fn flush_idle(&mut self) {
+        if self.writer.flush(None).is_err() {
+            sys::proc::exit_now(0);
         }
-        // After an express task, the caller's next one usually follows its result within
-        // microseconds: poll before sleeping (a pool fed by the driver has its window).
-        if after_express {
-            reader.spin_fill(REPLY_SPIN, None);
-        }
-        let frame = match reader.recv(None) {
-            Ok(f) => f,
-            // The pool is gone: nothing to report to.
-            Err(_) => sys::proc::exit_now(0),
-        };
+        self.writer.shrink_idle();
+        self.last_flush = self.ended;
+    }
+
+    fn on_frame(&mut self, frame: Frame<'_>) {
         let mut frame_fds = frame.fds;
         // A large task's body, which its `Bytes` arguments share instead of copying.
         let mapped = (frame.kind == KIND_TASK_BIG).then(|| {
-            spill_maps.open(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")))
+            self.spill_maps.open(frame.payload, &mut frame_fds).unwrap_or_else(|e| die(&format!("a large task: {e}")))
         });
-        let holders = mapped.as_ref().map_or(0, |(m, _)| Arc::strong_count(m));
         let p: &[u8] = match (frame.kind, &mapped) {
             (KIND_TASK, _) => frame.payload,
             (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
             (KIND_STOP, _) => {
-                let _ = writer.flush(None);
+                let _ = self.writer.flush(None);
                 exit_cleanly();
             }
             (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
         };
-        let Some((TaskHead { id, trampoline, function, count }, body)) = TaskHead::decode(p) else {
-            die("a task frame too short for its header")
-        };
-        after_express = id >= EXPRESS_IDS;
+        let Some((head, body)) = TaskHead::decode(p) else { die("a task frame too short for its header") };
+        self.run_task(&head, body, mapped.as_ref().map(|(m, _)| m), frame_fds);
+    }
+
+    /// Runs a task's items in order and queues its result (`mapped`: the spilled body
+    /// its items lie in, if any).
+    fn run_task(&mut self, head: &TaskHead, body: &[u8], mapped: Option<&Arc<Mapped>>, frame_fds: Vec<OwnedFd>) {
+        let TaskHead { id, trampoline, function, count } = *head;
+        self.after_express = id >= EXPRESS_IDS;
         // The parent made `trampoline` from a `Trampoline` monomorphised for this task's
         // function, argument and result types.
         let run: Trampoline = SameBuild::parent().function_at(trampoline);
+        let holders = mapped.map_or(0, Arc::strong_count);
         let t0 = Instant::now();
-        let queued = writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
-            let head = out.len();
+        let queued = self.writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
+            let at = out.len();
             out.extend_from_slice(&[0; ResultHead::LEN]);
-            bytes::sharing(mapped.as_ref().map(|(m, _)| m), || {
+            bytes::sharing(mapped, || {
                 fds::with_incoming(frame_fds, || {
-                    let n = for_each_item(body, count, |_, arg| {
-                        let at = begin_item(out);
-                        out.push(TAG_OK);
-                        // Only this process writes the counters: a plain store publishes.
-                        items += 1;
-                        started.store(items, Ordering::Release);
-                        let tag = run(function, arg, out);
-                        finished.store(items, Ordering::Release);
-                        out[at + 4] = tag;
-                        end_item(out, at);
-                    });
-                    if n != count {
-                        die("a task frame with a cut item list");
-                    }
+                    run_items(&self.counters, &mut self.items, (run, function), body, count, out)
                 })
             });
-            ended = Instant::now();
-            let elapsed = ended.duration_since(t0).as_nanos() as u64;
+            self.ended = Instant::now();
+            let elapsed = self.ended.duration_since(t0).as_nanos() as u64;
             // Something still shares the body: the parent must not fill its memfd again.
-            let kept_body = mapped.as_ref().is_some_and(|(m, _)| Arc::strong_count(m) > holders);
-            ResultHead { id, elapsed, count, flags: ResultFlags { kept_body } }.write_at(&mut out[head..]);
+            let kept_body = mapped.is_some_and(|m| Arc::strong_count(m) > holders);
+            ResultHead { id, elapsed, count, flags: ResultFlags { kept_body } }.write_at(&mut out[at..]);
             Ok(())
         });
-        if let Some((m, _)) = &mapped
+        if let Some(m) = mapped
             && Arc::strong_count(m) > holders
         {
-            spill_maps.forget(m);
+            self.spill_maps.forget(m);
         }
         if let Err(e) = queued {
             // Only a result over the frame limit gets here; the parent sees the worker end.
             die(&format!("cannot send a result: {e}"));
         }
-        tasks_done += 1;
-        let retire = if setup.max_tasks.is_some_and(|m| tasks_done >= m) {
-            Some(Retire::MaxTasks)
-        } else if let Some(limit) = setup.max_memory {
-            match sys::proc::rss_bytes(sys::proc::getpid()) {
-                Ok(rss) if rss > limit => Some(Retire::Memory { rss }),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some(reason) = retire {
-            let _ = writer.queue(KIND_RETIRE, &reason);
-            let _ = writer.flush(None);
+        self.tasks_done += 1;
+    }
+
+    /// After a task: retires if the setup says so, sends the batch if it is due.
+    fn after_task(&mut self) {
+        let rss = || sys::proc::rss_bytes(sys::proc::getpid()).ok();
+        if let Some(reason) = retirement(&self.setup, self.tasks_done, rss) {
+            let _ = self.writer.queue(KIND_RETIRE, &reason);
+            let _ = self.writer.flush(None);
             exit_cleanly();
         }
-        if writer.pending() > FLUSH_BYTES || ended.duration_since(last_flush) > FLUSH_AFTER {
-            if writer.flush(None).is_err() {
+        if self.writer.pending() > FLUSH_BYTES || self.ended.duration_since(self.last_flush) > FLUSH_AFTER {
+            if self.writer.flush(None).is_err() {
                 sys::proc::exit_now(0);
             }
-            last_flush = ended;
+            self.last_flush = self.ended;
         }
+    }
+}
+
+/// Runs `count` items of `body`, each appended to `out` as a tagged result item. The
+/// shared counters say which item runs: a death between the two stores is that item's.
+fn run_items(
+    counters: &SharedCounters,
+    items: &mut u64,
+    (run, function): (Trampoline, i64),
+    body: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+) {
+    let started = counters.get(SLOT_STARTED);
+    let finished = counters.get(SLOT_FINISHED);
+    let n = for_each_item(body, count, |_, arg| {
+        let at = begin_item(out);
+        out.push(TAG_OK);
+        // Only this process writes the counters: a plain store publishes.
+        *items += 1;
+        started.store(*items, Ordering::Release);
+        let tag = run(function, arg, out);
+        finished.store(*items, Ordering::Release);
+        out[at + 4] = tag;
+        end_item(out, at);
+    });
+    if n != count {
+        die("a task frame with a cut item list");
+    }
+}
+
+/// Whether a worker that has run `tasks_done` tasks retires now (`rss`: its resident
+/// memory, asked only with a memory cap).
+fn retirement(setup: &Setup, tasks_done: u64, rss: impl FnOnce() -> Option<u64>) -> Option<Retire> {
+    if setup.max_tasks.is_some_and(|m| tasks_done >= m) {
+        return Some(Retire::MaxTasks);
+    }
+    let limit = setup.max_memory?;
+    match rss() {
+        Some(rss) if rss > limit => Some(Retire::Memory { rss }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(max_tasks: Option<u64>, max_memory: Option<u64>) -> Setup {
+        Setup { max_tasks, max_memory, address_space: None, initializer: None }
+    }
+
+    #[test]
+    fn a_worker_retires_after_its_tasks_or_above_its_memory() {
+        assert_eq!(retirement(&setup(None, None), 100, || panic!("not asked")), None);
+        assert_eq!(retirement(&setup(Some(3), None), 2, || None), None);
+        assert_eq!(retirement(&setup(Some(3), Some(1)), 3, || Some(5)), Some(Retire::MaxTasks));
+        assert_eq!(retirement(&setup(None, Some(10)), 1, || Some(11)), Some(Retire::Memory { rss: 11 }));
+        assert_eq!(retirement(&setup(None, Some(10)), 1, || Some(10)), None);
+        assert_eq!(retirement(&setup(None, Some(10)), 1, || None), None);
     }
 }
