@@ -10,7 +10,7 @@ use super::engine::Shared;
 /// Tasks are plain functions `fn(A) -> R` (fn items or non-capturing closures) whose
 /// argument and result serialize with serde. They run in other processes, so a task
 /// that panics, segfaults, aborts, exits, hangs or leaks costs that one task: the
-/// caller gets a [`TaskError`] saying what happened, the worker is replaced if it died,
+/// caller gets a [`TaskError`](super::TaskError) saying what happened, the worker is replaced if it died,
 /// and every other task completes.
 ///
 /// ```

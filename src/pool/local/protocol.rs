@@ -7,32 +7,35 @@
 //! little-endian integers; arguments and values are postcard, each item prefixed by
 //! its length so a chunk can be split without knowing its types (see `pool::item`).
 //!
+//! The frame kinds are in the crate's table (`wire::kinds`).
+//!
 //! To add a result flag: a field in [`ResultFlags`], its bit in `ResultFlags::BITS`
 //! order; nothing else changes.
 
 use serde::{Deserialize, Serialize};
 
 use crate::pool::item::{u32_at, u64_at};
+use crate::wire::kinds;
 
 /// Driver → worker: [`Setup`], with the counter page attached.
-pub(crate) const KIND_SETUP: u8 = 0xB0;
+pub(crate) const KIND_SETUP: u8 = kinds::POOL_SETUP;
 /// Driver → worker: a task (one item or a chunk).
-pub(crate) const KIND_TASK: u8 = 0xB1;
+pub(crate) const KIND_TASK: u8 = kinds::POOL_TASK;
 /// Driver → worker: finish what you hold, then exit.
-pub(crate) const KIND_STOP: u8 = 0xB2;
+pub(crate) const KIND_STOP: u8 = kinds::POOL_STOP;
 /// Worker → driver: the initializer ran; tasks will run.
-pub(crate) const KIND_READY: u8 = 0xB3;
+pub(crate) const KIND_READY: u8 = kinds::POOL_READY;
 /// Worker → driver: the initializer panicked (a `String`); the worker exits.
-pub(crate) const KIND_INIT_FAILED: u8 = 0xB4;
+pub(crate) const KIND_INIT_FAILED: u8 = kinds::POOL_INIT_FAILED;
 /// Worker → driver: the outcomes of one task.
-pub(crate) const KIND_RESULT: u8 = 0xB5;
+pub(crate) const KIND_RESULT: u8 = kinds::POOL_RESULT;
 /// Worker → driver: the worker exits after the results it sent ([`Retire`]).
-pub(crate) const KIND_RETIRE: u8 = 0xB6;
+pub(crate) const KIND_RETIRE: u8 = kinds::POOL_RETIRE;
 
 /// Driver → worker: a `TASK` whose payload is in a memfd (the frame's last descriptor).
-pub(crate) const KIND_TASK_BIG: u8 = 0xB7;
+pub(crate) const KIND_TASK_BIG: u8 = kinds::POOL_TASK_BIG;
 /// Worker → driver: a `RESULT` whose payload is in a memfd.
-pub(crate) const KIND_RESULT_BIG: u8 = 0xB8;
+pub(crate) const KIND_RESULT_BIG: u8 = kinds::POOL_RESULT_BIG;
 /// Payloads from this size on travel as a memfd: one copy in, a mapping out, instead of
 /// many socket-buffer-sized round trips.
 pub(crate) const SPILL_AT: usize = 256 * 1024;
