@@ -23,6 +23,7 @@ use crate::pool::chunk;
 use crate::pool::error::{Attempt, TaskError};
 use crate::pool::stats::PoolStats;
 use crate::pool::submit::{Job, Tally};
+use crate::spawn::ChildProcess;
 use crate::sys::event::{PollFd, PollFlags, poll};
 use crate::sys::mem::Mapped;
 use crate::wire::frame::spilled;
@@ -683,16 +684,13 @@ impl Driver {
             return;
         }
         self.read_results(wi, true);
-        let code = match self.workers[wi].process.try_wait() {
-            Ok(Some(code)) => code,
-            Ok(None) => return,
-            Err(_) => -1,
+        let w = &self.workers[wi];
+        let counters = || {
+            let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
+            (started, w.counters.get(SLOT_FINISHED).load(Ordering::Acquire))
         };
+        let Some(Death { code, culprit, attempt }) = death(&w.process, counters) else { return };
         let mut w = self.workers.swap_remove(wi);
-        let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
-        let finished = w.counters.get(SLOT_FINISHED).load(Ordering::Acquire);
-        let culprit = running_item(started, finished);
-        let attempt = Attempt::from_exitcode(w.process.pid(), code);
         self.count_death(&mut w, code, culprit, &attempt);
         self.stats_dirty = true;
         // Items not finished go back in order; the one running gets the blame.
@@ -926,6 +924,46 @@ fn item_at(held: &VecDeque<Held>, answered: u64, pos: u64) -> Option<&'static st
     None
 }
 
+/// What reaping asks of a worker's process: a trait, so that the reaping decision is
+/// tested with a mock (as tokio's `process/unix/orphan.rs` does with its `Wait`).
+trait Wait {
+    fn pid(&self) -> u32;
+    /// Its exit code once it has ended (negative: the signal), `None` while it runs.
+    fn try_wait(&self) -> std::io::Result<Option<i32>>;
+}
+
+impl Wait for ChildProcess {
+    fn pid(&self) -> u32 {
+        ChildProcess::pid(self)
+    }
+
+    fn try_wait(&self) -> std::io::Result<Option<i32>> {
+        ChildProcess::try_wait(self)
+    }
+}
+
+/// How a worker ended, as reaping accounts for it.
+#[derive(Debug)]
+struct Death {
+    /// Its exit code (negative: the signal; -1 if it could not be waited for).
+    code: i32,
+    /// The position of the item it was running, if any.
+    culprit: Option<u64>,
+    attempt: Attempt,
+}
+
+/// Whether `process` has ended, and how; `None` while it runs. `counters` reads its
+/// shared counters (items started, finished), once it has ended, so they are final.
+fn death(process: &impl Wait, counters: impl FnOnce() -> (u64, u64)) -> Option<Death> {
+    let code = match process.try_wait() {
+        Ok(Some(code)) => code,
+        Ok(None) => return None,
+        Err(_) => -1,
+    };
+    let (started, finished) = counters();
+    Some(Death { code, culprit: running_item(started, finished), attempt: Attempt::from_exitcode(process.pid(), code) })
+}
+
 /// The item a worker was running when it ended, by its shared counters (the position in
 /// its item stream), if it was running one.
 fn running_item(started: u64, finished: u64) -> Option<u64> {
@@ -1067,6 +1105,35 @@ mod tests {
         assert_eq!(item_at(&held, 10, 11), Some("a"));
         assert_eq!(item_at(&held, 10, 12), Some("b"));
         assert_eq!(item_at(&held, 10, 15), None);
+    }
+
+    /// A process that has not ended (`None`), ended with a code, or cannot be waited for.
+    struct Mock(Option<std::io::Result<Option<i32>>>);
+
+    impl Wait for Mock {
+        fn pid(&self) -> u32 {
+            42
+        }
+        fn try_wait(&self) -> std::io::Result<Option<i32>> {
+            match &self.0 {
+                Some(Ok(code)) => Ok(*code),
+                Some(Err(_)) => Err(std::io::Error::other("gone")),
+                None => Ok(None),
+            }
+        }
+    }
+
+    #[test]
+    fn a_process_is_reaped_once_it_has_ended_with_its_final_counters() {
+        let running = Mock(Some(Ok(None)));
+        assert!(death(&running, || panic!("the counters of a running worker are not final")).is_none());
+        let killed = death(&Mock(Some(Ok(Some(-libc::SIGKILL)))), || (5, 4)).unwrap();
+        assert_eq!((killed.code, killed.culprit), (-libc::SIGKILL, Some(4)));
+        assert_eq!((killed.attempt.pid, killed.attempt.signal), (42, Some(libc::SIGKILL)));
+        let between = death(&Mock(Some(Ok(Some(0)))), || (4, 4)).unwrap();
+        assert_eq!((between.code, between.culprit, between.attempt.exit_code), (0, None, Some(0)));
+        let lost = death(&Mock(Some(Err(std::io::Error::other("gone")))), || (1, 0)).unwrap();
+        assert_eq!((lost.code, lost.culprit), (-1, Some(0)));
     }
 
     #[test]
