@@ -11,7 +11,7 @@ use super::engine::{Engine, Shared};
 use super::error::PoolError;
 use super::handle::Pool;
 use super::local::Local;
-use super::local::handle::WorkerConfig;
+use super::local::worker_handle::WorkerConfig;
 use super::trampoline::{InitTrampoline, init_trampoline};
 use crate::spawn::{self, ChildSpec};
 use crate::wire::codec;

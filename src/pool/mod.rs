@@ -1,12 +1,28 @@
 //! `Pool`: Python's `multiprocessing.Pool`, with fault tolerance.
 //!
-//! The pool is a front over one engine, chosen when it is built (`engine`):
+//! The pool is a front over one engine, chosen once when it is built (`engine`): the
+//! local engine (`local`: worker processes fed by a driver thread) or a remote one (any
+//! [`Dispatch`](dispatch::Dispatch), e.g. a cluster; `backend` makes such pools).
 //!
-//! - the front, in this folder: the `Pool` methods (this file), its handles
-//!   (`result`, `map`), options, submission and encoding (`submit`), the item format and
-//!   its one decoder (`item`), the chunk policy (`chunk`), trampolines;
-//! - the local engine (`local`): worker processes fed by a driver thread;
-//! - a remote engine: any [`Dispatch`](dispatch::Dispatch), e.g. a cluster (`backend`).
+//! The files, lowest first (a file uses only files above it in this list):
+//!
+//! - `error`, `stats`, `options`, `star`: what users see of outcomes and settings;
+//! - `item`: one item's bytes, and the one decoder of a result item;
+//! - `chunk`: the chunk policy (pure functions);
+//! - `submit`: submissions, the jobs they are cut into, the sinks outcomes go to;
+//! - `trampoline`: the code that runs one item wherever a task runs;
+//! - `dispatch`: the remote engine's interface; `local`: the local engine;
+//! - `engine`: the engine behind the front (`Shared`);
+//! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
+//!   behind them; `encode`: a whole map's items into submissions;
+//! - `handle` (the `Pool` struct), `builder`, `backend`, and this file: the `Pool`
+//!   methods.
+//!
+//! One `apply_async` travels: this file encodes the argument (`submit::Encoder`) into a
+//! `Job` whose sink is a `result::Slot`, `engine::Shared::submit` hands it to the engine,
+//! the local driver (`local::driver`) sends it to a worker (`local::worker`) as a `TASK`
+//! (`local::protocol`), reads the `RESULT`, and the slot decodes the item
+//! (`item::Outcome`) for the `AsyncResult`.
 
 pub(crate) mod backend;
 #[cfg(feature = "bench-internals")]

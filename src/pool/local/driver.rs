@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::handle::{Held, Kill, Leaving, Worker, WorkerConfig};
 use super::lane::{GaveUp, Link, Parked};
 use super::protocol::*;
 use super::starts::Started;
 use super::state::State;
+use super::worker_handle::{Held, Kill, Leaving, Worker, WorkerConfig};
 use crate::pool::chunk;
 use crate::pool::error::{Attempt, TaskError};
 use crate::pool::stats::PoolStats;

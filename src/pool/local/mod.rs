@@ -3,7 +3,7 @@
 //!
 //! - `driver`: the thread that owns every worker's socket and process (see there how
 //!   work flows and how a death costs one task);
-//! - `handle`: a worker as the driver sees it, and how one starts;
+//! - `worker_handle`: a worker as the driver sees it, and how one starts;
 //! - `starts`: workers being started in helper threads;
 //! - `lane` and `express`: how a synchronous `apply` borrows an idle worker without the
 //!   driver;
@@ -13,14 +13,14 @@
 //! Nothing here knows the front (`Pool`, its handles): work comes in as `submit::Job`s
 //! and outcomes leave through their sinks.
 
-pub(crate) mod driver;
+mod driver;
 pub(crate) mod express;
-pub(crate) mod handle;
-pub(crate) mod lane;
-pub(crate) mod protocol;
-pub(crate) mod starts;
-pub(crate) mod state;
-pub(crate) mod worker;
+mod lane;
+mod protocol;
+mod starts;
+mod state;
+mod worker;
+pub(crate) mod worker_handle;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,10 +30,10 @@ use serde::de::DeserializeOwned;
 
 use self::driver::Driver;
 use self::express::Express;
-use self::handle::{Worker, WorkerConfig, await_ready};
 use self::lane::Lanes;
 use self::starts::Started;
 use self::state::State;
+use self::worker_handle::{Worker, WorkerConfig, await_ready};
 use crate::pool::error::PoolError;
 use crate::pool::stats::PoolStats;
 use crate::pool::submit::Job;

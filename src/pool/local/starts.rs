@@ -10,7 +10,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::handle::Worker;
+use super::worker_handle::Worker;
 use crate::sys;
 
 /// A start's result: `None` when the start was cancelled (its process is already gone).

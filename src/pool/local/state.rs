@@ -8,9 +8,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use super::handle::{WorkerConfig, start_worker};
 use super::lane::Lanes;
 use super::starts::Starts;
+use super::worker_handle::{WorkerConfig, start_worker};
 use crate::pool::stats::PoolStats;
 use crate::pool::submit::Job;
 use crate::sys::event::Wakeup;
