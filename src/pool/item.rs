@@ -55,6 +55,7 @@ impl Outcome<'_> {
     }
 
     /// The caller's value (or what went wrong), and what the delivery counts as.
+    #[inline]
     pub(crate) fn decode<R: DeserializeOwned>(self, task: &'static str) -> (Result<R, TaskError>, Delivered) {
         match self {
             Outcome::Value(bytes) => match codec::decode::<R>(bytes) {
@@ -67,6 +68,7 @@ impl Outcome<'_> {
 }
 
 /// One item of a result: its tag byte, then the value or what went wrong.
+#[inline]
 pub(crate) fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
     let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
     match tag {
