@@ -15,8 +15,8 @@
 //!   reference-cycle checks are Python's; custom objects have their own tests
 //!   (`manager_custom_object.rs`).
 //! - Nested proxies (`test_list_proxy_in_list`, `test_dict_proxy_nested`,
-//!   `test_nested_queue`) hang today (issue 14, finding 4): they are kept, ignored, each
-//!   under a time limit so that running them reports a failure instead of hanging.
+//!   `test_nested_queue`) run each under a time limit, so that a hang (issue 14, finding
+//!   4, since fixed) reports a failure instead of lasting forever.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -68,7 +68,6 @@ fn list() {
 
 /// `_TestContainers.test_list_proxy_in_list`
 #[test]
-#[ignore = "finding: a manager call whose argument holds a proxy hangs (issue 14, finding 4)"]
 fn list_proxy_in_list() {
     within_a_minute(|| {
         let m = Manager::start().unwrap();
@@ -115,7 +114,7 @@ fn dict() {
 
 /// `_TestContainers.test_dict_proxy_nested`
 #[test]
-#[ignore = "finding: a manager call whose argument holds a proxy hangs (issue 14, finding 4)"]
+#[ignore = "finding: a proxy stored inside a container does not keep its object alive (issue 18)"]
 fn dict_proxy_nested() {
     within_a_minute(|| {
         let m = Manager::start().unwrap();
@@ -145,7 +144,7 @@ fn dict_proxy_nested() {
 
 /// `_TestContainers.test_nested_queue`
 #[test]
-#[ignore = "finding: a manager call whose argument holds a proxy hangs (issue 14, finding 4)"]
+#[ignore = "finding: a proxy stored inside a container does not keep its object alive (issue 18)"]
 fn nested_queue() {
     within_a_minute(|| {
         let m = Manager::start().unwrap();
@@ -226,9 +225,9 @@ fn put_hello((address, key): (String, Vec<u8>)) {
 }
 
 /// `_TestManagerRestart.test_rapid_restart`: a manager shut down frees its address for
-/// the next one at once.
+/// the next one at once, and the new one serves (the first manager's client, still alive
+/// in `m`, is not taken for the new server's).
 #[test]
-#[ignore = "finding: a manager started in this process at the address of one it shut down starts, but every request fails (Disconnected, then Handshake: unknown session)"]
 fn rapid_restart() {
     let key = b"restart".to_vec();
     let mut m = tcp_manager("127.0.0.1:0", &key);

@@ -330,7 +330,7 @@ impl ManagerBuilder {
                 return Err(e);
             }
         };
-        match Client::shared(&started.address, &config.authkey) {
+        match Client::shared(&started.address, &config.authkey, None) {
             Ok(client) => Ok(Manager { client, server: Some(server) }),
             Err(e) => {
                 let _ = server.process.kill_and_reap();
@@ -388,7 +388,7 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn connect(address: &Address, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
-        Ok(Manager { client: Client::shared(address, authkey.as_ref())?, server: None })
+        Ok(Manager { client: Client::shared(address, authkey.as_ref(), None)?, server: None })
     }
 
     /// The server's address (with the actual port, when started on TCP port 0).

@@ -69,6 +69,7 @@ impl Server {
             session: conn.session,
             max_request: self.max_request,
             server_pid: std::process::id(),
+            server: self.instance,
         };
         if ch.writer.queue(KIND_SESSION_READY, &ready).is_ok() && ch.writer.flush(Some(deadline)).is_ok() {
             ch.set_max_frame(self.max_request);

@@ -45,6 +45,8 @@ pub(crate) struct Started {
 
 /// A running server's shared state.
 pub(crate) struct Server {
+    /// This run's random name, told to every client (see `SessionReady`).
+    pub(crate) instance: [u8; 16],
     authkey: Vec<u8>,
     max_request: u32,
     registry: Mutex<Registry>,
@@ -63,6 +65,7 @@ pub(crate) enum Served {
 impl Server {
     pub(crate) fn new(authkey: Vec<u8>, max_request: u32) -> Arc<Server> {
         Arc::new(Server {
+            instance: instance_name(),
             authkey,
             max_request,
             registry: Mutex::new(Registry::new()),
@@ -91,6 +94,18 @@ impl Server {
             }
         }
     }
+}
+
+/// A random name for this run of a server. Without the random source (never seen), the
+/// process id and the clock still tell runs apart.
+fn instance_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    if super::auth::random_bytes(&mut name).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        name[..4].copy_from_slice(&std::process::id().to_le_bytes());
+        name[4..].copy_from_slice(&now.as_nanos().to_le_bytes()[..12]);
+    }
+    name
 }
 
 /// Accepts connections forever, one thread each.
