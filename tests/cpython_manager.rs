@@ -114,7 +114,6 @@ fn dict() {
 
 /// `_TestContainers.test_dict_proxy_nested`
 #[test]
-#[ignore = "finding: a proxy stored inside a container does not keep its object alive (issue 18)"]
 fn dict_proxy_nested() {
     within_a_minute(|| {
         let m = Manager::start().unwrap();
@@ -144,7 +143,6 @@ fn dict_proxy_nested() {
 
 /// `_TestContainers.test_nested_queue`
 #[test]
-#[ignore = "finding: a proxy stored inside a container does not keep its object alive (issue 18)"]
 fn nested_queue() {
     within_a_minute(|| {
         let m = Manager::start().unwrap();

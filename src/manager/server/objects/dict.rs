@@ -10,7 +10,7 @@ use crate::manager::protocol::dict::DictOp;
 
 pub(super) fn handle(m: &Mutex<OrderedMap>, op: &DictOp<'_>, cx: &mut Ctx<'_, '_>) -> Result<Done, RemoteError> {
     let mut m = lock(m);
-    let out = &mut *cx.out;
+    let (out, held) = (&mut *cx.out, cx.held);
     // A table: one line or short block per operation.
     match *op {
         DictOp::Get { key } => put_option(out, m.get(key)),
@@ -20,9 +20,21 @@ pub(super) fn handle(m: &Mutex<OrderedMap>, op: &DictOp<'_>, cx: &mut Ctx<'_, '_
                 put_option(out, m.get(k));
             }
         }
-        DictOp::Insert { key, value } => put_option(out, m.insert(key, value.to_vec()).as_deref()),
-        DictOp::Set { key, value } => drop(m.insert(key, value.to_vec())),
-        DictOp::Remove { key } => put_option(out, m.remove(key).as_deref()),
+        DictOp::Insert { key, value } => {
+            held.stored(value);
+            let old = m.insert(key, value.to_vec());
+            old.iter().for_each(|v| held.taken(v));
+            put_option(out, old.as_deref());
+        }
+        DictOp::Set { key, value } => {
+            held.stored(value);
+            m.insert(key, value.to_vec()).iter().for_each(|v| held.dropped(v));
+        }
+        DictOp::Remove { key } => {
+            let old = m.remove(key);
+            old.iter().for_each(|v| held.taken(v));
+            put_option(out, old.as_deref());
+        }
         DictOp::Contains { key } => put_bool(out, m.contains(key)),
         DictOp::Len => put_varint(out, m.len() as u64),
         DictOp::Keys => put_seq(out, m.len(), m.iter().map(|(k, _)| k)),
@@ -36,13 +48,18 @@ pub(super) fn handle(m: &Mutex<OrderedMap>, op: &DictOp<'_>, cx: &mut Ctx<'_, '_
         }
         DictOp::Update { ref pairs } => {
             for (k, v) in pairs {
-                m.insert(k, v.to_vec());
+                held.stored(v);
+                m.insert(k, v.to_vec()).iter().for_each(|v| held.dropped(v));
             }
         }
-        DictOp::Clear => m.clear(),
+        DictOp::Clear => {
+            m.iter().for_each(|(_, v)| held.dropped(v));
+            m.clear();
+        }
         DictOp::Modify { key, tramp, f } => {
             functions::run_modify(cx.peer.same_build, tramp, f, m.get(key), out)?;
-            m.insert(key, out.clone());
+            held.stored(out);
+            m.insert(key, out.clone()).iter().for_each(|v| held.dropped(v));
         }
     }
     Ok(Done::Reply)
