@@ -7,8 +7,9 @@
 //! Differences, and cases not ported:
 //! - Proxies are typed: a list holds one element type, so CPython's mixed lists
 //!   (`[0, ..., 'hello']`) become lists of one type, and slices are `to_vec()`.
-//! - `test_list_iter`, `test_dict_iter`: `iter()` here is a snapshot taken in one request,
-//!   so "modified during iteration" (a live view in Python) does not apply.
+//! - `test_list_iter`: a list's `iter()` here is a snapshot taken in one request, so its
+//!   "list modified during iteration" case (Python iterates a list proxy by index, live)
+//!   does not apply. A dict's `iter()` is live, as Python's: `test_dict_iter` is ported.
 //! - `test_list_isinstance`, `test_dict_isinstance`: Python's abstract base classes.
 //! - `_TestRemoteManager`'s xmlrpclib serializer: there is one serializer here.
 //! - `_TestMyManager`, `TestManagerExceptions`: registering arbitrary classes and
@@ -110,6 +111,26 @@ fn dict() {
     assert!(!d.contains_key(&65).unwrap());
     d.clear().unwrap();
     assert!(d.is_empty().unwrap());
+}
+
+/// `_TestContainers.test_dict_iter`
+#[test]
+fn dict_iter() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, char>().unwrap();
+    let indices: Vec<u32> = (65..70).collect();
+    for &i in &indices {
+        d.insert(i, char::from_u32(i).unwrap()).unwrap();
+    }
+    let mut it = d.iter().unwrap();
+    assert_eq!(it.by_ref().collect::<Result<Vec<_>, _>>().unwrap(), indices);
+    assert_eq!(it.count(), 0, "exhausted");
+    // dictionary changed size during iteration
+    let mut it = d.iter().unwrap();
+    d.clear().unwrap();
+    assert!(matches!(it.next(), Some(Ok(65))), "the first keys were read with the iterator");
+    let err = it.find_map(Result::err).expect("an error");
+    assert!(err.to_string().contains("dictionary changed size during iteration"), "{err}");
 }
 
 /// `_TestContainers.test_dict_proxy_nested`

@@ -146,7 +146,7 @@ mod queue;
 mod sync;
 mod value;
 
-pub use dict::DictProxy;
+pub use dict::{DICT_ITER_CHUNK, DictIter, DictProxy};
 pub use list::{ArrayProxy, ListProxy};
 pub use object::{ObjectProxy, SharedObject};
 pub use queue::{JoinableQueueProxy, QueueProxy};

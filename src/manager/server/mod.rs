@@ -293,6 +293,7 @@ mod tests {
                     op::D_UPDATE => drop(w.u64(id).u32(1).bytes(&bytes).bytes(&[b])),
                     op::D_GET_MANY | op::S_EXTEND => drop(w.u64(id).u32(1).bytes(&bytes)),
                     op::D_MODIFY => drop(w.u64(id).bytes(&bytes).i64(1).i64(2)),
+                    op::D_KEYS_FROM => drop(w.u64(id).u64(n).u64(n % 4).u32(3)),
                     op::S_PUSH | op::V_SET => drop(w.u64(id).bytes(&bytes)),
                     op::S_GET | op::S_REMOVE => drop(w.u64(id).u64(n % 4)),
                     op::S_SET | op::S_INSERT => drop(w.u64(id).u64(n % 4).bytes(&bytes)),

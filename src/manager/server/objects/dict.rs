@@ -3,10 +3,10 @@
 use std::sync::Mutex;
 
 use super::ordered_map::OrderedMap;
-use super::{Ctx, Done, lock, put_bool, put_option, put_seq, put_varint};
+use super::{Ctx, Done, lock, misuse, put_bool, put_option, put_seq, put_varint};
 use crate::manager::functions;
 use crate::manager::protocol::RemoteError;
-use crate::manager::protocol::dict::DictOp;
+use crate::manager::protocol::dict::{DictOp, ITER_START};
 
 pub(super) fn handle(m: &Mutex<OrderedMap>, op: &DictOp<'_>, cx: &mut Ctx<'_, '_>) -> Result<Done, RemoteError> {
     let mut m = lock(m);
@@ -60,6 +60,16 @@ pub(super) fn handle(m: &Mutex<OrderedMap>, op: &DictOp<'_>, cx: &mut Ctx<'_, '_
             functions::run_modify(cx.peer.same_build, tramp, f, m.get(key), out)?;
             held.stored(out);
             m.insert(key, out.clone()).iter().for_each(|v| held.dropped(v));
+        }
+        DictOp::KeysFrom { version, from, max } => {
+            if version != ITER_START && version != m.version() {
+                return Err(misuse("dictionary changed size during iteration"));
+            }
+            let (keys, next, end) = m.keys_from(usize::try_from(from).unwrap_or(usize::MAX), max as usize);
+            put_varint(out, m.version());
+            put_varint(out, next as u64);
+            put_bool(out, end);
+            put_seq(out, keys.len(), keys.into_iter());
         }
     }
     Ok(Done::Reply)
