@@ -41,49 +41,25 @@ pub(crate) const OPS: &[(u8, Travel)] = &[
     (D_KEYS_FROM, Travel::Read),
 ];
 
-/// One dict operation; keys and values are their clients' encoded bytes.
+/// One dict operation; keys and values are their clients' encoded bytes. `KeysFrom`
+/// asks for at most `max` keys from insertion position `from` on, for a live iterator
+/// that has seen the dict at `version` ([`ITER_START`]: it starts now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DictOp<'a> {
-    Get {
-        key: &'a [u8],
-    },
-    GetMany {
-        keys: Vec<&'a [u8]>,
-    },
-    Insert {
-        key: &'a [u8],
-        value: &'a [u8],
-    },
-    Set {
-        key: &'a [u8],
-        value: &'a [u8],
-    },
-    Remove {
-        key: &'a [u8],
-    },
-    Contains {
-        key: &'a [u8],
-    },
+    Get { key: &'a [u8] },
+    GetMany { keys: Vec<&'a [u8]> },
+    Insert { key: &'a [u8], value: &'a [u8] },
+    Set { key: &'a [u8], value: &'a [u8] },
+    Remove { key: &'a [u8] },
+    Contains { key: &'a [u8] },
     Len,
     Keys,
     Values,
     Items,
-    Update {
-        pairs: Vec<(&'a [u8], &'a [u8])>,
-    },
+    Update { pairs: Vec<(&'a [u8], &'a [u8])> },
     Clear,
-    Modify {
-        key: &'a [u8],
-        tramp: i64,
-        f: i64,
-    },
-    /// At most `max` keys from insertion position `from` on, for a live iterator that
-    /// has seen the dict at `version` ([`ITER_START`]: it starts now).
-    KeysFrom {
-        version: u64,
-        from: u64,
-        max: u32,
-    },
+    Modify { key: &'a [u8], tramp: i64, f: i64 },
+    KeysFrom { version: u64, from: u64, max: u32 },
 }
 
 /// Reads the payload (after the object id) of dict request `code`.
