@@ -895,6 +895,8 @@ impl Driver {
         }
         self.stats_dirty = true;
         self.publish_stats();
+        // Every start has ended (the loop waits for them): their threads are finishing.
+        self.state.join_start_threads();
         self.state.stats.finish();
     }
 }

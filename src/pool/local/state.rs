@@ -97,6 +97,9 @@ pub(crate) struct State {
     pub(crate) starts: Starts,
     /// Idle workers' sockets, for `apply` to use without the driver.
     pub(crate) lanes: Lanes,
+    /// The threads that start workers, joined when the driver ends (so none outlives the
+    /// pool holding this state, and its descriptors, a moment longer).
+    start_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl State {
@@ -108,6 +111,7 @@ impl State {
             stats: StatsBoard::new(PoolStats::default()),
             starts: Starts::default(),
             lanes,
+            start_threads: Mutex::new(Vec::new()),
         })
     }
 
@@ -150,7 +154,7 @@ impl State {
     /// the driver.
     pub(crate) fn launch(self: &Arc<Self>, cfg: Arc<WorkerConfig>, n: u32) -> std::io::Result<()> {
         let state = self.clone();
-        std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
             let starts = &state.starts;
             let start = || {
                 start_worker(&cfg, n, |pidfd| {
@@ -166,6 +170,17 @@ impl State {
             starts.finish(n, r);
             state.wake_always();
         })?;
+        let mut threads = self.start_threads.lock().unwrap_or_else(|e| e.into_inner());
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
         Ok(())
+    }
+
+    /// Waits for every start thread to end (the driver, once every start has ended).
+    pub(crate) fn join_start_threads(&self) {
+        let threads = std::mem::take(&mut *self.start_threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
     }
 }

@@ -99,15 +99,10 @@ pub(crate) fn start_worker(
     let mut spec = cfg.spec.clone();
     spec.name = format!("PoolWorker-{n}");
     spec.identity.push(n);
-    let spawned = spawn::start_watched(
-        super::worker::worker_entry,
-        "multiproc::pool::worker",
-        &spec,
-        |_| Ok(()),
-        |child| watch(child.pidfd()),
-    )?;
+    // Everything that can fail without a child fails first; once the child exists it is
+    // owned by a `Worker`, whose drop kills and reaps it, whatever fails next (a start
+    // cancelled while it sends the setup must not leave a zombie).
     let counters = SharedCounters::create(SLOTS)?;
-    let mut link: Link = spawned.channel;
     let setup = Setup {
         max_tasks: cfg.max_tasks,
         max_memory: cfg.max_memory,
@@ -116,16 +111,18 @@ pub(crate) fn start_worker(
     };
     let head = codec::encode(&setup)?;
     let memfd = counters.fd().try_clone_to_owned()?;
-    link.writer
-        .queue_parts(KIND_SETUP, &head, &[], &[memfd])
-        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
-    link.writer
-        .flush(Instant::now().checked_add(cfg.spec.start_timeout))
-        .map_err(|source| crate::Error::Protocol { pid: spawned.process.pid(), source })?;
-    Ok(Worker {
+    let spawned = spawn::start_watched(
+        super::worker::worker_entry,
+        "multiproc::pool::worker",
+        &spec,
+        |_| Ok(()),
+        |child| watch(child.pidfd()),
+    )?;
+    let pid = spawned.process.pid();
+    let mut worker = Worker {
         name: spec.name,
         process: spawned.process,
-        link: Some(link),
+        link: Some(spawned.channel),
         serial: n as u64,
         exited_while_lent: false,
         counters,
@@ -137,7 +134,13 @@ pub(crate) fn start_worker(
         leaving: None,
         since: Instant::now(),
         eof: None,
-    })
+    };
+    let link = worker.link.as_mut().expect("just set");
+    link.writer
+        .queue_parts(KIND_SETUP, &head, &[], &[memfd])
+        .and_then(|()| link.writer.flush(Instant::now().checked_add(cfg.spec.start_timeout)))
+        .map_err(|source| crate::Error::Protocol { pid, source })?;
+    Ok(worker)
 }
 
 /// Waits for a new worker's READY (used by `build` when there is an initializer, so a
