@@ -5,7 +5,6 @@ use std::time::Duration;
 /// Faults and checks that fail on today's main (issue 14), left out unless
 /// `MULTIPROC_CHAOS_ALL=1`. Each is being fixed; remove its name here when its fix lands.
 ///
-///
 /// None today: every finding the suite was written against is fixed.
 pub const KNOWN_BROKEN: &[&str] = &[];
 

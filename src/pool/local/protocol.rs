@@ -9,8 +9,8 @@
 //!
 //! The frame kinds are in the crate's table (`wire::kinds`).
 //!
-//! To add a result flag: a field in [`ResultFlags`], its bit in `ResultFlags::BITS`
-//! order; nothing else changes.
+//! To add a result flag: a field in [`ResultFlags`], a bit constant beside `KEPT_BODY`
+//! and a line in `bits`/`from_bits`; nothing else changes.
 
 use serde::{Deserialize, Serialize};
 
