@@ -21,6 +21,7 @@ use crate::broker;
 use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
 use crate::error::{ClusterError, TaskFailure};
+use crate::status::QueueStatus;
 
 /// How a client connects and how long it keeps trying to hand a task to the broker.
 #[derive(Debug, Clone)]
@@ -610,6 +611,18 @@ impl Client {
     /// What the client has seen so far.
     pub fn stats(&self) -> ClientStats {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool's queue now, as the broker sees it: tasks on the queue, and per build
+    /// (this client's is [`fingerprint`](multiproc::remote::fingerprint)) how many wait,
+    /// how many are in workers' hands, how many were handed out again, and how many pull
+    /// requests its workers have open. Not from a callback (it blocks on the client's
+    /// thread).
+    pub fn status(&self) -> Result<QueueStatus, ClusterError> {
+        let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
+        let mut stream = self.stream.clone();
+        let queue = self.queue.clone();
+        rt.block_on(async move { crate::status::queue_status(&mut stream, &queue).await })
     }
 
     /// This client's id: its results come on the pool's subject `results.<id>`.

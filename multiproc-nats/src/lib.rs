@@ -159,6 +159,15 @@
 //! [`RemoteError::WrongBinary`] (naming both builds and the worker), and *terminates* the
 //! message (`+TERM`), which removes it from the queue.
 //!
+//! ## An operator's view
+//!
+//! [`status()`] (or [`Client::status`]) reads the queue as the broker sees it, creating
+//! nothing: tasks on the queue and, per build, how many wait, how many are in workers'
+//! hands, how many were handed out again, and how many pull requests its workers have
+//! open; it prints as a few lines. `cargo run -p multiproc-nats --example status` prints
+//! it for the pool the environment names. (Live workers with their own statistics need
+//! worker heartbeats, which are not there yet.)
+//!
 //! ## Security
 //!
 //! Whoever may publish on `mproc.P.tasks.*` can make the workers call any function of their
@@ -175,6 +184,7 @@ mod envelope;
 mod error;
 mod pool;
 mod runner;
+mod status;
 #[doc(hidden)]
 pub mod testing;
 mod worker;
@@ -188,6 +198,7 @@ pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
+pub use status::{BuildStatus, QueueStatus, status};
 pub use worker::{PROCESSES_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
 
 #[doc(hidden)]
