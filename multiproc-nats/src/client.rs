@@ -434,6 +434,10 @@ impl Client {
                     })
                 }
             };
+            broker::lease_stream(&js, &queue).await?;
+            let lease = queue.lease_subject(&shared.id);
+            renew(&js, &lease).await?;
+            tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
             let results = subscribe(shared.reply_to.clone()).await?;
             let advisories = subscribe(broker::max_deliveries_subject(&queue, shared.fingerprint)).await?;
             tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
@@ -770,6 +774,29 @@ async fn watch_advisories(
             shared.stat(|s| s.lost += 1);
             shared.fail_task(id, RemoteError::Lost { deliveries: advisory.deliveries }, None, 0);
         }
+    }
+}
+
+/// Renews this client's lease: a fresh message on its lease subject.
+async fn renew(js: &jetstream::Context, lease: &str) -> Result<(), ClusterError> {
+    let failed =
+        |e: &dyn std::fmt::Display| ClusterError::Setup { what: format!("the lease {lease}"), message: e.to_string() };
+    let ack = js.publish(lease.to_string(), Bytes::new()).await.map_err(|e| failed(&e))?;
+    ack.await.map(|_| ()).map_err(|e| failed(&e))
+}
+
+/// Renews this client's lease every `period` until it is closed; workers drop the tasks
+/// of a client whose lease lapsed. A renewal that fails (the broker is away) is tried
+/// again at the next.
+async fn keep_lease(shared: Arc<Shared>, js: jetstream::Context, lease: String, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = renew(&js, &lease).await;
     }
 }
 

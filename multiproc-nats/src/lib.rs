@@ -159,6 +159,17 @@
 //! [`RemoteError::WrongBinary`] (naming both builds and the worker), and *terminates* the
 //! message (`+TERM`), which removes it from the queue.
 //!
+//! ## A client that is gone
+//!
+//! Each client holds a lease: a message on `mproc.P.leases.<client id>` in the stream
+//! `MPROC_P_leases`, renewed three times per [`QueueConfig::client_lease`] (60 s by
+//! default, or `MULTIPROC_NATS_CLIENT_LEASE`) and gone once it is older than that. A
+//! worker looks at the lease of a task's client (at most once a second per client)
+//! before it runs the task; a task whose client's lease lapsed (the client was killed,
+//! or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
+//! nobody nor holds up the work of live clients ([`WorkerStats::orphaned`]). A client
+//! cut off from the broker for longer than its lease loses its queued tasks the same way.
+//!
 //! ## An operator's view
 //!
 //! [`status()`] (or [`Client::status`]) reads the queue as the broker sees it, creating
@@ -191,8 +202,8 @@ mod worker;
 
 pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
 pub use config::{
-    ACK_WAIT_ENV, Auth, BrokerConfig, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS, POOL_ENV, QueueConfig,
-    REPLICAS_ENV, Secret, Tls, URL_ENV,
+    ACK_WAIT_ENV, Auth, BrokerConfig, CLIENT_LEASE_ENV, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS,
+    POOL_ENV, QueueConfig, REPLICAS_ENV, Secret, Tls, URL_ENV,
 };
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};

@@ -30,6 +30,9 @@ use crate::envelope::{RanOn, host_name};
 use crate::error::ClusterError;
 use crate::runner::{RunReport, TaskRunner};
 
+/// How long a client seen alive is trusted to be without asking its lease again.
+const LEASE_TRUST: Duration = Duration::from_secs(1);
+
 /// How long to wait before asking again when the broker refused a pull request.
 const PULL_RETRY: Duration = Duration::from_millis(250);
 
@@ -40,6 +43,7 @@ pub(super) struct Worker {
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     consumer: jetstream::consumer::PullConsumer,
+    leases: jetstream::stream::Stream,
     runner: Arc<dyn TaskRunner>,
     stats: Arc<StatsCell>,
     events: mpsc::UnboundedReceiver<async_nats::Event>,
@@ -64,7 +68,8 @@ impl Worker {
         let stream = broker::task_stream(&js, &config.queue).await?;
         let fingerprint = multiproc::remote::fingerprint();
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
-        Ok(Worker { config, client, js, stream, consumer, runner, stats, events, me, fingerprint })
+        let leases = broker::lease_stream(&js, &config.queue).await?;
+        Ok(Worker { config, client, js, stream, consumer, leases, runner, stats, events, me, fingerprint })
     }
 
     /// Serves the queue until `stop` says so (then finishes what it holds) or the
@@ -92,6 +97,7 @@ impl Worker {
             disconnected: false,
             pull_again_at: Instant::now(),
             notice: None,
+            clients: Clients::default(),
         };
         session.serve(pulls, finished, stop).await
     }
@@ -129,6 +135,16 @@ struct Session {
     pull_again_at: Instant,
     /// What this worker last said about tasks of other builds waiting.
     notice: Option<String>,
+    clients: Clients,
+}
+
+/// What this worker knows of clients' leases.
+#[derive(Default)]
+struct Clients {
+    /// Clients seen alive, until when that is trusted without asking again.
+    alive: HashMap<String, Instant>,
+    /// Clients found gone (said once in the log).
+    gone: std::collections::HashSet<String>,
 }
 
 impl Session {
@@ -221,6 +237,9 @@ impl Session {
     async fn admit(&mut self, key: u64, msg: jetstream::Message, delivery: u64) {
         match admit(&msg.payload, self.worker.fingerprint, &self.worker.me) {
             Admission::Run { head, args_at } => {
+                if !self.client_alive(&head.reply_to).await {
+                    return self.drop_orphan(msg, &head.reply_to).await;
+                }
                 let running = Running { task_id: head.task_id, reply_to: head.reply_to.clone(), delivery };
                 self.running.insert(key, running);
                 let payload = msg.payload.clone();
@@ -242,6 +261,32 @@ impl Session {
                 let _ = msg.ack_with(AckKind::Term).await;
             }
         }
+    }
+
+    /// Whether the client at `reply_to` holds its lease: asked of the broker at most once
+    /// a second per client. A broker that cannot answer counts as alive: only a lapsed
+    /// lease drops work.
+    async fn client_alive(&mut self, reply_to: &str) -> bool {
+        let now = Instant::now();
+        let id = reply_to.rsplit('.').next().unwrap_or(reply_to);
+        if self.clients.alive.get(id).is_some_and(|until| *until > now) {
+            return true;
+        }
+        let alive = broker::lease_held(&self.worker.leases, &self.worker.config.queue, id).await != Some(false);
+        if alive {
+            self.clients.alive.retain(|_, until| *until > now);
+            self.clients.alive.insert(id.to_string(), now + LEASE_TRUST);
+        }
+        alive
+    }
+
+    /// Drops a task of a client that is gone: terminated, never run.
+    async fn drop_orphan(&mut self, msg: jetstream::Message, reply_to: &str) {
+        if self.clients.gone.insert(reply_to.to_string()) {
+            self.log(format_args!("dropping the tasks of client {reply_to}, whose lease lapsed: it is gone"));
+        }
+        self.worker.stats.update(|s| s.orphaned += 1);
+        let _ = msg.ack_with(AckKind::Term).await;
     }
 
     /// A slot finished a task: its result goes to its client.

@@ -18,6 +18,8 @@ pub struct WorkerStats {
     pub abandoned: u64,
     /// In-progress acks sent for running tasks.
     pub progress_acks: u64,
+    /// Tasks dropped unrun because their client's lease had lapsed (the client is gone).
+    pub orphaned: u64,
 }
 
 /// The stats, and a signal to whoever waits for them to change.
