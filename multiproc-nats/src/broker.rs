@@ -234,6 +234,34 @@ pub(crate) async fn lease_stream(js: &jetstream::Context, queue: &QueueConfig) -
     settings_agree(conflicts, &what).map(|()| stream)
 }
 
+/// The stream of the workers' heartbeats: the latest of each worker, gone once older than
+/// the client lease.
+pub(crate) async fn presence_stream(
+    js: &jetstream::Context,
+    queue: &QueueConfig,
+) -> Result<stream::Stream, ClusterError> {
+    let config = stream::Config {
+        name: queue.presence_stream(),
+        subjects: vec![queue.presence_subject("*")],
+        max_messages_per_subject: 1,
+        max_age: queue.client_lease,
+        storage: stream::StorageType::Memory,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let mut tries = 0;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                let what = format!("the worker stream `{}`", queue.presence_stream());
+                return Err(ClusterError::Setup { what, message: e.to_string() });
+            }
+        }
+    }
+}
+
 /// Whether client `id` holds its lease; `None` when the broker cannot say.
 pub(crate) async fn lease_held(leases: &stream::Stream, queue: &QueueConfig, id: &str) -> Option<bool> {
     match leases.get_last_raw_message_by_subject(&queue.lease_subject(id)).await {

@@ -624,9 +624,8 @@ impl Client {
     /// thread).
     pub fn status(&self) -> Result<QueueStatus, ClusterError> {
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
-        let mut stream = self.stream.clone();
-        let queue = self.queue.clone();
-        rt.block_on(async move { crate::status::queue_status(&mut stream, &queue).await })
+        let (js, mut stream, queue) = (self.js.clone(), self.stream.clone(), self.queue.clone());
+        rt.block_on(async move { crate::status::queue_status(&js, &mut stream, &queue).await })
     }
 
     /// This client's id: its results come on the pool's subject `results.<id>`.

@@ -581,6 +581,16 @@ impl QueueConfig {
         format!("MPROC_{}_leases", self.pool)
     }
 
+    /// The stream of the workers' heartbeats.
+    pub(crate) fn presence_stream(&self) -> String {
+        format!("MPROC_{}_workers", self.pool)
+    }
+
+    /// The subject of worker `name`'s heartbeats (`*` for all).
+    pub(crate) fn presence_subject(&self, name: &str) -> String {
+        format!("mproc.{}.workers.{name}", self.pool)
+    }
+
     /// The subject of client `id`'s lease.
     pub(crate) fn lease_subject(&self, id: &str) -> String {
         format!("mproc.{}.leases.{id}", self.pool)

@@ -176,8 +176,9 @@
 //! nothing: tasks on the queue and, per build, how many wait, how many are in workers'
 //! hands, how many were handed out again, and how many pull requests its workers have
 //! open; it prints as a few lines. `cargo run -p multiproc-nats --example status` prints
-//! it for the pool the environment names. (Live workers with their own statistics need
-//! worker heartbeats, which are not there yet.)
+//! it for the pool the environment names. It lists the live workers too, from their
+//! heartbeats (every third of `ack_wait`, in the memory stream `MPROC_P_workers`, kept
+//! for the client lease): host, pid, build, slots busy and their [`WorkerStats`].
 //!
 //! ## Security
 //!
@@ -209,7 +210,7 @@ pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
-pub use status::{BuildStatus, QueueStatus, status};
+pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{PROCESSES_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
 
 #[doc(hidden)]

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use crate::broker;
 use crate::config::{BrokerConfig, QueueConfig};
 use crate::error::ClusterError;
+use crate::worker::WorkerStats;
 
 /// The pool's queue now: see [`Client::status`](crate::Client::status).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,43 @@ pub struct QueueStatus {
     /// The builds that have a consumer on the queue (their workers or clients connected
     /// once), by fingerprint.
     pub builds: Vec<BuildStatus>,
+    /// The workers heard from within the client lease, by host and pid.
+    pub workers: Vec<LiveWorker>,
+}
+
+/// A worker as its last heartbeat (every third of `ack_wait`) told it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct LiveWorker {
+    /// Its host.
+    pub host: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its build's fingerprint.
+    pub build: u64,
+    /// How many task messages it runs at once.
+    pub slots: usize,
+    /// How many it was running.
+    pub running: usize,
+    /// What it had done.
+    pub stats: WorkerStats,
+    /// When it said so, in milliseconds since the Unix epoch, by its own clock.
+    pub at_unix_ms: u64,
+}
+
+impl LiveWorker {
+    /// The subject token naming this worker: `host-pid`, with what a subject cannot
+    /// hold replaced by `_`.
+    pub(crate) fn name(&self) -> String {
+        let host: String =
+            self.host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        format!("{host}-{}", self.pid)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// One build's share of the queue.
@@ -52,6 +90,15 @@ impl fmt::Display for QueueStatus {
                 b.build, b.waiting, b.in_flight, b.redelivered, b.pull_requests
             )?;
         }
+        let now = unix_ms();
+        for w in &self.workers {
+            let ago = now.saturating_sub(w.at_unix_ms) as f64 / 1000.0;
+            writeln!(
+                f,
+                "  worker {}:{} (build {:016x}): {}/{} slots busy, {} tasks completed, {} refused, {} orphaned, seen {ago:.1}s ago",
+                w.host, w.pid, w.build, w.running, w.slots, w.stats.completed, w.stats.refused, w.stats.orphaned
+            )?;
+        }
         Ok(())
     }
 }
@@ -68,12 +115,13 @@ pub fn status(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus,
             what: format!("the task stream `{}`", queue.stream()),
             message: format!("{e} (no client or worker of pool `{}` has connected yet?)", queue.pool_name()),
         })?;
-        queue_status(&mut stream, queue).await
+        queue_status(&js, &mut stream, queue).await
     })
 }
 
 /// Reads the queue's status from the broker.
 pub(crate) async fn queue_status(
+    js: &jetstream::Context,
     stream: &mut jetstream::stream::Stream,
     queue: &QueueConfig,
 ) -> Result<QueueStatus, ClusterError> {
@@ -101,7 +149,28 @@ pub(crate) async fn queue_status(
         replicas: info.config.num_replicas.max(1),
         tasks: info.state.messages,
         builds,
+        workers: live_workers(js, queue).await,
     })
+}
+
+/// The workers' latest heartbeats (none when no worker ever started).
+async fn live_workers(js: &jetstream::Context, queue: &QueueConfig) -> Vec<LiveWorker> {
+    let Ok(presence) = js.get_stream(queue.presence_stream()).await else { return Vec::new() };
+    let Ok(mut subjects) = presence.info_with_subjects(queue.presence_subject("*")).await else { return Vec::new() };
+    let mut names = Vec::new();
+    while let Some(Ok((subject, _))) = subjects.next().await {
+        names.push(subject);
+    }
+    let mut workers = Vec::new();
+    for subject in names {
+        if let Ok(msg) = presence.get_last_raw_message_by_subject(&subject).await
+            && let Ok(w) = serde_json::from_slice::<LiveWorker>(&msg.payload)
+        {
+            workers.push(w);
+        }
+    }
+    workers.sort_by(|a, b| (&a.host, a.pid).cmp(&(&b.host, b.pid)));
+    workers
 }
 
 /// The build a consumer serves, from its name (`workers-<16 hex digits>`).
@@ -113,6 +182,20 @@ fn build_of(consumer: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_is_named_by_host_and_pid_in_one_token() {
+        let w = LiveWorker {
+            host: "node1.example.com".into(),
+            pid: 42,
+            build: 1,
+            slots: 2,
+            running: 1,
+            stats: WorkerStats::default(),
+            at_unix_ms: 0,
+        };
+        assert_eq!(w.name(), "node1_example_com-42");
+    }
 
     #[test]
     fn consumers_name_their_build() {
@@ -129,6 +212,7 @@ mod tests {
             replicas: 3,
             tasks: 5,
             builds: vec![BuildStatus { build: 0xab, waiting: 4, in_flight: 1, redelivered: 0, pull_requests: 2 }],
+            workers: vec![],
         };
         assert_eq!(
             s.to_string(),

@@ -89,3 +89,30 @@ fn the_status_shows_waiting_and_running_tasks_per_build() {
     let o = held.wait_timeout(common::PATIENCE).expect("the held task finishes");
     assert_eq!(o.ran_on.map(|r| r.worker_pid), Some(worker.pid()));
 }
+
+#[test]
+fn the_status_lists_live_workers_with_their_build_and_stats() {
+    let Some(server) = NatsServer::start("live-workers") else { return };
+    // Workers beat every third of ack_wait.
+    let ack_wait = Duration::from_secs(1);
+    let workers =
+        [common::start_worker(&server, "live", 1, ack_wait), common::start_worker(&server, "live", 1, ack_wait)];
+    let client = common::client(&server, "live", ack_wait);
+    let handles: Vec<_> = (0..3u64).map(|i| client.submit(RawTask::new(square, &i).unwrap()).unwrap()).collect();
+    for h in handles {
+        h.wait_timeout(common::PATIENCE).expect("the workers run the tasks");
+    }
+    let status =
+        status_when(&client, |s| s.workers.len() == 2 && s.workers.iter().map(|w| w.stats.completed).sum::<u64>() == 3);
+    let mut pids: Vec<u32> = status.workers.iter().map(|w| w.pid).collect();
+    pids.sort();
+    let mut expected: Vec<u32> = workers.iter().map(common::Worker::pid).collect();
+    expected.sort();
+    assert_eq!(pids, expected, "{status}");
+    for w in &status.workers {
+        assert_eq!(w.build, multiproc::remote::fingerprint(), "{status}");
+        assert!(w.slots >= 1 && w.running == 0, "{status}");
+    }
+    let shown = status.to_string();
+    assert!(shown.contains(&format!(":{} (build {:016x})", expected[0], multiproc::remote::fingerprint())), "{shown}");
+}

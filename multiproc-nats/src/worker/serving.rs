@@ -29,6 +29,7 @@ use crate::broker;
 use crate::envelope::{RanOn, host_name};
 use crate::error::ClusterError;
 use crate::runner::{RunReport, TaskRunner};
+use crate::status::{LiveWorker, unix_ms};
 
 /// How long a client seen alive is trusted to be without asking its lease again.
 const LEASE_TRUST: Duration = Duration::from_secs(1);
@@ -69,6 +70,8 @@ impl Worker {
         let fingerprint = multiproc::remote::fingerprint();
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
         let leases = broker::lease_stream(&js, &config.queue).await?;
+        // Where its heartbeats go, for the pool's status.
+        broker::presence_stream(&js, &config.queue).await?;
         Ok(Worker { config, client, js, stream, consumer, leases, runner, stats, events, me, fingerprint })
     }
 
@@ -334,9 +337,27 @@ impl Session {
             self.worker.stats.update(|s| s.progress_acks += sent);
         }
         self.book.expire(Instant::now());
+        self.announce().await;
         if self.held.is_empty() {
             self.look_for_other_builds().await;
         }
+    }
+
+    /// Tells whoever looks at the pool's status that this worker is alive, and what it
+    /// does (best effort: a heartbeat the broker misses is followed by the next).
+    async fn announce(&self) {
+        let me = LiveWorker {
+            host: self.worker.me.host.clone(),
+            pid: self.worker.me.worker_pid,
+            build: self.worker.fingerprint,
+            slots: self.slot_count,
+            running: self.running.len(),
+            stats: *self.worker.stats.lock(),
+            at_unix_ms: unix_ms(),
+        };
+        let Ok(beat) = serde_json::to_vec(&me) else { return };
+        let subject = self.worker.config.queue.presence_subject(&me.name());
+        let _ = self.worker.js.publish(subject, beat.into()).await;
     }
 
     /// An idle worker looks for tasks of other builds in the queue, which never come to

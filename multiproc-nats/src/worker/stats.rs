@@ -3,7 +3,8 @@
 use std::sync::{Condvar, Mutex};
 
 /// What a worker has done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// Tasks received from the queue.
