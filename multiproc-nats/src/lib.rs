@@ -165,8 +165,8 @@
 //! `MPROC_P_leases`, renewed three times per [`QueueConfig::client_lease`] (60 s by
 //! default, or `MULTIPROC_NATS_CLIENT_LEASE`) and gone once it is older than that. A
 //! worker looks at the lease of a task's client (at most once a second per client)
-//! before it runs the task; a task whose client's lease lapsed (the client was killed,
-//! or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
+//! before it runs the task; a task whose client's lease lapsed and who does not answer
+//! either (the client was killed, or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
 //! nobody nor holds up the work of live clients ([`WorkerStats::orphaned`]). A client
 //! cut off from the broker for longer than its lease loses its queued tasks the same way.
 //!

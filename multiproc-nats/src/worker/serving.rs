@@ -31,6 +31,9 @@ use crate::error::ClusterError;
 use crate::runner::{RunReport, TaskRunner};
 use crate::status::{LiveWorker, unix_ms};
 
+/// How long a client without a lease has to answer before its task is dropped.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// How long a client seen alive is trusted to be without asking its lease again.
 const LEASE_TRUST: Duration = Duration::from_secs(1);
 
@@ -267,20 +270,30 @@ impl Session {
     }
 
     /// Whether the client at `reply_to` holds its lease: asked of the broker at most once
-    /// a second per client. A broker that cannot answer counts as alive: only a lapsed
-    /// lease drops work.
+    /// a second per client. A broker that cannot answer counts as alive, and so does a
+    /// client without a lease that still answers: only a client both without a lease and
+    /// silent is gone.
     async fn client_alive(&mut self, reply_to: &str) -> bool {
         let now = Instant::now();
         let id = reply_to.rsplit('.').next().unwrap_or(reply_to);
         if self.clients.alive.get(id).is_some_and(|until| *until > now) {
             return true;
         }
-        let alive = broker::lease_held(&self.worker.leases, &self.worker.config.queue, id).await != Some(false);
+        let alive = broker::lease_held(&self.worker.leases, &self.worker.config.queue, id).await != Some(false)
+            || self.answers(reply_to).await;
         if alive {
             self.clients.alive.retain(|_, until| *until > now);
             self.clients.alive.insert(id.to_string(), now + LEASE_TRUST);
         }
         alive
+    }
+
+    /// Whether the client at `reply_to` answers (it confirms any message, even an empty
+    /// one): a client without a lease is dropped only when it does not, so a lease lost
+    /// or late on the broker's side never costs a live client its work.
+    async fn answers(&self, reply_to: &str) -> bool {
+        let probe = self.worker.client.request(reply_to.to_string(), bytes::Bytes::new());
+        matches!(tokio::time::timeout(PROBE_PATIENCE, probe).await, Ok(Ok(_)))
     }
 
     /// Drops a task of a client that is gone: terminated, never run.
