@@ -425,28 +425,7 @@ impl Client {
             let js = jetstream::new(nats.clone());
             let stream = broker::task_stream(&js, &queue).await?;
             broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
-            let subscribe = |subject: String| {
-                let nats = nats.clone();
-                async move {
-                    nats.subscribe(subject.clone()).await.map_err(|e| ClusterError::Setup {
-                        what: format!("a subscription to {subject}"),
-                        message: e.to_string(),
-                    })
-                }
-            };
-            broker::lease_stream(&js, &queue).await?;
-            let lease = queue.lease_subject(&shared.id);
-            renew(&js, &lease).await?;
-            tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
-            let results = subscribe(shared.reply_to.clone()).await?;
-            let advisories = subscribe(broker::max_deliveries_subject(&queue, shared.fingerprint)).await?;
-            tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
-            tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
-            if let Some(deadline) = config.result_deadline {
-                tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));
-            }
-            // Make sure the subscriptions are in place before any task can be answered.
-            nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })?;
+            start_background(&shared, &nats, &js, &stream, &config).await?;
             Ok::<_, ClusterError>((nats, js, stream))
         })?;
         Ok(Client {
@@ -774,6 +753,36 @@ async fn watch_advisories(
             shared.fail_task(id, RemoteError::Lost { deliveries: advisory.deliveries }, None, 0);
         }
     }
+}
+
+/// What runs behind a client, on its runtime: its lease, the collection of its results,
+/// the broker's word on lost tasks, and deadlines. Returns once it is all in place.
+async fn start_background(
+    shared: &Arc<Shared>,
+    nats: &async_nats::Client,
+    js: &jetstream::Context,
+    stream: &jetstream::stream::Stream,
+    config: &ClientConfig,
+) -> Result<(), ClusterError> {
+    let queue = &config.queue;
+    let subscribe = |subject: String| async move {
+        nats.subscribe(subject.clone())
+            .await
+            .map_err(|e| ClusterError::Setup { what: format!("a subscription to {subject}"), message: e.to_string() })
+    };
+    broker::lease_stream(js, queue).await?;
+    let lease = queue.lease_subject(&shared.id);
+    renew(js, &lease).await?;
+    tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
+    let results = subscribe(shared.reply_to.clone()).await?;
+    let advisories = subscribe(broker::max_deliveries_subject(queue, shared.fingerprint)).await?;
+    tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
+    tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
+    if let Some(deadline) = config.result_deadline {
+        tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));
+    }
+    // Make sure the subscriptions are in place before any task can be answered.
+    nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })
 }
 
 /// Renews this client's lease: a fresh message on its lease subject.
