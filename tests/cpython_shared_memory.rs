@@ -1,8 +1,9 @@
 //! Ports of CPython's shared-memory tests.
 //!
 //! Provenance: `Lib/test/_test_multiprocessing.py` of CPython (the `main` branch at
-//! commit 00811485ee5f, the 3.15 development line), class `_TestSharedMemory`. Each test
-//! names the method it ports.
+//! commit 00811485ee5f, the 3.15 development line), classes `_TestSharedMemory`,
+//! `_TestValue` and `_TestArray` (shared ctypes values and arrays: `Value`, `RawValue`,
+//! `Array`, `RawArray` here). Each test names the method it ports.
 //!
 //! Differences, and cases not ported:
 //! - Here the creating handle removes the name when dropped (or at exit); Python's
@@ -16,12 +17,16 @@
 //! - `ShareableList`, `SharedMemoryManager`, the `_make_filename` mock
 //!   (`test_shared_memory_recreate`), SIGINT handling of the manager's server and the
 //!   resource tracker's own messages: no counterpart here.
+//! - Values and arrays are typed (`Pod` types) rather than named by typecodes, so
+//!   `test_invalid_typecode` cannot be written; `get_lock`/`get_obj` and the `lock=`
+//!   argument (`test_getobj_getlock*`) differ: a `Value` carries its own lock (`lock()`),
+//!   a `RawValue` none.
 //! - `test_shared_memory_cleaned_after_process_termination` is kept and ignored: the name
 //!   of a segment whose creator is killed stays in `/dev/shm` (issue 14, finding 7).
 
 use std::io::ErrorKind;
 
-use multiproc::{Connection, Event, Pipe, Process, SharedMemory};
+use multiproc::{Array, Connection, Event, Pipe, Process, RawArray, RawValue, SharedMemory, Value};
 
 multiproc::test_init!();
 
@@ -172,4 +177,131 @@ fn cleaned_after_creator_is_terminated() {
         seg.unlink().unwrap();
     }
     assert_eq!(left.err().map(|e| e.kind()), Some(ErrorKind::NotFound), "segment {name} leaked");
+}
+
+/// `_TestValue.codes_values`: (initial, set by the child) for several types.
+type Values = (Value<i32>, Value<f64>, Value<i16>, Value<i64>, Value<u8>);
+type RawValues = (RawValue<i32>, RawValue<f64>, RawValue<i16>, RawValue<i64>, RawValue<u8>);
+
+fn set_values((a, b, c, d, e): Values) {
+    a.set(24234).unwrap();
+    b.set(-4.25).unwrap();
+    c.set(234).unwrap();
+    d.set(1 << 34).unwrap();
+    e.set(b'y').unwrap();
+}
+
+fn set_raw_values((a, b, c, d, e): RawValues) {
+    a.store(24234);
+    b.store(-4.25);
+    c.store(234);
+    d.store(1 << 34);
+    e.store(b'y');
+}
+
+fn run<A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>(f: fn(A), arg: A) {
+    let mut p = Process::new(f, arg);
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+/// `_TestValue.test_value`
+#[test]
+fn value() {
+    let v: Values = (
+        Value::new(4343).unwrap(),
+        Value::new(3.625).unwrap(),
+        Value::new(-232).unwrap(),
+        Value::new(1 << 33).unwrap(),
+        Value::new(b'x').unwrap(),
+    );
+    let get = |v: &Values| {
+        (v.0.get().unwrap(), v.1.get().unwrap(), v.2.get().unwrap(), v.3.get().unwrap(), v.4.get().unwrap())
+    };
+    assert_eq!(get(&v), (4343, 3.625, -232, 1 << 33, b'x'));
+    run(set_values, v.clone());
+    assert_eq!(get(&v), (24234, -4.25, 234, 1 << 34, b'y'));
+}
+
+/// `_TestValue.test_rawvalue`
+#[test]
+fn raw_value() {
+    let v: RawValues = (
+        RawValue::new(4343).unwrap(),
+        RawValue::new(3.625).unwrap(),
+        RawValue::new(-232).unwrap(),
+        RawValue::new(1 << 33).unwrap(),
+        RawValue::new(b'x').unwrap(),
+    );
+    let get = |v: &RawValues| (v.0.load(), v.1.load(), v.2.load(), v.3.load(), v.4.load());
+    assert_eq!(get(&v), (4343, 3.625, -232, 1 << 33, b'x'));
+    run(set_raw_values, v.clone());
+    assert_eq!(get(&v), (24234, -4.25, 234, 1 << 34, b'y'));
+}
+
+const SEQ: [i32; 10] = [680, 626, 934, 821, 150, 233, 548, 982, 714, 831];
+
+/// `_TestArray.f`: running sums, in place.
+fn prefix_sums(seq: &mut [i32]) {
+    for i in 1..seq.len() {
+        seq[i] += seq[i - 1];
+    }
+}
+
+fn prefix_sums_in_child(arr: Array<i32>) {
+    prefix_sums(&mut arr.lock().unwrap());
+}
+
+fn prefix_sums_raw_in_child(arr: RawArray<i32>) {
+    for i in 1..arr.len() {
+        arr.set(i, arr.get(i).unwrap() + arr.get(i - 1).unwrap());
+    }
+}
+
+/// `_TestArray.test_array`
+#[test]
+fn array() {
+    let mut seq = SEQ.to_vec();
+    let arr = Array::from_slice(&seq).unwrap();
+    assert_eq!(arr.len(), seq.len());
+    assert_eq!(arr.get(3).unwrap(), Some(seq[3]));
+    assert_eq!(arr.to_vec().unwrap()[2..7], seq[2..7]);
+    arr.lock().unwrap()[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    seq[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(arr.to_vec().unwrap(), seq);
+    prefix_sums(&mut seq);
+    run(prefix_sums_in_child, arr.clone());
+    assert_eq!(arr.to_vec().unwrap(), seq);
+}
+
+/// `_TestArray.test_rawarray`
+#[test]
+fn raw_array() {
+    let mut seq = SEQ.to_vec();
+    let arr = RawArray::from_slice(&seq).unwrap();
+    assert_eq!(arr.len(), seq.len());
+    assert_eq!(arr.get(3), Some(seq[3]));
+    for (i, v) in [1, 2, 3, 4].into_iter().enumerate() {
+        assert!(arr.set(4 + i, v));
+    }
+    seq[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(arr.to_vec(), seq);
+    assert_eq!(arr.get(10), None);
+    assert!(!arr.set(10, 0));
+    prefix_sums(&mut seq);
+    run(prefix_sums_raw_in_child, arr.clone());
+    assert_eq!(arr.to_vec(), seq);
+}
+
+/// `_TestArray.test_array_from_size`: a new array is zeroed, every time.
+#[test]
+fn array_from_size() {
+    for _ in 0..3 {
+        let arr = Array::new(10, 0i32).unwrap();
+        assert_eq!(arr.len(), 10);
+        assert_eq!(arr.to_vec().unwrap(), [0; 10]);
+        arr.lock().unwrap().copy_from_slice(&(0..10).collect::<Vec<_>>());
+        assert_eq!(arr.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
+    }
 }

@@ -484,3 +484,34 @@ fn barrier_timeout() {
     run_parties(wait_briefly, b.clone());
     assert!(b.broken());
 }
+
+/// `_TestBarrier.test_single_thread`
+#[test]
+fn barrier_of_one() {
+    let b = Barrier::new(1).unwrap();
+    assert_eq!(b.wait().unwrap(), 0);
+    assert_eq!(b.wait().unwrap(), 0);
+}
+
+fn pass_and_report((barrier, passes, out): (Barrier, u32, Queue<u32>)) {
+    for i in 0..passes {
+        barrier.wait().unwrap();
+        out.put(i).unwrap();
+    }
+}
+
+/// `_TestBarrier.test_thousand`: a thousand rounds of `N` processes in lockstep: every
+/// round's reports come before any of the next round's. (One queue for all instead of
+/// CPython's pipe and lock: a `put` is atomic.)
+#[test]
+fn barrier_thousand_rounds() {
+    let passes = 1000;
+    let (b, q) = (Barrier::new(N).unwrap(), Queue::<u32>::new().unwrap());
+    let procs: Vec<Process> = (0..N).map(|_| started(pass_and_report, (b.clone(), passes, q.clone()))).collect();
+    for i in 0..passes {
+        for _ in 0..N {
+            assert_eq!(q.get_timeout(PATIENCE).unwrap(), i);
+        }
+    }
+    procs.iter().for_each(joined_ok);
+}
