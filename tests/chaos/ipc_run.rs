@@ -120,7 +120,7 @@ fn kill(p: &Process, tally: &mut Tally) {
 fn consume_silently((q, taken): (Queue<u64>, RawValue<u64>)) {
     loop {
         let v = q.get().unwrap();
-        taken.store(v + 1);
+        taken.store(v.saturating_add(1));
     }
 }
 
