@@ -288,3 +288,28 @@ fn shutdown_nonempty() {
     joiner.join().unwrap();
     assert_eq!(joiner.exitcode(), Some(0));
 }
+
+fn take_one(q: JoinableQueue<String>) {
+    assert_eq!(q.get().unwrap(), "data");
+}
+
+/// `_TestQueue.test_shutdown_immediate_with_unfinished`, its accounting part (there is
+/// no immediate shutdown to drop the second item, so it is taken and marked done here):
+/// the joiner waits while a task is unfinished, and marking more tasks done than were
+/// put is an error.
+#[test]
+fn task_done_too_often() {
+    let q = JoinableQueue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.put("data".into()).unwrap();
+    let mut joiner = Process::new(join_queue, q.clone());
+    joiner.start().unwrap();
+    assert_eq!(run_child(take_one, q.clone()), Some(0));
+    assert_eq!(q.get_timeout(PATIENCE).unwrap(), "data");
+    q.task_done().unwrap();
+    assert!(!joiner.join_timeout(Duration::from_millis(50)).unwrap());
+    q.task_done().unwrap();
+    assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooOften)));
+    joiner.join().unwrap();
+    assert_eq!(joiner.exitcode(), Some(0));
+}
