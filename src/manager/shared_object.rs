@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 ///
 /// The server builds the object from [`Init`](Self::Init) (so the object itself need
 /// not be serializable: it may hold files or connections), and every
-/// [`ObjectProxy::call`] runs a function `fn(&mut Self, A) -> R` on it in the server,
-/// one call at a time. The server is the same program, so any fn item or non-capturing
+/// [`ObjectProxy::call`](super::ObjectProxy::call) runs a function `fn(&mut Self, A) -> R`
+/// on it in the server, one call at a time. The server is the same program, so any fn item or non-capturing
 /// closure of the right shape is a method.
 ///
 /// ```

@@ -224,7 +224,8 @@ pub(super) fn unknown(code: u8) -> RemoteError {
     bad(format!("unknown operation {code:#04x}"))
 }
 
-/// Builds request payloads on the client side, in the layout [`decode_request`](super::decode_request) reads.
+/// Builds request payloads on the client side, in the layout
+/// [`decode_request`](super::decode_request) reads.
 pub(crate) struct Writer<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl Writer<'_> {
