@@ -163,7 +163,6 @@ fn create_and_wait((names, never): (Connection<String>, Event)) {
 /// `_TestSharedMemory.test_shared_memory_cleaned_after_process_termination`: a segment
 /// whose creator is terminated abruptly does not stay behind.
 #[test]
-#[ignore = "finding: the name of a segment whose creator is killed stays in /dev/shm (issue 14, finding 7)"]
 fn cleaned_after_creator_is_terminated() {
     let (from_child, to_parent) = Pipe::simplex::<String>().unwrap();
     let mut p = Process::new(create_and_wait, (to_parent, Event::new().unwrap()));
