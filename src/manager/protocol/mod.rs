@@ -21,25 +21,27 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::kinds;
+
 /// Frame kinds of the connection set-up (before any request).
-pub(crate) const KIND_CHALLENGE: u8 = 0xE0;
-pub(crate) const KIND_ANSWER: u8 = 0xE1;
-pub(crate) const KIND_VERDICT: u8 = 0xE2;
-pub(crate) const KIND_SESSION_HELLO: u8 = 0xE3;
-pub(crate) const KIND_SESSION_READY: u8 = 0xE4;
+pub(crate) const KIND_CHALLENGE: u8 = kinds::MANAGER_CHALLENGE;
+pub(crate) const KIND_ANSWER: u8 = kinds::MANAGER_ANSWER;
+pub(crate) const KIND_VERDICT: u8 = kinds::MANAGER_VERDICT;
+pub(crate) const KIND_SESSION_HELLO: u8 = kinds::MANAGER_SESSION_HELLO;
+pub(crate) const KIND_SESSION_READY: u8 = kinds::MANAGER_SESSION_READY;
 
 /// Frame kinds of replies.
-pub(crate) const KIND_OK: u8 = 0xF0;
-pub(crate) const KIND_ERR: u8 = 0xF1;
+pub(crate) const KIND_OK: u8 = kinds::MANAGER_OK;
+pub(crate) const KIND_ERR: u8 = kinds::MANAGER_ERR;
 /// The failure of a posted request (one whose success is not answered).
-pub(crate) const KIND_POSTED_ERR: u8 = 0xF2;
+pub(crate) const KIND_POSTED_ERR: u8 = kinds::MANAGER_POSTED_ERR;
 /// A client's request to open a shared-memory slot (its memfd attached); see `slot`.
-pub(crate) const KIND_SLOT_OPEN: u8 = 0xE5;
+pub(crate) const KIND_SLOT_OPEN: u8 = kinds::MANAGER_SLOT_OPEN;
 
 /// Frame kinds between a started server and the process that started it.
-pub(crate) const KIND_SERVER_STARTED: u8 = 0xC1;
-pub(crate) const KIND_SERVER_FAILED: u8 = 0xC2;
-pub(crate) const KIND_SERVER_SHUTDOWN: u8 = 0xC3;
+pub(crate) const KIND_SERVER_STARTED: u8 = kinds::MANAGER_SERVER_STARTED;
+pub(crate) const KIND_SERVER_FAILED: u8 = kinds::MANAGER_SERVER_FAILED;
+pub(crate) const KIND_SERVER_SHUTDOWN: u8 = kinds::MANAGER_SERVER_SHUTDOWN;
 
 /// Bumped whenever a request or reply changes shape.
 pub(crate) const MANAGER_PROTOCOL: u16 = 2;
@@ -78,8 +80,9 @@ const KINDS: [KindOps; 8] = [
 ];
 
 /// [`Travel`] by operation code, built from [`KINDS`] at compile time; the build fails
-/// if kinds' ranges overlap or reach the connection's own frame kinds (0xC0 and up), or
-/// an operation lies outside its kind's range.
+/// if kinds' ranges overlap or reach the connection's own frame kinds
+/// (`wire::kinds::MANAGER_REQUESTS_BELOW` and up), or an operation lies outside its kind's
+/// range.
 static TRAVEL: [Travel; 256] = travel_table();
 
 const fn travel_table() -> [Travel; 256] {
@@ -87,7 +90,7 @@ const fn travel_table() -> [Travel; 256] {
     let mut k = 0;
     while k < KINDS.len() {
         let (first, last, ops) = KINDS[k];
-        assert!(first <= last && last < 0xC0, "a kind's range reaches the frame kinds");
+        assert!(first <= last && last < kinds::MANAGER_REQUESTS_BELOW, "a kind's range reaches the frame kinds");
         assert!(k == 0 || KINDS[k - 1].1 < first, "kinds' ranges overlap or are out of order");
         let mut i = 0;
         while i < ops.len() {
