@@ -158,7 +158,9 @@ impl Runner {
             (KIND_TASK, _) => frame.payload,
             (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
             (KIND_STOP, _) => {
-                let _ = self.writer.flush(None);
+                if let Err(e) = self.writer.flush(None) {
+                    lost_connection("send its results", &e);
+                }
                 exit_cleanly();
             }
             (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
@@ -230,7 +232,9 @@ impl Runner {
         let rss = || sys::proc::rss_bytes(sys::proc::getpid()).ok();
         if let Some(reason) = retirement(&self.setup, self.tasks_done, rss) {
             let _ = self.writer.queue(KIND_RETIRE, &reason);
-            let _ = self.writer.flush(None);
+            if let Err(e) = self.writer.flush(None) {
+                lost_connection("send its results", &e);
+            }
             exit_cleanly();
         }
         if self.writer.pending() > FLUSH_BYTES || self.ended.duration_since(self.last_flush) > FLUSH_AFTER {
