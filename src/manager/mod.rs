@@ -45,8 +45,11 @@
 //! Keys and values travel as their serde encoding: the server stores the bytes, so dict
 //! keys are equal when their encodings are (true of integers, strings, tuples and derived
 //! types; don't use floats with several encodings of one value). A proxy stored *inside*
-//! a manager container does not keep its object alive: keep a proxy elsewhere, or
-//! [`publish`](Manager::publish) it.
+//! a manager container (a dict's or namespace's value, a list's, array's or queue's item,
+//! a value) keeps its object alive, as in Python, until that value is removed or
+//! overwritten or the container is freed; a removed value (`pop`, `remove`, a queue's
+//! `get`) carries its reference to whoever receives it. Dict keys and your own
+//! [`SharedObject`]s hold nothing: the server does not look inside them.
 //!
 //! An authenticated client can make the server run any function of the program (that is
 //! what `modify` and custom objects do), as an authenticated Python client can unpickle
@@ -61,6 +64,7 @@ mod functions;
 mod handle;
 mod protocol;
 mod server;
+mod shared_object;
 mod slot;
 
 use std::sync::Arc;
@@ -143,10 +147,11 @@ mod queue;
 mod sync;
 mod value;
 
-pub use dict::DictProxy;
+pub use dict::{DICT_ITER_CHUNK, DictIter, DictProxy};
 pub use list::{ArrayProxy, ListProxy};
-pub use object::{ObjectProxy, SharedObject};
+pub use object::ObjectProxy;
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use shared_object::SharedObject;
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockProxy, SemaphoreProxy};
 pub use value::{NamespaceProxy, ValueProxy};
 
@@ -171,18 +176,6 @@ pub(crate) mod sealed {
 /// server, without asking the server) and `Serialize + Deserialize` (it travels to
 /// another process, which then connects to the server by itself).
 pub trait Proxy: sealed::ProxyType + Serialize + DeserializeOwned + Clone + std::fmt::Debug {}
-
-fn type_name<T: ?Sized>() -> &'static str {
-    std::any::type_name::<T>()
-}
-
-/// This thread's id in lock ownership: unique in this process (the server adds the
-/// process's session).
-fn thread_token() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
-    TOKEN.with(|t| *t)
-}
 
 /// A handle on a manager's server: creates shared objects and returns proxies to them.
 ///
@@ -331,7 +324,7 @@ impl ManagerBuilder {
                 return Err(e);
             }
         };
-        match Client::shared(&started.address, &config.authkey) {
+        match Client::shared(&started.address, &config.authkey, None) {
             Ok(client) => Ok(Manager { client, server: Some(server) }),
             Err(e) => {
                 let _ = server.process.kill_and_reap();
@@ -389,7 +382,7 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn connect(address: &Address, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
-        Ok(Manager { client: Client::shared(address, authkey.as_ref())?, server: None })
+        Ok(Manager { client: Client::shared(address, authkey.as_ref(), None)?, server: None })
     }
 
     /// The server's address (with the actual port, when started on TCP port 0).

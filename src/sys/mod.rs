@@ -19,3 +19,4 @@ pub(crate) mod proc;
 pub(crate) mod sandbox;
 pub(crate) mod shm;
 pub(crate) mod sock;
+pub(crate) mod unlinker;

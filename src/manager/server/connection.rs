@@ -2,13 +2,13 @@
 //! order until it closes; and the shared-memory slot a connection may open, served by a
 //! thread of its own.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::objects::{Object, Peer};
-use super::{Served, Server};
+use super::registry::ContainerRefs;
+use super::state::{Connection, Served, Server};
 use crate::manager::auth;
 use crate::manager::protocol::{
     KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, KIND_SLOT_OPEN, MANAGER_PROTOCOL,
@@ -26,30 +26,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client in a loop sends it within microseconds of its reply, and a sleeping thread
 /// takes about as long again to wake.
 const REQUEST_SPIN: Duration = Duration::from_micros(50);
-
-/// One connection's own state.
-pub(crate) struct Connection {
-    pub(super) session: [u8; 16],
-    pub(super) same_build: Option<SameBuild>,
-    /// The objects this connection used, so that operations skip the registry's lock.
-    pub(super) cache: HashMap<u64, Weak<Object>>,
-    cache_limit: usize,
-}
-
-impl Connection {
-    pub(super) fn new(session: [u8; 16], same_build: Option<SameBuild>) -> Connection {
-        Connection { session, same_build, cache: HashMap::new(), cache_limit: 64 }
-    }
-
-    /// Caches `obj`, first forgetting freed objects when the cache is full.
-    pub(super) fn remember(&mut self, id: u64, obj: &Arc<Object>) {
-        if self.cache.len() >= self.cache_limit {
-            self.cache.retain(|_, w| w.strong_count() > 0);
-            self.cache_limit = (self.cache.len() * 2).max(64);
-        }
-        self.cache.insert(id, Arc::downgrade(obj));
-    }
-}
 
 /// What became of one request frame.
 struct Outcome {
@@ -69,6 +45,7 @@ impl Server {
             session: conn.session,
             max_request: self.max_request,
             server_pid: std::process::id(),
+            server: self.instance,
         };
         if ch.writer.queue(KIND_SESSION_READY, &ready).is_ok() && ch.writer.flush(Some(deadline)).is_ok() {
             ch.set_max_frame(self.max_request);
@@ -172,10 +149,10 @@ impl Server {
             };
             out.clear();
             let outcome = self.serve_frame(conn, frame, &peer, slots, &mut out);
-            let Some(requeue) = answer(&mut writer, outcome, &out) else { return };
+            let Ok(requeue) = answer(&mut writer, outcome, &out) else { return };
             if (requeue.is_some() || !reader.has_frame()) && writer.flush(None).is_err() {
-                if let Some(obj) = requeue {
-                    obj.requeue(std::mem::take(&mut out));
+                if let Some((obj, id)) = requeue {
+                    obj.requeue(std::mem::take(&mut out), &ContainerRefs::new(self, id, conn.session));
                 }
                 return;
             }
@@ -219,24 +196,26 @@ fn refuse_oversized(writer: &mut FrameWriter, len: u64, max: u32) {
     let _ = writer.flush(Some(Instant::now() + Duration::from_secs(1)));
 }
 
+/// The client hung up while its request was served.
+struct Gone;
+
 /// Queues the answer to a served request. Returns the queue to put the reply's item back
-/// in if the reply cannot be delivered (`Some(None)`: nothing to put back), or `None`
-/// when the client is gone.
-fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Option<Option<Arc<Object>>> {
+/// in if the reply cannot be delivered, if any.
+fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Result<Option<(Arc<Object>, u64)>, Gone> {
     match outcome.result {
-        Ok(Served::Silent) => Some(None),
+        Ok(Served::Silent) => Ok(None),
         Ok(Served::Reply) => {
             queue_reply(writer, out);
-            Some(None)
+            Ok(None)
         }
-        Ok(Served::ReplyOrRequeue(obj)) => {
+        Ok(Served::ReplyOrRequeue(obj, id)) => {
             queue_reply(writer, out);
-            Some(Some(obj))
+            Ok(Some((obj, id)))
         }
-        Err(RemoteError::PeerGone) => None,
+        Err(RemoteError::PeerGone) => Err(Gone),
         Err(e) => {
             let _ = writer.queue(if outcome.posted { KIND_POSTED_ERR } else { KIND_ERR }, &e);
-            Some(None)
+            Ok(None)
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The manager's server: a listener, one thread per client connection, and the objects.
 //!
-//! - `registry`: the objects with their reference counts, per client process (a
-//!   *session*, shared by all its connections), so when a process ends — cleanly or
-//!   killed — everything it held is released, including locks it had acquired.
-//! - `connection`: the handshake and the request loop of one connection.
+//! Its files, lowest first:
+//!
 //! - `objects`: the objects, one file per kind, each with its operations.
+//! - `table`: the registry's table of objects with their reference counts, per client
+//!   process (a *session*, shared by all its connections).
+//! - `state`: the server's shared state (`Server`) and one connection's own.
+//! - `registry`: the registry requests, and the release of everything a process held
+//!   when it ends — cleanly or killed — including locks it had acquired.
+//! - `connection`: the handshake and the request loop of one connection.
 //!
 //! Operations on an object take only that object's lock: each connection keeps its own
 //! cache of the objects it uses, so the registry's lock is taken for reference changes,
@@ -13,17 +17,19 @@
 mod connection;
 mod objects;
 mod registry;
+mod state;
+mod table;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use connection::Connection;
+use objects::Done;
 use objects::Peer;
-use objects::{Done, Object};
-use registry::Registry;
+use registry::ContainerRefs;
+pub(crate) use state::Server;
+use state::{Connection, Served};
 
 use super::address::{Address, Listener};
 use super::protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, RemoteError, Request};
@@ -43,34 +49,7 @@ pub(crate) struct Started {
     pub(crate) address: Address,
 }
 
-/// A running server's shared state.
-pub(crate) struct Server {
-    authkey: Vec<u8>,
-    max_request: u32,
-    registry: Mutex<Registry>,
-    /// Signalled whenever objects are freed (for `wait_object_count`).
-    freed: Condvar,
-    connections: AtomicU64,
-}
-
-/// What a served request leaves to the connection.
-pub(crate) enum Served {
-    Reply,
-    ReplyOrRequeue(Arc<Object>),
-    Silent,
-}
-
 impl Server {
-    pub(crate) fn new(authkey: Vec<u8>, max_request: u32) -> Arc<Server> {
-        Arc::new(Server {
-            authkey,
-            max_request,
-            registry: Mutex::new(Registry::new()),
-            freed: Condvar::new(),
-            connections: AtomicU64::new(0),
-        })
-    }
-
     /// Serves one decoded request, writing its reply payload to `out`.
     pub(crate) fn serve(
         &self,
@@ -84,9 +63,10 @@ impl Server {
             Request::Object(id, op) => {
                 let obj = self.object(conn, *id)?;
                 let peer = Peer { session: conn.session, same_build: conn.same_build, fd: peer.fd };
-                match obj.handle(*id, op, &peer, out)? {
+                let held = ContainerRefs::new(self, *id, conn.session);
+                match obj.handle(*id, op, &peer, &held, out)? {
                     Done::Reply => Ok(Served::Reply),
-                    Done::ReplyOrRequeue => Ok(Served::ReplyOrRequeue(obj)),
+                    Done::ReplyOrRequeue => Ok(Served::ReplyOrRequeue(obj, *id)),
                 }
             }
         }
@@ -262,7 +242,8 @@ mod tests {
                     }
                     op::COUNT | op::PING => {}
                     op::WAIT_COUNT => drop(w.u64(n).u64(0)),
-                    op::INCREF | op::LOOKUP => drop(w.u64(id).u8(b % 15).str("t")),
+                    op::INCREF => drop(w.u64(id).u8(b % 15).str("t")),
+                    op::LOOKUP => drop(w.str("name").u8(b % 15).str("t")),
                     op::ADOPT => drop(w.u64(id).u64(n % 4).u8(b % 15).str("t")),
                     op::PUBLISH => drop(w.str("name").u64(id)),
                     op::UNPUBLISH => drop(w.str("name")),
@@ -271,6 +252,7 @@ mod tests {
                     op::D_UPDATE => drop(w.u64(id).u32(1).bytes(&bytes).bytes(&[b])),
                     op::D_GET_MANY | op::S_EXTEND => drop(w.u64(id).u32(1).bytes(&bytes)),
                     op::D_MODIFY => drop(w.u64(id).bytes(&bytes).i64(1).i64(2)),
+                    op::D_KEYS_FROM => drop(w.u64(id).u64(n).u64(n % 4).u32(3)),
                     op::S_PUSH | op::V_SET => drop(w.u64(id).bytes(&bytes)),
                     op::S_GET | op::S_REMOVE => drop(w.u64(id).u64(n % 4)),
                     op::S_SET | op::S_INSERT => drop(w.u64(id).u64(n % 4).bytes(&bytes)),
@@ -295,6 +277,14 @@ mod tests {
         #[test]
         fn the_decoder_survives_any_bytes(kind in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_request(kind, &payload);
+        }
+
+        #[test]
+        fn every_well_formed_request_decodes((code, payload) in request()) {
+            // The strategy's only deliberate fault is an object kind byte of 0.
+            let decoded = decode_request(code, &payload);
+            let bad_kind = matches!(&decoded, Err(RemoteError::BadRequest(m)) if m.contains("unknown object kind"));
+            prop_assert!(decoded.is_ok() == (code != 0xEE) || bad_kind, "{:#04x}: {:?}", code, decoded);
         }
 
         #[test]
@@ -357,6 +347,34 @@ mod tests {
             reg = s.freed.wait(reg).unwrap();
         }
         assert!(reg.sessions.is_empty());
+    }
+
+    /// The bytes of a proxy of `obj` sent with `token`, as containers find them.
+    fn proxy_bytes(s: &Server, token: u64, obj: u64) -> Vec<u8> {
+        let mut v = b"address and key".to_vec();
+        v.extend_from_slice(&s.instance);
+        crate::wire::codec::encode_into(&(token, obj, "types"), &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_container_holds_a_stored_proxy_until_it_is_dropped_or_freed() {
+        let (s, mut c) = server_and_conn();
+        let (inner, dict) = (create(&s, &mut c, Kind::List), create(&s, &mut c, Kind::Dict));
+        let token = crate::wire::codec::decode::<u64>(&run(&s, &mut c, op::TRANSIT, &inner.to_le_bytes()).unwrap());
+        let mut set = Vec::new();
+        Writer(&mut set).u64(dict).bytes(b"k").bytes(&proxy_bytes(&s, token.unwrap(), inner));
+        run(&s, &mut c, op::D_SET, &set).unwrap();
+        run(&s, &mut c, op::DECREF, &inner.to_le_bytes()).unwrap();
+        assert!(s.registry().transit.is_empty(), "the transit reference became the dict's");
+        assert_eq!(s.registry().objects.len(), 2, "the dict keeps the list");
+        run(&s, &mut c, op::D_SET, &set).unwrap();
+        assert_eq!(s.registry().objects.len(), 2, "stored again, then the first copy dropped");
+        let mut clear = Vec::new();
+        Writer(&mut clear).u64(dict);
+        run(&s, &mut c, op::D_CLEAR, &clear).unwrap();
+        assert_eq!(s.registry().objects.len(), 1, "cleared: the list is freed");
+        assert!(s.registry().holds.is_empty());
     }
 
     #[test]

@@ -1,92 +1,24 @@
-//! The registry: every object with its reference count, the sessions (client processes)
-//! that hold those references, references in transit between processes, and names.
+//! The registry's requests on its table (`table.rs`): every object with its reference
+//! count, the sessions (client processes) that hold those references, references in
+//! transit between processes, and names.
 //!
 //! A session's references are counted apart, so when its last connection closes —
 //! cleanly or because the process was killed — everything it held is released. The
 //! registry's lock is taken for reference changes only: operations on an object go
 //! through the connection's cache (see [`Server::object`]).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::connection::Connection;
+use super::objects::held::{self, Held};
 use super::objects::{Object, Peer};
-use super::{Served, Server};
+use super::state::{Connection, Served, Server};
+use super::table::{Entry, Registry, Session};
 use crate::manager::auth;
 use crate::manager::protocol::{Init, Kind, RegistryOp, RemoteError, Wait};
 use crate::spawn::identity::SameBuild;
-
-pub(super) struct Entry {
-    pub(super) obj: Arc<Object>,
-    pub(super) refs: u64,
-}
-
-#[derive(Default)]
-pub(super) struct Session {
-    connections: u64,
-    refs: HashMap<u64, u64>,
-    /// References held for proxies on their way to another process, by token.
-    transit: HashMap<u64, u64>,
-}
-
-#[derive(Default)]
-pub(super) struct Registry {
-    pub(super) objects: HashMap<u64, Entry>,
-    pub(super) sessions: HashMap<[u8; 16], Session>,
-    /// token -> (session, object) for every reference in transit.
-    pub(super) transit: HashMap<u64, ([u8; 16], u64)>,
-    pub(super) names: HashMap<String, u64>,
-    next_id: u64,
-    next_token: u64,
-}
-
-impl Registry {
-    pub(super) fn new() -> Registry {
-        Registry { next_id: 1, next_token: 1, ..Registry::default() }
-    }
-
-    fn check(&self, id: u64, kind: Kind, types: &str) -> Result<(), RemoteError> {
-        let e = self.objects.get(&id).ok_or(RemoteError::UnknownObject(id))?;
-        if e.obj.kind != kind || &*e.obj.types != types {
-            return Err(RemoteError::WrongType { id, expected: types.into(), found: e.obj.types.to_string() });
-        }
-        Ok(())
-    }
-
-    fn incref(&mut self, session: [u8; 16], id: u64) {
-        if let Some(e) = self.objects.get_mut(&id) {
-            e.refs += 1;
-            *self.sessions.entry(session).or_default().refs.entry(id).or_default() += 1;
-        }
-    }
-
-    /// Drops one reference; returns the object if that was its last.
-    fn decref(&mut self, id: u64) -> Option<Arc<Object>> {
-        let e = self.objects.get_mut(&id)?;
-        e.refs -= 1;
-        if e.refs == 0 { self.objects.remove(&id).map(|e| e.obj) } else { None }
-    }
-
-    /// Ends a session: forgets its transit tokens and drops its references. Returns the
-    /// objects it referenced (to release its locks on) and those now freed.
-    fn end_session(&mut self, session: [u8; 16]) -> (Vec<Arc<Object>>, Vec<Arc<Object>>) {
-        let (mut held, mut freed) = (Vec::new(), Vec::new());
-        let Some(s) = self.sessions.remove(&session) else { return (held, freed) };
-        for token in s.transit.keys() {
-            self.transit.remove(token);
-        }
-        let ids = s.refs.iter().flat_map(|(&id, &n)| std::iter::repeat_n(id, n as usize));
-        for id in ids.chain(s.transit.values().copied()) {
-            if let Some(e) = self.objects.get(&id) {
-                held.push(e.obj.clone());
-            }
-            freed.extend(self.decref(id));
-        }
-        (held, freed)
-    }
-}
 
 impl Server {
     pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -95,8 +27,8 @@ impl Server {
 
     /// Wakes `wait_object_count` waiters if objects were freed; drops them first, outside
     /// the registry's lock (an object's drop may run user code).
-    fn notify_freed<T>(&self, freed: Option<T>) {
-        if freed.is_some() {
+    pub(super) fn notify_freed(&self, freed: Vec<Arc<Object>>) {
+        if !freed.is_empty() {
             drop(freed);
             self.freed.notify_all();
         }
@@ -138,7 +70,7 @@ impl Server {
             obj.release_session(conn.session);
         }
         drop(held);
-        self.notify_freed((!freed.is_empty()).then_some(freed));
+        self.notify_freed(freed);
     }
 
     /// The object with this id, from the connection's cache when it is there.
@@ -199,6 +131,16 @@ impl Server {
         reg.next_id += 1;
         reg.objects.insert(id, Entry { obj, refs: 0 });
         reg.incref(session, id);
+        let initial = match init {
+            Init::Items(items) => items.as_slice(),
+            Init::Value(v) => std::slice::from_ref(v),
+            _ => &[],
+        };
+        if self.proxies_sent.load(Ordering::Relaxed) {
+            for (token, obj) in initial.iter().flat_map(|v| held::proxies_in(v, &self.instance)) {
+                reg.hold(id, token, obj);
+            }
+        }
         Ok(id)
     }
 
@@ -222,6 +164,7 @@ impl Server {
         let mut reg = self.registry();
         let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
         e.refs += 1;
+        self.proxies_sent.store(true, Ordering::Relaxed);
         let token = reg.next_token;
         reg.next_token += 1;
         reg.transit.insert(token, (session, obj));
@@ -253,7 +196,7 @@ impl Server {
             let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
             e.refs += 1;
             let old = reg.names.insert(name.to_string(), obj);
-            old.and_then(|old| reg.decref(old))
+            old.map(|old| reg.decref(old)).unwrap_or_default()
         };
         self.notify_freed(freed);
         Ok(())
@@ -298,5 +241,61 @@ impl Server {
             };
             reg = self.freed.wait_timeout(reg, slice).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+}
+
+/// The references of one container, for its operations to report what they store and
+/// let go of (see [`Held`]); the objects freed meanwhile are dropped with it, outside
+/// every lock.
+pub(super) struct ContainerRefs<'s> {
+    server: &'s Server,
+    container: u64,
+    session: [u8; 16],
+    freed: RefCell<Vec<Arc<Object>>>,
+}
+
+impl<'s> ContainerRefs<'s> {
+    pub(super) fn new(server: &'s Server, container: u64, session: [u8; 16]) -> ContainerRefs<'s> {
+        ContainerRefs { server, container, session, freed: RefCell::new(Vec::new()) }
+    }
+
+    /// Applies `f` to each proxy of this server in `value`, under the registry's lock.
+    /// Until a proxy has been sent (asked for a transit token), no value can hold one.
+    fn each(&self, value: &[u8], f: impl Fn(&mut Registry, u64, u64) -> Vec<Arc<Object>>) {
+        if !self.server.proxies_sent.load(Ordering::Relaxed) {
+            return;
+        }
+        let found = held::proxies_in(value, &self.server.instance);
+        if found.is_empty() {
+            return;
+        }
+        let mut reg = self.server.registry();
+        let mut freed = self.freed.borrow_mut();
+        for (token, obj) in found {
+            freed.extend(f(&mut reg, token, obj));
+        }
+    }
+}
+
+impl Held for ContainerRefs<'_> {
+    fn stored(&self, value: &[u8]) {
+        self.each(value, |reg, token, obj| {
+            reg.hold(self.container, token, obj);
+            Vec::new()
+        });
+    }
+
+    fn dropped(&self, value: &[u8]) {
+        self.each(value, |reg, token, _| reg.release_held(self.container, token));
+    }
+
+    fn taken(&self, value: &[u8]) {
+        self.each(value, |reg, token, _| reg.take_held(self.container, token, self.session));
+    }
+}
+
+impl Drop for ContainerRefs<'_> {
+    fn drop(&mut self) {
+        self.server.notify_freed(std::mem::take(self.freed.get_mut()));
     }
 }
