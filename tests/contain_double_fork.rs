@@ -28,6 +28,21 @@ fn dies_when_the_owner_is_sigkilled() {
 }
 
 #[test]
+fn dies_when_the_pool_closes_contained_by_its_process_tree() {
+    pool_close_join(WAY, Contain::ProcessTree);
+}
+
+#[test]
+fn dies_when_its_task_times_out_contained_by_its_process_tree() {
+    pool_timeout(WAY, Contain::ProcessTree);
+}
+
+#[test]
+fn dies_when_the_owner_is_sigkilled_contained_by_its_process_tree() {
+    owner_killed(WAY, "process-tree");
+}
+
+#[test]
 fn dies_with_a_process_child() {
     process_returns(WAY, Contain::Auto);
 }

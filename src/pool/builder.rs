@@ -48,6 +48,7 @@ pub struct PoolBuilder {
     executable: Option<PathBuf>,
     max_frame: u32,
     retry_timeouts: bool,
+    isolation: crate::isolation::Policy,
 }
 
 impl PoolBuilder {
@@ -65,7 +66,46 @@ impl PoolBuilder {
             executable: None,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             retry_timeouts: false,
+            isolation: crate::isolation::Policy::default(),
         }
+    }
+
+    /// How each worker's descendants are contained (default [`Contain::Auto`](crate::Contain)):
+    /// whatever a task starts — a child, a double-forked daemon, a process in a session
+    /// of its own — dies when its worker ends, is killed for a timeout, or when this
+    /// program is SIGKILLed. The mechanism in effect is in
+    /// [`PoolStats::containment`](crate::PoolStats); [`Contain::Cgroup`](crate::Contain)
+    /// makes `build` fail where no cgroup can be had.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(1).contain(multiproc::Contain::ProcessTree).build().unwrap();
+    /// assert_eq!(pool.stats().containment, multiproc::Containment::ProcessTree);
+    /// ```
+    pub fn contain(mut self, contain: crate::Contain) -> Self {
+        self.isolation.contain = contain;
+        self
+    }
+
+    /// Resource limits for every worker (CPU time, open files, file size, processes,
+    /// niceness, CPU affinity), set before its initializer. A worker that a limit ends
+    /// fails its task with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) naming
+    /// the limit ("CPU time limit (RLIMIT_CPU) after 2 s"), and is replaced.
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.isolation.limits = limits;
+        self
+    }
+
+    /// Confines every worker with `sandbox` after its initializer (which may still open
+    /// files, load a model) and before its first task. A task that makes a denied system
+    /// call fails with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) naming the
+    /// rule ("sandbox: `socket` denied (no network)"); the worker is replaced and the pool
+    /// goes on. `build` fails if the kernel lacks what the sandbox needs, unless
+    /// [`Sandbox::best_effort`](crate::Sandbox::best_effort).
+    #[cfg(feature = "sandbox")]
+    pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
+        self.isolation.sandbox = Some(sandbox);
+        self
     }
 
     /// How many workers (default: [`cpu_count()`](crate::cpu_count)).
@@ -221,7 +261,7 @@ impl PoolBuilder {
                 executable: self.executable,
                 start_timeout: self.start_timeout,
                 max_frame: self.max_frame,
-                isolation: crate::isolation::Policy::default(),
+                isolation: self.isolation,
             },
         };
         let engine = Engine::Local(Local::start(cfg)?);

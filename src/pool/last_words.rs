@@ -92,6 +92,26 @@ pub(crate) fn say(words: &LastWords) {
     page.get(SLOT_WORDS_LEN).store(bytes.len() as u64, Ordering::Release);
 }
 
+/// `LastWords::Cause(cause)` encoded to fit the page, for [`say_prepared`].
+pub(crate) fn prepare_cause(cause: &str) -> Vec<u8> {
+    encode_fitting(&LastWords::Cause(cause.to_string()))
+}
+
+/// Leaves words that [`prepare_cause`] encoded, without allocating: safe in a signal
+/// handler (the sandbox's SIGSYS handler says why the worker dies with it).
+pub(crate) fn say_prepared(bytes: &[u8]) {
+    let Some(page) = PAGE.get() else { return };
+    if bytes.len() > WORDS_BYTES {
+        return;
+    }
+    for (i, c) in bytes.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        page.get(SLOT_WORDS + i).store(u64::from_le_bytes(w), Ordering::Relaxed);
+    }
+    page.get(SLOT_WORDS_LEN).store(bytes.len() as u64, Ordering::Release);
+}
+
 /// Takes back what was said (a panic that was caught after all).
 pub(crate) fn unsay() {
     if let Some(page) = PAGE.get() {

@@ -58,6 +58,8 @@ pub struct PoolStats {
     pub tasks_codec_failed: u64,
     /// Callbacks that panicked (reported, and the pool went on).
     pub callback_panics: u64,
+    /// How what the workers' tasks start is contained (see [`Contain`](crate::Contain)).
+    pub containment: crate::Containment,
 }
 
 impl PoolStats {

@@ -218,6 +218,20 @@ pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
     matches!(rustix::process::waitid(WaitId::PidFd(pidfd), opts), Ok(Some(_)))
 }
 
+/// A pidfd for `pid` (this file stays below `proc.rs`, whose exit runs its clean-up).
+fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// Ends the guard (or the fork before it) at once, without exit handlers: they are the
+/// guarded process's.
+fn quit(code: i32) -> ! {
+    // SAFETY: `_exit` takes a plain integer and ends the process; always sound.
+    unsafe { libc::_exit(code) }
+}
+
 /// What the guard does once the process it watches has ended.
 #[derive(Debug, Clone)]
 pub(crate) enum GuardAction {
@@ -233,9 +247,9 @@ pub(crate) enum GuardAction {
 /// its pool, the death of its owner — and then runs `action`. Call it while this process
 /// has a single thread.
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
-    let me = crate::sys::proc::pidfd_open(crate::sys::proc::getpid())?;
+    let me = pidfd_of(std::process::id())?;
     let owner = match &action {
-        GuardAction::Tree { owner, .. } => Some(crate::sys::proc::pidfd_open(*owner)?),
+        GuardAction::Tree { owner, .. } => Some(pidfd_of(*owner)?),
         GuardAction::Cgroup { .. } => None,
     };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
@@ -253,7 +267,7 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
                 drop(ready_r);
                 guard_main([Some(me), owner], null, ready_w, action)
             }
-            crate::sys::proc::exit_now(0)
+            quit(0)
         }
         pid => {
             // SAFETY: reaps the intermediate child just forked (it exits at once); the null
@@ -282,13 +296,13 @@ fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, acti
     }
     drop(null);
     if let GuardAction::Cgroup { parent, .. } = &action
-        && cgroup_add(parent, crate::sys::proc::getpid()).is_err()
+        && cgroup_add(parent, std::process::id()).is_err()
     {
-        crate::sys::proc::exit_now(1);
+        quit(1);
     }
     let _ = rustix::io::write(&ready, &[1]);
     drop(ready);
-    let [Some(child), owner] = watched else { crate::sys::proc::exit_now(1) };
+    let [Some(child), owner] = watched else { quit(1) };
     close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
     let child_ended = loop {
         let mut fds = vec![PollFd::new(&child, PollFlags::IN)];
@@ -311,7 +325,7 @@ fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, acti
             let _ = kill_group(pid, libc::SIGKILL);
         }
     }
-    crate::sys::proc::exit_now(0)
+    quit(0)
 }
 
 fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use multiproc::{Connection, Contain, Pool, Process};
+use multiproc::{Connection, Contain, Containment, Pool, Process};
 
 /// How long a process killed by containment may take to be gone: generous, the machine is shared.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -68,17 +68,25 @@ pub fn escape_and_return((conn, way): (Connection<u32>, String)) {
 
 /// A pool of one worker, contained as `contain` says.
 pub fn pool_of_one(contain: Contain) -> Pool {
-    // TODO(isolation): PoolBuilder::contain once the pool's new structure lands.
-    let _ = contain;
-    Pool::builder().processes(1).build().unwrap()
+    let pool = Pool::builder().processes(1).contain(contain).build().unwrap();
+    let expected = match contain {
+        Contain::ProcessTree => Some(Containment::ProcessTree),
+        Contain::Cgroup => Some(Containment::Cgroup),
+        _ => None,
+    };
+    let reported = pool.stats().containment;
+    assert!(expected.is_none_or(|e| e == reported), "asked {contain:?}, in effect {reported:?}");
+    assert_ne!(reported, Containment::Off, "a pool's workers are contained by default");
+    pool
 }
 
 pub fn parse_contain(s: &str) -> Contain {
     match s {
         "cgroup" => Contain::Cgroup,
+        "auto" => Contain::Auto,
         "process-tree" => Contain::ProcessTree,
         "off" => Contain::Off,
-        _ => Contain::Auto,
+        other => panic!("no containment called {other}"),
     }
 }
 

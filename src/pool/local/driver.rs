@@ -824,6 +824,8 @@ impl Driver {
                 format!("the worker may have hit its address-space limit of {limit} bytes (max_address_space)")
             }),
             0 => Some("the task called exit (e.g. std::process::exit) in the worker".into()),
+            c if c == -libc::SIGXCPU || c == -libc::SIGXFSZ => self.cfg.spec.isolation.limits.hint_for_signal(-c),
+            c if c == -libc::SIGSYS => Some("a system call the worker's sandbox denies".into()),
             _ => None,
         }
     }

@@ -58,6 +58,7 @@ impl Local {
             workers_started: workers.len() as u64,
             workers_alive: workers.len(),
             worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
+            containment: workers.first().map(|w| w.process.containment()).unwrap_or_default(),
             ..PoolStats::default()
         };
         state.stats.publish(&stats, true);

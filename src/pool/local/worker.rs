@@ -118,6 +118,11 @@ fn prepare(setup: &Setup, writer: &mut FrameWriter) {
             exit_cleanly();
         }
     }
+    // After the initializer, before the first task.
+    #[cfg(feature = "sandbox")]
+    if let Err(e) = crate::isolation::sandbox::enter(last_words::prepare_cause, Some(last_words::say_prepared)) {
+        die(&e);
+    }
     if writer.send(KIND_READY, &()).is_err() {
         sys::proc::exit_now(0);
     }
