@@ -1,48 +1,9 @@
 //! Isolation policies for children (pool workers and `Process` children): containment of
 //! their descendants, and resource limits.
 //!
-//! # Containment: nothing a task starts outlives its worker
+//! # Containment
 //!
-//! A task may fork a child, double-fork a daemon, or start a child that calls `setsid`;
-//! without containment that process is re-parented to init and outlives the worker, the
-//! pool and the program. Two mechanisms, chosen per child:
-//!
-//! - **cgroup v2 subtree** ([`Containment::Cgroup`], the strongest, used whenever the
-//!   hierarchy is writable): the parent creates one cgroup per child under its own,
-//!   moves the child there right after it starts (before its handshake, so before any
-//!   initializer or task), and ends it with `cgroup.kill`, which SIGKILLs every process
-//!   of the subtree at once: no fork race, no escape by `setsid`, double fork or a new
-//!   process group, since cgroup membership is inherited and cannot be left without
-//!   write access to an ancestor. The kill happens when the child ends (the parent sees
-//!   it exit, before reaping it) and when the parent kills it (a timeout, `terminate`).
-//!   For an owner that is SIGKILLed — it cannot clean up — each child forks a tiny
-//!   **guard** before any user code runs: detached (double fork, own session, no
-//!   descriptor kept but a pidfd of the child), moved to the parent cgroup, it waits on
-//!   that pidfd and, when the child ends for any reason (its parent-death signal
-//!   included), kills and removes the cgroup.
-//! - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
-//!   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
-//!   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned
-//!   descendants are re-parented to it and stay linked to it. When it exits by itself it
-//!   kills its descendants first; when its parent kills it, the parent stops it, walks its
-//!   descendants through `/proc` (stopping each: a stopped process cannot fork) and kills
-//!   them all; when it dies otherwise, the parent and its guard kill its process group
-//!   while its zombie still holds the group's number. For an owner that is SIGKILLed, the
-//!   child's parent-death signal is SIGSTOP instead of SIGKILL: it stops with its tree
-//!   intact, and its guard, which watches the owner too, walks and kills that tree, then
-//!   the child (SIGHUP is blocked in the child: the kernel sends it to an orphaned group
-//!   with a stopped member). **Limits**: a descendant that left the process group
-//!   (`setsid`) escapes when the child dies by a crash of its own (the tree is unlinked
-//!   by then); the walk reads `/proc`, which a Landlock sandbox hides from the child (its
-//!   parent and guard still do theirs); and if the guard itself is killed, a child whose
-//!   owner died stays stopped.
-//!
-//! The mechanism in effect is never chosen silently: it is in
-//! [`PoolStats::containment`](crate::PoolStats) and [`Process::containment`](crate::Process::containment).
-//! `MULTIPROC_CONTAIN=cgroup|process-tree|off` in the environment overrides
-//! [`Contain::Auto`]. A pid namespace would be stronger still for the owner-SIGKILL case
-//! but needs privilege or user namespaces and makes the first process a task forks its
-//! init (whose death kills its siblings), so it is not used.
+//! See [`Contain`]: the mechanisms, why, and their limits.
 //!
 //! # Limits
 //!
@@ -63,7 +24,49 @@ use crate::sys;
 use crate::sys::contain::GuardAction;
 use crate::sys::limits::Limit;
 
-/// How a child's descendants should be contained (a request; see the module docs).
+/// How a child's descendants should be contained: a request, for
+/// [`PoolBuilder::contain`](crate::PoolBuilder::contain) and [`Process::contain`](crate::Process::contain).
+///
+/// A task may fork a child, double-fork a daemon, or start a child that calls `setsid`;
+/// without containment that process is re-parented to init and outlives the worker, the
+/// pool and the program. Two mechanisms, chosen per child:
+///
+/// - **cgroup v2 subtree** ([`Containment::Cgroup`], the strongest, used whenever the
+///   hierarchy is writable): the parent creates one cgroup per child under its own,
+///   moves the child there right after it starts (before its handshake, so before any
+///   initializer or task), and ends it with `cgroup.kill`, which SIGKILLs every process
+///   of the subtree at once: no fork race, no escape by `setsid`, double fork or a new
+///   process group, since cgroup membership is inherited and cannot be left without
+///   write access to an ancestor. The kill happens when the child ends (the parent sees
+///   it exit, before reaping it) and when the parent kills it (a timeout, `terminate`).
+///   For an owner that is SIGKILLed — it cannot clean up — each child forks a tiny
+///   **guard** before any user code runs: detached (double fork, own session, no
+///   descriptor kept but a pidfd of the child), moved to the parent cgroup, it waits on
+///   that pidfd and, when the child ends for any reason (its parent-death signal
+///   included), kills and removes the cgroup.
+/// - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
+///   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
+///   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned
+///   descendants are re-parented to it and stay linked to it. When it exits by itself it
+///   kills its descendants first; when its parent kills it, the parent stops it, walks its
+///   descendants through `/proc` (stopping each: a stopped process cannot fork) and kills
+///   them all; when it dies otherwise, the parent and its guard kill its process group
+///   while its zombie still holds the group's number. For an owner that is SIGKILLed, the
+///   child's parent-death signal is SIGSTOP instead of SIGKILL: it stops with its tree
+///   intact, and its guard, which watches the owner too, walks and kills that tree, then
+///   the child (SIGHUP is blocked in the child: the kernel sends it to an orphaned group
+///   with a stopped member). **Limits**: a descendant that left the process group
+///   (`setsid`) escapes when the child dies by a crash of its own (the tree is unlinked
+///   by then); the walk reads `/proc`, which a Landlock sandbox hides from the child (its
+///   parent and guard still do theirs); and if the guard itself is killed, a child whose
+///   owner died stays stopped.
+///
+/// The mechanism in effect is never chosen silently: it is in
+/// [`PoolStats::containment`](crate::PoolStats) and [`Process::containment`](crate::Process::containment).
+/// `MULTIPROC_CONTAIN=cgroup|process-tree|off` in the environment overrides
+/// [`Contain::Auto`]. A pid namespace would be stronger still for the owner-SIGKILL case
+/// but needs privilege or user namespaces and makes the first process a task forks its
+/// init (whose death kills its siblings), so it is not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Contain {
     /// A cgroup where the hierarchy is writable, else the process tree (the default;
@@ -84,7 +87,7 @@ pub enum Containment {
     /// Not contained.
     #[default]
     Off,
-    /// A process group and a child subreaper; see the module docs for its limit.
+    /// A process group and a child subreaper; see [`Contain`] for its limits.
     ProcessTree,
     /// A cgroup v2 subtree, killed with `cgroup.kill`.
     Cgroup,
@@ -262,6 +265,7 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation, owner: u32) -> Result<(), S
         Containment::Cgroup => {
             let (dir, parent) = setup.cgroup.clone().ok_or("cgroup containment without a cgroup")?;
             single_threaded()?;
+            sys::contain::set_helpers_cgroup(&parent);
             sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent })
                 .map_err(|e| format!("cannot start the containment guard: {e}"))?;
         }

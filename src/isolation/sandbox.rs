@@ -1,29 +1,7 @@
 //! `Sandbox`: what a worker (after its initializer, before its first task) or a `Process`
 //! child (before its target) may no longer do.
 //!
-//! - `no_new_privs`, always.
-//! - A **seccomp** filter from presets (no network sockets, no exec, no ptrace) plus user
-//!   rules, compiled with `seccompiler` (rust-vmm's, what Firecracker confines its VMMs
-//!   with: pure Rust, no C library to install, a small BPF compiler with argument
-//!   conditions; libseccomp's bindings need the C library at build and run time, which
-//!   a Rust program handed to users should not). Every preset also denies `io_uring_setup`:
-//!   io_uring operations (socket, connect, openat) bypass seccomp.
-//! - **Landlock** filesystem rules (read-only paths, writable paths, nothing else), through
-//!   the `landlock` crate (the Landlock maintainers' own, which follows every ABI version).
-//!
-//! A denied system call **traps** (`SECCOMP_RET_TRAP`): the SIGSYS handler, installed with
-//! the filter, finds the call's number in a table made before the filter (so it neither
-//! allocates nor locks), leaves "sandbox: `execve` denied (no exec)" as the worker's last
-//! words and on stderr, and the process dies by SIGSYS. The task fails with that message,
-//! naming the rule, and the pool replaces the worker, as after any death. Chosen over
-//! `RET_ERRNO(EPERM)`, which a task could swallow or report as a bare "Operation not
-//! permitted" (and a worker whose task swallowed it would be trusted with the next task
-//! after a break-in attempt), and over `RET_KILL_PROCESS`, whose death says nothing of
-//! the call. Landlock denials are `EACCES` errors the task sees ("Permission denied"):
-//! the kernel offers no trap for them.
-//!
-//! Where the kernel lacks a feature, starting the child fails with a clear error unless
-//! [`best_effort`](Sandbox::best_effort) was asked: never a silent downgrade.
+//! See [`Sandbox`] for the mechanisms and why.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,6 +14,33 @@ use crate::sys::sandbox::Denial;
 /// A sandbox policy for a pool's workers ([`PoolBuilder::sandbox`](crate::PoolBuilder)) or a
 /// [`Process`](crate::Process). Built from nothing allowed away; each method takes
 /// something away.
+///
+/// - `no_new_privs`, always.
+/// - A **seccomp** filter from presets (no network sockets, no exec, no ptrace) plus user
+///   rules, compiled with `seccompiler` (rust-vmm's, what Firecracker confines its VMMs
+///   with: pure Rust, no C library to install, a small BPF compiler with argument
+///   conditions; libseccomp's bindings need the C library at build and run time, which
+///   a Rust program handed to users should not). Every preset also denies `io_uring_setup`:
+///   io_uring operations (socket, connect, openat) bypass seccomp.
+/// - **Landlock** filesystem rules (read-only paths, writable paths, nothing else), through
+///   the `landlock` crate (the Landlock maintainers' own, which follows every ABI version).
+///
+/// A denied system call **traps** (`SECCOMP_RET_TRAP`): the SIGSYS handler, installed with
+/// the filter, finds the call's number in a table made before the filter (so it neither
+/// allocates nor locks), leaves "sandbox: `execve` denied (no exec)" as the worker's last
+/// words and on stderr, and the process dies by SIGSYS. The task fails with that message,
+/// naming the rule, and the pool replaces the worker, as after any death. Chosen over
+/// `RET_ERRNO(EPERM)`, which a task could swallow or report as a bare "Operation not
+/// permitted" (and a worker whose task swallowed it would be trusted with the next task
+/// after a break-in attempt), and over `RET_KILL_PROCESS`, whose death says nothing of
+/// the call. Landlock denials are `EACCES` errors the task sees ("Permission denied"):
+/// the kernel offers no trap for them. A forked descendant of the task that makes a
+/// denied call takes the worker down with the same message; a child started with
+/// `Command` (`posix_spawn`, which resets signal handlers) dies by SIGSYS at its `exec`,
+/// and the task sees that exit status.
+///
+/// Where the kernel lacks a feature, starting the child fails with a clear error unless
+/// [`best_effort`](Sandbox::best_effort) was asked: never a silent downgrade.
 ///
 /// ```no_run
 /// let sandbox = multiproc::Sandbox::new().no_network().no_exec().no_ptrace().read_only("/usr");

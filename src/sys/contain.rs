@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -100,6 +101,39 @@ fn remove_dirs(dir: &Path) -> io::Result<()> {
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+/// The `cgroup.procs` of the cgroup above this contained child's, where the crate's own
+/// helper processes go so that they outlive the child (the shared-memory unlinker, which
+/// must run after it).
+static HELPERS_GO_TO: OnceLock<std::ffi::CString> = OnceLock::new();
+
+/// In a child contained by a cgroup: its helpers leave it for `parent`.
+pub(crate) fn set_helpers_cgroup(parent: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(path) = std::ffi::CString::new(parent.join("cgroup.procs").as_os_str().as_bytes()) {
+        let _ = HELPERS_GO_TO.set(path);
+    }
+}
+
+/// Where a helper process of the crate moves itself out of this child's cgroup, if the
+/// child is in one: read before a fork, used after it with [`leave_cgroup`].
+pub(crate) fn helpers_cgroup() -> Option<&'static std::ffi::CStr> {
+    HELPERS_GO_TO.get().map(|c| c.as_c_str())
+}
+
+/// Moves the calling process to the cgroup whose `cgroup.procs` is `procs` (writing 0
+/// moves the writer). Async-signal-safe: for a freshly forked helper.
+pub(crate) fn leave_cgroup(procs: &std::ffi::CStr) {
+    // SAFETY: `procs` is a NUL-terminated path; open, write of a local byte and close are
+    // async-signal-safe and touch only the descriptor opened here.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
     }
 }
 

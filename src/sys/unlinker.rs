@@ -36,6 +36,9 @@ impl Unlinker {
         let table = rustix::fs::memfd_create("multiproc-shm-names", rustix::fs::MemfdFlags::CLOEXEC)?;
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let (lifeline, table_fd) = (read.as_raw_fd(), table.as_raw_fd());
+        // A contained child's watcher leaves its cgroup, which is killed when the child
+        // ends: the watcher's work starts then.
+        let leave = crate::sys::contain::helpers_cgroup();
         // SAFETY: fork duplicates the calling thread only; the child runs `watch` or
         // `_exit`, both async-signal-safe code paths that allocate nothing and take no lock.
         let middle = unsafe { libc::fork() };
@@ -46,6 +49,9 @@ impl Unlinker {
             // SAFETY: as above; the grandchild becomes the watcher, the middle child exits.
             unsafe {
                 if libc::fork() == 0 {
+                    if let Some(procs) = leave {
+                        crate::sys::contain::leave_cgroup(procs);
+                    }
                     watch(lifeline, table_fd);
                 }
                 libc::_exit(0);
