@@ -50,3 +50,13 @@ fn a_bad_limit_fails_build_naming_it() {
     let err = Pool::builder().processes(1).limits(Limits::new().cpu_affinity([])).build().unwrap_err();
     assert!(err.to_string().contains("cpu_affinity"), "{err}");
 }
+
+fn cpus(_: ()) -> usize {
+    multiproc::cpu_count()
+}
+
+#[test]
+fn one_cpu_each_pins_every_worker_to_one_cpu() {
+    let pool = Pool::builder().processes(2).limits(Limits::new().one_cpu_each([0])).build().unwrap();
+    assert_eq!(pool.map(cpus, vec![(); 4]).unwrap(), [1, 1, 1, 1]);
+}

@@ -319,6 +319,7 @@ pub struct Limits {
     processes: Option<u64>,
     nice: Option<i32>,
     affinity: Option<Vec<usize>>,
+    one_cpu_each: Option<Vec<usize>>,
 }
 
 impl Limits {
@@ -370,6 +371,25 @@ impl Limits {
         self
     }
 
+    /// Pins each pool worker to one of `cpus`, in turn (worker 1 to the first, worker 2
+    /// to the second, …, replacements continuing the round); a `Process` to the first.
+    pub fn one_cpu_each(mut self, cpus: impl IntoIterator<Item = usize>) -> Limits {
+        self.one_cpu_each = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// These limits for the `n`th child (from 1): [`one_cpu_each`](Limits::one_cpu_each)
+    /// becomes that child's CPU affinity.
+    pub(crate) fn for_child(&self, n: u32) -> Limits {
+        let mut l = self.clone();
+        if let Some(cpus) = l.one_cpu_each.take()
+            && !cpus.is_empty()
+        {
+            l.affinity = Some(vec![cpus[(n.max(1) as usize - 1) % cpus.len()]]);
+        }
+        l
+    }
+
     /// The CPU time limit in seconds, if any.
     pub fn cpu_seconds(&self) -> Option<u64> {
         self.cpu_time
@@ -406,6 +426,9 @@ impl Limits {
         if self.affinity.as_ref().is_some_and(Vec::is_empty) {
             return Err("cpu_affinity needs at least one CPU".into());
         }
+        if self.one_cpu_each.as_ref().is_some_and(Vec::is_empty) {
+            return Err("one_cpu_each needs at least one CPU".into());
+        }
         if self.cpu_time == Some(0) {
             return Err("cpu_time must be at least 1 s".into());
         }
@@ -434,7 +457,8 @@ impl Limits {
         if let Some(n) = self.nice {
             sys::limits::set_nice(n).map_err(|e| format!("cannot set niceness {n}: {e}"))?;
         }
-        if let Some(cpus) = &self.affinity {
+        let own = self.for_child(1);
+        if let Some(cpus) = &own.affinity {
             sys::limits::set_affinity(cpus).map_err(|e| format!("cannot pin to CPUs {cpus:?}: {e}"))?;
         }
         Ok(())
@@ -452,6 +476,14 @@ mod tests {
         assert_eq!(l.hint_for_signal(libc::SIGXCPU).unwrap(), "CPU time limit (RLIMIT_CPU) after 2 s");
         assert!(Limits::new().hint_for_signal(libc::SIGKILL).is_none());
         assert!(Limits::new().hint_for_signal(libc::SIGSEGV).is_none());
+    }
+
+    #[test]
+    fn one_cpu_each_pins_children_in_turn() {
+        let l = Limits::new().one_cpu_each([3, 5]);
+        let cpus: Vec<_> = (1..=5).map(|n| l.for_child(n).affinity.unwrap()).collect();
+        assert_eq!(cpus, [vec![3], vec![5], vec![3], vec![5], vec![3]]);
+        assert!(Limits::new().one_cpu_each([]).check().unwrap_err().contains("one_cpu_each"));
     }
 
     #[test]

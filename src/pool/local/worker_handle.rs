@@ -99,6 +99,7 @@ pub(crate) fn start_worker(
     let mut spec = cfg.spec.clone();
     spec.name = format!("PoolWorker-{n}");
     spec.identity.push(n);
+    spec.isolation.limits = spec.isolation.limits.for_child(n);
     // Everything that can fail without a child fails first; once the child exists it is
     // owned by a `Worker`, whose drop kills and reaps it, whatever fails next (a start
     // cancelled while it sends the setup must not leave a zombie).
