@@ -14,7 +14,8 @@
 //! - `dispatch`: the remote engine's interface; `local`: the local engine;
 //! - `engine`: the engine behind the front (`Shared`);
 //! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
-//!   behind them; `encode`: a whole map's items into submissions;
+//!   behind them; `completion`: many `AsyncResult`s waited on together (`as_completed`,
+//!   `wait_results`); `encode`: a whole map's items into submissions;
 //! - `handle` (the `Pool` struct), `builder`, `backend`, and this file: the `Pool`
 //!   methods.
 //!
@@ -29,6 +30,7 @@ pub(crate) mod backend;
 pub(crate) mod bench;
 mod builder;
 pub(crate) mod chunk;
+mod completion;
 pub(crate) mod dispatch;
 mod encode;
 pub(crate) mod engine;
@@ -52,6 +54,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
+pub use completion::{AsCompleted, ReturnWhen, as_completed, wait_results};
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
 pub use item::Delivered;

@@ -260,6 +260,29 @@ impl<R> AsyncResult<R> {
     }
 }
 
+impl<R> AsyncResult<R> {
+    /// Registers `waker` to be woken when the task ends, in place of any earlier one (the
+    /// one a `Future` poll left); returns `true`, registering nothing, if it has ended.
+    /// What [`as_completed`](crate::as_completed) and [`wait_results`](crate::wait_results)
+    /// build on: the slot's own wake-up, no thread and no polling.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        let mut st = self.slot.lock();
+        if st.done {
+            return true;
+        }
+        st.waker = Some(waker.clone());
+        false
+    }
+
+    /// Forgets `waker` if it is the one registered (so a handle given back does not keep it).
+    pub(crate) fn unwatch(&self, waker: &Waker) {
+        let mut st = self.slot.lock();
+        if st.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            st.waker = None;
+        }
+    }
+}
+
 impl<R> Future for AsyncResult<R> {
     type Output = Result<R, TaskError>;
 
