@@ -16,8 +16,8 @@
 //! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
 //!   behind them; `completion`: many `AsyncResult`s waited on together (`as_completed`,
 //!   `wait_results`); `encode`: a whole map's items into submissions;
-//! - `handle` (the `Pool` struct), `builder`, `backend`, and this file: the `Pool`
-//!   methods.
+//! - `handle` (the `Pool` struct), `builder`, `backend`, `isolated` (one call in a
+//!   one-worker pool of its own), and this file: the `Pool` methods.
 //!
 //! One `apply_async` travels: this file encodes the argument (`submit::Encoder`) into a
 //! `Job` whose sink is a `result::Slot`, `engine::Shared::submit` hands it to the engine,
@@ -37,6 +37,7 @@ pub(crate) mod engine;
 mod error;
 mod guard;
 mod handle;
+mod isolated;
 pub(crate) mod item;
 pub(crate) mod last_words;
 pub(crate) mod local;
@@ -57,6 +58,7 @@ pub use builder::PoolBuilder;
 pub use completion::{AsCompleted, ReturnWhen, as_completed, wait_results};
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
+pub use isolated::{Isolated, isolated};
 pub use item::Delivered;
 pub use map::{IMapIter, MapResult};
 pub use options::{Chunksize, MapOptions, TaskOptions};
