@@ -8,34 +8,52 @@
 //! handle.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::result::AsyncResult;
 
-/// The indexes of the handles that ended, in the order they ended.
+/// The indexes of the handles that ended, in the order they ended, and the task waiting
+/// for the next one, if it waits in async code.
+#[derive(Default)]
+struct Ended {
+    order: VecDeque<usize>,
+    waker: Option<Waker>,
+}
+
+/// Where the handles' wake-ups meet: a queue of ended indexes, a condition variable for a
+/// thread that waits, a waker for a task that waits.
 #[derive(Default)]
 struct Notifier {
-    ended: Mutex<VecDeque<usize>>,
+    ended: Mutex<Ended>,
     cond: Condvar,
 }
 
 impl Notifier {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<usize>> {
+    fn lock(&self) -> MutexGuard<'_, Ended> {
         self.ended.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, index: usize) {
-        self.lock().push_back(index);
+        let waker = {
+            let mut ended = self.lock();
+            ended.order.push_back(index);
+            ended.waker.take()
+        };
         self.cond.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// The next index that ended, waiting at most until `deadline` (`None`: no limit).
     fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
         let mut ended = self.lock();
         loop {
-            if let Some(i) = ended.pop_front() {
+            if let Some(i) = ended.order.pop_front() {
                 return Some(i);
             }
             ended = match deadline {
@@ -46,6 +64,19 @@ impl Notifier {
                 }
             };
         }
+    }
+
+    /// The next index that ended, or `None` after registering `cx`'s waker for the next.
+    fn poll_pop(&self, cx: &Context<'_>) -> Option<usize> {
+        let mut ended = self.lock();
+        let next = ended.order.pop_front();
+        if next.is_none() {
+            match &ended.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => ended.waker = Some(cx.waker().clone()),
+            }
+        }
+        next
     }
 }
 
@@ -99,6 +130,18 @@ impl<R> Watched<R> {
             }
         }
         None
+    }
+
+    /// The next handle to end, or `Pending` until one has.
+    fn poll_next_ended(&mut self, cx: &Context<'_>) -> Poll<Option<AsyncResult<R>>> {
+        while self.left > 0 {
+            let Some(i) = self.notifier.poll_pop(cx) else { return Poll::Pending };
+            if let Some(h) = self.handles.get_mut(i).and_then(Option::take) {
+                self.left -= 1;
+                return Poll::Ready(Some(h));
+            }
+        }
+        Poll::Ready(None)
     }
 
     /// The handles not handed out yet, in the order they were given, no longer watched.
@@ -180,6 +223,37 @@ impl<R> AsCompleted<R> {
         self.watched.next_ended(deadline)
     }
 
+    /// The next handle to end, for async code: a future that sleeps without blocking its
+    /// thread (any runtime, or none), ready with `None` once every handle has been yielded.
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// async fn total(pool: &multiproc::Pool) -> u64 {
+    ///     let mut done = multiproc::as_completed((0..4).map(|i| pool.apply_async(double, i)));
+    ///     let mut sum = 0;
+    ///     while let Some(h) = done.next_async().await {
+    ///         sum += h.await.unwrap();
+    ///     }
+    ///     sum
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut total = std::pin::pin!(total(&pool));
+    /// let waker = std::task::Waker::noop();
+    /// // A spinning executor, to keep the example short: a real one sleeps until woken.
+    /// let sum = loop {
+    ///     if let std::task::Poll::Ready(v) = total.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+    ///         break v;
+    ///     }
+    /// };
+    /// assert_eq!(sum, 12);
+    /// ```
+    pub fn next_async(&mut self) -> NextCompleted<'_, R> {
+        NextCompleted { watched: &mut self.watched }
+    }
+
     /// How many handles have not been yielded yet.
     pub fn pending(&self) -> usize {
         self.watched.left
@@ -217,6 +291,26 @@ impl<R> Iterator for AsCompleted<R> {
 }
 
 impl<R> ExactSizeIterator for AsCompleted<R> {}
+
+/// The future of [`AsCompleted::next_async`]: the next handle to end.
+#[must_use = "a future does nothing unless awaited"]
+pub struct NextCompleted<'a, R> {
+    watched: &'a mut Watched<R>,
+}
+
+impl<R> std::fmt::Debug for NextCompleted<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NextCompleted").field("pending", &self.watched.left).finish()
+    }
+}
+
+impl<R> Future for NextCompleted<'_, R> {
+    type Output = Option<AsyncResult<R>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.watched.poll_next_ended(cx)
+    }
+}
 
 /// When [`wait_results`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
 /// `ALL_COMPLETED`). Whatever the choice, it also returns when its timeout has passed.

@@ -55,7 +55,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
-pub use completion::{AsCompleted, ReturnWhen, as_completed, wait_results};
+pub use completion::{AsCompleted, NextCompleted, ReturnWhen, as_completed, wait_results};
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
 pub use isolated::{Isolated, isolated};
