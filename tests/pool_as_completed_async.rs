@@ -38,11 +38,14 @@ fn join2(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
     let mut cx = Context::from_waker(&waker);
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut a_done, mut b_done) = (false, false);
-    while !(a_done && b_done) {
+    loop {
         a_done = a_done || a.as_mut().poll(&mut cx).is_ready();
         b_done = b_done || b.as_mut().poll(&mut cx).is_ready();
+        if a_done && b_done {
+            return;
+        }
         let mut woken = signal.woken.lock().unwrap();
-        while !*woken && !(a_done && b_done) {
+        while !*woken {
             woken = signal.cond.wait(woken).unwrap();
         }
         *woken = false;
