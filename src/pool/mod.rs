@@ -301,6 +301,28 @@ impl Pool {
         self.map_async(f, items).get()
     }
 
+    /// [`map`](Pool::map) with a chunk size, timeout, retries or a progress bar.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Chunksize, MapOptions};
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let opts = MapOptions::new().chunksize(Chunksize::Fixed(5)).timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.map_with(double, 0..10, &opts).unwrap()[9], 18);
+    /// ```
+    pub fn map_with<F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, items, opts).get()
+    }
+
     /// Like [`map`](Pool::map), but returns every item's own outcome: one failure loses
     /// nothing else.
     ///
