@@ -954,21 +954,102 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             return None;
         }
         let ordered = self.collector.ordered;
-        let ready = |st: &CollectState<R>| {
-            if ordered { st.slots.front().is_some_and(Cell::is_filled) } else { !st.done.is_empty() }
-        };
-        let Some(mut st) = self.collector.wait_until(deadline, ready) else {
+        let Some(mut st) = self.collector.wait_until(deadline, |st| next_is_in(st, ordered)) else {
             return Some(Err(TaskError::WaitTimeout { task: self.spec.task, waited: timeout }));
         };
-        let r = if ordered {
-            st.head += 1;
-            st.slots.pop_front().and_then(Cell::into_option)
-        } else {
-            st.done.pop_front()
-        };
+        let r = take_next(&mut st, ordered);
         drop(st);
         self.yielded += 1;
         r
+    }
+
+    /// The next outcome, for async code: a future that waits without blocking its thread
+    /// (any runtime, or none), ready with `None` at the end; the same outcomes, in the same
+    /// order, as [`next`](Iterator::next). The input is pulled as the future is polled.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// async fn squares(pool: &multiproc::Pool) -> Vec<u64> {
+    ///     let mut it = pool.imap(square, 0..4);
+    ///     let mut out = Vec::new();
+    ///     while let Some(r) = it.next_async().await {
+    ///         out.push(r.unwrap());
+    ///     }
+    ///     out
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut fut = std::pin::pin!(squares(&pool));
+    /// let waker = std::task::Waker::noop();
+    /// // A spinning executor, to keep the example short: a real one sleeps until woken.
+    /// let got = loop {
+    ///     if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+    ///         break v;
+    ///     }
+    /// };
+    /// assert_eq!(got, [0, 1, 4, 9]);
+    /// ```
+    pub fn next_async(&mut self) -> NextItem<'_, 'a, R> {
+        NextItem { iter: self }
+    }
+
+    fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
+        self.refill();
+        if self.exhausted && self.yielded == self.pulled {
+            #[cfg(feature = "progress")]
+            self.collector.finish_bar();
+            return Poll::Ready(None);
+        }
+        let ordered = self.collector.ordered;
+        let mut st = self.collector.lock();
+        if !next_is_in(&st, ordered) {
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let r = take_next(&mut st, ordered);
+        drop(st);
+        self.yielded += 1;
+        Poll::Ready(r)
+    }
+}
+
+/// Whether an iterator's next outcome has come: the next in input order, or any.
+fn next_is_in<R>(st: &CollectState<R>, ordered: bool) -> bool {
+    if ordered { st.slots.front().is_some_and(Cell::is_filled) } else { !st.done.is_empty() }
+}
+
+/// Takes an iterator's next outcome, which has come.
+fn take_next<R>(st: &mut CollectState<R>, ordered: bool) -> Option<Result<R, TaskError>> {
+    if ordered {
+        st.head += 1;
+        st.slots.pop_front().and_then(Cell::into_option)
+    } else {
+        st.done.pop_front()
+    }
+}
+
+/// The future of [`IMapIter::next_async`]: the iterator's next outcome.
+#[must_use = "a future does nothing unless awaited"]
+pub struct NextItem<'i, 'a, R> {
+    iter: &'i mut IMapIter<'a, R>,
+}
+
+impl<R> std::fmt::Debug for NextItem<'_, '_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NextItem").field("iter", &self.iter).finish()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Future for NextItem<'_, '_, R> {
+    type Output = Option<Result<R, TaskError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.iter.poll_next_item(cx)
     }
 }
 

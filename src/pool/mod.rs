@@ -60,7 +60,7 @@ pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
 pub use isolated::{Isolated, isolated};
 pub use item::Delivered;
-pub use map::{IMapIter, MapResult};
+pub use map::{IMapIter, MapResult, NextItem};
 pub use options::{Chunksize, MapOptions, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;

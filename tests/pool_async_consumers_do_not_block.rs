@@ -1,7 +1,8 @@
-//! `AsCompleted::next_async` in async code: on one thread, a consumer awaiting the next
-//! handle to end and a producer releasing the tasks take turns. A `next_async` that blocked
-//! its thread would never let the producer run (the test would hang); the handles come out
-//! in the order the producer released them.
+//! `AsCompleted::next_async` and `IMapIter::next_async` in async code: on one thread, a
+//! consumer awaiting the next outcome and a producer releasing the tasks take turns. A
+//! `next_async` that blocked its thread would never let the producer run (the test would
+//! hang); the outcomes come out in the order the producer released them (or, for `imap`,
+//! in input order).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use multiproc::{Event, Pool, as_completed};
+use multiproc::{Event, MapOptions, Pool, as_completed};
 
 multiproc::test_init!();
 
@@ -88,4 +89,49 @@ fn next_async_yields_in_completion_order_without_blocking_its_thread() {
     };
     join2(consumer, producer);
     assert_eq!(*seen.borrow(), [2, 0, 1]);
+}
+
+/// Releases `go[i]` for each `i` of `order`, each time waiting until `seen` has grown
+/// past `k` (or not waiting, with `wait_between == false`).
+async fn release(go: &[Event], order: &[usize], seen: &RefCell<Vec<u32>>, wait_between: bool) {
+    for (k, &i) in order.iter().enumerate() {
+        go[i].set();
+        if wait_between {
+            Until(|| seen.borrow().len() > k).await;
+        }
+    }
+}
+
+fn tagged(go: &[Event]) -> Vec<(Event, u32)> {
+    go.iter().cloned().zip(0..).collect()
+}
+
+#[test]
+fn imap_unordered_next_async_yields_in_completion_order_without_blocking_its_thread() {
+    let pool = Pool::new(3).unwrap();
+    let go: Vec<Event> = (0..3).map(|_| Event::new().unwrap()).collect();
+    let mut it = pool.imap_unordered_with(wait_for, tagged(&go), &MapOptions::new().window(3));
+    let seen = RefCell::new(Vec::new());
+    let consumer = async {
+        while let Some(r) = it.next_async().await {
+            seen.borrow_mut().push(r.unwrap());
+        }
+    };
+    join2(consumer, release(&go, &[1, 2, 0], &seen, true));
+    assert_eq!(*seen.borrow(), [1, 2, 0]);
+}
+
+#[test]
+fn imap_next_async_keeps_input_order() {
+    let pool = Pool::new(3).unwrap();
+    let go: Vec<Event> = (0..3).map(|_| Event::new().unwrap()).collect();
+    let mut it = pool.imap_with(wait_for, tagged(&go), &MapOptions::new().window(3));
+    let seen = RefCell::new(Vec::new());
+    let consumer = async {
+        while let Some(r) = it.next_async().await {
+            seen.borrow_mut().push(r.unwrap());
+        }
+    };
+    join2(consumer, release(&go, &[2, 1, 0], &seen, false));
+    assert_eq!(*seen.borrow(), [0, 1, 2]);
 }
