@@ -167,8 +167,11 @@ impl<R> Drop for Watched<R> {
 /// several pools.
 ///
 /// The iterator sleeps while no task has ended, woken by the tasks' own completion (no
-/// polling, no thread per handle). [`AsCompleted::next_timeout`] bounds a wait, and
-/// [`AsCompleted::into_pending`] gives back the handles not yet yielded.
+/// polling, no thread per handle); in async code, [`AsCompleted::next_async`] waits without
+/// blocking the thread. [`AsCompleted::next_timeout`] bounds a wait, and
+/// [`AsCompleted::into_pending`] gives back the handles not yet yielded; dropping the
+/// iterator drops them (their tasks go on, unless made with
+/// [`abort_on_drop`](AsyncResult::abort_on_drop)).
 ///
 /// ```
 /// use multiproc::Event;
@@ -318,7 +321,8 @@ impl<R> Future for NextCompleted<'_, R> {
 pub enum ReturnWhen {
     /// As soon as any task has ended (with a value or an error).
     FirstCompleted,
-    /// As soon as any task has failed; if none fails, when all have ended.
+    /// As soon as any task has failed; if none fails, when all have ended. A cancelled
+    /// task counts as failed (its outcome is [`TaskError::Cancelled`](crate::TaskError::Cancelled)).
     FirstException,
     /// When every task has ended.
     AllCompleted,

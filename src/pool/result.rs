@@ -118,7 +118,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 /// look at it with [`ready`](AsyncResult::ready) and [`successful`](AsyncResult::successful),
 /// stop it with [`cancel`](AsyncResult::cancel), or `.await` it: it is a
 /// [`Future`] that needs no particular runtime. Dropping it does not stop the task,
-/// unless it was made to with [`abort_on_drop`](AsyncResult::abort_on_drop).
+/// unless it was made to with [`abort_on_drop`](AsyncResult::abort_on_drop). Many handles,
+/// of one pool or several, are waited on together with [`as_completed`](crate::as_completed)
+/// (in completion order) and [`wait_results`](crate::wait_results).
 ///
 /// ```
 /// use std::time::Duration;
