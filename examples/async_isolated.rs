@@ -1,6 +1,6 @@
 //! One-off isolated calls (pebble's `concurrent.process`): `f(arg)` in a fresh process of
 //! its own, with a timeout and an address-space cap, returning the value or the pool's
-//! error; then what one call costs, measured against a bare `Process` start and a call
+//! error, or started and joined later; then what one call costs, measured against a bare `Process` start and a call
 //! on a pool that is already up.
 //!
 //! Run with `cargo run --release --example async_isolated`.
@@ -42,6 +42,10 @@ fn main() {
         Err(e @ TaskError::Timeout { .. }) => println!("{e}"),
         other => println!("unexpected: {other:?}"),
     }
+
+    let running = Isolated::new(fib, 30).start().unwrap();
+    println!("fib(30) runs in process {}; meanwhile the caller goes on", running.pid());
+    println!("fib(30) = {}", running.join().unwrap());
 
     let n = 20;
     let one_off = mean(n, || assert_eq!(isolated(fib, 1).unwrap(), 1));

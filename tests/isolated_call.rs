@@ -1,10 +1,13 @@
 //! `isolated` / `Isolated`: one call in a fresh process, with a pool task's errors: the
 //! value, a panic with its message, a death with its signal, a timeout, an address-space
-//! limit, a process that cannot start; and no process is left behind.
+//! limit, a process that cannot start; `start` gives a typed handle to join, await or
+//! cancel, and dropping it leaves no process behind.
 
 use std::time::Duration;
 
 use multiproc::{Isolated, TaskError, isolated};
+
+mod common;
 
 multiproc::test_init!();
 
@@ -81,4 +84,41 @@ fn a_process_that_cannot_start_is_pool_broken_with_the_reason() {
         Err(TaskError::PoolBroken { reason, .. }) => assert!(reason.contains("did not start"), "{reason}"),
         other => panic!("expected PoolBroken, got {other:?}"),
     }
+}
+
+#[test]
+fn a_started_call_is_joined_with_its_value_from_the_process_named() {
+    let running = Isolated::new(pid_and_double, 4).start().unwrap();
+    let pid = running.pid();
+    assert!(pid != 0 && pid != std::process::id());
+    assert_eq!(running.join().unwrap(), (pid, 8));
+    common::assert_gone(&[pid]);
+}
+
+#[test]
+fn a_started_call_can_be_awaited() {
+    let mut running = std::pin::pin!(Isolated::new(pid_and_double, 5).start().unwrap());
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let outcome = loop {
+        if let std::task::Poll::Ready(v) = running.as_mut().poll(&mut cx) {
+            break v;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(outcome.unwrap().1, 10);
+}
+
+#[test]
+fn cancelling_or_dropping_a_started_call_ends_its_process() {
+    let cancelled = Isolated::new(hangs, ()).start().unwrap();
+    let pid = cancelled.pid();
+    assert!(cancelled.cancel());
+    assert!(matches!(cancelled.join(), Err(TaskError::Cancelled { .. })));
+    common::assert_gone(&[pid]);
+    let dropped = Isolated::new(hangs, ()).start().unwrap();
+    let pid = dropped.pid();
+    assert!(!dropped.is_finished());
+    drop(dropped);
+    common::assert_gone(&[pid]);
 }

@@ -6,7 +6,10 @@
 //! so its errors are exactly a pool's. The worker is not recycled for another call: the pool
 //! is dropped (its worker killed and reaped) as soon as the outcome is in.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::builder::PoolBuilder;
 use super::error::{PoolError, TaskError};
 use super::handle::Pool;
+use super::result::AsyncResult;
 
 /// Runs `f(arg)` in a fresh process of its own and returns its value, or why there is none
 /// (the errors of a pool task: [`TaskError::Panicked`] with its message,
@@ -127,6 +131,89 @@ impl<F, A> Isolated<F, A> {
         let task = std::any::type_name::<F>();
         let pool = self.builder.build().map_err(|e| not_started(task, e))?;
         pool.apply(self.f, self.arg)
+    }
+
+    /// Starts the process and the call, and returns at once with a typed handle to join
+    /// (a [`Process`](crate::Process) whose target returns a value). Returns once the
+    /// process is up; one that cannot start is [`TaskError::PoolBroken`] with the reason.
+    ///
+    /// ```
+    /// use multiproc::Isolated;
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let running = Isolated::new(square, 12).start().unwrap();
+    /// assert_ne!(running.pid(), std::process::id());
+    /// // ... the caller does something else meanwhile ...
+    /// assert_eq!(running.join().unwrap(), 144);
+    /// ```
+    pub fn start<R>(self) -> Result<IsolatedTask<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let task = std::any::type_name::<F>();
+        let pool = self.builder.build().map_err(|e| not_started(task, e))?;
+        let pid = pool.stats().worker_pids.first().copied().unwrap_or(0);
+        let result = pool.apply_async(self.f, self.arg);
+        Ok(IsolatedTask { result, pid, pool })
+    }
+}
+
+/// A call running in a process of its own, from [`Isolated::start`]: joined with
+/// [`join`](IsolatedTask::join) or `.await` (it is a [`Future`] that needs no particular
+/// runtime), stopped with [`cancel`](IsolatedTask::cancel).
+///
+/// Dropping it kills the process if the call has not ended: the process belongs to the
+/// handle, so nothing runs on unowned.
+#[derive(Debug)]
+#[must_use = "dropping the handle kills the process"]
+pub struct IsolatedTask<R> {
+    // Before `pool`: dropped first, so the pool's end is the last thing the handle does.
+    result: AsyncResult<R>,
+    pid: u32,
+    pool: Pool,
+}
+
+impl<R> IsolatedTask<R> {
+    /// The process's id (with [`retries`](Isolated::retries), a call run again runs in
+    /// another process).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the call and returns its value or why there is none; the process ends.
+    pub fn join(self) -> Result<R, TaskError> {
+        let IsolatedTask { result, pool, .. } = self;
+        let outcome = result.get();
+        drop(pool);
+        outcome
+    }
+
+    /// Whether the call has ended.
+    pub fn is_finished(&self) -> bool {
+        self.result.ready()
+    }
+
+    /// Waits at most `timeout`; returns whether the call has ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.result.wait_timeout(timeout)
+    }
+
+    /// Kills the process unless the call has ended (then returns `false`); `join` gives
+    /// [`TaskError::Cancelled`].
+    pub fn cancel(&self) -> bool {
+        self.result.cancel()
+    }
+}
+
+impl<R> Future for IsolatedTask<R> {
+    type Output = Result<R, TaskError>;
+
+    /// Ready once the call has ended (the process ends when the handle is dropped).
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.result).poll(cx)
     }
 }
 

@@ -58,7 +58,7 @@ pub use builder::PoolBuilder;
 pub use completion::{AsCompleted, NextCompleted, ReturnWhen, as_completed, wait_results};
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
-pub use isolated::{Isolated, isolated};
+pub use isolated::{Isolated, IsolatedTask, isolated};
 pub use item::Delivered;
 pub use map::{IMapIter, MapResult, NextItem};
 pub use options::{Chunksize, MapOptions, TaskOptions};
