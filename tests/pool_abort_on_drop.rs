@@ -1,7 +1,7 @@
-//! `AsyncResult::abort_on_drop`: dropping such a handle cancels its task. A running task's
-//! worker is killed and replaced (the pool's only worker is free for the next task); a
-//! queued task never runs; a handle whose task ended, or one without the flag, cancels
-//! nothing.
+//! `abort_on_drop` on `AsyncResult`, `MapResult` and `IMapIter`: dropping such a handle
+//! cancels its task(s). A running task's worker is killed and replaced (the pool's only
+//! worker is free for the next task); a queued task never runs; a handle whose task ended,
+//! or one without the flag, cancels nothing.
 
 use std::time::Duration;
 
@@ -97,4 +97,30 @@ fn a_get_timeout_that_gives_up_cancels_the_task() {
     started.wait().unwrap();
     assert!(matches!(r.get_timeout(Duration::from_millis(20)), Err(multiproc::TaskError::WaitTimeout { .. })));
     assert_eq!(pool.apply_async(double, 21).get_timeout(Duration::from_secs(120)).unwrap(), 42);
+}
+
+#[test]
+fn dropping_an_unfinished_map_frees_its_worker() {
+    let pool = Pool::new(1).unwrap();
+    let (started, never) = events();
+    let items = vec![(started.clone(), never.clone()), (Event::new().unwrap(), never)];
+    let m = pool.map_async(started_then_wait, items).abort_on_drop();
+    started.wait().unwrap();
+    drop(m);
+    assert_eq!(pool.apply_async(double, 21).get_timeout(Duration::from_secs(120)).unwrap(), 42);
+    assert_eq!(pool.stats().workers_killed_for_cancel, 1);
+}
+
+#[test]
+fn dropping_an_imap_before_its_end_frees_its_worker() {
+    let pool = Pool::new(1).unwrap();
+    let (started, never) = events();
+    let endless = std::iter::repeat((started.clone(), never));
+    let mut it = pool.imap(started_then_wait, endless).abort_on_drop();
+    let waited = it.next_timeout(Duration::from_millis(1));
+    assert!(matches!(waited, Some(Err(multiproc::TaskError::WaitTimeout { .. }))), "{waited:?}");
+    started.wait().unwrap();
+    drop(it);
+    assert_eq!(pool.apply_async(double, 21).get_timeout(Duration::from_secs(120)).unwrap(), 42);
+    assert_eq!(pool.stats().workers_killed_for_cancel, 1);
 }

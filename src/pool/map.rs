@@ -626,6 +626,8 @@ pub struct MapResult<R> {
     collector: Arc<Collector<R>>,
     shared: Arc<Shared>,
     len: usize,
+    /// Whether dropping this handle cancels the map ([`MapResult::abort_on_drop`]).
+    abort_on_drop: bool,
 }
 
 impl<R> std::fmt::Debug for MapResult<R> {
@@ -636,7 +638,7 @@ impl<R> std::fmt::Debug for MapResult<R> {
 
 impl<R> MapResult<R> {
     pub(crate) fn new(collector: Arc<Collector<R>>, shared: Arc<Shared>, len: usize) -> Self {
-        MapResult { collector, shared, len }
+        MapResult { collector, shared, len, abort_on_drop: false }
     }
 
     /// How many items the map has.
@@ -727,6 +729,23 @@ impl<R> MapResult<R> {
         self.collector.cancel(&self.shared);
     }
 
+    /// Makes dropping this handle [`cancel`](MapResult::cancel) the map if it has not
+    /// ended, as [`AsyncResult::abort_on_drop`](crate::AsyncResult::abort_on_drop) does
+    /// for one task: the workers running its items are freed at once.
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let m = pool.map_async(double, 0..4).abort_on_drop();
+    /// assert_eq!(m.get().unwrap(), [0, 2, 4, 6]); // ended: the drop cancels nothing
+    /// ```
+    pub fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
+    }
+
     /// Python's `map_async(..., callback, error_callback)`: when every item has ended,
     /// `callback` gets the values in input order, or `error_callback` the first error in
     /// input order. They run once, in this (the parent) process — on the pool's driver
@@ -787,6 +806,14 @@ impl<R> MapResult<R> {
         };
         self.collector.finish_hook(ready_now);
         self
+    }
+}
+
+impl<R> Drop for MapResult<R> {
+    fn drop(&mut self) {
+        if self.abort_on_drop && !self.ready() {
+            self.cancel();
+        }
     }
 }
 
@@ -851,6 +878,8 @@ pub struct IMapIter<'a, R> {
     /// Items handed to the caller so far.
     yielded: usize,
     exhausted: bool,
+    /// Whether dropping the iterator cancels its items ([`IMapIter::abort_on_drop`]).
+    abort_on_drop: bool,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -883,6 +912,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             pulled: 0,
             yielded: 0,
             exhausted: false,
+            abort_on_drop: false,
             _r: PhantomData,
         }
     }
@@ -938,6 +968,23 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         });
         let job = Job::new(sub, 0, n as u32);
         self.shared.submit_or_fail(job, true);
+    }
+
+    /// Makes dropping the iterator before its end cancel the items submitted and not yet
+    /// consumed (a worker running one is killed and replaced), so a consumer that stops
+    /// early, or async code that drops it, leaves no worker busy for nothing.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let first = pool.imap(square, 1..).abort_on_drop().next().unwrap().unwrap();
+    /// assert_eq!(first, 1); // the rest of the window was cancelled
+    /// ```
+    pub fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
     }
 
     /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`
@@ -1050,6 +1097,14 @@ impl<R: DeserializeOwned + Send + 'static> Future for NextItem<'_, '_, R> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.iter.poll_next_item(cx)
+    }
+}
+
+impl<R> Drop for IMapIter<'_, R> {
+    fn drop(&mut self) {
+        if self.abort_on_drop && !(self.exhausted && self.yielded == self.pulled) {
+            self.collector.cancel(&self.shared);
+        }
     }
 }
 
