@@ -424,7 +424,7 @@ impl Driver {
                         w.name,
                         w.process.pid()
                     ));
-                    w.leaving = Some(Leaving::Killed(Kill::Protocol));
+                    w.leaving = Some(Leaving::Killed(Kill::ConnectionLost));
                     let _ = w.process.signal(libc::SIGKILL);
                     continue;
                 }
@@ -706,6 +706,9 @@ impl Driver {
             (started, w.counters.get(SLOT_FINISHED).load(Ordering::Acquire))
         };
         let Some(Death { code, mut blame, attempt }) = death(&w.process, counters, w.answered) else { return };
+        if w.leaving == Some(Leaving::Killed(Kill::ConnectionLost)) {
+            blame = blame.after_connection_lost(w.answered);
+        }
         let asked = expected_exit(w.leaving, code) && !matches!(w.leaving, Some(Leaving::Killed(_)));
         if asked || !w.ready || w.leaving == Some(Leaving::InitFailed) {
             // Stopped or retired as asked, or it never got to run anything (its start
@@ -1074,6 +1077,17 @@ impl Blame {
         }
     }
 
+    /// The blame once the driver killed the worker because its socket was closed while it
+    /// ran an item: if the results of items before that one were lost too, any of them
+    /// may have closed the socket, so they and the running one are all suspects;
+    /// otherwise the running item closed it itself.
+    fn after_connection_lost(self, answered: u64) -> Blame {
+        match self {
+            Blame::Running(n) if n > answered => Blame::Suspects(answered, n + 1),
+            other => other,
+        }
+    }
+
     /// The one item charged, if there is one.
     fn charged(self) -> Option<u64> {
         match self {
@@ -1254,6 +1268,16 @@ mod tests {
         assert_eq!(fated(&cut_held([alone], 11, Blame::Next(11))), [(0, 1, Charge)]);
         // A worker that held nothing has nothing to charge.
         assert!(cut_held(Vec::<Job>::new(), 4, Blame::Next(4)).is_empty());
+    }
+
+    #[test]
+    fn a_closed_socket_with_lost_results_makes_every_item_since_a_suspect() {
+        // Items 2 and 3 finished, their results lost, item 4 running when the driver
+        // killed the worker for its closed socket: any of them may have closed it.
+        assert_eq!(Blame::Running(4).after_connection_lost(2), Blame::Suspects(2, 5));
+        // Nothing lost before it: the running item closed its socket itself.
+        assert_eq!(Blame::Running(4).after_connection_lost(4), Blame::Running(4));
+        assert_eq!(Blame::Lost(3).after_connection_lost(3), Blame::Lost(3));
     }
 
     #[test]
