@@ -190,7 +190,7 @@ pub use pool::{
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
-pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, Value, ValueGuard};
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard};
 pub use spawn::{init, set_executable};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,
