@@ -157,11 +157,14 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+mod address;
+mod auth;
 // The criterion benchmarks' entry points (`benches/`); not an API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_api;
 mod bytes;
+pub mod connection;
 mod error;
 mod fd;
 pub mod manager;

@@ -25,10 +25,8 @@ use serde::{Deserialize, Serialize};
 /// A wait of this many microseconds means "no limit".
 pub(crate) const FOREVER: u64 = u64::MAX;
 
-/// Frame kinds of the connection set-up (before any request).
-pub(crate) const KIND_CHALLENGE: u8 = 0xE0;
-pub(crate) const KIND_ANSWER: u8 = 0xE1;
-pub(crate) const KIND_VERDICT: u8 = 0xE2;
+/// Frame kinds of the connection set-up (before any request): authentication's
+/// (`crate::auth`: 0xE0 to 0xE2), then the session's.
 pub(crate) const KIND_SESSION_HELLO: u8 = 0xE3;
 pub(crate) const KIND_SESSION_READY: u8 = 0xE4;
 

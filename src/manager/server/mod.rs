@@ -25,8 +25,8 @@ use objects::Peer;
 use objects::{Done, Object};
 use registry::Registry;
 
-use super::address::{Address, Listener};
 use super::protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, RemoteError, Request};
+use crate::address::{Address, Listener};
 use crate::spawn::ChildContext;
 
 /// What a server is told when it starts.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The address of a manager's server.
 ///
 /// Written `127.0.0.1:50000` (TCP) or `@name` (a Unix socket in the abstract namespace,
-/// which is what [`Manager::start`](super::Manager::start) uses, with a random name).
+/// which is what [`Manager::start`](crate::Manager::start) uses, with a random name).
 ///
 /// ```
 /// use multiproc::manager::Address;
@@ -114,7 +114,7 @@ pub(crate) fn connect(address: &Address, timeout: Duration) -> io::Result<OwnedF
 /// A fresh abstract-namespace address nobody else will guess.
 pub(crate) fn random_local() -> io::Result<Address> {
     let mut b = [0u8; 12];
-    super::auth::random_bytes(&mut b)?;
+    crate::auth::random_bytes(&mut b)?;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     Ok(Address::Local(format!("multiproc-manager-{}-{hex}", std::process::id())))
 }
