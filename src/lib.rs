@@ -101,6 +101,8 @@
 //! `Process` or a pool task, its file descriptors riding along. Python refuses a plain
 //! `Queue` as a pool task's argument; here it just works. A process that dies holding a
 //! [`Lock`] does not deadlock the others: the next locker is told ([`LockError::OwnerDied`]).
+//! Processes that did not start one another connect through a
+//! [`connection::Listener`] and [`connection::Client`], with a key if you like.
 //!
 //! ```
 //! use multiproc::{Process, Queue};
