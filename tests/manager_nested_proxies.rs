@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use multiproc::manager::{DictProxy, ListProxy, QueueProxy};
+use multiproc::manager::{DictProxy, ListProxy, QueueProxy, ValueProxy};
 use multiproc::{Manager, Process};
 
 multiproc::test_init!();
@@ -78,6 +78,27 @@ fn a_queue_proxy_in_a_list_reads_back_usable() {
     let back = outer.pop().unwrap().expect("pushed");
     back.put("through the list".into()).unwrap();
     assert_eq!(q.get().unwrap(), "through the list");
+}
+
+#[test]
+fn a_dict_proxy_as_a_values_initial_value_reads_back_usable() {
+    let _w = watchdog("a_dict_proxy_as_a_values_initial_value_reads_back_usable");
+    let m = Manager::start().unwrap();
+    let inner = m.dict::<u8, u8>().unwrap();
+    let v: ValueProxy<DictProxy<u8, u8>> = m.value(inner.clone()).unwrap();
+    v.get().unwrap().insert(3, 30).unwrap();
+    assert_eq!(inner.get(&3).unwrap(), Some(30));
+}
+
+#[test]
+fn a_list_proxy_through_a_manager_queue_reads_back_usable() {
+    let _w = watchdog("a_list_proxy_through_a_manager_queue_reads_back_usable");
+    let m = Manager::start().unwrap();
+    let q = m.queue::<ListProxy<u32>>(1).unwrap();
+    let inner = m.list::<u32>().unwrap();
+    q.put(inner.clone()).unwrap();
+    q.get().unwrap().push(9).unwrap();
+    assert_eq!(inner.to_vec().unwrap(), [9]);
 }
 
 /// The child reads the proxy its parent stored, uses it, and stores one of its own.

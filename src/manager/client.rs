@@ -8,6 +8,11 @@
 //! on the server, which counts the process's references. After a few reads on a local
 //! server, the primary connection gets a shared-memory slot for read-only requests
 //! (see `slot`): those then cost no syscall while both sides run.
+//!
+//! Invariant: no user code runs while a connection is held. A call encodes its request
+//! into a buffer before taking a connection and decodes the reply after giving it back,
+//! because a proxy inside a value makes calls of its own on this client while it encodes
+//! (asking for a transit token) or decodes (adopting it).
 
 use std::cell::Cell;
 use std::collections::HashMap;

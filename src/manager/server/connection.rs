@@ -172,7 +172,7 @@ impl Server {
             };
             out.clear();
             let outcome = self.serve_frame(conn, frame, &peer, slots, &mut out);
-            let Some(requeue) = answer(&mut writer, outcome, &out) else { return };
+            let Ok(requeue) = answer(&mut writer, outcome, &out) else { return };
             if (requeue.is_some() || !reader.has_frame()) && writer.flush(None).is_err() {
                 if let Some(obj) = requeue {
                     obj.requeue(std::mem::take(&mut out));
@@ -219,24 +219,26 @@ fn refuse_oversized(writer: &mut FrameWriter, len: u64, max: u32) {
     let _ = writer.flush(Some(Instant::now() + Duration::from_secs(1)));
 }
 
+/// The client hung up while its request was served.
+struct Gone;
+
 /// Queues the answer to a served request. Returns the queue to put the reply's item back
-/// in if the reply cannot be delivered (`Some(None)`: nothing to put back), or `None`
-/// when the client is gone.
-fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Option<Option<Arc<Object>>> {
+/// in if the reply cannot be delivered, if any.
+fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Result<Option<Arc<Object>>, Gone> {
     match outcome.result {
-        Ok(Served::Silent) => Some(None),
+        Ok(Served::Silent) => Ok(None),
         Ok(Served::Reply) => {
             queue_reply(writer, out);
-            Some(None)
+            Ok(None)
         }
         Ok(Served::ReplyOrRequeue(obj)) => {
             queue_reply(writer, out);
-            Some(Some(obj))
+            Ok(Some(obj))
         }
-        Err(RemoteError::PeerGone) => None,
+        Err(RemoteError::PeerGone) => Err(Gone),
         Err(e) => {
             let _ = writer.queue(if outcome.posted { KIND_POSTED_ERR } else { KIND_ERR }, &e);
-            Some(None)
+            Ok(None)
         }
     }
 }

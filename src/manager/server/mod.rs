@@ -262,7 +262,8 @@ mod tests {
                     }
                     op::COUNT | op::PING => {}
                     op::WAIT_COUNT => drop(w.u64(n).u64(0)),
-                    op::INCREF | op::LOOKUP => drop(w.u64(id).u8(b % 15).str("t")),
+                    op::INCREF => drop(w.u64(id).u8(b % 15).str("t")),
+                    op::LOOKUP => drop(w.str("name").u8(b % 15).str("t")),
                     op::ADOPT => drop(w.u64(id).u64(n % 4).u8(b % 15).str("t")),
                     op::PUBLISH => drop(w.str("name").u64(id)),
                     op::UNPUBLISH => drop(w.str("name")),
@@ -295,6 +296,14 @@ mod tests {
         #[test]
         fn the_decoder_survives_any_bytes(kind in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_request(kind, &payload);
+        }
+
+        #[test]
+        fn every_well_formed_request_decodes((code, payload) in request()) {
+            // The strategy's only deliberate fault is an object kind byte of 0.
+            let decoded = decode_request(code, &payload);
+            let bad_kind = matches!(&decoded, Err(RemoteError::BadRequest(m)) if m.contains("unknown object kind"));
+            prop_assert!(decoded.is_ok() == (code != 0xEE) || bad_kind, "{:#04x}: {:?}", code, decoded);
         }
 
         #[test]
