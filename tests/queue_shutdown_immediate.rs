@@ -58,3 +58,16 @@ fn blocked_callers_in_another_process_wake_with_shut_down() {
     assert_eq!(out.get().unwrap(), shut);
     p.join().unwrap();
 }
+
+#[test]
+fn an_immediate_shutdown_closes_the_descriptors_of_dropped_messages() {
+    use std::io::Read;
+    let q = Queue::<multiproc::Fd>::new().unwrap();
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    q.put(multiproc::Fd::new(ours)).unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(theirs.read(&mut byte).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "queued: still open");
+    q.shutdown(true).unwrap();
+    assert_eq!(theirs.read(&mut byte).unwrap(), 0, "dropped with its message: closed");
+}
