@@ -28,6 +28,11 @@ use crate::wire::{CodecError, codec, fds};
 use ring::{Patience, Ring, RingError};
 
 /// Why a queue call failed.
+///
+/// Migrating from 0.1: a timed `put`/`get` that gives up now fails with [`Full`](QueueError::Full)
+/// / [`Empty`](QueueError::Empty), as in Python, where it failed with `TimedOut` (gone);
+/// [`JoinableQueue::join_timeout`] returns `Ok(false)` instead; [`Queue::shutdown`] takes
+/// Python's `immediate` flag and returns a `Result`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
