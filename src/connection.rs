@@ -7,8 +7,8 @@
 //! the manager's connections are, under labels of their own). Without one, anyone who
 //! can reach the address is let in, as in Python: use a key with a TCP address.
 //!
-//! Over a Unix socket (an `@name` address) messages may carry descriptors, as through a
-//! pipe; over TCP they cannot.
+//! Over a Unix socket (an `@name` or a path address) messages may carry descriptors, as
+//! through a pipe; over TCP they cannot.
 
 use std::fmt;
 use std::io;
@@ -101,9 +101,10 @@ impl fmt::Debug for Listener {
 }
 
 impl Listener {
-    /// Listens at `address` (`host:port`, port 0 for any free one, or `@name` for a Unix
-    /// socket in the abstract namespace). With `authkey`, every client must prove it
-    /// knows the key, and the listener proves it too.
+    /// Listens at `address` (`host:port`, port 0 for any free one; `@name` for a Unix
+    /// socket in the abstract namespace; or a path, for a socket file removed when the
+    /// listener is dropped). With `authkey`, every client must prove it knows the key,
+    /// and the listener proves it too.
     pub fn bind(address: &Address, authkey: Option<&[u8]>) -> Result<Listener, ConnectionError> {
         let (socket, address) = address::Listener::bind(address).map_err(|source| ConnectionError::Io {
             what: "cannot listen at",

@@ -1,6 +1,6 @@
 //! `connection::Listener` and `connection::Client` outside any manager, as Python's
 //! `multiprocessing.connection`: a process connects to an address it was only told, over
-//! a Unix or a TCP socket, proving it knows the key; a wrong key is refused on both sides.
+//! a Unix socket (abstract or a file) or a TCP socket, proving it knows the key; a wrong key is refused on both sides.
 
 use multiproc::connection::{Address, Client, ConnectionError, Listener};
 use multiproc::{Process, Queue};
@@ -32,6 +32,13 @@ fn talk_through(address: Address) {
 #[test]
 fn a_process_connects_over_an_abstract_unix_socket() {
     talk_through(format!("@multiproc-test-listener-{}", std::process::id()).parse().unwrap());
+}
+
+#[test]
+fn a_process_connects_over_a_unix_socket_file_which_goes_with_its_listener() {
+    let path = std::env::temp_dir().join(format!("multiproc-test-listener-{}.sock", std::process::id()));
+    talk_through(Address::Path(path.clone()));
+    assert!(!path.exists(), "the listener removed its socket file");
 }
 
 #[test]
