@@ -33,6 +33,19 @@ fn the_sentinel_becomes_readable_when_the_child_ends() {
 }
 
 #[test]
+fn wait_watches_a_sentinel_beside_a_connection() {
+    let (conn, _other) = multiproc::Pipe::duplex::<u8>().unwrap();
+    let go = Event::new().unwrap();
+    let mut p = Process::new(wait_for, go.clone());
+    p.start().unwrap();
+    let sentinel = p.sentinel().unwrap();
+    assert!(multiproc::wait(&[&conn, &sentinel], Some(std::time::Duration::ZERO)).unwrap().is_empty());
+    go.set();
+    assert_eq!(multiproc::wait(&[&conn, &sentinel], None).unwrap(), [1]);
+    p.join().unwrap();
+}
+
+#[test]
 fn close_is_refused_while_the_child_runs_and_ends_the_handle_after() {
     let go = Event::new().unwrap();
     let mut p = Process::new(wait_for, go.clone());
