@@ -34,6 +34,17 @@ const LISTENER: Scheme = Scheme {
 };
 
 /// Why a [`Listener`] or [`Client`] call failed.
+///
+/// ```
+/// use multiproc::connection::{Client, ConnectionError};
+///
+/// // Nobody listens at this name.
+/// let nobody = "@multiproc-doc-nobody-listens".parse()?;
+/// let e = Client::connect::<u8>(&nobody, None).unwrap_err();
+/// assert!(matches!(e, ConnectionError::Io { .. }));
+/// assert!(e.to_string().starts_with("cannot connect to @multiproc-doc-nobody-listens"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectionError {
@@ -105,6 +116,17 @@ impl Listener {
     /// socket in the abstract namespace; or a path, for a socket file removed when the
     /// listener is dropped). With `authkey`, every client must prove it knows the key,
     /// and the listener proves it too.
+    ///
+    /// ```
+    /// use multiproc::connection::Listener;
+    ///
+    /// let path = std::env::temp_dir().join(format!("multiproc-doc-{}.sock", std::process::id()));
+    /// let listener = Listener::bind(&multiproc::connection::Address::Path(path.clone()), None)?;
+    /// assert!(path.exists());
+    /// drop(listener);
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bind(address: &Address, authkey: Option<&[u8]>) -> Result<Listener, ConnectionError> {
         let (socket, address) = address::Listener::bind(address).map_err(|source| ConnectionError::Io {
             what: "cannot listen at",
@@ -129,6 +151,17 @@ impl Listener {
     /// Waits for the next client and, with a key, authenticates it (for 30 s at most); a
     /// client that does not know the key gets [`ConnectionError::AuthenticationFailed`]
     /// here and on its side, and its connection is closed.
+    ///
+    /// ```
+    /// use multiproc::connection::{Client, Listener};
+    ///
+    /// let listener = Listener::bind(&"127.0.0.1:0".parse()?, None)?;
+    /// let address = listener.address().clone();
+    /// let t = std::thread::spawn(move || Client::connect::<u32>(&address, None).unwrap().recv().unwrap());
+    /// listener.accept::<u32>()?.send(42)?;
+    /// assert_eq!(t.join().unwrap(), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn accept<T>(&self) -> Result<Connection<T>, ConnectionError> {
         let io = |source| ConnectionError::Io { what: "cannot accept at", address: self.address.clone(), source };
         let sock = self.socket.accept().map_err(io)?;
@@ -161,6 +194,17 @@ impl Client {
     /// Connects to the listener at `address` and, with `authkey`, authenticates both
     /// ways (30 s at most for connecting and authenticating). The listener and its
     /// clients must agree on whether there is a key.
+    ///
+    /// ```
+    /// use multiproc::connection::{Client, Listener};
+    ///
+    /// let address = format!("@multiproc-doc-connect-{}", std::process::id()).parse()?;
+    /// let listener = Listener::bind(&address, Some(b"key"))?;
+    /// let t = std::thread::spawn(move || listener.accept::<String>().unwrap().recv().unwrap());
+    /// Client::connect::<String>(&address, Some(b"key"))?.send("hi".into())?;
+    /// assert_eq!(t.join().unwrap(), "hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect<T>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<T>, ConnectionError> {
         let sock = address::connect(address, HANDSHAKE_TIMEOUT).map_err(|source| ConnectionError::Io {
             what: "cannot connect to",
