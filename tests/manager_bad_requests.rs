@@ -56,8 +56,8 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
     let (_, verdict) = read_frame(&mut s).unwrap();
     assert_eq!(verdict[0], 0, "welcome");
     assert_eq!(&verdict[1..33], &mac(b"multiproc-manager server", &[7u8; 32])[..]);
-    // protocol 1, fingerprint 0 (another build), no session, pid 1
-    s.write_all(&frame(0xE3, &[1, 0, 0, 1])).unwrap();
+    // protocol 2, fingerprint 0 (another build), no session, pid 1
+    s.write_all(&frame(0xE3, &[2, 0, 0, 1])).unwrap();
     let (_, ready) = read_frame(&mut s).unwrap();
     assert_eq!(ready[0], 0, "session ready");
     s

@@ -30,12 +30,19 @@ fn collatz_steps(n: u64) -> (u64, u64, String) {
     (n, steps, format!("{}:{pool_owner}", host.trim()))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
     // First lines of main: a pool process becomes its job here, and with
     // MULTIPROC_NATS_WORKER=1 the whole program would become a worker.
     multiproc::init();
     multiproc_nats::init();
+    // Errors print for people (their Display), not as a Debug dump.
+    if let Err(e) = run() {
+        eprintln!("cluster: {e}");
+        std::process::exit(1);
+    }
+}
 
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--worker") {
         let config = WorkerConfig::from_env()?;

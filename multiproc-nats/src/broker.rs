@@ -206,6 +206,71 @@ fn settings_agree(conflicts: Vec<String>, what: &str) -> Result<(), ClusterError
     })
 }
 
+/// The stream of the clients' leases: one message per client on its lease subject,
+/// the latest kept, gone once it is older than the lease (the stream's `max_age`).
+pub(crate) async fn lease_stream(js: &jetstream::Context, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
+    let config = stream::Config {
+        name: queue.lease_stream(),
+        subjects: vec![queue.lease_subject("*")],
+        max_messages_per_subject: 1,
+        max_age: queue.client_lease,
+        storage: stream::StorageType::File,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let what = format!("the lease stream `{}`", queue.lease_stream());
+    let mut tries = 0;
+    let stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            // The same race as for the task stream.
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => return Err(ClusterError::Setup { what, message: e.to_string() }),
+        }
+    };
+    let has = stream.cached_info().config.max_age;
+    let asks = queue.client_lease;
+    let conflicts = conflicts([("client_lease", queue.given.client_lease, format!("{has:?}"), format!("{asks:?}"))]);
+    settings_agree(conflicts, &what).map(|()| stream)
+}
+
+/// The stream of the workers' heartbeats: the latest of each worker, gone once older than
+/// the client lease.
+pub(crate) async fn presence_stream(
+    js: &jetstream::Context,
+    queue: &QueueConfig,
+) -> Result<stream::Stream, ClusterError> {
+    let config = stream::Config {
+        name: queue.presence_stream(),
+        subjects: vec![queue.presence_subject("*")],
+        max_messages_per_subject: 1,
+        max_age: queue.client_lease,
+        storage: stream::StorageType::Memory,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let mut tries = 0;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                let what = format!("the worker stream `{}`", queue.presence_stream());
+                return Err(ClusterError::Setup { what, message: e.to_string() });
+            }
+        }
+    }
+}
+
+/// Whether client `id` holds its lease; `None` when the broker cannot say.
+pub(crate) async fn lease_held(leases: &stream::Stream, queue: &QueueConfig, id: &str) -> Option<bool> {
+    match leases.get_last_raw_message_by_subject(&queue.lease_subject(id)).await {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// The subject on which the broker announces that it gave up on a task of build `build`.
 pub(crate) fn max_deliveries_subject(queue: &QueueConfig, build: u64) -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer(build))

@@ -21,6 +21,7 @@ use crate::broker;
 use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
 use crate::error::{ClusterError, TaskFailure};
+use crate::status::QueueStatus;
 
 /// How a client connects and how long it keeps trying to hand a task to the broker.
 #[derive(Debug, Clone)]
@@ -424,24 +425,7 @@ impl Client {
             let js = jetstream::new(nats.clone());
             let stream = broker::task_stream(&js, &queue).await?;
             broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
-            let subscribe = |subject: String| {
-                let nats = nats.clone();
-                async move {
-                    nats.subscribe(subject.clone()).await.map_err(|e| ClusterError::Setup {
-                        what: format!("a subscription to {subject}"),
-                        message: e.to_string(),
-                    })
-                }
-            };
-            let results = subscribe(shared.reply_to.clone()).await?;
-            let advisories = subscribe(broker::max_deliveries_subject(&queue, shared.fingerprint)).await?;
-            tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
-            tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
-            if let Some(deadline) = config.result_deadline {
-                tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));
-            }
-            // Make sure the subscriptions are in place before any task can be answered.
-            nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })?;
+            start_background(&shared, &nats, &js, &stream, &config).await?;
             Ok::<_, ClusterError>((nats, js, stream))
         })?;
         Ok(Client {
@@ -612,6 +596,17 @@ impl Client {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The pool's queue now, as the broker sees it: tasks on the queue, and per build
+    /// (this client's is [`fingerprint`](multiproc::remote::fingerprint)) how many wait,
+    /// how many are in workers' hands, how many were handed out again, and how many pull
+    /// requests its workers have open. Not from a callback (it blocks on the client's
+    /// thread).
+    pub fn status(&self) -> Result<QueueStatus, ClusterError> {
+        let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
+        let (js, mut stream, queue) = (self.js.clone(), self.stream.clone(), self.queue.clone());
+        rt.block_on(async move { crate::status::queue_status(&js, &mut stream, &queue).await })
+    }
+
     /// This client's id: its results come on the pool's subject `results.<id>`.
     pub fn id(&self) -> &str {
         &self.shared.id
@@ -757,6 +752,59 @@ async fn watch_advisories(
             shared.stat(|s| s.lost += 1);
             shared.fail_task(id, RemoteError::Lost { deliveries: advisory.deliveries }, None, 0);
         }
+    }
+}
+
+/// What runs behind a client, on its runtime: its lease, the collection of its results,
+/// the broker's word on lost tasks, and deadlines. Returns once it is all in place.
+async fn start_background(
+    shared: &Arc<Shared>,
+    nats: &async_nats::Client,
+    js: &jetstream::Context,
+    stream: &jetstream::stream::Stream,
+    config: &ClientConfig,
+) -> Result<(), ClusterError> {
+    let queue = &config.queue;
+    let subscribe = |subject: String| async move {
+        nats.subscribe(subject.clone())
+            .await
+            .map_err(|e| ClusterError::Setup { what: format!("a subscription to {subject}"), message: e.to_string() })
+    };
+    broker::lease_stream(js, queue).await?;
+    let lease = queue.lease_subject(&shared.id);
+    renew(js, &lease).await?;
+    tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
+    let results = subscribe(shared.reply_to.clone()).await?;
+    let advisories = subscribe(broker::max_deliveries_subject(queue, shared.fingerprint)).await?;
+    tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
+    tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
+    if let Some(deadline) = config.result_deadline {
+        tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));
+    }
+    // Make sure the subscriptions are in place before any task can be answered.
+    nats.flush().await.map_err(|e| ClusterError::Setup { what: "a flush".into(), message: e.to_string() })
+}
+
+/// Renews this client's lease: a fresh message on its lease subject.
+async fn renew(js: &jetstream::Context, lease: &str) -> Result<(), ClusterError> {
+    let failed =
+        |e: &dyn std::fmt::Display| ClusterError::Setup { what: format!("the lease {lease}"), message: e.to_string() };
+    let ack = js.publish(lease.to_string(), Bytes::new()).await.map_err(|e| failed(&e))?;
+    ack.await.map(|_| ()).map_err(|e| failed(&e))
+}
+
+/// Renews this client's lease every `period` until it is closed; workers drop the tasks
+/// of a client whose lease lapsed. A renewal that fails (the broker is away) is tried
+/// again at the next.
+async fn keep_lease(shared: Arc<Shared>, js: jetstream::Context, lease: String, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = renew(&js, &lease).await;
     }
 }
 

@@ -26,6 +26,10 @@ pub const ACK_WAIT_ENV: &str = "MULTIPROC_NATS_ACK_WAIT";
 /// [`QueueConfig::max_deliver`]).
 pub const MAX_DELIVER_ENV: &str = "MULTIPROC_NATS_MAX_DELIVER";
 
+/// The environment variable giving the queue's client lease in seconds (see
+/// [`QueueConfig::client_lease`]).
+pub const CLIENT_LEASE_ENV: &str = "MULTIPROC_NATS_CLIENT_LEASE";
+
 /// The most replicas JetStream keeps of a stream.
 pub const MAX_REPLICAS: usize = 5;
 
@@ -460,6 +464,7 @@ pub struct QueueConfig {
     pub(crate) max_ack_pending: i64,
     pub(crate) duplicate_window: Duration,
     pub(crate) replicas: usize,
+    pub(crate) client_lease: Duration,
     /// Which settings were given rather than left at their defaults.
     pub(crate) given: Given,
 }
@@ -471,6 +476,7 @@ pub(crate) struct Given {
     pub(crate) max_deliver: bool,
     pub(crate) max_ack_pending: bool,
     pub(crate) replicas: bool,
+    pub(crate) client_lease: bool,
 }
 
 impl Default for QueueConfig {
@@ -482,6 +488,7 @@ impl Default for QueueConfig {
             max_ack_pending: 20_000,
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
+            client_lease: Duration::from_secs(60),
             given: Given::default(),
         }
     }
@@ -504,6 +511,9 @@ impl QueueConfig {
         }
         if let Ok(n) = std::env::var(MAX_DELIVER_ENV) {
             q = q.max_deliver(parse_number(MAX_DELIVER_ENV, &n)?);
+        }
+        if let Ok(s) = std::env::var(CLIENT_LEASE_ENV) {
+            q = q.client_lease(parse_seconds(CLIENT_LEASE_ENV, &s)?);
         }
         Ok(q)
     }
@@ -551,6 +561,39 @@ impl QueueConfig {
         self.max_deliver = n.max(1) as i64;
         self.given.max_deliver = true;
         self
+    }
+
+    /// How long a client stays alive for the workers without a sign of life (default
+    /// 60 s). A client renews its lease three times per lease while it is connected;
+    /// a worker drops (terminates, unrun) a task whose client's lease has lapsed: a
+    /// killed client's work does not run for nobody, nor hold up the work of others.
+    /// A client cut off from the broker for longer than this loses its queued tasks
+    /// (they fail at its [result deadline](crate::ClientConfig::result_deadline), or
+    /// never come back). At least 1 s.
+    pub fn client_lease(mut self, d: Duration) -> QueueConfig {
+        self.client_lease = d.max(Duration::from_secs(1));
+        self.given.client_lease = true;
+        self
+    }
+
+    /// The stream of the clients' leases.
+    pub(crate) fn lease_stream(&self) -> String {
+        format!("MPROC_{}_leases", self.pool)
+    }
+
+    /// The stream of the workers' heartbeats.
+    pub(crate) fn presence_stream(&self) -> String {
+        format!("MPROC_{}_workers", self.pool)
+    }
+
+    /// The subject of worker `name`'s heartbeats (`*` for all).
+    pub(crate) fn presence_subject(&self, name: &str) -> String {
+        format!("mproc.{}.workers.{name}", self.pool)
+    }
+
+    /// The subject of client `id`'s lease.
+    pub(crate) fn lease_subject(&self, id: &str) -> String {
+        format!("mproc.{}.leases.{id}", self.pool)
     }
 
     /// The most tasks handed out and not yet acked, over all workers (default 20 000).

@@ -159,6 +159,27 @@
 //! [`RemoteError::WrongBinary`] (naming both builds and the worker), and *terminates* the
 //! message (`+TERM`), which removes it from the queue.
 //!
+//! ## A client that is gone
+//!
+//! Each client holds a lease: a message on `mproc.P.leases.<client id>` in the stream
+//! `MPROC_P_leases`, renewed three times per [`QueueConfig::client_lease`] (60 s by
+//! default, or `MULTIPROC_NATS_CLIENT_LEASE`) and gone once it is older than that. A
+//! worker looks at the lease of a task's client (at most once a second per client)
+//! before it runs the task; a task whose client's lease lapsed and who does not answer
+//! either (the client was killed, or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
+//! nobody nor holds up the work of live clients ([`WorkerStats::orphaned`]). A client
+//! cut off from the broker for longer than its lease loses its queued tasks the same way.
+//!
+//! ## An operator's view
+//!
+//! [`status()`] (or [`Client::status`]) reads the queue as the broker sees it, creating
+//! nothing: tasks on the queue and, per build, how many wait, how many are in workers'
+//! hands, how many were handed out again, and how many pull requests its workers have
+//! open; it prints as a few lines. `cargo run -p multiproc-nats --example status` prints
+//! it for the pool the environment names. It lists the live workers too, from their
+//! heartbeats (every third of `ack_wait`, in the memory stream `MPROC_P_workers`, kept
+//! for the client lease): host, pid, build, slots busy and their [`WorkerStats`].
+//!
 //! ## Security
 //!
 //! Whoever may publish on `mproc.P.tasks.*` can make the workers call any function of their
@@ -176,19 +197,21 @@ mod envelope;
 mod error;
 mod pool;
 mod runner;
+mod status;
 #[doc(hidden)]
 pub mod testing;
 mod worker;
 
 pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
 pub use config::{
-    ACK_WAIT_ENV, Auth, BrokerConfig, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS, POOL_ENV, QueueConfig,
-    REPLICAS_ENV, Secret, Tls, URL_ENV,
+    ACK_WAIT_ENV, Auth, BrokerConfig, CLIENT_LEASE_ENV, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS,
+    POOL_ENV, QueueConfig, REPLICAS_ENV, Secret, Tls, URL_ENV,
 };
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
+pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{PROCESSES_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
 
 #[doc(hidden)]

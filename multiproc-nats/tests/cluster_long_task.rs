@@ -65,9 +65,7 @@ fn in_progress_acks_keep_a_long_task_from_being_redelivered() {
     let info = rt.block_on(async {
         let js = async_nats::jetstream::new(nats.clone());
         let stream = js.get_stream("MPROC_long").await.unwrap();
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer(&common::consumer()).await.unwrap();
-        consumer.info().await.unwrap().clone()
+        stream.consumer_info(common::consumer()).await.unwrap()
     });
     assert_eq!(info.num_redelivered, 0, "the broker never redelivered the task");
     assert_eq!(info.num_ack_pending, 1, "the one task is in the worker's hands");

@@ -57,13 +57,18 @@ fn worker_with_initializer((url, pool, ack_wait_ms): (String, String, u64)) {
 
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
-#[test]
-fn failures_on_a_worker_mean_what_they_mean_locally() {
-    let Some(server) = NatsServer::start("pool-faults") else { return };
+/// A worker process whose local pool has an initializer.
+fn start_worker_with_initializer(server: &NatsServer) -> common::Worker {
     let args = (server.url(), "faults".to_string(), ACK_WAIT.as_millis() as u64);
     let mut p = multiproc::Process::new(worker_with_initializer, args).daemon(true);
     p.start().unwrap();
-    let worker = common::Worker(p);
+    common::Worker(p)
+}
+
+#[test]
+fn failures_on_a_worker_mean_what_they_mean_locally() {
+    let Some(server) = NatsServer::start("pool-faults") else { return };
+    let worker = start_worker_with_initializer(&server);
     let pool = common::cluster_pool(&server, "faults", ACK_WAIT, 2);
 
     let (greeting_seen, ran_on) = pool.apply(greeting, ()).unwrap();
@@ -119,6 +124,5 @@ fn failures_on_a_worker_mean_what_they_mean_locally() {
 
     let stats = pool.stats();
     assert_eq!((stats.tasks_worker_died, stats.tasks_timed_out, stats.tasks_panicked), (3, 1, 1), "{stats:?}");
-    assert_eq!(stats.tasks_retried, 2);
-    assert_eq!(stats.died_by_signal.get(&11), Some(&5));
+    assert_eq!((stats.tasks_retried, stats.died_by_signal.get(&11)), (2, Some(&5)), "{stats:?}");
 }

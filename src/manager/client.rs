@@ -41,6 +41,8 @@ pub(crate) struct Client {
     pub(crate) authkey: Vec<u8>,
     session: [u8; 16],
     server_pid: u32,
+    /// The run of the server this client talks to (see `SessionReady`).
+    pub(crate) server: [u8; 16],
     primary: Mutex<Primary>,
     /// Idle connections for calls that may wait in the server.
     spare: Mutex<Vec<Channel>>,
@@ -87,12 +89,16 @@ fn clients() -> &'static Registry {
     CLIENTS.get_or_init(Registry::default)
 }
 
+/// An authenticated connection that has joined a session.
+struct Opened {
+    ch: Channel,
+    session: [u8; 16],
+    server_pid: u32,
+    server: [u8; 16],
+}
+
 /// Opens and authenticates one connection, joining `session` or starting one.
-fn open(
-    address: &Address,
-    authkey: &[u8],
-    session: Option<[u8; 16]>,
-) -> Result<(Channel, [u8; 16], u32, u32), ManagerError> {
+fn open(address: &Address, authkey: &[u8], session: Option<[u8; 16]>) -> Result<Opened, ManagerError> {
     let sock: OwnedFd = address::connect(address, CONNECT_TIMEOUT)
         .map_err(|source| ManagerError::Connect { address: address.clone(), source })?;
     let mut ch = Channel::new(sock, auth::AUTH_MAX_FRAME);
@@ -122,30 +128,53 @@ fn open(
     let ready: SessionReady =
         frame.decode().map_err(|e| ManagerError::Handshake { address: address.clone(), reason: e.to_string() })?;
     match ready {
-        SessionReady::Ready { session, max_request, server_pid } => {
+        SessionReady::Ready { session, max_request, server_pid, server } => {
             ch.set_max_frame(max_request);
-            Ok((ch, session, max_request, server_pid))
+            Ok(Opened { ch, session, server_pid, server })
         }
         SessionReady::Refused(reason) => Err(ManagerError::Handshake { address: address.clone(), reason }),
     }
 }
 
 impl Client {
-    /// This process's client of the server at `address`, connecting if there is none.
-    pub(crate) fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Client>, ManagerError> {
+    /// This process's client of the server at `address`.
+    ///
+    /// With `server` (a received proxy names the run of the server it belongs to), a
+    /// client of that run is reused without asking; otherwise (a new `Manager`) one
+    /// connection is opened to learn which run listens now. A client of an earlier run at
+    /// the same address (a manager shut down and started again there) is never reused:
+    /// its session is gone and its object ids mean other objects. A proxy of a run that
+    /// no longer listens is an error.
+    pub(crate) fn shared(
+        address: &Address,
+        authkey: &[u8],
+        server: Option<[u8; 16]>,
+    ) -> Result<Arc<Client>, ManagerError> {
         let key = (address.clone(), authkey.to_vec());
         let mut reg = clients().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = reg.get(&key).and_then(Weak::upgrade) {
-            return Ok(c);
+        let cached = reg.get(&key).and_then(Weak::upgrade);
+        if let Some(c) = cached.as_ref().filter(|c| server == Some(c.server)) {
+            return Ok(c.clone());
         }
         reg.retain(|_, w| w.strong_count() > 0);
-        let (ch, session, _, server_pid) = open(address, authkey, None)?;
+        let opened = open(address, authkey, None)?;
+        if server.is_some_and(|s| s != opened.server) {
+            return Err(ManagerError::Handshake {
+                address: address.clone(),
+                reason: "the manager that sent this proxy is gone: another server listens at its address".into(),
+            });
+        }
+        if let Some(c) = cached.filter(|c| c.server == opened.server) {
+            // The same run: keep one session per process (the new connection just ends).
+            return Ok(c);
+        }
         let client = Arc::new(Client {
             address: address.clone(),
             authkey: authkey.to_vec(),
-            session,
-            server_pid,
-            primary: Mutex::new(Primary::new(ch, address)),
+            session: opened.session,
+            server_pid: opened.server_pid,
+            server: opened.server,
+            primary: Mutex::new(Primary::new(opened.ch, address)),
             spare: Mutex::new(Vec::new()),
         });
         reg.insert(key, Arc::downgrade(&client));
@@ -160,7 +189,7 @@ impl Client {
     fn primary(&self) -> Result<MutexGuard<'_, Primary>, ManagerError> {
         let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
         if p.ch.is_none() {
-            let ch = open(&self.address, &self.authkey, Some(self.session))?.0;
+            let ch = open(&self.address, &self.authkey, Some(self.session))?.ch;
             *p = Primary::new(ch, &self.address);
         }
         Ok(p)
@@ -170,7 +199,7 @@ impl Client {
         if let Some(ch) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(ch);
         }
-        Ok(open(&self.address, &self.authkey, Some(self.session))?.0)
+        Ok(open(&self.address, &self.authkey, Some(self.session))?.ch)
     }
 
     fn lost(&self, source: FrameError) -> ManagerError {

@@ -147,6 +147,40 @@ where
         self.h.call(op::D_ITEMS, |w| w.u64(self.h.id).done(), client::value::<Vec<(K, V)>>)
     }
 
+    /// A live iterator over the keys, in insertion order: Python's `iter(d)` on a dict
+    /// proxy, which iterates in the server rather than over a copy.
+    ///
+    /// It reads the keys [`DICT_ITER_CHUNK`] at a time, the first read now, and reads
+    /// once more after the last key. Values replaced meanwhile change nothing, but if the
+    /// dict gains or loses keys (in any process) before a later read, that read is an
+    /// error saying "dictionary changed size during iteration", Python's `RuntimeError`,
+    /// and the iteration ends: a change of keys made before the iteration ends is always
+    /// reported. (Python reads one key per round trip, so it reports a change at the next
+    /// key; here at the next read, after the keys already in hand.) [`keys`](Self::keys)
+    /// is the copy Python's `d.keys()` returns.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// for key in d.iter()? {
+    ///     let key = key?;
+    ///     d.modify(&key, |v: Option<u32>| v.unwrap_or(0) * 10)?; // values may change
+    /// }
+    /// assert_eq!(d.items()?, [("a".to_string(), 10), ("b".to_string(), 20)]);
+    /// let mut keys = d.iter()?;
+    /// keys.next();
+    /// d.remove("a")?;
+    /// assert!(keys.any(|k| k.is_err())); // the keys changed: the iteration stops
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn iter(&self) -> Result<DictIter<'_, K, V>, ManagerError> {
+        let mut it = DictIter { d: self, keys: Vec::new().into_iter(), version: op::ITER_START, next: 0, done: false };
+        it.read()?;
+        Ok(it)
+    }
+
     /// Inserts every pair, in one round trip.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
         self.h.call(
@@ -204,3 +238,61 @@ where
         )
     }
 }
+
+/// How many keys a [`DictIter`] reads from the server at a time.
+pub const DICT_ITER_CHUNK: u32 = 128;
+
+/// A live iterator over a shared dict's keys (see [`DictProxy::iter`]); each item is a
+/// key, or the error that ended the iteration.
+#[derive(Debug)]
+pub struct DictIter<'a, K, V> {
+    d: &'a DictProxy<K, V>,
+    /// The keys read and not yet returned.
+    keys: std::vec::IntoIter<K>,
+    /// The dict's version of its keys when last read.
+    version: u64,
+    /// Where the next read starts.
+    next: u64,
+    /// A read found no more keys, or failed.
+    done: bool,
+}
+
+impl<K, V> DictIter<'_, K, V>
+where
+    K: DeserializeOwned + 'static,
+{
+    fn read(&mut self) -> Result<(), ManagerError> {
+        let result = self.d.h.call(
+            op::D_KEYS_FROM,
+            |w| w.u64(self.d.h.id).u64(self.version).u64(self.next).u32(DICT_ITER_CHUNK).done(),
+            client::value::<(u64, u64, bool, Vec<K>)>,
+        );
+        let (version, next, end, keys) = result.inspect_err(|_| self.done = true)?;
+        self.done = end && keys.is_empty();
+        (self.version, self.next, self.keys) = (version, next, keys.into_iter());
+        Ok(())
+    }
+}
+
+impl<K, V> Iterator for DictIter<'_, K, V>
+where
+    K: DeserializeOwned + 'static,
+{
+    type Item = Result<K, ManagerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(k) = self.keys.next() {
+                return Some(Ok(k));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.read() {
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+impl<K, V> std::iter::FusedIterator for DictIter<'_, K, V> where K: DeserializeOwned + 'static {}

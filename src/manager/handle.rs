@@ -41,10 +41,12 @@ impl std::fmt::Debug for Handle {
 struct Wire {
     address: Address,
     authkey: Vec<u8>,
+    /// The run of the server the object lives in (see `Client::shared`).
+    server: [u8; 16],
+    token: u64,
     id: u64,
     kind: Kind,
     types: String,
-    token: u64,
 }
 
 impl Handle {
@@ -93,10 +95,11 @@ impl Handle {
         Wire {
             address: c.address.clone(),
             authkey: c.authkey.clone(),
+            server: c.server,
+            token,
             id: self.id,
             kind: self.kind,
             types: types.to_string(),
-            token,
         }
         .serialize(s)
     }
@@ -114,8 +117,7 @@ impl Handle {
         let adopted = if w.kind != kind || w.types != types {
             Err(format!("a proxy of {} was received as a proxy of {types}", w.types))
         } else {
-            Handle::adopt(&w.address, &w.authkey, w.id, kind, types, w.token)
-                .map_err(|e| format!("a proxy of {types} could not be received: {e}"))
+            Handle::adopt(&w, kind, types).map_err(|e| format!("a proxy of {types} could not be received: {e}"))
         };
         Ok(match adopted {
             Ok(h) => h,
@@ -123,17 +125,10 @@ impl Handle {
         })
     }
 
-    fn adopt(
-        address: &Address,
-        authkey: &[u8],
-        id: u64,
-        kind: Kind,
-        types: &str,
-        token: u64,
-    ) -> Result<Handle, ManagerError> {
-        let client = Client::shared(address, authkey)?;
-        client.call(op::ADOPT, |w| w.u64(id).u64(token).u8(kind as u8).str(types).done(), client::unit)?;
-        Ok(Handle::counted(client, id, kind))
+    fn adopt(w: &Wire, kind: Kind, types: &str) -> Result<Handle, ManagerError> {
+        let client = Client::shared(&w.address, &w.authkey, Some(w.server))?;
+        client.call(op::ADOPT, |r| r.u64(w.id).u64(w.token).u8(kind as u8).str(types).done(), client::unit)?;
+        Ok(Handle::counted(client, w.id, kind))
     }
 }
 

@@ -45,8 +45,11 @@
 //! Keys and values travel as their serde encoding: the server stores the bytes, so dict
 //! keys are equal when their encodings are (true of integers, strings, tuples and derived
 //! types; don't use floats with several encodings of one value). A proxy stored *inside*
-//! a manager container does not keep its object alive: keep a proxy elsewhere, or
-//! [`publish`](Manager::publish) it.
+//! a manager container (a dict's or namespace's value, a list's, array's or queue's item,
+//! a value) keeps its object alive, as in Python, until that value is removed or
+//! overwritten or the container is freed; a removed value (`pop`, `remove`, a queue's
+//! `get`) carries its reference to whoever receives it. Dict keys and your own
+//! [`SharedObject`]s hold nothing: the server does not look inside them.
 //!
 //! An authenticated client can make the server run any function of the program (that is
 //! what `modify` and custom objects do), as an authenticated Python client can unpickle
@@ -143,7 +146,7 @@ mod queue;
 mod sync;
 mod value;
 
-pub use dict::DictProxy;
+pub use dict::{DICT_ITER_CHUNK, DictIter, DictProxy};
 pub use list::{ArrayProxy, ListProxy};
 pub use object::{ObjectProxy, SharedObject};
 pub use queue::{JoinableQueueProxy, QueueProxy};
@@ -330,7 +333,7 @@ impl ManagerBuilder {
                 return Err(e);
             }
         };
-        match Client::shared(&started.address, &config.authkey) {
+        match Client::shared(&started.address, &config.authkey, None) {
             Ok(client) => Ok(Manager { client, server: Some(server) }),
             Err(e) => {
                 let _ = server.process.kill_and_reap();
@@ -388,7 +391,7 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn connect(address: &Address, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
-        Ok(Manager { client: Client::shared(address, authkey.as_ref())?, server: None })
+        Ok(Manager { client: Client::shared(address, authkey.as_ref(), None)?, server: None })
     }
 
     /// The server's address (with the actual port, when started on TCP port 0).

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::item::{TAG_OK, begin_item, end_item};
 use super::map::Collector;
-use super::protocol::{TAG_OK, begin_item, end_item};
 use super::submit::{Encoder, Sink, Tally};
 use crate::wire::codec;
 

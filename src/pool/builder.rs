@@ -1,20 +1,19 @@
 //! `PoolBuilder`: every setting of a pool, then `build`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::driver::{self, Driver, WorkerConfig};
-use super::lane::Lanes;
-use super::starts::Starts;
-use super::submit::{Inbox, Shared, StatsBoard};
-use super::worker::{InitTrampoline, init_trampoline};
-use super::{Pool, PoolError, PoolStats};
+use super::engine::{Engine, Shared};
+use super::error::PoolError;
+use super::handle::Pool;
+use super::local::Local;
+use super::local::worker_handle::WorkerConfig;
+use super::trampoline::{InitTrampoline, init_trampoline};
 use crate::spawn::{self, ChildSpec};
-use crate::sys::event::Wakeup;
 use crate::wire::codec;
 
 /// Builds a [`Pool`]; from [`Pool::builder`].
@@ -207,8 +206,7 @@ impl PoolBuilder {
                 return Err(PoolError::Invalid(format!("the initializer's argument does not serialize: {e}")));
             }
         };
-        let has_init = initializer.is_some();
-        let cfg = Arc::new(WorkerConfig {
+        let cfg = WorkerConfig {
             processes,
             max_tasks: self.max_tasks,
             max_memory: self.max_memory,
@@ -224,76 +222,9 @@ impl PoolBuilder {
                 start_timeout: self.start_timeout,
                 max_frame: self.max_frame,
             },
-        });
-        let shared = Arc::new(Shared {
-            inbox: Mutex::new(Inbox::default()),
-            wakeup: Wakeup::new().map_err(crate::Error::Io)?,
-            asleep: Default::default(),
-            default_timeout: self.timeout,
-            default_retries: self.retries,
-            stats: StatsBoard::new(PoolStats::default()),
-            starts: Default::default(),
-            backend: None,
-            // A worker that retires by itself must be heard at once: no express lane.
-            lanes: Lanes::new(self.max_tasks.is_none() && self.max_memory.is_none()),
-        });
-        // Every worker starts at once, in its own thread: their execs and handshakes overlap.
-        let mut launched = 0;
-        let mut failure: Option<crate::Error> = None;
-        for n in 1..=processes as u32 {
-            match Starts::launch(&shared, cfg.clone(), n) {
-                Ok(()) => launched += 1,
-                Err(e) => {
-                    failure = Some(crate::Error::Io(e));
-                    break;
-                }
-            }
-        }
-        let ended = if failure.is_none() { shared.starts.wait_first(launched, has_init) } else { Vec::new() };
-        let spawning = launched - ended.len();
-        let mut workers = Vec::with_capacity(processes);
-        for (_, r) in ended {
-            match r {
-                Some(Ok(w)) => workers.push(w),
-                Some(Err(e)) => {
-                    failure.get_or_insert(e);
-                }
-                None => {}
-            }
-        }
-        if let Some(e) = failure {
-            // Kill the starts still running and wait for them, so nothing is left behind.
-            shared.starts.cancel();
-            drop(shared.starts.wait_all(spawning));
-            return Err(e.into());
-        }
-        if has_init {
-            for w in &mut workers {
-                driver::await_ready(&cfg, w)?;
-            }
-        }
-        let stats = PoolStats {
-            workers_started: workers.len() as u64,
-            workers_alive: workers.len(),
-            worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
-            ..PoolStats::default()
         };
-        shared.stats.publish(&stats, true);
-        let driver = Driver::new(shared.clone(), cfg, workers, spawning, stats);
-        let driver_shared = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("multiproc-pool".into())
-            .spawn(move || {
-                let _ = driver_shared.stats.driver.set(std::thread::current().id());
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()));
-                if ran.is_err() {
-                    // A bug in the driver: refuse new work and stop waiting for statistics
-                    // (its workers were killed and reaped as the driver unwound).
-                    driver_shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
-                    driver_shared.stats.finish();
-                }
-            })
-            .map_err(crate::Error::Io)?;
-        Ok(Pool { shared, driver: Mutex::new(Some(handle)), processes })
+        let engine = Engine::Local(Local::start(cfg)?);
+        let shared = Shared { default_timeout: self.timeout, default_retries: self.retries, engine };
+        Ok(Pool { shared: Arc::new(shared), processes })
     }
 }

@@ -8,17 +8,69 @@
 //! bare `SIGABRT`. And a worker that can no longer talk to its driver (a task closed or
 //! shut down its socket) leaves the reason here before it exits.
 //!
-//! Layout (after the item counters): one slot holds the length of the encoded
-//! [`LastWords`], then up to [`WORDS_BYTES`] bytes packed eight to a slot. The writer
-//! stores the bytes first and the length last (release); the reader loads the length
-//! (acquire) first, so it never reads a half-written message. Only the worker writes.
+//! Layout (after the engine's own counters, in slots [`SLOT_WORDS_LEN`] and up): one slot
+//! holds the length of the encoded [`LastWords`], then up to [`WORDS_BYTES`] bytes packed
+//! eight to a slot. The writer stores the bytes first and the length last (release); the
+//! reader loads the length (acquire) first, so it never reads a half-written message.
+//! Only the worker writes.
+//!
+//! The panic hook (`trampoline`) speaks through [`say`] wherever a task runs; only a
+//! worker that [`install`]ed a page is heard.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use super::protocol::{LastWords, SLOT_WORDS, SLOT_WORDS_LEN, WORDS_BYTES};
+use serde::{Deserialize, Serialize};
+
+use super::item::PanicReport;
 use crate::sys::mem::SharedCounters;
 use crate::wire::codec;
+
+/// The counter-page slot holding the length of the last words (slots below it are the
+/// engine's counters).
+pub(crate) const SLOT_WORDS_LEN: usize = 2;
+/// The first slot of the last words' bytes.
+pub(crate) const SLOT_WORDS: usize = SLOT_WORDS_LEN + 1;
+/// Room for a worker's last words, in bytes.
+pub(crate) const WORDS_BYTES: usize = 3 * 1024;
+/// Slots a page with last words needs in all.
+pub(crate) const SLOTS_WITH_WORDS: usize = SLOT_WORDS + WORDS_BYTES / 8;
+
+/// Why a worker is about to end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LastWords {
+    /// A panic the process will not survive (`panic = "abort"`, or a panic while panicking).
+    Panic(PanicReport),
+    /// The worker ends by itself, for this reason (for example its connection is gone).
+    Cause(String),
+}
+
+impl LastWords {
+    /// Makes the words shorter (the backtrace goes first, then half the text); `false`
+    /// when there is nothing left to cut.
+    fn shorten(&mut self) -> bool {
+        let halve = |s: &mut String| {
+            if s.len() < 16 {
+                return false;
+            }
+            let mut at = s.len() / 2;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+            s.push('…');
+            true
+        };
+        match self {
+            LastWords::Panic(p) if p.backtrace.is_some() => {
+                p.backtrace = None;
+                true
+            }
+            LastWords::Panic(p) => halve(&mut p.message) || halve(&mut p.location),
+            LastWords::Cause(c) => halve(c),
+        }
+    }
+}
 
 /// This worker's counter page, once its driver sent it (a process is at most one
 /// worker, so one page).
@@ -94,7 +146,6 @@ fn unpack(words: &[u64], len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::protocol::{PanicReport, SLOTS};
 
     #[test]
     fn packing_round_trips_every_length() {
@@ -125,7 +176,7 @@ mod tests {
 
     #[test]
     fn the_driver_reads_what_the_worker_said_and_nothing_once_unsaid() {
-        let page = Arc::new(SharedCounters::create(SLOTS).unwrap());
+        let page = Arc::new(SharedCounters::create(SLOTS_WITH_WORDS).unwrap());
         assert!(read(&page).is_none());
         install(page.clone());
         say(&LastWords::Cause("the socket was closed".into()));

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::driver::item_outcome;
+use super::chunk::Chunking;
+use super::engine::Shared;
 use super::error::TaskError;
-use super::guard::decode_value;
-use super::protocol::{Items, TAG_OK};
-use super::submit::{Chunking, Delivered, Encoder, Job, Outcome, Shared, Sink, Submission, Tally};
+use super::item::{Decoded, Delivered, Items, Outcome, decode_item};
+use super::submit::{Encoder, Job, Sink, Submission, Tally};
 
 /// One item's place in an ordered collector. Small (an error is boxed), so a large
 /// map's slots take little fresh memory.
@@ -426,17 +426,80 @@ impl<R> Collector<R> {
         st.waker.take()
     }
 
-    fn decode_outcome(&self, outcome: Outcome<'_>) -> (Result<R, TaskError>, Delivered)
+    /// One result item, decoded: a value, or its error (counted in `tally`).
+    #[inline]
+    fn decode(&self, task: &'static str, item: &[u8], tally: &mut Tally) -> Result<R, TaskError>
     where
         R: DeserializeOwned,
     {
-        match outcome {
-            Outcome::Value(bytes) => match decode_value::<R>(self.task, bytes) {
-                Ok(v) => (Ok(v), Delivered::Value),
-                Err(e) => (Err(e), Delivered::CodecFailed),
-            },
-            Outcome::Failed(e) => (Err(e), Delivered::Failed),
+        match decode_item::<R>(task, item) {
+            Decoded::Value(v) => Ok(v),
+            Decoded::Failed { error, delivered, panicked } => {
+                tally.add(delivered, panicked);
+                Err(error)
+            }
         }
+    }
+
+    /// A whole map's result chunk straight onto the runs: values continue the run
+    /// before them; a failure keeps its place in a run of its own. Returns how many
+    /// values decoded and whether the map has now ended.
+    fn store_run(
+        &self,
+        st: &mut CollectState<R>,
+        task: &'static str,
+        first: usize,
+        items: &mut Items<'_>,
+        count: u32,
+        tally: &mut Tally,
+    ) -> (u64, bool)
+    where
+        R: DeserializeOwned,
+    {
+        let mut values = 0u64;
+        let (mut start, mut run) = st.runs.continue_at(first, count as usize);
+        for (k, item) in items.by_ref().enumerate() {
+            match self.decode(task, item, tally) {
+                Ok(v) => {
+                    values += 1;
+                    run.push(v);
+                }
+                Err(e) => {
+                    let index = first + k;
+                    st.runs.put_values(start, std::mem::take(&mut run));
+                    st.runs.store(index, Err(e));
+                    start = index + 1;
+                }
+            }
+        }
+        st.runs.put_values(start, run);
+        st.delivered += items.taken as usize;
+        (values, st.total.is_some_and(|t| st.delivered >= t))
+    }
+
+    /// An iterator's result chunk, item by item. Returns how many values decoded, how
+    /// many items were stored, and whether a waiter may want one of them.
+    fn store_each(
+        &self,
+        st: &mut CollectState<R>,
+        task: &'static str,
+        first: usize,
+        items: &mut Items<'_>,
+        tally: &mut Tally,
+    ) -> (u64, u64, bool)
+    where
+        R: DeserializeOwned,
+    {
+        let (mut values, mut stored, mut wanted) = (0u64, 0u64, false);
+        for (k, item) in items.by_ref().enumerate() {
+            let r = self.decode(task, item, tally);
+            values += r.is_ok() as u64;
+            if let Some(w) = self.store(st, first + k, r) {
+                stored += 1;
+                wanted |= w;
+            }
+        }
+        (values, stored, wanted)
     }
 
     /// For a whole map: the number of items, once known; wakes a waiter if all came.
@@ -504,7 +567,7 @@ impl<R> Collector<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
     fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered {
-        let (r, d) = self.decode_outcome(outcome);
+        let (r, d) = outcome.decode::<R>(self.task);
         self.put(index, r);
         d
     }
@@ -512,81 +575,18 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collector<R> {
     /// A whole result chunk under one lock, with at most one wake-up; values decode
     /// straight into their slots.
     fn deliver_chunk(&self, task: &'static str, first: usize, body: &[u8], count: u32, tally: &mut Tally) -> u32 {
-        let mut values = 0u64;
-        let mut stored = 0u64;
-        let mut wanted = false;
         let mut items = Items::new(body, count);
-        let (waker, hook) = {
+        let (values, stored, waker, hook) = {
             let mut st = self.lock();
-            if self.whole && !st.runs.overlaps(first, count as usize) {
-                // Values go straight onto the run they continue; a failure keeps its
-                // place in a run of its own.
-                let (mut start, mut run) = st.runs.continue_at(first, count as usize);
-                for (k, item) in (&mut items).enumerate() {
-                    let r = match item.split_first() {
-                        Some((&TAG_OK, data)) => match decode_value::<R>(self.task, data) {
-                            Ok(v) => {
-                                values += 1;
-                                run.push(v);
-                                continue;
-                            }
-                            Err(e) => {
-                                tally.add(Delivered::CodecFailed, false);
-                                e
-                            }
-                        },
-                        _ => {
-                            let outcome = item_outcome(task, item);
-                            let panicked = outcome.is_panic();
-                            let (r, d) = self.decode_outcome(outcome);
-                            tally.add(d, panicked);
-                            match r {
-                                Ok(v) => {
-                                    run.push(v);
-                                    continue;
-                                }
-                                Err(e) => e,
-                            }
-                        }
-                    };
-                    let index = first + k;
-                    st.runs.put_values(start, std::mem::take(&mut run));
-                    st.runs.store(index, Err(r));
-                    start = index + 1;
-                }
-                st.runs.put_values(start, run);
-                let n = items.taken as usize;
-                stored = n as u64;
-                st.delivered += n;
-                wanted = st.total.is_some_and(|t| st.delivered >= t);
+            let (values, stored, wanted) = if self.whole && !st.runs.overlaps(first, count as usize) {
+                let (values, ended) = self.store_run(&mut st, task, first, &mut items, count, tally);
+                (values, items.taken as u64, ended)
             } else {
-                for (k, item) in (&mut items).enumerate() {
-                    let r = match item.split_first() {
-                        Some((&TAG_OK, data)) => match decode_value::<R>(self.task, data) {
-                            Ok(v) => {
-                                values += 1;
-                                Ok(v)
-                            }
-                            Err(e) => {
-                                tally.add(Delivered::CodecFailed, false);
-                                Err(e)
-                            }
-                        },
-                        _ => {
-                            let outcome = item_outcome(task, item);
-                            let panicked = outcome.is_panic();
-                            let (r, d) = self.decode_outcome(outcome);
-                            tally.add(d, panicked);
-                            r
-                        }
-                    };
-                    if let Some(w) = self.store(&mut st, first + k, r) {
-                        stored += 1;
-                        wanted |= w;
-                    }
-                }
-            }
-            if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) }
+                self.store_each(&mut st, task, first, &mut items, tally)
+            };
+            let (waker, hook) =
+                if wanted { (self.wake_locked(&mut st), st.take_finished_hook()) } else { (None, None) };
+            (values, stored, waker, hook)
         };
         tally.values(values);
         self.finish_hook(hook);
@@ -937,14 +937,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             sink,
         });
         let job = Job::new(sub, 0, n as u32);
-        if let Err(jobs) = self.shared.submit([job], true) {
-            for job in jobs {
-                for k in 0..job.count {
-                    let task = self.spec.task;
-                    self.collector.put(base + k as usize, Err(TaskError::Closed { task }));
-                }
-            }
-        }
+        self.shared.submit_or_fail(job, true);
     }
 
     /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`

@@ -1,110 +1,76 @@
 //! `Pool`: Python's `multiprocessing.Pool`, with fault tolerance.
 //!
-//! A pool owns a fixed number of worker processes (`PoolWorker-N`, the same executable
-//! started again) and one driver thread that feeds them tasks over their sockets and
-//! watches their pidfds. See `driver` for how work flows and how a death costs one task,
-//! and `lane` for how a synchronous `apply` borrows an idle worker without the driver.
+//! The pool is a front over one engine, chosen once when it is built (`engine`): the
+//! local engine (`local`: worker processes fed by a driver thread) or a remote one (any
+//! [`Dispatch`](dispatch::Dispatch), e.g. a cluster; `backend` makes such pools).
+//!
+//! The files, lowest first (a file uses only files above it in this list):
+//!
+//! - `error`, `stats`, `options`, `star`: what users see of outcomes and settings;
+//! - `item`: one item's bytes, and the one decoder of a result item;
+//! - `chunk`: the chunk policy (pure functions);
+//! - `submit`: submissions, the jobs they are cut into, the sinks outcomes go to;
+//! - `trampoline`: the code that runs one item wherever a task runs;
+//! - `dispatch`: the remote engine's interface; `local`: the local engine;
+//! - `engine`: the engine behind the front (`Shared`);
+//! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
+//!   behind them; `encode`: a whole map's items into submissions;
+//! - `handle` (the `Pool` struct), `builder`, `backend`, and this file: the `Pool`
+//!   methods.
+//!
+//! One `apply_async` travels: this file encodes the argument (`submit::Encoder`) into a
+//! `Job` whose sink is a `result::Slot`, `engine::Shared::submit` hands it to the engine,
+//! the local driver (`local::driver`) sends it to a worker (`local::worker`) as a `TASK`
+//! (`local::protocol`), reads the `RESULT`, and the slot decodes the item
+//! (`item::Outcome`) for the `AsyncResult`.
 
 pub(crate) mod backend;
 #[cfg(feature = "bench-internals")]
 pub(crate) mod bench;
 mod builder;
-mod driver;
+pub(crate) mod chunk;
+pub(crate) mod dispatch;
+mod encode;
+pub(crate) mod engine;
 mod error;
 mod guard;
-mod lane;
-mod last_words;
+mod handle;
+pub(crate) mod item;
+pub(crate) mod last_words;
+pub(crate) mod local;
 mod map;
 mod options;
-mod protocol;
 mod result;
 mod star;
-mod starts;
-mod stats;
-mod submit;
-mod worker;
+pub(crate) mod stats;
+pub(crate) mod submit;
+pub(crate) mod trampoline;
 
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
+pub use handle::Pool;
+pub use item::Delivered;
 pub use map::{IMapIter, MapResult};
 pub use options::{Chunksize, MapOptions, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;
 pub use stats::PoolStats;
-pub use submit::Delivered;
 
+use chunk::Chunking;
+pub(crate) use item::{PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};
+use local::express::Express;
 use map::{Collector, FeedSpec};
-pub(crate) use protocol::{PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};
 use result::Slot;
-use submit::{Chunking, Encoder, Job, Outcome, Shared, Sink, Submission};
-pub(crate) use worker::{Trampoline as ItemTrampoline, install_panic_hook};
-use worker::{Trampoline, star_trampoline, unary_trampoline};
+use submit::{Encoder, Job, Sink, Submission};
+pub(crate) use trampoline::{Trampoline as ItemTrampoline, install_panic_hook};
+use trampoline::{Trampoline, star_trampoline, unary_trampoline};
 
 use crate::spawn::identity;
-
-/// A pool of worker processes, like Python's `multiprocessing.Pool`.
-///
-/// Tasks are plain functions `fn(A) -> R` (fn items or non-capturing closures) whose
-/// argument and result serialize with serde. They run in other processes, so a task
-/// that panics, segfaults, aborts, exits, hangs or leaks costs that one task: the
-/// caller gets a [`TaskError`] saying what happened, the worker is replaced if it died,
-/// and every other task completes.
-///
-/// ```
-/// use multiproc::{Pool, TaskError};
-///
-/// fn work(n: u64) -> u64 { n * n }
-///
-/// fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     multiproc::init();
-///     let pool = Pool::new(3)?;
-///     assert_eq!(pool.apply(work, 3)?, 9);
-///     let h = pool.apply_async(work, 4);
-///     assert_eq!(h.get()?, 16);
-///     assert_eq!(pool.map(work, 0..5)?, [0, 1, 4, 9, 16]);
-///     let ordered: Vec<u64> = pool.imap(work, 0..5).collect::<Result<_, TaskError>>()?;
-///     assert_eq!(ordered, [0, 1, 4, 9, 16]);
-///     pool.close();
-///     pool.join()?;
-///     Ok(())
-/// }
-/// ```
-///
-/// Whatever the chunk size, a worker's death costs only the item it was running: the
-/// items it held but had not started run on another worker, and so do results it had
-/// computed but not yet sent (results are sent in batches, at most 200 µs apart).
-///
-/// A `Pool` is `Send + Sync`: share it (`&Pool`, `Arc<Pool>`) and submit from several
-/// threads at once. Dropping it without [`close`](Pool::close) + [`join`](Pool::join)
-/// terminates the workers and reaps them.
-pub struct Pool {
-    shared: Arc<Shared>,
-    driver: Mutex<Option<JoinHandle<()>>>,
-    processes: usize,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("processes", &self.processes).finish()
-    }
-}
-
-/// A map whose length is known sends its encoded items in pieces of at least this size
-/// (and whole chunks) while it goes on encoding, so workers start on the first chunks
-/// while the parent encodes the rest.
-const SEND_EARLY_BYTES: usize = 32 << 10;
-/// With the default chunksize, a task carries about this much at most: a few large
-/// items per task, sent as soon as they are encoded, keep both sides busy where Python's
-/// 25-item chunks of large buffers would leave the workers waiting for the parent.
-const DEFAULT_TASK_BYTES: usize = 2 << 20;
-/// At most this much is reserved up front from the first item's size.
-const MAX_RESERVE: usize = 64 << 20;
 
 fn trampoline_offset(t: Trampoline) -> i64 {
     identity::offset_of(t as usize)
@@ -145,27 +111,6 @@ impl Pool {
         PoolBuilder::new()
     }
 
-    /// A pool whose work goes to another backend (see `backend`): no driver, no workers.
-    fn with_backend(
-        backend: Arc<dyn backend::Dispatch>,
-        processes: usize,
-        default_timeout: Option<std::time::Duration>,
-        default_retries: u32,
-    ) -> Result<Pool, PoolError> {
-        let shared = Arc::new(Shared {
-            inbox: Mutex::new(submit::Inbox::default()),
-            wakeup: crate::sys::event::Wakeup::new().map_err(crate::Error::Io)?,
-            asleep: Default::default(),
-            default_timeout,
-            default_retries,
-            stats: submit::StatsBoard::new(PoolStats::default()),
-            starts: Default::default(),
-            backend: Some(backend),
-            lanes: lane::Lanes::new(false),
-        });
-        Ok(Pool { shared, driver: Mutex::new(None), processes })
-    }
-
     /// How many workers the pool keeps running.
     pub fn processes(&self) -> usize {
         self.processes
@@ -187,21 +132,7 @@ impl Pool {
     /// assert_eq!((s.tasks_panicked, s.workers_died, s.workers_alive), (1, 0, 1));
     /// ```
     pub fn stats(&self) -> PoolStats {
-        if let Some(backend) = &self.shared.backend {
-            return backend.stats();
-        }
-        let board = &self.shared.stats;
-        let on_driver = board.driver.get() == Some(&std::thread::current().id());
-        let want = board.wanted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if !on_driver {
-            self.shared.wake_always();
-        }
-        let mut p = board.published.lock().unwrap_or_else(|e| e.into_inner());
-        while !on_driver && p.1 < want && !board.done.load(std::sync::atomic::Ordering::SeqCst) {
-            // The bound only guards against a driver that is gone without saying so.
-            p = board.cond.wait_timeout(p, std::time::Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        p.0.clone()
+        self.shared.stats()
     }
 
     /// Runs `f(arg)` in a worker and waits for it (Python's `apply`).
@@ -234,7 +165,7 @@ impl Pool {
         };
         let timeout = self.shared.default_timeout;
         let retries = self.shared.default_retries;
-        if self.shared.lanes.enabled() && fds.is_empty() && bytes.len() < protocol::SPILL_AT {
+        if fds.is_empty() {
             // The express lane: this thread runs the task on an idle worker itself.
             let mut handed: Option<Arc<Slot<R>>> = None;
             let make_job = || {
@@ -242,20 +173,18 @@ impl Pool {
                 handed = Some(slot.clone());
                 self.one_job(task, (trampoline, function), (bytes.clone(), Vec::new()), timeout, retries, slot)
             };
-            match lane::run::<R>(&self.shared, task, (trampoline, function), &bytes, timeout, make_job) {
-                lane::Express::Done(outcome) => return outcome,
-                lane::Express::HandedBack => {
+            match self.shared.express::<R>(task, (trampoline, function), &bytes, timeout, make_job) {
+                Express::Done(outcome) => return outcome,
+                Express::HandedBack => {
                     let slot = handed.expect("the lane built the job it handed back");
                     return AsyncResult::new(slot, Some(self.shared.clone())).get();
                 }
-                lane::Express::Unavailable => {}
+                Express::Unavailable => {}
             }
         }
         let slot = Arc::new(Slot::new(task, None, None));
         let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
-        if self.shared.submit([job], false).is_err() {
-            slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
-        }
+        self.shared.submit_or_fail(job, false);
         AsyncResult::new(slot, Some(self.shared.clone())).get()
     }
 
@@ -334,7 +263,7 @@ impl Pool {
         let (bytes, fds) = match Encoder::one(&arg) {
             Ok(v) => v,
             Err(message) => {
-                slot.deliver(0, Outcome::Failed(TaskError::Codec { task, message }));
+                slot.deliver(0, item::Outcome::Failed(TaskError::Codec { task, message }));
                 return AsyncResult::new(slot, None);
             }
         };
@@ -342,9 +271,7 @@ impl Pool {
         let retries = opts.retries.unwrap_or(self.shared.default_retries);
         let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
         let sub = job.sub.clone();
-        if self.shared.submit([job], false).is_err() {
-            slot.deliver(0, Outcome::Failed(TaskError::Closed { task }));
-        }
+        self.shared.submit_or_fail(job, false);
         AsyncResult::new(slot, Some(self.shared.clone())).keeping(&sub)
     }
 
@@ -503,90 +430,21 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let items = items.into_iter();
-        // With the length known up front, chunks are sized at once and large inputs are
-        // sent while the rest is still being encoded; otherwise everything is encoded
-        // first (Python's map makes a list too).
-        let known = match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
-        let chunking_for = |n: usize| match opts.chunksize.unwrap_or(Chunksize::Default) {
-            Chunksize::Default => Chunking::Fixed(n.div_ceil(4 * self.processes).max(1) as u32),
-            Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
-            Chunksize::Adaptive => Chunking::Adaptive,
-        };
-        let default_chunks = matches!(opts.chunksize.unwrap_or(Chunksize::Default), Chunksize::Default);
+        let known = encode::exact_len(&items);
         let progress = opts.progress.then_some(known.map(|n| n as u64));
         let collector = Arc::new(Collector::<R>::for_map(task, known.unwrap_or(0), progress));
-        let sink: Arc<dyn Sink> = collector.clone();
-        let timeout = opts.timeout.or(self.shared.default_timeout);
-        let retries = opts.retries.unwrap_or(self.shared.default_retries);
-        let send = |base: usize, enc: Encoder, chunking: Chunking| {
-            let count = enc.len() as u32;
-            if count == 0 {
-                return;
-            }
-            let (bytes, mut offsets, fds) = enc.finish();
-            if offsets.is_empty() {
-                offsets = vec![0, bytes.len()];
-            }
-            let sub = Submission {
-                task,
-                trampoline,
-                function,
-                bytes,
-                offsets,
-                fds,
-                base,
-                chunking,
-                timeout,
-                retries,
-                sink: sink.clone(),
-            };
-            let job = Job::new(Arc::new(sub), 0, count);
-            if self.shared.submit([job], false).is_err() {
-                for k in 0..count as usize {
-                    collector.put(base + k, Err(TaskError::Closed { task }));
-                }
-            }
+        let encoding = encode::MapEncoding {
+            shared: &self.shared,
+            task,
+            trampoline,
+            function,
+            timeout: opts.timeout.or(self.shared.default_timeout),
+            retries: opts.retries.unwrap_or(self.shared.default_retries),
+            sink: collector.clone(),
+            chunksize: opts.chunksize,
+            workers: self.processes,
         };
-        let early = known.map(chunking_for);
-        let mut parts: Vec<(usize, Encoder)> = Vec::new();
-        // Room for every item's offset up front (bounded: a size hint is only a hint).
-        let mut enc = Encoder::with_capacity(known.unwrap_or(0).min(1 << 20), 0);
-        let mut base = 0;
-        let mut n = 0;
-        for a in items {
-            if let Err(message) = enc.push(&a) {
-                // The items before it go on their own, so indices stay in step.
-                parts.push((base, std::mem::replace(&mut enc, Encoder::new())));
-                collector.put(n, Err(TaskError::Codec { task, message }));
-                base = n + 1;
-            } else if let Some(Chunking::Fixed(k)) = early
-                && ((enc.len() >= k as usize && enc.bytes.len() >= SEND_EARLY_BYTES)
-                    || (default_chunks && enc.bytes.len() >= DEFAULT_TASK_BYTES))
-            {
-                let next = enc.like();
-                send(base, std::mem::replace(&mut enc, next), Chunking::Fixed(k));
-                base = n + 1;
-            }
-            n += 1;
-            if n == 1
-                && let Some(total) = known
-            {
-                // Room for the rest if they are like the first (bounded by a send-early part).
-                let per_part = match early {
-                    Some(Chunking::Fixed(k)) => total.min(k as usize + SEND_EARLY_BYTES / enc.bytes.len().max(1)),
-                    _ => total,
-                };
-                enc.bytes.reserve((enc.bytes.len() * per_part).min(MAX_RESERVE));
-            }
-        }
-        parts.push((base, enc));
-        let chunking = early.filter(|_| known == Some(n)).unwrap_or_else(|| chunking_for(n));
-        for (base, enc) in parts {
-            send(base, enc, chunking);
-        }
+        let n = encoding.run(items, known);
         collector.set_total(n);
         MapResult::new(collector, self.shared.clone(), n)
     }
@@ -669,12 +527,7 @@ impl Pool {
         I::IntoIter: 'a,
     {
         let task = std::any::type_name::<F>();
-        let (chunking, chunk) = match opts.chunksize.unwrap_or(Chunksize::Default) {
-            Chunksize::Default => (Chunking::Fixed(1), 1),
-            Chunksize::Fixed(k) => (Chunking::Fixed(k.max(1) as u32), k.max(1)),
-            Chunksize::Adaptive => (Chunking::Adaptive, 16),
-        };
-        let window = opts.window.unwrap_or((4 * self.processes * chunk).max(32));
+        let (chunking, window) = chunk::imap_chunking(opts.chunksize, opts.window, self.processes);
         let spec = FeedSpec {
             task,
             trampoline: trampoline_offset(unary_trampoline::<F, A, R>),
@@ -706,9 +559,7 @@ impl Pool {
     /// assert_eq!(before.get().unwrap(), 2);
     /// ```
     pub fn close(&self) {
-        self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.shared.lanes.refuse();
-        self.shared.wake_always();
+        self.shared.close();
     }
 
     /// Waits until every submitted task has run and every worker has exited (Python's
@@ -723,24 +574,11 @@ impl Pool {
     /// pool.join().unwrap();
     /// ```
     pub fn join(&self) -> Result<(), PoolError> {
-        {
-            let inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            if !inbox.closed && !inbox.terminate {
-                return Err(PoolError::StillRunning);
-            }
+        if !self.shared.stopping() {
+            return Err(PoolError::StillRunning);
         }
-        if let Some(backend) = &self.shared.backend {
-            backend.join();
-        }
-        self.join_driver();
+        self.shared.join();
         Ok(())
-    }
-
-    fn join_driver(&self) {
-        let handle = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
     }
 
     /// Kills every worker now, reaps them, and fails every unfinished task with
@@ -757,13 +595,7 @@ impl Pool {
     /// assert!(matches!(r.get(), Err(TaskError::Terminated { .. })));
     /// ```
     pub fn terminate(&self) {
-        self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()).terminate = true;
-        self.shared.lanes.refuse();
-        if let Some(backend) = &self.shared.backend {
-            backend.terminate();
-        }
-        self.shared.wake_always();
-        self.join_driver();
+        self.shared.terminate();
     }
 }
 

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::engine::Shared;
 use super::error::TaskError;
-use super::submit::{Delivered, Outcome, Shared, Sink, Submission};
+use super::item::{Delivered, Outcome};
+use super::submit::{Sink, Submission};
 
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
@@ -86,13 +88,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
         if self.is_done() {
             return Delivered::Ignored;
         }
-        let (result, mut delivered) = match outcome {
-            Outcome::Value(bytes) => match super::guard::decode_value::<R>(self.task, bytes) {
-                Ok(v) => (Ok(v), Delivered::Value),
-                Err(e) => (Err(e), Delivered::CodecFailed),
-            },
-            Outcome::Failed(e) => (Err(e), Delivered::Failed),
-        };
+        let (result, mut delivered) = outcome.decode::<R>(self.task);
         // Python runs the callback before the result counts as ready.
         let (cb, ecb) = std::mem::take(&mut *self.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
         let ran = match &result {

@@ -1,34 +1,17 @@
-//! What the pool's users hand to its driver: submissions of encoded items, and where
-//! their outcomes go.
+//! What the pool's users hand to an engine: submissions of encoded items, the jobs
+//! they are cut into, and the sinks their outcomes go to.
 
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::ThreadId;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::driver::item_outcome;
+use super::chunk::Chunking;
 use super::error::{Attempt, TaskError};
-use super::protocol::{Items, begin_item, end_item};
-use crate::sys::event::Wakeup;
+use super::item::{Delivered, Items, Outcome, begin_item, end_item, item_outcome};
+use super::stats::PoolStats;
 use crate::wire::{codec, fds};
-
-/// How one item ended, as the driver hands it to a [`Sink`].
-pub(crate) enum Outcome<'a> {
-    /// The encoded value (decoded by the sink, which knows its type).
-    Value(&'a [u8]),
-    Failed(TaskError),
-}
-
-impl Outcome<'_> {
-    /// Whether the task panicked (for the statistics).
-    pub(crate) fn is_panic(&self) -> bool {
-        matches!(self, Outcome::Failed(TaskError::Panicked { .. }))
-    }
-}
 
 /// Where the outcomes of a submission go: an `AsyncResult`'s slot or a map's collector.
 /// Called on the driver thread (callbacks run there, as in Python).
@@ -50,21 +33,6 @@ pub(crate) trait Sink: Send + Sync {
     }
     /// Whether the caller cancelled: undispatched items are dropped, running ones killed.
     fn cancelled(&self) -> bool;
-}
-
-/// What a delivery turned out to be, for the statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivered {
-    /// A value, decoded.
-    Value,
-    /// An error.
-    Failed,
-    /// The value did not decode (counted as a codec failure).
-    CodecFailed,
-    /// A callback panicked (reported; the value stands).
-    CallbackPanicked,
-    /// Nobody wanted it any more (cancelled before it arrived).
-    Ignored,
 }
 
 /// What the deliveries of a result chunk turned out to be, for the pool's statistics.
@@ -97,20 +65,12 @@ impl Tally {
         self.done += n;
     }
 
-    pub(crate) fn add_to(&self, stats: &mut super::PoolStats) {
+    pub(crate) fn add_to(&self, stats: &mut PoolStats) {
         stats.tasks_done += self.done;
         stats.callback_panics += self.callback_panics;
         stats.tasks_panicked += self.panicked;
         stats.tasks_codec_failed += self.codec_failed;
     }
-}
-
-/// How a submission is cut into tasks at dispatch time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunking {
-    Fixed(u32),
-    /// Sized from the measured time per item.
-    Adaptive,
 }
 
 /// Items encoded once, in the submitting thread, and kept until every one is answered
@@ -236,128 +196,24 @@ impl Job {
         Job { sub, first, count, attempts: Vec::new(), isolate: false }
     }
 
-    /// Items `first..first + count` of the same submission, as a fresh job.
-    pub(crate) fn piece(&self, first: u32, count: u32) -> Job {
-        Job::new(self.sub.clone(), first, count)
+    /// Items `from..from + count` of this job, as a job of their own with no attempts.
+    pub(crate) fn part(&self, from: u32, count: u32) -> Job {
+        Job::new(self.sub.clone(), self.first + from, count)
     }
-}
 
-/// Requests from users to the driver, under one lock.
-#[derive(Default)]
-pub(crate) struct Inbox {
-    pub(crate) jobs: VecDeque<Job>,
-    pub(crate) closed: bool,
-    pub(crate) terminate: bool,
-    /// Some sink was cancelled: the driver looks for its items.
-    pub(crate) cancel: bool,
-    /// The driver has ended: nothing will run any more.
-    pub(crate) finished: bool,
-}
-
-/// The statistics the driver publishes, and requests for a fresh copy: `Pool::stats`
-/// asks, and the driver answers at the end of its current round, so a snapshot taken
-/// after seeing a result includes that result.
-pub(crate) struct StatsBoard {
-    /// The last snapshot, and the request number it answers.
-    pub(crate) published: Mutex<(super::PoolStats, u64)>,
-    pub(crate) cond: Condvar,
-    pub(crate) wanted: AtomicU64,
-    /// The driver has ended: the last snapshot is final.
-    pub(crate) done: AtomicBool,
-    pub(crate) driver: OnceLock<ThreadId>,
-}
-
-impl StatsBoard {
-    pub(crate) fn new(initial: super::PoolStats) -> StatsBoard {
-        StatsBoard {
-            published: Mutex::new((initial, 0)),
-            cond: Condvar::new(),
-            wanted: AtomicU64::new(0),
-            done: AtomicBool::new(false),
-            driver: OnceLock::new(),
+    /// Delivers the same failure to every item of the job; `each` sees every error
+    /// first (the driver counts them).
+    pub(crate) fn fail_each(&self, err: impl Fn(&'static str) -> TaskError, mut each: impl FnMut(&TaskError)) {
+        let sub = &self.sub;
+        for k in 0..self.count {
+            let e = err(sub.task);
+            each(&e);
+            let _ = sub.sink.deliver(sub.base + (self.first + k) as usize, Outcome::Failed(e));
         }
     }
 
-    /// The driver's side: publishes when something changed or a copy was asked for.
-    pub(crate) fn publish(&self, stats: &super::PoolStats, changed: bool) {
-        let wanted = self.wanted.load(Ordering::SeqCst);
-        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        if !changed && p.1 >= wanted {
-            return;
-        }
-        p.0.clone_from(stats);
-        p.1 = wanted;
-        self.cond.notify_all();
-    }
-
-    pub(crate) fn finish(&self) {
-        self.done.store(true, Ordering::SeqCst);
-        let _p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        self.cond.notify_all();
-    }
-}
-
-/// What users and the driver share.
-pub(crate) struct Shared {
-    pub(crate) inbox: Mutex<Inbox>,
-    pub(crate) wakeup: Wakeup,
-    /// The driver is (about to be) blocked in poll and needs a wake-up.
-    pub(crate) asleep: AtomicBool,
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) default_retries: u32,
-    pub(crate) stats: StatsBoard,
-    /// Workers being started by helper threads, and those started, for the driver to adopt.
-    pub(crate) starts: super::starts::Starts,
-    /// Where the work goes instead of this pool's own workers (a cluster), if anywhere.
-    pub(crate) backend: Option<Arc<dyn super::backend::Dispatch>>,
-    /// Idle workers' sockets, for `apply` to use without the driver.
-    pub(crate) lanes: super::lane::Lanes,
-}
-
-impl Shared {
-    /// Queues jobs; gives them back if the pool accepts no more. `more` is for a running
-    /// `imap`, which may go on feeding a closed pool until it has drained.
-    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>, more: bool) -> Result<(), Vec<Job>> {
-        if let Some(backend) = &self.backend {
-            {
-                let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-                if inbox.terminate || (inbox.closed && !more) {
-                    return Err(jobs.into_iter().collect());
-                }
-            }
-            for job in jobs {
-                backend.dispatch(super::backend::Batch::new(job));
-            }
-            return Ok(());
-        }
-        {
-            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            if inbox.finished || inbox.terminate || (inbox.closed && !more) {
-                return Err(jobs.into_iter().collect());
-            }
-            inbox.jobs.extend(jobs);
-        }
-        self.wake();
-        Ok(())
-    }
-
-    /// Wakes the driver even if it did not say it sleeps (from threads it does not wait for).
-    pub(crate) fn wake_always(&self) {
-        self.asleep.store(false, Ordering::SeqCst);
-        self.wakeup.wake();
-    }
-
-    pub(crate) fn wake(&self) {
-        if self.asleep.swap(false, Ordering::SeqCst) {
-            self.wakeup.wake();
-        }
-    }
-
-    pub(crate) fn request_cancel(&self) {
-        if let Some(backend) = &self.backend {
-            return backend.cancel();
-        }
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).cancel = true;
-        self.wake();
+    /// Delivers the same failure to every item of the job.
+    pub(crate) fn fail(&self, err: impl Fn(&'static str) -> TaskError) {
+        self.fail_each(err, |_| {});
     }
 }

@@ -21,7 +21,8 @@ use crate::{Error, sys};
 /// [`daemon`](Process::daemon), started with [`start`](Process::start). Like Python's,
 /// a `Process` has no pid before it starts, `join`s, and reports an
 /// [`exitcode`](Process::exitcode): 0, the code passed to `exit`, 1 after a panic, or
-/// `-N` when a signal N ended it.
+/// `-N` when a signal N ended it. Dropping a started `Process` without joining it lets
+/// the child run on, as in Python; it is reaped in the background when it ends.
 ///
 /// ```
 /// use multiproc::Process;

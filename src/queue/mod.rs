@@ -177,8 +177,12 @@ impl Handle {
         self.check_open()?;
         let mut buf = lock(&self.shared.get_buf);
         let mut got = Vec::new();
-        self.shared.ring.get(&mut buf, &mut got, patience)?;
-        fds::with_incoming(got, || codec::decode::<T>(&buf)).map_err(QueueError::Decode)
+        // Decoded before the message leaves the queue: the less a consumer does after
+        // that, the less a kill can cost (see `Ring::get_with`).
+        let decoded = self.shared.ring.get_with(&mut buf, &mut got, patience, |bytes, fds| {
+            fds::with_incoming(std::mem::take(fds), || codec::decode::<T>(bytes))
+        })?;
+        decoded.map_err(QueueError::Decode)
     }
 
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

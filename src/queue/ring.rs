@@ -28,6 +28,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -396,14 +397,28 @@ impl Ring {
     }
 
     /// Takes one message into `out` (and its descriptors into `fds`).
+    #[cfg(test)]
+    pub(crate) fn get(&self, out: &mut Vec<u8>, fds: &mut Vec<OwnedFd>, patience: Patience) -> Result<(), RingError> {
+        self.get_with(out, fds, patience, |_, _| ())
+    }
+
+    /// Takes one message: copies it into `out` (its descriptors into `fds`) and returns
+    /// what `accept` makes of it, called before the message leaves the queue.
     ///
     /// Everything that can block or let another process run (copying out, looking at the
-    /// socket message, waking producers) comes before the commit of `head`; after it, no
-    /// system call unless a producer started to sleep meanwhile. So a consumer killed
-    /// while a producer it woke runs in its place has not taken the message.
-    pub(crate) fn get(&self, out: &mut Vec<u8>, fds: &mut Vec<OwnedFd>, patience: Patience) -> Result<(), RingError> {
+    /// socket message, decoding, waking producers) comes before the commit of `head`;
+    /// after it, no system call unless a producer started to sleep meanwhile. So a
+    /// consumer killed while a producer it woke runs in its place has not taken the message.
+    pub(crate) fn get_with<R>(
+        &self,
+        out: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        patience: Patience,
+        accept: impl FnOnce(&[u8], &mut Vec<OwnedFd>) -> R,
+    ) -> Result<R, RingError> {
         let head_w = self.word64(HEAD_AT);
         let held = self.lock(GET_MUTEX_AT, patience)?;
+        let mut accept = Some(accept);
         loop {
             let head = self.wait_for_message(patience)?;
             let p = pos(head);
@@ -421,6 +436,15 @@ impl Ring {
                     format!("corrupt queue record (tag {tag}, word {word})"),
                 ))),
             };
+            // A panic in `accept` (a user's Deserialize) still takes the message, as an
+            // error would: it must not stay at the front for every later get.
+            let accepted = match (&got, accept.take()) {
+                (Ok(true), Some(f)) => Some(std::panic::catch_unwind(AssertUnwindSafe(|| f(out, fds)))),
+                (_, f) => {
+                    accept = f;
+                    None
+                }
+            };
             let sleeps = self.wake_putters();
             head_w.store(next, SeqCst);
             if tag == TAG_SOCKET && !matches!(got, Ok(false)) {
@@ -428,10 +452,11 @@ impl Ring {
                 self.discard_packet();
             }
             self.wake_putters_again(sleeps);
-            // `Ok(false)`: its message went with a consumer that died; take the next.
-            if !matches!(got, Ok(false)) {
+            got?;
+            // No value yet: its message went with a consumer that died; take the next.
+            if let Some(value) = accepted {
                 drop(held);
-                return got.map(drop);
+                return Ok(value.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             }
         }
     }
@@ -622,6 +647,20 @@ mod tests {
         ring.get(&mut out, &mut fds, Patience::No).unwrap();
         assert_eq!((out.as_slice(), fds.len()), (&b"kept"[..], 1));
         assert!(sys::packet::peek(ring.rx.as_fd(), &mut [0u8; 4]).unwrap().is_none(), "taken from the socket too");
+    }
+
+    #[test]
+    fn a_message_whose_decoding_panics_is_taken_all_the_same() {
+        let ring = Ring::create(0, 0, 4096).unwrap();
+        ring.put(b"bad", &mut Vec::new(), Patience::No).unwrap();
+        ring.put(b"good", &mut Vec::new(), Patience::No).unwrap();
+        let (mut out, mut fds) = (Vec::new(), Vec::new());
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            ring.get_with(&mut out, &mut fds, Patience::No, |_, _| panic!("a Deserialize that panics"))
+        }));
+        assert!(r.is_err());
+        let got = ring.get_with(&mut out, &mut fds, Patience::No, |bytes, _| bytes.to_vec()).unwrap();
+        assert_eq!(got, b"good");
     }
 
     #[test]

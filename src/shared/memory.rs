@@ -7,6 +7,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::sys::shm::{self, Mapping};
+use crate::sys::unlinker::Unlinker;
 use crate::wire::fds;
 
 /// A named block of shared memory (`/dev/shm/<name>`), like Python's
@@ -17,8 +18,11 @@ use crate::wire::fds;
 /// and writable by its owner (this user) only. Other processes get it by receiving the
 /// handle (its descriptor travels with it, so it works even after the name is gone) or
 /// by [`attach`](SharedMemory::attach)ing the name. The creating handle removes the name
-/// when dropped (or when the process exits); [`unlink`](SharedMemory::unlink) does it
-/// earlier. The memory itself lives until the last mapping goes.
+/// when dropped, or when its process ends, however it ends: at a normal exit an exit hook
+/// does it, and after a SIGKILL a small watcher process (started with the process's first
+/// segment, ended with it, like Python's resource tracker) does.
+/// [`unlink`](SharedMemory::unlink) removes it earlier. The memory itself lives until the
+/// last mapping goes.
 ///
 /// The bytes can change under you whenever another process writes them: coordinate
 /// with a [`Lock`](crate::Lock) or another primitive.
@@ -52,14 +56,57 @@ impl fmt::Debug for SharedMemory {
     }
 }
 
-/// Names this process created and has not unlinked yet; removed at exit.
-fn owned_names() -> std::sync::MutexGuard<'static, Vec<String>> {
-    static NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    NAMES.lock().unwrap_or_else(|e| e.into_inner())
+/// The names this process created and has not unlinked yet, removed at exit; and the
+/// watcher that removes them if this process ends without running its exit hooks.
+struct Owned {
+    /// Each name with its slot in the watcher's table.
+    names: Vec<(String, usize)>,
+    free: Vec<usize>,
+    slots: usize,
+    watcher: Option<Unlinker>,
+    tried: bool,
+}
+
+fn owned() -> std::sync::MutexGuard<'static, Owned> {
+    static OWNED: Mutex<Owned> =
+        Mutex::new(Owned { names: Vec::new(), free: Vec::new(), slots: 0, watcher: None, tried: false });
+    OWNED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Owned {
+    /// Adds `path` (`/name`), starting the watcher with the first one. Without a watcher
+    /// (it could not start) the name is still removed on drop and at a normal exit.
+    fn track(&mut self, path: &str) {
+        if !self.tried {
+            self.tried = true;
+            self.watcher = Unlinker::start().ok();
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        if let Some(w) = &self.watcher {
+            let _ = w.record(slot, &format!("/dev/shm{path}"));
+        }
+        self.names.push((path.to_string(), slot));
+    }
+
+    /// Removes `path`; whether this process still owned it.
+    fn untrack(&mut self, path: &str) -> bool {
+        let Some(i) = self.names.iter().position(|(n, _)| n == path) else { return false };
+        let (_, slot) = self.names.swap_remove(i);
+        if let Some(w) = &self.watcher {
+            let _ = w.clear(slot);
+        }
+        self.free.push(slot);
+        true
+    }
 }
 
 extern "C" fn unlink_owned_at_exit() {
-    for name in owned_names().drain(..) {
+    let mut owned = owned();
+    while let Some((name, _)) = owned.names.last().cloned() {
+        owned.untrack(&name);
         let _ = shm::shm_unlink(&name);
     }
 }
@@ -98,7 +145,7 @@ impl SharedMemory {
         };
         static AT_EXIT: Once = Once::new();
         AT_EXIT.call_once(|| crate::sys::proc::at_exit(unlink_owned_at_exit));
-        owned_names().push(path.clone());
+        owned().track(&path);
         Ok(SharedMemory { name: path, fd, map, owner: true })
     }
 
@@ -141,7 +188,7 @@ impl SharedMemory {
     /// Removes the name now, so no one else can attach it; existing handles keep working.
     /// Removing a name that is already gone is not an error.
     pub fn unlink(&self) -> io::Result<()> {
-        owned_names().retain(|n| n != &self.name);
+        owned().untrack(&self.name);
         match shm::shm_unlink(&self.name) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -152,12 +199,8 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        if self.owner {
-            let mut names = owned_names();
-            if let Some(i) = names.iter().position(|n| n == &self.name) {
-                names.swap_remove(i);
-                let _ = shm::shm_unlink(&self.name);
-            }
+        if self.owner && owned().untrack(&self.name) {
+            let _ = shm::shm_unlink(&self.name);
         }
     }
 }

@@ -15,3 +15,4 @@ pub(crate) mod packet;
 pub(crate) mod proc;
 pub(crate) mod shm;
 pub(crate) mod sock;
+pub(crate) mod unlinker;

@@ -12,6 +12,7 @@ mod error;
 pub(crate) mod fds;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+pub(crate) mod kinds;
 
 pub use error::{CodecError, FrameError};
 

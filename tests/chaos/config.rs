@@ -5,12 +5,8 @@ use std::time::Duration;
 /// Faults and checks that fail on today's main (issue 14), left out unless
 /// `MULTIPROC_CHAOS_ALL=1`. Each is being fixed; remove its name here when its fix lands.
 ///
-/// - `drop_during_start` (found by this suite): a pool dropped while some of its workers
-///   are still starting (`Pool::build` returns once one is up) leaves a zombie for good in
-///   about one drop in ten, and for a moment a descriptor of the unfinished start. Left
-///   out, the leak check excuses zombies the run never saw as workers and what is gone
-///   half a second later.
-pub const KNOWN_BROKEN: &[&str] = &["drop_during_start"];
+/// None today: every finding the suite was written against is fixed.
+pub const KNOWN_BROKEN: &[&str] = &[];
 
 /// Faults that need something the default run should not ask for.
 const OPT_IN: &[(&str, &str)] = &[("oversized", "MULTIPROC_CHAOS_OVERSIZED")];

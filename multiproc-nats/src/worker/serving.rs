@@ -29,6 +29,13 @@ use crate::broker;
 use crate::envelope::{RanOn, host_name};
 use crate::error::ClusterError;
 use crate::runner::{RunReport, TaskRunner};
+use crate::status::{LiveWorker, unix_ms};
+
+/// How long a client without a lease has to answer before its task is dropped.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// How long a client seen alive is trusted to be without asking its lease again.
+const LEASE_TRUST: Duration = Duration::from_secs(1);
 
 /// How long to wait before asking again when the broker refused a pull request.
 const PULL_RETRY: Duration = Duration::from_millis(250);
@@ -40,6 +47,7 @@ pub(super) struct Worker {
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     consumer: jetstream::consumer::PullConsumer,
+    leases: jetstream::stream::Stream,
     runner: Arc<dyn TaskRunner>,
     stats: Arc<StatsCell>,
     events: mpsc::UnboundedReceiver<async_nats::Event>,
@@ -64,7 +72,10 @@ impl Worker {
         let stream = broker::task_stream(&js, &config.queue).await?;
         let fingerprint = multiproc::remote::fingerprint();
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
-        Ok(Worker { config, client, js, stream, consumer, runner, stats, events, me, fingerprint })
+        let leases = broker::lease_stream(&js, &config.queue).await?;
+        // Where its heartbeats go, for the pool's status.
+        broker::presence_stream(&js, &config.queue).await?;
+        Ok(Worker { config, client, js, stream, consumer, leases, runner, stats, events, me, fingerprint })
     }
 
     /// Serves the queue until `stop` says so (then finishes what it holds) or the
@@ -92,6 +103,7 @@ impl Worker {
             disconnected: false,
             pull_again_at: Instant::now(),
             notice: None,
+            clients: Clients::default(),
         };
         session.serve(pulls, finished, stop).await
     }
@@ -129,6 +141,16 @@ struct Session {
     pull_again_at: Instant,
     /// What this worker last said about tasks of other builds waiting.
     notice: Option<String>,
+    clients: Clients,
+}
+
+/// What this worker knows of clients' leases.
+#[derive(Default)]
+struct Clients {
+    /// Clients seen alive, until when that is trusted without asking again.
+    alive: HashMap<String, Instant>,
+    /// Clients found gone (said once in the log).
+    gone: std::collections::HashSet<String>,
 }
 
 impl Session {
@@ -221,6 +243,9 @@ impl Session {
     async fn admit(&mut self, key: u64, msg: jetstream::Message, delivery: u64) {
         match admit(&msg.payload, self.worker.fingerprint, &self.worker.me) {
             Admission::Run { head, args_at } => {
+                if !self.client_alive(&head.reply_to).await {
+                    return self.drop_orphan(msg, &head.reply_to).await;
+                }
                 let running = Running { task_id: head.task_id, reply_to: head.reply_to.clone(), delivery };
                 self.running.insert(key, running);
                 let payload = msg.payload.clone();
@@ -242,6 +267,42 @@ impl Session {
                 let _ = msg.ack_with(AckKind::Term).await;
             }
         }
+    }
+
+    /// Whether the client at `reply_to` holds its lease: asked of the broker at most once
+    /// a second per client. A broker that cannot answer counts as alive, and so does a
+    /// client without a lease that still answers: only a client both without a lease and
+    /// silent is gone.
+    async fn client_alive(&mut self, reply_to: &str) -> bool {
+        let now = Instant::now();
+        let id = reply_to.rsplit('.').next().unwrap_or(reply_to);
+        if self.clients.alive.get(id).is_some_and(|until| *until > now) {
+            return true;
+        }
+        let alive = broker::lease_held(&self.worker.leases, &self.worker.config.queue, id).await != Some(false)
+            || self.answers(reply_to).await;
+        if alive {
+            self.clients.alive.retain(|_, until| *until > now);
+            self.clients.alive.insert(id.to_string(), now + LEASE_TRUST);
+        }
+        alive
+    }
+
+    /// Whether the client at `reply_to` answers (it confirms any message, even an empty
+    /// one): a client without a lease is dropped only when it does not, so a lease lost
+    /// or late on the broker's side never costs a live client its work.
+    async fn answers(&self, reply_to: &str) -> bool {
+        let probe = self.worker.client.request(reply_to.to_string(), bytes::Bytes::new());
+        matches!(tokio::time::timeout(PROBE_PATIENCE, probe).await, Ok(Ok(_)))
+    }
+
+    /// Drops a task of a client that is gone: terminated, never run.
+    async fn drop_orphan(&mut self, msg: jetstream::Message, reply_to: &str) {
+        if self.clients.gone.insert(reply_to.to_string()) {
+            self.log(format_args!("dropping the tasks of client {reply_to}, whose lease lapsed: it is gone"));
+        }
+        self.worker.stats.update(|s| s.orphaned += 1);
+        let _ = msg.ack_with(AckKind::Term).await;
     }
 
     /// A slot finished a task: its result goes to its client.
@@ -289,9 +350,27 @@ impl Session {
             self.worker.stats.update(|s| s.progress_acks += sent);
         }
         self.book.expire(Instant::now());
+        self.announce().await;
         if self.held.is_empty() {
             self.look_for_other_builds().await;
         }
+    }
+
+    /// Tells whoever looks at the pool's status that this worker is alive, and what it
+    /// does (best effort: a heartbeat the broker misses is followed by the next).
+    async fn announce(&self) {
+        let me = LiveWorker {
+            host: self.worker.me.host.clone(),
+            pid: self.worker.me.worker_pid,
+            build: self.worker.fingerprint,
+            slots: self.slot_count,
+            running: self.running.len(),
+            stats: *self.worker.stats.lock(),
+            at_unix_ms: unix_ms(),
+        };
+        let Ok(beat) = serde_json::to_vec(&me) else { return };
+        let subject = self.worker.config.queue.presence_subject(&me.name());
+        let _ = self.worker.js.publish(subject, beat.into()).await;
     }
 
     /// An idle worker looks for tasks of other builds in the queue, which never come to

@@ -3,7 +3,8 @@
 use std::sync::{Condvar, Mutex};
 
 /// What a worker has done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// Tasks received from the queue.
@@ -18,6 +19,8 @@ pub struct WorkerStats {
     pub abandoned: u64,
     /// In-progress acks sent for running tasks.
     pub progress_acks: u64,
+    /// Tasks dropped unrun because their client's lease had lapsed (the client is gone).
+    pub orphaned: u64,
 }
 
 /// The stats, and a signal to whoever waits for them to change.

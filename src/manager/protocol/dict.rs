@@ -18,6 +18,10 @@ pub(crate) const D_UPDATE: u8 = 0x29;
 pub(crate) const D_CLEAR: u8 = 0x2A;
 pub(crate) const D_MODIFY: u8 = 0x2B;
 pub(crate) const D_GET_MANY: u8 = 0x2C;
+pub(crate) const D_KEYS_FROM: u8 = 0x2D;
+
+/// The `version` of a [`DictOp::KeysFrom`] that starts an iteration.
+pub(crate) const ITER_START: u64 = u64::MAX;
 
 /// Every dict operation and how it travels.
 pub(crate) const OPS: &[(u8, Travel)] = &[
@@ -34,9 +38,12 @@ pub(crate) const OPS: &[(u8, Travel)] = &[
     (D_CLEAR, Travel::Call),
     (D_MODIFY, Travel::Call),
     (D_GET_MANY, Travel::Read),
+    (D_KEYS_FROM, Travel::Read),
 ];
 
-/// One dict operation; keys and values are their clients' encoded bytes.
+/// One dict operation; keys and values are their clients' encoded bytes. `KeysFrom`
+/// asks for at most `max` keys from insertion position `from` on, for a live iterator
+/// that has seen the dict at `version` ([`ITER_START`]: it starts now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DictOp<'a> {
     Get { key: &'a [u8] },
@@ -52,6 +59,7 @@ pub(crate) enum DictOp<'a> {
     Update { pairs: Vec<(&'a [u8], &'a [u8])> },
     Clear,
     Modify { key: &'a [u8], tramp: i64, f: i64 },
+    KeysFrom { version: u64, from: u64, max: u32 },
 }
 
 /// Reads the payload (after the object id) of dict request `code`.
@@ -71,6 +79,7 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<DictOp<'a>> {
         D_UPDATE => D::Update { pairs: r.pairs("pairs")? },
         D_CLEAR => D::Clear,
         D_MODIFY => D::Modify { key: r.bytes("key")?, tramp: r.i64("function")?, f: r.i64("function")? },
+        D_KEYS_FROM => D::KeysFrom { version: r.u64("version")?, from: r.u64("position")?, max: r.u32("count")? },
         other => return Err(super::unknown(other)),
     })
 }

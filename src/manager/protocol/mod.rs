@@ -44,7 +44,7 @@ pub(crate) const KIND_SERVER_FAILED: u8 = 0xC2;
 pub(crate) const KIND_SERVER_SHUTDOWN: u8 = 0xC3;
 
 /// Bumped whenever a request or reply changes shape.
-pub(crate) const MANAGER_PROTOCOL: u16 = 1;
+pub(crate) const MANAGER_PROTOCOL: u16 = 2;
 
 pub(crate) mod custom;
 pub(crate) mod dict;
@@ -449,7 +449,14 @@ pub(crate) struct SessionHello {
 /// The server's answer to a [`SessionHello`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum SessionReady {
-    Ready { session: [u8; 16], max_request: u32, server_pid: u32 },
+    /// `server` names this run of the server: a server started again at the same address
+    /// has another, so a client (or a proxy) of the previous one is not mistaken for its.
+    Ready {
+        session: [u8; 16],
+        max_request: u32,
+        server_pid: u32,
+        server: [u8; 16],
+    },
     Refused(String),
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::objects::{Object, Peer};
+use super::registry::ContainerRefs;
 use super::{Served, Server};
 use crate::manager::auth;
 use crate::manager::protocol::{
@@ -69,6 +70,7 @@ impl Server {
             session: conn.session,
             max_request: self.max_request,
             server_pid: std::process::id(),
+            server: self.instance,
         };
         if ch.writer.queue(KIND_SESSION_READY, &ready).is_ok() && ch.writer.flush(Some(deadline)).is_ok() {
             ch.set_max_frame(self.max_request);
@@ -174,8 +176,8 @@ impl Server {
             let outcome = self.serve_frame(conn, frame, &peer, slots, &mut out);
             let Ok(requeue) = answer(&mut writer, outcome, &out) else { return };
             if (requeue.is_some() || !reader.has_frame()) && writer.flush(None).is_err() {
-                if let Some(obj) = requeue {
-                    obj.requeue(std::mem::take(&mut out));
+                if let Some((obj, id)) = requeue {
+                    obj.requeue(std::mem::take(&mut out), &ContainerRefs::new(self, id, conn.session));
                 }
                 return;
             }
@@ -224,16 +226,16 @@ struct Gone;
 
 /// Queues the answer to a served request. Returns the queue to put the reply's item back
 /// in if the reply cannot be delivered, if any.
-fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Result<Option<Arc<Object>>, Gone> {
+fn answer(writer: &mut FrameWriter, outcome: Outcome, out: &[u8]) -> Result<Option<(Arc<Object>, u64)>, Gone> {
     match outcome.result {
         Ok(Served::Silent) => Ok(None),
         Ok(Served::Reply) => {
             queue_reply(writer, out);
             Ok(None)
         }
-        Ok(Served::ReplyOrRequeue(obj)) => {
+        Ok(Served::ReplyOrRequeue(obj, id)) => {
             queue_reply(writer, out);
-            Ok(Some(obj))
+            Ok(Some((obj, id)))
         }
         Err(RemoteError::PeerGone) => Err(Gone),
         Err(e) => {

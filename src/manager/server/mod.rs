@@ -14,7 +14,7 @@ mod connection;
 mod objects;
 mod registry;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use connection::Connection;
 use objects::Peer;
 use objects::{Done, Object};
-use registry::Registry;
+use registry::{ContainerRefs, Registry};
 
 use super::protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, RemoteError, Request};
 use crate::address::{Address, Listener};
@@ -45,9 +45,14 @@ pub(crate) struct Started {
 
 /// A running server's shared state.
 pub(crate) struct Server {
+    /// This run's random name, told to every client (see `SessionReady`).
+    pub(crate) instance: [u8; 16],
     authkey: Vec<u8>,
     max_request: u32,
     registry: Mutex<Registry>,
+    /// Whether a client ever asked for a transit token: until then no stored value can
+    /// hold a proxy, and containers do not look for any.
+    proxies_sent: AtomicBool,
     /// Signalled whenever objects are freed (for `wait_object_count`).
     freed: Condvar,
     connections: AtomicU64,
@@ -56,16 +61,19 @@ pub(crate) struct Server {
 /// What a served request leaves to the connection.
 pub(crate) enum Served {
     Reply,
-    ReplyOrRequeue(Arc<Object>),
+    /// The object and its id.
+    ReplyOrRequeue(Arc<Object>, u64),
     Silent,
 }
 
 impl Server {
     pub(crate) fn new(authkey: Vec<u8>, max_request: u32) -> Arc<Server> {
         Arc::new(Server {
+            instance: instance_name(),
             authkey,
             max_request,
             registry: Mutex::new(Registry::new()),
+            proxies_sent: AtomicBool::new(false),
             freed: Condvar::new(),
             connections: AtomicU64::new(0),
         })
@@ -84,13 +92,26 @@ impl Server {
             Request::Object(id, op) => {
                 let obj = self.object(conn, *id)?;
                 let peer = Peer { session: conn.session, same_build: conn.same_build, fd: peer.fd };
-                match obj.handle(*id, op, &peer, out)? {
+                let held = ContainerRefs::new(self, *id, conn.session);
+                match obj.handle(*id, op, &peer, &held, out)? {
                     Done::Reply => Ok(Served::Reply),
-                    Done::ReplyOrRequeue => Ok(Served::ReplyOrRequeue(obj)),
+                    Done::ReplyOrRequeue => Ok(Served::ReplyOrRequeue(obj, *id)),
                 }
             }
         }
     }
+}
+
+/// A random name for this run of a server. Without the random source (never seen), the
+/// process id and the clock still tell runs apart.
+fn instance_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    if super::auth::random_bytes(&mut name).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        name[..4].copy_from_slice(&std::process::id().to_le_bytes());
+        name[4..].copy_from_slice(&now.as_nanos().to_le_bytes()[..12]);
+    }
+    name
 }
 
 /// Accepts connections forever, one thread each.
@@ -272,6 +293,7 @@ mod tests {
                     op::D_UPDATE => drop(w.u64(id).u32(1).bytes(&bytes).bytes(&[b])),
                     op::D_GET_MANY | op::S_EXTEND => drop(w.u64(id).u32(1).bytes(&bytes)),
                     op::D_MODIFY => drop(w.u64(id).bytes(&bytes).i64(1).i64(2)),
+                    op::D_KEYS_FROM => drop(w.u64(id).u64(n).u64(n % 4).u32(3)),
                     op::S_PUSH | op::V_SET => drop(w.u64(id).bytes(&bytes)),
                     op::S_GET | op::S_REMOVE => drop(w.u64(id).u64(n % 4)),
                     op::S_SET | op::S_INSERT => drop(w.u64(id).u64(n % 4).bytes(&bytes)),
@@ -366,6 +388,34 @@ mod tests {
             reg = s.freed.wait(reg).unwrap();
         }
         assert!(reg.sessions.is_empty());
+    }
+
+    /// The bytes of a proxy of `obj` sent with `token`, as containers find them.
+    fn proxy_bytes(s: &Server, token: u64, obj: u64) -> Vec<u8> {
+        let mut v = b"address and key".to_vec();
+        v.extend_from_slice(&s.instance);
+        crate::wire::codec::encode_into(&(token, obj, "types"), &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_container_holds_a_stored_proxy_until_it_is_dropped_or_freed() {
+        let (s, mut c) = server_and_conn();
+        let (inner, dict) = (create(&s, &mut c, Kind::List), create(&s, &mut c, Kind::Dict));
+        let token = crate::wire::codec::decode::<u64>(&run(&s, &mut c, op::TRANSIT, &inner.to_le_bytes()).unwrap());
+        let mut set = Vec::new();
+        Writer(&mut set).u64(dict).bytes(b"k").bytes(&proxy_bytes(&s, token.unwrap(), inner));
+        run(&s, &mut c, op::D_SET, &set).unwrap();
+        run(&s, &mut c, op::DECREF, &inner.to_le_bytes()).unwrap();
+        assert!(s.registry().transit.is_empty(), "the transit reference became the dict's");
+        assert_eq!(s.registry().objects.len(), 2, "the dict keeps the list");
+        run(&s, &mut c, op::D_SET, &set).unwrap();
+        assert_eq!(s.registry().objects.len(), 2, "stored again, then the first copy dropped");
+        let mut clear = Vec::new();
+        Writer(&mut clear).u64(dict);
+        run(&s, &mut c, op::D_CLEAR, &clear).unwrap();
+        assert_eq!(s.registry().objects.len(), 1, "cleared: the list is freed");
+        assert!(s.registry().holds.is_empty());
     }
 
     #[test]

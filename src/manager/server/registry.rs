@@ -6,12 +6,14 @@
 //! registry's lock is taken for reference changes only: operations on an object go
 //! through the connection's cache (see [`Server::object`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::connection::Connection;
+use super::objects::held::{self, Held};
 use super::objects::{Object, Peer};
 use super::{Served, Server};
 use crate::manager::auth;
@@ -38,6 +40,9 @@ pub(super) struct Registry {
     /// token -> (session, object) for every reference in transit.
     pub(super) transit: HashMap<u64, ([u8; 16], u64)>,
     pub(super) names: HashMap<String, u64>,
+    /// container -> token -> (object, count): the references containers hold for the
+    /// proxies stored in them (see `objects::held`).
+    pub(super) holds: HashMap<u64, HashMap<u64, (u64, u64)>>,
     next_id: u64,
     next_token: u64,
 }
@@ -62,11 +67,76 @@ impl Registry {
         }
     }
 
-    /// Drops one reference; returns the object if that was its last.
-    fn decref(&mut self, id: u64) -> Option<Arc<Object>> {
-        let e = self.objects.get_mut(&id)?;
-        e.refs -= 1;
-        if e.refs == 0 { self.objects.remove(&id).map(|e| e.obj) } else { None }
+    /// Drops one reference; returns the objects freed: this one if that was its last,
+    /// and those only it held.
+    fn decref(&mut self, id: u64) -> Vec<Arc<Object>> {
+        let (mut freed, mut next) = (Vec::new(), vec![id]);
+        while let Some(id) = next.pop() {
+            let Some(e) = self.objects.get_mut(&id) else { continue };
+            e.refs -= 1;
+            if e.refs > 0 {
+                continue;
+            }
+            freed.extend(self.objects.remove(&id).map(|e| e.obj));
+            for (obj, n) in self.holds.remove(&id).into_iter().flat_map(HashMap::into_values) {
+                next.extend(std::iter::repeat_n(obj, n as usize));
+            }
+        }
+        freed
+    }
+
+    /// `container` stores a proxy of `obj` sent with `token`: the reference in transit
+    /// becomes the container's. The same bytes stored again add a reference.
+    fn hold(&mut self, container: u64, token: u64, obj: u64) {
+        match self.transit.get(&token) {
+            Some(&(from, o)) if o == obj => {
+                self.transit.remove(&token);
+                if let Some(s) = self.sessions.get_mut(&from) {
+                    s.transit.remove(&token);
+                }
+            }
+            _ => {
+                let held = self.holds.get(&container).and_then(|h| h.get(&token)).is_some_and(|h| h.0 == obj);
+                match self.objects.get_mut(&obj) {
+                    Some(e) if held => e.refs += 1,
+                    _ => return,
+                }
+            }
+        }
+        self.holds.entry(container).or_default().entry(token).or_insert((obj, 0)).1 += 1;
+    }
+
+    /// Takes one of `container`'s references under `token` away from it; returns its object.
+    fn unhold(&mut self, container: u64, token: u64) -> Option<u64> {
+        let h = self.holds.get_mut(&container)?;
+        let e = h.get_mut(&token)?;
+        let obj = e.0;
+        e.1 -= 1;
+        if e.1 == 0 {
+            h.remove(&token);
+            if h.is_empty() {
+                self.holds.remove(&container);
+            }
+        }
+        Some(obj)
+    }
+
+    /// `container` lets go of a stored proxy; returns the objects freed.
+    fn release_held(&mut self, container: u64, token: u64) -> Vec<Arc<Object>> {
+        self.unhold(container, token).map(|obj| self.decref(obj)).unwrap_or_default()
+    }
+
+    /// A stored proxy leaves `container` for `session` (a `pop`, a queue's `get`): the
+    /// reference goes back in transit, for the requester to adopt when it decodes it.
+    fn take_held(&mut self, container: u64, token: u64, session: [u8; 16]) -> Vec<Arc<Object>> {
+        let Some(obj) = self.unhold(container, token) else { return Vec::new() };
+        if self.transit.contains_key(&token) {
+            // The same bytes already travel (taken twice): one reference is enough.
+            return self.decref(obj);
+        }
+        self.transit.insert(token, (session, obj));
+        self.sessions.entry(session).or_default().transit.insert(token, obj);
+        Vec::new()
     }
 
     /// Ends a session: forgets its transit tokens and drops its references. Returns the
@@ -95,8 +165,8 @@ impl Server {
 
     /// Wakes `wait_object_count` waiters if objects were freed; drops them first, outside
     /// the registry's lock (an object's drop may run user code).
-    fn notify_freed<T>(&self, freed: Option<T>) {
-        if freed.is_some() {
+    pub(super) fn notify_freed(&self, freed: Vec<Arc<Object>>) {
+        if !freed.is_empty() {
             drop(freed);
             self.freed.notify_all();
         }
@@ -138,7 +208,7 @@ impl Server {
             obj.release_session(conn.session);
         }
         drop(held);
-        self.notify_freed((!freed.is_empty()).then_some(freed));
+        self.notify_freed(freed);
     }
 
     /// The object with this id, from the connection's cache when it is there.
@@ -199,6 +269,16 @@ impl Server {
         reg.next_id += 1;
         reg.objects.insert(id, Entry { obj, refs: 0 });
         reg.incref(session, id);
+        let initial = match init {
+            Init::Items(items) => items.as_slice(),
+            Init::Value(v) => std::slice::from_ref(v),
+            _ => &[],
+        };
+        if self.proxies_sent.load(Ordering::Relaxed) {
+            for (token, obj) in initial.iter().flat_map(|v| held::proxies_in(v, &self.instance)) {
+                reg.hold(id, token, obj);
+            }
+        }
         Ok(id)
     }
 
@@ -222,6 +302,7 @@ impl Server {
         let mut reg = self.registry();
         let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
         e.refs += 1;
+        self.proxies_sent.store(true, Ordering::Relaxed);
         let token = reg.next_token;
         reg.next_token += 1;
         reg.transit.insert(token, (session, obj));
@@ -253,7 +334,7 @@ impl Server {
             let e = reg.objects.get_mut(&obj).ok_or(RemoteError::UnknownObject(obj))?;
             e.refs += 1;
             let old = reg.names.insert(name.to_string(), obj);
-            old.and_then(|old| reg.decref(old))
+            old.map(|old| reg.decref(old)).unwrap_or_default()
         };
         self.notify_freed(freed);
         Ok(())
@@ -298,5 +379,61 @@ impl Server {
             };
             reg = self.freed.wait_timeout(reg, slice).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+}
+
+/// The references of one container, for its operations to report what they store and
+/// let go of (see [`Held`]); the objects freed meanwhile are dropped with it, outside
+/// every lock.
+pub(super) struct ContainerRefs<'s> {
+    server: &'s Server,
+    container: u64,
+    session: [u8; 16],
+    freed: RefCell<Vec<Arc<Object>>>,
+}
+
+impl<'s> ContainerRefs<'s> {
+    pub(super) fn new(server: &'s Server, container: u64, session: [u8; 16]) -> ContainerRefs<'s> {
+        ContainerRefs { server, container, session, freed: RefCell::new(Vec::new()) }
+    }
+
+    /// Applies `f` to each proxy of this server in `value`, under the registry's lock.
+    /// Until a proxy has been sent (asked for a transit token), no value can hold one.
+    fn each(&self, value: &[u8], f: impl Fn(&mut Registry, u64, u64) -> Vec<Arc<Object>>) {
+        if !self.server.proxies_sent.load(Ordering::Relaxed) {
+            return;
+        }
+        let found = held::proxies_in(value, &self.server.instance);
+        if found.is_empty() {
+            return;
+        }
+        let mut reg = self.server.registry();
+        let mut freed = self.freed.borrow_mut();
+        for (token, obj) in found {
+            freed.extend(f(&mut reg, token, obj));
+        }
+    }
+}
+
+impl Held for ContainerRefs<'_> {
+    fn stored(&self, value: &[u8]) {
+        self.each(value, |reg, token, obj| {
+            reg.hold(self.container, token, obj);
+            Vec::new()
+        });
+    }
+
+    fn dropped(&self, value: &[u8]) {
+        self.each(value, |reg, token, _| reg.release_held(self.container, token));
+    }
+
+    fn taken(&self, value: &[u8]) {
+        self.each(value, |reg, token, _| reg.take_held(self.container, token, self.session));
+    }
+}
+
+impl Drop for ContainerRefs<'_> {
+    fn drop(&mut self) {
+        self.server.notify_freed(std::mem::take(self.freed.get_mut()));
     }
 }

@@ -10,6 +10,7 @@ mod condition;
 mod custom;
 mod dict;
 mod event;
+pub(crate) mod held;
 mod lock;
 mod namespace;
 mod ordered_map;
@@ -143,6 +144,8 @@ struct Ctx<'c, 'p> {
     id: u64,
     kind: Kind,
     peer: &'c Peer<'p>,
+    /// Where a container reports the values it stores and lets go of.
+    held: &'c dyn held::Held,
     /// The reply payload.
     out: &'c mut Vec<u8>,
 }
@@ -215,9 +218,10 @@ impl Object {
         id: u64,
         op: &ObjectOp<'_>,
         peer: &Peer<'_>,
+        held: &dyn held::Held,
         out: &mut Vec<u8>,
     ) -> Result<Done, RemoteError> {
-        let cx = &mut Ctx { id, kind: self.kind, peer, out };
+        let cx = &mut Ctx { id, kind: self.kind, peer, held, out };
         // A table: each state with the handler of its kind's operations.
         match (&self.state, op) {
             (State::Dict(m), ObjectOp::Dict(op)) => dict::handle(m, op, cx),
@@ -235,9 +239,10 @@ impl Object {
         }
     }
 
-    /// Puts back an item whose reply could not be delivered.
-    pub(crate) fn requeue(&self, item: Vec<u8>) {
+    /// Puts back an item whose reply could not be delivered; it holds its proxies again.
+    pub(crate) fn requeue(&self, item: Vec<u8>, held: &dyn held::Held) {
         if let State::Queue(q) = &self.state {
+            held.stored(&item);
             q.requeue(item);
         }
     }

@@ -16,7 +16,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 pub(super) fn handle(ns: &Mutex<Names>, op: &NamespaceOp<'_>, cx: &mut Ctx<'_, '_>) -> Result<Done, RemoteError> {
     let mut ns = lock(ns);
-    let out = &mut *cx.out;
+    let (out, held) = (&mut *cx.out, cx.held);
     match *op {
         NamespaceOp::Get { name } => match ns.get(name) {
             None => out.push(0),
@@ -27,9 +27,15 @@ pub(super) fn handle(ns: &Mutex<Names>, op: &NamespaceOp<'_>, cx: &mut Ctx<'_, '
             }
         },
         NamespaceOp::Set { name, types, value } => {
-            ns.insert(name.to_string(), (types.to_string(), value.to_vec()));
+            held.stored(value);
+            let old = ns.insert(name.to_string(), (types.to_string(), value.to_vec()));
+            old.iter().for_each(|(_, v)| held.dropped(v));
         }
-        NamespaceOp::Remove { name } => put_bool(out, ns.remove(name).is_some()),
+        NamespaceOp::Remove { name } => {
+            let old = ns.remove(name);
+            old.iter().for_each(|(_, v)| held.dropped(v));
+            put_bool(out, old.is_some());
+        }
         NamespaceOp::Names => {
             put_varint(out, ns.len() as u64);
             for k in ns.keys() {

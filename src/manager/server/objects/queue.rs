@@ -58,6 +58,7 @@ impl Queue {
         if !ok {
             return Err(RemoteError::Full);
         }
+        cx.held.stored(item);
         st.items.push_back(item.to_vec());
         st.unfinished += 1;
         self.not_empty.notify_one();
@@ -70,6 +71,7 @@ impl Queue {
             return Err(RemoteError::Empty);
         }
         let item = st.items.pop_front().expect("checked non-empty");
+        cx.held.taken(&item);
         self.not_full.notify_one();
         cx.out.extend_from_slice(&item);
         Ok(Done::ReplyOrRequeue)

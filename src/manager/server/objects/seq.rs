@@ -29,34 +29,52 @@ pub(super) fn handle(v: &Mutex<Vec<Vec<u8>>>, op: &SeqOp<'_>, cx: &mut Ctx<'_, '
         return Err(misuse("an array has a fixed length: it cannot grow or shrink"));
     }
     let mut v = lock(v);
-    let out = &mut *cx.out;
+    let (out, held) = (&mut *cx.out, cx.held);
     // A table: one line or short block per operation.
     match *op {
         SeqOp::Get { index: i } => put_option(out, v.get(i as usize).map(Vec::as_slice)),
         SeqOp::Set { index: i, value } => {
             let i = index(i, v.len())?;
-            v[i] = value.to_vec();
+            held.stored(value);
+            held.dropped(&std::mem::replace(&mut v[i], value.to_vec()));
         }
         SeqOp::Len => put_varint(out, v.len() as u64),
         SeqOp::Snapshot => put_seq(out, v.len(), v.iter().map(Vec::as_slice)),
         SeqOp::Modify { index: i, tramp, f } => {
             let i = index(i, v.len())?;
             functions::run_modify(cx.peer.same_build, tramp, f, Some(&v[i]), out)?;
-            v[i] = out.clone();
+            held.stored(out);
+            held.dropped(&std::mem::replace(&mut v[i], out.clone()));
         }
-        SeqOp::Push { value } => v.push(value.to_vec()),
-        SeqOp::Pop => put_option(out, v.pop().as_deref()),
-        SeqOp::Extend { ref values } => v.extend(values.iter().map(|b| b.to_vec())),
-        SeqOp::Clear => v.clear(),
+        SeqOp::Push { value } => {
+            held.stored(value);
+            v.push(value.to_vec());
+        }
+        SeqOp::Pop => {
+            let last = v.pop();
+            last.iter().for_each(|b| held.taken(b));
+            put_option(out, last.as_deref());
+        }
+        SeqOp::Extend { ref values } => {
+            values.iter().for_each(|b| held.stored(b));
+            v.extend(values.iter().map(|b| b.to_vec()));
+        }
+        SeqOp::Clear => {
+            v.iter().for_each(|b| held.dropped(b));
+            v.clear();
+        }
         SeqOp::Insert { index: i, value } => {
             if i > v.len() as u64 {
                 return Err(RemoteError::IndexOutOfRange { index: i, len: v.len() as u64 });
             }
+            held.stored(value);
             v.insert(i as usize, value.to_vec());
         }
         SeqOp::Remove { index: i } => {
             let i = index(i, v.len())?;
-            out.extend_from_slice(&v.remove(i));
+            let removed = v.remove(i);
+            held.taken(&removed);
+            out.extend_from_slice(&removed);
         }
     }
     Ok(Done::Reply)

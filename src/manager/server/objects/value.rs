@@ -11,10 +11,14 @@ pub(super) fn handle(v: &Mutex<Vec<u8>>, op: &ValueOp<'_>, cx: &mut Ctx<'_, '_>)
     let mut v = lock(v);
     match *op {
         ValueOp::Get => cx.out.extend_from_slice(&v),
-        ValueOp::Set { value } => *v = value.to_vec(),
+        ValueOp::Set { value } => {
+            cx.held.stored(value);
+            cx.held.dropped(&std::mem::replace(&mut *v, value.to_vec()));
+        }
         ValueOp::Modify { tramp, f } => {
             functions::run_modify(cx.peer.same_build, tramp, f, Some(&v), cx.out)?;
-            *v = cx.out.clone();
+            cx.held.stored(cx.out);
+            cx.held.dropped(&std::mem::replace(&mut *v, cx.out.clone()));
         }
     }
     Ok(Done::Reply)

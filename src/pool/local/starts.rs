@@ -8,10 +8,9 @@
 //! can wait for them all.
 
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::driver::{Worker, WorkerConfig, start_worker};
-use super::submit::Shared;
+use super::worker_handle::Worker;
 use crate::sys;
 
 /// A start's result: `None` when the start was cancelled (its process is already gone).
@@ -36,30 +35,14 @@ impl Starts {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts worker number `n` in a new thread; its result lands in `done` and wakes
-    /// the driver.
-    pub(crate) fn launch(shared: &Arc<Shared>, cfg: Arc<WorkerConfig>, n: u32) -> std::io::Result<()> {
-        let shared = shared.clone();
-        std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
-            let starts = &shared.starts;
-            let start = || {
-                start_worker(&cfg, n, |pidfd| {
-                    if let Ok(fd) = pidfd.try_clone_to_owned() {
-                        starts.lock().running.push((n, fd, false));
-                    }
-                })
-            };
-            // Even a start that panics must end as an entry (the invariant above).
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)).unwrap_or_else(|_| {
-                Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
-            });
-            starts.finish(n, r);
-            shared.wake_always();
-        })?;
-        Ok(())
+    /// A child of start `n` exists (between its exec and its handshake's end): its
+    /// pidfd, so that [`cancel`](Self::cancel) can kill it.
+    pub(crate) fn running(&self, n: u32, pidfd: OwnedFd) {
+        self.lock().running.push((n, pidfd, false));
     }
 
-    fn finish(&self, n: u32, r: Result<Worker, crate::Error>) {
+    /// Start `n` ended: its entry goes to `done` (see the invariant).
+    pub(crate) fn finish(&self, n: u32, r: Result<Worker, crate::Error>) {
         let cancelled = {
             let mut st = self.lock();
             let at = st.running.iter().position(|(m, _, _)| *m == n);

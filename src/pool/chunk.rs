@@ -1,0 +1,150 @@
+//! The chunk policy, in one place: how many items a task carries and how many tasks a
+//! worker holds. Pure functions of what the pool measured, tested below.
+
+use super::options::Chunksize;
+
+/// Tasks shorter than this get a deeper window, so workers never wait for the parent.
+const WINDOW_TASK_TIME: u64 = 1_000_000;
+const MAX_WINDOW: usize = 64;
+/// Adaptive chunks aim at about this much work each.
+const CHUNK_TARGET_NS: u64 = 2_000_000;
+/// Pending jobs from which a deep window is used as it is (fewer: spread one per worker).
+const SPREAD_BELOW_JOBS: usize = 64;
+/// Items per task an adaptive `imap` counts with when sizing its window.
+const ADAPTIVE_IMAP_CHUNK: usize = 16;
+/// The smallest default window of an `imap`.
+const MIN_IMAP_WINDOW: usize = 32;
+
+/// How a submission is cut into tasks at dispatch time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunking {
+    Fixed(u32),
+    /// Sized from the measured time per item.
+    Adaptive,
+}
+
+/// A whole map's chunking for `n` items over `workers` workers: Python's
+/// `ceil(n / (4 × workers))` by default.
+pub(crate) fn map_chunking(chunksize: Option<Chunksize>, n: usize, workers: usize) -> Chunking {
+    match chunksize.unwrap_or(Chunksize::Default) {
+        Chunksize::Default => Chunking::Fixed(n.div_ceil(4 * workers).max(1) as u32),
+        Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
+        Chunksize::Adaptive => Chunking::Adaptive,
+    }
+}
+
+/// An `imap`'s chunking (one item per task by default) and its window of items in the
+/// pool: `window` if given, else 4 × workers × chunk, at least 32.
+pub(crate) fn imap_chunking(chunksize: Option<Chunksize>, window: Option<usize>, workers: usize) -> (Chunking, usize) {
+    let (chunking, chunk) = match chunksize.unwrap_or(Chunksize::Default) {
+        Chunksize::Default => (Chunking::Fixed(1), 1),
+        Chunksize::Fixed(k) => (Chunking::Fixed(k.max(1) as u32), k.max(1)),
+        Chunksize::Adaptive => (Chunking::Adaptive, ADAPTIVE_IMAP_CHUNK),
+    };
+    (chunking, window.unwrap_or((4 * workers * chunk).max(MIN_IMAP_WINDOW)))
+}
+
+/// How many tasks a worker may hold, from the measured nanoseconds per task (0: none
+/// measured yet): one for slow tasks, up to [`MAX_WINDOW`] for tiny ones.
+pub(crate) fn window(task_ns: u64) -> usize {
+    match task_ns {
+        0 => 1,
+        t if t >= WINDOW_TASK_TIME => 1,
+        t => ((WINDOW_TASK_TIME / t) as usize).clamp(2, MAX_WINDOW),
+    }
+}
+
+/// A deep window only pays when there is plenty of work: a few items are spread one per
+/// worker (counting those still starting), as Python's pool would.
+pub(crate) fn spread_window(
+    window: usize,
+    pending_jobs: usize,
+    pending_items: impl FnOnce() -> usize,
+    workers: usize,
+) -> usize {
+    if window > 1 && pending_jobs < SPREAD_BELOW_JOBS {
+        window.min(pending_items().div_ceil(workers.max(1)).max(1))
+    } else {
+        window
+    }
+}
+
+/// Items per task for a job of `count` items: its fixed chunk, or (adaptive) about
+/// [`CHUNK_TARGET_NS`] of work at `item_ns` per item, no more than a fair share over
+/// `workers`; never more than `count`, never 0.
+pub(crate) fn chunk_items(chunking: Chunking, count: u32, item_ns: u64, workers: usize) -> u32 {
+    let k = match chunking {
+        Chunking::Fixed(n) => n.max(1),
+        Chunking::Adaptive => match item_ns {
+            0 => 1,
+            ns => {
+                let fair = (count as usize).div_ceil(2 * workers).max(1) as u64;
+                (CHUNK_TARGET_NS / ns).clamp(1, fair) as u32
+            }
+        },
+    };
+    k.min(count).max(1)
+}
+
+/// Cuts a chunk of `k` items from `first` so that it carries at most one item with
+/// descriptors (each item numbers its descriptors from 0). `with_fds`: the indices of
+/// the submission's items that carry some, in order.
+pub(crate) fn one_fd_item(k: u32, first: u32, with_fds: impl IntoIterator<Item = u32>) -> u32 {
+    let mut inside = with_fds.into_iter().filter(|i| *i >= first && *i < first + k);
+    let k = match (inside.next(), inside.next()) {
+        (Some(a), Some(b)) if a == first => b - first,
+        (Some(a), Some(_)) => a - first,
+        _ => k,
+    };
+    k.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_is_cut_as_python_does() {
+        assert_eq!(map_chunking(None, 100, 2), Chunking::Fixed(13));
+        assert_eq!(map_chunking(None, 0, 4), Chunking::Fixed(1));
+        assert_eq!(map_chunking(Some(Chunksize::Fixed(0)), 100, 2), Chunking::Fixed(1));
+        assert_eq!(map_chunking(Some(Chunksize::Adaptive), 100, 2), Chunking::Adaptive);
+    }
+
+    #[test]
+    fn an_imap_window_holds_four_chunks_per_worker() {
+        assert_eq!(imap_chunking(None, None, 2), (Chunking::Fixed(1), 32));
+        assert_eq!(imap_chunking(Some(Chunksize::Fixed(10)), None, 2), (Chunking::Fixed(10), 80));
+        assert_eq!(imap_chunking(Some(Chunksize::Adaptive), Some(5), 2), (Chunking::Adaptive, 5));
+    }
+
+    #[test]
+    fn the_window_deepens_for_short_tasks_only() {
+        assert_eq!(window(0), 1);
+        assert_eq!(window(5_000_000), 1);
+        assert_eq!(window(400_000), 2);
+        assert_eq!(window(100_000), 10);
+        assert_eq!(window(1), MAX_WINDOW);
+        assert_eq!(spread_window(10, 3, || 4, 2), 2);
+        assert_eq!(spread_window(10, 100, || 4, 2), 10);
+        assert_eq!(spread_window(1, 3, || 400, 2), 1);
+    }
+
+    #[test]
+    fn adaptive_chunks_aim_at_two_milliseconds_within_a_fair_share() {
+        assert_eq!(chunk_items(Chunking::Fixed(7), 3, 0, 2), 3);
+        assert_eq!(chunk_items(Chunking::Adaptive, 1000, 0, 2), 1);
+        assert_eq!(chunk_items(Chunking::Adaptive, 1000, 1_000, 2), 250);
+        assert_eq!(chunk_items(Chunking::Adaptive, 100_000, 1_000, 2), 2000);
+        assert_eq!(chunk_items(Chunking::Adaptive, 10, 10_000_000, 2), 1);
+    }
+
+    #[test]
+    fn a_task_carries_at_most_one_item_with_descriptors() {
+        assert_eq!(one_fd_item(10, 0, []), 10);
+        assert_eq!(one_fd_item(10, 0, [0, 4]), 4);
+        assert_eq!(one_fd_item(10, 0, [2, 4]), 2);
+        assert_eq!(one_fd_item(10, 5, [5]), 10);
+        assert_eq!(one_fd_item(10, 5, [5, 6]), 1);
+    }
+}
