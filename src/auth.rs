@@ -25,14 +25,10 @@ use sha2::Sha256;
 
 use crate::wire::FrameError;
 use crate::wire::frame::Channel;
+use crate::wire::kinds::{AUTH_ANSWER as KIND_ANSWER, AUTH_CHALLENGE as KIND_CHALLENGE, AUTH_VERDICT as KIND_VERDICT};
 
 /// The largest frame accepted before authentication.
 pub(crate) const AUTH_MAX_FRAME: u32 = 4096;
-
-/// Frame kinds of the exchange.
-pub(crate) const KIND_CHALLENGE: u8 = 0xE0;
-pub(crate) const KIND_ANSWER: u8 = 0xE1;
-pub(crate) const KIND_VERDICT: u8 = 0xE2;
 
 /// Which protocol is being authenticated: what the challenge carries and the answers sign.
 #[derive(Debug)]

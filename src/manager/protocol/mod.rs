@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const FOREVER: u64 = u64::MAX;
 
 /// Frame kinds of the connection set-up (before any request): authentication's
-/// (`crate::auth`: 0xE0 to 0xE2), then the session's.
+/// (`wire::kinds::AUTH_*`, 0xE0 to 0xE2), then the session's.
 pub(crate) const KIND_SESSION_HELLO: u8 = 0xE3;
 pub(crate) const KIND_SESSION_READY: u8 = 0xE4;
 
