@@ -157,6 +157,12 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Sleeps `ms` milliseconds, then returns it.
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 /// Task 3 of the pool's map kills its own worker (SIGKILL).
 fn square_but_three_dies(x: u64) -> u64 {
     if x == 3 {
@@ -168,12 +174,15 @@ fn square_but_three_dies(x: u64) -> u64 {
 
 /// Pool: Python's `Pool`, where a crashing task costs that task only.
 fn pool() -> Result<(), Box<dyn std::error::Error>> {
-    section("Pool: apply, map, imap — and a worker that dies costs one task");
+    section("Pool: apply, map, imap, as_completed — and a worker that dies costs one task");
     let pool = multiproc::Pool::new(2)?;
     println!("  apply(square, 12) = {}", pool.apply(square, 12)?);
     println!("  map(square, 0..8) = {:?}", pool.map(square, 0..8)?);
     let firsts: Vec<u64> = pool.imap(square, 1..).take(5).collect::<Result<_, _>>()?;
     println!("  imap over an endless input, first five: {firsts:?}");
+    let naps = [60, 5].map(|ms| pool.apply_async(nap, ms));
+    let in_completion_order: Vec<u64> = multiproc::as_completed(naps).map(|h| h.get()).collect::<Result<_, _>>()?;
+    println!("  as_completed over naps of [60, 5] ms: {in_completion_order:?}");
     let results = pool.map_results(square_but_three_dies, 0..8);
     for (i, r) in results.iter().enumerate() {
         match r {

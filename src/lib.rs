@@ -190,8 +190,9 @@ pub use fd::Fd;
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
 pub use pool::{
-    AsyncResult, Attempt, Chunksize, IMapIter, MapOptions, MapResult, Pool, PoolBuilder, PoolError, PoolStats,
-    RemoteFailure, StarFn, TaskError, TaskOptions,
+    AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
+    NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,
+    TaskOptions, as_completed, isolated, wait_results,
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};

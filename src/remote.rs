@@ -162,9 +162,9 @@ pub enum RunError {
 }
 
 /// Frame kind: parent → child, a task to run.
-const KIND_RUN: u8 = 0xC1;
+const KIND_RUN: u8 = crate::wire::kinds::TASK_CHILD_RUN;
 /// Frame kind: child → parent, how it went.
-const KIND_DONE: u8 = 0xC2;
+const KIND_DONE: u8 = crate::wire::kinds::TASK_CHILD_DONE;
 
 /// What precedes the argument bytes in a `KIND_RUN` frame.
 #[derive(Debug, Serialize, Deserialize)]

@@ -866,7 +866,6 @@ fn unsafe_lives_only_in_sys_and_identity() {
 }
 
 #[test]
-#[ignore = "enabled when issue 13 lands"]
 fn no_import_cycle_between_files() {
     let sources = sources();
     let mut offenders = cycle_offenders(&sources);
@@ -875,7 +874,6 @@ fn no_import_cycle_between_files() {
 }
 
 #[test]
-#[ignore = "enabled when issue 13 lands"]
 fn functions_are_short() {
     let (offenders, _) = length_offenders(&sources());
     assert_none("function lengths", &offenders);

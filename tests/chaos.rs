@@ -20,7 +20,6 @@
 //! - `MULTIPROC_CHAOS_RUNS=N` (default 30), `MULTIPROC_CHAOS_SECONDS=S`: the length (the default takes 15–40 s on two cores).
 //! - `MULTIPROC_CHAOS_ALL=1` includes the faults of `config::KNOWN_BROKEN`.
 //! - `MULTIPROC_CHAOS_FAULTS=sigkill,pipe_kill,...` only those faults and run kinds.
-//! - `MULTIPROC_CHAOS_OVERSIZED=1` includes oversized results (needs more than 2 GiB).
 //! - `MULTIPROC_CHAOS_KEEP_GOING=1` goes on after a failed run (the soak, `bench/soak.sh`).
 //! - `MULTIPROC_CHAOS_RUN_LIMIT=S` (default 90): a run taking longer is a hang.
 

@@ -99,6 +99,7 @@ fn the_initializer_runs_in_every_replacement() {
     assert_eq!(pids.len(), 8, "one task per worker");
 }
 
+#[cfg(feature = "progress")]
 #[test]
 fn a_progress_bar_does_not_change_results() {
     let pool = Pool::new(2).unwrap();

@@ -52,17 +52,29 @@ fn map_one_item_per_task() {
 }
 
 #[test]
-fn a_chunk_too_large_fails_each_of_its_items_with_the_reason() {
+fn in_a_chunk_only_the_value_too_large_fails() {
     let pool = pool();
     let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(4));
-    let results = pool.map_async_with(blob, 0..20, &opts).get_all();
-    for (i, r) in results.iter().enumerate() {
-        if (12..16).contains(&i) {
-            assert!(matches!(r, Err(TaskError::Codec { message, .. }) if message.contains("cannot be sent")), "{r:?}");
-        } else {
-            assert_eq!(r.as_ref().map(Vec::len), Ok(i), "item {i}");
-        }
+    check(&pool.map_async_with(blob, 0..20, &opts).get_all());
+    assert_eq!(pool.stats().workers_died, 0);
+}
+
+/// Values each under the limit, too large together for one result.
+fn third_of_limit(i: usize) -> Vec<u8> {
+    vec![i as u8; LIMIT as usize / 3]
+}
+
+#[test]
+fn a_chunk_too_large_together_fails_each_of_its_items_with_the_reason() {
+    let pool = pool();
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(4));
+    let results = pool.map_async_with(third_of_limit, 0..8, &opts).get_all();
+    for r in &results {
+        assert!(matches!(r, Err(TaskError::Codec { message, .. }) if message.contains("cannot be sent")), "{r:?}");
     }
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(2));
+    let results = pool.map_async_with(third_of_limit, 0..8, &opts).get_all();
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|v| v.len() == LIMIT as usize / 3)), "two fit");
     assert_eq!(pool.stats().workers_died, 0);
 }
 

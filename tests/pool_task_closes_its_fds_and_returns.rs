@@ -101,3 +101,37 @@ fn retries_are_bounded_too() {
     run("apply_async", 2);
     run("map", 1);
 }
+
+/// Item 0 closes its worker's descriptors and returns; item 1, in the same chunk, then
+/// stops itself (SIGSTOP) until its timeout. The driver sees the closed socket while item
+/// 1 runs and kills the worker: either item may have closed the socket, so neither is
+/// charged for that death; each runs again alone and ends with its own cause.
+#[test]
+fn the_item_running_when_a_closed_socket_is_noticed_is_not_blamed_for_it() {
+    // Closing descriptors by number is the fault under test (see `close_fds_then_return`).
+    #[allow(unsafe_code)]
+    fn close_or_stop(x: u64) -> u64 {
+        match x {
+            0 => {
+                for fd in 3..1024 {
+                    // SAFETY: as in `close_fds_then_return`.
+                    let _ = unsafe { libc::close(fd) };
+                }
+            }
+            1 => {
+                let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+            }
+            _ => {}
+        }
+        x
+    }
+    let pool = Pool::builder().processes(1).timeout(std::time::Duration::from_secs(3)).build().unwrap();
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(3));
+    let results = pool.map_async_with(close_or_stop, 0..3u64, &opts).get_all();
+    match &results[0] {
+        Err(TaskError::WorkerDied { hint: Some(h), .. }) => assert!(h.contains("connection to the pool"), "{h}"),
+        other => panic!("item 0: {other:?}"),
+    }
+    assert!(matches!(results[1], Err(TaskError::Timeout { .. })), "item 1: {:?}", results[1]);
+    assert_eq!(results[2], Ok(2));
+}

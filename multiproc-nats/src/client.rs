@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 
 use crate::broker;
 use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
-use crate::envelope::{Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item};
+use crate::envelope::{
+    HEADER_ROOM, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item,
+};
 use crate::error::{ClusterError, TaskFailure};
 use crate::status::QueueStatus;
 
@@ -373,9 +375,6 @@ impl Shared {
         })
     }
 }
-
-/// Room left in a message for its headers (the message id).
-pub(crate) const HEADER_ROOM: usize = 64;
 
 /// A connection to a pool's queue that submits tasks and collects their results.
 ///

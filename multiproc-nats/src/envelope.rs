@@ -8,6 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Room left in a message for its headers (the message id).
+pub(crate) const HEADER_ROOM: usize = 64;
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message below changes shape.

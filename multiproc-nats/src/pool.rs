@@ -14,8 +14,9 @@ use std::time::Duration;
 use multiproc::remote::{Batch, Delivered, Dispatch, TaskCode};
 use multiproc::{Attempt, Pool, PoolStats, RemoteFailure, TaskError};
 
-use crate::client::{Client, ClientConfig, ClientStats, HEADER_ROOM, ItemsTask, OnItem};
+use crate::client::{Client, ClientConfig, ClientStats, ItemsTask, OnItem};
 use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::envelope::HEADER_ROOM;
 use crate::envelope::RemoteError;
 use crate::error::ClusterError;
 

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
+use super::handle::type_name;
 use super::protocol::{Kind, dict as op};
-use super::type_name;
 
 proxy! {
     /// A proxy of a dict living in a manager's server (Python's `DictProxy`); made by

@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::SharedObject;
 use super::protocol::RemoteError;
+use super::shared_object::SharedObject;
 use crate::spawn::identity::{self, SameBuild};
 use crate::wire::codec;
 

@@ -140,3 +140,9 @@ impl Drop for Handle {
         }
     }
 }
+
+/// The name of a proxy's type parameter, in the type string a handle is checked against
+/// when a proxy is decoded (`dict<K, V>`, ...).
+pub(crate) fn type_name<T: ?Sized>() -> &'static str {
+    std::any::type_name::<T>()
+}

@@ -7,8 +7,8 @@ use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
 use super::handle::Handle;
+use super::handle::type_name;
 use super::protocol::{Kind, Writer, seq as op};
-use super::type_name;
 use crate::wire::CodecError;
 
 /// Writes a count and then each item, length-prefixed.

@@ -64,6 +64,7 @@ mod functions;
 mod handle;
 mod protocol;
 mod server;
+mod shared_object;
 mod slot;
 
 use std::sync::Arc;
@@ -148,8 +149,9 @@ mod value;
 
 pub use dict::{DICT_ITER_CHUNK, DictIter, DictProxy};
 pub use list::{ArrayProxy, ListProxy};
-pub use object::{ObjectProxy, SharedObject};
+pub use object::ObjectProxy;
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use shared_object::SharedObject;
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockProxy, SemaphoreProxy};
 pub use value::{NamespaceProxy, ValueProxy};
 
@@ -174,18 +176,6 @@ pub(crate) mod sealed {
 /// server, without asking the server) and `Serialize + Deserialize` (it travels to
 /// another process, which then connects to the server by itself).
 pub trait Proxy: sealed::ProxyType + Serialize + DeserializeOwned + Clone + std::fmt::Debug {}
-
-fn type_name<T: ?Sized>() -> &'static str {
-    std::any::type_name::<T>()
-}
-
-/// This thread's id in lock ownership: unique in this process (the server adds the
-/// process's session).
-fn thread_token() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
-    TOKEN.with(|t| *t)
-}
 
 /// A handle on a manager's server: creates shared objects and returns proxies to them.
 ///

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::handle::Handle;
+use super::handle::type_name;
 use super::protocol::{Kind, Wait, queue as op};
-use super::type_name;
 
 proxy! {
     /// A proxy of a queue living in a manager's server (Python's `Manager().Queue()`);

@@ -44,7 +44,7 @@ const REPLY: u32 = 2;
 const CLOSED: u32 = 3;
 
 /// Reply kind: the reply did not fit; ask again over the socket.
-pub(crate) const KIND_TOO_BIG: u8 = 0xF3;
+pub(crate) const KIND_TOO_BIG: u8 = crate::wire::kinds::MANAGER_TOO_BIG;
 
 /// How long each side spins on the state word before sleeping on it.
 const SPIN: Duration = Duration::from_micros(50);

@@ -11,7 +11,14 @@ use super::client::{self, unit};
 use super::error::ManagerError;
 use super::handle::Handle;
 use super::protocol::{Kind, Wait, sync as op};
-use super::thread_token;
+
+/// This thread's id in lock ownership: unique in this process (the server adds the
+/// process's session).
+fn thread_token() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    TOKEN.with(|t| *t)
+}
 
 fn acquire(h: &Handle, wait: Option<Duration>) -> Result<bool, ManagerError> {
     h.call(op::L_ACQUIRE, |w| w.u64(h.id).u64(thread_token()).u64(Wait::micros(wait)).done(), client::value::<bool>)

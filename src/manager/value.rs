@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use super::client::{self, unit};
 use super::error::ManagerError;
 use super::functions;
+use super::handle::type_name;
 use super::protocol::{Kind, namespace, value as value_op};
-use super::type_name;
 use crate::wire::{CodecError, codec};
 
 proxy! {

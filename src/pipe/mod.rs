@@ -25,9 +25,9 @@ use crate::wire::frame::{Channel, FrameReader, FrameWriter, REPLY_SPIN};
 use crate::wire::{CodecError, DEFAULT_MAX_FRAME, FrameError, fds};
 
 /// Frame kind of a message sent with `send` (a serialized value).
-const KIND_VALUE: u8 = 0x10;
+const KIND_VALUE: u8 = crate::wire::kinds::PIPE_VALUE;
 /// Frame kind of a message sent with `send_bytes`.
-const KIND_BYTES: u8 = 0x11;
+const KIND_BYTES: u8 = crate::wire::kinds::PIPE_BYTES;
 
 /// Why a [`Connection`] call failed.
 #[derive(Debug, thiserror::Error)]

@@ -626,6 +626,8 @@ pub struct MapResult<R> {
     collector: Arc<Collector<R>>,
     shared: Arc<Shared>,
     len: usize,
+    /// Whether dropping this handle cancels the map ([`MapResult::abort_on_drop`]).
+    abort_on_drop: bool,
 }
 
 impl<R> std::fmt::Debug for MapResult<R> {
@@ -636,7 +638,7 @@ impl<R> std::fmt::Debug for MapResult<R> {
 
 impl<R> MapResult<R> {
     pub(crate) fn new(collector: Arc<Collector<R>>, shared: Arc<Shared>, len: usize) -> Self {
-        MapResult { collector, shared, len }
+        MapResult { collector, shared, len, abort_on_drop: false }
     }
 
     /// How many items the map has.
@@ -727,6 +729,23 @@ impl<R> MapResult<R> {
         self.collector.cancel(&self.shared);
     }
 
+    /// Makes dropping this handle [`cancel`](MapResult::cancel) the map if it has not
+    /// ended, as [`AsyncResult::abort_on_drop`](crate::AsyncResult::abort_on_drop) does
+    /// for one task: the workers running its items are freed at once.
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let m = pool.map_async(double, 0..4).abort_on_drop();
+    /// assert_eq!(m.get().unwrap(), [0, 2, 4, 6]); // ended: the drop cancels nothing
+    /// ```
+    pub fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
+    }
+
     /// Python's `map_async(..., callback, error_callback)`: when every item has ended,
     /// `callback` gets the values in input order, or `error_callback` the first error in
     /// input order. They run once, in this (the parent) process — on the pool's driver
@@ -787,6 +806,14 @@ impl<R> MapResult<R> {
         };
         self.collector.finish_hook(ready_now);
         self
+    }
+}
+
+impl<R> Drop for MapResult<R> {
+    fn drop(&mut self) {
+        if self.abort_on_drop && !self.ready() {
+            self.cancel();
+        }
     }
 }
 
@@ -851,6 +878,8 @@ pub struct IMapIter<'a, R> {
     /// Items handed to the caller so far.
     yielded: usize,
     exhausted: bool,
+    /// Whether dropping the iterator cancels its items ([`IMapIter::abort_on_drop`]).
+    abort_on_drop: bool,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -883,6 +912,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             pulled: 0,
             yielded: 0,
             exhausted: false,
+            abort_on_drop: false,
             _r: PhantomData,
         }
     }
@@ -940,6 +970,23 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         self.shared.submit_or_fail(job, true);
     }
 
+    /// Makes dropping the iterator before its end cancel the items submitted and not yet
+    /// consumed (a worker running one is killed and replaced), so a consumer that stops
+    /// early, or async code that drops it, leaves no worker busy for nothing.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let first = pool.imap(square, 1..).abort_on_drop().next().unwrap().unwrap();
+    /// assert_eq!(first, 1); // the rest of the window was cancelled
+    /// ```
+    pub fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
+    }
+
     /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`
     /// if none came (the iteration can go on).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
@@ -954,21 +1001,110 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             return None;
         }
         let ordered = self.collector.ordered;
-        let ready = |st: &CollectState<R>| {
-            if ordered { st.slots.front().is_some_and(Cell::is_filled) } else { !st.done.is_empty() }
-        };
-        let Some(mut st) = self.collector.wait_until(deadline, ready) else {
+        let Some(mut st) = self.collector.wait_until(deadline, |st| next_is_in(st, ordered)) else {
             return Some(Err(TaskError::WaitTimeout { task: self.spec.task, waited: timeout }));
         };
-        let r = if ordered {
-            st.head += 1;
-            st.slots.pop_front().and_then(Cell::into_option)
-        } else {
-            st.done.pop_front()
-        };
+        let r = take_next(&mut st, ordered);
         drop(st);
         self.yielded += 1;
         r
+    }
+
+    /// The next outcome, for async code: a future that waits without blocking its thread
+    /// (any runtime, or none), ready with `None` at the end; the same outcomes, in the same
+    /// order, as [`next`](Iterator::next). The input is pulled as the future is polled.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// async fn squares(pool: &multiproc::Pool) -> Vec<u64> {
+    ///     let mut it = pool.imap(square, 0..4);
+    ///     let mut out = Vec::new();
+    ///     while let Some(r) = it.next_async().await {
+    ///         out.push(r.unwrap());
+    ///     }
+    ///     out
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut fut = std::pin::pin!(squares(&pool));
+    /// let waker = std::task::Waker::noop();
+    /// // A spinning executor, to keep the example short: a real one sleeps until woken.
+    /// let got = loop {
+    ///     if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+    ///         break v;
+    ///     }
+    /// };
+    /// assert_eq!(got, [0, 1, 4, 9]);
+    /// ```
+    pub fn next_async(&mut self) -> NextItem<'_, 'a, R> {
+        NextItem { iter: self }
+    }
+
+    fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
+        self.refill();
+        if self.exhausted && self.yielded == self.pulled {
+            #[cfg(feature = "progress")]
+            self.collector.finish_bar();
+            return Poll::Ready(None);
+        }
+        let ordered = self.collector.ordered;
+        let mut st = self.collector.lock();
+        if !next_is_in(&st, ordered) {
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let r = take_next(&mut st, ordered);
+        drop(st);
+        self.yielded += 1;
+        Poll::Ready(r)
+    }
+}
+
+/// Whether an iterator's next outcome has come: the next in input order, or any.
+fn next_is_in<R>(st: &CollectState<R>, ordered: bool) -> bool {
+    if ordered { st.slots.front().is_some_and(Cell::is_filled) } else { !st.done.is_empty() }
+}
+
+/// Takes an iterator's next outcome, which has come.
+fn take_next<R>(st: &mut CollectState<R>, ordered: bool) -> Option<Result<R, TaskError>> {
+    if ordered {
+        st.head += 1;
+        st.slots.pop_front().and_then(Cell::into_option)
+    } else {
+        st.done.pop_front()
+    }
+}
+
+/// The future of [`IMapIter::next_async`]: the iterator's next outcome.
+#[must_use = "a future does nothing unless awaited"]
+pub struct NextItem<'i, 'a, R> {
+    iter: &'i mut IMapIter<'a, R>,
+}
+
+impl<R> std::fmt::Debug for NextItem<'_, '_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NextItem").field("iter", &self.iter).finish()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Future for NextItem<'_, '_, R> {
+    type Output = Option<Result<R, TaskError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.iter.poll_next_item(cx)
+    }
+}
+
+impl<R> Drop for IMapIter<'_, R> {
+    fn drop(&mut self) {
+        if self.abort_on_drop && !(self.exhausted && self.yielded == self.pulled) {
+            self.collector.cancel(&self.shared);
+        }
     }
 }
 

@@ -14,9 +14,10 @@
 //! - `dispatch`: the remote engine's interface; `local`: the local engine;
 //! - `engine`: the engine behind the front (`Shared`);
 //! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
-//!   behind them; `encode`: a whole map's items into submissions;
-//! - `handle` (the `Pool` struct), `builder`, `backend`, and this file: the `Pool`
-//!   methods.
+//!   behind them; `completion`: many `AsyncResult`s waited on together (`as_completed`,
+//!   `wait_results`); `encode`: a whole map's items into submissions;
+//! - `handle` (the `Pool` struct), `builder`, `backend`, `isolated` (one call in a
+//!   one-worker pool of its own), and this file: the `Pool` methods.
 //!
 //! One `apply_async` travels: this file encodes the argument (`submit::Encoder`) into a
 //! `Job` whose sink is a `result::Slot`, `engine::Shared::submit` hands it to the engine,
@@ -29,12 +30,14 @@ pub(crate) mod backend;
 pub(crate) mod bench;
 mod builder;
 pub(crate) mod chunk;
+mod completion;
 pub(crate) mod dispatch;
 mod encode;
 pub(crate) mod engine;
 mod error;
 mod guard;
 mod handle;
+mod isolated;
 pub(crate) mod item;
 pub(crate) mod last_words;
 pub(crate) mod local;
@@ -52,10 +55,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
+pub use completion::{AsCompleted, NextCompleted, ReturnWhen, as_completed, wait_results};
 pub use error::{Attempt, PoolError, RemoteFailure, TaskError};
 pub use handle::Pool;
+pub use isolated::{Isolated, IsolatedTask, isolated};
 pub use item::Delivered;
-pub use map::{IMapIter, MapResult};
+pub use map::{IMapIter, MapResult, NextItem};
 pub use options::{Chunksize, MapOptions, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;
@@ -294,6 +299,28 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         self.map_async(f, items).get()
+    }
+
+    /// [`map`](Pool::map) with a chunk size, timeout, retries or a progress bar.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Chunksize, MapOptions};
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let opts = MapOptions::new().chunksize(Chunksize::Fixed(5)).timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.map_with(double, 0..10, &opts).unwrap()[9], 18);
+    /// ```
+    pub fn map_with<F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, items, opts).get()
     }
 
     /// Like [`map`](Pool::map), but returns every item's own outcome: one failure loses

@@ -150,7 +150,22 @@ impl MapOptions {
         self
     }
 
-    /// Draws a progress bar on the terminal (with the `progress` feature; ignored without).
+    /// Draws a progress bar on the terminal. Only with the `progress` feature: without it
+    /// the method does not exist, so asking for a bar is a compile error rather than a
+    /// setting silently ignored.
+    ///
+    /// ```
+    /// # #[cfg(feature = "progress")]
+    /// # {
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let opts = multiproc::MapOptions::new().progress(true);
+    /// assert_eq!(pool.map_with(double, 0..100, &opts).unwrap()[99], 198);
+    /// # }
+    /// ```
+    #[cfg(feature = "progress")]
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
         self

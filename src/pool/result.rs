@@ -117,7 +117,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 /// Wait for it with [`get`](AsyncResult::get) (or [`get_timeout`](AsyncResult::get_timeout)),
 /// look at it with [`ready`](AsyncResult::ready) and [`successful`](AsyncResult::successful),
 /// stop it with [`cancel`](AsyncResult::cancel), or `.await` it: it is a
-/// [`Future`] that needs no particular runtime. Dropping it does not stop the task.
+/// [`Future`] that needs no particular runtime. Dropping it does not stop the task,
+/// unless it was made to with [`abort_on_drop`](AsyncResult::abort_on_drop). Many handles,
+/// of one pool or several, are waited on together with [`as_completed`](crate::as_completed)
+/// (in completion order) and [`wait_results`](crate::wait_results).
 ///
 /// ```
 /// use std::time::Duration;
@@ -137,6 +140,8 @@ pub struct AsyncResult<R> {
     /// A small submission is freed here, by the thread that made it: when the driver
     /// thread freed it, the two threads fought over the allocator's lock.
     _keep: Option<Arc<Submission>>,
+    /// Whether dropping this handle cancels the task ([`AsyncResult::abort_on_drop`]).
+    abort_on_drop: bool,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -148,7 +153,7 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>, shared: Option<Arc<Shared>>) -> Self {
-        AsyncResult { slot, shared, _keep: None, _r: PhantomData }
+        AsyncResult { slot, shared, _keep: None, abort_on_drop: false, _r: PhantomData }
     }
 
     /// Keeps `sub` until this handle is dropped, if it is small and holds no descriptor.
@@ -233,6 +238,31 @@ impl<R> AsyncResult<R> {
         true
     }
 
+    /// Makes dropping this handle [`cancel`](AsyncResult::cancel) its task, if it has not
+    /// ended: a task that lost a `select!` or a timeout, or whose handle went out of scope
+    /// on an early return, stops, and a worker running it is killed (and replaced) at once
+    /// instead of staying busy. Dropping a handle whose task ended changes nothing, so
+    /// `get` and `.await` behave as usual; but a [`get_timeout`](AsyncResult::get_timeout)
+    /// that gives up drops the handle, so it cancels the task (despite what its
+    /// [`TaskError::WaitTimeout`] says): bound a wait with
+    /// [`wait_timeout`](AsyncResult::wait_timeout) to keep the task.
+    ///
+    /// ```
+    /// use multiproc::Event;
+    /// fn wait_for(go: Event) -> bool { go.wait().unwrap(); true }
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let never = Event::new().unwrap();
+    /// drop(pool.apply_async(wait_for, never).abort_on_drop()); // its worker is freed
+    /// assert_eq!(pool.apply(double, 21).unwrap(), 42);
+    /// ```
+    pub fn abort_on_drop(mut self) -> Self {
+        self.abort_on_drop = true;
+        self
+    }
+
     /// Cancels the task: one not yet started is dropped; a running one has its worker
     /// killed (and replaced). Returns `false` if the task had already ended. Afterwards
     /// `get` returns [`TaskError::Cancelled`].
@@ -257,6 +287,38 @@ impl<R> AsyncResult<R> {
             shared.request_cancel();
         }
         true
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// Registers `waker` to be woken when the task ends, in place of any earlier one (the
+    /// one a `Future` poll left); returns `true`, registering nothing, if it has ended.
+    /// What [`as_completed`](crate::as_completed) and [`wait_results`](crate::wait_results)
+    /// build on: the slot's own wake-up, no thread and no polling.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        let mut st = self.slot.lock();
+        if st.done {
+            return true;
+        }
+        st.waker = Some(waker.clone());
+        false
+    }
+
+    /// Forgets `waker` if it is the one registered (so a handle given back does not keep it).
+    pub(crate) fn unwatch(&self, waker: &Waker) {
+        let mut st = self.slot.lock();
+        if st.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            st.waker = None;
+        }
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        if self.abort_on_drop {
+            // Does nothing if the task has ended: `cancel` only replaces a missing outcome.
+            self.cancel();
+        }
     }
 }
 

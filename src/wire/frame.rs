@@ -242,6 +242,11 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// The largest frame this writer sends.
+    pub(crate) fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
     /// Bytes queued and not yet sent.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.sent

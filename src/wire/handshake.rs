@@ -7,9 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Frame kind of the parent's hello.
-pub(crate) const KIND_HELLO: u8 = 0xA1;
+pub(crate) const KIND_HELLO: u8 = super::kinds::HANDSHAKE_HELLO;
 /// Frame kind of the child's reply.
-pub(crate) const KIND_REPLY: u8 = 0xA2;
+pub(crate) const KIND_REPLY: u8 = super::kinds::HANDSHAKE_REPLY;
 
 /// Eight bytes that open every hello.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROC\0\x01\x00";

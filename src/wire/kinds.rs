@@ -2,13 +2,9 @@
 //! means. A kind means something only on its connection, so two connections may use the
 //! same value, but the kinds of one connection are distinct (tested below).
 //!
-//! A new kind is added here first, then used by its connection's module. The pool's
-//! and authentication's kinds are used from here; the others are listed with the values
-//! their modules use (`wire::handshake`, `pipe`, `remote`, `manager::protocol`,
-//! `manager::slot`) until those modules refer to this table.
-
-// Only some of the table is referred to yet (see above).
-#![cfg_attr(not(test), allow(dead_code))]
+//! A new kind is added here first, then used by its connection's module
+//! (`wire::handshake`, `pipe`, `pool::local::protocol`, `remote`, `auth`,
+//! `manager::protocol`, `manager::slot` all take their kinds from here).
 
 /// Every child connection, first: the process handshake (`wire::handshake`).
 pub(crate) const HANDSHAKE_HELLO: u8 = 0xA1;
@@ -55,11 +51,12 @@ pub(crate) const MANAGER_ERR: u8 = 0xF1;
 pub(crate) const MANAGER_POSTED_ERR: u8 = 0xF2;
 /// A reply that did not fit its shared-memory slot (`manager::slot`).
 pub(crate) const MANAGER_TOO_BIG: u8 = 0xF3;
-/// A request's kind is its operation code (`manager::protocol::op`), all below this.
-pub(crate) const MANAGER_REQUESTS_BELOW: u8 = 0x80;
+/// A request's kind is its operation code (`manager::protocol`), all below this.
+pub(crate) const MANAGER_REQUESTS_BELOW: u8 = 0xC0;
 
 /// The kinds of each connection, for the check below and for readers. A manager
-/// session's requests are the range `1..MANAGER_REQUESTS_BELOW`.
+/// session's requests are the range `0..MANAGER_REQUESTS_BELOW`.
+#[cfg(test)]
 pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
     ("pipe", &[PIPE_VALUE, PIPE_BYTES]),
     ("listener connection", &[AUTH_CHALLENGE, AUTH_ANSWER, AUTH_VERDICT, PIPE_VALUE, PIPE_BYTES]),

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const KNOWN_BROKEN: &[&str] = &[];
 
 /// Faults that need something the default run should not ask for.
-const OPT_IN: &[(&str, &str)] = &[("oversized", "MULTIPROC_CHAOS_OVERSIZED")];
+const OPT_IN: &[(&str, &str)] = &[];
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -9,7 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The exit code of a task that calls `exit`.
 pub const EXIT_CODE: i32 = 3;
 /// A result this large is past the frame limit (2 GiB).
-const OVERSIZED_BYTES: usize = (2 << 30) + 4096;
+/// The frame limit of every chaos pool (`PoolBuilder::max_frame_size`), so that an
+/// oversized result costs megabytes, not the default limit's gigabytes.
+pub const CHAOS_MAX_FRAME: u32 = 16 << 20;
+const OVERSIZED_BYTES: usize = CHAOS_MAX_FRAME as usize + 4096;
 
 /// One thing a task can do to its worker (or to the parent, through its result).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -230,11 +233,17 @@ fn check_error(index: u64, fault: Fault, retries: u32, e: &TaskError) -> Result<
             TaskError::Timeout { .. } => Ok(()),
             _ => Err("want Timeout".into()),
         },
-        // Once fixed, these are the deaths of a worker whose result could not reach the
-        // parent: any cause, as long as it is an error of this item.
-        Fault::ClosedFds | Fault::Oversized => match e {
-            TaskError::WorkerDied { .. } | TaskError::Codec { .. } => Ok(()),
-            _ => Err("want WorkerDied or Codec".into()),
+        // The worker could not send this item's result: its death is charged to it.
+        // (With the worker's last words, which set it apart from other deaths when
+        // outcomes come back unordered.)
+        Fault::ClosedFds => match e {
+            TaskError::WorkerDied { hint: Some(h), .. } if h.contains("connection to the pool") => Ok(()),
+            _ => Err("want WorkerDied naming the lost connection".into()),
+        },
+        // Too large to send: this item fails by itself, the worker goes on.
+        Fault::Oversized => match e {
+            TaskError::Codec { message, .. } if message.contains("cannot be sent") => Ok(()),
+            _ => Err("want Codec saying the result cannot be sent".into()),
         },
         Fault::ResultDecodePanic => match e {
             TaskError::Codec { message, .. } | TaskError::Panicked { message, .. }

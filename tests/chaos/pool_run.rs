@@ -145,7 +145,7 @@ impl PoolPlan {
     }
 
     fn build_pool(&self) -> Pool {
-        let mut b = Pool::builder().processes(self.processes);
+        let mut b = Pool::builder().processes(self.processes).max_frame_size(crate::faults::CHAOS_MAX_FRAME);
         if !self.per_call {
             b = b.retries(self.retries);
             if let Some(t) = self.timeout {

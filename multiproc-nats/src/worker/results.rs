@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::client::HEADER_ROOM;
-use crate::envelope::{ItemResults, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead};
+use crate::envelope::{HEADER_ROOM, ItemResults, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead};
 
 /// Room for a result head (the worker's host name, at most a few hundred bytes).
 const HEAD_ROOM: usize = 1024;

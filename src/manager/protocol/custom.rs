@@ -1,6 +1,6 @@
 //! Custom object requests: what an `ObjectProxy` asks of an object of the user's type.
 
-use super::{Parse, Reader, Travel};
+use super::layout::{Parse, Reader, Travel};
 
 pub(crate) const FIRST: u8 = 0x90;
 pub(crate) const LAST: u8 = 0x9F;
@@ -21,6 +21,6 @@ pub(crate) enum CustomOp<'a> {
 pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<CustomOp<'a>> {
     Ok(match code {
         CALL => CustomOp::Call { tramp: r.i64("function")?, method: r.i64("function")?, arg: r.bytes("argument")? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

@@ -1,6 +1,6 @@
 //! Dict requests: what a `DictProxy` asks of a dict.
 
-use super::{Parse, Reader, Travel};
+use super::layout::{Parse, Reader, Travel};
 
 pub(crate) const FIRST: u8 = 0x20;
 pub(crate) const LAST: u8 = 0x3F;
@@ -80,6 +80,6 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<DictOp<'a>> {
         D_CLEAR => D::Clear,
         D_MODIFY => D::Modify { key: r.bytes("key")?, tramp: r.i64("function")?, f: r.i64("function")? },
         D_KEYS_FROM => D::KeysFrom { version: r.u64("version")?, from: r.u64("position")?, max: r.u32("count")? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

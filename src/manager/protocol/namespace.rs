@@ -1,6 +1,6 @@
 //! Namespace requests: what a `NamespaceProxy` asks of a namespace.
 
-use super::{Parse, Reader, Travel};
+use super::layout::{Parse, Reader, Travel};
 
 pub(crate) const FIRST: u8 = 0x58;
 pub(crate) const LAST: u8 = 0x5F;
@@ -31,6 +31,6 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<NamespaceOp<'a>>
         N_SET => N::Set { name: r.str("name")?, types: r.str("type name")?, value: r.bytes("value")? },
         N_REMOVE => N::Remove { name: r.str("name")? },
         N_NAMES => N::Names,
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

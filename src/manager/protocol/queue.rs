@@ -1,6 +1,6 @@
 //! Queue requests: what a `QueueProxy` or a `JoinableQueueProxy` asks of its queue.
 
-use super::{Parse, Reader, Travel, Wait};
+use super::layout::{Parse, Reader, Travel, Wait};
 
 pub(crate) const FIRST: u8 = 0x60;
 pub(crate) const LAST: u8 = 0x6F;
@@ -48,6 +48,6 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<QueueOp<'a>> {
         Q_LEN => QueueOp::Len,
         Q_TASK_DONE => QueueOp::TaskDone,
         Q_JOIN => QueueOp::Join { wait: r.wait()? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

@@ -1,7 +1,7 @@
 //! Requests about the registry rather than one object's contents: creating objects,
 //! counting references, moving them between processes, names.
 
-use super::{Kind, Parse, Reader, Travel, Wait, bad};
+use super::layout::{Kind, Parse, Reader, Travel, Wait, bad};
 
 pub(crate) const FIRST: u8 = 0x00;
 pub(crate) const LAST: u8 = 0x1F;
@@ -87,7 +87,7 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<RegistryOp<'a>> 
         COUNT => R::Count,
         PING => R::Ping,
         WAIT_COUNT => R::WaitCount { max: r.u64("count")?, wait: r.wait()? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }
 

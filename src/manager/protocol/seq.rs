@@ -1,6 +1,6 @@
 //! Sequence requests: what a `ListProxy` or an `ArrayProxy` asks of its object.
 
-use super::{Parse, Reader, Travel};
+use super::layout::{Parse, Reader, Travel};
 
 pub(crate) const FIRST: u8 = 0x40;
 pub(crate) const LAST: u8 = 0x4F;
@@ -63,6 +63,6 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<SeqOp<'a>> {
         S_INSERT => S::Insert { index: r.u64("index")?, value: r.bytes("value")? },
         S_REMOVE => S::Remove { index: r.u64("index")? },
         S_MODIFY => S::Modify { index: r.u64("index")?, tramp: r.i64("function")?, f: r.i64("function")? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

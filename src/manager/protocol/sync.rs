@@ -1,7 +1,7 @@
 //! Synchronization requests: what lock, rlock, semaphore, event, condition and barrier
 //! proxies ask of their objects. Acquire and release are shared by every lock-like kind.
 
-use super::{Parse, Reader, Travel, Wait};
+use super::layout::{Parse, Reader, Travel, Wait};
 
 pub(crate) const FIRST: u8 = 0x70;
 pub(crate) const LAST: u8 = 0x7F;
@@ -87,6 +87,6 @@ pub(super) fn decode(code: u8, r: &mut Reader<'_>) -> Parse<SyncOp> {
         B_ABORT => S::BarrierAbort,
         B_RESET => S::BarrierReset,
         B_STATE => S::BarrierState,
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

@@ -1,6 +1,6 @@
 //! Value requests: what a `ValueProxy` asks of a value.
 
-use super::{Parse, Reader, Travel};
+use super::layout::{Parse, Reader, Travel};
 
 pub(crate) const FIRST: u8 = 0x50;
 pub(crate) const LAST: u8 = 0x57;
@@ -26,6 +26,6 @@ pub(super) fn decode<'a>(code: u8, r: &mut Reader<'a>) -> Parse<ValueOp<'a>> {
         V_GET => ValueOp::Get,
         V_SET => ValueOp::Set { value: r.bytes("value")? },
         V_MODIFY => ValueOp::Modify { tramp: r.i64("function")?, f: r.i64("function")? },
-        other => return Err(super::unknown(other)),
+        other => return Err(super::layout::unknown(other)),
     })
 }

@@ -2,14 +2,13 @@
 //! order until it closes; and the shared-memory slot a connection may open, served by a
 //! thread of its own.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::objects::{Object, Peer};
 use super::registry::ContainerRefs;
-use super::{Served, Server};
+use super::state::{Connection, Served, Server};
 use crate::manager::auth;
 use crate::manager::protocol::{
     KIND_ERR, KIND_OK, KIND_POSTED_ERR, KIND_SESSION_HELLO, KIND_SESSION_READY, KIND_SLOT_OPEN, MANAGER_PROTOCOL,
@@ -27,30 +26,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client in a loop sends it within microseconds of its reply, and a sleeping thread
 /// takes about as long again to wake.
 const REQUEST_SPIN: Duration = Duration::from_micros(50);
-
-/// One connection's own state.
-pub(crate) struct Connection {
-    pub(super) session: [u8; 16],
-    pub(super) same_build: Option<SameBuild>,
-    /// The objects this connection used, so that operations skip the registry's lock.
-    pub(super) cache: HashMap<u64, Weak<Object>>,
-    cache_limit: usize,
-}
-
-impl Connection {
-    pub(super) fn new(session: [u8; 16], same_build: Option<SameBuild>) -> Connection {
-        Connection { session, same_build, cache: HashMap::new(), cache_limit: 64 }
-    }
-
-    /// Caches `obj`, first forgetting freed objects when the cache is full.
-    pub(super) fn remember(&mut self, id: u64, obj: &Arc<Object>) {
-        if self.cache.len() >= self.cache_limit {
-            self.cache.retain(|_, w| w.strong_count() > 0);
-            self.cache_limit = (self.cache.len() * 2).max(64);
-        }
-        self.cache.insert(id, Arc::downgrade(obj));
-    }
-}
 
 /// What became of one request frame.
 struct Outcome {

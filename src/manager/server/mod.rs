@@ -1,10 +1,14 @@
 //! The manager's server: a listener, one thread per client connection, and the objects.
 //!
-//! - `registry`: the objects with their reference counts, per client process (a
-//!   *session*, shared by all its connections), so when a process ends — cleanly or
-//!   killed — everything it held is released, including locks it had acquired.
-//! - `connection`: the handshake and the request loop of one connection.
+//! Its files, lowest first:
+//!
 //! - `objects`: the objects, one file per kind, each with its operations.
+//! - `table`: the registry's table of objects with their reference counts, per client
+//!   process (a *session*, shared by all its connections).
+//! - `state`: the server's shared state (`Server`) and one connection's own.
+//! - `registry`: the registry requests, and the release of everything a process held
+//!   when it ends — cleanly or killed — including locks it had acquired.
+//! - `connection`: the handshake and the request loop of one connection.
 //!
 //! Operations on an object take only that object's lock: each connection keeps its own
 //! cache of the objects it uses, so the registry's lock is taken for reference changes,
@@ -13,17 +17,19 @@
 mod connection;
 mod objects;
 mod registry;
+mod state;
+mod table;
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use connection::Connection;
+use objects::Done;
 use objects::Peer;
-use objects::{Done, Object};
-use registry::{ContainerRefs, Registry};
+use registry::ContainerRefs;
+pub(crate) use state::Server;
+use state::{Connection, Served};
 
 use super::protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, RemoteError, Request};
 use crate::address::{Address, Listener};
@@ -43,42 +49,7 @@ pub(crate) struct Started {
     pub(crate) address: Address,
 }
 
-/// A running server's shared state.
-pub(crate) struct Server {
-    /// This run's random name, told to every client (see `SessionReady`).
-    pub(crate) instance: [u8; 16],
-    authkey: Vec<u8>,
-    max_request: u32,
-    registry: Mutex<Registry>,
-    /// Whether a client ever asked for a transit token: until then no stored value can
-    /// hold a proxy, and containers do not look for any.
-    proxies_sent: AtomicBool,
-    /// Signalled whenever objects are freed (for `wait_object_count`).
-    freed: Condvar,
-    connections: AtomicU64,
-}
-
-/// What a served request leaves to the connection.
-pub(crate) enum Served {
-    Reply,
-    /// The object and its id.
-    ReplyOrRequeue(Arc<Object>, u64),
-    Silent,
-}
-
 impl Server {
-    pub(crate) fn new(authkey: Vec<u8>, max_request: u32) -> Arc<Server> {
-        Arc::new(Server {
-            instance: instance_name(),
-            authkey,
-            max_request,
-            registry: Mutex::new(Registry::new()),
-            proxies_sent: AtomicBool::new(false),
-            freed: Condvar::new(),
-            connections: AtomicU64::new(0),
-        })
-    }
-
     /// Serves one decoded request, writing its reply payload to `out`.
     pub(crate) fn serve(
         &self,
@@ -100,18 +71,6 @@ impl Server {
             }
         }
     }
-}
-
-/// A random name for this run of a server. Without the random source (never seen), the
-/// process id and the clock still tell runs apart.
-fn instance_name() -> [u8; 16] {
-    let mut name = [0u8; 16];
-    if super::auth::random_bytes(&mut name).is_err() {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        name[..4].copy_from_slice(&std::process::id().to_le_bytes());
-        name[4..].copy_from_slice(&now.as_nanos().to_le_bytes()[..12]);
-    }
-    name
 }
 
 /// Accepts connections forever, one thread each.

@@ -424,7 +424,7 @@ impl Driver {
                         w.name,
                         w.process.pid()
                     ));
-                    w.leaving = Some(Leaving::Killed(Kill::Protocol));
+                    w.leaving = Some(Leaving::Killed(Kill::ConnectionLost));
                     let _ = w.process.signal(libc::SIGKILL);
                     continue;
                 }
@@ -705,7 +705,16 @@ impl Driver {
             let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
             (started, w.counters.get(SLOT_FINISHED).load(Ordering::Acquire))
         };
-        let Some(Death { code, blame, attempt }) = death(&w.process, counters, w.answered) else { return };
+        let Some(Death { code, mut blame, attempt }) = death(&w.process, counters, w.answered) else { return };
+        if w.leaving == Some(Leaving::Killed(Kill::ConnectionLost)) {
+            blame = blame.after_connection_lost(w.answered);
+        }
+        let asked = expected_exit(w.leaving, code) && !matches!(w.leaving, Some(Leaving::Killed(_)));
+        if asked || !w.ready || w.leaving == Some(Leaving::InitFailed) {
+            // Stopped or retired as asked, or it never got to run anything (its start
+            // failed, which is counted as such): what it held goes back uncharged.
+            blame = Blame::Nobody;
+        }
         let words = last_words::read(&w.counters);
         let mut w = self.workers.swap_remove(wi);
         self.count_death(&mut w, code, blame.charged(), &attempt, words.as_ref());
@@ -1045,7 +1054,11 @@ pub(crate) enum Blame {
     /// Items `a..b` finished and their results never arrived: any of them may have caused
     /// the death. None is charged; each runs again alone, so a second death names one.
     Suspects(u64, u64),
-    /// Every finished item was answered: the death came between tasks.
+    /// Every finished item was answered: the death came between tasks, as the worker
+    /// took item `n` (if it held one): a suspect like those above (it may be what killed
+    /// it: an argument it could not take), charged if it already ran alone.
+    Next(u64),
+    /// The worker ended as the driver asked (stopped, retired): nothing is charged.
     Nobody,
 }
 
@@ -1058,7 +1071,18 @@ impl Blame {
         } else if finished > answered {
             Blame::Suspects(answered, finished)
         } else {
-            Blame::Nobody
+            Blame::Next(answered)
+        }
+    }
+
+    /// The blame once the driver killed the worker because its socket was closed while it
+    /// ran an item: if the results of items before that one were lost too, any of them
+    /// may have closed the socket, so they and the running one are all suspects;
+    /// otherwise the running item closed it itself.
+    fn after_connection_lost(self, answered: u64) -> Blame {
+        match self {
+            Blame::Running(n) if n > answered => Blame::Suspects(answered, n + 1),
+            other => other,
         }
     }
 
@@ -1066,7 +1090,7 @@ impl Blame {
     fn charged(self) -> Option<u64> {
         match self {
             Blame::Running(n) | Blame::Lost(n) => Some(n),
-            Blame::Suspects(..) | Blame::Nobody => None,
+            Blame::Suspects(..) | Blame::Next(_) | Blame::Nobody => None,
         }
     }
 }
@@ -1089,6 +1113,7 @@ fn fates(pos: u64, count: u32, blame: Blame) -> Vec<(u32, u32, Fate)> {
     let (lo, hi, fate) = match blame {
         Blame::Running(n) | Blame::Lost(n) => (n, n + 1, Fate::Charge),
         Blame::Suspects(a, b) => (a, b, Fate::Isolate),
+        Blame::Next(n) => (n, n + 1, Fate::Isolate),
         Blame::Nobody => (end, end, Fate::Requeue),
     };
     let (lo, hi) = (lo.clamp(pos, end), hi.clamp(pos, end));
@@ -1110,12 +1135,13 @@ fn expected_exit(leaving: Option<Leaving>, code: i32) -> bool {
 /// Cuts a dead worker's held jobs (in order, the first at position `answered` of its
 /// item stream) by the fate of their items, in order. A charged item keeps its job's
 /// attempts and will run alone if retried; each suspect becomes a job of one item that
-/// runs alone.
+/// runs alone, and a suspect that already ran alone is charged.
 fn cut_held(held: impl IntoIterator<Item = Job>, answered: u64, blame: Blame) -> Vec<(Job, Fate)> {
     let mut cut = Vec::new();
     let mut pos = answered;
     for job in held {
         for (offset, count, fate) in fates(pos, job.count, blame) {
+            let fate = if fate == Fate::Isolate && job.isolate { Fate::Charge } else { fate };
             let singles = if fate == Fate::Requeue { 0..0 } else { offset..offset + count };
             if fate == Fate::Requeue {
                 cut.push((job.part(offset, count), fate));
@@ -1216,7 +1242,7 @@ mod tests {
         // so it cannot be re-run forever.
         assert_eq!(Blame::of(4, 4, 3), Blame::Lost(3));
         assert_eq!(Blame::of(4, 4, 2), Blame::Suspects(2, 4));
-        assert_eq!(Blame::of(4, 4, 4), Blame::Nobody);
+        assert_eq!(Blame::of(4, 4, 4), Blame::Next(4));
         assert_eq!(Blame::Suspects(2, 4).charged(), None);
         // Suspects 8..12 span the tail of a task at 5..10 and the head of one at 10..15.
         let cut = cut_held([job("t", 0, 5), job("t", 5, 5)], 5, Blame::Suspects(8, 12));
@@ -1225,6 +1251,31 @@ mod tests {
             [(0, 3, Requeue), (3, 1, Isolate), (4, 1, Isolate), (5, 1, Isolate), (6, 1, Isolate), (7, 3, Requeue)]
         );
         assert!(cut.iter().all(|(j, f)| j.isolate == (*f != Requeue)));
+    }
+
+    #[test]
+    fn the_next_item_of_a_worker_that_died_between_tasks_is_a_suspect_then_charged() {
+        use Fate::*;
+        // Died as it took item 10 (the first of a task at 10..13): it runs again alone.
+        let cut = cut_held([job("t", 0, 3)], 10, Blame::Next(10));
+        assert_eq!(fated(&cut), [(0, 1, Isolate), (1, 2, Requeue)]);
+        assert!(cut[0].0.isolate && !cut[1].0.isolate);
+        // Running alone, it killed a worker again before starting: now it is charged.
+        let mut alone = job("t", 0, 1);
+        alone.isolate = true;
+        assert_eq!(fated(&cut_held([alone], 11, Blame::Next(11))), [(0, 1, Charge)]);
+        // A worker that held nothing has nothing to charge.
+        assert!(cut_held(Vec::<Job>::new(), 4, Blame::Next(4)).is_empty());
+    }
+
+    #[test]
+    fn a_closed_socket_with_lost_results_makes_every_item_since_a_suspect() {
+        // Items 2 and 3 finished, their results lost, item 4 running when the driver
+        // killed the worker for its closed socket: any of them may have closed it.
+        assert_eq!(Blame::Running(4).after_connection_lost(2), Blame::Suspects(2, 5));
+        // Nothing lost before it: the running item closed its socket itself.
+        assert_eq!(Blame::Running(4).after_connection_lost(4), Blame::Running(4));
+        assert_eq!(Blame::Lost(3).after_connection_lost(3), Blame::Lost(3));
     }
 
     #[test]
@@ -1268,7 +1319,7 @@ mod tests {
         assert_eq!((killed.code, killed.blame), (-libc::SIGKILL, Blame::Running(4)));
         assert_eq!((killed.attempt.pid, killed.attempt.signal), (42, Some(libc::SIGKILL)));
         let between = death(&Mock(Some(Ok(Some(0)))), || (4, 4), 4).unwrap();
-        assert_eq!((between.code, between.blame, between.attempt.exit_code), (0, Blame::Nobody, Some(0)));
+        assert_eq!((between.code, between.blame, between.attempt.exit_code), (0, Blame::Next(4), Some(0)));
         let lost = death(&Mock(Some(Err(std::io::Error::other("gone")))), || (1, 0), 0).unwrap();
         assert_eq!((lost.code, lost.blame), (-1, Blame::Running(0)));
     }

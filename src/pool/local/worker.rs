@@ -158,7 +158,9 @@ impl Runner {
             (KIND_TASK, _) => frame.payload,
             (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
             (KIND_STOP, _) => {
-                let _ = self.writer.flush(None);
+                if let Err(e) = self.writer.flush(None) {
+                    lost_connection("send its results", &e);
+                }
                 exit_cleanly();
             }
             (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
@@ -176,13 +178,14 @@ impl Runner {
         // function, argument and result types.
         let run: Trampoline = SameBuild::parent().function_at(trampoline);
         let holders = mapped.map_or(0, Arc::strong_count);
+        let max_item = self.writer.max_frame() as usize;
         let t0 = Instant::now();
         let queued = self.writer.queue_spilling(KIND_RESULT, KIND_RESULT_BIG, SPILL_AT, |out| {
             let at = out.len();
             out.extend_from_slice(&[0; ResultHead::LEN]);
             bytes::sharing(mapped, || {
                 fds::with_incoming(frame_fds, || {
-                    run_items(&self.counters, &mut self.items, (run, function), body, count, out)
+                    run_items(&self.counters, &mut self.items, (run, function), (body, count, max_item), out)
                 })
             });
             self.ended = Instant::now();
@@ -229,7 +232,9 @@ impl Runner {
         let rss = || sys::proc::rss_bytes(sys::proc::getpid()).ok();
         if let Some(reason) = retirement(&self.setup, self.tasks_done, rss) {
             let _ = self.writer.queue(KIND_RETIRE, &reason);
-            let _ = self.writer.flush(None);
+            if let Err(e) = self.writer.flush(None) {
+                lost_connection("send its results", &e);
+            }
             exit_cleanly();
         }
         if self.writer.pending() > FLUSH_BYTES || self.ended.duration_since(self.last_flush) > FLUSH_AFTER {
@@ -247,8 +252,7 @@ fn run_items(
     counters: &SharedCounters,
     items: &mut u64,
     (run, function): (Trampoline, i64),
-    body: &[u8],
-    count: u32,
+    (body, count, max_item): (&[u8], u32, usize),
     out: &mut Vec<u8>,
 ) {
     let started = counters.get(SLOT_STARTED);
@@ -263,6 +267,16 @@ fn run_items(
         let tag = run(function, arg, out);
         finished.store(*items, Ordering::Release);
         out[at + 4] = tag;
+        if out.len() - at > max_item {
+            // This value alone cannot travel: it fails by itself, the others go on.
+            let len = out.len() - at - 5;
+            out.truncate(at + 4);
+            out.push(TAG_CODEC);
+            let message = format!(
+                "the task's result cannot be sent: a value of {len} bytes is over the frame limit of {max_item} bytes"
+            );
+            let _ = codec::encode_into(&message, out);
+        }
         end_item(out, at);
     });
     if n != count {

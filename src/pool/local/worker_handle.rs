@@ -43,6 +43,8 @@ pub(crate) enum Kill {
     Timeout(Duration),
     Cancel,
     Protocol,
+    /// Its socket was closed (by one of its tasks) and it did not exit.
+    ConnectionLost,
 }
 
 pub(crate) struct Held {

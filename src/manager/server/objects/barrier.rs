@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::MutexGuard;
 
-use super::{Ctx, Done, Guarded, lock, misuse, put_bool, put_varint, wait_while};
+use super::common::{Ctx, Done, Guarded, lock, misuse, put_bool, put_varint, wait_while};
 use crate::manager::protocol::sync::SyncOp;
 use crate::manager::protocol::{RemoteError, Wait};
 

@@ -2,8 +2,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use super::common::{Ctx, Done, Guarded, Owner, lock, misuse, put_bool, wait_while};
 use super::lock::LockState;
-use super::{Ctx, Done, Guarded, Owner, lock, misuse, put_bool, wait_while};
 use crate::manager::protocol::sync::SyncOp;
 use crate::manager::protocol::{RemoteError, Wait};
 

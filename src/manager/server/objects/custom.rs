@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Mutex;
 
-use super::{Ctx, Done, Peer, lock};
+use super::common::{Ctx, Done, Peer, lock};
 use crate::manager::functions;
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::custom::CustomOp;

@@ -2,8 +2,8 @@
 
 use std::sync::Mutex;
 
+use super::common::{Ctx, Done, lock, misuse, put_bool, put_option, put_seq, put_varint};
 use super::ordered_map::OrderedMap;
-use super::{Ctx, Done, lock, misuse, put_bool, put_option, put_seq, put_varint};
 use crate::manager::functions;
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::dict::{DictOp, ITER_START};

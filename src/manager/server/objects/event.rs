@@ -1,6 +1,6 @@
 //! Events: a flag that waiters wait to see set.
 
-use super::{Ctx, Done, Guarded, lock, put_bool, wait_while};
+use super::common::{Ctx, Done, Guarded, lock, put_bool, wait_while};
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::sync::SyncOp;
 

@@ -1,6 +1,6 @@
 //! Locks and reentrant locks, owned by a thread of a client process.
 
-use super::{Ctx, Done, Guarded, Owner, lock, misuse, put_bool, wait_while};
+use super::common::{Ctx, Done, Guarded, Owner, lock, misuse, put_bool, wait_while};
 use crate::manager::protocol::sync::SyncOp;
 use crate::manager::protocol::{Kind, RemoteError, Wait};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Ctx, Done, lock, put_bool, put_varint};
+use super::common::{Ctx, Done, lock, put_bool, put_varint};
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::namespace::NamespaceOp;
 

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
-use super::{Ctx, Done, lock, misuse, put_bool, put_varint, wait_while};
+use super::common::{Ctx, Done, lock, misuse, put_bool, put_varint, wait_while};
 use crate::manager::protocol::queue::QueueOp;
 use crate::manager::protocol::{Kind, RemoteError, Wait};
 

@@ -1,6 +1,6 @@
 //! Semaphores, optionally bounded by their initial value.
 
-use super::{Ctx, Done, Guarded, lock, misuse, put_bool, put_varint, wait_while};
+use super::common::{Ctx, Done, Guarded, lock, misuse, put_bool, put_varint, wait_while};
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::sync::SyncOp;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::{Ctx, Done, lock, misuse, put_option, put_seq, put_varint};
+use super::common::{Ctx, Done, lock, misuse, put_option, put_seq, put_varint};
 use crate::manager::functions;
 use crate::manager::protocol::seq::SeqOp;
 use crate::manager::protocol::{Kind, RemoteError};

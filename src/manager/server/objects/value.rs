@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::{Ctx, Done, lock};
+use super::common::{Ctx, Done, lock};
 use crate::manager::functions;
 use crate::manager::protocol::RemoteError;
 use crate::manager::protocol::value::ValueOp;

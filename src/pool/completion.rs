@@ -1,0 +1,387 @@
+//! `as_completed` and `wait_results`: many `AsyncResult`s, of one pool or several, waited
+//! on together (Python's `concurrent.futures.as_completed` and `wait`).
+//!
+//! Each handle's slot already wakes one `Waker` when its task ends (the `Future` side of
+//! `AsyncResult`). Both functions register on every slot a waker that pushes the handle's
+//! index onto one shared `Notifier` and signals its condition variable: the caller sleeps on
+//! that one condition, woken once per finished task, with no polling and no thread per
+//! handle.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::result::AsyncResult;
+
+/// The indexes of the handles that ended, in the order they ended, and the task waiting
+/// for the next one, if it waits in async code.
+#[derive(Default)]
+struct Ended {
+    order: VecDeque<usize>,
+    waker: Option<Waker>,
+}
+
+/// Where the handles' wake-ups meet: a queue of ended indexes, a condition variable for a
+/// thread that waits, a waker for a task that waits.
+#[derive(Default)]
+struct Notifier {
+    ended: Mutex<Ended>,
+    cond: Condvar,
+}
+
+impl Notifier {
+    fn lock(&self) -> MutexGuard<'_, Ended> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, index: usize) {
+        let waker = {
+            let mut ended = self.lock();
+            ended.order.push_back(index);
+            ended.waker.take()
+        };
+        self.cond.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The next index that ended, waiting at most until `deadline` (`None`: no limit).
+    fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
+        let mut ended = self.lock();
+        loop {
+            if let Some(i) = ended.order.pop_front() {
+                return Some(i);
+            }
+            ended = match deadline {
+                None => self.cond.wait(ended).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.cond.wait_timeout(ended, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// The next index that ended, or `None` after registering `cx`'s waker for the next.
+    fn poll_pop(&self, cx: &Context<'_>) -> Option<usize> {
+        let mut ended = self.lock();
+        let next = ended.order.pop_front();
+        if next.is_none() {
+            match &ended.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => ended.waker = Some(cx.waker().clone()),
+            }
+        }
+        next
+    }
+}
+
+/// The waker registered on one handle's slot.
+struct Watch {
+    index: usize,
+    notifier: Arc<Notifier>,
+}
+
+impl Wake for Watch {
+    fn wake(self: Arc<Self>) {
+        self.notifier.push(self.index);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notifier.push(self.index);
+    }
+}
+
+/// The handles, each watched by the shared notifier.
+struct Watched<R> {
+    handles: Vec<Option<AsyncResult<R>>>,
+    wakers: Vec<Waker>,
+    notifier: Arc<Notifier>,
+    left: usize,
+}
+
+impl<R> Watched<R> {
+    fn new(handles: impl IntoIterator<Item = AsyncResult<R>>) -> Self {
+        let handles: Vec<_> = handles.into_iter().map(Some).collect();
+        let notifier = Arc::new(Notifier::default());
+        let mut wakers = Vec::with_capacity(handles.len());
+        for (index, h) in handles.iter().enumerate() {
+            let waker = Waker::from(Arc::new(Watch { index, notifier: notifier.clone() }));
+            if h.as_ref().is_some_and(|h| h.watch(&waker)) {
+                notifier.push(index);
+            }
+            wakers.push(waker);
+        }
+        let left = handles.len();
+        Watched { handles, wakers, notifier, left }
+    }
+
+    /// The next handle to end, waiting at most until `deadline`.
+    fn next_ended(&mut self, deadline: Option<Instant>) -> Option<AsyncResult<R>> {
+        while self.left > 0 {
+            let i = self.notifier.pop(deadline)?;
+            if let Some(h) = self.handles.get_mut(i).and_then(Option::take) {
+                self.left -= 1;
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// The next handle to end, or `Pending` until one has.
+    fn poll_next_ended(&mut self, cx: &Context<'_>) -> Poll<Option<AsyncResult<R>>> {
+        while self.left > 0 {
+            let Some(i) = self.notifier.poll_pop(cx) else { return Poll::Pending };
+            if let Some(h) = self.handles.get_mut(i).and_then(Option::take) {
+                self.left -= 1;
+                return Poll::Ready(Some(h));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    /// The handles not handed out yet, in the order they were given, no longer watched.
+    fn into_rest(mut self) -> Vec<AsyncResult<R>> {
+        let handles = std::mem::take(&mut self.handles);
+        handles.into_iter().flatten().collect()
+    }
+}
+
+impl<R> Drop for Watched<R> {
+    fn drop(&mut self) {
+        for (h, w) in self.handles.iter().zip(&self.wakers) {
+            if let Some(h) = h {
+                h.unwatch(w);
+            }
+        }
+    }
+}
+
+/// The handles `handles`, yielded one by one as their tasks end: in completion order, not
+/// the order given (Python's `concurrent.futures.as_completed`). Each yielded handle has
+/// ended, so its [`get`](AsyncResult::get) returns at once. The handles may come from
+/// several pools.
+///
+/// The iterator sleeps while no task has ended, woken by the tasks' own completion (no
+/// polling, no thread per handle); in async code, [`AsCompleted::next_async`] waits without
+/// blocking the thread. [`AsCompleted::next_timeout`] bounds a wait, and
+/// [`AsCompleted::into_pending`] gives back the handles not yet yielded; dropping the
+/// iterator drops them (their tasks go on, unless made with
+/// [`abort_on_drop`](AsyncResult::abort_on_drop)).
+///
+/// ```
+/// use multiproc::Event;
+/// fn wait_for((go, tag): (Event, u32)) -> u32 { go.wait().unwrap(); tag }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let (first, second) = (Event::new().unwrap(), Event::new().unwrap());
+/// let handles = vec![pool.apply_async(wait_for, (second.clone(), 1)), pool.apply_async(wait_for, (first.clone(), 0))];
+/// let mut done = multiproc::as_completed(handles);
+/// first.set();
+/// assert_eq!(done.next().unwrap().get().unwrap(), 0);
+/// second.set();
+/// assert_eq!(done.next().unwrap().get().unwrap(), 1);
+/// assert!(done.next().is_none());
+/// ```
+pub fn as_completed<R>(handles: impl IntoIterator<Item = AsyncResult<R>>) -> AsCompleted<R> {
+    AsCompleted { watched: Watched::new(handles) }
+}
+
+/// The iterator of [`as_completed`]: each handle once, as its task ends.
+pub struct AsCompleted<R> {
+    watched: Watched<R>,
+}
+
+impl<R> std::fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted").field("pending", &self.watched.left).finish()
+    }
+}
+
+impl<R> AsCompleted<R> {
+    /// The next handle to end, waiting at most `timeout`; `None` if none ended by then
+    /// or none is left ([`pending`](AsCompleted::pending) tells which).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Event;
+    /// fn wait_for(go: Event) -> bool { go.wait().unwrap(); true }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let go = Event::new().unwrap();
+    /// let mut done = multiproc::as_completed([pool.apply_async(wait_for, go.clone())]);
+    /// assert!(done.next_timeout(Duration::from_millis(10)).is_none());
+    /// assert_eq!(done.pending(), 1);
+    /// go.set();
+    /// assert!(done.next_timeout(Duration::from_secs(60)).unwrap().get().unwrap());
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<AsyncResult<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.watched.next_ended(deadline)
+    }
+
+    /// The next handle to end, for async code: a future that sleeps without blocking its
+    /// thread (any runtime, or none), ready with `None` once every handle has been yielded.
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    ///
+    /// async fn total(pool: &multiproc::Pool) -> u64 {
+    ///     let mut done = multiproc::as_completed((0..4).map(|i| pool.apply_async(double, i)));
+    ///     let mut sum = 0;
+    ///     while let Some(h) = done.next_async().await {
+    ///         sum += h.await.unwrap();
+    ///     }
+    ///     sum
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let mut total = std::pin::pin!(total(&pool));
+    /// let waker = std::task::Waker::noop();
+    /// // A spinning executor, to keep the example short: a real one sleeps until woken.
+    /// let sum = loop {
+    ///     if let std::task::Poll::Ready(v) = total.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+    ///         break v;
+    ///     }
+    /// };
+    /// assert_eq!(sum, 12);
+    /// ```
+    pub fn next_async(&mut self) -> NextCompleted<'_, R> {
+        NextCompleted { watched: &mut self.watched }
+    }
+
+    /// How many handles have not been yielded yet.
+    pub fn pending(&self) -> usize {
+        self.watched.left
+    }
+
+    /// The handles not yielded yet, in the order they were given (their tasks go on).
+    ///
+    /// ```
+    /// use multiproc::Event;
+    /// fn wait_for(go: Event) -> bool { go.wait().unwrap(); true }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// let go = Event::new().unwrap();
+    /// let done = multiproc::as_completed([pool.apply_async(wait_for, go.clone())]);
+    /// let rest = done.into_pending();
+    /// go.set();
+    /// assert!(rest.into_iter().next().unwrap().get().unwrap());
+    /// ```
+    pub fn into_pending(self) -> Vec<AsyncResult<R>> {
+        self.watched.into_rest()
+    }
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = AsyncResult<R>;
+
+    fn next(&mut self) -> Option<AsyncResult<R>> {
+        self.watched.next_ended(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.watched.left, Some(self.watched.left))
+    }
+}
+
+impl<R> ExactSizeIterator for AsCompleted<R> {}
+
+/// The future of [`AsCompleted::next_async`]: the next handle to end.
+#[must_use = "a future does nothing unless awaited"]
+pub struct NextCompleted<'a, R> {
+    watched: &'a mut Watched<R>,
+}
+
+impl<R> std::fmt::Debug for NextCompleted<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NextCompleted").field("pending", &self.watched.left).finish()
+    }
+}
+
+impl<R> Future for NextCompleted<'_, R> {
+    type Output = Option<AsyncResult<R>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.watched.poll_next_ended(cx)
+    }
+}
+
+/// When [`wait_results`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
+/// `ALL_COMPLETED`). Whatever the choice, it also returns when its timeout has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any task has ended (with a value or an error).
+    FirstCompleted,
+    /// As soon as any task has failed; if none fails, when all have ended. A cancelled
+    /// task counts as failed (its outcome is [`TaskError::Cancelled`](crate::TaskError::Cancelled)).
+    FirstException,
+    /// When every task has ended.
+    AllCompleted,
+}
+
+/// Waits for the tasks of `handles` (of one pool or several) until `when` is met or
+/// `timeout` has passed (`None`: no limit), and returns `(done, not_done)`: the handles
+/// whose tasks have ended, in the order they ended, and the others, in the order given
+/// (Python's `concurrent.futures.wait`; the name `wait` is
+/// [`multiproc::wait`](crate::wait), `multiprocessing.connection.wait`). Nothing is
+/// cancelled: the tasks of `not_done` go on.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Event, ReturnWhen};
+/// fn wait_for(go: Option<Event>) -> bool { if let Some(go) = go { go.wait().unwrap(); } true }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2).unwrap();
+/// let never = Event::new().unwrap();
+/// let handles = vec![pool.apply_async(wait_for, Some(never.clone())), pool.apply_async(wait_for, None)];
+/// let (done, not_done) = multiproc::wait_results(handles, ReturnWhen::FirstCompleted, None);
+/// assert_eq!((done.len(), not_done.len()), (1, 1));
+/// let (done, not_done) = multiproc::wait_results(not_done, ReturnWhen::AllCompleted, Some(Duration::from_millis(10)));
+/// assert_eq!((done.len(), not_done.len()), (0, 1)); // timed out: the task goes on
+/// never.set();
+/// assert!(not_done.into_iter().all(|h| h.get().unwrap()));
+/// ```
+pub fn wait_results<R>(
+    handles: impl IntoIterator<Item = AsyncResult<R>>,
+    when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> (Vec<AsyncResult<R>>, Vec<AsyncResult<R>>) {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut watched = Watched::new(handles);
+    let mut done = Vec::new();
+    while !met(when, &done, watched.left) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        match watched.next_ended(deadline) {
+            Some(h) => done.push(h),
+            None => break,
+        }
+    }
+    // Tasks that ended meanwhile are done too, though their wake-up is not yet seen.
+    let mut not_done = Vec::with_capacity(watched.left);
+    for h in watched.into_rest() {
+        if h.ready() { done.push(h) } else { not_done.push(h) }
+    }
+    (done, not_done)
+}
+
+/// Whether `wait_results` may return, having seen `done` end and `left` not.
+fn met<R>(when: ReturnWhen, done: &[AsyncResult<R>], left: usize) -> bool {
+    left == 0
+        || match when {
+            ReturnWhen::FirstCompleted => !done.is_empty(),
+            ReturnWhen::FirstException => done.iter().any(|h| h.successful() == Some(false)),
+            ReturnWhen::AllCompleted => false,
+        }
+}
