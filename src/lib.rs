@@ -101,6 +101,8 @@
 //! `Process` or a pool task, its file descriptors riding along. Python refuses a plain
 //! `Queue` as a pool task's argument; here it just works. A process that dies holding a
 //! [`Lock`] does not deadlock the others: the next locker is told ([`LockError::OwnerDied`]).
+//! Processes that did not start one another connect through a
+//! [`connection::Listener`] and [`connection::Client`], with a key if you like.
 //!
 //! ```
 //! use multiproc::{Process, Queue};
@@ -157,11 +159,14 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+mod address;
+mod auth;
 // The criterion benchmarks' entry points (`benches/`); not an API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_api;
 mod bytes;
+pub mod connection;
 mod error;
 mod fd;
 mod isolation;
@@ -195,7 +200,7 @@ pub use pool::{
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
-pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, Value, ValueGuard};
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard};
 pub use spawn::{init, set_executable};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,

@@ -16,6 +16,9 @@ use crate::sys::shm::{self, Mapping};
 use crate::wire::fds;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MPREGN01");
+/// A header word: 1 if a `Value`/`Array` region holds its own lock (a robust mutex at
+/// `sync::MUTEX_AT`), which may then also travel as a `Lock` (its `get_lock()`).
+const LOCK_INSIDE_AT: usize = 12;
 
 /// Bytes reserved at the start of every region for its header.
 pub(crate) const HEADER: usize = 64;
@@ -75,6 +78,11 @@ impl Region {
             return Err(format!("the shared memory sent for a {kind:?} is not a multiproc region"));
         }
         let found = map.atomic_u32(8).load(ord);
+        let lock_inside =
+            map.atomic_u32(LOCK_INSIDE_AT).load(ord) == 1 && [Kind::Value as u32, Kind::Array as u32].contains(&found);
+        if kind == Kind::Lock && lock_inside {
+            return Ok(Region { fd, map });
+        }
         if found != kind as u32 {
             return Err(format!("expected shared memory for a {kind:?}, got region kind {found}"));
         }
@@ -85,6 +93,12 @@ impl Region {
             ));
         }
         Ok(Region { fd, map })
+    }
+
+    /// Records that this `Value`/`Array` region holds its own lock, which may travel as
+    /// a `Lock`. Only its creator calls this, after initialising that lock.
+    pub(crate) fn mark_lock_inside(&self) {
+        self.map.atomic_u32(LOCK_INSIDE_AT).store(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The mapping.
@@ -106,8 +120,13 @@ impl Region {
     /// Reads what [`serialize_fd`](Self::serialize_fd) wrote and maps it.
     pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D, kind: Kind, tag: u64) -> Result<Region, D::Error> {
         let index = u32::deserialize(d)?;
-        let fd = fds::take(index).map_err(D::Error::custom)?;
-        Region::open(fd, kind, tag).map_err(D::Error::custom)
+        Region::open_index(index, kind, tag).map_err(D::Error::custom)
+    }
+
+    /// Maps the region whose descriptor arrived as `index` of the message being read.
+    pub(crate) fn open_index(index: u32, kind: Kind, tag: u64) -> Result<Region, String> {
+        let fd = fds::take(index)?;
+        Region::open(fd, kind, tag)
     }
 }
 

@@ -17,8 +17,8 @@
 //!   What `test_resource_warning` guards — a terminated pool releases everything — is
 //!   kept as `terminated_pools_leave_no_process`.
 //! - `test_make_pool(-1)`, `test_pool_maxtasksperchild_invalid` for negative, fractional
-//!   and string values: the types (`usize`, `u64`) rule them out; `0` workers is an
-//!   error, `max_tasks_per_child(0)` is documented to mean 1.
+//!   and string values: the types (`usize`, `u64`) rule them out; `0` workers and
+//!   `max_tasks_per_child(0)` are errors, as in Python.
 //! - `test_traceback`'s `RemoteTraceback`: a panic's message and location travel instead.
 //! - `test_worker_finalization_via_atexit_handler_of_multiprocessing`: about Python's
 //!   interpreter shutdown.
@@ -452,10 +452,16 @@ fn worker_lifetime_early_close() {
     }
 }
 
-/// `_TestPoolWorkerLifetime.test_pool_maxtasksperchild_invalid`: here `0` means 1.
+/// `_TestPoolWorkerLifetime.test_pool_maxtasksperchild_invalid`: `0` is refused (by
+/// `build`, before any worker starts), as Python's `ValueError`; 1 recycles every task.
 #[test]
-fn max_tasks_per_child_zero_means_one() {
-    let pool = Pool::builder().processes(1).max_tasks_per_child(0).build().unwrap();
+fn max_tasks_per_child_zero_is_refused() {
+    match Pool::builder().processes(1).max_tasks_per_child(0).build() {
+        Err(PoolError::Invalid(m)) => assert!(m.contains("max_tasks_per_child"), "{m}"),
+        Err(e) => panic!("expected PoolError::Invalid, got {e}"),
+        Ok(_) => panic!("max_tasks_per_child(0) was accepted"),
+    }
+    let pool = Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
     assert_eq!(pool.map(sqr, 0..3).unwrap(), squares(3));
     assert!(pool.stats().recycled_max_tasks >= 2);
 }

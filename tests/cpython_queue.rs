@@ -6,10 +6,8 @@
 //! process) is a child process here that asserts on the outcome and exits with it.
 //!
 //! Differences, and cases not ported:
-//! - Timeouts fail with `QueueError::TimedOut`, not `Full`/`Empty`; `put_nowait` and
-//!   `get_nowait` do say `Full`/`Empty`. Timing assertions (`assertTimingAlmostEqual`,
-//!   off by default in CPython; `test_timeout`'s lower bound) are left out: no
-//!   wall-clock assertions here.
+//! - Timing assertions (`assertTimingAlmostEqual`, off by default in CPython;
+//!   `test_timeout`'s lower bound) are left out: no wall-clock assertions here.
 //! - `time.sleep(DELTA)` "so the values reach the pipe" is not needed: a bounded `put`
 //!   is in the queue when it returns, and so is an unbounded one unless the shared buffer
 //!   is full.
@@ -18,8 +16,6 @@
 //!   there is no feeder error to hook; what is kept is "the queue goes on, its size right".
 //! - `test_closed_queue_empty_exceptions`: `close` only stops this handle's `put`/`get`;
 //!   `empty()` reads shared memory and still answers (Python raises `OSError`).
-//! - `test_shutdown_immediate*`: `shutdown` has no `immediate` mode (a queue shut down
-//!   hands out what is left).
 //! - `test_no_import_lock_contention`: about Python's import lock.
 
 use std::time::Duration;
@@ -68,8 +64,8 @@ fn put() {
     assert!(q.full());
     assert_eq!(q.qsize(), 6);
     assert!(matches!(q.put_nowait(7), Err(QueueError::Full)));
-    assert!(matches!(q.put_timeout(7, Duration::from_millis(100)), Err(QueueError::TimedOut)));
-    assert!(matches!(q.put_timeout(7, Duration::ZERO), Err(QueueError::Full | QueueError::TimedOut)));
+    assert!(matches!(q.put_timeout(7, Duration::from_millis(100)), Err(QueueError::Full)));
+    assert!(matches!(q.put_timeout(7, Duration::ZERO), Err(QueueError::Full)));
     can_start.set();
     done.wait().unwrap();
     assert!(q.empty());
@@ -103,7 +99,7 @@ fn get() {
     assert_eq!(q.get_nowait().unwrap(), 5);
     assert!(q.empty());
     assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
-    assert!(matches!(q.get_timeout(Duration::from_millis(100)), Err(QueueError::TimedOut)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(100)), Err(QueueError::Empty)));
     p.join().unwrap();
 }
 
@@ -176,7 +172,7 @@ fn task_done() {
 #[test]
 fn get_timeout_on_empty_queue() {
     let q = Queue::<u32>::new().unwrap();
-    assert!(matches!(q.get_timeout(Duration::from_millis(200)), Err(QueueError::TimedOut)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(200)), Err(QueueError::Empty)));
 }
 
 /// A value that does not serialize (Python's `__reduce__` raising).
@@ -251,13 +247,13 @@ fn assert_shut_down(q: &Queue<String>) {
 #[test]
 fn shutdown_empty() {
     let q = Queue::<String>::new().unwrap();
-    q.shutdown();
+    q.shutdown(false).unwrap();
     assert_eq!(q.qsize(), 0);
     assert_shut_down(&q);
     let j = JoinableQueue::<String>::new().unwrap();
     let mut joiner = Process::new(join_queue, j.clone());
     joiner.start().unwrap();
-    j.shutdown();
+    j.shutdown(false).unwrap();
     // No task was unfinished: the joiner returns.
     joiner.join().unwrap();
     assert_eq!(joiner.exitcode(), Some(0));
@@ -269,7 +265,7 @@ fn shutdown_empty() {
 fn shutdown_nonempty() {
     let q = Queue::<String>::bounded(1).unwrap();
     q.put("data".into()).unwrap();
-    q.shutdown();
+    q.shutdown(false).unwrap();
     assert_eq!(q.qsize(), 1);
     assert_eq!(run_child(get_data, q.clone()), Some(0));
     assert_shut_down(&q);
@@ -278,7 +274,7 @@ fn shutdown_nonempty() {
     j.put("data".into()).unwrap();
     let mut joiner = Process::new(join_queue, j.clone());
     joiner.start().unwrap();
-    j.shutdown();
+    j.shutdown(false).unwrap();
     assert_eq!(j.qsize(), 1);
     assert_eq!(run_child(get_data, (*j).clone()), Some(0));
     // The task is taken but not done: the joiner still waits.
@@ -293,10 +289,9 @@ fn take_one(q: JoinableQueue<String>) {
     assert_eq!(q.get().unwrap(), "data");
 }
 
-/// `_TestQueue.test_shutdown_immediate_with_unfinished`, its accounting part (there is
-/// no immediate shutdown to drop the second item, so it is taken and marked done here):
-/// the joiner waits while a task is unfinished, and marking more tasks done than were
-/// put is an error.
+/// The accounting of `_TestQueue.test_shutdown_immediate_with_unfinished` without the
+/// shutdown (see `shutdown_immediate_with_unfinished` for it): the joiner waits while a
+/// task is unfinished, and marking more tasks done than were put is an error.
 #[test]
 fn task_done_too_often() {
     let q = JoinableQueue::<String>::new().unwrap();
@@ -312,4 +307,42 @@ fn task_done_too_often() {
     assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooOften)));
     joiner.join().unwrap();
     assert_eq!(joiner.exitcode(), Some(0));
+}
+
+/// `_TestQueue.test_shutdown_immediate`: what is queued is dropped at once.
+#[test]
+fn shutdown_immediate() {
+    let q = Queue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.shutdown(true).unwrap();
+    assert_eq!(q.qsize(), 0);
+    assert_shut_down(&q);
+    let j = JoinableQueue::<String>::new().unwrap();
+    j.put("data".into()).unwrap();
+    let mut joiner = Process::new(join_queue, j.clone());
+    joiner.start().unwrap();
+    j.shutdown(true).unwrap();
+    // The dropped task counts as done: the joiner returns.
+    joiner.join().unwrap();
+    assert_eq!(joiner.exitcode(), Some(0));
+    assert_eq!(j.qsize(), 0);
+    assert_shut_down(&j);
+}
+
+/// `_TestQueue.test_shutdown_immediate_with_unfinished`: an immediate shutdown counts
+/// the dropped item as done, not the one a consumer took.
+#[test]
+fn shutdown_immediate_with_unfinished() {
+    let q = JoinableQueue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.put("data".into()).unwrap();
+    let mut joiner = Process::new(join_queue, q.clone());
+    joiner.start().unwrap();
+    assert_eq!(run_child(take_one, q.clone()), Some(0));
+    q.shutdown(true).unwrap();
+    assert!(!joiner.join_timeout(Duration::from_millis(50)).unwrap());
+    q.task_done().unwrap();
+    joiner.join().unwrap();
+    assert_eq!(joiner.exitcode(), Some(0));
+    assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooOften)));
 }

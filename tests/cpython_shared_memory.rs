@@ -18,9 +18,10 @@
 //!   (`test_shared_memory_recreate`), SIGINT handling of the manager's server and the
 //!   resource tracker's own messages: no counterpart here.
 //! - Values and arrays are typed (`Pod` types) rather than named by typecodes, so
-//!   `test_invalid_typecode` cannot be written; `get_lock`/`get_obj` and the `lock=`
-//!   argument (`test_getobj_getlock*`) differ: a `Value` carries its own lock (`lock()`),
-//!   a `RawValue` none.
+//!   `test_invalid_typecode` cannot be written. `lock=False` is `RawValue`/`RawArray`,
+//!   `lock=` a given lock is `with_lock`, `get_lock()` is there; `get_obj()` is not (an
+//!   unlocked view beside a guard of the same process would alias its `&mut`), so
+//!   `test_getobj_getlock*` are not ported.
 //! - `test_shared_memory_cleaned_after_process_termination` is kept and ignored: the name
 //!   of a segment whose creator is killed stays in `/dev/shm` (issue 14, finding 7).
 

@@ -11,14 +11,15 @@
 //! - Locks are released by dropping their guard, so "release an unlocked lock raises"
 //!   cannot be written; a second `acquire` of a `Lock` by its holder is reported
 //!   (`WouldDeadlock`) where Python would block for ever.
-//! - There is no `locked()`: `try_acquire` from another process tells the same.
 //! - `test_repr_lock`, `test_repr_rlock`, `_TestEvent.test_repr`: Python's `repr` strings.
 //! - Timing assertions (`assertTimingAlmostEqual`, off by default in CPython,
 //!   `test_waitfor_timeout`'s elapsed time) are left out: no wall-clock assertions here.
 //! - `test_wait_result`'s `KeyboardInterrupt` part: Rust has no such exception.
-//! - `_TestBarrier.test_action`: `Barrier` has no action callback.
+//! - `_TestBarrier.test_action`: the action is a `fn()` (it reaches other processes by its
+//!   offset in the binary), so it counts through a `Value` a static points to.
 //! - `_TestBarrier.test_default_timeout`, `test_timeout`: their "one party is late by a
-//!   second" is timing; kept as "a party that never comes breaks a `wait_timeout`".
+//!   second" is timing; kept as "a party that never comes breaks a `wait_timeout`" (and
+//!   a `wait` under the barrier's default timeout).
 
 use std::time::Duration;
 
@@ -46,9 +47,12 @@ fn joined_ok(p: &Process) {
 #[test]
 fn lock() {
     let lock = Lock::new().unwrap();
+    assert!(!lock.locked());
     let held = lock.acquire().unwrap();
+    assert!(lock.locked());
     assert!(matches!(lock.try_acquire(), Err(LockError::WouldDeadlock | LockError::TimedOut)));
     drop(held);
+    assert!(!lock.locked());
     assert!(lock.try_acquire().is_ok());
 }
 
@@ -71,10 +75,12 @@ fn lock_held_by_another_process() {
     let (lock, held, done) = (Lock::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
     let p = started(hold_lock, (lock.clone(), held.clone(), done.clone()));
     held.wait().unwrap();
+    assert!(lock.locked());
     assert!(matches!(lock.try_acquire(), Err(LockError::TimedOut)));
     assert!(matches!(lock.acquire_timeout(Duration::from_millis(50)), Err(LockError::TimedOut)));
     done.set();
     joined_ok(&p);
+    assert!(!lock.locked());
     assert!(lock.acquire_timeout(PATIENCE).is_ok());
 }
 
@@ -97,9 +103,11 @@ fn rlock_held_by_another_process() {
     let (lock, held, done) = (RLock::new().unwrap(), Event::new().unwrap(), Event::new().unwrap());
     let p = started(hold_rlock, (lock.clone(), held.clone(), done.clone()));
     held.wait().unwrap();
+    assert!(lock.locked());
     assert!(matches!(lock.try_acquire(), Err(LockError::TimedOut)));
     done.set();
     joined_ok(&p);
+    assert!(!lock.locked());
     assert!(lock.acquire_timeout(PATIENCE).is_ok());
 }
 
@@ -514,4 +522,39 @@ fn barrier_thousand_rounds() {
         }
     }
     procs.iter().for_each(joined_ok);
+}
+
+/// The counter `_TestBarrier.test_action`'s action bumps, set in each process first.
+static ACTION_RUNS: std::sync::OnceLock<Value<u32>> = std::sync::OnceLock::new();
+
+fn bump_action_runs() {
+    *ACTION_RUNS.get().expect("set before waiting").lock().unwrap() += 1;
+}
+
+fn pass_barrier_twice((b, runs): (Barrier, Value<u32>)) {
+    ACTION_RUNS.set(runs).unwrap();
+    b.wait().unwrap();
+    b.wait().unwrap();
+}
+
+/// `_TestBarrier.test_action`: the action runs once per round, in one of the parties.
+#[test]
+fn barrier_action() {
+    let runs = Value::new(0u32).unwrap();
+    let b = Barrier::with_options(3, Some(bump_action_runs), None).unwrap();
+    let kids: Vec<Process> = (0..2).map(|_| started(pass_barrier_twice, (b.clone(), runs.clone()))).collect();
+    pass_barrier_twice((b, runs.clone()));
+    for k in &kids {
+        joined_ok(k);
+    }
+    assert_eq!(runs.get().unwrap(), 2);
+}
+
+/// `_TestBarrier.test_default_timeout`: a `wait` with no timeout of its own gives up
+/// after the barrier's, and breaks it.
+#[test]
+fn barrier_default_timeout() {
+    let b = Barrier::with_options(2, None, Some(Duration::from_millis(50))).unwrap();
+    assert!(matches!(b.wait(), Err(SyncError::BrokenBarrier)));
+    assert!(b.broken());
 }

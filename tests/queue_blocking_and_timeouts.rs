@@ -11,7 +11,7 @@ const LONG: Duration = Duration::from_secs(60);
 #[test]
 fn an_empty_queue_times_out_and_reports_empty() {
     let q = Queue::<u32>::new().unwrap();
-    assert!(matches!(q.get_timeout(Duration::from_millis(20)), Err(QueueError::TimedOut)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(20)), Err(QueueError::Empty)));
     assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
     assert!(q.empty());
     assert_eq!(q.qsize(), 0);
@@ -24,7 +24,7 @@ fn a_full_bounded_queue_refuses_and_times_out() {
     q.put_nowait(2).unwrap();
     assert!(q.full());
     assert!(matches!(q.put_nowait(3), Err(QueueError::Full)));
-    assert!(matches!(q.put_timeout(3, Duration::from_millis(20)), Err(QueueError::TimedOut)));
+    assert!(matches!(q.put_timeout(3, Duration::from_millis(20)), Err(QueueError::Full)));
     assert_eq!(q.qsize(), 2);
     assert_eq!(q.get().unwrap(), 1);
     q.put_timeout(3, LONG).unwrap();

@@ -55,7 +55,7 @@ fn shutdown_drains_then_ends_blocked_consumers() {
     for i in 0..5 {
         q.put(i).unwrap();
     }
-    q.shutdown();
+    q.shutdown(false).unwrap();
     assert!(q.is_shut_down());
     assert!(matches!(q.put(9), Err(QueueError::ShutDown)));
     let got = out.get_timeout(Duration::from_secs(60)).unwrap();

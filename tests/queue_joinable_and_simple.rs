@@ -20,7 +20,7 @@ fn join_returns_once_every_task_is_done() {
         q.put(n).unwrap();
     }
     assert_eq!(q.unfinished(), 50);
-    assert!(matches!(q.join_timeout(Duration::from_millis(10)), Err(QueueError::TimedOut)));
+    assert!(!q.join_timeout(Duration::from_millis(10)).unwrap());
     let mut w = Process::new(work, q.clone());
     w.start().unwrap();
     q.join().unwrap();

@@ -20,7 +20,6 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::address::{self, Address};
 use super::auth::{self, AuthError};
 use super::error::ManagerError;
 use super::protocol::{
@@ -28,6 +27,7 @@ use super::protocol::{
     RemoteError, SessionHello, SessionReady, Travel, Writer, registry as op, travel,
 };
 use super::slot::{self, ClientSlot, SLOT_CAPACITY, SlotReply};
+use crate::address::{self, Address};
 use crate::wire::codec;
 use crate::wire::frame::{Channel, REPLY_SPIN};
 use crate::wire::{CodecError, FrameError};

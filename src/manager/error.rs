@@ -1,7 +1,7 @@
 //! What a manager call can fail with.
 
-use super::address::Address;
 use super::protocol::RemoteError;
+use crate::address::Address;
 use crate::wire::{CodecError, FrameError};
 
 /// Why a manager operation failed.

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::address::Address;
 use super::client::{self, Client};
 use super::error::ManagerError;
 use super::protocol::{Kind, registry as op};
+use crate::address::Address;
 
 /// A counted reference to one server object.
 pub struct Handle {

@@ -56,7 +56,7 @@
 //! anything: keep the authkey secret. Clients of another build may use every object but
 //! cannot name functions ([`ManagerError::DifferentBuild`]).
 
-mod address;
+use crate::address;
 mod auth;
 mod client;
 mod error;
@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use address::Address;
+pub use crate::address::Address;
 pub use error::ManagerError;
 
 use client::Client;

@@ -49,6 +49,15 @@ pub enum PipeError {
     /// `send` on the receiving end of a simplex pipe, or `recv` on its sending end.
     #[error("this end of the pipe is {0}")]
     WrongDirection(&'static str),
+    /// [`recv_bytes_into`](Connection::recv_bytes_into) got a message larger than its
+    /// buffer (Python's `BufferTooShort`): the message was taken, and is here whole.
+    #[error("a message of {} bytes does not fit the {capacity}-byte buffer", message.len())]
+    BufferTooShort {
+        /// The whole message.
+        message: Vec<u8>,
+        /// The size of the buffer it was to go into.
+        capacity: usize,
+    },
     /// The byte stream broke the framing (cut short, oversized, malformed).
     #[error("broken message on the pipe: {0}")]
     Frame(FrameError),
@@ -135,7 +144,14 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 
 impl<T> Connection<T> {
     fn from_socket(sock: OwnedFd, readable: bool, writable: bool) -> Connection<T> {
-        let (reader, writer) = Channel::new(sock, DEFAULT_MAX_FRAME).split();
+        Connection::from_channel(Channel::new(sock, DEFAULT_MAX_FRAME), readable, writable)
+    }
+
+    /// A connection over `ch`, keeping what it has already received (e.g. frames that
+    /// followed a handshake).
+    pub(crate) fn from_channel(mut ch: Channel, readable: bool, writable: bool) -> Connection<T> {
+        ch.set_max_frame(DEFAULT_MAX_FRAME);
+        let (reader, writer) = ch.split();
         Connection {
             sock: reader.socket().clone(),
             reader: Mutex::new(reader),
@@ -192,6 +208,37 @@ impl<T> Connection<T> {
     /// after `timeout`.
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
         self.recv_bytes_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives one message into `buf` (Python's `recv_bytes_into`), waiting as long as
+    /// it takes; returns its length. A message longer than `buf` is taken all the same
+    /// and returned in [`PipeError::BufferTooShort`]; `buf` is then left as it was.
+    ///
+    /// ```
+    /// use multiproc::{Pipe, PipeError};
+    ///
+    /// let (a, b) = Pipe::duplex::<()>()?;
+    /// a.send_bytes(b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// let n = b.recv_bytes_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// a.send_bytes(&[1; 32])?;
+    /// assert!(matches!(b.recv_bytes_into(&mut buf), Err(PipeError::BufferTooShort { message, .. }) if message.len() == 32));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, PipeError> {
+        self.check_read()?;
+        let mut r = lock(&self.reader);
+        r.spin_fill(REPLY_SPIN, None);
+        let frame = r.recv(None)?;
+        let n = frame.payload.len();
+        match buf.get_mut(..n) {
+            Some(into) => {
+                into.copy_from_slice(frame.payload);
+                Ok(n)
+            }
+            None => Err(PipeError::BufferTooShort { message: frame.payload.to_vec(), capacity: buf.len() }),
+        }
     }
 
     /// Whether a message (or the end of the stream) is waiting, after waiting at most

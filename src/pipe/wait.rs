@@ -36,6 +36,28 @@ impl Ready for Fd {
     }
 }
 
+/// Any borrowed descriptor, such as a [`Process::sentinel`](crate::Process::sentinel), so
+/// that [`wait`] watches processes and connections together, as Python's does.
+///
+/// ```
+/// use multiproc::{Pipe, Process, wait};
+///
+/// fn quick(_: ()) {}
+///
+/// multiproc::init();
+/// let (conn, _other) = Pipe::duplex::<u8>()?;
+/// let mut p = Process::new(quick, ());
+/// p.start()?;
+/// let sentinel = p.sentinel().unwrap();
+/// assert_eq!(wait(&[&conn, &sentinel], None)?, [1]); // the process ended
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Ready for BorrowedFd<'_> {
+    fn ready_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
 /// Waits until at least one of `objects` has something to read (a message, or the end
 /// of the stream: a closed peer counts as ready, and its `recv` reports it), or
 /// `timeout` passes (`None`: no limit). Returns the indices of the ready ones, in order;

@@ -132,9 +132,9 @@ impl PoolBuilder {
     }
 
     /// Replaces a worker after it ran `n` tasks (Python's `maxtasksperchild`; a chunk is
-    /// one task).
+    /// one task). At least 1: [`build`](PoolBuilder::build) refuses 0, as Python does.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.max_tasks = Some(n.max(1));
+        self.max_tasks = Some(n);
         self
     }
 
@@ -238,6 +238,9 @@ impl PoolBuilder {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(PoolError::Invalid("processes must be at least 1".into()));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(PoolError::Invalid("max_tasks_per_child must be at least 1 (Python refuses 0 too)".into()));
         }
         let initializer = match self.initializer {
             None => None,

@@ -59,6 +59,8 @@ pub struct Process {
     fn_name: &'static str,
     target: Option<Target>,
     started: Option<Arc<Record>>,
+    /// Set by [`close`](Process::close): the process is gone and so is what was kept for it.
+    closed: bool,
 }
 
 type Encode = Box<dyn FnOnce(&mut Vec<u8>) -> Result<(), CodecError> + Send>;
@@ -144,6 +146,8 @@ extern "C" fn at_exit() {
 
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 
+const CLOSED: &str = "the process was closed";
+
 impl Process {
     /// A process that will run `f(arg)`.
     ///
@@ -171,6 +175,7 @@ impl Process {
                 }),
             }),
             started: None,
+            closed: false,
         }
     }
 
@@ -257,6 +262,9 @@ impl Process {
     /// Fails if the argument does not serialize (no process is started then), if the
     /// child cannot start, is a different build, or dies or stalls before its handshake.
     pub fn start(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::State(CLOSED));
+        }
         let target = self.target.take().ok_or(Error::State("a process can only be started once"))?;
         if spawn::identity().daemon {
             self.target = Some(target);
@@ -298,7 +306,61 @@ impl Process {
     }
 
     fn record(&self, what: &'static str) -> Result<&Arc<Record>, Error> {
-        self.started.as_ref().ok_or(Error::State(what))
+        self.started.as_ref().ok_or(Error::State(if self.closed { CLOSED } else { what }))
+    }
+
+    /// A descriptor that becomes readable when the child ends (Python's `sentinel`): its
+    /// pidfd, for an event loop or `poll` watching several processes and other
+    /// descriptors at once. `None` before [`start`](Process::start) and after
+    /// [`close`](Process::close). Reading it is not reaping: [`join`](Process::join) (or
+    /// [`exitcode`](Process::exitcode)) still does that.
+    ///
+    /// ```
+    /// use rustix::event::{PollFd, PollFlags, poll};
+    ///
+    /// fn quick(_: ()) {}
+    ///
+    /// multiproc::init();
+    /// let mut p = multiproc::Process::new(quick, ());
+    /// assert!(p.sentinel().is_none());
+    /// p.start()?;
+    /// let sentinel = p.sentinel().unwrap();
+    /// let mut fds = [PollFd::new(&sentinel, PollFlags::IN)];
+    /// poll(&mut fds, None)?; // returns once the child has ended
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.started.as_ref().map(|r| r.process.pidfd())
+    }
+
+    /// Releases what this handle keeps for an ended child (its pidfd among them), as
+    /// Python's `close()`; afterwards the handle only answers [`Error::State`] (and
+    /// `None`). Fails, changing nothing, while the child runs: [`join`](Process::join)
+    /// or [`kill`](Process::kill) it first. Closing a process never started is allowed.
+    ///
+    /// ```
+    /// fn quick(_: ()) {}
+    ///
+    /// multiproc::init();
+    /// let mut p = multiproc::Process::new(quick, ());
+    /// p.start()?;
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(p.sentinel().is_none());
+    /// assert!(p.join().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&mut self) -> Result<(), Error> {
+        if let Some(r) = &self.started
+            && r.poll().is_none()
+        {
+            return Err(Error::State("cannot close a process while it is still running; join or kill it first"));
+        }
+        self.started = None;
+        self.target = None;
+        self.closed = true;
+        Ok(())
     }
 
     /// Waits for the child to end.
@@ -410,6 +472,15 @@ pub struct ProcessInfo {
     name: String,
     pid: u32,
     daemon: bool,
+    relation: Relation,
+}
+
+/// How a described process is related to this one: what `is_alive` can check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    Me,
+    Parent,
+    Child,
 }
 
 impl ProcessInfo {
@@ -425,6 +496,26 @@ impl ProcessInfo {
     pub fn daemon(&self) -> bool {
         self.daemon
     }
+
+    /// Whether the process is still running, as Python's `is_alive()`: always for
+    /// [`current_process()`]; for [`parent_process()`], whether it is still this
+    /// process's parent; for an entry of [`active_children()`], whether that child has
+    /// not ended (an ended one is reaped).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(multiproc::current_process().is_alive());
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        match self.relation {
+            Relation::Me => true,
+            Relation::Parent => sys::proc::getppid() == self.pid,
+            Relation::Child => {
+                let record = children().iter().find(|r| r.process.pid() == self.pid).cloned();
+                record.is_some_and(|r| r.poll().is_none())
+            }
+        }
+    }
 }
 
 /// This process: "MainProcess" in a program you started, the given or default name
@@ -438,7 +529,7 @@ impl ProcessInfo {
 /// ```
 pub fn current_process() -> ProcessInfo {
     let id = spawn::identity();
-    ProcessInfo { name: id.name.clone(), pid: sys::proc::getpid(), daemon: id.daemon }
+    ProcessInfo { name: id.name.clone(), pid: sys::proc::getpid(), daemon: id.daemon, relation: Relation::Me }
 }
 
 /// The process that started this one, if multiproc started it.
@@ -448,7 +539,12 @@ pub fn current_process() -> ProcessInfo {
 /// assert!(multiproc::parent_process().is_none()); // a program you ran yourself
 /// ```
 pub fn parent_process() -> Option<ProcessInfo> {
-    spawn::identity().parent.as_ref().map(|(name, pid)| ProcessInfo { name: name.clone(), pid: *pid, daemon: false })
+    spawn::identity().parent.as_ref().map(|(name, pid)| ProcessInfo {
+        name: name.clone(),
+        pid: *pid,
+        daemon: false,
+        relation: Relation::Parent,
+    })
 }
 
 /// The children of this process that are still running; finished ones are reaped.
@@ -461,7 +557,12 @@ pub fn active_children() -> Vec<ProcessInfo> {
     let list: Vec<Arc<Record>> = children().clone();
     list.into_iter()
         .filter(|r| r.poll().is_none())
-        .map(|r| ProcessInfo { name: r.name.clone(), pid: r.process.pid(), daemon: r.daemon })
+        .map(|r| ProcessInfo {
+            name: r.name.clone(),
+            pid: r.process.pid(),
+            daemon: r.daemon,
+            relation: Relation::Child,
+        })
         .collect()
 }
 

@@ -28,18 +28,22 @@ use crate::wire::{CodecError, codec, fds};
 use ring::{Patience, Ring, RingError};
 
 /// Why a queue call failed.
+///
+/// Migrating from 0.1: a timed `put`/`get` that gives up now fails with [`Full`](QueueError::Full)
+/// / [`Empty`](QueueError::Empty), as in Python, where it failed with `TimedOut` (gone);
+/// [`JoinableQueue::join_timeout`] returns `Ok(false)` instead; [`Queue::shutdown`] takes
+/// Python's `immediate` flag and returns a `Result`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// `get_nowait` on an empty queue.
+    /// A `get` found the queue empty: `get_nowait` at once, `get_timeout` when its
+    /// timeout passed (Python's `queue.Empty`; this crate's first releases said `TimedOut`).
     #[error("the queue is empty")]
     Empty,
-    /// `put_nowait` on a full bounded queue.
+    /// A `put` found the bounded queue full: `put_nowait` at once, `put_timeout` when its
+    /// timeout passed (Python's `queue.Full`).
     #[error("the queue is full")]
     Full,
-    /// The timeout passed first.
-    #[error("timed out waiting on the queue")]
-    TimedOut,
     /// This handle was [`close`](Queue::close)d.
     #[error("this queue handle is closed")]
     Closed,
@@ -66,7 +70,6 @@ impl From<RingError> for QueueError {
         match e {
             RingError::Full => QueueError::Full,
             RingError::Empty => QueueError::Empty,
-            RingError::TimedOut => QueueError::TimedOut,
             RingError::ShutDown => QueueError::ShutDown,
             RingError::Io(e) => QueueError::Io(e),
         }
@@ -286,7 +289,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.handle.put(&item, Patience::Until(None))
     }
 
-    /// As [`put`](Queue::put), failing with [`QueueError::TimedOut`] after `timeout`.
+    /// As [`put`](Queue::put), failing with [`QueueError::Full`] if the queue is still
+    /// full after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Queue, QueueError};
+    ///
+    /// multiproc::init();
+    /// let q = Queue::bounded(1)?;
+    /// q.put_timeout(1, Duration::from_secs(1))?;
+    /// assert!(matches!(q.put_timeout(2, Duration::from_millis(10)), Err(QueueError::Full)));
+    /// # Ok::<(), QueueError>(())
+    /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError> {
         self.handle.put(&item, until(timeout))
     }
@@ -301,7 +316,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.handle.get(Patience::Until(None))
     }
 
-    /// As [`get`](Queue::get), failing with [`QueueError::TimedOut`] after `timeout`.
+    /// As [`get`](Queue::get), failing with [`QueueError::Empty`] if the queue is still
+    /// empty after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Queue, QueueError};
+    ///
+    /// multiproc::init();
+    /// let q = Queue::<u8>::new()?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(QueueError::Empty)));
+    /// # Ok::<(), QueueError>(())
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
         self.handle.get(until(timeout))
     }
@@ -352,15 +378,58 @@ impl<T> Queue<T> {
         self.handle.shared.backlog.lock().cancelled = true;
     }
 
-    /// Shuts the queue down for every process: `put`s fail with [`QueueError::ShutDown`],
-    /// `get`s return what is left, then fail with it; blocked callers wake up.
-    pub fn shutdown(&self) {
-        self.handle.shared.ring.shut_down();
+    /// Shuts the queue down for every process, as Python 3.13's `Queue.shutdown`: `put`s
+    /// fail with [`QueueError::ShutDown`] and blocked callers wake up. `get`s return what
+    /// is left, then fail with it; with `immediate`, what is queued is dropped (and, for a
+    /// [`JoinableQueue`], counted as done), so `get`s fail at once. Messages other
+    /// processes had parked (see [`Queue`]) are dropped too.
+    ///
+    /// ```
+    /// use multiproc::{Queue, QueueError};
+    ///
+    /// multiproc::init();
+    /// let q = Queue::new()?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.put(3), Err(QueueError::ShutDown)));
+    /// assert_eq!(q.get()?, 1);
+    /// q.shutdown(true)?; // drops 2
+    /// assert!(matches!(q.get(), Err(QueueError::ShutDown)));
+    /// # Ok::<(), QueueError>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<(), QueueError> {
+        let shared = &self.handle.shared;
+        let dropped = shared.ring.shut_down(immediate)?;
+        if shared.joinable && dropped > 0 {
+            done_tasks(shared.ring.unfinished(), dropped);
+        }
+        Ok(())
     }
 
     /// Whether the queue was shut down.
     pub fn is_shut_down(&self) -> bool {
         self.handle.shared.ring.is_shut_down()
+    }
+}
+
+/// Takes up to `n` from the unfinished-task counter `c` (never below zero), waking
+/// `join`ers when it reaches zero; returns how many it took.
+fn done_tasks(c: &std::sync::atomic::AtomicU32, n: u32) -> u32 {
+    let mut cur = c.load(Ordering::SeqCst);
+    loop {
+        let take = cur.min(n);
+        if take == 0 {
+            return 0;
+        }
+        match c.compare_exchange_weak(cur, cur - take, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) if take == cur => {
+                sys::futex::wake_all(c);
+                return take;
+            }
+            Ok(_) => return take,
+            Err(now) => cur = now,
+        }
     }
 }
 
@@ -455,42 +524,43 @@ impl<T> JoinableQueue<T> {
 
     /// Marks one task taken from the queue as done.
     pub fn task_done(&self) -> Result<(), QueueError> {
-        let c = self.counter();
-        let mut cur = c.load(Ordering::SeqCst);
-        loop {
-            if cur == 0 {
-                return Err(QueueError::TaskDoneTooOften);
-            }
-            match c.compare_exchange_weak(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        if cur == 1 {
-            sys::futex::wake_all(c);
-        }
-        Ok(())
+        if done_tasks(self.counter(), 1) == 0 { Err(QueueError::TaskDoneTooOften) } else { Ok(()) }
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> Result<(), QueueError> {
+    fn join_until(&self, deadline: Option<Instant>) -> Result<bool, QueueError> {
         let c = self.counter();
         loop {
             let cur = c.load(Ordering::SeqCst);
             if cur == 0 {
-                return Ok(());
+                return Ok(true);
             }
-            let slice = left(deadline).map_err(|_| QueueError::TimedOut)?.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
-            sys::futex::wait(c, cur, Some(slice))?;
+            let Ok(left) = left(deadline) else { return Ok(false) };
+            sys::futex::wait(c, cur, Some(left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE))))?;
         }
     }
 
     /// Waits until every task put has been marked done.
     pub fn join(&self) -> Result<(), QueueError> {
-        self.join_until(None)
+        self.join_until(None).map(drop)
     }
 
-    /// As [`join`](JoinableQueue::join), failing with [`QueueError::TimedOut`] after `timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueError> {
+    /// As [`join`](JoinableQueue::join), for `timeout` at most: whether every task was done
+    /// (as the manager's [`JoinableQueueProxy::join_timeout`](crate::manager::JoinableQueueProxy::join_timeout);
+    /// Python's `join` has no timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put("task".to_string())?;
+    /// assert!(!q.join_timeout(Duration::from_millis(10))?);
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert!(q.join_timeout(Duration::ZERO)?);
+    /// # Ok::<(), multiproc::QueueError>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, QueueError> {
         self.join_until(Some(Instant::now() + timeout))
     }
 }
@@ -552,7 +622,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.handle.get(Patience::Until(None))
     }
 
-    /// As [`get`](SimpleQueue::get), failing with [`QueueError::TimedOut`] after `timeout`.
+    /// As [`get`](SimpleQueue::get), failing with [`QueueError::Empty`] if the queue is
+    /// still empty after `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
         self.handle.get(until(timeout))
     }

@@ -50,6 +50,9 @@ const PUT_SLEEPS_AT: usize = 272;
 const CAP_AT: usize = 320;
 const MAXSIZE_AT: usize = 324;
 const SHUTDOWN_AT: usize = 328;
+/// The values of the word at `SHUTDOWN_AT` past 0 (running).
+const SHUT_DOWN: u32 = 1;
+const SHUT_DOWN_IMMEDIATELY: u32 = 2;
 /// Numbers socket messages; bumped under the put lock *before* a send, so a message
 /// orphaned by a producer that died before committing keeps a number no marker has.
 const PACKET_ID_AT: usize = 332;
@@ -104,12 +107,12 @@ impl Patience {
     }
 }
 
-/// Why a ring operation did not complete.
+/// Why a ring operation did not complete. A put that waited in vain is `Full` and a get
+/// `Empty`, whether it waited or not, as Python's `queue.Full` and `queue.Empty`.
 #[derive(Debug)]
 pub(crate) enum RingError {
     Full,
     Empty,
-    TimedOut,
     ShutDown,
     Io(io::Error),
 }
@@ -178,13 +181,34 @@ impl Ring {
         self.word32(SHUTDOWN_AT).load(SeqCst) != 0
     }
 
-    /// Marks the queue shut down for every process and wakes every waiter.
-    pub(crate) fn shut_down(&self) {
-        self.word32(SHUTDOWN_AT).store(1, SeqCst);
+    fn is_shut_down_now(&self) -> bool {
+        self.word32(SHUTDOWN_AT).load(SeqCst) == SHUT_DOWN_IMMEDIATELY
+    }
+
+    /// Marks the queue shut down for every process and wakes every waiter. `immediate`
+    /// also drops every queued message, so gets fail at once; returns how many it dropped.
+    pub(crate) fn shut_down(&self, immediate: bool) -> Result<u32, RingError> {
+        let state = if immediate { SHUT_DOWN_IMMEDIATELY } else { SHUT_DOWN };
+        self.word32(SHUTDOWN_AT).fetch_max(state, SeqCst);
         for at in [GET_SIGNAL_AT, PUT_SIGNAL_AT] {
             self.word32(at).fetch_add(1, SeqCst);
             sys::futex::wake_all(self.word32(at));
         }
+        if immediate { self.drop_all() } else { Ok(0) }
+    }
+
+    /// Drops every queued message (and its socket copy). Holding the put lock first waits
+    /// out a producer that checked the shutdown word before it was set; consumers holding
+    /// the get lock were woken by the shutdown and let it go.
+    fn drop_all(&self) -> Result<u32, RingError> {
+        let _put = self.lock(PUT_MUTEX_AT, Patience::Until(None))?;
+        let _get = self.lock(GET_MUTEX_AT, Patience::Until(None))?;
+        let dropped = self.len();
+        self.word64(HEAD_AT).store(self.word64(TAIL_AT).load(SeqCst), SeqCst);
+        while sys::packet::peek(self.rx.as_fd(), &mut [0u8; 4])?.is_some() {
+            self.discard_packet();
+        }
+        Ok(dropped)
     }
 
     pub(crate) fn unfinished(&self) -> &AtomicU32 {
@@ -208,11 +232,8 @@ impl Ring {
                 }
                 Ok(Held { ring: self, at })
             }
-            Err(LockError::TimedOut) => Err(match patience {
-                Patience::No if at == GET_MUTEX_AT => RingError::Empty,
-                Patience::No => RingError::Full,
-                _ => RingError::TimedOut,
-            }),
+            Err(LockError::TimedOut) if at == GET_MUTEX_AT => Err(RingError::Empty),
+            Err(LockError::TimedOut) => Err(RingError::Full),
             Err(LockError::WouldDeadlock) => Err(RingError::Io(io::Error::other("queue lock re-entered"))),
             Err(LockError::Io(e)) => Err(RingError::Io(e)),
             Err(LockError::OwnerDied(_)) => unreachable!("lock_raw reports a dead owner as Ok(true)"),
@@ -278,7 +299,7 @@ impl Ring {
             let seen = signal.load(SeqCst);
             drop(held);
             let sleeps = self.word32(PUT_SLEEPS_AT);
-            let r = self.sleep(signal, seen, patience.deadline(), || {
+            let r = self.sleep(signal, seen, patience.deadline(), RingError::Full, || {
                 sleeps.fetch_add(1, SeqCst);
                 head_w.load(SeqCst) == head
             });
@@ -299,19 +320,21 @@ impl Ring {
         }
     }
 
-    /// Sleeps on `signal` while it reads `seen` and `unchanged()` holds, one slice at most.
+    /// Sleeps on `signal` while it reads `seen` and `unchanged()` holds, one slice at most;
+    /// fails with `gave_up` once `deadline` has passed.
     fn sleep(
         &self,
         signal: &AtomicU32,
         seen: u32,
         deadline: Option<Instant>,
+        gave_up: RingError,
         unchanged: impl Fn() -> bool,
     ) -> Result<(), RingError> {
         let slice = match deadline {
             None => crate::sync::WAIT_SLICE,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(l) if !l.is_zero() => l.min(crate::sync::WAIT_SLICE),
-                _ => return Err(RingError::TimedOut),
+                _ => return Err(gave_up),
             },
         };
         if unchanged() && !self.is_shut_down() {
@@ -360,7 +383,7 @@ impl Ring {
                         None => None,
                         Some(d) => match d.checked_duration_since(Instant::now()) {
                             Some(l) if !l.is_zero() => Some(l),
-                            _ => return Err(RingError::TimedOut),
+                            _ => return Err(RingError::Full),
                         },
                     };
                     sys::fd::wait_ready(self.tx.as_fd(), sys::fd::Readiness::Write, left)?;
@@ -444,6 +467,9 @@ impl Ring {
         let tail_w = self.word64(TAIL_AT);
         let mut spins = 0;
         loop {
+            if self.is_shut_down_now() {
+                return Err(RingError::ShutDown);
+            }
             let head = head_w.load(SeqCst);
             let tail = tail_w.load(SeqCst);
             if seq(tail) != seq(head) {
@@ -467,7 +493,7 @@ impl Ring {
             let signal = self.word32(GET_SIGNAL_AT);
             waiting.fetch_add(1, SeqCst);
             let seen = signal.load(SeqCst);
-            let r = self.sleep(signal, seen, patience.deadline(), || tail_w.load(SeqCst) == tail);
+            let r = self.sleep(signal, seen, patience.deadline(), RingError::Empty, || tail_w.load(SeqCst) == tail);
             waiting.fetch_sub(1, SeqCst);
             r?;
         }

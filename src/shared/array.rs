@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::data_at;
+use super::{Guarded, SharedLock, data_at};
 use crate::region::{Kind, Region, type_tag};
 use crate::sync::{LockError, MUTEX_AT, SyncError, Wait, acquire_with};
 use crate::sys::mutex;
@@ -16,12 +16,9 @@ use crate::sys::shm::Pod;
 /// Where an array's length is stored.
 const LEN_AT: usize = 112;
 
-fn create<T: Pod>(items: &[T], locked: bool) -> Result<Region, SyncError> {
+fn create<T: Pod>(items: &[T]) -> Result<Region, SyncError> {
     let bytes = size_of_val(items);
     let region = Region::create(Kind::Array, type_tag::<T>(), data_at::<T>() + bytes.max(1))?;
-    if locked {
-        mutex::init(region.map(), MUTEX_AT, false)?;
-    }
     region.map().atomic_u64(LEN_AT).store(items.len() as u64, Ordering::SeqCst);
     for (i, v) in items.iter().enumerate() {
         region.map().write_pod(data_at::<T>() + i * size_of::<T>(), *v);
@@ -31,15 +28,18 @@ fn create<T: Pod>(items: &[T], locked: bool) -> Result<Region, SyncError> {
 
 fn open<'de, T: Pod, D: Deserializer<'de>>(d: D) -> Result<Region, D::Error> {
     let region = Region::deserialize_fd(d, Kind::Array, type_tag::<T>())?;
+    check_len::<T>(&region).map_err(serde::de::Error::custom)?;
+    Ok(region)
+}
+
+/// Whether the length an array's memory records fits that memory.
+fn check_len<T>(region: &Region) -> Result<(), String> {
     let len = region.map().atomic_u64(LEN_AT).load(Ordering::SeqCst);
     let fits = (len as usize)
         .checked_mul(size_of::<T>())
         .and_then(|b| b.checked_add(data_at::<T>()))
         .is_some_and(|end| end <= region.map().len());
-    if !fits {
-        return Err(serde::de::Error::custom(format!("shared array of {len} elements does not fit its memory")));
-    }
-    Ok(region)
+    if fits { Ok(()) } else { Err(format!("shared array of {len} elements does not fit its memory")) }
 }
 
 fn len_of(region: &Region) -> usize {
@@ -70,13 +70,13 @@ fn len_of(region: &Region) -> usize {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Array<T: Pod> {
-    region: Arc<Region>,
+    g: Guarded,
     _t: PhantomData<T>,
 }
 
 impl<T: Pod> Clone for Array<T> {
     fn clone(&self) -> Self {
-        Array { region: self.region.clone(), _t: PhantomData }
+        Array { g: self.g.clone(), _t: PhantomData }
     }
 }
 
@@ -88,13 +88,13 @@ impl<T: Pod> fmt::Debug for Array<T> {
 
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize_fd(s)
+        self.g.serialize(s)
     }
 }
 
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Array { region: Arc::new(open::<T, D>(d)?), _t: PhantomData })
+        Ok(Array { g: Guarded::deserialize(d, Kind::Array, type_tag::<T>(), check_len::<T>)?, _t: PhantomData })
     }
 }
 
@@ -104,14 +104,52 @@ impl<T: Pod> Array<T> {
         Array::from_slice(&vec![fill; len])
     }
 
-    /// A shared array holding a copy of `items`.
+    /// A shared array holding a copy of `items`, with its own lock.
     pub fn from_slice(items: &[T]) -> Result<Array<T>, SyncError> {
-        Ok(Array { region: Arc::new(create(items, true)?), _t: PhantomData })
+        Ok(Array { g: Guarded::new(create(items)?, None)?, _t: PhantomData })
+    }
+
+    /// A shared array holding a copy of `items`, guarded by `lock` (a
+    /// [`Lock`](crate::Lock) or an [`RLock`](crate::RLock)), as Python's
+    /// `Array(typecode, items, lock=lock)`. For no lock, Python's `lock=False`, use
+    /// [`RawArray`].
+    ///
+    /// ```
+    /// use multiproc::{Array, RLock, Value};
+    ///
+    /// multiproc::init();
+    /// let lock = RLock::new()?;
+    /// let items = Array::with_lock(&[1u32, 2], lock.clone())?;
+    /// let count = Value::with_lock(2usize, lock)?;
+    /// let mut g = items.lock().map_err(multiproc::SyncError::from)?;
+    /// g[0] = 10;
+    /// count.set(2)?; // the same RLock, taken again by this thread
+    /// drop(g);
+    /// assert_eq!(items.to_vec()?, [10, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_lock(items: &[T], lock: impl Into<SharedLock>) -> Result<Array<T>, SyncError> {
+        Ok(Array { g: Guarded::new(create(items)?, Some(lock.into()))?, _t: PhantomData })
+    }
+
+    /// The lock guarding the elements (Python's `get_lock()`): its own, or the one it
+    /// was made around.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::new(3, 0u8)?;
+    /// let guard = a.lock().map_err(multiproc::SyncError::from)?;
+    /// assert!(a.get_lock().locked());
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_lock(&self) -> SharedLock {
+        self.g.lock.clone()
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        len_of(&self.region)
+        len_of(&self.g.region)
     }
 
     /// Whether it has no elements.
@@ -120,7 +158,7 @@ impl<T: Pod> Array<T> {
     }
 
     fn lock_wait(&self, wait: Wait) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        acquire_with(self.region.map(), MUTEX_AT, wait, || ArrayGuard { array: self, _not_send: PhantomData })
+        acquire_with(self.g.lock_map(), MUTEX_AT, wait, || ArrayGuard { array: self, _not_send: PhantomData })
     }
 
     /// Takes the lock; the guard derefs to the elements.
@@ -170,21 +208,21 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 impl<T: Pod> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        let r = &self.array.region;
+        let r = &self.array.g.region;
         mutex::guarded_slice_ref::<T, _>(r.map(), data_at::<T>(), len_of(r), self)
     }
 }
 
 impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        let r = &self.array.region;
+        let r = &self.array.g.region;
         mutex::guarded_slice::<T, _>(r.map(), data_at::<T>(), len_of(r), &mut self._not_send)
     }
 }
 
 impl<T: Pod> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = mutex::unlock(self.array.region.map(), MUTEX_AT);
+        let _ = mutex::unlock(self.array.g.lock_map(), MUTEX_AT);
     }
 }
 
@@ -236,7 +274,7 @@ impl<T: Pod> RawArray<T> {
 
     /// A shared array holding a copy of `items`.
     pub fn from_slice(items: &[T]) -> Result<RawArray<T>, SyncError> {
-        Ok(RawArray { region: Arc::new(create(items, false)?), _t: PhantomData })
+        Ok(RawArray { region: Arc::new(create(items)?), _t: PhantomData })
     }
 
     /// The number of elements.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::data_at;
+use super::{Guarded, SharedLock, data_at};
 use crate::region::{Kind, Region, type_tag};
 use crate::sync::{LockError, SyncError};
 use crate::sync::{MUTEX_AT, Wait, acquire_with};
@@ -40,46 +40,101 @@ use crate::sys::shm::Pod;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Value<T: Pod> {
-    region: Arc<Region>,
+    g: Guarded,
     _t: PhantomData<T>,
 }
 
 impl<T: Pod> Clone for Value<T> {
     fn clone(&self) -> Self {
-        Value { region: self.region.clone(), _t: PhantomData }
+        Value { g: self.g.clone(), _t: PhantomData }
     }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Value").field(&self.region.map().read_pod::<T>(data_at::<T>())).finish()
+        f.debug_tuple("Value").field(&self.g.region.map().read_pod::<T>(data_at::<T>())).finish()
     }
 }
 
 impl<T: Pod> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.serialize_fd(s)
+        self.g.serialize(s)
     }
 }
 
 impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let region = Region::deserialize_fd(d, Kind::Value, type_tag::<T>())?;
-        Ok(Value { region: Arc::new(region), _t: PhantomData })
+        Ok(Value { g: Guarded::deserialize(d, Kind::Value, type_tag::<T>(), |_| Ok(()))?, _t: PhantomData })
     }
 }
 
 impl<T: Pod> Value<T> {
-    /// A shared value holding `initial`.
+    /// A shared value holding `initial`, with its own lock.
     pub fn new(initial: T) -> Result<Value<T>, SyncError> {
+        Value::create(initial, None)
+    }
+
+    /// A shared value holding `initial`, guarded by `lock` (a [`Lock`](crate::Lock) or an
+    /// [`RLock`](crate::RLock)), as Python's `Value(typecode, v, lock=lock)`: values made
+    /// around one lock change together under it (see [`SharedLock`]). For no lock at all,
+    /// Python's `lock=False`, use [`RawValue`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let v = multiproc::Value::with_lock(7u32, lock.clone())?;
+    /// let held = lock.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(v.try_lock().is_err(), "the value's lock is `lock`");
+    /// drop(held);
+    /// assert_eq!(v.get()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_lock(initial: T, lock: impl Into<SharedLock>) -> Result<Value<T>, SyncError> {
+        Value::create(initial, Some(lock.into()))
+    }
+
+    fn create(initial: T, lock: Option<SharedLock>) -> Result<Value<T>, SyncError> {
         let region = Region::create(Kind::Value, type_tag::<T>(), data_at::<T>() + size_of::<T>())?;
-        mutex::init(region.map(), MUTEX_AT, false)?;
         region.map().write_pod(data_at::<T>(), initial);
-        Ok(Value { region: Arc::new(region), _t: PhantomData })
+        Ok(Value { g: Guarded::new(region, lock)?, _t: PhantomData })
+    }
+
+    /// The lock guarding the value (Python's `get_lock()`): its own, or the one it was
+    /// made around.
+    ///
+    /// ```
+    /// use multiproc::{SharedLock, Value};
+    ///
+    /// multiproc::init();
+    /// let v = Value::new(0u64)?;
+    /// let SharedLock::Lock(lock) = v.get_lock() else { unreachable!() };
+    /// let held = lock.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(v.try_lock().is_err());
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_lock(&self) -> SharedLock {
+        self.g.lock.clone()
     }
 
     fn lock_wait(&self, wait: Wait) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        acquire_with(self.region.map(), MUTEX_AT, wait, || ValueGuard { value: self, _not_send: PhantomData })
+        acquire_with(self.g.lock_map(), MUTEX_AT, wait, || ValueGuard { value: self, _not_send: PhantomData })
+    }
+
+    /// Takes the lock only if it is free now ([`LockError::TimedOut`] otherwise).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::Value::new(1i32)?;
+    /// let mut g = v.try_lock().map_err(multiproc::SyncError::from)?;
+    /// *g += 1;
+    /// assert!(v.try_lock().is_err());
+    /// drop(g);
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        self.lock_wait(Wait::Not)
     }
 
     /// Takes the lock; the guard derefs to the value.
@@ -119,20 +174,20 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 impl<T: Pod> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &mutex::guarded_slice_ref::<T, _>(self.value.region.map(), data_at::<T>(), 1, self)[0]
+        &mutex::guarded_slice_ref::<T, _>(self.value.g.region.map(), data_at::<T>(), 1, self)[0]
     }
 }
 
 impl<T: Pod> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        let map = self.value.region.map();
+        let map = self.value.g.region.map();
         &mut mutex::guarded_slice::<T, _>(map, data_at::<T>(), 1, &mut self._not_send)[0]
     }
 }
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = mutex::unlock(self.value.region.map(), MUTEX_AT);
+        let _ = mutex::unlock(self.value.g.lock_map(), MUTEX_AT);
     }
 }
 

@@ -7,6 +7,7 @@ use super::error::SyncError;
 use super::lock::{MUTEX_AT, Wait, lock_raw};
 use super::{region_handle_serde, sleep_on};
 use crate::region::{Kind, Region};
+use crate::spawn::identity::{self, SameBuild};
 use crate::sys::{self, mutex};
 
 const GEN_AT: usize = 128; // futex word: bumped when a round ends (passed or broken)
@@ -14,13 +15,20 @@ const COUNT_AT: usize = 132; // parties waiting in this round
 const PARTIES_AT: usize = 136;
 const BROKEN_AT: usize = 140; // 1 while broken
 const BROKEN_GEN_AT: usize = 144; // the round that ended broken, plus one
+const HAS_ACTION_AT: usize = 148; // 1 if an action is set
+const BUILD_AT: usize = 152; // the build fingerprint of the process that set the action
+const ACTION_AT: usize = 160; // the action's function offset (see `spawn::identity`)
+const TIMEOUT_AT: usize = 168; // the default wait timeout in microseconds plus one; 0: none
+const SIZE: usize = 176;
 
 /// A barrier for a fixed number of parties across processes, like Python's
 /// `multiprocessing.Barrier`: each [`wait`](Barrier::wait) blocks until `parties`
 /// processes (or threads) are waiting, then all go on.
 ///
 /// A wait that times out breaks the barrier: every waiter, now and later, gets
-/// [`SyncError::BrokenBarrier`] until [`reset`](Barrier::reset).
+/// [`SyncError::BrokenBarrier`] until [`reset`](Barrier::reset). As in Python, a barrier
+/// may have an action, run by the last party to arrive before any goes on, and a default
+/// timeout (see [`with_options`](Barrier::with_options)).
 ///
 /// ```
 /// use multiproc::{Barrier, Process};
@@ -54,13 +62,89 @@ impl fmt::Debug for Barrier {
 impl Barrier {
     /// A barrier for `parties` waiters (at least 1).
     pub fn new(parties: u32) -> Result<Barrier, SyncError> {
+        Barrier::with_options(parties, None, None)
+    }
+
+    /// A barrier for `parties` waiters, as Python's `Barrier(parties, action, timeout)`.
+    ///
+    /// `action` is run by the last party to arrive, in its process, before any party goes
+    /// on; it is a plain `fn()` (a function item or a non-capturing closure coerces to
+    /// one), named across processes as [`Process`](crate::Process) functions are, so it
+    /// reaches any process of this program. If it panics, the barrier breaks (the others
+    /// get [`SyncError::BrokenBarrier`]) and the panic goes on in the party that ran it.
+    /// `timeout` is the default for [`wait`](Barrier::wait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Barrier, Process, SyncError};
+    ///
+    /// fn announce() {
+    ///     println!("all parties arrived");
+    /// }
+    ///
+    /// fn party(b: Barrier) {
+    ///     b.wait().unwrap();
+    /// }
+    ///
+    /// multiproc::init();
+    /// let b = Barrier::with_options(2, Some(announce), Some(Duration::from_secs(60)))?;
+    /// let mut p = Process::new(party, b.clone());
+    /// p.start()?;
+    /// b.wait()?; // one of the two processes printed the line before both went on
+    /// p.join()?;
+    ///
+    /// let alone = Barrier::with_options(2, None, Some(Duration::from_millis(10)))?;
+    /// assert!(matches!(alone.wait(), Err(SyncError::BrokenBarrier)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_options(parties: u32, action: Option<fn()>, timeout: Option<Duration>) -> Result<Barrier, SyncError> {
         if parties == 0 {
             return Err(SyncError::InvalidArgument("a barrier needs at least one party"));
         }
-        let region = Region::create(Kind::Barrier, 0, BROKEN_GEN_AT + 4)?;
-        mutex::init(region.map(), MUTEX_AT, false)?;
-        region.map().atomic_u32(PARTIES_AT).store(parties, Ordering::SeqCst);
+        let region = Region::create(Kind::Barrier, 0, SIZE)?;
+        let map = region.map();
+        mutex::init(map, MUTEX_AT, false)?;
+        map.atomic_u32(PARTIES_AT).store(parties, Ordering::SeqCst);
+        if let Some(action) = action {
+            map.atomic_u64(BUILD_AT).store(identity::fingerprint(), Ordering::SeqCst);
+            map.atomic_u64(ACTION_AT).store(identity::offset_of(action as usize) as u64, Ordering::SeqCst);
+            map.atomic_u32(HAS_ACTION_AT).store(1, Ordering::SeqCst);
+        }
+        let micros = timeout.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1) + 1);
+        map.atomic_u64(TIMEOUT_AT).store(micros, Ordering::SeqCst);
         Ok(Barrier { region: Arc::new(region) })
+    }
+
+    /// The default timeout of [`wait`](Barrier::wait), if any.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::with_options(3, None, Some(Duration::from_secs(5)))?;
+    /// assert_eq!(b.timeout(), Some(Duration::from_secs(5)));
+    /// assert_eq!(multiproc::Barrier::new(3)?.timeout(), None);
+    /// # Ok::<(), multiproc::SyncError>(())
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.region.map().atomic_u64(TIMEOUT_AT).load(Ordering::SeqCst) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros - 1)),
+        }
+    }
+
+    /// The action, if any, as a function of this process.
+    fn action(&self) -> Result<Option<fn()>, SyncError> {
+        let map = self.region.map();
+        if map.atomic_u32(HAS_ACTION_AT).load(Ordering::SeqCst) == 0 {
+            return Ok(None);
+        }
+        let build = map.atomic_u64(BUILD_AT).load(Ordering::SeqCst);
+        let proof = SameBuild::check(build).ok_or(SyncError::InvalidArgument(
+            "this barrier's action was set by a different build of the program, so it cannot run here",
+        ))?;
+        // `with_options` stored the offset of a `fn()` in a process of this very build.
+        Ok(Some(proof.function_at::<fn()>(map.atomic_u64(ACTION_AT).load(Ordering::SeqCst) as i64)))
     }
 
     fn word(&self, at: usize) -> &AtomicU32 {
@@ -100,6 +184,7 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, SyncError> {
+        let action = self.action()?;
         let held = self.lock()?;
         if self.broken() {
             return Err(SyncError::BrokenBarrier);
@@ -108,6 +193,13 @@ impl Barrier {
         let round = generation.load(Ordering::SeqCst);
         let index = self.word(COUNT_AT).fetch_add(1, Ordering::SeqCst);
         if index + 1 >= self.parties() {
+            if let Some(action) = action
+                && let Err(panic) = std::panic::catch_unwind(action)
+            {
+                self.break_round();
+                drop(held);
+                std::panic::resume_unwind(panic);
+            }
             self.word(COUNT_AT).store(0, Ordering::SeqCst);
             generation.store(round.wrapping_add(1), Ordering::SeqCst);
             sys::futex::wake_all(generation);
@@ -133,8 +225,9 @@ impl Barrier {
     }
 
     /// Waits for all parties; returns this waiter's arrival index (0 to `parties - 1`).
+    /// With a default [`timeout`](Barrier::timeout), as [`wait_timeout`](Barrier::wait_timeout).
     pub fn wait(&self) -> Result<u32, SyncError> {
-        self.wait_until(None)
+        self.wait_until(self.timeout().and_then(|t| Instant::now().checked_add(t)))
     }
 
     /// As [`wait`](Barrier::wait); after `timeout` it breaks the barrier and returns

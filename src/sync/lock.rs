@@ -116,6 +116,24 @@ impl Lock {
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_wait(Wait::Not)
     }
+
+    /// Whether any thread of any process holds the lock now (Python's `Lock.locked()`),
+    /// without taking it. A lock whose holder died reads as free: the next
+    /// [`acquire`](Lock::acquire) takes it, with [`LockError::OwnerDied`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert!(!lock.locked());
+    /// let held = lock.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(lock.locked());
+    /// drop(held);
+    /// assert!(!lock.locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn locked(&self) -> bool {
+        mutex::is_locked(self.region.map(), MUTEX_AT)
+    }
 }
 
 /// Proof that a [`Lock`] is held; releases it on drop. Stays on the thread that locked.
@@ -188,6 +206,23 @@ impl RLock {
     /// Takes the lock only if it is free or already this thread's.
     pub fn try_acquire(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         self.acquire_wait(Wait::Not)
+    }
+
+    /// Whether any thread of any process, this one included, holds the lock now (Python
+    /// 3.14's `RLock.locked()`), without taking it. As for [`Lock::locked`], a lock whose
+    /// holder died reads as free.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let r = multiproc::RLock::new()?;
+    /// let held = r.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(r.locked());
+    /// drop(held);
+    /// assert!(!r.locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn locked(&self) -> bool {
+        mutex::is_locked(self.region.map(), MUTEX_AT)
     }
 }
 

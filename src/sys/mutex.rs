@@ -125,6 +125,22 @@ pub(crate) fn try_lock(map: &Mapping, offset: usize) -> Result<Acquired, LockFai
     outcome(map, offset, r)
 }
 
+/// Where the C library keeps a mutex's lock word: the futex the kernel's robust-mutex
+/// protocol reads, holding the owner's thread id (0 when free). Fixed by each libc's ABI.
+#[cfg(not(target_env = "musl"))]
+const LOCK_WORD_AT: usize = 0; // glibc: `__data.__lock`, the struct's first field
+#[cfg(target_env = "musl")]
+const LOCK_WORD_AT: usize = 4; // musl: `_m_lock`, after `_m_type`
+/// The owner-thread bits of a robust futex word (`FUTEX_TID_MASK`).
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// Whether some thread holds the mutex at `offset` now, without taking it. One whose
+/// owner died reads as free: the kernel clears the owner bits, and the next locker is
+/// told `OwnerDied`.
+pub(crate) fn is_locked(map: &Mapping, offset: usize) -> bool {
+    map.atomic_u32(offset + LOCK_WORD_AT).load(std::sync::atomic::Ordering::SeqCst) & FUTEX_TID_MASK != 0
+}
+
 /// Unlocks the mutex at `offset`; fails (EPERM) if this thread does not hold it.
 pub(crate) fn unlock(map: &Mapping, offset: usize) -> io::Result<()> {
     // SAFETY: `m` is an initialised process-shared mutex in a live mapping; an
@@ -184,9 +200,12 @@ mod tests {
         })
         .join()
         .unwrap();
+        assert!(!is_locked(&map, 0), "a dead owner's lock reads as free");
         assert_eq!(lock(&map, 0, Some(Duration::from_secs(5))).unwrap(), Acquired::OwnerDied);
+        assert!(is_locked(&map, 0));
         assert!(matches!(lock(&map, 0, None), Err(LockFailure::WouldDeadlock)));
         unlock(&map, 0).unwrap();
+        assert!(!is_locked(&map, 0));
         assert_eq!(try_lock(&map, 0).unwrap(), Acquired::Clean);
         unlock(&map, 0).unwrap();
         assert!(unlock(&map, 0).is_err());

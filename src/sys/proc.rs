@@ -27,6 +27,11 @@ pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// The parent's process id (0 if it has none in this pid namespace).
+pub(crate) fn getppid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
 /// How many CPUs this process may run on (its affinity mask), at least 1.
 pub(crate) fn cpu_count() -> usize {
     match rustix::thread::sched_getaffinity(None) {

@@ -3,8 +3,8 @@
 //! same value, but the kinds of one connection are distinct (tested below).
 //!
 //! A new kind is added here first, then used by its connection's module
-//! (`wire::handshake`, `pipe`, `pool::local::protocol`, `remote`, `manager::protocol`,
-//! `manager::slot` all take their kinds from here).
+//! (`wire::handshake`, `pipe`, `pool::local::protocol`, `remote`, `auth`,
+//! `manager::protocol`, `manager::slot` all take their kinds from here).
 
 /// Every child connection, first: the process handshake (`wire::handshake`).
 pub(crate) const HANDSHAKE_HELLO: u8 = 0xA1;
@@ -35,10 +35,14 @@ pub(crate) const MANAGER_SERVER_STARTED: u8 = 0xC1;
 pub(crate) const MANAGER_SERVER_FAILED: u8 = 0xC2;
 pub(crate) const MANAGER_SERVER_SHUTDOWN: u8 = 0xC3;
 
-/// A manager client's session (`manager::protocol`): set-up, then requests and replies.
-pub(crate) const MANAGER_CHALLENGE: u8 = 0xE0;
-pub(crate) const MANAGER_ANSWER: u8 = 0xE1;
-pub(crate) const MANAGER_VERDICT: u8 = 0xE2;
+/// Authentication (`auth`), first on a manager session and on a `connection::Listener`'s
+/// connection when it has a key.
+pub(crate) const AUTH_CHALLENGE: u8 = 0xE0;
+pub(crate) const AUTH_ANSWER: u8 = 0xE1;
+pub(crate) const AUTH_VERDICT: u8 = 0xE2;
+
+/// A manager client's session (`manager::protocol`): authentication, set-up, then
+/// requests and replies.
 pub(crate) const MANAGER_SESSION_HELLO: u8 = 0xE3;
 pub(crate) const MANAGER_SESSION_READY: u8 = 0xE4;
 pub(crate) const MANAGER_SLOT_OPEN: u8 = 0xE5;
@@ -55,6 +59,7 @@ pub(crate) const MANAGER_REQUESTS_BELOW: u8 = 0xC0;
 #[cfg(test)]
 pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
     ("pipe", &[PIPE_VALUE, PIPE_BYTES]),
+    ("listener connection", &[AUTH_CHALLENGE, AUTH_ANSWER, AUTH_VERDICT, PIPE_VALUE, PIPE_BYTES]),
     (
         "pool worker",
         &[
@@ -79,9 +84,9 @@ pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
     (
         "manager session",
         &[
-            MANAGER_CHALLENGE,
-            MANAGER_ANSWER,
-            MANAGER_VERDICT,
+            AUTH_CHALLENGE,
+            AUTH_ANSWER,
+            AUTH_VERDICT,
             MANAGER_SESSION_HELLO,
             MANAGER_SESSION_READY,
             MANAGER_SLOT_OPEN,

@@ -228,7 +228,7 @@ fn drain(q: &Queue<u64>, producer: &Process, seen: &mut Vec<u64>, at_least: u64,
         // at the producer between short waits.
         match q.get_timeout(if enough { Duration::from_millis(50) } else { PATIENCE }) {
             Ok(v) => seen.push(v),
-            Err(multiproc::QueueError::TimedOut) if enough => {
+            Err(multiproc::QueueError::Empty) if enough => {
                 if producer.join_timeout(Duration::ZERO).unwrap() {
                     while let Ok(v) = q.get_nowait() {
                         seen.push(v);

@@ -23,10 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::kinds;
 
-/// Frame kinds of the connection set-up (before any request).
-pub(crate) const KIND_CHALLENGE: u8 = kinds::MANAGER_CHALLENGE;
-pub(crate) const KIND_ANSWER: u8 = kinds::MANAGER_ANSWER;
-pub(crate) const KIND_VERDICT: u8 = kinds::MANAGER_VERDICT;
+/// Frame kinds of the connection set-up (before any request): authentication's
+/// (`wire::kinds::AUTH_*`, used by `crate::auth`), then the session's.
 pub(crate) const KIND_SESSION_HELLO: u8 = kinds::MANAGER_SESSION_HELLO;
 pub(crate) const KIND_SESSION_READY: u8 = kinds::MANAGER_SESSION_READY;
 

@@ -31,8 +31,8 @@ use registry::ContainerRefs;
 pub(crate) use state::Server;
 use state::{Connection, Served};
 
-use super::address::{Address, Listener};
 use super::protocol::{KIND_SERVER_FAILED, KIND_SERVER_SHUTDOWN, KIND_SERVER_STARTED, RemoteError, Request};
+use crate::address::{Address, Listener};
 use crate::spawn::ChildContext;
 
 /// What a server is told when it starts.

@@ -1,5 +1,6 @@
-//! Where a manager listens: a TCP address, or a Unix socket in the abstract namespace
-//! (a name with no file behind it, gone when the server closes it).
+//! Where a manager or a `connection::Listener` listens: a TCP address, a Unix socket in
+//! the abstract namespace (a name with no file behind it, gone when the server closes
+//! it), or a Unix socket file (removed when its listener is dropped).
 
 use std::fmt;
 use std::io;
@@ -7,15 +8,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The address of a manager's server.
+/// The address of a manager's server or a [`connection::Listener`](crate::connection::Listener).
 ///
-/// Written `127.0.0.1:50000` (TCP) or `@name` (a Unix socket in the abstract namespace,
-/// which is what [`Manager::start`](super::Manager::start) uses, with a random name).
+/// Written `127.0.0.1:50000` (TCP), `@name` (a Unix socket in the abstract namespace,
+/// which is what [`Manager::start`](crate::Manager::start) uses, with a random name), or a
+/// path with a `/` in it (a Unix socket file, Python's default `AF_UNIX` address).
 ///
 /// ```
 /// use multiproc::manager::Address;
@@ -24,6 +27,8 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(tcp.to_string(), "127.0.0.1:50000");
 /// let local: Address = "@my-manager".parse().unwrap();
 /// assert!(matches!(local, Address::Local(ref name) if name == "my-manager"));
+/// let file: Address = "./listener.sock".parse().unwrap();
+/// assert!(matches!(file, Address::Path(ref p) if p.ends_with("listener.sock")));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -32,6 +37,8 @@ pub enum Address {
     Tcp(SocketAddr),
     /// A Unix socket in the abstract namespace of this machine (the name, without `@`).
     Local(String),
+    /// A Unix socket file; the listener that made it removes it when dropped.
+    Path(PathBuf),
 }
 
 impl fmt::Display for Address {
@@ -39,6 +46,7 @@ impl fmt::Display for Address {
         match self {
             Address::Tcp(a) => write!(f, "{a}"),
             Address::Local(name) => write!(f, "@{name}"),
+            Address::Path(p) => write!(f, "{}", p.display()),
         }
     }
 }
@@ -53,9 +61,12 @@ impl FromStr for Address {
             }
             return Ok(Address::Local(name.to_string()));
         }
-        s.parse::<SocketAddr>()
-            .map(Address::Tcp)
-            .map_err(|_| format!("`{s}` is neither `host:port` (an IP address and a port) nor `@name`"))
+        if s.contains('/') {
+            return Ok(Address::Path(PathBuf::from(s)));
+        }
+        s.parse::<SocketAddr>().map(Address::Tcp).map_err(|_| {
+            format!("`{s}` is neither `host:port` (an IP address and a port), `@name` nor a path with a `/`")
+        })
     }
 }
 
@@ -69,6 +80,16 @@ impl From<SocketAddr> for Address {
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Local(UnixListener),
+    /// A socket file, removed on drop.
+    Path(UnixListener, PathBuf),
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Path(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Listener {
@@ -83,6 +104,7 @@ impl Listener {
                 let l = UnixListener::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)?;
                 Ok((Listener::Local(l), address.clone()))
             }
+            Address::Path(path) => Ok((Listener::Path(UnixListener::bind(path)?, path.clone()), address.clone())),
         }
     }
 
@@ -94,7 +116,7 @@ impl Listener {
                 s.set_nodelay(true)?;
                 Ok(s.into())
             }
-            Listener::Local(l) => Ok(l.accept()?.0.into()),
+            Listener::Local(l) | Listener::Path(l, _) => Ok(l.accept()?.0.into()),
         }
     }
 }
@@ -108,13 +130,14 @@ pub(crate) fn connect(address: &Address, timeout: Duration) -> io::Result<OwnedF
             Ok(s.into())
         }
         Address::Local(name) => Ok(UnixStream::connect_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)?.into()),
+        Address::Path(path) => Ok(UnixStream::connect(path)?.into()),
     }
 }
 
 /// A fresh abstract-namespace address nobody else will guess.
 pub(crate) fn random_local() -> io::Result<Address> {
     let mut b = [0u8; 12];
-    super::auth::random_bytes(&mut b)?;
+    crate::auth::random_bytes(&mut b)?;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     Ok(Address::Local(format!("multiproc-manager-{}-{hex}", std::process::id())))
 }
