@@ -157,10 +157,12 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Sleeps `ms` milliseconds, then returns it.
-fn nap(ms: u64) -> u64 {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    ms
+/// Waits until `go` is set (the task the tour holds back), then returns `name`.
+fn when_set((name, go): (String, Option<multiproc::Event>)) -> String {
+    if let Some(go) = go {
+        let _ = go.wait();
+    }
+    name
 }
 
 /// Task 3 of the pool's map kills its own worker (SIGKILL).
@@ -180,9 +182,16 @@ fn pool() -> Result<(), Box<dyn std::error::Error>> {
     println!("  map(square, 0..8) = {:?}", pool.map(square, 0..8)?);
     let firsts: Vec<u64> = pool.imap(square, 1..).take(5).collect::<Result<_, _>>()?;
     println!("  imap over an endless input, first five: {firsts:?}");
-    let naps = [60, 5].map(|ms| pool.apply_async(nap, ms));
-    let in_completion_order: Vec<u64> = multiproc::as_completed(naps).map(|h| h.get()).collect::<Result<_, _>>()?;
-    println!("  as_completed over naps of [60, 5] ms: {in_completion_order:?}");
+    // The first task waits for an event the tour sets only once the second has come
+    // back: completion order differs from submission order, whatever the machine's speed.
+    let go = multiproc::Event::new()?;
+    let held = pool.apply_async(when_set, ("held back".to_string(), Some(go.clone())));
+    let free = pool.apply_async(when_set, ("free".to_string(), None));
+    let mut completed = multiproc::as_completed([held, free]);
+    let mut in_completion_order = vec![completed.next().expect("two tasks").get()?];
+    go.set();
+    in_completion_order.extend(completed.map(|h| h.get()).collect::<Result<Vec<_>, _>>()?);
+    println!("  as_completed, submitted [held back, free]: {in_completion_order:?}");
     let results = pool.map_results(square_but_three_dies, 0..8);
     for (i, r) in results.iter().enumerate() {
         match r {

@@ -93,12 +93,14 @@ pub(crate) fn say(words: &LastWords) {
 }
 
 /// `LastWords::Cause(cause)` encoded to fit the page, for [`say_prepared`].
+#[cfg(feature = "sandbox")]
 pub(crate) fn prepare_cause(cause: &str) -> Vec<u8> {
     encode_fitting(&LastWords::Cause(cause.to_string()))
 }
 
 /// Leaves words that [`prepare_cause`] encoded, without allocating: safe in a signal
 /// handler (the sandbox's SIGSYS handler says why the worker dies with it).
+#[cfg(feature = "sandbox")]
 pub(crate) fn say_prepared(bytes: &[u8]) {
     let Some(page) = PAGE.get() else { return };
     if bytes.len() > WORDS_BYTES {
