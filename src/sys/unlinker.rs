@@ -48,10 +48,14 @@ impl Unlinker {
         if middle == 0 {
             // SAFETY: as above; the grandchild becomes the watcher, the middle child exits.
             unsafe {
+                // The middle child leaves the cgroup before it forks the watcher, and the
+                // caller waits for the middle child: by the time `start` returns, the
+                // watcher is out of the cgroup, so a kill of the cgroup right after (a
+                // creator terminated at once) cannot take it along.
+                if let Some(procs) = leave {
+                    crate::sys::contain::leave_cgroup(procs);
+                }
                 if libc::fork() == 0 {
-                    if let Some(procs) = leave {
-                        crate::sys::contain::leave_cgroup(procs);
-                    }
                     watch(lifeline, table_fd);
                 }
                 libc::_exit(0);
