@@ -101,8 +101,11 @@ thread_local! {
 /// A panic was caught (or a new item starts): the worker lives on, and has nothing to
 /// say about any panic before.
 pub(crate) fn forget_panic() {
-    UNWINDING.set(false);
-    last_words::unsay();
+    // The hook sets `UNWINDING` whenever it speaks: one thread-local read per item when
+    // no panic happened (this runs before every item).
+    if UNWINDING.replace(false) {
+        last_words::unsay();
+    }
 }
 
 fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
