@@ -135,3 +135,34 @@ fn the_item_running_when_a_closed_socket_is_noticed_is_not_blamed_for_it() {
     assert!(matches!(results[1], Err(TaskError::Timeout { .. })), "item 1: {:?}", results[1]);
     assert_eq!(results[2], Ok(2));
 }
+
+/// Through `apply` the caller reads the result itself and sees the socket end while the
+/// task still runs (here it lingers 300 ms after closing it). The worker is not killed
+/// for that: it tries to send, says why it cannot in its last words, and exits, so the
+/// cause is named (CI once saw an empty hint when the worker was killed on sight).
+#[test]
+fn apply_names_the_cause_when_the_task_lingers_after_closing_its_socket() {
+    // Closing descriptors by number is the fault under test (see `close_fds_then_return`).
+    #[allow(unsafe_code)]
+    fn close_then_linger(x: u64) -> u64 {
+        for fd in 3..1024 {
+            // SAFETY: as in `close_fds_then_return`.
+            let _ = unsafe { libc::close(fd) };
+        }
+        // The fault's shape, not a wait: the caller must see the end of the socket first.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        x
+    }
+    let pool = Pool::new(1).unwrap();
+    // Once a worker is parked, `apply` takes the caller's express path.
+    assert_eq!(pool.apply(close_fds_then_return, 4).unwrap(), 40);
+    match pool.apply(close_then_linger, 1) {
+        Err(TaskError::WorkerDied { hint: Some(h), .. }) => assert!(h.contains("connection to the pool"), "{h}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(close_fds_then_return, 5).unwrap(), 50, "the pool goes on");
+    let pids = pool.stats().worker_pids;
+    pool.close();
+    pool.join().unwrap();
+    assert_gone(&pids);
+}

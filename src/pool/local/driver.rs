@@ -35,6 +35,8 @@ const MAX_START_FAILURES: u32 = 3;
 /// How long a worker whose socket ended may take to exit before it is killed (an exit
 /// takes well under a millisecond; one that closed its socket and kept running never does).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// The cause named for a worker killed after its socket ended without it exiting.
+const CONNECTION_LOST_HINT: &str = "the worker's connection to the pool ended while it ran this task and it did not exit, so it was killed; a task may have closed or shut down that socket";
 
 pub(crate) struct Driver {
     state: Arc<State>,
@@ -193,11 +195,10 @@ impl Driver {
                 GaveUp::Broken { protocol: true } => {
                     self.protocol_error(wi, "a frame that is not its result");
                 }
-                // It ended (its pidfd says how); a worker that merely closed its socket goes too.
-                GaveUp::Broken { protocol: false } => {
-                    w.ended();
-                    let _ = w.process.signal(libc::SIGKILL);
-                }
+                // Its socket ended: its pidfd will say how it ended. It is not killed here:
+                // a worker whose task closed its socket says why in its last words before
+                // it exits, and one that keeps running is killed after `EXIT_GRACE`.
+                GaveUp::Broken { protocol: false } => w.ended(),
             }
         }
     }
@@ -426,6 +427,7 @@ impl Driver {
                     ));
                     w.leaving = Some(Leaving::Killed(Kill::ConnectionLost));
                     let _ = w.process.signal(libc::SIGKILL);
+                    self.stats_dirty = true;
                     continue;
                 }
                 nearest = Some(nearest.map_or(due, |n| n.min(due)));
@@ -815,8 +817,11 @@ impl Driver {
                     self.stats.tasks_retried += 1;
                     return Some(one);
                 }
-                let hint = match words {
-                    Some(LastWords::Cause(c)) => Some(c.clone()),
+                let hint = match (words, w.leaving) {
+                    (Some(LastWords::Cause(c)), _) => Some(c.clone()),
+                    // Killed before it could say why (it had not yet tried to send): the
+                    // driver saw the socket end, which is the cause all the same.
+                    (_, Some(Leaving::Killed(Kill::ConnectionLost))) => Some(CONNECTION_LOST_HINT.into()),
                     _ => self.hint(code),
                 };
                 let attempts = one.attempts.clone();
