@@ -262,6 +262,61 @@ pub(crate) async fn presence_stream(
     }
 }
 
+/// The stream where workers store results until their client takes them: a work queue
+/// (a result leaves once its client acked it) on one subject per client, on file storage,
+/// kept at most `result_ttl` (the results of a client that never came back).
+pub(crate) async fn result_stream(
+    js: &jetstream::Context,
+    queue: &QueueConfig,
+) -> Result<stream::Stream, ClusterError> {
+    let config = stream::Config {
+        name: queue.result_stream(),
+        subjects: vec![queue.result_subjects()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        max_age: queue.result_ttl,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let what = format!("the result stream `{}`", queue.result_stream());
+    let mut tries = 0;
+    let stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            // The same race as for the task stream.
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => return Err(ClusterError::Setup { what, message: e.to_string() }),
+        }
+    };
+    let has = stream.cached_info().config.max_age;
+    let asks = queue.result_ttl;
+    let conflicts = conflicts([("result_ttl", queue.given.result_ttl, format!("{has:?}"), format!("{asks:?}"))]);
+    settings_agree(conflicts, &what).map(|()| stream)
+}
+
+/// The durable consumer through which client `id` takes its results: only its own
+/// subject, from the first stored. It outlives a disconnection of the client (the broker
+/// removes it once unused for the client lease; the client makes it again when back, and
+/// finds every result still stored).
+pub(crate) async fn result_consumer(
+    stream: &stream::Stream,
+    queue: &QueueConfig,
+    id: &str,
+) -> Result<consumer::PullConsumer, ClusterError> {
+    let config = consumer::pull::Config {
+        durable_name: Some(queue.result_consumer(id)),
+        filter_subject: queue.result_subject(id),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        inactive_threshold: queue.client_lease.max(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    stream.get_or_create_consumer(&queue.result_consumer(id), config).await.map_err(|e| ClusterError::Setup {
+        what: format!("the result consumer of client {id} on `{}`", queue.result_stream()),
+        message: e.to_string(),
+    })
+}
+
 /// Whether client `id` holds its lease; `None` when the broker cannot say.
 pub(crate) async fn lease_held(leases: &stream::Stream, queue: &QueueConfig, id: &str) -> Option<bool> {
     match leases.get_last_raw_message_by_subject(&queue.lease_subject(id)).await {

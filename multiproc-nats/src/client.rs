@@ -386,6 +386,7 @@ pub struct Client {
     nats: async_nats::Client,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
+    results: jetstream::stream::Stream,
     queue: QueueConfig,
     patience: Duration,
     deadline: Option<Duration>,
@@ -418,20 +419,22 @@ impl Client {
             stats: Mutex::new(ClientStats::default()),
             closed: AtomicBool::new(false),
         });
-        let (nats, js, stream) = rt.block_on(async {
+        let (nats, js, stream, results) = rt.block_on(async {
             let name = format!("multiproc-nats client {}", shared.id);
             let nats = broker::connect(&config.broker, name, |_| {}).await?;
             let js = jetstream::new(nats.clone());
             let stream = broker::task_stream(&js, &queue).await?;
             broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
-            start_background(&shared, &nats, &js, &stream, &config).await?;
-            Ok::<_, ClusterError>((nats, js, stream))
+            let results = broker::result_stream(&js, &queue).await?;
+            start_background(&shared, &nats, &js, &stream, &results, &config).await?;
+            Ok::<_, ClusterError>((nats, js, stream, results))
         })?;
         Ok(Client {
             rt: Some(rt),
             nats,
             js,
             stream,
+            results,
             queue,
             patience: config.submit_patience,
             deadline: config.result_deadline,
@@ -534,22 +537,29 @@ impl Client {
         self.delete_queued(seqs, false);
     }
 
-    /// Removes messages from the queue, in the background; waits for it when `wait`
-    /// (never on the client's own thread).
-    fn delete_queued(&self, seqs: Vec<u64>, wait: bool) {
+    /// Removes messages from the queue, in the background; on closing (`closing`), also
+    /// this client's results consumer and any result still stored for it, and waits for
+    /// that (never on the client's own thread).
+    fn delete_queued(&self, seqs: Vec<u64>, closing: bool) {
         let Some(rt) = &self.rt else { return };
-        if seqs.is_empty() {
+        if seqs.is_empty() && !closing {
             return;
         }
-        let stream = self.stream.clone();
+        let (stream, results) = (self.stream.clone(), self.results.clone());
+        let (consumer, subject) = (self.queue.result_consumer(&self.shared.id), self.shared.reply_to.clone());
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
+            let limit = Duration::from_secs(2);
             for seq in seqs {
-                let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(seq)).await;
+                let _ = tokio::time::timeout(limit, stream.delete_message(seq)).await;
+            }
+            if closing {
+                let _ = tokio::time::timeout(limit, results.delete_consumer(&consumer)).await;
+                let _ = tokio::time::timeout(limit, results.purge().filter(subject)).await;
             }
             let _ = done_tx.send(());
         });
-        if wait && tokio::runtime::Handle::try_current().is_err() {
+        if closing && tokio::runtime::Handle::try_current().is_err() {
             let _ = done_rx.recv_timeout(Duration::from_secs(5));
         }
     }
@@ -703,28 +713,71 @@ async fn publish(
     }
 }
 
-/// Receives results on this client's subject, ends their tasks (dropping duplicates),
-/// and confirms each to its worker, which acks the task only then.
-async fn collect_results(shared: Arc<Shared>, nats: async_nats::Client, mut results: async_nats::Subscriber) {
-    while let Some(msg) = results.next().await {
-        match ResultHead::decode(&msg.payload) {
-            Ok((head, rest)) if head.version == PROTOCOL => match head.outcome {
-                Outcome::Items { first, count } => {
-                    shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
-                        let whole = for_each_entry(rest, count, |k, outcome| each(first + k, outcome));
-                        for k in whole..count {
-                            let message = "the worker's result message is cut short".to_string();
-                            each(first + k, Err(RemoteError::Codec { message }));
-                        }
-                    });
+/// Takes this client's results from the pool's result stream, ends their tasks
+/// (dropping duplicates), and acks each once recorded. Its consumer outlives a
+/// disconnection; one the broker removed meanwhile (unused for the client lease) is made
+/// again, and finds every result still stored.
+async fn collect_results(shared: Arc<Shared>, results: jetstream::stream::Stream, queue: QueueConfig) {
+    while !shared.closed.load(Ordering::SeqCst) {
+        let consumer = match broker::result_consumer(&results, &queue, &shared.id).await {
+            Ok(consumer) => consumer,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        take_results(&shared, &consumer).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Takes results through `consumer` until it is gone (or the client closed).
+async fn take_results(shared: &Shared, consumer: &jetstream::consumer::PullConsumer) {
+    let Ok(mut messages) = consumer.stream().heartbeat(Duration::from_secs(2)).messages().await else { return };
+    while let Some(msg) = messages.next().await {
+        match msg {
+            Ok(msg) => {
+                record_result(shared, &msg.payload);
+                let _ = msg.ack().await;
+            }
+            // A missed heartbeat (the link is down) or a refused pull: go on while the
+            // consumer is there, else make it again.
+            Err(_) => {
+                let mut consumer = consumer.clone();
+                if shared.closed.load(Ordering::SeqCst) || consumer.info().await.is_err() {
+                    return;
                 }
-                Outcome::Failed(e) => {
-                    shared.fail_task(head.task_id, e, Some(&head.ran_on), head.delivery);
-                }
-            },
-            // Unreadable: confirm anyway, so the worker does not retry it forever.
-            _ => {}
+            }
         }
+    }
+}
+
+/// Ends the items a result message brings (an unreadable one ends nothing).
+fn record_result(shared: &Shared, payload: &[u8]) {
+    let Ok((head, rest)) = ResultHead::decode(payload) else { return };
+    if head.version != PROTOCOL {
+        return;
+    }
+    match head.outcome {
+        Outcome::Items { first, count } => {
+            shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
+                let whole = for_each_entry(rest, count, |k, outcome| each(first + k, outcome));
+                for k in whole..count {
+                    let message = "the worker's result message is cut short".to_string();
+                    each(first + k, Err(RemoteError::Codec { message }));
+                }
+            });
+        }
+        Outcome::Failed(e) => {
+            shared.fail_task(head.task_id, e, Some(&head.ran_on), head.delivery);
+        }
+    }
+}
+
+/// Answers workers asking whether this client is alive (one without a lease that
+/// answers keeps its tasks).
+async fn answer_probes(nats: async_nats::Client, mut probes: async_nats::Subscriber) {
+    while let Some(msg) = probes.next().await {
         if let Some(reply) = msg.reply {
             let _ = nats.publish(reply, Bytes::new()).await;
         }
@@ -761,6 +814,7 @@ async fn start_background(
     nats: &async_nats::Client,
     js: &jetstream::Context,
     stream: &jetstream::stream::Stream,
+    results: &jetstream::stream::Stream,
     config: &ClientConfig,
 ) -> Result<(), ClusterError> {
     let queue = &config.queue;
@@ -773,9 +827,12 @@ async fn start_background(
     let lease = queue.lease_subject(&shared.id);
     renew(js, &lease).await?;
     tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
-    let results = subscribe(shared.reply_to.clone()).await?;
+    let probes = subscribe(queue.probe_subject(&shared.id)).await?;
     let advisories = subscribe(broker::max_deliveries_subject(queue, shared.fingerprint)).await?;
-    tokio::spawn(collect_results(shared.clone(), nats.clone(), results));
+    // The consumer exists before any task can be answered.
+    broker::result_consumer(results, queue, &shared.id).await?;
+    tokio::spawn(collect_results(shared.clone(), results.clone(), queue.clone()));
+    tokio::spawn(answer_probes(nats.clone(), probes));
     tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
     if let Some(deadline) = config.result_deadline {
         tokio::spawn(enforce_deadlines(shared.clone(), stream.clone(), deadline));

@@ -30,6 +30,10 @@ pub const MAX_DELIVER_ENV: &str = "MULTIPROC_NATS_MAX_DELIVER";
 /// [`QueueConfig::client_lease`]).
 pub const CLIENT_LEASE_ENV: &str = "MULTIPROC_NATS_CLIENT_LEASE";
 
+/// The environment variable giving how long a stored result waits for its client, in
+/// seconds (see [`QueueConfig::result_ttl`]).
+pub const RESULT_TTL_ENV: &str = "MULTIPROC_NATS_RESULT_TTL";
+
 /// The most replicas JetStream keeps of a stream.
 pub const MAX_REPLICAS: usize = 5;
 
@@ -465,6 +469,7 @@ pub struct QueueConfig {
     pub(crate) duplicate_window: Duration,
     pub(crate) replicas: usize,
     pub(crate) client_lease: Duration,
+    pub(crate) result_ttl: Duration,
     /// Which settings were given rather than left at their defaults.
     pub(crate) given: Given,
 }
@@ -477,6 +482,7 @@ pub(crate) struct Given {
     pub(crate) max_ack_pending: bool,
     pub(crate) replicas: bool,
     pub(crate) client_lease: bool,
+    pub(crate) result_ttl: bool,
 }
 
 impl Default for QueueConfig {
@@ -489,6 +495,7 @@ impl Default for QueueConfig {
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
             client_lease: Duration::from_secs(60),
+            result_ttl: Duration::from_secs(3600),
             given: Given::default(),
         }
     }
@@ -514,6 +521,9 @@ impl QueueConfig {
         }
         if let Ok(s) = std::env::var(CLIENT_LEASE_ENV) {
             q = q.client_lease(parse_seconds(CLIENT_LEASE_ENV, &s)?);
+        }
+        if let Ok(s) = std::env::var(RESULT_TTL_ENV) {
+            q = q.result_ttl(parse_seconds(RESULT_TTL_ENV, &s)?);
         }
         Ok(q)
     }
@@ -574,6 +584,35 @@ impl QueueConfig {
         self.client_lease = d.max(Duration::from_secs(1));
         self.given.client_lease = true;
         self
+    }
+
+    /// How long a result stored for its client waits there at most (default 1 h): a
+    /// client cut off from the broker collects the results of its tasks when it is back,
+    /// as long as it is back within this time. At least 1 s.
+    pub fn result_ttl(mut self, d: Duration) -> QueueConfig {
+        self.result_ttl = d.max(Duration::from_secs(1));
+        self.given.result_ttl = true;
+        self
+    }
+
+    /// The stream where workers store results until their client takes them.
+    pub(crate) fn result_stream(&self) -> String {
+        format!("MPROC_{}_results", self.pool)
+    }
+
+    /// The subjects of every client's results: the result stream's.
+    pub(crate) fn result_subjects(&self) -> String {
+        self.result_subject("*")
+    }
+
+    /// The durable consumer through which client `id` takes its results.
+    pub(crate) fn result_consumer(&self, id: &str) -> String {
+        format!("client-{id}")
+    }
+
+    /// The subject on which client `id` answers a worker asking whether it is alive.
+    pub(crate) fn probe_subject(&self, id: &str) -> String {
+        format!("mproc.{}.probes.{id}", self.pool)
     }
 
     /// The stream of the clients' leases.

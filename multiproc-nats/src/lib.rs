@@ -205,7 +205,7 @@ mod worker;
 pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
 pub use config::{
     ACK_WAIT_ENV, Auth, BrokerConfig, CLIENT_LEASE_ENV, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS,
-    POOL_ENV, QueueConfig, REPLICAS_ENV, Secret, Tls, URL_ENV,
+    POOL_ENV, QueueConfig, REPLICAS_ENV, RESULT_TTL_ENV, Secret, Tls, URL_ENV,
 };
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};

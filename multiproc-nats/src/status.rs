@@ -19,11 +19,12 @@ pub struct WorkerStats {
     pub received: u64,
     /// Of those, tasks that had been handed to some worker before.
     pub redelivered: u64,
-    /// Tasks whose result the client confirmed, then acked.
+    /// Tasks whose result was stored for their client, then acked.
     pub completed: u64,
     /// Tasks refused without running (another build, another protocol, unreadable).
     pub refused: u64,
-    /// Tasks whose result could not be handed to their client in time, then dropped.
+    /// Tasks whose result the broker would not store in time (it was away longer than
+    /// the worker's result patience): put back on the queue, for another try.
     pub abandoned: u64,
     /// In-progress acks sent for running tasks.
     pub progress_acks: u64,

@@ -1,5 +1,5 @@
 //! A task's results on their way to its client: cut into messages the broker takes, and
-//! handed over until the client confirms them.
+//! stored in the pool's result stream, where the client takes them.
 //!
 //! A task's results go back in as many messages as the broker's size limit needs; an
 //! item whose result alone is too large fails with `TooLarge`, the others stand.
@@ -13,7 +13,7 @@ use crate::envelope::{HEADER_ROOM, ItemResults, Outcome, PROTOCOL, RanOn, Remote
 /// Room for a result head (the worker's host name, at most a few hundred bytes).
 const HEAD_ROOM: usize = 1024;
 
-/// How handing a result to its client went.
+/// How storing a result for its client went.
 pub(super) enum Delivery {
     Confirmed,
     Abandoned(String),
@@ -70,13 +70,13 @@ pub(super) fn refusal(ran_on: &RanOn, task_id: u64, delivery: u64, error: Remote
     vec![Bytes::from(head.encode(&[]))]
 }
 
-/// Hands a task's result messages to its client, which confirms each by replying;
-/// retries while the client cannot be reached (it may be reconnecting) for up to
-/// `patience`.
+/// Stores a task's result messages in the pool's result stream, on their client's
+/// subject, where the client takes them (now, or when it is back from a disconnection);
+/// retries while the broker does not confirm (it may be restarting) for up to `patience`.
 pub(super) async fn deliver(
-    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
     key: u64,
-    reply_to: String,
+    subject: String,
     parts: Vec<Bytes>,
     patience: Duration,
 ) -> (u64, Delivery) {
@@ -84,11 +84,15 @@ pub(super) async fn deliver(
     for part in parts {
         let mut backoff = Duration::from_millis(20);
         loop {
-            match client.request(reply_to.clone(), part.clone()).await {
-                Ok(_) => break,
+            let stored = match js.publish(subject.clone(), part.clone()).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => break,
                 Err(e) => {
                     if started.elapsed() >= patience {
-                        return (key, Delivery::Abandoned(format!("client {reply_to}: {e}")));
+                        return (key, Delivery::Abandoned(format!("storing a result on {subject}: {e}")));
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));

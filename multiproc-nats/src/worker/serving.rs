@@ -5,10 +5,12 @@
 //! - While a task runs (and while its result is being delivered) it sends an
 //!   in-progress ack every third of the queue's `ack_wait`, so the broker hands the task
 //!   to another worker only when this one has vanished.
-//! - It acks a task only after the client confirmed its result: a worker that dies at
-//!   any point loses nothing, and the client drops the duplicate a redelivery may cause.
+//! - It acks a task only once its result is stored in the pool's result stream, where
+//!   the client takes it (at once, or when it is back from a disconnection): a worker
+//!   that dies at any point loses nothing, and the client drops the duplicate a
+//!   redelivery may cause.
 //! - A refused task (see [`admission`](super::admission)) is terminated (`+TERM`) once
-//!   its client heard why, so that it is not handed out again.
+//!   the reason is stored for its client, so that it is not handed out again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ impl Worker {
         let fingerprint = multiproc::remote::fingerprint();
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
         let leases = broker::lease_stream(&js, &config.queue).await?;
+        broker::result_stream(&js, &config.queue).await?;
         // Where its heartbeats go, for the pool's status.
         broker::presence_stream(&js, &config.queue).await?;
         Ok(Worker { config, client, js, stream, consumer, leases, runner, stats, events, me, fingerprint })
@@ -292,7 +295,9 @@ impl Session {
     /// one): a client without a lease is dropped only when it does not, so a lease lost
     /// or late on the broker's side never costs a live client its work.
     async fn answers(&self, reply_to: &str) -> bool {
-        let probe = self.worker.client.request(reply_to.to_string(), bytes::Bytes::new());
+        let id = reply_to.rsplit('.').next().unwrap_or(reply_to);
+        let subject = self.worker.config.queue.probe_subject(id);
+        let probe = self.worker.client.request(subject, bytes::Bytes::new());
         matches!(tokio::time::timeout(PROBE_PATIENCE, probe).await, Ok(Ok(_)))
     }
 
@@ -316,22 +321,24 @@ impl Session {
 
     fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<bytes::Bytes>) {
         let patience = self.worker.config.result_patience;
-        self.deliveries.spawn(deliver(self.worker.client.clone(), key, reply_to, parts, patience));
+        self.deliveries.spawn(deliver(self.worker.js.clone(), key, reply_to, parts, patience));
     }
 
-    /// A result reached its client (or never will): the task leaves the queue.
+    /// A result is stored for its client: the task leaves the queue. One the broker
+    /// would not store goes back to the queue, for another try.
     async fn on_delivered(&mut self, key: u64, delivery: Delivery) {
         let Some(h) = self.held.remove(&key) else { return };
-        let kind = if h.refused { AckKind::Term } else { AckKind::Ack };
-        let _ = h.msg.ack_with(kind).await;
         match delivery {
-            Delivery::Confirmed => self.worker.stats.update(|s| {
+            Delivery::Confirmed => {
+                let kind = if h.refused { AckKind::Term } else { AckKind::Ack };
+                let _ = h.msg.ack_with(kind).await;
                 if !h.refused {
-                    s.completed += 1
+                    self.worker.stats.update(|s| s.completed += 1);
                 }
-            }),
+            }
             Delivery::Abandoned(why) => {
-                self.log(format_args!("dropping a result its client never took: {why}"));
+                self.log(format_args!("could not store a result, the task goes back to the queue: {why}"));
+                let _ = h.msg.ack_with(AckKind::Nak(None)).await;
                 self.worker.stats.update(|s| s.abandoned += 1);
             }
         }

@@ -53,8 +53,10 @@ impl WorkerConfig {
         self
     }
 
-    /// How long the worker keeps trying to hand a result to its client (which may be
-    /// reconnecting) before it gives up on it and drops the task (default 60 s).
+    /// How long the worker keeps trying to store a result for its client while the
+    /// broker does not confirm it (it may be restarting) before it puts the task back on
+    /// the queue, for another try (default 60 s). A client away does not count: its
+    /// results wait for it in the broker.
     pub fn result_patience(mut self, d: Duration) -> WorkerConfig {
         self.result_patience = d;
         self
