@@ -1,7 +1,7 @@
 //! The same pool calls on many machines, through a NATS JetStream broker.
 //!
 //! ```sh
-//! nats-server -js                                                  # the broker (terminal 1)
+//! nats-server -js -a 127.0.0.1                                    # the broker (terminal 1), this machine only
 //! cargo run -p multiproc-nats --example cluster -- --worker        # a worker (terminal 2, 3, ... any machine)
 //! cargo run -p multiproc-nats --example cluster -- 40              # a map of 40 tasks on the cluster (terminal 4)
 //! cargo run -p multiproc-nats --example cluster -- 40 --local      # the same map on a local pool
@@ -10,6 +10,9 @@
 //! Every program finds the broker in `MULTIPROC_NATS_URL` (default `nats://127.0.0.1:4222`;
 //! credentials and TLS options go in the URL, e.g. `nats://user:password@host:4222`).
 //! Workers must run this very binary: a worker of another build refuses the tasks.
+//! A broker reachable from other machines needs credentials and TLS (`nats-server -js
+//! --user u --pass p --tls ...`): whoever may publish tasks can make workers run any
+//! function of this binary.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -110,13 +110,18 @@
 //! followed by the items' arguments, each length-prefixed as in a local pool's frames.
 //! A map sends whole chunks per message, at least `ceil(n / (4 × processes))` items
 //! (so that tiny tasks are not one message each), within the broker's `max_payload`;
-//! each item still runs, fails and times out on its own. Results go to
-//! `mproc.P.results.<client id>` only, as requests the client answers once it has
-//! recorded them, in as many messages as the size limit needs.
+//! each item still runs, fails and times out on its own. Results are stored in the
+//! stream `MPROC_P_results` on the client's own subject `mproc.P.results.<client id>`,
+//! in as many messages as the size limit needs (work-queue retention: a result leaves once
+//! its client acked it; one never taken is gone after [`QueueConfig::result_ttl`], 1 h by
+//! default). The client takes them through its durable consumer `client-<client id>`.
 //!
 //! ## Delivery: at least once, exactly one outcome per item
 //!
-//! A worker acks a task only after its client confirmed every result. A worker that
+//! A worker acks a task only once every result of it is stored in the result stream:
+//! the broker keeps it for the client, which takes it at once, or when it is back from a
+//! disconnection of any length within the result TTL (its consumer outlives the
+//! disconnection, and is made again if the broker removed it meanwhile). A worker that
 //! vanishes (SIGKILL, a lost machine) stops sending in-progress acks, so after `ack_wait`
 //! the broker hands its tasks to other workers: a task may run more than once, and
 //! **tasks should be idempotent**. The client drops any result for an item that already
@@ -129,8 +134,8 @@
 //!
 //! By default a caller waits for its result as long as it takes: a task may queue behind
 //! others and run for hours. When it must not wait forever for a result that may never
-//! come (no worker of this build serving the pool, a client unreachable for longer than
-//! the workers' patience), give the client a deadline:
+//! come (no worker of this build serving the pool, a client cut off for longer than its
+//! lease, whose queued tasks are dropped), give the client a deadline:
 //! [`ClientConfig::result_deadline`] / [`ClusterPool::result_deadline`] (or
 //! `MULTIPROC_NATS_RESULT_DEADLINE` in seconds). A task without its outcome that long
 //! after submission is taken off the queue if it is still there, then fails with
@@ -166,7 +171,7 @@
 //! default, or `MULTIPROC_NATS_CLIENT_LEASE`) and gone once it is older than that. A
 //! worker looks at the lease of a task's client (at most once a second per client)
 //! before it runs the task; a task whose client's lease lapsed and who does not answer
-//! either (the client was killed, or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
+//! either (on `mproc.P.probes.<client id>`; the client was killed, or lost its machine) is dropped unrun and leaves the queue, so it neither runs for
 //! nobody nor holds up the work of live clients ([`WorkerStats::orphaned`]). A client
 //! cut off from the broker for longer than its lease loses its queued tasks the same way.
 //!
@@ -185,7 +190,12 @@
 //! Whoever may publish on `mproc.P.tasks.*` can make the workers call any function of their
 //! binary, as whoever may write to a Python pool's queue can unpickle anything. Protect the
 //! broker: credentials, TLS, and subject permissions that let only your clients publish
-//! tasks and only your workers consume them.
+//! tasks and only your workers consume them. `nats-server -js` alone listens on every
+//! interface with no authentication: on one machine bind it to the loopback
+//! (`nats-server -js -a 127.0.0.1`); across machines give it users and TLS
+//! (`nats-server -js --user pool --pass … --tls --tlscert … --tlskey …`, or an
+//! `authorization` block with per-user `permissions` in its configuration file), and
+//! connect with `tls://pool:…@broker-host:4222`.
 #![deny(missing_docs)]
 #![allow(clippy::needless_doctest_main)]
 #![deny(unsafe_code)]
