@@ -62,24 +62,40 @@ pub(crate) async fn connect(
 
 /// The pool's task queue: a work-queue stream (a task is removed once acked or
 /// terminated) on file storage, so that tasks survive a broker restart, kept on
-/// `replicas` servers of a cluster.
-pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) -> Result<stream::Stream, ClusterError> {
-    let config = stream::Config {
-        name: queue.stream(),
-        subjects: vec![queue.task_subjects()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        duplicate_window: queue.duplicate_window,
-        num_replicas: queue.replicas,
-        ..Default::default()
-    };
+/// `replicas` servers of a cluster. Replicas not given are the existing stream's, else
+/// the most a JetStream cluster (`clustered`) offers up to 3, else 1: `queue.replicas`
+/// says which, for the pool's other streams.
+pub(crate) async fn task_stream(
+    js: &jetstream::Context,
+    queue: &mut QueueConfig,
+    clustered: bool,
+) -> Result<stream::Stream, ClusterError> {
+    if !queue.given.replicas {
+        queue.replicas = 1;
+        if clustered {
+            for n in [3, 2] {
+                queue.replicas = n;
+                if let Ok(stream) = js.get_or_create_stream(task_stream_config(queue)).await {
+                    queue.replicas = stream.cached_info().config.num_replicas.max(1);
+                    return checked_layout(stream, queue);
+                }
+            }
+            queue.replicas = 1;
+        }
+    }
+    let config = task_stream_config(queue);
     // Workers and clients that start together race to create the stream; the loser's
     // create fails (Debian's 2.9 server says "subjects overlap"), and a second look
     // finds the winner's stream.
     let mut tries = 0;
     loop {
         match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return checked_layout(stream, queue),
+            Ok(stream) => {
+                if !queue.given.replicas {
+                    queue.replicas = stream.cached_info().config.num_replicas.max(1);
+                }
+                return checked_layout(stream, queue);
+            }
             Err(_) if tries < 3 => tries += 1,
             Err(e) => {
                 let hint =
@@ -90,6 +106,18 @@ pub(crate) async fn task_stream(js: &jetstream::Context, queue: &QueueConfig) ->
                 });
             }
         }
+    }
+}
+
+fn task_stream_config(queue: &QueueConfig) -> stream::Config {
+    stream::Config {
+        name: queue.stream(),
+        subjects: vec![queue.task_subjects()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: queue.duplicate_window,
+        num_replicas: queue.replicas,
+        ..Default::default()
     }
 }
 

@@ -38,6 +38,10 @@ pub struct ClientConfig {
 /// [`ClientConfig::result_deadline`]).
 pub const RESULT_DEADLINE_ENV: &str = "MULTIPROC_NATS_RESULT_DEADLINE";
 
+/// The environment variable giving a client's submit patience in seconds (see
+/// [`ClientConfig::submit_patience`]).
+pub const SUBMIT_PATIENCE_ENV: &str = "MULTIPROC_NATS_SUBMIT_PATIENCE";
+
 impl ClientConfig {
     /// A client of the default pool on `broker`.
     pub fn new(broker: BrokerConfig) -> ClientConfig {
@@ -49,12 +53,17 @@ impl ClientConfig {
         }
     }
 
-    /// The broker from `MULTIPROC_NATS_URL`, the pool from `MULTIPROC_NATS_POOL`, the
-    /// result deadline from `MULTIPROC_NATS_RESULT_DEADLINE` (seconds).
+    /// The broker from `MULTIPROC_NATS_URL`, the pool and its settings as
+    /// [`QueueConfig::from_env`] reads them, the result deadline from
+    /// `MULTIPROC_NATS_RESULT_DEADLINE` and the submit patience from
+    /// `MULTIPROC_NATS_SUBMIT_PATIENCE` (seconds).
     pub fn from_env() -> Result<ClientConfig, ConfigError> {
         let mut c = ClientConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
         if let Ok(s) = std::env::var(RESULT_DEADLINE_ENV) {
             c = c.result_deadline(parse_seconds(RESULT_DEADLINE_ENV, &s)?);
+        }
+        if let Ok(s) = std::env::var(SUBMIT_PATIENCE_ENV) {
+            c = c.submit_patience(parse_seconds(SUBMIT_PATIENCE_ENV, &s)?);
         }
         Ok(c)
     }
@@ -409,9 +418,8 @@ impl Client {
             .enable_all()
             .build()?;
         let id = broker::random_id();
-        let queue = config.queue.clone();
         let shared = Arc::new(Shared {
-            reply_to: queue.result_subject(&id),
+            reply_to: config.queue.result_subject(&id),
             id,
             fingerprint: multiproc::remote::fingerprint(),
             next_id: AtomicU64::new(1),
@@ -419,16 +427,19 @@ impl Client {
             stats: Mutex::new(ClientStats::default()),
             closed: AtomicBool::new(false),
         });
+        let mut config = config;
         let (nats, js, stream, results) = rt.block_on(async {
             let name = format!("multiproc-nats client {}", shared.id);
             let nats = broker::connect(&config.broker, name, |_| {}).await?;
             let js = jetstream::new(nats.clone());
-            let stream = broker::task_stream(&js, &queue).await?;
-            broker::worker_consumer(&stream, &queue, shared.fingerprint).await?;
-            let results = broker::result_stream(&js, &queue).await?;
+            let clustered = nats.server_info().cluster.is_some();
+            let stream = broker::task_stream(&js, &mut config.queue, clustered).await?;
+            broker::worker_consumer(&stream, &config.queue, shared.fingerprint).await?;
+            let results = broker::result_stream(&js, &config.queue).await?;
             start_background(&shared, &nats, &js, &stream, &results, &config).await?;
             Ok::<_, ClusterError>((nats, js, stream, results))
         })?;
+        let queue = config.queue.clone();
         Ok(Client {
             rt: Some(rt),
             nats,

@@ -30,6 +30,10 @@ pub const MAX_DELIVER_ENV: &str = "MULTIPROC_NATS_MAX_DELIVER";
 /// [`QueueConfig::client_lease`]).
 pub const CLIENT_LEASE_ENV: &str = "MULTIPROC_NATS_CLIENT_LEASE";
 
+/// The environment variable giving the most tasks handed out and not yet acked (see
+/// [`QueueConfig::max_ack_pending`]).
+pub const MAX_ACK_PENDING_ENV: &str = "MULTIPROC_NATS_MAX_ACK_PENDING";
+
 /// The environment variable giving how long a stored result waits for its client, in
 /// seconds (see [`QueueConfig::result_ttl`]).
 pub const RESULT_TTL_ENV: &str = "MULTIPROC_NATS_RESULT_TTL";
@@ -504,36 +508,48 @@ impl Default for QueueConfig {
 impl QueueConfig {
     /// The pool named by `MULTIPROC_NATS_POOL` (or `default`), with the settings the
     /// environment gives (`MULTIPROC_NATS_REPLICAS`, `MULTIPROC_NATS_ACK_WAIT` in seconds,
-    /// `MULTIPROC_NATS_MAX_DELIVER`) and defaults otherwise.
+    /// `MULTIPROC_NATS_MAX_DELIVER`, `MULTIPROC_NATS_MAX_ACK_PENDING`,
+    /// `MULTIPROC_NATS_CLIENT_LEASE` and `MULTIPROC_NATS_RESULT_TTL` in seconds) and
+    /// defaults otherwise. A setting from the environment counts as given: one that
+    /// differs from the existing queue's is an error.
     pub fn from_env() -> Result<QueueConfig, ConfigError> {
+        QueueConfig::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// [`from_env`](QueueConfig::from_env), reading variables with `var`.
+    fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<QueueConfig, ConfigError> {
         let mut q = QueueConfig::default();
-        if let Ok(name) = std::env::var(POOL_ENV) {
+        if let Some(name) = var(POOL_ENV) {
             q = q.pool(name)?;
         }
-        if let Ok(n) = std::env::var(REPLICAS_ENV) {
+        if let Some(n) = var(REPLICAS_ENV) {
             q = q.replicas(parse_number(REPLICAS_ENV, &n)?)?;
         }
-        if let Ok(s) = std::env::var(ACK_WAIT_ENV) {
+        if let Some(s) = var(ACK_WAIT_ENV) {
             q = q.ack_wait(parse_seconds(ACK_WAIT_ENV, &s)?);
         }
-        if let Ok(n) = std::env::var(MAX_DELIVER_ENV) {
+        if let Some(n) = var(MAX_DELIVER_ENV) {
             q = q.max_deliver(parse_number(MAX_DELIVER_ENV, &n)?);
         }
-        if let Ok(s) = std::env::var(CLIENT_LEASE_ENV) {
+        if let Some(n) = var(MAX_ACK_PENDING_ENV) {
+            q = q.max_ack_pending(parse_number(MAX_ACK_PENDING_ENV, &n)?);
+        }
+        if let Some(s) = var(CLIENT_LEASE_ENV) {
             q = q.client_lease(parse_seconds(CLIENT_LEASE_ENV, &s)?);
         }
-        if let Ok(s) = std::env::var(RESULT_TTL_ENV) {
+        if let Some(s) = var(RESULT_TTL_ENV) {
             q = q.result_ttl(parse_seconds(RESULT_TTL_ENV, &s)?);
         }
         Ok(q)
     }
 
-    /// How many servers of a JetStream cluster keep a copy of the pool's task queue
-    /// (default 1): with 3, the queue survives the loss of any one server (the cluster
-    /// elects a new leader in seconds and clients and workers carry on); with 1, losing
-    /// the server that holds it stops the pool until it is back. 1 to 5 (JetStream's
-    /// limit), at most the number of servers in the cluster. Like every queue setting, it
-    /// applies when the queue is created.
+    /// How many servers of a JetStream cluster keep a copy of the pool's streams (its
+    /// task queue, results, leases): with 3, the pool survives the loss of any one server
+    /// (the cluster elects a new leader in seconds and clients and workers carry on); with
+    /// 1, losing the server that holds it stops the pool until it is back. 1 to 5
+    /// (JetStream's limit), at most the number of servers in the cluster. Left out, it is
+    /// what the cluster offers, up to 3 (1 on a single server). Like every queue setting,
+    /// it applies when the queue is created.
     pub fn replicas(mut self, n: usize) -> Result<QueueConfig, ConfigError> {
         if !(1..=MAX_REPLICAS).contains(&n) {
             return Err(ConfigError::new(format!(
@@ -783,6 +799,38 @@ mod tests {
         assert_eq!(q.task_subject(0xab), "mproc.batch-7_x.tasks.00000000000000ab");
         assert_eq!(q.task_subjects(), "mproc.batch-7_x.tasks.*");
         assert_eq!(q.consumer(0xab), "workers-00000000000000ab");
+    }
+
+    #[test]
+    fn every_queue_setting_comes_from_the_environment_as_given() {
+        let env = [
+            (POOL_ENV, "p"),
+            (REPLICAS_ENV, "3"),
+            (ACK_WAIT_ENV, "2.5"),
+            (MAX_DELIVER_ENV, "7"),
+            (MAX_ACK_PENDING_ENV, "100"),
+            (CLIENT_LEASE_ENV, "10"),
+            (RESULT_TTL_ENV, "600"),
+        ];
+        let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string());
+        let q = QueueConfig::from_lookup(lookup).unwrap();
+        assert_eq!(q.pool, "p");
+        assert_eq!((q.replicas, q.max_deliver, q.max_ack_pending), (3, 7, 100));
+        assert_eq!((q.ack_wait, q.client_lease), (Duration::from_millis(2500), Duration::from_secs(10)));
+        assert_eq!(q.result_ttl, Duration::from_secs(600));
+        let all = Given {
+            ack_wait: true,
+            max_deliver: true,
+            max_ack_pending: true,
+            replicas: true,
+            client_lease: true,
+            result_ttl: true,
+        };
+        assert_eq!(q.given, all, "a setting from the environment must match the queue's");
+        let none = QueueConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(none, QueueConfig::default());
+        let e = QueueConfig::from_lookup(|v| (v == MAX_ACK_PENDING_ENV).then(|| "many".into())).unwrap_err();
+        assert!(e.to_string().contains("MULTIPROC_NATS_MAX_ACK_PENDING=many is not a number"), "{e}");
     }
 
     #[test]

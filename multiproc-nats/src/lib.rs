@@ -85,7 +85,9 @@
 //! one durable pull consumer of that subject only, `workers-<fingerprint>`: explicit acks,
 //! `ack_wait` (30 s by default) before the task of a silent worker goes to another, and at
 //! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
-//! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`).
+//! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`,
+//! `_MAX_ACK_PENDING`, `_CLIENT_LEASE`, `_RESULT_TTL`; a worker's `_PROCESSES` and
+//! `_RESULT_PATIENCE`, a client's `_SUBMIT_PATIENCE` and `_RESULT_DEADLINE`).
 //! Settings apply when the queue is created: a later client or worker that gives another
 //! value fails to connect, naming both values (one that leaves a setting out takes the
 //! queue's). A
@@ -95,14 +97,16 @@
 //!
 //! ### Replication: no single server to lose
 //!
-//! With one replica (the default) the queue lives on one server: if that server is
-//! lost, the pool waits for it. On a JetStream cluster, give the queue more replicas,
-//! [`QueueConfig::replicas`] (or `MULTIPROC_NATS_REPLICAS`), 1 to 5, at most the number
-//! of servers in the cluster. Three replicas keep the pool going through the loss of any one
+//! With one replica the queue lives on one server: if that server is lost, the pool
+//! waits for it. On a JetStream cluster the pool's streams (tasks, results, leases) get,
+//! by default, as many replicas as the cluster offers, up to 3; [`QueueConfig::replicas`]
+//! (or `MULTIPROC_NATS_REPLICAS`) sets another number, 1 to 5, at most the number of
+//! servers in the cluster. Three replicas keep the pool going through the loss of any one
 //! server: the cluster elects a new leader for the queue in seconds, and clients
 //! and workers (given every server's address, `nats://h1:4222,h2:4222,h3:4222`)
 //! reconnect and carry on; every task still gets its one outcome. The setting applies
-//! when the queue is created, by whichever client or worker connects first.
+//! when the queue is created, by whichever client or worker connects first; later ones
+//! that leave it out take the queue's.
 //!
 //! A task message is a postcard head — protocol version, task id, the client's result
 //! subject, the build fingerprint, the offsets of the function and of its trampoline,
@@ -212,17 +216,22 @@ mod status;
 pub mod testing;
 mod worker;
 
-pub use client::{Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, TaskHandle, TaskOutcome};
+pub use client::{
+    Client, ClientConfig, ClientStats, Outcomes, RESULT_DEADLINE_ENV, RawTask, SUBMIT_PATIENCE_ENV, TaskHandle,
+    TaskOutcome,
+};
 pub use config::{
-    ACK_WAIT_ENV, Auth, BrokerConfig, CLIENT_LEASE_ENV, ConfigError, DEFAULT_URL, MAX_DELIVER_ENV, MAX_REPLICAS,
-    POOL_ENV, QueueConfig, REPLICAS_ENV, RESULT_TTL_ENV, Secret, Tls, URL_ENV,
+    ACK_WAIT_ENV, Auth, BrokerConfig, CLIENT_LEASE_ENV, ConfigError, DEFAULT_URL, MAX_ACK_PENDING_ENV, MAX_DELIVER_ENV,
+    MAX_REPLICAS, POOL_ENV, QueueConfig, REPLICAS_ENV, RESULT_TTL_ENV, Secret, Tls, URL_ENV,
 };
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::ClusterPool;
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
-pub use worker::{PROCESSES_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker};
+pub use worker::{
+    PROCESSES_ENV, RESULT_PATIENCE_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker,
+};
 
 #[doc(hidden)]
 pub use multiproc as __multiproc;

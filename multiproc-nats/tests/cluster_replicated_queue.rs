@@ -1,4 +1,5 @@
-//! A pool whose queue is replicated on three servers of a JetStream cluster loses
+//! On a JetStream cluster of three, a pool's queue is replicated on all three by default,
+//! and loses
 //! nothing when the server leading the queue is killed in the middle of a run: the
 //! cluster elects another leader, clients and workers carry on, and every task gets its
 //! one correct result.
@@ -37,11 +38,13 @@ fn stream_layout(url: &str, stream: &str) -> (usize, String) {
 fn a_replicated_queue_survives_the_loss_of_its_leader() {
     let Some(mut cluster) = NatsCluster::start("replicas", 3) else { return };
     let url = cluster.url();
-    let queue = common::queue("repl", ACK_WAIT).replicas(3).unwrap();
+    // No replicas given: what the cluster offers, up to 3.
+    let queue = common::queue("repl", ACK_WAIT);
     let config = ClientConfig::new(BrokerConfig::parse(&url).unwrap()).queue(queue);
     let client = Client::connect(config).expect("the client connects to the cluster");
     let (replicas, leader) = stream_layout(&cluster.node(0).url(), "MPROC_repl");
     assert_eq!(replicas, 3, "the queue is kept on three servers");
+    assert_eq!(stream_layout(&cluster.node(0).url(), "MPROC_repl_results").0, 3, "so are the results");
     let _workers =
         [common::start_worker_at(&url, "repl", 2, ACK_WAIT), common::start_worker_at(&url, "repl", 2, ACK_WAIT)];
 

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::error::ClusterError;
 use crate::runner::{PoolRunner, TaskRunner};
 use serving::Worker;
-pub use settings::{PROCESSES_ENV, WorkerConfig};
+pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, WorkerConfig};
 use stats::StatsCell;
 pub use stats::WorkerStats;
 

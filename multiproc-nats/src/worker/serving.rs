@@ -71,7 +71,9 @@ impl Worker {
         })
         .await?;
         let js = jetstream::new(client.clone());
-        let stream = broker::task_stream(&js, &config.queue).await?;
+        let mut config = config;
+        let clustered = client.server_info().cluster.is_some();
+        let stream = broker::task_stream(&js, &mut config.queue, clustered).await?;
         let fingerprint = multiproc::remote::fingerprint();
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
         let leases = broker::lease_stream(&js, &config.queue).await?;

@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
-use crate::config::{BrokerConfig, ConfigError, QueueConfig};
+use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 
 /// The environment variable giving the number of processes a worker runs tasks in
 /// (default: the CPU count).
 pub const PROCESSES_ENV: &str = "MULTIPROC_NATS_PROCESSES";
+
+/// The environment variable giving a worker's result patience in seconds (see
+/// [`WorkerConfig::result_patience`]).
+pub const RESULT_PATIENCE_ENV: &str = "MULTIPROC_NATS_RESULT_PATIENCE";
 
 /// How a worker connects and how much it runs at once.
 #[derive(Debug, Clone)]
@@ -31,11 +35,16 @@ impl WorkerConfig {
     }
 
     /// Everything from the environment: the broker from `MULTIPROC_NATS_URL`, the pool
-    /// from `MULTIPROC_NATS_POOL`, the processes from `MULTIPROC_NATS_PROCESSES`.
+    /// and its settings as [`QueueConfig::from_env`] reads them, the processes from
+    /// `MULTIPROC_NATS_PROCESSES`, the result patience from
+    /// `MULTIPROC_NATS_RESULT_PATIENCE` (seconds).
     pub fn from_env() -> Result<WorkerConfig, ConfigError> {
         let mut c = WorkerConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
         if let Ok(s) = std::env::var(PROCESSES_ENV) {
             c = c.processes(parse_processes(&s)?);
+        }
+        if let Ok(s) = std::env::var(RESULT_PATIENCE_ENV) {
+            c = c.result_patience(parse_seconds(RESULT_PATIENCE_ENV, &s)?);
         }
         Ok(c)
     }
