@@ -493,7 +493,7 @@ impl Default for QueueConfig {
     fn default() -> QueueConfig {
         QueueConfig {
             pool: "default".to_string(),
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             max_deliver: 5,
             max_ack_pending: 20_000,
             duplicate_window: Duration::from_secs(120),
@@ -573,7 +573,7 @@ impl QueueConfig {
     }
 
     /// How long the broker waits for a worker's ack (or in-progress ack) before it hands
-    /// the task to another worker (default 30 s). Workers send in-progress acks every
+    /// the task to another worker (default 10 s). Workers send in-progress acks every
     /// third of it while a task runs, so only a worker that vanished loses its tasks.
     pub fn ack_wait(mut self, d: Duration) -> QueueConfig {
         self.ack_wait = d.max(Duration::from_millis(100));

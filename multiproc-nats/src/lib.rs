@@ -83,7 +83,7 @@
 //! survive a broker restart). A task travels on its build's subject,
 //! `mproc.P.tasks.<build fingerprint, 16 hex digits>`, and the workers of one build share
 //! one durable pull consumer of that subject only, `workers-<fingerprint>`: explicit acks,
-//! `ack_wait` (30 s by default) before the task of a silent worker goes to another, and at
+//! `ack_wait` (10 s by default; workers send in-progress acks every third of it) before the task of a silent worker goes to another, and at
 //! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
 //! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`,
 //! `_MAX_ACK_PENDING`, `_CLIENT_LEASE`, `_RESULT_TTL`; a worker's `_PROCESSES` and
@@ -145,6 +145,10 @@
 //! after submission is taken off the queue if it is still there, then fails with
 //! [`RemoteError::Deadline`] (`TaskError::Remote` with `RemoteFailure::Lost` on a pool),
 //! whose message names the deadline and the likely causes.
+//!
+//! A worker that [`serve`]s stops on SIGTERM or SIGINT by draining: it takes no new
+//! task, finishes the ones it runs, stores their results, acks them, and returns (its
+//! heartbeat says `draining` meanwhile); a second signal ends the process at once.
 //!
 //! A task that crashes the *process* running it (a segfault, an abort, an exit) does not
 //! take its worker down: it fails with `WorkerDied` naming the signal, and the worker's

@@ -67,6 +67,10 @@ pub struct LiveWorker {
     pub stats: WorkerStats,
     /// When it said so, in milliseconds since the Unix epoch, by its own clock.
     pub at_unix_ms: u64,
+    /// Whether it is draining: told to stop (SIGTERM, Ctrl-C, `WorkerHandle::stop`), it
+    /// takes no new task and finishes those it holds.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 impl LiveWorker {
@@ -116,8 +120,16 @@ impl fmt::Display for QueueStatus {
             let ago = now.saturating_sub(w.at_unix_ms) as f64 / 1000.0;
             writeln!(
                 f,
-                "  worker {}:{} (build {:016x}): {}/{} slots busy, {} tasks completed, {} refused, {} orphaned, seen {ago:.1}s ago",
-                w.host, w.pid, w.build, w.running, w.slots, w.stats.completed, w.stats.refused, w.stats.orphaned
+                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned, seen {ago:.1}s ago",
+                w.host,
+                w.pid,
+                w.build,
+                if w.draining { " draining" } else { "" },
+                w.running,
+                w.slots,
+                w.stats.completed,
+                w.stats.refused,
+                w.stats.orphaned
             )?;
         }
         Ok(())
@@ -213,6 +225,7 @@ mod tests {
             slots: 2,
             running: 1,
             stats: WorkerStats::default(),
+            draining: false,
             at_unix_ms: 0,
         };
         assert_eq!(w.name(), "node1_example_com-42");

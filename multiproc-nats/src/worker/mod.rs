@@ -91,15 +91,26 @@ impl Drop for WorkerHandle {
 /// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]). `multiproc::init()` must
 /// be the first line of `main`. For a local pool with an initializer, recycling or
 /// memory limits, give [`start_worker`] a [`PoolRunner`] of your own pool.
+///
+/// SIGTERM or SIGINT (Ctrl-C) drains the worker: it takes no new task, finishes the ones
+/// it holds, stores their results and acks them, then returns `Ok`; a second signal ends
+/// the process at once (exit code 130), leaving what it held to other workers after the
+/// queue's `ack_wait`.
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
     let runner = PoolRunner::start(config.processes)?;
-    start_worker(config, Arc::new(runner))?.join()
+    launch(config, Arc::new(runner), true)?.join()
 }
 
 /// Starts a worker in the background that runs its tasks on `runner` (whose
 /// [`slots`](TaskRunner::slots) say how many task messages it takes at once). It has
-/// connected and found (or created) the queue when this returns.
+/// connected and found (or created) the queue when this returns. It leaves signals
+/// alone: stop it with [`WorkerHandle::stop`].
 pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result<WorkerHandle, ClusterError> {
+    launch(config, runner, false)
+}
+
+/// Starts a worker thread; with `on_signals`, SIGTERM and SIGINT stop it too.
+fn launch(config: WorkerConfig, runner: Arc<dyn TaskRunner>, on_signals: bool) -> Result<WorkerHandle, ClusterError> {
     let (stop, stop_rx) = watch::channel(false);
     let stats = Arc::new(StatsCell::default());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -107,6 +118,7 @@ pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result
     let thread = std::thread::Builder::new().name("multiproc-nats-worker".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
+            let stop_rx = if on_signals { stop_on_signals(stop_rx)? } else { stop_rx };
             match Worker::connect(config, runner, thread_stats).await {
                 Ok(worker) => {
                     let _ = ready_tx.send(Ok(()));
@@ -130,6 +142,30 @@ pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result
             _ => Err(ClusterError::Closed("worker (it ended while starting)")),
         },
     }
+}
+
+/// A stop signal that also comes on SIGTERM or SIGINT; a second such signal ends the
+/// process at once. Must run on the worker's runtime.
+fn stop_on_signals(mut stop: watch::Receiver<bool>) -> Result<watch::Receiver<bool>, ClusterError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("multiproc-nats worker {}: a second signal: ending without draining", std::process::id());
+        std::process::exit(130);
+    });
+    Ok(rx)
 }
 
 /// Makes this program a worker when the environment asks for it: with

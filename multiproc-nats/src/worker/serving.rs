@@ -189,7 +189,7 @@ impl Session {
                 }
                 _ = progress.tick() => self.on_heartbeat().await,
                 event = self.worker.events.recv() => self.on_broker_event(event),
-                _ = stop.changed(), if !self.stopping => self.stopping = true,
+                _ = stop.changed(), if !self.stopping => self.on_stop().await,
                 _ = tokio::time::sleep_until(self.pull_again_at.into()), if Instant::now() < self.pull_again_at => {}
             }
         }
@@ -376,6 +376,7 @@ impl Session {
             running: self.running.len(),
             stats: *self.worker.stats.lock(),
             at_unix_ms: unix_ms(),
+            draining: self.stopping,
         };
         let Ok(beat) = serde_json::to_vec(&me) else { return };
         let subject = self.worker.config.queue.presence_subject(&me.name());
@@ -400,6 +401,14 @@ impl Session {
             }
             self.notice = notice;
         }
+    }
+
+    /// Told to stop: take no new task, finish (store the results of, ack) those held,
+    /// then end. Says so at once, in the log and in the pool's status.
+    async fn on_stop(&mut self) {
+        self.stopping = true;
+        self.log(format_args!("draining: taking no new task, finishing the {} it holds, then ending", self.held.len()));
+        self.announce().await;
     }
 
     /// The broker connection went or came back.
