@@ -354,6 +354,43 @@ pub(crate) async fn lease_held(leases: &stream::Stream, queue: &QueueConfig, id:
     }
 }
 
+/// The broker's word that it gave up on a task of build `build`, from now on: read from
+/// the pool's stream of lost tasks (`MPROC_P_lost`, which keeps the broker's advisories
+/// for the result TTL) through an ordered consumer, which resumes where it was after a
+/// disconnection.
+pub(crate) async fn lost_tasks(
+    js: &jetstream::Context,
+    queue: &QueueConfig,
+    build: u64,
+) -> Result<consumer::pull::Ordered, ClusterError> {
+    let what = format!("the stream of lost tasks `{}`", queue.lost_stream());
+    let fail = |e: &dyn std::fmt::Display| ClusterError::Setup { what: what.clone(), message: e.to_string() };
+    let config = stream::Config {
+        name: queue.lost_stream(),
+        subjects: vec![max_deliveries_subject(queue, build).replace(&queue.consumer(build), "*")],
+        max_age: queue.result_ttl,
+        storage: stream::StorageType::File,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let mut tries = 0;
+    let lost = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            // The same race as for the task stream.
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => return Err(fail(&e)),
+        }
+    };
+    let ordered = consumer::pull::OrderedConfig {
+        filter_subject: max_deliveries_subject(queue, build),
+        deliver_policy: consumer::DeliverPolicy::New,
+        ..Default::default()
+    };
+    let consumer = lost.create_consumer(ordered).await.map_err(|e| fail(&e))?;
+    consumer.messages().await.map_err(|e| fail(&e))
+}
+
 /// The subject on which the broker announces that it gave up on a task of build `build`.
 pub(crate) fn max_deliveries_subject(queue: &QueueConfig, build: u64) -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", queue.stream(), queue.consumer(build))

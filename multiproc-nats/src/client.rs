@@ -797,10 +797,13 @@ async fn answer_probes(nats: async_nats::Client, mut probes: async_nats::Subscri
 
 /// The broker's word that it gave up on a task (`max_deliver` deliveries, each to a
 /// worker that vanished): that task fails as `Lost`, and its message leaves the queue.
+/// The broker keeps its word in the pool's stream of lost tasks, which this client reads
+/// through an ordered consumer: one that resumes where it was after a disconnection, so
+/// a client cut off when the word came still hears it.
 async fn watch_advisories(
     shared: Arc<Shared>,
     stream: jetstream::stream::Stream,
-    mut advisories: async_nats::Subscriber,
+    mut advisories: jetstream::consumer::pull::Ordered,
 ) {
     #[derive(serde::Deserialize)]
     struct MaxDeliveries {
@@ -808,6 +811,8 @@ async fn watch_advisories(
         deliveries: u64,
     }
     while let Some(msg) = advisories.next().await {
+        // A gap or a lost link: the ordered consumer makes itself again and goes on.
+        let Ok(msg) = msg else { continue };
         let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else { continue };
         let id = shared.book().by_seq.get(&advisory.stream_seq).copied();
         if let Some(id) = id {
@@ -839,7 +844,7 @@ async fn start_background(
     renew(js, &lease).await?;
     tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
     let probes = subscribe(queue.probe_subject(&shared.id)).await?;
-    let advisories = subscribe(broker::max_deliveries_subject(queue, shared.fingerprint)).await?;
+    let advisories = broker::lost_tasks(js, queue, shared.fingerprint).await?;
     // The consumer exists before any task can be answered.
     broker::result_consumer(results, queue, &shared.id).await?;
     tokio::spawn(collect_results(shared.clone(), results.clone(), queue.clone()));

@@ -621,6 +621,11 @@ impl QueueConfig {
         self.result_subject("*")
     }
 
+    /// The stream keeping the broker's word on lost tasks.
+    pub(crate) fn lost_stream(&self) -> String {
+        format!("MPROC_{}_lost", self.pool)
+    }
+
     /// The durable consumer through which client `id` takes its results.
     pub(crate) fn result_consumer(&self, id: &str) -> String {
         format!("client-{id}")

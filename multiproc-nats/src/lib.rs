@@ -132,7 +132,13 @@
 //! has one, so callers see exactly one outcome per item. A task handed out `max_deliver`
 //! times, each time to a worker that vanished, fails with [`RemoteError::Lost`]
 //! (`TaskError::Remote` with `RemoteFailure::Lost` on a pool; the client hears it from
-//! the broker's advisory and removes the message).
+//! the broker's advisory, kept in the stream `MPROC_P_lost` for the result TTL and read
+//! through an ordered consumer, so a client cut off when it came hears it once back, and
+//! removes the message).
+//!
+//! The pool's streams, all with the queue's replicas: `MPROC_P` (tasks),
+//! `MPROC_P_results`, `MPROC_P_lost`, `MPROC_P_leases` and `MPROC_P_workers`
+//! (heartbeats, in memory).
 //!
 //! ### A deadline: never a hang
 //!

@@ -1,7 +1,8 @@
 //! A client cut off from the broker for longer than the workers' result patience loses
 //! nothing: workers store each result in the pool's result stream before they ack its
 //! task, and the client, once its link is back, collects every result exactly once,
-//! even when its results consumer was removed meanwhile.
+//! even when its results consumer was removed meanwhile; and the broker's word that it
+//! gave up on a task reaches it too.
 //!
 //! The link runs through a small TCP proxy in this test, which the test cuts (every
 //! connection closed, new ones refused) and restores.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::Process;
 use multiproc_nats::testing::NatsServer;
-use multiproc_nats::{BrokerConfig, Client, ClientConfig, WorkerConfig};
+use multiproc_nats::{BrokerConfig, Client, ClientConfig, RawTask, RemoteError, WorkerConfig};
 
 mod common;
 
@@ -153,4 +154,48 @@ fn remove_results_consumer(server: &NatsServer, id: &str) {
         assert_eq!(results.get_info().await.unwrap().state.messages, TASKS, "every result is stored");
         results.delete_consumer(&format!("client-{id}")).await.unwrap();
     });
+}
+
+/// Kills the worker that runs it (the parent of the task's process).
+fn kill_my_worker(_: ()) {
+    let worker = multiproc::parent_process().expect("a task process has a worker").pid();
+    let _ = std::process::Command::new("kill").args(["-9", &worker.to_string()]).status();
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+#[test]
+fn a_task_lost_while_the_client_was_cut_off_still_fails_as_lost() {
+    let Some(server) = NatsServer::start("link-cut-lost") else { return };
+    let proxy = Proxy::start(server.port());
+    let through_proxy = BrokerConfig::parse(&format!("nats://127.0.0.1:{}", proxy.port)).unwrap();
+    let ack_wait = Duration::from_millis(500);
+    let queue = common::queue("linklost", ack_wait).max_deliver(1);
+    let client = Client::connect(ClientConfig::new(through_proxy).queue(queue.clone())).unwrap();
+    let handle = client.submit(RawTask::new(kill_my_worker, &()).unwrap()).unwrap();
+    let direct = BrokerConfig::parse(&server.url()).unwrap();
+    wait_for("the task on the queue", || multiproc_nats::status(&direct, &queue).unwrap().tasks == 1);
+
+    proxy.cut();
+    let killed = common::start_worker(&server, "linklost", 1, ack_wait);
+    killed.0.join().unwrap();
+    assert_eq!(killed.0.exitcode(), Some(-9), "the task killed its worker");
+    // The broker gives up when a worker next asks for work.
+    let _survivor = common::start_worker(&server, "linklost", 1, ack_wait);
+    wait_for("the broker's word kept", || lost_words(&server) == 1);
+    assert!(!handle.is_ready(), "the client heard nothing while cut off");
+
+    proxy.restore();
+    let outcome = handle.wait_timeout(common::PATIENCE).expect("the word reaches the client (hang guard)");
+    assert_eq!(outcome.result.unwrap_err().error, RemoteError::Lost { deliveries: 1 });
+    assert_eq!(client.stats().lost, 1);
+}
+
+/// How many words of lost tasks the pool's stream keeps.
+fn lost_words(server: &NatsServer) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let nats = async_nats::connect(server.url()).await.unwrap();
+        let lost = async_nats::jetstream::new(nats).get_stream("MPROC_linklost_lost").await.unwrap();
+        lost.get_info().await.unwrap().state.messages
+    })
 }
