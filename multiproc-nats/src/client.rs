@@ -96,7 +96,7 @@ pub struct RawTask {
 impl RawTask {
     /// The task `f(arg)`. `f` is a fn item, a non-capturing closure or a fn pointer, as
     /// for `multiproc::Process`; fails if `arg` does not serialize.
-    pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::wire::CodecError>
+    pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::CodecError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + Send + 'static,

@@ -5,6 +5,9 @@
 //! place of a pool's sockets. Workers are the user's own binary, started on any machine
 //! with the broker's address; each runs its tasks on a local `multiproc::Pool`.
 //!
+//! **Linux only**, as `multiproc` is: other targets stop at a `compile_error!`. This crate
+//! has no feature flags of its own.
+//!
 //! This crate owns an async runtime (tokio, for the `async-nats` client) and keeps it
 //! inside: every call here blocks or returns at once, and the core `multiproc` crate has
 //! no runtime at all.
@@ -189,6 +192,9 @@
 #![deny(missing_docs)]
 #![allow(clippy::needless_doctest_main)]
 #![deny(unsafe_code)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("multiproc-nats supports Linux only, as multiproc does");
 
 mod broker;
 mod client;

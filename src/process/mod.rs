@@ -207,7 +207,7 @@ impl Process {
     }
 
     /// The largest frame (hence argument) the child's socket carries, in bytes
-    /// (default [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)). A larger
+    /// (default [`DEFAULT_MAX_FRAME`](crate::DEFAULT_MAX_FRAME)). A larger
     /// argument makes [`start`](Process::start) fail before any process starts.
     pub fn max_frame_size(mut self, bytes: u32) -> Process {
         self.max_frame = bytes;
