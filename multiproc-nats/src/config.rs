@@ -136,6 +136,12 @@ impl ConfigError {
     }
 }
 
+// Why not the `url` and `percent-encoding` crates (both in the tree through async-nats):
+// a NATS URL is not a WHATWG URL. `url` refuses several hosts in one URL
+// (`nats://h1:4333,h2`: "invalid port number") and lists of URLs, which are the
+// grammar's point here, so the splitting below would stay; and `percent_decode_str`
+// passes a bad escape (`%zz`) through unchanged, where this names it as an error. What
+// `url` would take over (one host with its port) is about 25 lines.
 fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
