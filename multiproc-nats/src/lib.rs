@@ -226,6 +226,19 @@ pub use multiproc as __multiproc;
 /// Makes an integration-test binary able to start multiproc children *and* to become a
 /// cluster worker when `MULTIPROC_NATS_WORKER=1` is set: `multiproc::test_init!()` plus
 /// [`init()`]. Put it once at the top of the test file, instead of `multiproc::test_init!()`.
+///
+/// ```ignore
+/// // tests/cluster_squares.rs
+/// multiproc_nats::test_init!();
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// #[test]
+/// fn squares_on_the_cluster() {
+///     let pool = multiproc_nats::ClusterPool::from_env().unwrap().connect().unwrap();
+///     assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+/// }
+/// ```
 #[macro_export]
 macro_rules! test_init {
     () => {
