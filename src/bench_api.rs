@@ -1,4 +1,4 @@
-//! Entry points for the criterion benchmarks (`benches/`): the wire layer's codec and
+//! Entry points for the criterion benchmarks (`bench/benches/`): the wire layer's codec and
 //! framing, and the pool's map path.
 //!
 //! Compiled only with the `bench-internals` feature, which the benchmarks turn on; it is

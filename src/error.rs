@@ -10,6 +10,24 @@ use crate::wire::{CodecError, FrameError};
 ///
 /// Every variant says which process and what to do about it; none loses the child: a
 /// child that failed its start is killed and reaped before the error is returned.
+///
+/// ```
+/// use multiproc::{Error, Process};
+///
+/// fn quick(_: ()) {}
+///
+/// multiproc::init();
+/// let mut p = Process::new(quick, ());
+/// p.start()?;
+/// p.join()?;
+/// p.close()?;
+/// // A closed handle refuses another start with a named state error.
+/// match p.start() {
+///     Err(Error::State(why)) => println!("refused: {why}"),
+///     other => panic!("expected a state error, got {other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

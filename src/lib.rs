@@ -6,6 +6,22 @@
 //! that hangs, a memory cap. multiproc gives each of those a process of its own and
 //! makes sure that nothing is ever left behind: no orphan, no zombie, no hang.
 //!
+//! **Linux only.** multiproc is built on Linux's pidfds, memfds, futexes, robust mutexes,
+//! `SCM_RIGHTS`, cgroups and `/proc/self/exe`; on any other target the crate stops the
+//! build with a `compile_error!` saying so.
+//!
+//! ## Feature flags
+//!
+//! None is on by default.
+//!
+//! - `progress`: a progress bar for `map` and `imap` (`MapOptions::progress`, with
+//!   `indicatif`).
+//! - `tracing`: worker deaths, restarts and other pool events logged through `tracing`.
+//! - `sandbox`: `Sandbox`, seccomp filters (with `seccompiler`) and Landlock filesystem
+//!   rules (with `landlock`) for pool workers and `Process` children.
+//! - `bench-internals`: hidden entry points for the project's own criterion benchmarks;
+//!   not an API, no stability promised.
+//!
 //! ## The first line of `main`
 //!
 //! A child is this same program, started again. [`init()`] is where it becomes its job,
@@ -159,9 +175,15 @@
 // The docs show `fn main` on purpose: where `init()` goes is the point.
 #![allow(clippy::needless_doctest_main)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiproc supports Linux only: it is built on pidfds, memfds, futexes, SCM_RIGHTS and \
+     /proc/self/exe, which this target does not have"
+);
+
 mod address;
 mod auth;
-// The criterion benchmarks' entry points (`benches/`); not an API.
+// The criterion benchmarks' entry points (`bench/benches/`); not an API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_api;
@@ -183,7 +205,7 @@ mod spawn;
 mod sync;
 #[allow(unsafe_code)]
 mod sys;
-pub mod wire;
+mod wire;
 
 pub use bytes::Bytes;
 pub use error::Error;
@@ -208,3 +230,4 @@ pub use sync::{
 };
 pub use sys::proc::signal_name;
 pub use sys::shm::Pod;
+pub use wire::{CodecError, DEFAULT_MAX_FRAME, FrameError};

@@ -26,6 +26,17 @@ use crate::error::{ClusterError, TaskFailure};
 use crate::status::QueueStatus;
 
 /// How a client connects and how long it keeps trying to hand a task to the broker.
+///
+/// ```
+/// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+/// use std::time::Duration;
+///
+/// let config = ClientConfig::new(BrokerConfig::parse("nats://127.0.0.1:4222")?)
+///     .queue(QueueConfig::default().pool("render")?)
+///     .result_deadline(Duration::from_secs(600)); // no task waits longer for its outcome
+/// # drop(config);
+/// # Ok::<(), multiproc_nats::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub(crate) broker: BrokerConfig,
@@ -94,6 +105,18 @@ impl ClientConfig {
 }
 
 /// A task ready to travel: its function's code, its encoded argument, its time limit.
+///
+/// ```
+/// use multiproc_nats::RawTask;
+/// use std::time::Duration;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let task = RawTask::new(square, &7u64)?.timeout(Duration::from_secs(5)).retries(1);
+/// assert!(task.function_name().ends_with("square"));
+/// # Ok::<(), multiproc::CodecError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RawTask {
     code: multiproc::remote::TaskCode,
@@ -105,7 +128,7 @@ pub struct RawTask {
 impl RawTask {
     /// The task `f(arg)`. `f` is a fn item, a non-capturing closure or a fn pointer, as
     /// for `multiproc::Process`; fails if `arg` does not serialize.
-    pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::wire::CodecError>
+    pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::CodecError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -162,6 +185,21 @@ pub(crate) struct ItemsTask {
 pub(crate) type OnItem = Box<dyn FnMut(u32, Result<&[u8], RemoteError>, Option<&RanOn>, u64) + Send>;
 
 /// A task's end: its encoded result or why there is none, and where it ran.
+///
+/// ```no_run
+/// use multiproc_nats::{Client, ClientConfig, RawTask};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let client = Client::connect(ClientConfig::from_env()?)?; // MULTIPROC_NATS_URL
+/// let outcome = client.submit(RawTask::new(square, &7u64)?)?.wait();
+/// match outcome.decode::<u64>() {
+///     Ok(v) => println!("{v}, from {:?}, delivery {}", outcome.ran_on, outcome.delivery),
+///     Err(failure) => println!("{failure}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskOutcome {
     /// The task's id within this client.
@@ -192,6 +230,22 @@ impl TaskOutcome {
 }
 
 /// The result of one submitted task, to wait for.
+///
+/// ```no_run
+/// use multiproc_nats::{Client, ClientConfig, RawTask};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let client = Client::connect(ClientConfig::from_env()?)?; // MULTIPROC_NATS_URL
+/// use std::time::Duration;
+/// let handle = client.submit(RawTask::new(square, &7u64)?)?;
+/// match handle.wait_timeout(Duration::from_secs(30)) {
+///     Ok(outcome) => println!("task {} gave {:?}", outcome.id, outcome.decode::<u64>()),
+///     Err(still_running) => println!("task {} still runs", still_running.id()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TaskHandle {
     id: u64,
@@ -252,6 +306,19 @@ impl TaskHandle {
 }
 
 /// What a client has seen so far.
+///
+/// ```no_run
+/// use multiproc_nats::{Client, ClientConfig, RawTask};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let client = Client::connect(ClientConfig::from_env()?)?; // MULTIPROC_NATS_URL
+/// let _ = client.submit(RawTask::new(square, &7u64)?)?.wait();
+/// let stats = client.stats();
+/// println!("{} submitted, {} finished, {} duplicates dropped", stats.submitted, stats.finished, stats.duplicates);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientStats {
@@ -390,6 +457,21 @@ impl Shared {
 /// It owns a small runtime for the broker's client; its calls block or return at once,
 /// and callbacks given to [`submit_with`](Client::submit_with) run on its thread (they
 /// must not block). Dropping it closes it.
+///
+/// ```no_run
+/// use multiproc_nats::{Client, ClientConfig, RawTask};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let client = Client::connect(ClientConfig::from_env()?)?; // MULTIPROC_NATS_URL
+/// let handle = client.submit(RawTask::new(square, &7u64)?)?;
+/// let outcome = handle.wait();
+/// assert_eq!(outcome.decode::<u64>()?, 49);
+/// println!("ran on {:?}", outcome.ran_on);
+/// client.close();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Client {
     rt: Option<tokio::runtime::Runtime>,
     nats: async_nats::Client,
@@ -914,6 +996,21 @@ fn deadline_period(deadline: Duration) -> Duration {
 }
 
 /// The outcomes of [`Client::imap`], submitted lazily within a bounded window.
+///
+/// ```no_run
+/// use multiproc_nats::{Client, ClientConfig, RawTask};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let client = Client::connect(ClientConfig::from_env()?)?; // MULTIPROC_NATS_URL
+/// let tasks = (0..1000u64).map(|x| RawTask::new(square, &x).unwrap());
+/// // At most 64 tasks submitted ahead of the consumer; outcomes in input order.
+/// for outcome in client.imap(tasks, 64, true) {
+///     let _square: u64 = outcome.decode()?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Outcomes<'c, I> {
     client: &'c Client,
     input: I,

@@ -45,6 +45,15 @@ pub const MAX_REPLICAS: usize = 5;
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// A secret string — a password, a token, an nkey seed. It prints as `***`.
+///
+/// ```
+/// use multiproc_nats::Secret;
+///
+/// let s = Secret::new("hunter2");
+/// assert_eq!(s.to_string(), "***");
+/// assert_eq!(format!("{s:?}"), "***");
+/// assert_eq!(s.expose(), "hunter2"); // only when asked for by name
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -72,6 +81,19 @@ impl fmt::Display for Secret {
 }
 
 /// How to log in to the broker.
+///
+/// ```
+/// use multiproc_nats::{Auth, BrokerConfig};
+///
+/// let b = BrokerConfig::parse("nats://s3cret-token@broker.example")?;
+/// assert!(matches!(b.auth(), Auth::Token(t) if t.expose() == "s3cret-token"));
+/// let b = BrokerConfig::parse("nats://broker.example")?.user_password("ada", "pw");
+/// match b.auth() {
+///     Auth::UserPassword { user, .. } => assert_eq!(user, "ada"),
+///     other => panic!("expected a user and password, got {other:?}"),
+/// }
+/// # Ok::<(), multiproc_nats::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Auth {
@@ -94,6 +116,17 @@ pub enum Auth {
 }
 
 /// TLS options.
+///
+/// ```
+/// use multiproc_nats::BrokerConfig;
+/// use std::path::Path;
+///
+/// let b = BrokerConfig::parse("tls://broker.example:4222?tls_ca=/etc/nats/ca.pem")?;
+/// assert!(b.tls().required);
+/// assert_eq!(b.tls().root_certificates.as_deref(), Some(Path::new("/etc/nats/ca.pem")));
+/// assert_eq!(b.tls().client_certificate, None);
+/// # Ok::<(), multiproc_nats::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tls {
     /// Refuse a connection without TLS (`tls://` or `?tls=required`).
@@ -132,6 +165,15 @@ pub struct BrokerConfig {
 
 /// A broker configuration that could not be understood. Its message never contains a
 /// secret, even when the secret is what was wrong.
+///
+/// ```
+/// use multiproc_nats::BrokerConfig;
+///
+/// let e = BrokerConfig::parse("nats://ada:s3cret@broker.example?bogus=1").unwrap_err();
+/// assert!(e.to_string().contains("unknown option `bogus`"), "{e}");
+/// let e = BrokerConfig::parse("nats://ada:s3cret%zz@broker.example").unwrap_err();
+/// assert!(!e.to_string().contains("s3cret"), "{e}"); // the secret is never shown
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad broker configuration: {reason}")]
 pub struct ConfigError {
@@ -144,6 +186,12 @@ impl ConfigError {
     }
 }
 
+// Why not the `url` and `percent-encoding` crates (both in the tree through async-nats):
+// a NATS URL is not a WHATWG URL. `url` refuses several hosts in one URL
+// (`nats://h1:4333,h2`: "invalid port number") and lists of URLs, which are the
+// grammar's point here, so the splitting below would stay; and `percent_decode_str`
+// passes a bad escape (`%zz`) through unchanged, where this names it as an error. What
+// `url` would take over (one host with its port) is about 25 lines.
 fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -464,6 +512,20 @@ impl fmt::Debug for BrokerConfig {
 /// (with a method here or from the environment) to another value than the queue has
 /// fails to connect, naming both values: a setting is never silently ignored. One that
 /// leaves it at its default takes what the queue has.
+///
+/// ```
+/// use multiproc_nats::QueueConfig;
+/// use std::time::Duration;
+///
+/// let q = QueueConfig::default()
+///     .pool("render")?
+///     .replicas(3)?
+///     .ack_wait(Duration::from_secs(60))
+///     .max_deliver(3);
+/// assert_eq!(q.pool_name(), "render");
+/// assert!(QueueConfig::default().replicas(9).is_err()); // 1 to 5
+/// # Ok::<(), multiproc_nats::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     pub(crate) pool: String,

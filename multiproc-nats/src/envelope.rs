@@ -64,6 +64,13 @@ impl TaskHead {
 
 /// Which worker ran a task: its host, the worker's pid, and the pid of the process the
 /// task ran in (a child of the worker).
+///
+/// ```
+/// use multiproc_nats::RanOn;
+///
+/// let ran_on = RanOn { host: "node-1".into(), worker_pid: 4242, process_pid: Some(4250) };
+/// assert_eq!(ran_on.to_string(), "node-1:4242");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RanOn {
     /// The worker machine's host name.
@@ -82,6 +89,17 @@ impl fmt::Display for RanOn {
 
 /// Why a task has no result. It travels from the worker to the client, so it carries
 /// plain data: hosts, pids, messages.
+///
+/// ```
+/// use multiproc_nats::RemoteError;
+///
+/// let e = RemoteError::Panicked {
+///     message: "boom".into(),
+///     location: Some("src/main.rs:3:5".into()),
+///     backtrace: None,
+/// };
+/// assert_eq!(e.to_string(), "panicked at src/main.rs:3:5: boom");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
@@ -268,6 +286,18 @@ const TAG_ERROR: u8 = 1;
 
 /// The outcomes of a task's items, in item order: each an encoded value or a
 /// [`RemoteError`], kept in the form a result message carries them.
+///
+/// ```
+/// use multiproc_nats::{ItemResults, RemoteError};
+///
+/// let boom = RemoteError::Panicked { message: "boom".into(), location: None, backtrace: None };
+/// let mut results = ItemResults::new();
+/// results.push(Ok(&[7]));
+/// results.push(Err(&boom));
+/// assert_eq!(results.len(), 2);
+/// assert_eq!(results.get(0), Some(Ok(&[7][..])));
+/// assert_eq!(results.get(1), Some(Err(boom)));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemResults {
     bytes: Vec<u8>,

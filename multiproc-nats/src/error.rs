@@ -5,6 +5,14 @@ use crate::config::ConfigError;
 use crate::envelope::RemoteError;
 
 /// Why a client or a worker could not be set up or used. No message contains a secret.
+///
+/// ```
+/// use multiproc_nats::{BrokerConfig, ClusterError};
+///
+/// let e: ClusterError = BrokerConfig::parse("ftp://broker.example").unwrap_err().into();
+/// assert!(matches!(e, ClusterError::Config(_)));
+/// assert!(e.to_string().contains("unknown scheme `ftp`"), "{e}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
@@ -43,6 +51,17 @@ pub enum ClusterError {
 }
 
 /// A task that has no result: which task, and why.
+///
+/// ```
+/// use multiproc_nats::{RemoteError, TaskFailure};
+///
+/// let failure = TaskFailure {
+///     id: 4,
+///     function: "square".into(),
+///     error: RemoteError::Panicked { message: "boom".into(), location: None, backtrace: None },
+/// };
+/// assert_eq!(failure.to_string(), "task 4 (`square`) panicked: boom");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("task {id} (`{function}`) {error}")]
 pub struct TaskFailure {

@@ -5,6 +5,9 @@
 //! place of a pool's sockets. Workers are the user's own binary, started on any machine
 //! with the broker's address; each runs its tasks on a local `multiproc::Pool`.
 //!
+//! **Linux only**, as `multiproc` is: other targets stop at a `compile_error!`. This crate
+//! has no feature flags of its own.
+//!
 //! This crate owns an async runtime (tokio, for the `async-nats` client) and keeps it
 //! inside: every call here blocks or returns at once, and the core `multiproc` crate has
 //! no runtime at all.
@@ -214,6 +217,9 @@
 #![allow(clippy::needless_doctest_main)]
 #![deny(unsafe_code)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!("multiproc-nats supports Linux only, as multiproc does");
+
 mod broker;
 mod client;
 mod config;
@@ -249,6 +255,19 @@ pub use multiproc as __multiproc;
 /// Makes an integration-test binary able to start multiproc children *and* to become a
 /// cluster worker when `MULTIPROC_NATS_WORKER=1` is set: `multiproc::test_init!()` plus
 /// [`init()`]. Put it once at the top of the test file, instead of `multiproc::test_init!()`.
+///
+/// ```ignore
+/// // tests/cluster_squares.rs
+/// multiproc_nats::test_init!();
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// #[test]
+/// fn squares_on_the_cluster() {
+///     let pool = multiproc_nats::ClusterPool::from_env().unwrap().connect().unwrap();
+///     assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+/// }
+/// ```
 #[macro_export]
 macro_rules! test_init {
     () => {

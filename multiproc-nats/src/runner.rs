@@ -13,6 +13,46 @@ use crate::envelope::{ItemResults, RemoteError, host_name};
 
 /// One task message as a worker received it, checked to be of this very build: a
 /// function and a run of items (arguments) to call it with.
+///
+/// ```
+/// use multiproc_nats::{ItemResults, RunReport, Task, TaskRunner};
+///
+/// /// A runner that answers each item with its own argument bytes.
+/// struct Echo;
+///
+/// impl TaskRunner for Echo {
+///     fn slots(&self) -> usize {
+///         1
+///     }
+///
+///     fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
+///         let mut results = ItemResults::new();
+///         for arg in task.each_arg().unwrap_or_default() {
+///             results.push(Ok(arg));
+///         }
+///         RunReport { results, process_pid: None }
+///     }
+/// }
+///
+/// // Two items, each a little-endian u32 length and its bytes.
+/// let args = [&2u32.to_le_bytes()[..], b"hi", &1u32.to_le_bytes()[..], b"!"].concat();
+/// let task = Task {
+///     id: 1,
+///     fingerprint: 0,
+///     function: 0,
+///     trampoline: 0,
+///     function_name: "echo",
+///     items: 2,
+///     chunk: 1,
+///     args: &args,
+///     timeout: None,
+///     retries: 0,
+/// };
+/// assert_eq!(task.each_arg(), Some(vec![&b"hi"[..], &b"!"[..]]));
+/// let report = Echo.run(0, &task);
+/// assert_eq!(report.results.get(1), Some(Ok(&b"!"[..])));
+/// // A worker serves with it: `start_worker(config, std::sync::Arc::new(Echo))`.
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Task<'a> {
     /// The task's id within its client.
@@ -53,6 +93,15 @@ impl Task<'_> {
 }
 
 /// What a runner says about one task message.
+///
+/// ```
+/// use multiproc_nats::{RemoteError, RunReport};
+///
+/// let refused = RemoteError::Panicked { message: "cannot run here".into(), location: None, backtrace: None };
+/// let report = RunReport::failed(3, &refused); // one outcome per item, always
+/// assert_eq!(report.results.len(), 3);
+/// assert_eq!(report.process_pid, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
     /// Every item's encoded result, or why it has none, in item order.
@@ -77,6 +126,46 @@ impl RunReport {
 /// The worker calls [`run`](TaskRunner::run) from [`slots`](TaskRunner::slots) threads
 /// at once, each passing its own slot number, and never has more task messages in hand
 /// than slots. The report must hold exactly one outcome per item.
+///
+/// ```
+/// use multiproc_nats::{ItemResults, RunReport, Task, TaskRunner};
+///
+/// /// A runner that answers each item with its own argument bytes.
+/// struct Echo;
+///
+/// impl TaskRunner for Echo {
+///     fn slots(&self) -> usize {
+///         1
+///     }
+///
+///     fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
+///         let mut results = ItemResults::new();
+///         for arg in task.each_arg().unwrap_or_default() {
+///             results.push(Ok(arg));
+///         }
+///         RunReport { results, process_pid: None }
+///     }
+/// }
+///
+/// // Two items, each a little-endian u32 length and its bytes.
+/// let args = [&2u32.to_le_bytes()[..], b"hi", &1u32.to_le_bytes()[..], b"!"].concat();
+/// let task = Task {
+///     id: 1,
+///     fingerprint: 0,
+///     function: 0,
+///     trampoline: 0,
+///     function_name: "echo",
+///     items: 2,
+///     chunk: 1,
+///     args: &args,
+///     timeout: None,
+///     retries: 0,
+/// };
+/// assert_eq!(task.each_arg(), Some(vec![&b"hi"[..], &b"!"[..]]));
+/// let report = Echo.run(0, &task);
+/// assert_eq!(report.results.get(1), Some(Ok(&b"!"[..])));
+/// // A worker serves with it: `start_worker(config, std::sync::Arc::new(Echo))`.
+/// ```
 pub trait TaskRunner: Send + Sync + 'static {
     /// How many task messages it takes at once.
     fn slots(&self) -> usize;
@@ -309,6 +398,17 @@ impl TaskRunner for PoolRunner {
 /// recycling; a chunk's timeout applies to each of its items.
 ///
 /// The worker process itself must have called `multiproc::init()` first in `main`.
+///
+/// ```no_run
+/// use multiproc_nats::{ProcessRunner, WorkerConfig, start_worker};
+/// use std::sync::Arc;
+///
+/// multiproc::init();
+/// // One bare child process per slot, 4 slots.
+/// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(ProcessRunner::start(4)?))?;
+/// worker.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ProcessRunner {
     children: Vec<Mutex<Option<TaskChild>>>,

@@ -11,6 +11,17 @@ use crate::config::{BrokerConfig, QueueConfig};
 use crate::error::ClusterError;
 
 /// What a worker has done so far.
+///
+/// ```no_run
+/// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+/// use std::sync::Arc;
+///
+/// multiproc::init();
+/// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(4)?))?;
+/// let stats = worker.stats();
+/// println!("{} received, {} completed, {} orphaned", stats.received, stats.completed, stats.orphaned);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
@@ -33,6 +44,15 @@ pub struct WorkerStats {
 }
 
 /// The pool's queue now: see [`Client::status`](crate::Client::status).
+///
+/// ```no_run
+/// use multiproc_nats::{BrokerConfig, QueueConfig, status};
+///
+/// let queue = status(&BrokerConfig::from_env()?, &QueueConfig::from_env()?)?; // creates nothing
+/// println!("{queue}"); // a few lines for people
+/// println!("{} tasks on pool {}, {} live workers", queue.tasks, queue.pool, queue.workers.len());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueStatus {
@@ -50,6 +70,16 @@ pub struct QueueStatus {
 }
 
 /// A worker as its last heartbeat (every third of `ack_wait`) told it.
+///
+/// ```no_run
+/// use multiproc_nats::{BrokerConfig, QueueConfig, status};
+///
+/// let queue = status(&BrokerConfig::from_env()?, &QueueConfig::from_env()?)?; // creates nothing
+/// for w in &queue.workers {
+///     println!("{}:{} runs {} of {} slots, {} tasks done", w.host, w.pid, w.running, w.slots, w.stats.completed);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct LiveWorker {
@@ -89,6 +119,16 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 /// One build's share of the queue.
+///
+/// ```no_run
+/// use multiproc_nats::{BrokerConfig, QueueConfig, status};
+///
+/// let queue = status(&BrokerConfig::from_env()?, &QueueConfig::from_env()?)?; // creates nothing
+/// for build in &queue.builds {
+///     println!("build {:016x}: {} waiting, {} in flight", build.build, build.waiting, build.in_flight);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BuildStatus {

@@ -31,9 +31,15 @@ pub fn nats_server_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether this run is a CI run: `CI` set to anything but empty, `0` or `false` (CI
+/// services set `CI=true` or `CI=1`; `.ci/run` sets it too).
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
 impl NatsServer {
     /// Starts a server, or returns `None` after printing why the test is skipped when
-    /// `nats-server` is not installed. Under `CI=true` a missing server panics instead:
+    /// `nats-server` is not installed. Under CI (`CI` set) a missing server panics instead:
     /// CI installs it, so its absence there is a failure, not a skip.
     pub fn start(tag: &str) -> Option<NatsServer> {
         NatsServer::start_with(tag, &[])
@@ -45,8 +51,8 @@ impl NatsServer {
         let Some(binary) = nats_server_binary() else {
             let msg = "nats-server not found: install the Debian package `nats-server` \
                        (apt-get install nats-server) or set NATS_SERVER to its path";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg} (CI=true: a missing broker is a failure here)");
+            if on_ci() {
+                panic!("{msg} (CI is set: a missing broker is a failure here, not a skip)");
             }
             // Straight to the standard error, past the test harness's capture, so the
             // skip shows in a normal run.

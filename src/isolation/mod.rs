@@ -67,6 +67,20 @@ use crate::sys::limits::Limit;
 /// [`Contain::Auto`]. A pid namespace would be stronger still for the owner-SIGKILL case
 /// but needs privilege or user namespaces and makes the first process a task forks its
 /// init (whose death kills its siblings), so it is not used.
+///
+/// ```
+/// use multiproc::{Contain, Containment, Process};
+///
+/// fn work(_: ()) {}
+///
+/// multiproc::init();
+/// // Python's behaviour: what the child starts may outlive it.
+/// let mut p = Process::new(work, ()).contain(Contain::Off);
+/// p.start()?;
+/// p.join()?;
+/// assert_eq!(p.containment(), Some(Containment::Off));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Contain {
     /// A cgroup where the hierarchy is writable, else the process tree (the default;
@@ -82,6 +96,16 @@ pub enum Contain {
 }
 
 /// The containment in effect for a child.
+///
+/// ```
+/// use multiproc::{Contain, Containment, Pool};
+///
+/// multiproc::init();
+/// let pool = Pool::builder().processes(1).contain(Contain::Off).build()?;
+/// assert_eq!(pool.stats().containment, Containment::Off);
+/// println!("workers contained by: {}", pool.stats().containment);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Containment {
     /// Not contained.

@@ -58,6 +58,17 @@ pub struct Sandbox {
 }
 
 /// What the running kernel offers a [`Sandbox`].
+///
+/// ```
+/// let support = multiproc::Sandbox::support();
+/// if support.seccomp {
+///     println!("seccomp filters work here");
+/// }
+/// match support.landlock_abi {
+///     Some(abi) => println!("Landlock ABI {abi}"),
+///     None => println!("no Landlock: path rules need best_effort(true)"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxSupport {
     /// seccomp filters.

@@ -244,6 +244,17 @@ pub const DICT_ITER_CHUNK: u32 = 128;
 
 /// A live iterator over a shared dict's keys (see [`DictProxy::iter`]); each item is a
 /// key, or the error that ended the iteration.
+///
+/// ```
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let d = manager.dict::<String, u32>()?;
+/// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+/// let mut keys: Vec<String> = d.iter()?.collect::<Result<_, _>>()?;
+/// keys.sort();
+/// assert_eq!(keys, ["a", "b"]);
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 #[derive(Debug)]
 pub struct DictIter<'a, K, V> {
     d: &'a DictProxy<K, V>,

@@ -9,6 +9,19 @@ use crate::wire::{CodecError, FrameError};
 /// Errors the server reports (an empty queue, an index past the end, a panicking
 /// function) leave the connection and the object usable; [`Disconnected`](Self::Disconnected)
 /// means the server is gone (shut down, or killed).
+///
+/// ```
+/// use multiproc::ManagerError;
+/// use multiproc::manager::DictProxy;
+///
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// match manager.lookup::<DictProxy<String, u32>>("nothing by that name") {
+///     Err(ManagerError::UnknownName(name)) => assert_eq!(name, "nothing by that name"),
+///     other => panic!("expected an unknown name, got {other:?}"),
+/// }
+/// # Ok::<(), ManagerError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {

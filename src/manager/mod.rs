@@ -175,6 +175,19 @@ pub(crate) mod sealed {
 /// Each is `Clone` (another reference to the same object), `Debug` (its kind, id and
 /// server, without asking the server) and `Serialize + Deserialize` (it travels to
 /// another process, which then connects to the server by itself).
+///
+/// ```
+/// use multiproc::manager::DictProxy;
+///
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let scores = manager.dict::<String, u32>()?;
+/// manager.publish("scores", &scores)?; // any proxy, under a name
+/// let same: DictProxy<String, u32> = manager.lookup("scores")?;
+/// same.set("ada".to_string(), 3)?;
+/// assert_eq!(scores.get("ada")?, Some(3));
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 pub trait Proxy: sealed::ProxyType + Serialize + DeserializeOwned + Clone + std::fmt::Debug {}
 
 /// A handle on a manager's server: creates shared objects and returns proxies to them.

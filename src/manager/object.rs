@@ -14,6 +14,28 @@ use super::shared_object::SharedObject;
 proxy! {
     /// A proxy of an object of your type `T` living in a manager's server; made by
     /// [`Manager::create_object`](super::Manager::create_object). See [`SharedObject`].
+    ///
+    /// ```
+    /// use multiproc::manager::{ObjectProxy, SharedObject};
+    ///
+    /// /// A counter that lives in the manager's server.
+    /// struct Counter(u64);
+    ///
+    /// impl SharedObject for Counter {
+    ///     type Init = u64;
+    ///     fn create(start: u64) -> Counter {
+    ///         Counter(start)
+    ///     }
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let counter: ObjectProxy<Counter> = manager.create_object(10)?;
+    /// let other = counter.clone(); // another reference to the same object
+    /// other.call(|c: &mut Counter, by: u64| c.0 += by, 5)?;
+    /// assert_eq!(counter.call(|c: &mut Counter, ()| c.0, ())?, 15);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     ObjectProxy[T], Kind::Custom, format!("object<{}>", type_name::<T>())
 }
 

@@ -33,6 +33,18 @@ fn release(h: &Handle) -> Result<(), ManagerError> {
 /// Made by `lock()` on [`LockProxy`], [`RLockProxy`], [`SemaphoreProxy`] and
 /// [`ConditionProxy`]. Dropping it releases; a release that fails (the server is gone)
 /// is ignored then — call [`unlock`](Self::unlock) to see it.
+///
+/// ```
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let lock = manager.lock()?;
+/// let held = lock.lock()?; // held in the server for this process
+/// assert!(!lock.try_acquire()?);
+/// held.unlock()?; // or drop it; `unlock` reports a failed release
+/// assert!(lock.try_acquire()?);
+/// lock.release()?;
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     h: &'a Handle,

@@ -30,6 +30,18 @@ const KIND_VALUE: u8 = crate::wire::kinds::PIPE_VALUE;
 const KIND_BYTES: u8 = crate::wire::kinds::PIPE_BYTES;
 
 /// Why a [`Connection`] call failed.
+///
+/// ```
+/// use multiproc::{Pipe, PipeError};
+/// use std::time::Duration;
+///
+/// multiproc::init();
+/// let (a, b) = Pipe::duplex::<u32>()?;
+/// assert!(matches!(b.recv_timeout(Duration::from_millis(10)), Err(PipeError::TimedOut)));
+/// drop(a);
+/// assert!(matches!(b.recv(), Err(PipeError::Closed))); // the other end is gone
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipeError {
@@ -123,6 +135,24 @@ impl Pipe {
 /// itself be sent to another process (as a [`Process`](crate::Process) argument or in a
 /// message), which then owns that end. When the process at the other end exits or drops
 /// it, [`recv`](Connection::recv) returns [`PipeError::Closed`] instead of hanging.
+///
+/// ```
+/// use multiproc::{Connection, Pipe, Process};
+///
+/// fn shout(c: Connection<String>) {
+///     let words = c.recv().unwrap();
+///     c.send(words.to_uppercase()).unwrap();
+/// }
+///
+/// multiproc::init();
+/// let (here, there) = Pipe::duplex()?;
+/// let mut child = Process::new(shout, there); // one end travels to the child
+/// child.start()?;
+/// here.send("hello".to_string())?;
+/// assert_eq!(here.recv()?, "HELLO");
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Connection<T> {
     sock: Arc<OwnedFd>,
     reader: Mutex<FrameReader>,

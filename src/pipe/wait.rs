@@ -10,6 +10,21 @@ use crate::sys;
 
 /// Something [`wait`] can watch: it has a descriptor that polls readable when it has
 /// something to read, and may hold already-received data.
+///
+/// ```
+/// use multiproc::{Fd, Pipe, Ready, wait};
+/// use std::time::Duration;
+///
+/// multiproc::init();
+/// let (a, b) = Pipe::duplex::<u32>()?;
+/// let (reader, writer) = std::io::pipe()?; // any descriptor can be watched, as an `Fd`
+/// let reader = Fd::from(std::os::fd::OwnedFd::from(reader));
+/// b.send(1)?;
+/// let watched: [&dyn Ready; 2] = [&a, &reader];
+/// assert_eq!(wait(&watched, Some(Duration::from_secs(5)))?, [0]);
+/// # drop(writer);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Ready {
     /// The descriptor to poll for readability.
     fn ready_fd(&self) -> BorrowedFd<'_>;

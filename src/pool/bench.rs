@@ -1,4 +1,4 @@
-//! The map's hot paths, for the criterion benchmarks in `benches/` (only with the
+//! The map's hot paths, for the criterion benchmarks in `bench/benches/` (only with the
 //! `bench-internals` feature; not an API).
 
 use serde::Serialize;

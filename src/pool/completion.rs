@@ -193,6 +193,20 @@ pub fn as_completed<R>(handles: impl IntoIterator<Item = AsyncResult<R>>) -> AsC
 }
 
 /// The iterator of [`as_completed`]: each handle once, as its task ends.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let handles: Vec<_> = (1..=3).map(|x| pool.apply_async(square, x)).collect();
+/// let done = multiproc::as_completed(handles);
+/// assert_eq!(done.pending(), 3);
+/// let mut values: Vec<u64> = done.map(|h| h.get()).collect::<Result<_, _>>()?;
+/// values.sort();
+/// assert_eq!(values, [1, 4, 9]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct AsCompleted<R> {
     watched: Watched<R>,
 }
@@ -296,6 +310,31 @@ impl<R> Iterator for AsCompleted<R> {
 impl<R> ExactSizeIterator for AsCompleted<R> {}
 
 /// The future of [`AsCompleted::next_async`]: the next handle to end.
+///
+/// ```
+/// # use std::{future::Future, pin::pin, sync::Arc, task::{Context, Poll, Wake}};
+/// # struct Unpark(std::thread::Thread);
+/// # impl Wake for Unpark { fn wake(self: Arc<Self>) { self.0.unpark() } }
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = pin!(f);
+/// #     let waker = Arc::new(Unpark(std::thread::current())).into();
+/// #     let mut cx = Context::from_waker(&waker);
+/// #     loop {
+/// #         if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+/// #         std::thread::park();
+/// #     }
+/// # }
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(1)?;
+/// let mut done = multiproc::as_completed(vec![pool.apply_async(square, 5)]);
+/// // `block_on` stands for any executor's: the future needs no particular runtime.
+/// let first = block_on(done.next_async()).expect("one handle was given");
+/// assert_eq!(first.get()?, 25);
+/// assert!(block_on(done.next_async()).is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 pub struct NextCompleted<'a, R> {
     watched: &'a mut Watched<R>,
@@ -317,6 +356,19 @@ impl<R> Future for NextCompleted<'_, R> {
 
 /// When [`wait_results`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
 /// `ALL_COMPLETED`). Whatever the choice, it also returns when its timeout has passed.
+///
+/// ```
+/// use multiproc::{ReturnWhen, wait_results};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let handles: Vec<_> = (0..4).map(|x| pool.apply_async(square, x)).collect();
+/// let (done, not_done) = wait_results(handles, ReturnWhen::AllCompleted, None);
+/// assert_eq!((done.len(), not_done.len()), (4, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReturnWhen {
     /// As soon as any task has ended (with a value or an error).

@@ -6,6 +6,23 @@ use std::time::Duration;
 use crate::error::describe_exit;
 
 /// One run of a task whose worker died under it: which worker, and how it ended.
+///
+/// ```
+/// use multiproc::TaskError;
+///
+/// fn crash(_: ()) { std::process::abort() }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::builder().processes(1).retries(1).build()?;
+/// match pool.apply(crash, ()) {
+///     Err(TaskError::WorkerDied { attempts, .. }) => {
+///         assert_eq!(attempts.len(), 2); // the first run and its one retry
+///         assert!(attempts.iter().all(|a| a.signal == Some(6))); // SIGABRT each time
+///     }
+///     other => panic!("expected a dead worker, got {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The worker's process id.
@@ -168,6 +185,21 @@ pub enum TaskError {
 }
 
 /// Why a task failed on a cluster in a way a local pool cannot ([`TaskError::Remote`]).
+///
+/// ```
+/// use multiproc::{RemoteFailure, TaskError};
+///
+/// /// What to tell an operator about a failed task of a cluster pool.
+/// fn advice(e: &TaskError) -> &'static str {
+///     match e {
+///         TaskError::Remote { kind: RemoteFailure::WrongBinary, .. } => "start the workers from this binary",
+///         TaskError::Remote { kind: RemoteFailure::Lost, .. } => "workers keep vanishing under this task",
+///         TaskError::Remote { .. } => "a broker or worker problem",
+///         _ => "the task itself failed",
+///     }
+/// }
+/// assert_eq!(advice(&TaskError::Cancelled { task: "f" }), "the task itself failed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemoteFailure {
@@ -231,6 +263,16 @@ impl TaskError {
 }
 
 /// Why a pool could not be built, or an operation on the whole pool failed.
+///
+/// ```
+/// use multiproc::{Pool, PoolError};
+///
+/// multiproc::init();
+/// match Pool::builder().max_tasks_per_child(0).build() {
+///     Err(PoolError::Invalid(why)) => assert!(why.contains("max_tasks_per_child")),
+///     other => panic!("expected a refusal, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {

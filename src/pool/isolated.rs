@@ -167,6 +167,18 @@ impl<F, A> Isolated<F, A> {
 ///
 /// Dropping it kills the process if the call has not ended: the process belongs to the
 /// handle, so nothing runs on unowned.
+///
+/// ```
+/// use multiproc::Isolated;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let task = Isolated::new(square, 7).start()?;
+/// assert_ne!(task.pid(), std::process::id()); // a process of its own
+/// assert_eq!(task.join()?, 49);
+/// # Ok::<(), multiproc::TaskError>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping the handle kills the process"]
 pub struct IsolatedTask<R> {

@@ -1081,6 +1081,33 @@ fn take_next<R>(st: &mut CollectState<R>, ordered: bool) -> Option<Result<R, Tas
 }
 
 /// The future of [`IMapIter::next_async`]: the iterator's next outcome.
+///
+/// ```
+/// # use std::{future::Future, pin::pin, sync::Arc, task::{Context, Poll, Wake}};
+/// # struct Unpark(std::thread::Thread);
+/// # impl Wake for Unpark { fn wake(self: Arc<Self>) { self.0.unpark() } }
+/// # fn block_on<F: Future>(f: F) -> F::Output {
+/// #     let mut f = pin!(f);
+/// #     let waker = Arc::new(Unpark(std::thread::current())).into();
+/// #     let mut cx = Context::from_waker(&waker);
+/// #     loop {
+/// #         if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+/// #         std::thread::park();
+/// #     }
+/// # }
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let mut squares = pool.imap(square, 0..3u64);
+/// let mut got = Vec::new();
+/// // `block_on` stands for any executor's: the future needs no particular runtime.
+/// while let Some(outcome) = block_on(squares.next_async()) {
+///     got.push(outcome?);
+/// }
+/// assert_eq!(got, [0, 1, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 pub struct NextItem<'i, 'a, R> {
     iter: &'i mut IMapIter<'a, R>,

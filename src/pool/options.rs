@@ -86,6 +86,20 @@ impl<R> TaskOptions<R> {
 }
 
 /// How a map cuts its items into tasks.
+///
+/// ```
+/// use multiproc::{Chunksize, MapOptions};
+///
+/// fn double(x: u32) -> u32 { 2 * x }
+///
+/// multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// let opts = MapOptions::new().chunksize(Chunksize::Fixed(25)); // 4 tasks of 25 items
+/// assert_eq!(pool.map_with(double, 0..100, &opts)?[99], 198);
+/// let adaptive = MapOptions::new().chunksize(Chunksize::Adaptive);
+/// assert_eq!(pool.map_with(double, 0..100, &adaptive)?.len(), 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunksize {
     /// Python's default: `map` sends `ceil(n / (4 × workers))` items per task (and, for a

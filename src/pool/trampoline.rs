@@ -125,7 +125,14 @@ pub(crate) fn install_panic_hook() {
             std::backtrace::BacktraceStatus::Captured => Some(bt.to_string()),
             _ => None,
         };
-        let message = info.payload_as_str().unwrap_or("a panic with a non-string payload").to_string();
+        // (`PanicHookInfo::payload_as_str` would need Rust 1.91; the crate's minimum is 1.88.)
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic with a non-string payload")
+            .to_string();
         if UNWINDING.replace(true) {
             // A panic while unwinding from another (a `Drop` that panics): the process
             // aborts, and the first panic is the one to report.

@@ -207,7 +207,7 @@ impl Process {
     }
 
     /// The largest frame (hence argument) the child's socket carries, in bytes
-    /// (default [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)). A larger
+    /// (default [`DEFAULT_MAX_FRAME`](crate::DEFAULT_MAX_FRAME)). A larger
     /// argument makes [`start`](Process::start) fail before any process starts.
     pub fn max_frame_size(mut self, bytes: u32) -> Process {
         self.max_frame = bytes;
@@ -467,6 +467,25 @@ fn watch_parent(mut channel: Channel) {
 }
 
 /// A description of a process: its name, pid and whether it is daemonic.
+///
+/// ```
+/// use multiproc::{Process, current_process};
+///
+/// fn report(_: ()) {
+///     let me = current_process();
+///     assert_eq!(me.pid(), std::process::id());
+///     assert!(multiproc::parent_process().is_some());
+/// }
+///
+/// multiproc::init();
+/// let me = current_process();
+/// assert!(me.is_alive());
+/// let mut child = Process::new(report, ()).name("reporter");
+/// child.start()?;
+/// child.join()?;
+/// assert_eq!(child.exitcode(), Some(0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     name: String,

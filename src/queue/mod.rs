@@ -33,6 +33,20 @@ use ring::{Patience, Ring, RingError};
 /// / [`Empty`](QueueError::Empty), as in Python, where it failed with `TimedOut` (gone);
 /// [`JoinableQueue::join_timeout`] returns `Ok(false)` instead; [`Queue::shutdown`] takes
 /// Python's `immediate` flag and returns a `Result`.
+///
+/// ```
+/// use multiproc::{Queue, QueueError};
+/// use std::time::Duration;
+///
+/// multiproc::init();
+/// let q = Queue::bounded(1)?;
+/// q.put(1u32)?;
+/// // Timed calls fail as Python's do: `Full` and `Empty`.
+/// assert!(matches!(q.put_timeout(2, Duration::from_millis(10)), Err(QueueError::Full)));
+/// assert_eq!(q.get()?, 1);
+/// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(QueueError::Empty)));
+/// # Ok::<(), QueueError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {

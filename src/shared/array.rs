@@ -194,6 +194,20 @@ impl<T: Pod> Array<T> {
 }
 
 /// The locked elements of an [`Array`]; derefs to `[T]`, unlocks on drop.
+///
+/// ```
+/// use multiproc::{Array, SyncError};
+///
+/// multiproc::init();
+/// let a = Array::from_slice(&[1u32, 2, 3])?;
+/// {
+///     let mut held = a.lock().map_err(SyncError::from)?; // the whole array, locked once
+///     held[0] = 10;
+///     held[2] += held[1];
+/// } // unlocked here
+/// assert_eq!(a.to_vec()?, [10, 2, 5]);
+/// # Ok::<(), SyncError>(())
+/// ```
 pub struct ArrayGuard<'a, T: Pod> {
     array: &'a Array<T>,
     _not_send: PhantomData<*const ()>,

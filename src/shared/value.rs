@@ -160,6 +160,19 @@ impl<T: Pod> Value<T> {
 }
 
 /// The locked value of a [`Value`]; derefs to `T`, unlocks on drop.
+///
+/// ```
+/// use multiproc::{SyncError, Value};
+///
+/// multiproc::init();
+/// let v = Value::new(40u64)?;
+/// {
+///     let mut held = v.lock().map_err(SyncError::from)?; // a read-modify-write under one lock
+///     *held += 2;
+/// }
+/// assert_eq!(v.get()?, 42);
+/// # Ok::<(), SyncError>(())
+/// ```
 pub struct ValueGuard<'a, T: Pod> {
     value: &'a Value<T>,
     _not_send: PhantomData<*const ()>,

@@ -82,6 +82,20 @@ impl Condition {
 }
 
 /// The held lock of a [`Condition`]: wait and notify through it. Releases on drop.
+///
+/// ```
+/// use multiproc::{Condition, SyncError};
+/// use std::time::Duration;
+///
+/// multiproc::init();
+/// let cond = Condition::new()?;
+/// let mut held = cond.acquire().map_err(SyncError::from)?;
+/// held.notify_all(); // nobody waits: nothing happens
+/// // Nobody notifies either: the wait ends with its timeout, the lock held again.
+/// assert!(!held.wait_timeout(Duration::from_millis(10))?);
+/// drop(held);
+/// # Ok::<(), SyncError>(())
+/// ```
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     _not_send: PhantomData<*const ()>,

@@ -6,6 +6,25 @@ use std::io;
 /// [`OwnerDied`](LockError::OwnerDied) carries the guard: the caller *holds* the lock
 /// and may repair what it protects (the dead owner may have left it half-updated);
 /// [`recover`](LockError::recover) turns that case into `Ok`.
+///
+/// ```
+/// use multiproc::{Lock, LockError, SyncError};
+///
+/// multiproc::init();
+/// let lock = Lock::new()?;
+/// let held = match lock.acquire() {
+///     Ok(held) => held,
+///     Err(LockError::OwnerDied(held)) => {
+///         // A process died holding it: we hold it now; repair what it guards here.
+///         held
+///     }
+///     Err(e) => return Err(e.into()),
+/// };
+/// // This thread holds it already: a second acquire would never return, so it fails.
+/// assert!(matches!(lock.acquire(), Err(LockError::WouldDeadlock)));
+/// drop(held);
+/// # Ok::<(), SyncError>(())
+/// ```
 pub enum LockError<G> {
     /// The previous owner died while holding the lock. You hold it now.
     OwnerDied(G),
@@ -77,6 +96,27 @@ impl<G> fmt::Display for LockError<G> {
 impl<G> std::error::Error for LockError<G> {}
 
 /// Why a synchronization call failed.
+///
+/// ```
+/// use multiproc::{SyncError, Value};
+///
+/// /// Adds one under the value's lock; a lock error becomes a `SyncError` through `?`.
+/// fn bump(v: &Value<u64>) -> Result<u64, SyncError> {
+///     let mut held = v.lock()?;
+///     *held += 1;
+///     Ok(*held)
+/// }
+///
+/// multiproc::init();
+/// let v = Value::new(0)?;
+/// assert_eq!(bump(&v)?, 1);
+/// match bump(&v) {
+///     Ok(n) => assert_eq!(n, 2),
+///     Err(SyncError::OwnerDied) => println!("a process died holding the lock"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), SyncError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {

@@ -137,6 +137,19 @@ impl Lock {
 }
 
 /// Proof that a [`Lock`] is held; releases it on drop. Stays on the thread that locked.
+///
+/// ```
+/// use multiproc::{Lock, SyncError};
+///
+/// multiproc::init();
+/// let lock = Lock::new()?;
+/// {
+///     let _held = lock.acquire().map_err(SyncError::from)?;
+///     assert!(lock.locked());
+/// }
+/// assert!(!lock.locked()); // released when the guard dropped
+/// # Ok::<(), SyncError>(())
+/// ```
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     _not_send: PhantomData<*const ()>,
@@ -227,6 +240,20 @@ impl RLock {
 }
 
 /// Proof that an [`RLock`] is held (once more); releases one level on drop.
+///
+/// ```
+/// use multiproc::{RLock, SyncError};
+///
+/// multiproc::init();
+/// let lock = RLock::new()?;
+/// let outer = lock.acquire().map_err(SyncError::from)?;
+/// let inner = lock.acquire().map_err(SyncError::from)?; // the same thread may take it again
+/// drop(inner);
+/// assert!(lock.locked()); // still held by `outer`
+/// drop(outer);
+/// assert!(!lock.locked());
+/// # Ok::<(), SyncError>(())
+/// ```
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     _not_send: PhantomData<*const ()>,

@@ -27,6 +27,24 @@ use rustix::shm;
 /// meaningless in another process), (2) is valid for any bit pattern of its size (no
 /// `bool`, `char`, enums or `NonZero*`), and (3) has a stable layout (`#[repr(C)]` or
 /// `#[repr(transparent)]` for structs), since another process of the same build reads it.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::{Pod, SyncError, Value};
+///
+/// /// Any `Pod` type can live in shared memory.
+/// fn shared<T: Pod>(initial: T) -> Result<Value<T>, SyncError> {
+///     Value::new(initial)
+/// }
+///
+/// multiproc::init();
+/// let point = shared((1.5f64, -2.0f64))?; // tuples and arrays of `Pod` types are `Pod`
+/// let corners = shared([0u32; 4])?;
+/// assert_eq!(point.get()?, (1.5, -2.0));
+/// assert_eq!(corners.get()?, [0; 4]);
+/// # Ok::<(), SyncError>(())
+/// ```
 pub unsafe trait Pod: Copy + Send + Sync + 'static {}
 
 macro_rules! pod {

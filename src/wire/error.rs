@@ -1,6 +1,22 @@
 use std::io;
 
 /// A frame that could not be read or written.
+///
+/// ```
+/// use multiproc::{FrameError, PipeError};
+///
+/// /// A short explanation of a broken pipe message.
+/// fn explain(e: &PipeError) -> String {
+///     match e {
+///         PipeError::Frame(FrameError::Oversized { len, max }) => format!("{len} bytes, at most {max}"),
+///         PipeError::Frame(FrameError::Truncated { .. }) => "cut short".to_string(),
+///         other => other.to_string(),
+///     }
+/// }
+///
+/// let e = PipeError::Frame(FrameError::Oversized { len: 3 << 30, max: multiproc::DEFAULT_MAX_FRAME });
+/// assert_eq!(explain(&e), "3221225472 bytes, at most 2147483648");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -38,6 +54,31 @@ pub enum FrameError {
 }
 
 /// A value that could not be turned into bytes, or bytes that are not a value of the type.
+///
+/// ```
+/// use multiproc::{Queue, QueueError};
+///
+/// /// A value whose serialization always fails.
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Unsendable;
+///
+/// impl serde::Serialize for Unsendable {
+///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+///         Err(serde::ser::Error::custom("not today"))
+///     }
+/// }
+///
+/// multiproc::init();
+/// let q = Queue::new()?;
+/// match q.put(Unsendable) {
+///     Err(QueueError::Encode(e)) => {
+///         assert_eq!(e.op, "encode");
+///         assert!(e.type_name.ends_with("Unsendable"), "{e}"); // names the type
+///     }
+///     other => panic!("expected an encoding error, got {other:?}"),
+/// }
+/// # Ok::<(), QueueError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot {op} `{type_name}`: {message}")]
 pub struct CodecError {

@@ -36,6 +36,20 @@ pub use stats::WorkerStats;
 pub const WORKER_ENV: &str = "MULTIPROC_NATS_WORKER";
 
 /// A running worker: stop it, wait for it, watch what it does.
+///
+/// ```no_run
+/// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+/// use std::sync::Arc;
+///
+/// multiproc::init();
+/// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(4)?))?;
+/// use std::time::Duration;
+/// // Wait (at most a minute) until it has completed a task, then stop it.
+/// let _ = worker.wait_for(Duration::from_secs(60), |s| s.completed > 0);
+/// worker.stop();
+/// worker.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,

@@ -13,6 +13,16 @@ pub const PROCESSES_ENV: &str = "MULTIPROC_NATS_PROCESSES";
 pub const RESULT_PATIENCE_ENV: &str = "MULTIPROC_NATS_RESULT_PATIENCE";
 
 /// How a worker connects and how much it runs at once.
+///
+/// ```
+/// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+///
+/// let config = WorkerConfig::new(BrokerConfig::parse("nats://broker.example:4222")?)
+///     .queue(QueueConfig::default().pool("render")?)
+///     .processes(8); // the worker's local pool
+/// # drop(config);
+/// # Ok::<(), multiproc_nats::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub(crate) broker: BrokerConfig,
