@@ -108,6 +108,12 @@ fn a_segment_that_is_not_a_list_is_refused_with_its_name() {
     let e = ShareableList::attach(shm.name()).unwrap_err();
     assert!(e.to_string().contains("items do not fit"), "{e}");
     assert_eq!(ShareableList::attach("mp-no-such-list").unwrap_err().kind(), ErrorKind::NotFound);
+    // A slot whose offset runs past the end (or overflows) is refused when attaching.
+    let list = ShareableList::create([1, 2]).unwrap();
+    let mut raw = SharedMemory::attach(list.name()).unwrap();
+    raw.as_mut_slice()[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+    let e = ShareableList::attach(list.name()).unwrap_err();
+    assert!(e.to_string().contains("item 1 has a bad slot"), "{e}");
 }
 
 #[test]

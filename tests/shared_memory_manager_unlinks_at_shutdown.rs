@@ -89,3 +89,22 @@ fn a_killed_owners_segments_are_removed() {
     );
     assert_eq!(list.get(0).unwrap(), ShareableItem::Int(99), "the mapping outlives the name");
 }
+
+/// Makes a list through a manager it never shuts down (forgotten), reports its name, and
+/// returns: the process exits normally.
+fn forgets_its_manager(names: Queue<String>) {
+    let smm = SharedMemoryManager::new();
+    names.put(smm.shareable_list(["kept until exit"]).unwrap().name().to_string()).unwrap();
+    std::mem::forget(smm);
+}
+
+#[test]
+fn an_owner_that_exits_without_shutdown_leaves_nothing() {
+    let names = Queue::new().unwrap();
+    let mut p = Process::new(forgets_its_manager, names.clone());
+    p.start().unwrap();
+    let name = names.get().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    eventually(|| format!("{name} left in /dev/shm after its owner exited"), || !in_dev_shm(&name));
+}

@@ -87,7 +87,10 @@ impl ShareableItem {
             0 => ShareableItem::None,
             1 => ShareableItem::Int(i64::from_le_bytes(word(&bytes)?)),
             2 => ShareableItem::Float(f64::from_le_bytes(word(&bytes)?)),
-            3 if bytes.len() == 1 => ShareableItem::Bool(bytes[0] != 0),
+            3 => match bytes[..] {
+                [b] => ShareableItem::Bool(b != 0),
+                _ => return Err(format!("a bool stored in {} bytes", bytes.len())),
+            },
             4 => ShareableItem::Str(String::from_utf8(bytes).map_err(|_| "a string that is not UTF-8".to_string())?),
             5 => ShareableItem::Bytes(bytes),
             _ => return Err(format!("an item of unknown kind {kind} (length {})", bytes.len())),
@@ -302,10 +305,11 @@ impl ShareableList {
         for i in 0..n as usize {
             let offset = map.read_pod::<u64>(SLOTS_AT + SLOT * i) as usize;
             let capacity = map.read_pod::<u32>(SLOTS_AT + SLOT * i + 8) as usize;
-            if offset < at || !offset.is_multiple_of(WORD) || capacity < WORD || offset + capacity > size {
+            let end = offset.checked_add(capacity).filter(|&end| end <= size);
+            if offset < at || !offset.is_multiple_of(WORD) || capacity < WORD || end.is_none() {
                 return Err(corrupt(&name, format!("item {i} has a bad slot ({capacity} bytes at {offset})")));
             }
-            at = offset + capacity;
+            at = end.unwrap_or(size);
             slots.push(Slot { offset, capacity });
         }
         Ok(ShareableList { shm, slots })
