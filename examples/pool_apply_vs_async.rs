@@ -1,6 +1,15 @@
 //! Seed 003 (programs A–E): blocking `apply` runs one task at a time; `apply_async`
 //! keeps every worker busy and the results are collected with `get`.
 //!
+//! Which worker runs a serial `apply` differs from Python's: there, idle workers race for
+//! the pool's shared task queue, so the seed shows them taking turns. Here a synchronous
+//! `apply` borrows an idle worker directly (the *express lane*, one socket round trip
+//! instead of two thread hops each way), and it takes the worker parked last — the one
+//! that just returned the previous result. So ten serial calls usually print one pid (the
+//! first call or two may go through the pool's driver while workers are still starting).
+//! Nothing runs any slower for it: only one task exists at a time anyway. `apply_async`
+//! (003-C) shows all three workers busy at once.
+//!
 //! One second of the seed is 50 ms here. Run with `cargo run --example pool_apply_vs_async`.
 
 use std::time::{Duration, SystemTime};
@@ -55,6 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         res_l.push(p.apply(work, i)?); // 同步调用,直到本次任务执行完毕拿到res
     }
     println!("{res_l:?}");
+    println!(
+        "(one pid ran most serial calls: each apply reuses the idle worker that just finished; see the top of this file)"
+    );
 
     // 003-C: the same with apply_async: three at a time, results after join.
     let p = Pool::new(3)?;

@@ -1,13 +1,19 @@
-//! A walk through every capability of multiproc, in a few seconds.
+//! A walk through every capability of multiproc, in about a second.
 //!
-//! Run with `cargo run --release --example tour`.
+//! Run with `cargo run --release --example tour`. What it prints does not depend on the
+//! machine's speed (only pids, names and ports change between runs). Children that crash
+//! on purpose keep their panic messages off the terminal, so stderr stays empty.
+//!
+//! The cluster part runs against a NATS broker when `MULTIPROC_NATS_URL` names one that
+//! answers and the `cluster` example of `multiproc-nats` is built beside this one
+//! (`cargo build --release -p multiproc-nats --example cluster`); otherwise it says how.
 
 use std::time::Instant;
 
 use multiproc::manager::DictProxy;
 use multiproc::{
-    Connection, Lock, LockError, Manager, ManagerError, Pipe, Process, Queue, SharedMemory, Value, current_process,
-    parent_process,
+    Connection, Lock, LockError, Manager, ManagerError, Pipe, Process, Queue, ShareableItem, ShareableList,
+    SharedMemory, SharedMemoryManager, Value, current_process, parent_process,
 };
 
 fn main() -> Result<(), multiproc::Error> {
@@ -17,8 +23,10 @@ fn main() -> Result<(), multiproc::Error> {
     processes()?;
     pool().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     accounting().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    timeouts_retries_progress().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
+    cluster();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -35,7 +43,12 @@ fn hello(n: u32) {
 
 fn crash(how: String) {
     match how.as_str() {
-        "panic" => panic!("a bug in the child"),
+        "panic" => {
+            // Without this hook the message goes to the child's stderr, as Python prints a
+            // child's traceback; the tour keeps it out of its narrative.
+            std::panic::set_hook(Box::new(|_| {}));
+            panic!("a bug in the child")
+        }
         _ => std::process::exit(3),
     }
 }
@@ -56,7 +69,7 @@ fn processes() -> Result<(), multiproc::Error> {
     let mut panicking = Process::new(crash, "panic".to_string());
     panicking.start()?;
     panicking.join()?;
-    println!("  a panicking child exits with {:?} (its message went to its stderr above)", panicking.exitcode());
+    println!("  a panicking child exits with {:?}", panicking.exitcode());
 
     let mut sleeper = Process::new(sleep_forever, ());
     sleeper.start()?;
@@ -74,6 +87,15 @@ fn squarer((conn, results, counter): (Connection<u64>, Queue<u64>, Value<u64>)) 
     }
 }
 
+/// Attaches the list `name` and fills it in; a string longer than its slot is refused.
+fn finish_list(name: String) {
+    let mut list = ShareableList::attach(&name).expect("attach");
+    list.set(0, "final").expect("fits");
+    list.set(1, 42).expect("fits");
+    let refused = list.set(2, "more than eight bytes").is_err();
+    list.set(2, refused).expect("fits");
+}
+
 fn die_holding(lock: Lock) {
     let _held = lock.acquire().expect("lock");
     std::process::abort();
@@ -82,7 +104,7 @@ fn die_holding(lock: Lock) {
 /// IPC: a pipe in, a queue out, a shared counter, a shared-memory segment, and a lock
 /// recovered from a process that died holding it — all handles passed as arguments.
 fn ipc() {
-    section("Queue, Pipe, Value, SharedMemory, Lock: handles that travel to children");
+    section("Queue, Pipe, Value, SharedMemory, ShareableList, Lock: handles that travel to children");
     let long = std::time::Duration::from_secs(10);
     let (mine, theirs) = Pipe::duplex().expect("pipe");
     let results = Queue::new().expect("queue");
@@ -100,6 +122,19 @@ fn ipc() {
     let mut shm = SharedMemory::create(16).expect("shared memory");
     shm.as_mut_slice()[..2].copy_from_slice(b"ok");
     println!("  shared memory `{}` says {}", shm.name(), String::from_utf8_lossy(&shm.as_slice()[..2]));
+
+    // Python's ShareableList, made through a SharedMemoryManager: it outlives its handles
+    // and goes when the manager does (also if this process is killed).
+    let smm = SharedMemoryManager::new();
+    let list = smm.shareable_list([ShareableItem::from("draft"), 0.into(), ShareableItem::None]).expect("list");
+    let mut p = Process::new(finish_list, list.name().to_string());
+    p.start().expect("start");
+    p.join().expect("join");
+    println!(
+        "  a ShareableList a child attached by name and edited (true: a 21-byte string was refused for an 8-byte slot): {:?}",
+        list.to_vec().expect("read")
+    );
+    drop(smm);
 
     let lock = Lock::new().expect("lock");
     let mut p = Process::new(die_holding, lock.clone());
@@ -204,7 +239,14 @@ fn pool() -> Result<(), Box<dyn std::error::Error>> {
     pool.close();
     pool.join()?;
     let s = pool.stats();
-    println!("  stats: {} workers started, {} died, {} tasks done", s.workers_started, s.workers_died, s.tasks_done);
+    // 1 + 8 + 5 + 2 + 7 + 1 results came back; imap ran some more, as said below.
+    let used = 24;
+    println!(
+        "  stats: {} worker died; tasks done {} the {used} results used: imap runs ahead of its consumer \
+         (up to a window of items), so items past the five taken may have run before the iterator was dropped",
+        s.workers_died,
+        if s.tasks_done >= used { "≥" } else { "<" },
+    );
     Ok(())
 }
 
@@ -256,9 +298,19 @@ fn misbehave(how: Misbehaviour) -> Vec<u8> {
             vec![]
         }
         Misbehaviour::PanicsTwice => {
+            // The runtime writes "thread caused non-unwinding panic. aborting." straight to
+            // stderr; this worker is about to die anyway, so its stderr goes nowhere.
+            silence_stderr();
             let _guard = PanicsWhenDroppedUnwinding;
             panic!("a task that panics")
         }
+    }
+}
+
+/// Points this process's stderr at /dev/null.
+fn silence_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stderr(&null);
     }
 }
 
@@ -290,10 +342,113 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     }
     let s = pool.stats();
     println!(
-        "  stats: {} workers started, {} died, {} tasks done, {} panicked, {} failed for their worker",
-        s.workers_started, s.workers_died, s.tasks_done, s.tasks_panicked, s.tasks_worker_died
+        "  stats: {} workers died, {} tasks done, {} panicked, {} failed for their worker",
+        s.workers_died, s.tasks_done, s.tasks_panicked, s.tasks_worker_died
     );
     pool.close();
     pool.join()?;
     Ok(())
+}
+
+/// Sleeps far longer than the timeout it is given.
+fn oversleep(_: ()) -> u32 {
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    0
+}
+
+/// Counts its attempts in `attempts`; the first one kills its own worker.
+fn dies_the_first_time(attempts: Value<u32>) -> u32 {
+    let n = {
+        let mut a = attempts.lock().expect("lock");
+        *a += 1;
+        *a
+    };
+    if n == 1 {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    n
+}
+
+/// Timeouts, retries and progress: a task past its time is killed, a task whose worker
+/// died runs again, and a map reports how far it got.
+fn timeouts_retries_progress() -> Result<(), Box<dyn std::error::Error>> {
+    section("Timeouts, retries, progress");
+    let pool = multiproc::Pool::new(2)?;
+    let ms = std::time::Duration::from_millis;
+    let late = pool.apply_async_with(oversleep, (), multiproc::TaskOptions::new().timeout(ms(200)));
+    match late.get() {
+        Err(e @ multiproc::TaskError::Timeout { .. }) => println!("  timeout(200 ms): {e}"),
+        other => println!("  timeout: unexpected {other:?}"),
+    }
+    let attempts = Value::new(0u32)?;
+    let retried = pool.apply_async_with(dies_the_first_time, attempts, multiproc::TaskOptions::new().retries(2));
+    println!("  retries(2): a task whose worker was SIGKILLed succeeded on attempt {}", retried.get()?);
+    // Progress from the results themselves: imap hands them over in order as they come.
+    // (With the `progress` feature, `MapOptions::progress(true)` draws a bar instead.)
+    let opts = multiproc::MapOptions::new().chunksize(multiproc::Chunksize::Fixed(5));
+    print!("  progress of a map of 40 items:");
+    for (i, r) in pool.imap_with(square, 0..40u64, &opts).enumerate() {
+        r?;
+        if (i + 1) % 10 == 0 {
+            print!(" {}/40", i + 1);
+        }
+    }
+    println!();
+    pool.close();
+    pool.join()?;
+    Ok(())
+}
+
+/// The broker named by `MULTIPROC_NATS_URL`, as `host:port`, if that variable is set.
+fn broker_address() -> Option<String> {
+    let url = std::env::var("MULTIPROC_NATS_URL").ok()?;
+    let first = url.split(',').next()?.trim();
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h).trim_end_matches('/');
+    Some(if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:4222") })
+}
+
+/// The cluster: the same pool calls on workers reached through a NATS broker, run by the
+/// `cluster` example of `multiproc-nats` when a broker answers; otherwise, how to run it.
+fn cluster() {
+    section("Cluster: the same pool across machines, through NATS JetStream");
+    let how = "start `nats-server -js`, then `cargo build --release -p multiproc-nats --example cluster` and \
+               `MULTIPROC_NATS_URL=nats://127.0.0.1:4222 cargo run --release --example tour`";
+    let Some(address) = broker_address() else {
+        println!("  skipped: MULTIPROC_NATS_URL is not set. To see it: {how}");
+        return;
+    };
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok());
+    let binary = std::env::current_exe().ok().and_then(|me| Some(me.parent()?.join("cluster")));
+    match (reachable, binary.filter(|b| b.exists())) {
+        (false, _) => println!("  skipped: no broker answers at {address}. To see it: {how}"),
+        (true, None) => {
+            println!("  skipped: the broker at {address} answers, but the cluster example is not built: {how}")
+        }
+        (true, Some(binary)) => run_cluster(&binary),
+    }
+}
+
+/// Starts a cluster worker, maps 8 tasks on the cluster, reports, stops the worker.
+fn run_cluster(binary: &std::path::Path) {
+    use std::process::{Command, Stdio};
+    let worker = Command::new(binary).arg("--worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let Ok(mut worker) = worker else {
+        println!("  could not start a cluster worker from {}", binary.display());
+        return;
+    };
+    match Command::new(binary).arg("8").stderr(Stdio::null()).output() {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let results = text.lines().filter(|l| l.starts_with("collatz_steps(")).count();
+            println!("  map of 8 tasks through the broker on a worker process: {results} of 8 results came back");
+        }
+        Err(e) => println!("  the cluster client did not run: {e}"),
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
 }

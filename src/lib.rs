@@ -111,7 +111,7 @@
 //! ## Queues, pipes, shared memory and locks
 //!
 //! [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`Pipe`] and its [`Connection`]s,
-//! [`Value`], [`Array`], [`SharedMemory`], and the process-shared [`Lock`], [`RLock`],
+//! [`Value`], [`Array`], [`SharedMemory`], [`ShareableList`], and the process-shared [`Lock`], [`RLock`],
 //! [`Semaphore`], [`Event`], [`Condition`] and [`Barrier`] are handles: each is
 //! `Serialize + Deserialize`, so it travels to a child as (part of) the argument of a
 //! `Process` or a pool task, its file descriptors riding along. Python refuses a plain
@@ -222,7 +222,10 @@ pub use pool::{
 };
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
-pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, RawArray, RawValue, ShareableItem, ShareableList, SharedLock, SharedMemory, SharedMemoryManager,
+    Value, ValueGuard,
+};
 pub use spawn::{init, set_executable};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,

@@ -14,7 +14,9 @@
 //!   still works (`test_shared_memory_pickle_unpickle_dead_object` expects
 //!   `FileNotFoundError`): tested as the opposite, on purpose.
 //! - Attaching takes no size (Python ignores a size given to an attach).
-//! - `ShareableList`, `SharedMemoryManager`, the `_make_filename` mock
+//! - `ShareableList` and `SharedMemoryManager` have tests of their own
+//!   (`shareable_list_across_processes.rs`, `shared_memory_manager_unlinks_at_shutdown.rs`).
+//! - The `_make_filename` mock
 //!   (`test_shared_memory_recreate`), SIGINT handling of the manager's server and the
 //!   resource tracker's own messages: no counterpart here.
 //! - Values and arrays are typed (`Pod` types) rather than named by typecodes, so

@@ -197,6 +197,38 @@ impl SharedMemory {
     }
 }
 
+impl SharedMemory {
+    /// The mapping, for the types built on a segment (`ShareableList`).
+    pub(crate) fn map(&self) -> &Mapping {
+        &self.map
+    }
+
+    /// Hands the name to a [`SharedMemoryManager`](crate::SharedMemoryManager): this
+    /// handle stops being the owner (dropping it unlinks nothing), while the name stays
+    /// recorded for the exit hook and the watcher until [`unlink_owned`] removes it.
+    pub(crate) fn give_up_ownership(&mut self) {
+        self.owner = false;
+    }
+
+    /// The name with its leading `/`, as recorded.
+    pub(crate) fn path(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Unlinks `path` (`/name`) if this process still owns it (created it and has not
+/// unlinked it since); whether it did.
+pub(crate) fn unlink_owned(path: &str) -> io::Result<bool> {
+    if !owned().untrack(path) {
+        return Ok(false);
+    }
+    match shm::shm_unlink(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 impl Drop for SharedMemory {
     fn drop(&mut self) {
         if self.owner && owned().untrack(&self.name) {

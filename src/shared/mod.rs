@@ -1,12 +1,17 @@
 //! Shared memory: `Value`/`Array` (plain-old-data with an attached lock), their raw
-//! variants, and named `SharedMemory` segments.
+//! variants, named `SharedMemory` segments, the `ShareableList` built on one, and the
+//! `SharedMemoryManager` that keeps segments until its shutdown.
 
 mod array;
+mod list;
 mod memory;
+mod memory_manager;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+pub use list::{ShareableItem, ShareableList};
 pub use memory::SharedMemory;
+pub use memory_manager::SharedMemoryManager;
 pub use value::{RawValue, Value, ValueGuard};
 
 use std::sync::Arc;
