@@ -198,6 +198,8 @@ pub use pool::{
     NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,
     TaskOptions, as_completed, isolated, wait_results,
 };
+#[cfg(feature = "stream")]
+pub use pool::{CompletedStream, IMapStream};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard};

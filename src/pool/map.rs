@@ -1042,7 +1042,12 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         NextItem { iter: self }
     }
 
-    fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
+    /// Outcomes handed out so far, and whether the input is used up (for a stream's size hint).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pulled - self.yielded
+    }
+
+    pub(crate) fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
         self.refill();
         if self.exhausted && self.yielded == self.pulled {
             #[cfg(feature = "progress")]
