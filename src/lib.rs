@@ -192,7 +192,7 @@ pub use fd::Fd;
 pub use isolation::sandbox::{Sandbox, SandboxSupport};
 pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
-pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
+pub use pipe::{Connection, Pipe, PipeError, Ready, Recv, Sending, wait};
 pub use pool::{
     AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
     NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,
@@ -201,7 +201,7 @@ pub use pool::{
 #[cfg(feature = "stream")]
 pub use pool::{CompletedStream, IMapStream};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
-pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+pub use queue::{JoinableQueue, Queue, QueueError, QueueGet, QueuePut, SimpleQueue};
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard};
 pub use spawn::{init, set_executable};
 pub use sync::{
