@@ -193,6 +193,7 @@ pub use isolation::sandbox::{Sandbox, SandboxSupport};
 pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Pipe, PipeError, Ready, Recv, Sending, wait};
+pub use pool::task;
 pub use pool::{
     AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
     NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,

@@ -17,6 +17,7 @@
 //!   behind them; `completion`: many `AsyncResult`s waited on together (`as_completed`,
 //!   `wait_results`); `stream` (feature `stream`): `Stream` views of `IMapIter` and
 //!   `AsCompleted`; `encode`: a whole map's items into submissions;
+//! - `task`: what a running task knows of its time limits (`multiproc::task`);
 //! - `handle` (the `Pool` struct), `builder`, `backend`, `isolated` (one call in a
 //!   one-worker pool of its own), and this file: the `Pool` methods.
 //!
@@ -50,6 +51,7 @@ pub(crate) mod stats;
 #[cfg(feature = "stream")]
 mod stream;
 pub(crate) mod submit;
+pub mod task;
 pub(crate) mod trampoline;
 
 use std::sync::Arc;
