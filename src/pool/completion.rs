@@ -258,6 +258,7 @@ impl<R> AsCompleted<R> {
     }
 
     /// The next handle to end, or `Pending` until one has (the stream's `poll_next`).
+    #[cfg(feature = "stream")]
     pub(crate) fn poll_next_handle(&mut self, cx: &Context<'_>) -> Poll<Option<AsyncResult<R>>> {
         self.watched.poll_next_ended(cx)
     }

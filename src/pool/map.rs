@@ -1042,7 +1042,8 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         NextItem { iter: self }
     }
 
-    /// Outcomes handed out so far, and whether the input is used up (for a stream's size hint).
+    /// Items submitted and not yet handed out (a stream's lower size hint).
+    #[cfg(feature = "stream")]
     pub(crate) fn in_flight(&self) -> usize {
         self.pulled - self.yielded
     }
