@@ -222,7 +222,7 @@ pub use fd::Fd;
 pub use isolation::sandbox::{Sandbox, SandboxSupport};
 pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
-pub use pipe::{Connection, Pipe, PipeError, Ready, Recv, Sending, wait};
+pub use pipe::{Connection, Joined, Pipe, PipeError, Ready, Recv, Sending, wait};
 pub use pool::task;
 pub use pool::{
     AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,

@@ -6,6 +6,7 @@
 //! a [`Queue`](crate::Queue), another `Connection`…) travel as `SCM_RIGHTS`.
 
 mod nonblocking;
+mod sentinel;
 mod wait;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use nonblocking::{Recv, Sending};
+pub use sentinel::Joined;
 pub use wait::{Ready, wait};
 
 use crate::sys;

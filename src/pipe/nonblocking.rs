@@ -24,7 +24,7 @@ use crate::sys;
 use crate::wire::FrameError;
 
 /// Waits (in slices, until `stop`) until `fd` is ready for `what`, or fails.
-fn watch(fd: OwnedFd, what: sys::fd::Readiness) -> impl FnOnce(&AtomicBool) + Send + 'static {
+pub(super) fn watch(fd: OwnedFd, what: sys::fd::Readiness) -> impl FnOnce(&AtomicBool) + Send + 'static {
     move |stop| {
         // An error ends the wait too: the next try reports it.
         until_stopped(stop, || sys::fd::wait_ready(fd.as_fd(), what, Some(WAIT_SLICE)).unwrap_or(true))
