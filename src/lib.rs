@@ -35,6 +35,36 @@
 //! }
 //! ```
 //!
+//! ### With an async runtime
+//!
+//! Do not put `#[tokio::main]` (or any runtime's attribute) on that `main`: the attribute
+//! starts the runtime before the body, so `init()` would run after it, and every child
+//! (each pool worker, each process) would start that runtime's threads before becoming
+//! its job, and carry them idle for its whole life. Start the runtime by hand after
+//! `init()` instead:
+//!
+//! ```
+//! fn double(x: u64) -> u64 { x * 2 }
+//!
+//! fn main() {
+//!     multiproc::init(); // children stop here; the runtime below is the parent's alone
+//!     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//!     rt.block_on(async_main());
+//! }
+//!
+//! async fn async_main() {
+//!     let pool = multiproc::Pool::new(2).unwrap();
+//!     assert_eq!(pool.apply_async(double, 21).await.unwrap(), 42); // awaits without blocking
+//! }
+//! ```
+//!
+//! Handles are runtime-agnostic futures: an [`AsyncResult`] and [`MapResult`] are
+//! `Future`s, [`IMapIter::next_async`] and [`AsCompleted::next_async`] wait for the next
+//! outcome (with the `stream` feature, `into_stream()` gives a `futures_core::Stream`), and
+//! [`Queue::get_async`], [`Connection::recv_async`] and the manager's
+//! [`QueueProxy::get_async`](manager::QueueProxy::get_async) (and their `put`/`send`
+//! twins) never block an executor thread.
+//!
 //! Integration tests, whose `main` the test harness writes, put
 //! [`multiproc::test_init!()`](test_init) at the top of the file instead.
 //!
@@ -214,14 +244,17 @@ pub use fd::Fd;
 pub use isolation::sandbox::{Sandbox, SandboxSupport};
 pub use isolation::{Contain, Containment, Limits};
 pub use manager::{Manager, ManagerError};
-pub use pipe::{Connection, Pipe, PipeError, Ready, wait};
+pub use pipe::{Connection, Joined, Pipe, PipeError, Ready, Recv, Sending, wait};
+pub use pool::task;
 pub use pool::{
     AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
     NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,
     TaskOptions, as_completed, isolated, wait_results,
 };
+#[cfg(feature = "stream")]
+pub use pool::{CompletedStream, IMapStream};
 pub use process::{Process, ProcessInfo, active_children, cpu_count, current_process, parent_process};
-pub use queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+pub use queue::{JoinableQueue, Queue, QueueError, QueueGet, QueuePut, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, RawArray, RawValue, ShareableItem, ShareableList, SharedLock, SharedMemory, SharedMemoryManager,
     Value, ValueGuard,

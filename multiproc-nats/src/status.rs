@@ -180,6 +180,10 @@ impl fmt::Display for QueueStatus {
 /// created (no stream, no consumer), so an operator's look leaves no trace. Fails when
 /// the queue does not exist.
 pub fn status(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus, ClusterError> {
+    crate::client::outside_runtime(|| status_here(broker, queue))
+}
+
+fn status_here(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus, ClusterError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let nats = broker::connect(broker, "multiproc-nats status".into(), |_| {}).await?;

@@ -80,6 +80,12 @@ impl Handle {
     }
 
     /// Another counted reference to the same object.
+    /// A copy the server does not count, for a helper thread that outlives no borrow of
+    /// this handle by more than one wait (an async call's waiter): no round trip to make it.
+    pub(crate) fn uncounted(&self) -> Handle {
+        Handle { client: self.client.clone(), id: self.id, kind: self.kind, counted: false }
+    }
+
     pub(crate) fn duplicate(&self, types: &str) -> Handle {
         let counted =
             self.call(op::INCREF, |w| w.u64(self.id).u8(self.kind as u8).str(types).done(), client::unit).is_ok();

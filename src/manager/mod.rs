@@ -144,6 +144,7 @@ mod dict;
 mod list;
 mod object;
 mod queue;
+mod queue_async;
 mod sync;
 mod value;
 
@@ -151,6 +152,7 @@ pub use dict::{DICT_ITER_CHUNK, DictIter, DictProxy};
 pub use list::{ArrayProxy, ListProxy};
 pub use object::ObjectProxy;
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use queue_async::{ProxyGet, ProxyPut};
 pub use shared_object::SharedObject;
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockProxy, SemaphoreProxy};
 pub use value::{NamespaceProxy, ValueProxy};

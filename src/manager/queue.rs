@@ -105,6 +105,35 @@ macro_rules! queue_methods {
             get(&self.h, self.h.id, Some(Duration::ZERO))
         }
 
+        /// Takes the front item, for async code: a future that never waits on its thread
+        /// for the queue (any runtime, or none). Each try is one `get_nowait` (a request
+        /// that does not wait in the server); while the queue is empty, a helper thread
+        /// waits in the server, taking nothing, and wakes the task. Dropping the future
+        /// loses no item.
+        ///
+        /// ```
+        /// multiproc::init();
+        /// let manager = multiproc::Manager::start()?;
+        /// let q = manager.queue::<u32>(0)?;
+        /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        /// rt.block_on(async {
+        ///     q.put_async(5).await?;
+        ///     assert_eq!(q.get_async().await?, 5);
+        ///     Ok::<(), multiproc::ManagerError>(())
+        /// })?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn get_async(&self) -> super::queue_async::ProxyGet<'_, T> {
+            super::queue_async::ProxyGet::new(&self.h)
+        }
+
+        /// Puts `item` at the back, for async code: as [`get_async`](Self::get_async),
+        /// each try a `put_nowait`, a helper thread waiting in the server while the queue
+        /// is full. Dropping the future before it is ready puts nothing.
+        pub fn put_async(&self, item: T) -> super::queue_async::ProxyPut<'_, T> {
+            super::queue_async::ProxyPut::new(&self.h, item)
+        }
+
         /// The number of items (Python's `qsize`).
         pub fn len(&self) -> Result<usize, ManagerError> {
             Ok(len(&self.h, self.h.id)?.0)

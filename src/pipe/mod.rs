@@ -5,6 +5,8 @@
 //! socketpair round trip costs plus encoding. Descriptors inside messages (an [`Fd`](crate::Fd),
 //! a [`Queue`](crate::Queue), another `Connection`…) travel as `SCM_RIGHTS`.
 
+mod nonblocking;
+mod sentinel;
 mod wait;
 
 use std::fmt;
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use nonblocking::{Recv, Sending};
+pub use sentinel::Joined;
 pub use wait::{Ready, wait};
 
 use crate::sys;

@@ -43,6 +43,7 @@ pub struct PoolBuilder {
     max_memory: Option<u64>,
     address_space: Option<u64>,
     timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
     retries: u32,
     start_timeout: Duration,
     executable: Option<PathBuf>,
@@ -61,6 +62,7 @@ impl PoolBuilder {
             max_memory: None,
             address_space: None,
             timeout: None,
+            soft_timeout: None,
             retries: 0,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             executable: None,
@@ -181,6 +183,40 @@ impl PoolBuilder {
         self
     }
 
+    /// A soft time limit for every task (billiard's `soft_time_limit`): `soft` after its
+    /// worker takes it, a task sees [`task::cancelled`](crate::task::cancelled) turn true
+    /// (and [`task::soft_deadline`](crate::task::soft_deadline) says when that is), so it
+    /// can stop cleanly and return what it has; its value counts as usual. At the
+    /// [`timeout`](PoolBuilder::timeout), if it has not returned, its worker is killed.
+    /// Must be shorter than the pool's timeout ([`PoolError::Invalid`] otherwise). Not
+    /// carried to a cluster's workers.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::task;
+    ///
+    /// fn patient(_: ()) -> bool {
+    ///     while !task::cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     task::deadline().is_some_and(|d| d > std::time::Instant::now()) // still before the kill
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder()
+    ///     .processes(1)
+    ///     .soft_timeout(Duration::from_millis(20))
+    ///     .timeout(Duration::from_secs(60))
+    ///     .build()?;
+    /// assert!(pool.apply(patient, ())?);
+    /// assert!(multiproc::Pool::builder().soft_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(1)).build().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn soft_timeout(mut self, soft: Duration) -> Self {
+        self.soft_timeout = Some(soft);
+        self
+    }
+
     /// Whether a task killed for its timeout counts as a retriable failure, like a task
     /// whose worker died (default `false`: a timeout is final, as in pebble and billiard,
     /// because a task that hung once usually hangs again and each try costs the whole
@@ -239,6 +275,13 @@ impl PoolBuilder {
         if processes == 0 {
             return Err(PoolError::Invalid("processes must be at least 1".into()));
         }
+        if let (Some(soft), Some(hard)) = (self.soft_timeout, self.timeout)
+            && soft >= hard
+        {
+            return Err(PoolError::Invalid(format!(
+                "soft_timeout ({soft:?}) must be shorter than timeout ({hard:?}): the task is told to stop before it is killed"
+            )));
+        }
         if self.max_tasks == Some(0) {
             return Err(PoolError::Invalid("max_tasks_per_child must be at least 1 (Python refuses 0 too)".into()));
         }
@@ -257,6 +300,7 @@ impl PoolBuilder {
             initializer,
             initializer_name: self.initializer_name,
             retry_timeouts: self.retry_timeouts,
+            soft_timeout: self.soft_timeout,
             spec: ChildSpec {
                 name: String::new(),
                 identity: spawn::identity().identity.clone(),

@@ -271,6 +271,12 @@ impl<R> AsCompleted<R> {
         NextCompleted { watched: &mut self.watched }
     }
 
+    /// The next handle to end, or `Pending` until one has (the stream's `poll_next`).
+    #[cfg(feature = "stream")]
+    pub(crate) fn poll_next_handle(&mut self, cx: &Context<'_>) -> Poll<Option<AsyncResult<R>>> {
+        self.watched.poll_next_ended(cx)
+    }
+
     /// How many handles have not been yielded yet.
     pub fn pending(&self) -> usize {
         self.watched.left

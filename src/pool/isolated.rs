@@ -86,6 +86,14 @@ impl<F, A> Isolated<F, A> {
         self
     }
 
+    /// Tells the call to stop ([`task::cancelled`](crate::task::cancelled)) this long after
+    /// it starts, before its [`timeout`](Isolated::timeout) kills it; see
+    /// [`PoolBuilder::soft_timeout`](crate::PoolBuilder::soft_timeout).
+    pub fn soft_timeout(mut self, soft: Duration) -> Self {
+        self.builder = self.builder.soft_timeout(soft);
+        self
+    }
+
     /// Caps the process's address space (`RLIMIT_AS`): an allocation past it fails in the
     /// process, which ends the call with [`TaskError::WorkerDied`] and a hint. Leave room
     /// for the program itself; see [`PoolBuilder::max_address_space`].

@@ -1042,7 +1042,13 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         NextItem { iter: self }
     }
 
-    fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
+    /// Items submitted and not yet handed out (a stream's lower size hint).
+    #[cfg(feature = "stream")]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pulled - self.yielded
+    }
+
+    pub(crate) fn poll_next_item(&mut self, cx: &Context<'_>) -> Poll<Option<Result<R, TaskError>>> {
         self.refill();
         if self.exhausted && self.yielded == self.pulled {
             #[cfg(feature = "progress")]

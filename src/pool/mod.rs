@@ -15,7 +15,9 @@
 //! - `engine`: the engine behind the front (`Shared`);
 //! - `result`, `map`: the handles (`AsyncResult`, `MapResult`, `IMapIter`) and the sinks
 //!   behind them; `completion`: many `AsyncResult`s waited on together (`as_completed`,
-//!   `wait_results`); `encode`: a whole map's items into submissions;
+//!   `wait_results`); `stream` (feature `stream`): `Stream` views of `IMapIter` and
+//!   `AsCompleted`; `encode`: a whole map's items into submissions;
+//! - `task`: what a running task knows of its time limits (`multiproc::task`);
 //! - `handle` (the `Pool` struct), `builder`, `backend`, `isolated` (one call in a
 //!   one-worker pool of its own), and this file: the `Pool` methods.
 //!
@@ -46,7 +48,10 @@ mod options;
 mod result;
 mod star;
 pub(crate) mod stats;
+#[cfg(feature = "stream")]
+mod stream;
 pub(crate) mod submit;
+pub mod task;
 pub(crate) mod trampoline;
 
 use std::sync::Arc;
@@ -65,6 +70,8 @@ pub use options::{Chunksize, MapOptions, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;
 pub use stats::PoolStats;
+#[cfg(feature = "stream")]
+pub use stream::{CompletedStream, IMapStream};
 
 use chunk::Chunking;
 pub(crate) use item::{PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};

@@ -8,6 +8,7 @@
 //! very large values travel beside the ring as socket messages.
 
 mod feeder;
+mod nonblocking;
 mod ring;
 
 use std::fmt;
@@ -26,6 +27,8 @@ use crate::sync::{WAIT_SLICE, left};
 use crate::sys;
 use crate::wire::{CodecError, codec, fds};
 use ring::{Patience, Ring, RingError};
+
+pub use nonblocking::{QueueGet, QueuePut};
 
 /// Why a queue call failed.
 ///
@@ -119,6 +122,16 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A handle's encoding buffer; `None` if another thread holds it and `patience` is `Try`.
+fn buffer(m: &Mutex<Vec<u8>>, patience: Patience) -> Option<MutexGuard<'_, Vec<u8>>> {
+    match (patience, m.try_lock()) {
+        (_, Ok(g)) => Some(g),
+        (_, Err(std::sync::TryLockError::Poisoned(p))) => Some(p.into_inner()),
+        (Patience::Try, Err(std::sync::TryLockError::WouldBlock)) => None,
+        _ => Some(lock(m)),
+    }
+}
+
 /// Where a queue records whether it is joinable.
 const JOINABLE_AT: usize = ring::UNFINISHED_AT + 8;
 
@@ -168,7 +181,12 @@ impl Handle {
     fn put<T: Serialize>(&self, value: &T, patience: Patience) -> Result<(), QueueError> {
         self.check_open()?;
         let s = &self.shared;
-        let mut buf = lock(&s.put_buf);
+        // An async put's attempt (`Try`) does not wait behind a blocking put of this
+        // process (only a bounded queue's put sleeps holding the buffer).
+        let Some(mut buf) = buffer(&s.put_buf, if s.may_park { Patience::No } else { patience }) else {
+            return Err(QueueError::Full);
+        };
+        let patience = if let Patience::Try = patience { Patience::No } else { patience };
         buf.clear();
         let (r, fds) = fds::collect_outgoing(|| codec::encode_into(value, &mut buf));
         r.map_err(QueueError::Encode)?;
@@ -189,7 +207,7 @@ impl Handle {
 
     fn get<T: DeserializeOwned>(&self, patience: Patience) -> Result<T, QueueError> {
         self.check_open()?;
-        let mut buf = lock(&self.shared.get_buf);
+        let Some(mut buf) = buffer(&self.shared.get_buf, patience) else { return Err(QueueError::Empty) };
         let mut got = Vec::new();
         // Decoded before the message leaves the queue: the less a consumer does after
         // that, the less a kill can cost (see `Ring::get_with`).

@@ -94,6 +94,9 @@ fn pad8(n: usize) -> usize {
 pub(crate) enum Patience {
     /// Return at once if it cannot proceed.
     No,
+    /// As `No`, and do not wait for a lock either (another consumer may hold the get lock
+    /// while it sleeps): an async call's attempt, which must never block its thread.
+    Try,
     /// Wait until this instant (`None`: forever).
     Until(Option<Instant>),
 }
@@ -101,7 +104,7 @@ pub(crate) enum Patience {
 impl Patience {
     fn deadline(self) -> Option<Instant> {
         match self {
-            Patience::No => None,
+            Patience::No | Patience::Try => None,
             Patience::Until(d) => d,
         }
     }
@@ -218,6 +221,7 @@ impl Ring {
     fn lock(&self, at: usize, patience: Patience) -> Result<Held<'_>, RingError> {
         let wait = match patience {
             Patience::No => Wait::For(NOWAIT_LOCK),
+            Patience::Try => Wait::Not,
             Patience::Until(None) => Wait::Forever,
             Patience::Until(Some(d)) => match d.checked_duration_since(Instant::now()) {
                 Some(left) => Wait::For(left),
@@ -289,7 +293,7 @@ impl Ring {
                 }
                 return Ok(());
             }
-            if let Patience::No = patience {
+            if let Patience::No | Patience::Try = patience {
                 return Err(RingError::Full);
             }
             // Sleep without the lock, so a non-blocking put elsewhere sees "full" at once.
@@ -478,7 +482,7 @@ impl Ring {
             if self.is_shut_down() {
                 return Err(RingError::ShutDown);
             }
-            if let Patience::No = patience {
+            if let Patience::No | Patience::Try = patience {
                 return Err(RingError::Empty);
             }
             if spins < SPINS {
@@ -497,6 +501,46 @@ impl Ring {
             waiting.fetch_sub(1, SeqCst);
             r?;
         }
+    }
+
+    /// Waits at most `slice`, as a blocking get does (behind the get lock, then on the
+    /// getters' signal), until the ring holds a message, and takes nothing; whether the
+    /// wait should end: a message is in, the queue is shut down, or something failed (the
+    /// async get's next try says what). The helper thread of an async get.
+    pub(crate) fn await_message(&self, slice: Duration) -> bool {
+        let until = Patience::Until(Some(Instant::now() + slice));
+        let _held = match self.lock(GET_MUTEX_AT, until) {
+            Ok(held) => held,
+            Err(RingError::Empty) => return false,
+            Err(_) => return true,
+        };
+        !matches!(self.wait_for_message(until), Err(RingError::Empty))
+    }
+
+    /// The consumers' position now: a put that found the ring full may succeed once it moves.
+    pub(crate) fn head(&self) -> u64 {
+        self.word64(HEAD_AT).load(SeqCst)
+    }
+
+    /// Waits at most `slice`, as a blocking put does (on the producers' signal, without
+    /// the lock), until the consumers' position is no longer `seen` or the queue is shut
+    /// down; whether it is. The helper thread of an async put.
+    pub(crate) fn await_head_change(&self, seen: u64, slice: Duration) -> bool {
+        let head_w = self.word64(HEAD_AT);
+        if head_w.load(SeqCst) != seen || self.is_shut_down() {
+            return true;
+        }
+        let waiting = self.word32(PUTTERS_WAITING_AT);
+        let signal = self.word32(PUT_SIGNAL_AT);
+        waiting.fetch_add(1, SeqCst);
+        let at = signal.load(SeqCst);
+        let sleeps = self.word32(PUT_SLEEPS_AT);
+        let r = self.sleep(signal, at, Some(Instant::now() + slice), RingError::Full, || {
+            sleeps.fetch_add(1, SeqCst);
+            head_w.load(SeqCst) == seen
+        });
+        waiting.fetch_sub(1, SeqCst);
+        r.is_err_and(|e| !matches!(e, RingError::Full)) || head_w.load(SeqCst) != seen || self.is_shut_down()
     }
 
     /// Before a commit: wakes sleeping producers (they wait for it, see `put`). Returns

@@ -13,6 +13,7 @@ mod error;
 mod event;
 mod lock;
 mod semaphore;
+pub(crate) mod waiter;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -262,6 +262,7 @@ mod tests {
                     op::N_SET => drop(w.u64(id).str("a").str("t").bytes(&bytes)),
                     op::Q_PUT => drop(w.u64(id).u64(0).bytes(&bytes)),
                     op::Q_GET | op::Q_JOIN | op::E_WAIT | op::B_WAIT => drop(w.u64(id).u64(0)),
+                    op::Q_READY => drop(w.u64(id).u64(0).u8(b % 2)),
                     op::L_ACQUIRE | op::C_WAIT => drop(w.u64(id).u64(n % 2).u64(0)),
                     op::L_RELEASE => drop(w.u64(id).u64(n % 2)),
                     op::C_NOTIFY => drop(w.u64(id).u64(n % 2).u64(n)),

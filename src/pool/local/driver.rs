@@ -356,7 +356,8 @@ impl Driver {
             .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
             .map(|(_, f)| f.as_slice())
             .unwrap_or(&[]);
-        let head = TaskHead { id, trampoline: sub.trampoline, function: sub.function, count: job.count };
+        let limits = TimeLimits { soft: self.cfg.soft_timeout, hard: sub.timeout };
+        let head = TaskHead { id, trampoline: sub.trampoline, function: sub.function, count: job.count, limits };
         let w = &mut self.workers[wi];
         let writer = &mut w.link.as_mut().expect("a worker that takes more has its link").writer;
         let body = sub.slice(job.first, job.count);

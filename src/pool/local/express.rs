@@ -46,7 +46,9 @@ pub(crate) fn run<R: DeserializeOwned>(
     }
     let Some(mut parked) = lanes.borrow() else { return Express::Unavailable };
     let (trampoline, function) = code;
-    let head = TaskHead { id: lanes.next_id.fetch_sub(1, Ordering::Relaxed), trampoline, function, count: 1 };
+    let id = lanes.next_id.fetch_sub(1, Ordering::Relaxed);
+    let limits = TimeLimits { soft: lanes.soft_timeout, hard: timeout };
+    let head = TaskHead { id, trampoline, function, count: 1, limits };
     match round_trip::<R>(&mut parked.link, task, &head, item, timeout) {
         Ok(outcome) => {
             parked.done += 1;

@@ -95,11 +95,19 @@ pub(crate) struct Lanes {
     /// Express task ids count down from the top, so they never meet the driver's, and a
     /// worker knows them (`EXPRESS_IDS`).
     pub(crate) next_id: AtomicU64,
+    /// The pool's soft timeout, which an express task's head carries too.
+    pub(crate) soft_timeout: Option<std::time::Duration>,
 }
 
 impl Lanes {
-    pub(crate) fn new(enabled: bool) -> Lanes {
-        Lanes { enabled, state: Mutex::default(), tally: LaneTally::default(), next_id: AtomicU64::new(u64::MAX) }
+    pub(crate) fn new(enabled: bool, soft_timeout: Option<std::time::Duration>) -> Lanes {
+        Lanes {
+            enabled,
+            state: Mutex::default(),
+            tally: LaneTally::default(),
+            next_id: AtomicU64::new(u64::MAX),
+            soft_timeout,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, LaneState> {

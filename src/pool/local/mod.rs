@@ -51,7 +51,7 @@ impl Local {
     pub(crate) fn start(cfg: WorkerConfig) -> Result<Local, PoolError> {
         let cfg = Arc::new(cfg);
         // A worker that retires by itself must be heard at once: no express lane.
-        let lanes = Lanes::new(cfg.max_tasks.is_none() && cfg.max_memory.is_none());
+        let lanes = Lanes::new(cfg.max_tasks.is_none() && cfg.max_memory.is_none(), cfg.soft_timeout);
         let state = Arc::new(State::new(lanes)?);
         let (workers, spawning) = first_workers(&state, &cfg)?;
         let stats = PoolStats {

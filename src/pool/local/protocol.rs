@@ -12,6 +12,8 @@
 //! To add a result flag: a field in [`ResultFlags`], a bit constant beside `KEPT_BODY`
 //! and a line in `bits`/`from_bits`; nothing else changes.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::pool::item::{u32_at, u64_at};
@@ -56,7 +58,8 @@ pub(crate) const SLOT_FINISHED: usize = 1;
 pub(crate) const SLOTS: usize = crate::pool::last_words::SLOTS_WITH_WORDS;
 const _: () = assert!(SLOT_FINISHED < crate::pool::last_words::SLOT_WORDS_LEN);
 
-/// The head of a `TASK`: which task, which code runs it, how many items follow.
+/// The head of a `TASK`: which task, which code runs it, how many items follow, and
+/// the time it has (which the task reads through `multiproc::task`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TaskHead {
     pub(crate) id: u64,
@@ -65,11 +68,31 @@ pub(crate) struct TaskHead {
     /// Offset of the function.
     pub(crate) function: i64,
     pub(crate) count: u32,
+    pub(crate) limits: TimeLimits,
+}
+
+/// A task's time limits, counted from when its worker takes it: at `soft` the task is
+/// told ([`crate::task::cancelled`]), at `hard` its worker is killed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TimeLimits {
+    pub(crate) soft: Option<Duration>,
+    pub(crate) hard: Option<Duration>,
+}
+
+impl TimeLimits {
+    /// On the wire: microseconds, 0 for none (a limit of 0 µs is sent as 1 µs).
+    fn micros(d: Option<Duration>) -> u64 {
+        d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1))
+    }
+
+    fn from_micros(us: u64) -> Option<Duration> {
+        (us != 0).then(|| Duration::from_micros(us))
+    }
 }
 
 impl TaskHead {
-    /// `id`, trampoline offset, function offset, item count.
-    pub(crate) const LEN: usize = 8 + 8 + 8 + 4;
+    /// `id`, trampoline offset, function offset, item count, soft and hard limits (µs).
+    pub(crate) const LEN: usize = 8 + 8 + 8 + 4 + 8 + 8;
 
     pub(crate) fn encode(&self) -> [u8; Self::LEN] {
         let mut h = [0u8; Self::LEN];
@@ -77,6 +100,8 @@ impl TaskHead {
         h[8..16].copy_from_slice(&self.trampoline.to_le_bytes());
         h[16..24].copy_from_slice(&self.function.to_le_bytes());
         h[24..28].copy_from_slice(&self.count.to_le_bytes());
+        h[28..36].copy_from_slice(&TimeLimits::micros(self.limits.soft).to_le_bytes());
+        h[36..44].copy_from_slice(&TimeLimits::micros(self.limits.hard).to_le_bytes());
         h
     }
 
@@ -87,6 +112,10 @@ impl TaskHead {
             trampoline: u64_at(payload, 8)? as i64,
             function: u64_at(payload, 16)? as i64,
             count: u32_at(payload, 24)?,
+            limits: TimeLimits {
+                soft: TimeLimits::from_micros(u64_at(payload, 28)?),
+                hard: TimeLimits::from_micros(u64_at(payload, 36)?),
+            },
         };
         Some((head, &payload[Self::LEN..]))
     }
@@ -178,8 +207,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_task_head_round_trips(id: u64, trampoline: i64, function: i64, count: u32, tail: Vec<u8>) {
-            let head = TaskHead { id, trampoline, function, count };
+        fn a_task_head_round_trips(
+            (id, trampoline, function, count) in any::<(u64, i64, i64, u32)>(),
+            soft in proptest::option::of(1..u64::MAX),
+            hard in proptest::option::of(1..u64::MAX),
+            tail in any::<Vec<u8>>(),
+        ) {
+            let limits = TimeLimits { soft: soft.map(Duration::from_micros), hard: hard.map(Duration::from_micros) };
+            let head = TaskHead { id, trampoline, function, count, limits };
             let mut payload = head.encode().to_vec();
             payload.extend_from_slice(&tail);
             let (back, rest) = TaskHead::decode(&payload).unwrap();
@@ -199,5 +234,16 @@ mod tests {
             prop_assert_eq!(rest, &tail[..]);
             prop_assert!(ResultHead::decode(&payload[..ResultHead::LEN - 1]).is_none());
         }
+    }
+
+    #[test]
+    fn a_time_limit_below_a_microsecond_is_still_a_limit() {
+        let limits = TimeLimits { soft: Some(Duration::from_nanos(10)), hard: Some(Duration::ZERO) };
+        let head = TaskHead { id: 1, trampoline: 0, function: 0, count: 1, limits };
+        let (back, _) = TaskHead::decode(&head.encode()).unwrap();
+        assert_eq!(back.limits.soft, Some(Duration::from_micros(1)));
+        assert_eq!(back.limits.hard, Some(Duration::from_micros(1)));
+        let none = TaskHead { limits: TimeLimits::default(), ..head };
+        assert_eq!(TaskHead::decode(&none.encode()).unwrap().0.limits, TimeLimits::default());
     }
 }

@@ -14,6 +14,7 @@ use super::protocol::*;
 use crate::bytes;
 use crate::pool::item::{TAG_CODEC, TAG_OK, begin_item, end_item, for_each_item};
 use crate::pool::last_words::{self, LastWords};
+use crate::pool::task::TaskTime;
 use crate::pool::trampoline::{InitTrampoline, Trampoline, forget_panic, install_panic_hook};
 use crate::spawn::identity::SameBuild;
 use crate::spawn::{self, ChildContext};
@@ -177,8 +178,10 @@ impl Runner {
     /// Runs a task's items in order and queues its result (`mapped`: the spilled body
     /// its items lie in, if any).
     fn run_task(&mut self, head: &TaskHead, body: &[u8], mapped: Option<&Arc<Mapped>>, frame_fds: Vec<OwnedFd>) {
-        let TaskHead { id, trampoline, function, count } = *head;
+        let TaskHead { id, trampoline, function, count, limits } = *head;
         self.after_express = id >= EXPRESS_IDS;
+        // What `multiproc::task` tells the task about its time, until it returns.
+        let _time = TaskTime::begin(limits.soft, limits.hard);
         // The parent made `trampoline` from a `Trampoline` monomorphised for this task's
         // function, argument and result types.
         let run: Trampoline = SameBuild::parent().function_at(trampoline);

@@ -24,6 +24,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) spec: ChildSpec,
     /// A task killed for its timeout is retried like one whose worker died.
     pub(crate) retry_timeouts: bool,
+    /// When a task is told to stop (`multiproc::task::cancelled`), from when its worker takes it.
+    pub(crate) soft_timeout: Option<std::time::Duration>,
 }
 
 /// Why the driver itself ended a worker.

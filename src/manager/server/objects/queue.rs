@@ -42,6 +42,15 @@ impl Queue {
                 put_varint(cx.out, st.items.len() as u64);
                 put_varint(cx.out, st.maxsize);
             }
+            QueueOp::Ready { wait, room } => {
+                let ok = if room {
+                    let full = |s: &mut QueueState| s.maxsize > 0 && s.items.len() as u64 >= s.maxsize;
+                    wait_while(&self.not_full, lock(&self.q), wait, cx.peer, full)?.1
+                } else {
+                    wait_while(&self.not_empty, lock(&self.q), wait, cx.peer, |s| s.items.is_empty())?.1
+                };
+                put_bool(cx.out, ok);
+            }
             QueueOp::TaskDone if joinable => self.task_done()?,
             QueueOp::Join { wait } if joinable => {
                 let (_st, ok) = wait_while(&self.all_done, lock(&self.q), wait, cx.peer, |s| s.unfinished > 0)?;
@@ -61,7 +70,8 @@ impl Queue {
         cx.held.stored(item);
         st.items.push_back(item.to_vec());
         st.unfinished += 1;
-        self.not_empty.notify_one();
+        // All: a waiter of `Ready` takes nothing, so a wake-up for it alone would be lost.
+        self.not_empty.notify_all();
         Ok(())
     }
 
@@ -72,7 +82,7 @@ impl Queue {
         }
         let item = st.items.pop_front().expect("checked non-empty");
         cx.held.taken(&item);
-        self.not_full.notify_one();
+        self.not_full.notify_all();
         cx.out.extend_from_slice(&item);
         Ok(Done::ReplyOrRequeue)
     }
@@ -92,6 +102,6 @@ impl Queue {
     /// Puts back an item whose reply could not be delivered.
     pub(super) fn requeue(&self, item: Vec<u8>) {
         lock(&self.q).items.push_front(item);
-        self.not_empty.notify_one();
+        self.not_empty.notify_all();
     }
 }
