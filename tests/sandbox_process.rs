@@ -106,3 +106,16 @@ fn landlock_paths_allow_only_what_they_name() {
     assert_eq!(inside, "written");
     assert_eq!(usr, "listed");
 }
+
+// A real `ptrace` needs the raw call: the one `unsafe` of this file.
+#[allow(unsafe_code)]
+fn attach_to_parent(_: ()) {
+    let ppid = std::os::unix::process::parent_id() as libc::pid_t;
+    // SAFETY: PTRACE_ATTACH takes a pid and no pointer (the last two arguments are unused).
+    let _ = unsafe { libc::ptrace(libc::PTRACE_ATTACH, ppid, std::ptr::null_mut::<libc::c_void>(), 0) };
+}
+
+#[test]
+fn no_ptrace_denies_attaching_to_the_parent() {
+    assert_eq!(exit_code_of(attach_to_parent, (), Sandbox::new().no_ptrace()), -SIGSYS);
+}

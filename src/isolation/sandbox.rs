@@ -66,6 +66,9 @@ pub struct SandboxSupport {
     pub seccomp: bool,
     /// The Landlock ABI version, if Landlock is there and enabled.
     pub landlock_abi: Option<i32>,
+    /// Whether a [`private_network`](Sandbox::private_network) can be entered (unprivileged
+    /// user namespaces allowed; tried once, in a forked child).
+    pub private_network: bool,
 }
 
 impl Sandbox {
@@ -157,7 +160,11 @@ impl Sandbox {
 
     /// What this kernel offers.
     pub fn support() -> SandboxSupport {
-        SandboxSupport { seccomp: sys::sandbox::seccomp_available(), landlock_abi: sys::sandbox::landlock_abi() }
+        SandboxSupport {
+            seccomp: sys::sandbox::seccomp_available(),
+            landlock_abi: sys::sandbox::landlock_abi(),
+            private_network: sys::sandbox::private_network_available().is_ok(),
+        }
     }
 
     fn uses_seccomp(&self) -> bool {
@@ -173,13 +180,12 @@ impl Sandbox {
         if self.best_effort {
             return Ok(());
         }
-        let support = Sandbox::support();
-        if self.uses_seccomp() && !support.seccomp {
+        if self.uses_seccomp() && !sys::sandbox::seccomp_available() {
             return Err("sandbox: this kernel has no seccomp filters (CONFIG_SECCOMP_FILTER); \
                         ask best_effort(true) to run without them"
                 .into());
         }
-        if self.uses_landlock() && support.landlock_abi.is_none() {
+        if self.uses_landlock() && sys::sandbox::landlock_abi().is_none() {
             return Err("sandbox: Landlock is not available (Linux 5.13 or later, with landlock in the \
                         kernel's lsm= list); ask best_effort(true) to run without it"
                 .into());
@@ -198,12 +204,13 @@ impl Sandbox {
     /// (with [`best_effort`](Sandbox::best_effort), those the kernel lacks are named as
     /// left out).
     ///
-    /// ```no_run
+    /// ```
     /// let s = multiproc::Sandbox::new().no_exec();
+    /// # if multiproc::Sandbox::support().seccomp {
     /// assert_eq!(s.in_effect(), "no_new_privs; seccomp: no exec");
+    /// # }
     /// ```
     pub fn in_effect(&self) -> String {
-        let support = Sandbox::support();
         let mut parts = vec!["no_new_privs".to_string()];
         if self.uses_seccomp() {
             let presets = [
@@ -214,11 +221,11 @@ impl Sandbox {
                 (!self.denied.is_empty(), "user rules"),
             ];
             let names: Vec<&str> = presets.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
-            let off = if support.seccomp { "" } else { " (LEFT OUT: no seccomp in this kernel)" };
+            let off = if sys::sandbox::seccomp_available() { "" } else { " (LEFT OUT: no seccomp in this kernel)" };
             parts.push(format!("seccomp: {}{off}", names.join(", ")));
         }
         if self.uses_landlock() {
-            parts.push(match support.landlock_abi {
+            parts.push(match sys::sandbox::landlock_abi() {
                 Some(abi) => format!("Landlock ABI {abi}: {}", self.landlock_rule()),
                 None => "Landlock (LEFT OUT: not in this kernel)".to_string(),
             });
