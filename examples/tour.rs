@@ -1,6 +1,7 @@
 //! A walk through every capability of multiproc, in a few seconds.
 //!
-//! Run with `cargo run --release --example tour`.
+//! Run with `cargo run --release --example tour` (add `--features sandbox` for the
+//! sandboxed pool).
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ fn main() -> Result<(), multiproc::Error> {
     processes()?;
     pool().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     accounting().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    sandbox().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     println!("\ntour finished in {:.2} s", start.elapsed().as_secs_f64());
@@ -295,5 +297,45 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     );
     pool.close();
     pool.join()?;
+    Ok(())
+}
+
+/// What a sandboxed task tries.
+#[cfg(feature = "sandbox")]
+fn untrusted(what: String) -> String {
+    match what.as_str() {
+        "run a shell" => {
+            std::os::unix::process::CommandExt::exec(&mut std::process::Command::new("/bin/sh")).to_string()
+        }
+        "write a file" => format!("{:?}", std::fs::write(std::env::temp_dir().join("multiproc-tour"), b"x")),
+        _ => format!("decoded {} bytes", what.len()),
+    }
+}
+
+/// Sandbox: workers that may not run a program nor change the filesystem.
+#[cfg(feature = "sandbox")]
+fn sandbox() -> Result<(), Box<dyn std::error::Error>> {
+    section("Sandbox: a task that breaks the policy fails naming the rule; the pool goes on");
+    // Best effort: on a kernel without seccomp the tour runs unconfined, and says so.
+    let policy = multiproc::Sandbox::new().no_exec().read_only_syscalls().best_effort(true);
+    let pool = multiproc::Pool::builder().processes(1).sandbox(policy).build()?;
+    for what in ["an input", "run a shell", "write a file", "another input"] {
+        match pool.apply(untrusted, what.to_string()) {
+            Ok(v) => println!("  {what:<14} -> {v}"),
+            Err(e) => println!("  {what:<14} -> {e}"),
+        }
+    }
+    let s = pool.stats();
+    println!("  in effect: {}", s.sandbox.unwrap_or_default());
+    println!("  {} workers started (each denial cost its worker, replaced)", s.workers_started);
+    pool.close();
+    pool.join()?;
+    Ok(())
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn sandbox() -> Result<(), Box<dyn std::error::Error>> {
+    section("Sandbox");
+    println!("  (built without the `sandbox` feature: `--features sandbox` shows a sandboxed pool)");
     Ok(())
 }

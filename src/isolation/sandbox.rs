@@ -34,7 +34,12 @@ use crate::sys::sandbox::{Denial, When};
 /// permitted" (and a worker whose task swallowed it would be trusted with the next task
 /// after a break-in attempt), and over `RET_KILL_PROCESS`, whose death says nothing of
 /// the call. Landlock denials are `EACCES` errors the task sees ("Permission denied"):
-/// the kernel offers no trap for them. A forked descendant of the task that makes a
+/// the kernel offers no trap for them, and does not tell the process which path it
+/// refused (Linux 6.15 can log it to the audit log, which only a privileged reader sees).
+/// A task that panics on one (an `unwrap`) has the rule and the paths it allows added to
+/// its `TaskError::Panicked` message ("[sandbox: filesystem access denied (Landlock:
+/// read-only /usr; nothing else)]"); the same for `ENETUNREACH` under a private network.
+/// An error the task returns as its value is its own, untouched. A forked descendant of the task that makes a
 /// denied call takes the worker down with the same message; a child started with
 /// `Command` (`posix_spawn`, which resets signal handlers) dies by SIGSYS at its `exec`,
 /// and the task sees that exit status.
