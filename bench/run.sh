@@ -76,6 +76,8 @@ cells() {
     c w1_default python "${PY[@]}" w1 --chunksize default
     c w1_default procspawn "$PSN" w1 --chunksize default
     c w2 multiproc "$MP" w2
+    # The sandbox's cost (issue 15): the same cell with sandboxed workers, right after it.
+    c w2_sandbox multiproc "$MP" w2 --sandbox full
     c w2 python "${PY[@]}" w2
     c w2 procspawn "$PSN" w2
     c raw_rt raw "$RAW" rt
@@ -100,6 +102,7 @@ cells() {
     c w3 python "${PY[@]}" w3
     c w3 procspawn "$PSN" w3
     c w4 multiproc "$MP" w4
+    c w4_sandbox multiproc "$MP" w4 --sandbox full
     c w4 python "${PY[@]}" w4
     c w4 procspawn "$PSN" w4
     c process_start multiproc "$MP" process-start

@@ -1,8 +1,9 @@
 //! A walk through every capability of multiproc, in about a second.
 //!
-//! Run with `cargo run --release --example tour`. What it prints does not depend on the
-//! machine's speed (only pids, names and ports change between runs). Children that crash
-//! on purpose keep their panic messages off the terminal, so stderr stays empty.
+//! Run with `cargo run --release --example tour` (add `--features sandbox` for the
+//! sandboxed pool). What it prints does not depend on the machine's speed (only pids,
+//! names and ports change between runs). Children that crash on purpose keep their panic
+//! messages off the terminal, so stderr stays empty.
 //!
 //! The cluster part runs against a NATS broker when `MULTIPROC_NATS_URL` names one that
 //! answers and the `cluster` example of `multiproc-nats` is built beside this one
@@ -24,6 +25,7 @@ fn main() -> Result<(), multiproc::Error> {
     pool().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     accounting().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     timeouts_retries_progress().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    sandbox().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     cluster();
@@ -400,6 +402,39 @@ fn timeouts_retries_progress() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// What a sandboxed task tries.
+#[cfg(feature = "sandbox")]
+fn untrusted(what: String) -> String {
+    match what.as_str() {
+        "run a shell" => {
+            std::os::unix::process::CommandExt::exec(&mut std::process::Command::new("/bin/sh")).to_string()
+        }
+        "write a file" => format!("{:?}", std::fs::write(std::env::temp_dir().join("multiproc-tour"), b"x")),
+        _ => format!("decoded {} bytes", what.len()),
+    }
+}
+
+/// Sandbox: workers that may not run a program nor change the filesystem.
+#[cfg(feature = "sandbox")]
+fn sandbox() -> Result<(), Box<dyn std::error::Error>> {
+    section("Sandbox: a task that breaks the policy fails naming the rule; the pool goes on");
+    // Best effort: on a kernel without seccomp the tour runs unconfined, and says so.
+    let policy = multiproc::Sandbox::new().no_exec().read_only_syscalls().best_effort(true);
+    let pool = multiproc::Pool::builder().processes(1).sandbox(policy).build()?;
+    for what in ["an input", "run a shell", "write a file", "another input"] {
+        match pool.apply(untrusted, what.to_string()) {
+            Ok(v) => println!("  {what:<14} -> {v}"),
+            Err(e) => println!("  {what:<14} -> {e}"),
+        }
+    }
+    let s = pool.stats();
+    println!("  in effect: {}", s.sandbox.unwrap_or_default());
+    println!("  {} workers started (each denial cost its worker, replaced)", s.workers_started);
+    pool.close();
+    pool.join()?;
+    Ok(())
+}
+
 /// The broker named by `MULTIPROC_NATS_URL`, as `host:port`, if that variable is set.
 fn broker_address() -> Option<String> {
     let url = std::env::var("MULTIPROC_NATS_URL").ok()?;
@@ -451,4 +486,11 @@ fn run_cluster(binary: &std::path::Path) {
     }
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn sandbox() -> Result<(), Box<dyn std::error::Error>> {
+    section("Sandbox");
+    println!("  (built without the `sandbox` feature: `--features sandbox` shows a sandboxed pool)");
+    Ok(())
 }

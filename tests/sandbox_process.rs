@@ -106,3 +106,43 @@ fn landlock_paths_allow_only_what_they_name() {
     assert_eq!(inside, "written");
     assert_eq!(usr, "listed");
 }
+
+// A real `ptrace` needs the raw call: the one `unsafe` of this file.
+#[allow(unsafe_code)]
+fn attach_to_parent(_: ()) {
+    let ppid = std::os::unix::process::parent_id() as libc::pid_t;
+    // SAFETY: PTRACE_ATTACH takes a pid and no pointer (the last two arguments are unused).
+    let _ = unsafe { libc::ptrace(libc::PTRACE_ATTACH, ppid, std::ptr::null_mut::<libc::c_void>(), 0) };
+}
+
+#[test]
+fn no_ptrace_denies_attaching_to_the_parent() {
+    assert_eq!(exit_code_of(attach_to_parent, (), Sandbox::new().no_ptrace()), -SIGSYS);
+}
+
+fn read_passwd(_: ()) {
+    std::fs::read("/etc/passwd").unwrap();
+}
+
+#[test]
+fn a_child_that_panics_on_a_landlock_refusal_names_the_rule_on_its_stderr() {
+    if Sandbox::support().landlock_abi.is_none() {
+        eprintln!("skipped: no Landlock on this kernel");
+        return;
+    }
+    // The child is this test binary again: run it alone, its stderr captured.
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "landlock_refusal_inside", "--ignored", "--nocapture"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sandbox: filesystem access denied (Landlock: read-only /usr; nothing else)"), "{stderr}");
+}
+
+/// Run by the test above, whose stderr it writes to.
+#[test]
+#[ignore = "run by a_child_that_panics_on_a_landlock_refusal_names_the_rule_on_its_stderr"]
+fn landlock_refusal_inside() {
+    assert_eq!(exit_code_of(read_passwd, (), Sandbox::new().read_only("/usr")), 1);
+}

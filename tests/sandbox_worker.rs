@@ -90,3 +90,64 @@ fn the_initializer_reads_what_the_tasks_no_longer_may() {
     assert!(loaded > 0);
     assert!(passwd.contains("Permission denied"), "{passwd}");
 }
+
+// A real `ptrace` and a real `process_vm_readv` need the raw calls: the two `unsafe` of
+// this file.
+#[allow(unsafe_code)]
+fn attach_to_parent(_: ()) -> i64 {
+    let ppid = std::os::unix::process::parent_id() as libc::pid_t;
+    // SAFETY: PTRACE_ATTACH takes a pid and no pointer (the last two arguments are unused).
+    unsafe { libc::ptrace(libc::PTRACE_ATTACH, ppid, std::ptr::null_mut::<libc::c_void>(), 0) }
+}
+
+/// Reads 8 bytes of its own memory through `process_vm_readv`: what a debugger does to
+/// another process.
+#[allow(unsafe_code)]
+fn read_own_memory(_: ()) -> (isize, [u8; 8]) {
+    let src = [7u8; 8];
+    let mut dst = [0u8; 8];
+    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: 8 };
+    let remote = libc::iovec { iov_base: src.as_ptr() as *mut libc::c_void, iov_len: 8 };
+    // SAFETY: both iovecs point to 8 live bytes of this process; `dst` is writable.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (n, dst)
+}
+
+#[test]
+fn no_ptrace_denies_attaching_to_the_parent_and_reading_another_memory() {
+    let pool = pool_with(Sandbox::new().no_ptrace());
+    assert_denied(pool.apply(attach_to_parent, ()), "sandbox: `ptrace` denied (no ptrace)");
+    assert_denied(pool.apply(read_own_memory, ()), "sandbox: `process_vm_readv` denied (no ptrace)");
+    assert!(pool.apply(unix_pair, ()).unwrap());
+    // Without the preset the same read goes through.
+    let open = pool_with(Sandbox::new());
+    assert_eq!(open.apply(read_own_memory, ()).unwrap(), (8, [7u8; 8]));
+}
+
+fn read_passwd(_: ()) -> usize {
+    std::fs::read("/etc/passwd").unwrap().len()
+}
+
+#[test]
+fn a_task_that_panics_on_a_landlock_refusal_is_told_the_rule() {
+    if Sandbox::support().landlock_abi.is_none() {
+        eprintln!("skipped: no Landlock on this kernel");
+        return;
+    }
+    let pool = pool_with(Sandbox::new().read_only("/usr"));
+    match pool.apply(read_passwd, ()) {
+        Err(TaskError::Panicked { message, .. }) => {
+            assert!(message.contains("PermissionDenied"), "{message}");
+            assert!(
+                message.contains("[sandbox: filesystem access denied (Landlock: read-only /usr; nothing else)]"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a panic on the refusal, got {other:?}"),
+    }
+    let stats = pool.stats();
+    assert!(stats.sandbox.unwrap().contains("Landlock ABI"));
+    // The same panic without Landlock says nothing of a sandbox.
+    let open = pool_with(Sandbox::new().no_exec());
+    assert_eq!(open.apply(read_passwd, ()).unwrap(), std::fs::read("/etc/passwd").unwrap().len());
+}

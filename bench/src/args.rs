@@ -4,11 +4,13 @@
 /// The usage text of `bench-<impl>`.
 pub fn usage(imp: Impl) -> String {
     format!(
-        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu]
+        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--sandbox WHAT]
   workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
   --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
+  --sandbox WHAT: (multiproc w2, w4) the pool's workers sandboxed: full (every preset, Landlock
+            read-only /usr, a private network), or one part: seccomp, landlock, net
   the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
             bench-cluster (w1, w3 through a local nats-server)",
         imp.name()
@@ -128,6 +130,9 @@ pub struct Args {
     pub iters: u64,
     /// `--cross-cpu` (W2, W7p, rt): this thread on one CPU, the other process on another.
     pub cross_cpu: bool,
+    /// `--sandbox WHAT` (multiproc W2, W4): the pool's workers run in a sandbox, all of it
+    /// (`full`) or one part (`seccomp`, `landlock`, `net`).
+    pub sandbox: Option<String>,
 }
 
 /// W5's per-task work for Rust (≈ 20 ms a task here).
@@ -149,6 +154,7 @@ impl Args {
             n: workload.default_n(),
             iters: W5_RUST_ITERS,
             cross_cpu: false,
+            sandbox: None,
         };
         let mut it = rest.iter();
         while let Some(flag) = it.next() {
@@ -163,6 +169,10 @@ impl Args {
                 "--chunksize" => args.chunksize = Chunksize::Fixed(number()? as usize),
                 "--n" => args.n = number()? as usize,
                 "--iters" => args.iters = number()?,
+                "--sandbox" if ["full", "seccomp", "landlock", "net"].contains(&value.as_str()) => {
+                    args.sandbox = Some(value.clone())
+                }
+                "--sandbox" => return Err(format!("--sandbox wants full, seccomp, landlock or net, got `{value}`")),
                 other => return Err(format!("unknown option `{other}`")),
             }
         }

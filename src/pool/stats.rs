@@ -60,6 +60,10 @@ pub struct PoolStats {
     pub callback_panics: u64,
     /// How what the workers' tasks start is contained (see [`Contain`](crate::Contain)).
     pub containment: crate::Containment,
+    /// The workers' sandbox as it takes effect on this kernel
+    /// ([`Sandbox::in_effect`](crate::Sandbox::in_effect): with `best_effort`, what the
+    /// kernel lacks is named as left out); `None` without a sandbox.
+    pub sandbox: Option<String>,
 }
 
 impl PoolStats {

@@ -110,6 +110,13 @@ pub(crate) fn forget_panic() {
 
 fn take_panic(payload: Box<dyn Any + Send>) -> PanicReport {
     let message = super::guard::panic_message(payload.as_ref());
+    // A refusal of the sandbox's Landlock rules or private network is a plain OS error:
+    // say which rule it was.
+    #[cfg(feature = "sandbox")]
+    let message = match crate::isolation::sandbox::explain(&message) {
+        Some(why) => format!("{message} [{why}]"),
+        None => message,
+    };
     let (location, backtrace) = LAST_PANIC.with(|l| l.borrow_mut().take()).unwrap_or(("<unknown>".into(), None));
     PanicReport { message, location, backtrace }
 }

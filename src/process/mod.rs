@@ -445,6 +445,11 @@ where
     std::panic::set_hook(Box::new(move |info| {
         eprintln!("Process {name} (pid {}):", std::process::id());
         default_hook(info);
+        // A refusal of the sandbox's Landlock rules or private network: say which rule.
+        #[cfg(feature = "sandbox")]
+        if let Some(why) = crate::isolation::sandbox::explain(info.payload_as_str().unwrap_or_default()) {
+            eprintln!("{why}");
+        }
     }));
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg))).is_err() {
         use std::io::Write;

@@ -39,12 +39,27 @@ pub(crate) fn set_no_new_privs() -> io::Result<()> {
     Ok(())
 }
 
+/// When a denied system call is denied, by its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum When {
+    /// Whatever its arguments.
+    Always,
+    /// When its first argument is not this value (`socket` of `AF_UNIX` stays allowed).
+    Arg0Not(u64),
+    /// When argument `arg` has any of `bits` set (`openat` with write flags).
+    ArgHasAny {
+        /// The argument's index.
+        arg: u8,
+        /// The flags, each tested alone.
+        bits: Vec<u64>,
+    },
+}
+
 /// One system call the filter denies.
 #[derive(Debug, Clone)]
 pub(crate) struct Denial {
     pub(crate) number: i64,
-    /// Denied only when its first argument is not this value (`socket` of `AF_UNIX`).
-    pub(crate) unless_arg0: Option<u64>,
+    pub(crate) when: When,
     /// What a task that makes the call is told ("sandbox: `execve` denied (no exec)").
     pub(crate) message: String,
 }
@@ -109,20 +124,17 @@ pub(crate) fn install_seccomp(
     prepare: fn(&str) -> Vec<u8>,
     hook: Option<fn(&[u8])>,
 ) -> Result<(), String> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for d in denials {
-        let rule = match d.unless_arg0 {
-            None => Vec::new(),
-            Some(v) => vec![
-                SeccompRule::new(vec![
-                    SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, v)
-                        .map_err(|e| e.to_string())?,
-                ])
-                .map_err(|e| e.to_string())?,
-            ],
-        };
-        rules.insert(d.number, rule);
+        let new = seccomp_rules(&d.when).map_err(|e| format!("seccomp rule for `{}`: {e}", d.message))?;
+        // A call denied whatever its arguments (`None`) stays so; conditions add up.
+        let entry = rules.entry(d.number).or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), new) {
+            (Some(all), Some(more)) => all.extend(more),
+            _ => *entry = None,
+        }
     }
+    let rules = rules.into_iter().map(|(n, r)| (n, r.unwrap_or_default())).collect();
     let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: {e:?}"))?;
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Trap, arch)
         .map_err(|e| format!("seccomp filter: {e}"))?;
@@ -135,6 +147,20 @@ pub(crate) fn install_seccomp(
     SANDBOXED.store(std::process::id() as i32, std::sync::atomic::Ordering::Relaxed);
     install_sigsys_handler().map_err(|e| format!("cannot handle SIGSYS: {e}"))?;
     seccompiler::apply_filter(&program).map_err(|e| format!("cannot install the seccomp filter: {e}"))
+}
+
+/// The seccompiler rules for `when` (any one matching denies), `None` for always.
+fn seccomp_rules(when: &When) -> Result<Option<Vec<SeccompRule>>, seccompiler::BackendError> {
+    let rule = |arg: u8, op: SeccompCmpOp, value: u64| {
+        SeccompRule::new(vec![SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)?])
+    };
+    Ok(match when {
+        When::Always => None,
+        When::Arg0Not(v) => Some(vec![rule(0, SeccompCmpOp::Ne, *v)?]),
+        When::ArgHasAny { arg, bits } => {
+            Some(bits.iter().map(|b| rule(*arg, SeccompCmpOp::MaskedEq(*b), *b)).collect::<Result<_, _>>()?)
+        }
+    })
 }
 
 fn install_sigsys_handler() -> io::Result<()> {
@@ -176,4 +202,76 @@ pub(crate) fn landlock(read_only: &[PathBuf], read_write: &[PathBuf], best_effor
         .restrict_self()
         .map_err(err)?;
     Ok(status.ruleset == RulesetStatus::FullyEnforced)
+}
+
+/// Moves this process into a new user namespace (its own uid and gid mapped to themselves,
+/// so files and peers see the same ids) and a new network namespace, whose only interface,
+/// loopback, is down: no address, not even 127.0.0.1, can be reached. The process must be
+/// single-threaded (the kernel refuses a user namespace to a threaded process).
+pub(crate) fn enter_private_network() -> io::Result<()> {
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    // SAFETY: `unshare` takes only flags and changes this process's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // `setgroups` must be denied before an unprivileged process may write its gid map.
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    Ok(())
+}
+
+/// Whether this kernel (and its settings: `user.max_user_namespaces`, Debian's
+/// `unprivileged_userns_clone`, Ubuntu's AppArmor restriction) lets this process enter a
+/// private network namespace: tried once in a forked child, which then exits. `Err` says
+/// what the kernel refused.
+pub(crate) fn private_network_available() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE.get_or_init(probe_private_network).clone()
+}
+
+fn probe_private_network() -> Result<(), String> {
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    // Everything the child writes is made before the fork: it only makes system calls.
+    let maps: [(&std::ffi::CStr, Vec<u8>); 3] = [
+        (c"/proc/self/setgroups", b"deny".to_vec()),
+        (c"/proc/self/uid_map", format!("{uid} {uid} 1").into_bytes()),
+        (c"/proc/self/gid_map", format!("{gid} {gid} 1").into_bytes()),
+    ];
+    // SAFETY: the child makes only async-signal-safe system calls (`unshare`, `open`,
+    // `write`, `_exit`) on memory prepared before the fork, then exits; the parent waits
+    // for it by its pid.
+    let status = unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(format!("cannot fork to probe: {}", io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                libc::_exit(1);
+            }
+            for (i, (path, bytes)) in maps.iter().enumerate() {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                let ok = fd >= 0 && libc::write(fd, bytes.as_ptr().cast(), bytes.len()) == bytes.len() as isize;
+                // Old kernels have no `setgroups` file; the gid map then says.
+                if !ok && i > 0 {
+                    libc::_exit(2);
+                }
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {
+        }
+        status
+    };
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, 1) => Err("the kernel refuses an unprivileged user namespace (user.max_user_namespaces, \
+                          kernel.unprivileged_userns_clone, or an AppArmor/SELinux restriction)"
+            .into()),
+        (true, 2) => Err("the kernel gives a new user namespace but refuses its uid/gid map".into()),
+        _ => Err(format!("the probe for a user namespace ended with status {status}")),
+    }
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use multiproc::manager::DictProxy;
-use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue};
+use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue, Sandbox};
 
 use multiproc_bench::args::{self, Args, Impl, Workload};
 use multiproc_bench::report::{Latencies, Report};
@@ -24,7 +24,7 @@ fn run(a: &Args) -> RunResult {
         Workload::W1 => w1(a),
         Workload::W2 => w2(a),
         Workload::W3 => w3(a),
-        Workload::W4 => w4(),
+        Workload::W4 => w4(a),
         Workload::W5 => w5(a),
         Workload::W6 => w6(a),
         Workload::W9 => w9(),
@@ -66,6 +66,33 @@ fn pool(workers: usize) -> Result<Pool, String> {
     Pool::new(workers).map_err(err)
 }
 
+/// The sandbox of `--sandbox WHAT`: `full` is every preset, a Landlock rule (read-only
+/// `/usr`, nothing else) and a private network (where the kernel allows one); `seccomp`,
+/// `landlock` and `net` are each part alone.
+fn sandbox(what: &str) -> Sandbox {
+    let seccomp = |s: Sandbox| s.no_network().no_exec().no_ptrace().read_only_syscalls();
+    let net = |s: Sandbox| if Sandbox::support().private_network { s.private_network() } else { s };
+    match what {
+        "seccomp" => seccomp(Sandbox::new()),
+        "landlock" => Sandbox::new().read_only("/usr"),
+        "net" => net(Sandbox::new()),
+        _ => net(seccomp(Sandbox::new()).read_only("/usr")),
+    }
+}
+
+/// A pool of `workers`, sandboxed with `--sandbox`.
+fn pool_for(a: &Args, workers: usize) -> Result<Pool, String> {
+    match &a.sandbox {
+        Some(what) => Pool::builder().processes(workers).sandbox(sandbox(what)).build().map_err(err),
+        None => pool(workers),
+    }
+}
+
+/// What `--sandbox` confines, for the report.
+fn sandbox_text(pool: &Pool) -> String {
+    pool.stats().sandbox.unwrap_or_else(|| "none".into())
+}
+
 fn chunks(c: args::Chunksize) -> MapOptions {
     MapOptions::new().chunksize(match c {
         args::Chunksize::Default => Chunksize::Default,
@@ -99,7 +126,8 @@ fn w1(a: &Args) -> RunResult {
 
 /// W2: 1 worker, 100 warm-up `apply`, then `n` timed one by one.
 fn w2(a: &Args) -> RunResult {
-    let pool = pool(1)?;
+    let pool = pool_for(a, 1)?;
+    let sandbox = sandbox_text(&pool);
     if a.cross_cpu {
         multiproc_bench::cross_cpus(pool.stats().worker_pids[0])?;
     }
@@ -119,7 +147,8 @@ fn w2(a: &Args) -> RunResult {
     }
     let took = t_all.elapsed();
     shut(pool)?;
-    Ok(Outcome::Done(Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report())))
+    let r = Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report());
+    Ok(Outcome::Done(r.text("sandbox", &sandbox)))
 }
 
 /// W3: 2 workers, `n` `apply_async` submitted, then every `get` in order.
@@ -135,18 +164,19 @@ fn w3(a: &Args) -> RunResult {
 }
 
 /// W4: from creating a 2-worker pool to the result of `f(21)`; then `close` + `join`.
-fn w4() -> RunResult {
+fn w4(a: &Args) -> RunResult {
     let t0 = Instant::now();
-    let pool = pool(2)?;
+    let pool = pool_for(a, 2)?;
     let created = t0.elapsed();
     let r = pool.apply(work::f, 21).map_err(err)?;
     let t1 = Instant::now();
     if r != 42 {
         return Err(format!("f(21) returned {r}"));
     }
+    let sandbox = sandbox_text(&pool);
     shut(pool)?;
     let t2 = Instant::now();
-    Ok(Outcome::Done(work::w4_report(created, t0, t1, t2)))
+    Ok(Outcome::Done(work::w4_report(created, t0, t1, t2).text("sandbox", &sandbox)))
 }
 
 /// W5: the serial run here, then `map(lcg, …, chunksize=1)` on 2 workers.

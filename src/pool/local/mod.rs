@@ -38,6 +38,14 @@ use crate::pool::error::PoolError;
 use crate::pool::stats::PoolStats;
 use crate::pool::submit::Job;
 
+/// What the workers' sandbox confines, for the stats.
+fn sandbox_in_effect(_cfg: &WorkerConfig) -> Option<String> {
+    #[cfg(feature = "sandbox")]
+    return _cfg.spec.isolation.sandbox.as_ref().map(|s| s.in_effect());
+    #[cfg(not(feature = "sandbox"))]
+    None
+}
+
 /// A running local engine: its shared state and its driver thread.
 pub(crate) struct Local {
     state: Arc<State>,
@@ -59,6 +67,7 @@ impl Local {
             workers_alive: workers.len(),
             worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
             containment: workers.first().map(|w| w.process.containment()).unwrap_or_default(),
+            sandbox: sandbox_in_effect(&cfg),
             ..PoolStats::default()
         };
         state.stats.publish(&stats, true);

@@ -168,7 +168,12 @@ pub(crate) fn await_ready(cfg: &WorkerConfig, w: &mut Worker) -> Result<(), Pool
         Err(_) => {
             let code = w.process.wait_timeout(Some(Duration::from_secs(5))).ok().flatten();
             let how = code.map(crate::error::describe_exit).unwrap_or_else(|| "an unknown cause".into());
-            return Err(fail(format!("the worker died with {how}")));
+            // What it said before it went (e.g. it could not enter its sandbox).
+            let said = match crate::pool::last_words::read(&w.counters) {
+                Some(crate::pool::last_words::LastWords::Cause(c)) => format!(": {c}"),
+                _ => String::new(),
+            };
+            return Err(fail(format!("the worker died with {how}{said}")));
         }
     };
     match frame.kind {
