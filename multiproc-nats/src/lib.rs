@@ -195,9 +195,9 @@
 //! ## An operator's view
 //!
 //! [`status()`] (or [`Client::status`]) reads the queue as the broker sees it, creating
-//! nothing: tasks on the queue and, per build, how many wait, how many are in workers'
-//! hands, how many were handed out again, and how many pull requests its workers have
-//! open; it prints as a few lines. `cargo run -p multiproc-nats --example status` prints
+//! nothing: tasks on the queue, results stored and not yet taken by their clients, and,
+//! per build, how many wait, how many are in workers' hands, how many were handed out
+//! again, and how many pull requests its workers have open; it prints as a few lines. `cargo run -p multiproc-nats --example status` prints
 //! it for the pool the environment names. It lists the live workers too, from their
 //! heartbeats (every third of `ack_wait`, in the memory stream `MPROC_P_workers`, kept
 //! for the client lease): host, pid, build, slots busy and their [`WorkerStats`].

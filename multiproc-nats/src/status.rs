@@ -67,6 +67,9 @@ pub struct QueueStatus {
     pub builds: Vec<BuildStatus>,
     /// The workers heard from within the client lease, by host and pid.
     pub workers: Vec<LiveWorker>,
+    /// Results stored for their clients and not yet taken (a client away, or gone: those
+    /// go after the result TTL).
+    pub results_waiting: u64,
 }
 
 /// A worker as its last heartbeat (every third of `ack_wait`) told it.
@@ -147,7 +150,11 @@ pub struct BuildStatus {
 impl fmt::Display for QueueStatus {
     /// A few lines for people: the queue, then one line per build.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "pool {}: {} tasks on the queue ({} replicas)", self.pool, self.tasks, self.replicas)?;
+        writeln!(
+            f,
+            "pool {}: {} tasks on the queue, {} results waiting for their clients ({} replicas)",
+            self.pool, self.tasks, self.results_waiting, self.replicas
+        )?;
         for b in &self.builds {
             writeln!(
                 f,
@@ -227,7 +234,14 @@ pub(crate) async fn queue_status(
         tasks: info.state.messages,
         builds,
         workers: live_workers(js, queue).await,
+        results_waiting: results_waiting(js, queue).await,
     })
+}
+
+/// Results stored and not yet taken (none when no result stream exists).
+async fn results_waiting(js: &jetstream::Context, queue: &QueueConfig) -> u64 {
+    let Ok(results) = js.get_stream(queue.result_stream()).await else { return 0 };
+    results.get_info().await.map(|i| i.state.messages).unwrap_or(0)
 }
 
 /// The workers' latest heartbeats (none when no worker ever started).
@@ -291,10 +305,11 @@ mod tests {
             tasks: 5,
             builds: vec![BuildStatus { build: 0xab, waiting: 4, in_flight: 1, redelivered: 0, pull_requests: 2 }],
             workers: vec![],
+            results_waiting: 7,
         };
         assert_eq!(
             s.to_string(),
-            "pool p: 5 tasks on the queue (3 replicas)\n  build 00000000000000ab: 4 waiting, 1 in flight, 0 redelivered, 2 pull requests open\n"
+            "pool p: 5 tasks on the queue, 7 results waiting for their clients (3 replicas)\n  build 00000000000000ab: 4 waiting, 1 in flight, 0 redelivered, 2 pull requests open\n"
         );
     }
 }

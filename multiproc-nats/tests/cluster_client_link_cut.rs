@@ -127,6 +127,8 @@ fn results_made_while_the_client_was_cut_off_all_arrive_once() {
     let _worker = common::Worker(worker);
     // Every task ran and left the queue while the client could not hear of it.
     wait_for("every task done", || multiproc_nats::status(&direct, &queue).unwrap().tasks == 0);
+    let status = multiproc_nats::status(&direct, &queue).unwrap();
+    assert_eq!(status.results_waiting, TASKS, "the status shows the results kept for the client:\n{status}");
     // Its results consumer goes too, as the broker removes one unused for the client lease.
     remove_results_consumer(&server, client.id());
     assert_eq!(client.stats().finished, 0, "the client heard nothing while cut off");

@@ -50,7 +50,10 @@ fn the_status_shows_waiting_and_running_tasks_per_build() {
     assert_eq!((status.tasks, mine.waiting, mine.in_flight, mine.pull_requests), (3, 3, 0, 0), "{status}");
     assert_eq!(status.replicas, 1);
     let shown = status.to_string();
-    assert!(shown.starts_with("pool status: 3 tasks on the queue (1 replicas)"), "{shown}");
+    assert!(
+        shown.starts_with("pool status: 3 tasks on the queue, 0 results waiting for their clients (1 replicas)"),
+        "{shown}"
+    );
     assert!(
         shown.contains(&format!("build {:016x}: 3 waiting, 0 in flight", multiproc::remote::fingerprint())),
         "{shown}"

@@ -156,6 +156,9 @@ struct Clients {
     alive: HashMap<String, Instant>,
     /// Clients found gone (said once in the log).
     gone: std::collections::HashSet<String>,
+    /// Clients found gone, until when that is trusted without asking again: the rest of
+    /// a dead client's tasks are dropped without a look at the broker each.
+    dead: HashMap<String, Instant>,
 }
 
 impl Session {
@@ -284,11 +287,17 @@ impl Session {
         if self.clients.alive.get(id).is_some_and(|until| *until > now) {
             return true;
         }
+        if self.clients.dead.get(id).is_some_and(|until| *until > now) {
+            return false;
+        }
         let alive = broker::lease_held(&self.worker.leases, &self.worker.config.queue, id).await != Some(false)
             || self.answers(reply_to).await;
         if alive {
             self.clients.alive.retain(|_, until| *until > now);
             self.clients.alive.insert(id.to_string(), now + LEASE_TRUST);
+        } else {
+            self.clients.dead.retain(|_, until| *until > now);
+            self.clients.dead.insert(id.to_string(), now + LEASE_TRUST);
         }
         alive
     }
