@@ -447,8 +447,16 @@ where
         default_hook(info);
         // A refusal of the sandbox's Landlock rules or private network: say which rule.
         #[cfg(feature = "sandbox")]
-        if let Some(why) = crate::isolation::sandbox::explain(info.payload_as_str().unwrap_or_default()) {
-            eprintln!("{why}");
+        {
+            // (`PanicHookInfo::payload_as_str` would need Rust 1.91; the minimum is 1.88.)
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if let Some(why) = crate::isolation::sandbox::explain(text.unwrap_or_default()) {
+                eprintln!("{why}");
+            }
         }
     }));
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg))).is_err() {
