@@ -4,11 +4,12 @@
 /// The usage text of `bench-<impl>`.
 pub fn usage(imp: Impl) -> String {
     format!(
-        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu]
-  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
+        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--fork-server]
+  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 w10 w11 w12 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
   --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
+  --fork-server: (multiproc) the pool's workers are forked from a template process
   the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
             bench-cluster (w1, w3 through a local nats-server)",
         imp.name()
@@ -48,12 +49,15 @@ pub enum Workload {
     W7p,
     W8,
     W9,
+    W10,
+    W11,
+    W12,
     ProcessStart,
     RoundTrip,
     Throughput,
 }
 
-const WORKLOADS: [(&str, Workload); 13] = [
+const WORKLOADS: [(&str, Workload); 16] = [
     ("w1", Workload::W1),
     ("w2", Workload::W2),
     ("w3", Workload::W3),
@@ -64,6 +68,9 @@ const WORKLOADS: [(&str, Workload); 13] = [
     ("w7p", Workload::W7p),
     ("w8", Workload::W8),
     ("w9", Workload::W9),
+    ("w10", Workload::W10),
+    ("w11", Workload::W11),
+    ("w12", Workload::W12),
     ("process-start", Workload::ProcessStart),
     ("rt", Workload::RoundTrip),
     ("tput", Workload::Throughput),
@@ -87,6 +94,9 @@ impl Workload {
             Workload::W7p => 10_000,
             Workload::W8 => 10_000,
             Workload::W9 => 20,
+            Workload::W10 => 2_000,
+            Workload::W11 => 200,
+            Workload::W12 => 500,
             Workload::ProcessStart => 5,
             Workload::RoundTrip => 10_000,
             // MiB written
@@ -128,6 +138,8 @@ pub struct Args {
     pub iters: u64,
     /// `--cross-cpu` (W2, W7p, rt): this thread on one CPU, the other process on another.
     pub cross_cpu: bool,
+    /// `--fork-server` (multiproc): workers forked from a template process.
+    pub fork_server: bool,
 }
 
 /// W5's per-task work for Rust (≈ 20 ms a task here).
@@ -149,11 +161,16 @@ impl Args {
             n: workload.default_n(),
             iters: W5_RUST_ITERS,
             cross_cpu: false,
+            fork_server: false,
         };
         let mut it = rest.iter();
         while let Some(flag) = it.next() {
             if flag == "--cross-cpu" {
                 args.cross_cpu = true;
+                continue;
+            }
+            if flag == "--fork-server" {
+                args.fork_server = true;
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -60,6 +60,11 @@ pub struct PoolStats {
     pub callback_panics: u64,
     /// How what the workers' tasks start is contained (see [`Contain`](crate::Contain)).
     pub containment: crate::Containment,
+    /// The fork server's template process, with [`StartMethod::ForkServer`](crate::StartMethod).
+    pub fork_server_pid: Option<u32>,
+    /// Fork-server templates started: 1, plus one for each that died and was replaced
+    /// (0 without a fork server).
+    pub fork_servers_started: u64,
 }
 
 impl PoolStats {

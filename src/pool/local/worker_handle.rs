@@ -24,6 +24,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) spec: ChildSpec,
     /// A task killed for its timeout is retried like one whose worker died.
     pub(crate) retry_timeouts: bool,
+    /// With [`StartMethod::ForkServer`](crate::StartMethod): the template workers are
+    /// forked from (dropped, so killed, with the last holder of this configuration).
+    pub(crate) fork_server: Option<spawn::forkserver::ForkServer>,
 }
 
 /// Why the driver itself ended a worker.
@@ -114,12 +117,13 @@ pub(crate) fn start_worker(
     };
     let head = codec::encode(&setup)?;
     let memfd = counters.fd().try_clone_to_owned()?;
-    let spawned = spawn::start_watched(
+    let spawned = spawn::start_via(
         super::worker::worker_entry,
         "multiproc::pool::worker",
         &spec,
         |_| Ok(()),
         |child| watch(child.pidfd()),
+        cfg.fork_server.as_ref(),
     )?;
     let pid = spawned.process.pid();
     let mut worker = Worker {
