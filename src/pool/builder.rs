@@ -50,7 +50,8 @@ pub struct PoolBuilder {
     max_frame: u32,
     retry_timeouts: bool,
     isolation: crate::isolation::Policy,
-    start_method: super::options::StartMethod,
+    /// `None`: `MULTIPROC_START_METHOD`, else exec.
+    start_method: Option<super::options::StartMethod>,
     preload: Option<fn()>,
 }
 
@@ -70,17 +71,19 @@ impl PoolBuilder {
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             retry_timeouts: false,
             isolation: crate::isolation::Policy::default(),
-            start_method: super::options::StartMethod::Exec,
+            start_method: None,
             preload: None,
         }
     }
 
-    /// How workers start (default [`StartMethod::Exec`](crate::StartMethod)).
+    /// How workers start (default [`StartMethod::Exec`](crate::StartMethod), or what
+    /// `MULTIPROC_START_METHOD=exec|fork-server` in the environment says when this is
+    /// not called).
     /// [`StartMethod::ForkServer`](crate::StartMethod) forks them from a template process:
     /// a replacement after a crash or a timeout costs a fork instead of an exec, and
     /// what [`preload`](Self::preload) loaded is shared by every worker.
     pub fn start_method(mut self, method: crate::StartMethod) -> Self {
-        self.start_method = method;
+        self.start_method = Some(method);
         self
     }
 
@@ -298,7 +301,11 @@ impl PoolBuilder {
             max_frame: self.max_frame,
             isolation: self.isolation,
         };
-        let fork_server = match (self.start_method, self.preload) {
+        let method = match self.start_method {
+            Some(m) => m,
+            None => super::options::StartMethod::from_env().map_err(PoolError::Invalid)?,
+        };
+        let fork_server = match (method, self.preload) {
             (crate::StartMethod::ForkServer, preload) => Some(ForkServer::start(&spec, preload)?),
             (crate::StartMethod::Exec, Some(_)) => {
                 return Err(PoolError::Invalid(

@@ -199,3 +199,15 @@ pub enum StartMethod {
     /// as exec'd ones; a template that dies is started again.
     ForkServer,
 }
+
+impl StartMethod {
+    /// `MULTIPROC_START_METHOD` (`exec` or `fork-server`; unset or empty: exec), or why
+    /// its value is not one of those.
+    pub(crate) fn from_env() -> Result<StartMethod, String> {
+        match std::env::var("MULTIPROC_START_METHOD").ok().as_deref() {
+            None | Some("") | Some("exec") => Ok(StartMethod::Exec),
+            Some("fork-server") | Some("forkserver") => Ok(StartMethod::ForkServer),
+            Some(other) => Err(format!("MULTIPROC_START_METHOD={other:?} is not one of exec, fork-server")),
+        }
+    }
+}
