@@ -299,8 +299,8 @@ def fault_table(run):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [
-        ("w10", None, "tasks_per_s", "W10 crash-heavy (every 10th task segfaults)", "tasks/s ↑"),
-        ("w11", None, "seconds", "W11 timeout-heavy (every 20th task hangs, timeout 200 ms; floor 1.0 s)", "s ↓"),
+        ("w10", "w10_fs", "tasks_per_s", "W10 crash-heavy (every 10th task segfaults)", "tasks/s ↑"),
+        ("w11", "w11_fs", "seconds", "W11 timeout-heavy (every 20th task hangs, timeout 200 ms; floor 1.0 s)", "s ↓"),
         ("w12", "w12_fs", "tasks_per_s", "W12 respawn (every task SIGKILLs its worker)", "replacements/s ↑"),
         ("w4", "w4_fs", "startup_ms", "W4 startup: create → first result", "ms ↓"),
         ("w4", "w4_fs", "shutdown_ms", "W4 close + join", "ms ↓"),
@@ -313,7 +313,8 @@ def fault_table(run):
         fs_ratio = fmt_ratio(run.ratio((fs, "multiproc", key), mp)) if fs else "—"
         out.append(f"| {label} | {unit} | {run.status(cell, 'multiproc', key)} | {fs_text} | {peers[0]} | {peers[1]} "
                    f"| {ratios[0]} | {ratios[1]} | {fs_ratio} |")
-    out.append(f"| W11 over its floor | × ↓ | {run.status('w11', 'multiproc', 'to_floor')} | — "
+    out.append(f"| W11 over its floor | × ↓ | {run.status('w11', 'multiproc', 'to_floor')} "
+               f"| {run.status('w11_fs', 'multiproc', 'to_floor')} "
                f"| {_floor_status(run, 'pebble')} | {_floor_status(run, 'billiard')} | — | — | — |")
     return out
 

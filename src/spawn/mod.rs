@@ -155,15 +155,19 @@ pub(crate) fn start_watched(
     start_via(entry, entry_name, spec, write_payload, spawned, None)
 }
 
-/// As [`start_watched`], the child forked by `fork_server` when there is one (else
-/// exec'd): the same handshake, containment and limits either way.
+/// How a child comes to exist when it is not exec'd: given the socket it will do its
+/// handshake on, a process of ours (a fork server's `ForkServer::fork`).
+pub(crate) type Fork<'a> = &'a dyn Fn(&UnixStream) -> Result<ChildProcess, Error>;
+
+/// As [`start_watched`], the child made by `fork` when there is one (else exec'd): the
+/// same handshake, containment and limits either way.
 pub(crate) fn start_via(
     entry: Entry,
     entry_name: &str,
     spec: &ChildSpec,
     write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
     spawned: impl FnOnce(&ChildProcess),
-    fork_server: Option<&forkserver::ForkServer>,
+    fork: Option<Fork<'_>>,
 ) -> Result<Spawned, Error> {
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
@@ -174,9 +178,9 @@ pub(crate) fn start_via(
     let (ours, theirs) = UnixStream::pair()?;
     let mut channel = Channel::new(ours, spec.max_frame);
     queue_hello(&mut channel, &hello, write_payload)?;
-    let (mut process, exe) = match fork_server {
-        Some(server) => {
-            let forked = server.fork(&theirs);
+    let (mut process, exe) = match fork {
+        Some(fork) => {
+            let forked = fork(&theirs);
             // The child has its copy: ours must close, so that its death is a hang-up.
             drop(theirs);
             (forked?, executable(spec.executable.as_ref()))

@@ -117,13 +117,15 @@ pub(crate) fn start_worker(
     };
     let head = codec::encode(&setup)?;
     let memfd = counters.fd().try_clone_to_owned()?;
+    let fork =
+        cfg.fork_server.as_ref().map(|server| move |theirs: &std::os::unix::net::UnixStream| server.fork(theirs));
     let spawned = spawn::start_via(
         super::worker::worker_entry,
         "multiproc::pool::worker",
         &spec,
         |_| Ok(()),
         |child| watch(child.pidfd()),
-        cfg.fork_server.as_ref(),
+        fork.as_ref().map(|f| f as spawn::Fork<'_>),
     )?;
     let pid = spawned.process.pid();
     let mut worker = Worker {
