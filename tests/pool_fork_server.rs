@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use multiproc::{Connection, Contain, Pipe, Pool, PoolError, Process, StartMethod, TaskError};
+use multiproc::{Connection, Contain, Lock, LockError, Pipe, Pool, PoolError, Process, StartMethod, TaskError};
 
 mod contain_common;
 use contain_common::{alive, escape, wait_gone};
@@ -171,4 +171,30 @@ fn a_preload_that_panics_fails_the_build_and_a_preload_needs_the_fork_server() {
     let err = Pool::builder().preload(load_table).build().unwrap_err();
     assert!(matches!(err, PoolError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("ForkServer"), "{err}");
+}
+
+fn lock_and_die(lock: Lock) {
+    let _guard = lock.acquire().unwrap();
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+fn lock_and_return(lock: Lock) -> bool {
+    lock.acquire_timeout(Duration::from_secs(60)).is_ok()
+}
+
+/// A forked worker is a full process of its own to the C library and the kernel: a lock
+/// it dies holding is recovered (its thread id and robust-mutex list were set up as a
+/// `fork` sets them up), and a lock it takes and releases works.
+#[test]
+fn a_lock_a_forked_worker_dies_holding_is_recovered() {
+    let pool = fork_server_pool(1);
+    let lock = Lock::new().unwrap();
+    assert!(pool.apply(lock_and_return, lock.clone()).unwrap());
+    assert!(pool.apply(lock_and_die, lock.clone()).is_err());
+    match lock.acquire_timeout(Duration::from_secs(60)) {
+        Err(LockError::OwnerDied(g)) => drop(g),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(pool.apply(lock_and_return, lock).unwrap());
 }
