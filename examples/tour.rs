@@ -223,13 +223,19 @@ fn nth_prime(i: usize) -> u64 {
 
 fn fork_server() -> Result<(), Box<dyn std::error::Error>> {
     section("a fork server: workers forked from a preloaded template");
-    let pool =
-        Pool::builder().processes(2).start_method(multiproc::StartMethod::ForkServer).preload(load_primes).build()?;
+    let pool = multiproc::Pool::builder()
+        .processes(2)
+        .start_method(multiproc::StartMethod::ForkServer)
+        .preload(load_primes)
+        .build()?;
     println!("  primes #0, #10, #10000 from the preloaded table: {:?}", pool.map(nth_prime, [0, 10, 10_000])?);
     let died = pool.apply(square_but_three_dies, 3).is_err();
     println!("  a worker died: {died}; its replacement is forked too: prime #100 = {}", pool.apply(nth_prime, 100)?);
     let s = pool.stats();
-    println!("  stats: {} workers started from template pid {:?}", s.workers_started, s.fork_server_pid);
+    println!(
+        "  stats: {} died, template pid {:?}, templates started {}",
+        s.workers_died, s.fork_server_pid, s.fork_servers_started
+    );
     Ok(())
 }
 
