@@ -128,8 +128,10 @@ def load(results_dir):
             elif rc != 0 or j is None or "error" in j:
                 why = (j or {}).get("error") or (err.strip().splitlines() or ["no output"])[-1]
                 c.failures.append(f"{rep.name}: exit {rc}: {why}"[:200])
-            elif j.get("ok") is False:
-                c.failures.append(f"{rep.name}: wrong results")
+            elif j.get("ok") is False or j.get("accounted") is False:
+                c.failures.append(f"{rep.name}: wrong results" + (
+                    f" ({j.get('ok_values')} right values, {j.get('errors')} errors of {j.get('n')})"
+                    if "accounted" in j else ""))
             else:
                 j["_rep"] = rep.name
                 c.results.append(j)
@@ -286,6 +288,47 @@ def table(run, reps):
             f"| {'pending' if pending and r.ref else to_ref} | {fmt_ratio(run.ratio(ps, py))} |"
         )
     return out
+
+
+FAULT_PEERS = [("pebble", "pebble"), ("billiard", "billiard")]
+
+
+def fault_table(run):
+    """W10-W12 beside pebble and billiard, and the fork server beside the exec path."""
+    out = [
+        "2 workers each; every outcome collected in order and checked (a run whose outcomes do not all "
+        "come back, or whose failures are not exactly the due ones, counts as failed). A ratio is "
+        "multiproc's figure over the peer's in the same repetition.",
+        "",
+        "| workload | unit | multiproc | multiproc, fork server | pebble | billiard | multiproc ÷ pebble "
+        "| multiproc ÷ billiard | fork server ÷ exec |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [
+        ("w10", "w10_fs", "tasks_per_s", "W10 crash-heavy (every 10th task segfaults)", "tasks/s ↑"),
+        ("w11", "w11_fs", "seconds", "W11 timeout-heavy (every 20th task hangs, timeout 200 ms; floor 1.0 s)", "s ↓"),
+        ("w12", "w12_fs", "tasks_per_s", "W12 respawn (every task SIGKILLs its worker)", "replacements/s ↑"),
+        ("w4", "w4_fs", "startup_ms", "W4 startup: create → first result", "ms ↓"),
+        ("w4", "w4_fs", "shutdown_ms", "W4 close + join", "ms ↓"),
+    ]
+    for cell, fs, key, label, unit in rows:
+        mp = (cell, "multiproc", key)
+        peers = [run.status(cell, impl, key) for impl, _ in FAULT_PEERS]
+        ratios = [fmt_ratio(run.ratio(mp, (cell, impl, key))) for impl, _ in FAULT_PEERS]
+        fs_text = run.status(fs, "multiproc", key) if fs else "—"
+        fs_ratio = fmt_ratio(run.ratio((fs, "multiproc", key), mp)) if fs else "—"
+        out.append(f"| {label} | {unit} | {run.status(cell, 'multiproc', key)} | {fs_text} | {peers[0]} | {peers[1]} "
+                   f"| {ratios[0]} | {ratios[1]} | {fs_ratio} |")
+    out.append(f"| W11 over its floor | × ↓ | {run.status('w11', 'multiproc', 'to_floor')} "
+               f"| {run.status('w11_fs', 'multiproc', 'to_floor')} "
+               f"| {_floor_status(run, 'pebble')} | {_floor_status(run, 'billiard')} | — | — | — |")
+    return out
+
+
+def _floor_status(run, impl):
+    c = run.cell("w11", impl)
+    vals = [v / 1.0 for v in c.values("seconds")] if c else []
+    return f"{fmt(median(vals))} [{fmt(min(vals))}–{fmt(max(vals))}]" if vals else "—"
 
 
 def cluster_table(run):
@@ -461,10 +504,20 @@ TARGETS = [
 ]
 
 
-def targets(run):
+TARGETS_19 = [
+    ("W12 respawn, fork server", "≥ 5 000 replacements/s",
+     absolute_target("w12_fs", "tasks_per_s", 5000, True, "replacements/s")),
+    ("W4 startup with the fork server, create → first result", "≤ 1 ms",
+     absolute_target("w4_fs", "startup_ms", 1.0, False, "ms")),
+    ("W10 crash-heavy", "≥ 20 k tasks/s", absolute_target("w10", "tasks_per_s", 20000, True, "tasks/s")),
+    ("W11 timeout-heavy", "≤ 1.02× its floor (1.0 s)", absolute_target("w11", "to_floor", 1.02, False, "× the floor")),
+]
+
+
+def targets(run, table=None):
     out = ["| target | required | this run needs | measured | verdict |", "|---|---|---|---|---|"]
     verdicts = []
-    for name, required, check in TARGETS:
+    for name, required, check in (TARGETS if table is None else table):
         v = check(run)
         verdicts.append((name, v))
         out.append(f"| {name} | {required} | {v.needed or '—'} | {v.measured} | **{v.state}** |")
@@ -569,7 +622,7 @@ def page(results_dir, notes_path):
         "# Benchmarks",
         "",
         "Written by `bench/run.sh` (do not edit by hand: edit `bench/NOTES.md` or `bench/aggregate.py`).",
-        "The workloads W1–W9 are those of `shared/bench/WORKLOADS.md`; every cell is a fresh process, "
+        "The workloads W1–W12 are those of `shared/bench/WORKLOADS.md`; every cell is a fresh process, "
         "and the cells were run interleaved (repetition 1 of every cell, then repetition 2, ...).",
         "",
         "| | |",
@@ -590,8 +643,14 @@ def page(results_dir, notes_path):
     target_lines, verdicts = targets(run)
     lines += target_lines
     missed = [(name, v) for name, v in verdicts if v.state == "missed"]
+    lines += ["", "## Targets (issue 19)", ""]
+    target_lines_19, verdicts_19 = targets(run, TARGETS_19)
+    lines += target_lines_19
+    missed += [(name, v) for name, v in verdicts_19 if v.state == "missed"]
     lines += ["", "## Results", ""]
     lines += table(run, reps)
+    lines += ["", "### W10-W12: faults, beside pebble and billiard; the fork server", ""]
+    lines += fault_table(run)
     lines += ["", "## Across machines: the cluster pool", ""]
     lines += cluster_table(run)
     lines += ["", "### The limits, measured in the same run", ""]

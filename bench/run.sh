@@ -3,8 +3,8 @@
 #
 #   bench/run.sh [REPETITIONS]        (default 7; 5 is the least the table is meant to have)
 #
-# Every cell is one fresh process: W1–W9 for multiproc, Python's multiprocessing (fork)
-# and procspawn, the raw socketpair baselines and rayon's W5 ceiling. The latency cells
+# Every cell is one fresh process: W1–W12 for multiproc, Python's multiprocessing (fork)
+# and procspawn (W10-W12: pebble and billiard), the raw socketpair baselines and rayon's W5 ceiling. The latency cells
 # (W2, W7p, raw round trip) also run with every process pinned to one CPU. The cells are
 # interleaved: repetition 1 of every cell, then repetition 2, ... so that drift on a noisy
 # machine lands on every column alike. W9 (a verdict, and Python's map hangs until the
@@ -16,15 +16,17 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${1:-7}
+# ONLY=<regex>: run only the cells whose name matches (e.g. ONLY='^(w1[012]|w12_fs|w4|w4_fs)$').
+ONLY=${ONLY:-}
 if ! [[ $REPS =~ ^[1-9][0-9]*$ ]]; then
     echo "run.sh: the number of repetitions must be a positive integer, not '$REPS'" >&2
     exit 2
 fi
 
 PY_DIR=${MULTIPROC_BENCH_PYTHON:-$REPO/../shared/bench/python}
-if [[ ! -f $PY_DIR/bench_mp.py || ! -f $PY_DIR/w9_crash.py ]]; then
+if [[ ! -f $PY_DIR/bench_mp.py || ! -f $PY_DIR/w9_crash.py || ! -f $PY_DIR/faults_py.py ]]; then
     cat >&2 <<EOF
-run.sh: the Python side of the benchmarks is missing: no bench_mp.py and w9_crash.py in
+run.sh: the Python side of the benchmarks is missing: no bench_mp.py, w9_crash.py and faults_py.py in
   $PY_DIR
 It lives in shared/bench/python, with shared/ beside the repository (../shared). Put it
 there, or point MULTIPROC_BENCH_PYTHON at that folder.
@@ -33,6 +35,12 @@ EOF
 fi
 PY_DIR=$(cd "$PY_DIR" && pwd)
 command -v python3 >/dev/null || { echo "run.sh: python3 is not installed" >&2; exit 2; }
+# The fault workloads (W10-W12) compare with pebble and billiard: installed if missing.
+if ! python3 -c 'import pebble, billiard' 2>/dev/null; then
+    echo "== installing pebble and billiard (the Python peers of W10-W12)"
+    python3 -m pip install --quiet pebble billiard ||
+        { echo "run.sh: cannot install pebble and billiard with pip" >&2; exit 2; }
+fi
 
 echo "== building (release)"
 cargo build --release --quiet -p multiproc-bench --manifest-path "$REPO/Cargo.toml"
@@ -67,6 +75,7 @@ command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is not ins
 PY=(python3 "$PY_DIR/bench_mp.py")
 PS=(python3 "$REPO/bench/process_start.py")
 W9=(python3 "$PY_DIR/w9_crash.py")
+FAULTS=(python3 "$PY_DIR/faults_py.py")
 
 cells() {
     c w1_cs1 multiproc "$MP" w1 --chunksize 1
@@ -105,6 +114,7 @@ cells() {
     c w4_sandbox multiproc "$MP" w4 --sandbox full
     c w4 python "${PY[@]}" w4
     c w4 procspawn "$PSN" w4
+    c w4_fs multiproc "$MP" w4 --fork-server
     c process_start multiproc "$MP" process-start
     c process_start python "${PS[@]}" --method fork
     c process_start procspawn "$PSN" process-start
@@ -124,6 +134,7 @@ cells() {
     c w7q python "${PY[@]}" w7q
     c w8 multiproc "$MP" w8
     c w8 python "${PY[@]}" w8
+    fault_cells
     # The cluster (issue 8): the same W1 and W3 through one local nats-server and two
     # worker processes, beside the local pool's cells above. Skipped without nats-server.
     if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
@@ -131,6 +142,25 @@ cells() {
         c w1_default cluster "$CLUSTER" w1 --chunksize default
         c w3 cluster "$CLUSTER" w3
     fi
+}
+
+# W10-W12 (crash-heavy, timeout-heavy, respawn) beside pebble and billiard. The Python
+# peers replace a worker in tens to hundreds of milliseconds, so they run fewer tasks (a
+# rate does not depend on the count) to keep a repetition short. billiard's timeout does
+# not end a hung task (it waits the 30 s out, and the run counts as failed): one hang only.
+fault_cells() {
+    c w10 multiproc "$MP" w10
+    c w10_fs multiproc "$MP" w10 --fork-server
+    c w10 pebble "${FAULTS[@]}" pebble w10 --n 500
+    c w10 billiard "${FAULTS[@]}" billiard w10 --n 50
+    c w11 multiproc "$MP" w11
+    c w11_fs multiproc "$MP" w11 --fork-server
+    c w11 pebble "${FAULTS[@]}" pebble w11
+    c w11 billiard "${FAULTS[@]}" billiard w11 --n 20
+    c w12 multiproc "$MP" w12
+    c w12_fs multiproc "$MP" w12 --fork-server
+    c w12 pebble "${FAULTS[@]}" pebble w12 --n 100
+    c w12 billiard "${FAULTS[@]}" billiard w12 --n 20
 }
 
 # W9, first repetition only: <cell> <impl> <command...>.
@@ -163,9 +193,10 @@ for ((rep = 1; rep <= REPS; rep++)); do
     dir=$OUT/rep$rep
     mkdir -p "$dir"
     while read -r line; do
+        [[ -z $ONLY || ${line%% *} =~ $ONLY ]] || continue
         eval "run_cell \"\$dir\" 120 $line"
     done < <(cells)
-    if ((rep == 1)); then
+    if ((rep == 1)) && [[ -z $ONLY || w9 =~ $ONLY ]]; then
         while read -r line; do
             eval "run_cell \"\$dir\" 20 $line"
         done < <(crash_cells)
@@ -174,5 +205,8 @@ done
 cp /proc/loadavg "$OUT/load_end" 2>/dev/null || true
 echo "== $REPS repetitions in $(($(date +%s) - T0)) s; results in $OUT"
 
-python3 "$REPO/bench/aggregate.py" table "$OUT" "$REPO/BENCHMARKS.md" "$REPO/bench/NOTES.md"
-echo "== wrote $REPO/BENCHMARKS.md"
+PAGE=$REPO/BENCHMARKS.md
+# A run of some cells only (ONLY=...) writes its page beside its results, not over the table.
+[[ -z $ONLY ]] || PAGE=$OUT/BENCHMARKS.md
+python3 "$REPO/bench/aggregate.py" table "$OUT" "$PAGE" "$REPO/bench/NOTES.md"
+echo "== wrote $PAGE"

@@ -26,6 +26,7 @@ fn main() -> Result<(), multiproc::Error> {
     accounting().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     timeouts_retries_progress().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     sandbox().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    fork_server().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     cluster();
@@ -248,6 +249,36 @@ fn pool() -> Result<(), Box<dyn std::error::Error>> {
          (up to a window of items), so items past the five taken may have run before the iterator was dropped",
         s.workers_died,
         if s.tasks_done >= used { "≥" } else { "<" },
+    );
+    Ok(())
+}
+
+/// Loaded once, in the fork server's template: every worker forked from it shares it.
+static PRIMES: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+
+fn load_primes() {
+    PRIMES.get_or_init(|| (2..200_000u64).filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0)).collect());
+}
+
+/// The `i`th prime, from the preloaded table (0 in a worker without it).
+fn nth_prime(i: usize) -> u64 {
+    PRIMES.get().and_then(|p| p.get(i).copied()).unwrap_or(0)
+}
+
+fn fork_server() -> Result<(), Box<dyn std::error::Error>> {
+    section("a fork server: workers forked from a preloaded template");
+    let pool = multiproc::Pool::builder()
+        .processes(2)
+        .start_method(multiproc::StartMethod::ForkServer)
+        .preload(load_primes)
+        .build()?;
+    println!("  primes #0, #10, #10000 from the preloaded table: {:?}", pool.map(nth_prime, [0, 10, 10_000])?);
+    let died = pool.apply(square_but_three_dies, 3).is_err();
+    println!("  a worker died: {died}; its replacement is forked too: prime #100 = {}", pool.apply(nth_prime, 100)?);
+    let s = pool.stats();
+    println!(
+        "  stats: {} died, template pid {:?}, templates started {}",
+        s.workers_died, s.fork_server_pid, s.fork_servers_started
     );
     Ok(())
 }

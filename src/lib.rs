@@ -248,8 +248,8 @@ pub use pipe::{Connection, Joined, Pipe, PipeError, Ready, Recv, Sending, wait};
 pub use pool::task;
 pub use pool::{
     AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
-    NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, TaskError,
-    TaskOptions, as_completed, isolated, wait_results,
+    NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, StartMethod,
+    TaskError, TaskOptions, as_completed, isolated, wait_results,
 };
 #[cfg(feature = "stream")]
 pub use pool::{CompletedStream, IMapStream};

@@ -64,6 +64,8 @@ impl Launcher {
         Pool::builder()
             .processes(2)
             .executable(self.script())
+            // Every worker is exec'd through the launcher (a fork server would exec it once).
+            .start_method(multiproc::StartMethod::Exec)
             // Without the kill at close, join would wait this long for the slow worker.
             .start_timeout(Duration::from_secs(3600))
             .build()

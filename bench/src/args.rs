@@ -4,13 +4,14 @@
 /// The usage text of `bench-<impl>`.
 pub fn usage(imp: Impl) -> String {
     format!(
-        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--sandbox WHAT]
-  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 (../shared/bench/WORKLOADS.md),
+        "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--sandbox WHAT] [--fork-server]
+  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 w10 w11 w12 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
   --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
   --sandbox WHAT: (multiproc w2, w4) the pool's workers sandboxed: full (every preset, Landlock
             read-only /usr, a private network), or one part: seccomp, landlock, net
+  --fork-server: (multiproc) the pool's workers are forked from a template process
   the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
             bench-cluster (w1, w3 through a local nats-server)",
         imp.name()
@@ -50,12 +51,15 @@ pub enum Workload {
     W7p,
     W8,
     W9,
+    W10,
+    W11,
+    W12,
     ProcessStart,
     RoundTrip,
     Throughput,
 }
 
-const WORKLOADS: [(&str, Workload); 13] = [
+const WORKLOADS: [(&str, Workload); 16] = [
     ("w1", Workload::W1),
     ("w2", Workload::W2),
     ("w3", Workload::W3),
@@ -66,6 +70,9 @@ const WORKLOADS: [(&str, Workload); 13] = [
     ("w7p", Workload::W7p),
     ("w8", Workload::W8),
     ("w9", Workload::W9),
+    ("w10", Workload::W10),
+    ("w11", Workload::W11),
+    ("w12", Workload::W12),
     ("process-start", Workload::ProcessStart),
     ("rt", Workload::RoundTrip),
     ("tput", Workload::Throughput),
@@ -89,6 +96,9 @@ impl Workload {
             Workload::W7p => 10_000,
             Workload::W8 => 10_000,
             Workload::W9 => 20,
+            Workload::W10 => 2_000,
+            Workload::W11 => 200,
+            Workload::W12 => 500,
             Workload::ProcessStart => 5,
             Workload::RoundTrip => 10_000,
             // MiB written
@@ -133,6 +143,8 @@ pub struct Args {
     /// `--sandbox WHAT` (multiproc W2, W4): the pool's workers run in a sandbox, all of it
     /// (`full`) or one part (`seccomp`, `landlock`, `net`).
     pub sandbox: Option<String>,
+    /// `--fork-server` (multiproc): workers forked from a template process.
+    pub fork_server: bool,
 }
 
 /// W5's per-task work for Rust (≈ 20 ms a task here).
@@ -155,11 +167,16 @@ impl Args {
             iters: W5_RUST_ITERS,
             cross_cpu: false,
             sandbox: None,
+            fork_server: false,
         };
         let mut it = rest.iter();
         while let Some(flag) = it.next() {
             if flag == "--cross-cpu" {
                 args.cross_cpu = true;
+                continue;
+            }
+            if flag == "--fork-server" {
+                args.fork_server = true;
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -124,6 +124,48 @@ pub fn crash_task(i: u64) -> u64 {
     2 * i
 }
 
+/// W10's task: `2i`, but a task with `i % 10 == 3` dies by a real segfault (an invalid
+/// write: std's handler for stack overflows would swallow one raised SIGSEGV).
+#[allow(unsafe_code)]
+pub fn segfault_task(i: u64) -> u64 {
+    if i % 10 == 3 {
+        let bad = std::hint::black_box(8usize) as *mut u64;
+        // SAFETY: not safe at all, on purpose: the write faults (nothing is mapped at
+        // address 8) and the kernel ends this worker with SIGSEGV, which is the workload.
+        unsafe { std::ptr::write_volatile(bad, 1) };
+    }
+    2 * i
+}
+
+/// W11's task: `2i`, but a task with `i % 20 == 7` sleeps 30 s (its timeout ends it first).
+pub fn hang_task(i: u64) -> u64 {
+    if i % 20 == 7 {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    2 * i
+}
+
+/// W12's task: SIGKILLs its own worker.
+pub fn kill_self_task(_: u64) {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// The report of a fault workload: `n` outcomes, `ok_values` right values, `errors`
+/// failures, of which `want_errors` were due; `accounted` when every outcome came back
+/// and exactly the due ones failed.
+pub fn fault_report(n: usize, took: Duration, ok_values: usize, errors: usize, want_errors: usize) -> Report {
+    let accounted = ok_values + errors == n && errors == want_errors;
+    Report::new()
+        .int("n", n)
+        .int("ok_values", ok_values)
+        .int("errors", errors)
+        .flag("accounted", accounted)
+        .flag("ok", accounted)
+        .num("seconds", took.as_secs_f64())
+        .num("tasks_per_s", n as f64 / took.as_secs_f64())
+}
+
 /// A task that sleeps 50 ms: run once on every worker to warm a pool, as the Python side does.
 pub fn warm_task(_: ()) {
     std::thread::sleep(Duration::from_millis(50));

@@ -13,6 +13,7 @@ use super::handle::Pool;
 use super::local::Local;
 use super::local::worker_handle::WorkerConfig;
 use super::trampoline::{InitTrampoline, init_trampoline};
+use crate::spawn::forkserver::ForkServer;
 use crate::spawn::{self, ChildSpec};
 use crate::wire::codec;
 
@@ -50,6 +51,9 @@ pub struct PoolBuilder {
     max_frame: u32,
     retry_timeouts: bool,
     isolation: crate::isolation::Policy,
+    /// `None`: `MULTIPROC_START_METHOD`, else exec.
+    start_method: Option<super::options::StartMethod>,
+    preload: Option<fn()>,
 }
 
 impl PoolBuilder {
@@ -69,7 +73,46 @@ impl PoolBuilder {
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             retry_timeouts: false,
             isolation: crate::isolation::Policy::default(),
+            start_method: None,
+            preload: None,
         }
+    }
+
+    /// How workers start (default [`StartMethod::Exec`](crate::StartMethod), or what
+    /// `MULTIPROC_START_METHOD=exec|fork-server` in the environment says when this is
+    /// not called).
+    /// [`StartMethod::ForkServer`](crate::StartMethod) forks them from a template process:
+    /// a replacement after a crash or a timeout costs a fork instead of an exec, and
+    /// what [`preload`](Self::preload) loaded is shared by every worker.
+    pub fn start_method(mut self, method: crate::StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// With [`StartMethod::ForkServer`](crate::StartMethod): `f` runs once in the
+    /// template before it forks any worker, so what it loads into statics (a model, a
+    /// dictionary, a large read-only table) is in every worker, shared copy-on-write,
+    /// replacements included. A preload that panics fails [`build`](Self::build); one
+    /// that starts a thread leaves the template unable to fork (it forks only while
+    /// single-threaded), and one that starts a process leaves it outside any containment.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    /// fn load() { TABLE.get_or_init(|| (0..1000).map(|i| i * i).collect()); }
+    /// fn lookup(i: usize) -> u64 { TABLE.get().map_or(0, |t| t[i]) }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder()
+    ///     .start_method(multiproc::StartMethod::ForkServer)
+    ///     .preload(load)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.apply(lookup, 12).unwrap(), 144);
+    /// ```
+    pub fn preload(mut self, f: fn()) -> Self {
+        self.preload = Some(f);
+        self
     }
 
     /// How each worker's descendants are contained (default [`Contain::Auto`](crate::Contain)):
@@ -292,6 +335,28 @@ impl PoolBuilder {
                 return Err(PoolError::Invalid(format!("the initializer's argument does not serialize: {e}")));
             }
         };
+        let spec = ChildSpec {
+            name: String::new(),
+            identity: spawn::identity().identity.clone(),
+            daemon: true,
+            executable: self.executable,
+            start_timeout: self.start_timeout,
+            max_frame: self.max_frame,
+            isolation: self.isolation,
+        };
+        let method = match self.start_method {
+            Some(m) => m,
+            None => super::options::StartMethod::from_env().map_err(PoolError::Invalid)?,
+        };
+        let fork_server = match (method, self.preload) {
+            (crate::StartMethod::ForkServer, preload) => Some(ForkServer::start(&spec, preload)?),
+            (crate::StartMethod::Exec, Some(_)) => {
+                return Err(PoolError::Invalid(
+                    "a preload needs start_method(StartMethod::ForkServer): exec'd workers share nothing".into(),
+                ));
+            }
+            (crate::StartMethod::Exec, None) => None,
+        };
         let cfg = WorkerConfig {
             processes,
             max_tasks: self.max_tasks,
@@ -301,15 +366,8 @@ impl PoolBuilder {
             initializer_name: self.initializer_name,
             retry_timeouts: self.retry_timeouts,
             soft_timeout: self.soft_timeout,
-            spec: ChildSpec {
-                name: String::new(),
-                identity: spawn::identity().identity.clone(),
-                daemon: true,
-                executable: self.executable,
-                start_timeout: self.start_timeout,
-                max_frame: self.max_frame,
-                isolation: self.isolation,
-            },
+            spec,
+            fork_server,
         };
         let engine = Engine::Local(Local::start(cfg)?);
         let shared = Shared { default_timeout: self.timeout, default_retries: self.retries, engine };

@@ -66,7 +66,7 @@ pub use handle::Pool;
 pub use isolated::{Isolated, IsolatedTask, isolated};
 pub use item::Delivered;
 pub use map::{IMapIter, MapResult, NextItem};
-pub use options::{Chunksize, MapOptions, TaskOptions};
+pub use options::{Chunksize, MapOptions, StartMethod, TaskOptions};
 pub use result::AsyncResult;
 pub use star::StarFn;
 pub use stats::PoolStats;

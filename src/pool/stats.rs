@@ -64,6 +64,11 @@ pub struct PoolStats {
     /// ([`Sandbox::in_effect`](crate::Sandbox::in_effect): with `best_effort`, what the
     /// kernel lacks is named as left out); `None` without a sandbox.
     pub sandbox: Option<String>,
+    /// The fork server's template process, with [`StartMethod::ForkServer`](crate::StartMethod).
+    pub fork_server_pid: Option<u32>,
+    /// Fork-server templates started: 1, plus one for each that died and was replaced
+    /// (0 without a fork server).
+    pub fork_servers_started: u64,
 }
 
 impl PoolStats {

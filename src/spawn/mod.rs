@@ -7,6 +7,7 @@
 //! parent, `init()` only records that it ran.
 
 mod child;
+pub(crate) mod forkserver;
 // Turns function addresses into offsets and back: `unsafe` by nature (see its header).
 #[allow(unsafe_code)]
 pub(crate) mod identity;
@@ -36,6 +37,8 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 static SELF: OnceLock<Identity> = OnceLock::new();
+/// A child forked by a fork server inherits the template's `SELF`: its own goes here.
+static FORKED: OnceLock<Identity> = OnceLock::new();
 
 /// Who this process is, as `current_process()` and `parent_process()` report it.
 #[derive(Debug, Clone)]
@@ -48,6 +51,9 @@ pub(crate) struct Identity {
 
 /// This process's identity: "MainProcess" unless it was started by multiproc.
 pub(crate) fn identity() -> &'static Identity {
+    if let Some(me) = FORKED.get() {
+        return me;
+    }
     SELF.get_or_init(|| Identity { name: "MainProcess".into(), identity: Vec::new(), daemon: false, parent: None })
 }
 
@@ -146,6 +152,23 @@ pub(crate) fn start_watched(
     write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
     spawned: impl FnOnce(&ChildProcess),
 ) -> Result<Spawned, Error> {
+    start_via(entry, entry_name, spec, write_payload, spawned, None)
+}
+
+/// How a child comes to exist when it is not exec'd: given the socket it will do its
+/// handshake on, a process of ours (a fork server's `ForkServer::fork`).
+pub(crate) type Fork<'a> = &'a dyn Fn(&UnixStream) -> Result<ChildProcess, Error>;
+
+/// As [`start_watched`], the child made by `fork` when there is one (else exec'd): the
+/// same handshake, containment and limits either way.
+pub(crate) fn start_via(
+    entry: Entry,
+    entry_name: &str,
+    spec: &ChildSpec,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    spawned: impl FnOnce(&ChildProcess),
+    fork: Option<Fork<'_>>,
+) -> Result<Spawned, Error> {
     if !INIT_CALLED.load(Ordering::SeqCst) {
         return Err(Error::InitNotCalled);
     }
@@ -155,7 +178,15 @@ pub(crate) fn start_watched(
     let (ours, theirs) = UnixStream::pair()?;
     let mut channel = Channel::new(ours, spec.max_frame);
     queue_hello(&mut channel, &hello, write_payload)?;
-    let (mut process, exe) = spawn_child(spec.executable.as_ref(), theirs)?;
+    let (mut process, exe) = match fork {
+        Some(fork) => {
+            let forked = fork(&theirs);
+            // The child has its copy: ours must close, so that its death is a hang-up.
+            drop(theirs);
+            (forked?, executable(spec.executable.as_ref()))
+        }
+        None => spawn_child(spec.executable.as_ref(), theirs)?,
+    };
     // Into its cgroup before its handshake: before any initializer or task runs.
     if let Err(e) = contained.adopt(process.pid()) {
         let _ = process.kill_and_reap();
@@ -298,15 +329,35 @@ fn failed_start(process: ChildProcess, executable: PathBuf, timeout: Duration, f
 
 /// The child side: handshake, then the entry; never returns.
 fn run_child(marker: OsString) -> ! {
-    let mut channel = adopt_parent_socket(&marker);
+    serve(adopt_parent_socket(&marker))
+}
+
+/// A child just forked by a fork server (`forkserver`): tied to `parent` as an exec'd
+/// child is, then the same handshake on `sock`, its socket to the parent.
+pub(crate) fn run_forked(sock: std::os::fd::OwnedFd, parent: u32) -> ! {
+    match sys::exec::die_with_parent(parent) {
+        Ok(true) => {}
+        Ok(false) => sys::proc::exit_now(1),
+        Err(e) => child_fail(format!("cannot set the parent-death signal: {e}")),
+    }
+    let _ = sys::fd::set_cloexec(sock.as_fd(), true);
+    serve(Channel::new(sock, crate::wire::DEFAULT_MAX_FRAME))
+}
+
+/// The child's handshake on `channel`, then its entry; never returns.
+fn serve(mut channel: Channel) -> ! {
     let (hello, payload, fds) = read_hello(&mut channel);
     let same_build = check_hello(&mut channel, &hello);
-    let _ = SELF.set(Identity {
+    let me = Identity {
         name: hello.name,
         identity: hello.identity,
         daemon: hello.daemon,
         parent: Some((hello.parent_name, hello.parent_pid)),
-    });
+    };
+    // A forked child has its template's identity already: its own overrides it.
+    if let Err(me) = SELF.set(me) {
+        let _ = FORKED.set(me);
+    }
     channel.set_max_frame(hello.max_frame);
     if let Err(e) = crate::isolation::apply_in_child(&hello.isolation, hello.parent_pid) {
         child_fail(e);

@@ -9,6 +9,7 @@ mod ctor;
 pub(crate) mod event;
 pub(crate) mod exec;
 pub(crate) mod fd;
+pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod limits;
 pub(crate) mod mem;

@@ -25,6 +25,13 @@ pub(crate) const POOL_RETIRE: u8 = 0xB6;
 pub(crate) const POOL_TASK_BIG: u8 = 0xB7;
 pub(crate) const POOL_RESULT_BIG: u8 = 0xB8;
 
+/// A pool's fork-server template and the pool (`spawn::forkserver`), after the
+/// handshake: the preload's outcome, then fork requests (the new child's socket attached)
+/// and their answers.
+pub(crate) const FORKSERVER_READY: u8 = 0xD0;
+pub(crate) const FORKSERVER_FORK: u8 = 0xD1;
+pub(crate) const FORKSERVER_FORKED: u8 = 0xD2;
+
 /// A task child of another machine's task (`remote`), after the handshake.
 pub(crate) const TASK_CHILD_RUN: u8 = 0xC1;
 pub(crate) const TASK_CHILD_DONE: u8 = 0xC2;
@@ -76,6 +83,7 @@ pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
             POOL_RESULT_BIG,
         ],
     ),
+    ("fork server", &[HANDSHAKE_HELLO, HANDSHAKE_REPLY, FORKSERVER_READY, FORKSERVER_FORK, FORKSERVER_FORKED]),
     ("task child", &[HANDSHAKE_HELLO, HANDSHAKE_REPLY, TASK_CHILD_RUN, TASK_CHILD_DONE]),
     (
         "manager server start",

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use multiproc::manager::DictProxy;
-use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue, Sandbox};
+use multiproc::{Chunksize, Connection, Manager, MapOptions, Pipe, Pool, Process, Queue, Sandbox, TaskOptions};
 
 use multiproc_bench::args::{self, Args, Impl, Workload};
 use multiproc_bench::report::{Latencies, Report};
@@ -28,6 +28,9 @@ fn run(a: &Args) -> RunResult {
         Workload::W5 => w5(a),
         Workload::W6 => w6(a),
         Workload::W9 => w9(),
+        Workload::W10 => w10(a),
+        Workload::W11 => w11(a),
+        Workload::W12 => w12(a),
         Workload::W7q => w7q(a),
         Workload::W7p => w7p(a),
         Workload::W8 => w8(a),
@@ -80,12 +83,16 @@ fn sandbox(what: &str) -> Sandbox {
     }
 }
 
-/// A pool of `workers`, sandboxed with `--sandbox`.
+/// A pool of `workers`, sandboxed with `--sandbox` and forked from a template process
+/// with `--fork-server`.
 fn pool_for(a: &Args, workers: usize) -> Result<Pool, String> {
-    match &a.sandbox {
-        Some(what) => Pool::builder().processes(workers).sandbox(sandbox(what)).build().map_err(err),
-        None => pool(workers),
-    }
+    let b = Pool::builder().processes(workers);
+    let b = match &a.sandbox {
+        Some(what) => b.sandbox(sandbox(what)),
+        None => b,
+    };
+    let b = if a.fork_server { b.start_method(multiproc::StartMethod::ForkServer) } else { b };
+    b.build().map_err(err)
 }
 
 /// What `--sandbox` confines, for the report.
@@ -239,6 +246,64 @@ fn w9() -> RunResult {
     rec.left_behind = work::children_left_after(Duration::from_secs(2));
     rec.took = t.elapsed();
     Ok(Outcome::Done(rec.report()))
+}
+
+/// Fault workloads: 2 warm workers, `n` tasks submitted one by one with `opts`, then
+/// every outcome collected in order: (right values, errors, time).
+fn faults(
+    a: &Args,
+    task: fn(u64) -> u64,
+    opts: impl Fn() -> TaskOptions<u64>,
+) -> Result<(usize, usize, Duration), String> {
+    let pool = pool_for(a, 2)?;
+    warm(&pool, 2)?;
+    let t = Instant::now();
+    let handles: Vec<_> = (0..a.n as u64).map(|i| pool.apply_async_with(task, i, opts())).collect();
+    let (mut ok, mut errors) = (0, 0);
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.get() {
+            Ok(v) => ok += usize::from(v == 2 * i as u64),
+            Err(_) => errors += 1,
+        }
+    }
+    let took = t.elapsed();
+    shut(pool)?;
+    Ok((ok, errors, took))
+}
+
+/// W10 crash-heavy: every task with `i % 10 == 3` dies by a segfault.
+fn w10(a: &Args) -> RunResult {
+    let (ok, errors, took) = faults(a, work::segfault_task, TaskOptions::new)?;
+    let due = (0..a.n).filter(|i| i % 10 == 3).count();
+    Ok(Outcome::Done(work::fault_report(a.n, took, ok, errors, due)))
+}
+
+/// W11 timeout-heavy: every task with `i % 20 == 7` hangs; per-task timeout 200 ms.
+fn w11(a: &Args) -> RunResult {
+    let (ok, errors, took) = faults(a, work::hang_task, || TaskOptions::new().timeout(Duration::from_millis(200)))?;
+    let due = (0..a.n).filter(|i| i % 20 == 7).count();
+    // Every hang costs its worker the timeout; two workers share them.
+    let floor = due as f64 * 0.2 / 2.0;
+    let r = work::fault_report(a.n, took, ok, errors, due);
+    Ok(Outcome::Done(r.num("floor_s", floor).num("to_floor", took.as_secs_f64() / floor)))
+}
+
+/// W12 respawn: every task SIGKILLs its worker; the rate is worker replacements per second.
+fn w12(a: &Args) -> RunResult {
+    let pool = pool_for(a, 2)?;
+    warm(&pool, 2)?;
+    let t = Instant::now();
+    let handles: Vec<_> = (0..a.n as u64).map(|i| pool.apply_async(work::kill_self_task, i)).collect();
+    let errors = handles.into_iter().map(|h| h.get()).filter(Result::is_err).count();
+    let took = t.elapsed();
+    let started = pool.stats().workers_started;
+    shut(pool)?;
+    let r = work::fault_report(a.n, took, 0, errors, a.n);
+    Ok(Outcome::Done(
+        r.num("replacements_per_s", a.n as f64 / took.as_secs_f64())
+            .int("workers_started", started as usize)
+            .text("start_method", if a.fork_server { "fork server" } else { "exec" }),
+    ))
 }
 
 /// Starts `p` and returns it, for workloads whose children report through a queue or pipe.

@@ -47,6 +47,9 @@ fn run(a: &Args) -> RunResult {
             Ok(Outcome::Skipped("procspawn has no queue, pipe or manager".into()))
         }
         Workload::RoundTrip | Workload::Throughput => Ok(Outcome::Skipped("a raw-socket baseline".into())),
+        Workload::W10 | Workload::W11 | Workload::W12 => {
+            Ok(Outcome::Skipped("the fault workloads compare with pebble and billiard".into()))
+        }
     }
 }
 

@@ -896,6 +896,10 @@ impl Driver {
             self.stats.workers_alive = self.workers.len();
             self.stats.worker_pids.clear();
             self.stats.worker_pids.extend(self.workers.iter().map(|w| w.process.pid()));
+            if let Some(server) = &self.cfg.fork_server {
+                self.stats.fork_server_pid = server.template_pid();
+                self.stats.fork_servers_started = server.templates_started();
+            }
         }
         self.state.stats.publish(&self.stats, std::mem::take(&mut self.stats_dirty));
     }

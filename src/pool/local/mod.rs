@@ -68,6 +68,8 @@ impl Local {
             worker_pids: workers.iter().map(|w| w.process.pid()).collect(),
             containment: workers.first().map(|w| w.process.containment()).unwrap_or_default(),
             sandbox: sandbox_in_effect(&cfg),
+            fork_server_pid: cfg.fork_server.as_ref().and_then(|s| s.template_pid()),
+            fork_servers_started: cfg.fork_server.as_ref().map_or(0, |s| s.templates_started()),
             ..PoolStats::default()
         };
         state.stats.publish(&stats, true);

@@ -26,6 +26,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) retry_timeouts: bool,
     /// When a task is told to stop (`multiproc::task::cancelled`), from when its worker takes it.
     pub(crate) soft_timeout: Option<std::time::Duration>,
+    /// With [`StartMethod::ForkServer`](crate::StartMethod): the template workers are
+    /// forked from (dropped, so killed, with the last holder of this configuration).
+    pub(crate) fork_server: Option<spawn::forkserver::ForkServer>,
 }
 
 /// Why the driver itself ended a worker.
@@ -116,12 +119,15 @@ pub(crate) fn start_worker(
     };
     let head = codec::encode(&setup)?;
     let memfd = counters.fd().try_clone_to_owned()?;
-    let spawned = spawn::start_watched(
+    let fork =
+        cfg.fork_server.as_ref().map(|server| move |theirs: &std::os::unix::net::UnixStream| server.fork(theirs));
+    let spawned = spawn::start_via(
         super::worker::worker_entry,
         "multiproc::pool::worker",
         &spec,
         |_| Ok(()),
         |child| watch(child.pidfd()),
+        fork.as_ref().map(|f| f as spawn::Fork<'_>),
     )?;
     let pid = spawned.process.pid();
     let mut worker = Worker {

@@ -1,0 +1,248 @@
+//! The fork server: a template process that forks children on request.
+//!
+//! The template is started like any child (exec of this program, handshake, `init()`),
+//! so it is single-threaded and carries nothing of its parent but what the handshake
+//! gave it. It runs an optional *preload* (`fn()`: load a model, a dictionary, a big
+//! read-only table), says so, then serves fork requests: each carries the socket the new
+//! child will talk to its real parent on (`SCM_RIGHTS`). The template checks it is still
+//! single-threaded, forks (`sys::fork::fork_sibling`: the new process is a child of the
+//! template's parent, not of the template) and answers with the pid; the new process
+//! closes the template's socket and does the ordinary child handshake on the socket it
+//! received ([`super::run_forked`]): the parent's side is the same as for an exec'd child
+//! from there on (its cgroup, its guard, its limits, its hello).
+//!
+//! What this buys: no exec, no dynamic loading, and memory the preload filled shared
+//! copy-on-write by every child. What it keeps: the template never runs a task; it dies
+//! with its parent (parent-death signal, as every child); a child outlives a template
+//! that dies (it is not the template's child); a template that dies is started again at
+//! the next request.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::{self, SameBuild};
+use super::{ChildContext, ChildProcess, ChildSpec};
+use crate::sys;
+use crate::wire::frame::Channel;
+use crate::wire::kinds::{FORKSERVER_FORK, FORKSERVER_FORKED, FORKSERVER_READY};
+use crate::wire::{FrameError, codec};
+
+/// What the template is told at its start.
+#[derive(Serialize, Deserialize)]
+struct TemplateSetup {
+    /// The preload, a `fn()`, as an offset (`identity::offset_of`).
+    preload: Option<i64>,
+}
+
+/// The template's answer to one fork request.
+#[derive(Serialize, Deserialize)]
+enum Forked {
+    Pid(u32),
+    Refused(String),
+}
+
+/// A running template, as its parent sees it; killed and reaped when dropped.
+struct Template {
+    process: ChildProcess,
+    channel: Channel,
+}
+
+impl Drop for Template {
+    fn drop(&mut self) {
+        let _ = self.process.kill_and_reap();
+    }
+}
+
+/// The parent's side of a fork server: the template (started again if it dies).
+pub(crate) struct ForkServer {
+    spec: ChildSpec,
+    preload: Option<i64>,
+    template: Mutex<Option<Template>>,
+    /// Templates started so far (the first, and one per restart).
+    started: AtomicU64,
+    /// The running template's pid (0: none), readable without waiting for a fork.
+    pid: AtomicU32,
+}
+
+impl std::fmt::Debug for ForkServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkServer").field("started", &self.started).finish()
+    }
+}
+
+/// Why a template could not fork.
+enum Failure {
+    /// The template is gone or does not answer: start another.
+    Lost(String),
+    /// The template refused (it has threads, or the fork failed).
+    Refused(String),
+}
+
+impl ForkServer {
+    /// Starts a template as `spec` says (its name, timeout, executable; no isolation of
+    /// its own) that runs `preload` (a `fn()`) first. Fails if the preload panics.
+    pub(crate) fn start(spec: &ChildSpec, preload: Option<fn()>) -> Result<ForkServer, crate::Error> {
+        let mut spec = spec.clone();
+        spec.name = "PoolForkServer".into();
+        spec.isolation = crate::isolation::Policy::none();
+        let preload = preload.map(|f| identity::offset_of(f as usize));
+        let server = ForkServer {
+            spec,
+            preload,
+            template: Mutex::new(None),
+            started: AtomicU64::new(0),
+            pid: AtomicU32::new(0),
+        };
+        let first = server.start_template()?;
+        *server.lock() = Some(first);
+        Ok(server)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Template>> {
+        self.template.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Templates started so far: 1, plus one per template that died and was replaced.
+    pub(crate) fn templates_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// The template's pid, if one runs.
+    pub(crate) fn template_pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|p| *p != 0)
+    }
+
+    fn start_template(&self) -> Result<Template, crate::Error> {
+        let setup = TemplateSetup { preload: self.preload };
+        let spawned =
+            super::start(template_entry, "multiproc::spawn::forkserver::template_entry", &self.spec, |buf| {
+                codec::encode_into(&setup, buf)
+            })?;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        let mut t = Template { process: spawned.process, channel: spawned.channel };
+        let pid = t.process.pid();
+        let deadline = Instant::now().checked_add(self.spec.start_timeout);
+        let frame = t.channel.recv(deadline).map_err(|source| crate::Error::Protocol { pid, source })?;
+        let ready = match frame.kind {
+            FORKSERVER_READY => frame.decode::<Result<(), String>>().map_err(|e| e.to_string()).and_then(|r| r),
+            k => Err(format!("unexpected frame kind {k:#04x} from the fork server")),
+        };
+        ready.map_err(|reason| crate::Error::Protocol { pid, source: FrameError::Malformed(reason) })?;
+        self.pid.store(pid, Ordering::Relaxed);
+        Ok(t)
+    }
+
+    /// Has the template fork a child that will do its handshake on `theirs`; the child
+    /// is this process's child. A template that is gone is started again (once).
+    pub(crate) fn fork(&self, theirs: &UnixStream) -> Result<ChildProcess, crate::Error> {
+        let mut slot = self.lock();
+        let mut lost = String::new();
+        for _ in 0..2 {
+            if slot.is_none() {
+                *slot = Some(self.start_template()?);
+            }
+            let t = slot.as_mut().expect("just set");
+            let sock = theirs.as_fd().try_clone_to_owned()?;
+            match request(t, sock, self.spec.start_timeout) {
+                Ok(pid) => return ChildProcess::new(pid).map_err(crate::Error::Io),
+                Err(Failure::Refused(why)) => return Err(crate::Error::Io(std::io::Error::other(why))),
+                Err(Failure::Lost(why)) => {
+                    // Dropping it kills and reaps it.
+                    *slot = None;
+                    self.pid.store(0, Ordering::Relaxed);
+                    lost = why;
+                }
+            }
+        }
+        Err(crate::Error::Io(std::io::Error::other(format!("the fork server is lost: {lost}"))))
+    }
+}
+
+/// One fork request and its answer.
+fn request(t: &mut Template, sock: OwnedFd, timeout: Duration) -> Result<u32, Failure> {
+    let deadline = Instant::now().checked_add(timeout);
+    let lost = |e: FrameError| Failure::Lost(e.to_string());
+    t.channel.writer.queue_parts(FORKSERVER_FORK, &[], &[], &[sock]).map_err(lost)?;
+    t.channel.writer.flush(deadline).map_err(lost)?;
+    let frame = t.channel.recv(deadline).map_err(lost)?;
+    if frame.kind != FORKSERVER_FORKED {
+        return Err(Failure::Lost(format!("unexpected frame kind {:#04x}", frame.kind)));
+    }
+    match frame.decode::<Forked>() {
+        Ok(Forked::Pid(pid)) => Ok(pid),
+        Ok(Forked::Refused(why)) => Err(Failure::Refused(why)),
+        Err(e) => Err(Failure::Lost(e.to_string())),
+    }
+}
+
+/// Runs the preload, if any; its panic as an error.
+fn preload(setup: &TemplateSetup) -> Result<(), String> {
+    let Some(offset) = setup.preload else { return Ok(()) };
+    // The parent made the offset with `offset_of` from a `fn()`.
+    let f: fn() = SameBuild::parent().function_at(offset);
+    std::panic::catch_unwind(f).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        format!("the fork server's preload panicked: {msg}")
+    })
+}
+
+/// The template's side: preload, then one fork per request until its parent hangs up.
+fn template_entry(ctx: ChildContext) {
+    let ChildContext { mut channel, payload, .. } = ctx;
+    let setup: TemplateSetup = match codec::decode(&payload) {
+        Ok(s) => s,
+        Err(_) => sys::proc::exit_now(2),
+    };
+    let ready = preload(&setup);
+    if channel.send(FORKSERVER_READY, &ready).is_err() || ready.is_err() {
+        sys::proc::exit_now(1);
+    }
+    let parent = sys::proc::getppid();
+    loop {
+        let sock = match channel.recv(None) {
+            Ok(mut frame) if frame.kind == FORKSERVER_FORK => frame.fds.pop(),
+            _ => sys::proc::exit_now(0),
+        };
+        let answer = match sock {
+            None => Forked::Refused("a fork request without a socket".into()),
+            Some(sock) => match fork_one() {
+                Ok(Some(pid)) => Forked::Pid(pid),
+                Ok(None) => {
+                    // The new child: nothing of the template's connection stays open in it.
+                    drop(channel);
+                    super::run_forked(sock, parent)
+                }
+                Err(why) => Forked::Refused(why),
+            },
+        };
+        if channel.send(FORKSERVER_FORKED, &answer).is_err() {
+            sys::proc::exit_now(0);
+        }
+    }
+}
+
+/// Forks once if this process is single-threaded: the pid in the template, `None` in
+/// the new child.
+fn fork_one() -> Result<Option<u32>, String> {
+    match sys::contain::threads() {
+        1 => {}
+        n => {
+            return Err(format!(
+                "the fork server has {n} threads (its preload started some): it forks only when single-threaded"
+            ));
+        }
+    }
+    // Nothing buffered in the template may be written again by every child.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    sys::fork::fork_sibling().map_err(|e| format!("the fork server cannot fork: {e}"))
+}
