@@ -342,8 +342,8 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     }
     let s = pool.stats();
     println!(
-        "  stats: {} workers died, {} tasks done, {} panicked, {} failed for their worker",
-        s.workers_died, s.tasks_done, s.tasks_panicked, s.tasks_worker_died
+        "  stats: {} tasks done, {} panicked, {} failed for their worker",
+        s.tasks_done, s.tasks_panicked, s.tasks_worker_died
     );
     pool.close();
     pool.join()?;
