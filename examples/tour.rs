@@ -361,6 +361,12 @@ fn shut_down_own_sockets() {
 }
 
 /// Accounting: whatever a task does, its item settles once, with its own cause.
+///
+/// The number of workers that die is not printed: it differs between runs by design.
+/// When a worker dies holding more than one unanswered item (results wait up to 200 µs
+/// to travel in a batch), the pool cannot tell which item killed it, so each suspect runs
+/// again alone and is charged only if it kills a worker again; `CutsItsSocket` then
+/// costs two workers, and still fails once, with its own cause.
 fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     section("Accounting: whatever a task does, it settles once and costs only itself");
     let pool = multiproc::Pool::builder().processes(2).max_frame_size(1 << 20).build()?;
@@ -375,8 +381,8 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     }
     let s = pool.stats();
     println!(
-        "  stats: {} workers died, {} tasks done, {} panicked, {} failed for their worker",
-        s.workers_died, s.tasks_done, s.tasks_panicked, s.tasks_worker_died
+        "  stats: {} tasks done, {} panicked, {} failed for their worker",
+        s.tasks_done, s.tasks_panicked, s.tasks_worker_died
     );
     pool.close();
     pool.join()?;
