@@ -399,30 +399,11 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Runs `f`, which starts a runtime of its own and blocks on it, where that is allowed:
-/// here, or, when this thread is inside a tokio runtime (where `block_on` panics with
-/// "Cannot start a runtime from within a runtime"), on a helper thread, waited for. So
-/// the blocking API works from async code too; it blocks the calling task's thread
-/// meanwhile, like any blocking call (`spawn_blocking` avoids that).
-pub(crate) fn outside_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
-    }
-    std::thread::scope(|s| {
-        let helper = std::thread::Builder::new().name("multiproc-nats-blocking".into()).spawn_scoped(s, f);
-        match helper {
-            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            // No thread to spare: the caller gets tokio's own panic, as before.
-            Err(_) => panic!("multiproc-nats: cannot start a helper thread to block on outside the runtime"),
-        }
-    })
-}
-
 impl Client {
     /// Connects, and finds or creates the pool's queue. Works inside a tokio runtime
     /// too (the connection is then made on a helper thread, the caller's thread waiting).
     pub fn connect(config: ClientConfig) -> Result<Client, ClusterError> {
-        outside_runtime(move || Client::connect_here(config))
+        crate::blocking::outside_runtime(move || Client::connect_here(config))
     }
 
     fn connect_here(config: ClientConfig) -> Result<Client, ClusterError> {
@@ -627,7 +608,9 @@ impl Client {
     pub fn status(&self) -> Result<QueueStatus, ClusterError> {
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
         let (js, mut stream, queue) = (self.js.clone(), self.stream.clone(), self.queue.clone());
-        outside_runtime(|| rt.block_on(async move { crate::status::queue_status(&js, &mut stream, &queue).await }))
+        crate::blocking::outside_runtime(|| {
+            rt.block_on(async move { crate::status::queue_status(&js, &mut stream, &queue).await })
+        })
     }
 
     /// This client's id: its results come on the pool's subject `results.<id>`.

@@ -190,6 +190,7 @@
 #![allow(clippy::needless_doctest_main)]
 #![deny(unsafe_code)]
 
+mod blocking;
 mod broker;
 mod client;
 mod config;
