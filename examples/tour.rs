@@ -27,6 +27,7 @@ fn main() -> Result<(), multiproc::Error> {
     timeouts_retries_progress().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     sandbox().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     fork_server().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
+    async_part().map_err(|e| multiproc::Error::Io(std::io::Error::other(e.to_string())))?;
     ipc();
     managers();
     cluster();
@@ -280,6 +281,44 @@ fn fork_server() -> Result<(), Box<dyn std::error::Error>> {
         "  stats: {} died, template pid {:?}, templates started {}",
         s.workers_died, s.fork_server_pid, s.fork_servers_started
     );
+    Ok(())
+}
+
+/// Counts until the pool's soft timeout tells it to stop, then returns its count.
+fn count_until_told(_: ()) -> u64 {
+    let mut n = 0;
+    while !multiproc::task::cancelled() {
+        n += 1;
+        std::thread::yield_now();
+    }
+    n
+}
+
+fn put_one(q: Queue<String>) {
+    q.put(format!("hello from pid {}", current_process().pid())).unwrap();
+}
+
+/// Async code: one runtime thread awaits a pool result, a queue and a process's end,
+/// none of which blocks it; and a task that is told to stop before it would be killed.
+fn async_part() -> Result<(), Box<dyn std::error::Error>> {
+    section("Async: awaiting results, queues and processes; a task told to stop in time");
+    // The runtime starts after `init()`, by hand: children never carry its threads.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let pool = multiproc::Pool::builder()
+        .processes(1)
+        .soft_timeout(std::time::Duration::from_millis(50))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?;
+    let q = Queue::new()?;
+    let mut p = Process::new(put_one, q.clone());
+    p.start()?;
+    rt.block_on(async {
+        let steps = pool.apply_async(count_until_told, ()).await?;
+        println!("  a task told to stop after 50 ms returned its count: {steps} steps (killed at 60 s otherwise)");
+        println!("  queue.get_async(): {:?}", q.get_async().await?);
+        println!("  process.join_async(): exit code {}", p.join_async().await?);
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }
 

@@ -495,7 +495,7 @@ impl Client {
     /// Connects, and finds or creates the pool's queue. Works inside a tokio runtime
     /// too (the connection is then made on a helper thread, the caller's thread waiting).
     pub fn connect(config: ClientConfig) -> Result<Client, ClusterError> {
-        broker::outside_runtime(move || Client::connect_here(config))
+        crate::blocking::outside_runtime(move || Client::connect_here(config))
     }
 
     fn connect_here(config: ClientConfig) -> Result<Client, ClusterError> {
@@ -711,7 +711,7 @@ impl Client {
     pub fn status(&self) -> Result<QueueStatus, ClusterError> {
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
         let (js, mut stream, queue) = (self.js.clone(), self.stream.clone(), self.queue.clone());
-        broker::outside_runtime(|| {
+        crate::blocking::outside_runtime(|| {
             rt.block_on(async move { crate::status::queue_status(&js, &mut stream, &queue).await })
         })
     }

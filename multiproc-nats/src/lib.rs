@@ -220,6 +220,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc-nats supports Linux only, as multiproc does");
 
+mod blocking;
 mod broker;
 mod client;
 mod config;

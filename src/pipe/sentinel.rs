@@ -32,13 +32,13 @@ impl Process {
     /// and wakes the task. [`Error::State`] if it was never started (or was closed).
     ///
     /// ```
-    /// use multiproc::{Pipe, Process, Connection};
+    /// use multiproc::{Pipe, Process};
     ///
-    /// fn quits(_conn: Connection<u8>) { std::process::exit(3) }
+    /// fn quits(_: ()) { std::process::exit(3) }
     ///
     /// multiproc::init();
-    /// let (mine, theirs) = Pipe::duplex::<u8>()?;
-    /// let mut p = Process::new(quits, theirs);
+    /// let (mine, _theirs) = Pipe::duplex::<u8>()?; // nobody sends on this one
+    /// let mut p = Process::new(quits, ());
     /// p.start()?;
     /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
     /// // Whichever comes first: a message, or the child's end (Python's `wait` on sentinels).
