@@ -13,6 +13,7 @@
 #[cfg(feature = "sandbox")]
 pub(crate) mod sandbox;
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,6 +187,8 @@ pub(crate) struct ChildIsolation {
 pub(crate) struct Contained {
     pub(crate) containment: Containment,
     cgroup: Option<PathBuf>,
+    /// The cgroup's directory, open, for the child to be created in it.
+    dir: Option<OwnedFd>,
 }
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
@@ -194,11 +197,14 @@ static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
 pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), String> {
     let containment = containment_for(policy.contain)?;
     let mut cgroup = None;
+    let mut open = None;
     if containment == Containment::Cgroup {
         let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
         let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
         sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        // Without the open directory the child is started, then moved: slower, as sound.
+        open = sys::contain::cgroup_open(&dir).ok();
         cgroup = Some((dir, base.clone()));
     }
     let child = ChildIsolation {
@@ -208,15 +214,22 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
     };
-    Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d) }))
+    Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d), dir: open }))
 }
 
 impl Contained {
-    /// Puts the just-started child `pid` in its cgroup.
-    pub(crate) fn adopt(&self, pid: u32) -> std::io::Result<()> {
+    /// The cgroup to create the child in, open, if it has one.
+    pub(crate) fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.dir.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Puts the just-started child `pid` in its cgroup, unless it was created there
+    /// (`in_cgroup`); the open directory is no longer needed either way.
+    pub(crate) fn adopt(&mut self, pid: u32, in_cgroup: bool) -> std::io::Result<()> {
+        self.dir = None;
         match &self.cgroup {
-            Some(dir) => sys::contain::cgroup_add(dir, pid),
-            None => Ok(()),
+            Some(dir) if !in_cgroup => sys::contain::cgroup_add(dir, pid),
+            _ => Ok(()),
         }
     }
 

@@ -50,7 +50,13 @@ pub(crate) fn cgroup_create(dir: &Path) -> io::Result<()> {
     std::fs::create_dir(dir)
 }
 
-/// Moves process `pid` into the cgroup `dir`.
+/// Opens the cgroup directory `dir`, for a child to be created in it (`sys::clone`).
+pub(crate) fn cgroup_open(dir: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?)
+}
+
+/// Moves process `pid` into the cgroup `dir` (the kernel may wait for an RCU grace
+/// period: milliseconds; a child created in its cgroup avoids it).
 pub(crate) fn cgroup_add(dir: &Path, pid: u32) -> io::Result<()> {
     std::fs::write(dir.join("cgroup.procs"), pid.to_string())
 }
@@ -280,6 +286,11 @@ pub(crate) enum GuardAction {
 /// this process's child), that waits for this process to end for any reason — a kill by
 /// its pool, the death of its owner — and then runs `action`. Call it while this process
 /// has a single thread.
+///
+/// With [`GuardAction::Cgroup`], the first fork creates the guard's parent inside the
+/// parent cgroup (`clone3` with `CLONE_INTO_CGROUP`), so the guard never is in this
+/// process's cgroup and nothing waits for it: it is in place when this returns. Where
+/// `clone3` is refused, the guard moves itself and this waits until it has.
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = pidfd_of(std::process::id())?;
     let owner = match &action {
@@ -287,27 +298,33 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
         GuardAction::Cgroup { .. } => None,
     };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
-    // The guard says on this pipe when it is ready (out of the child's cgroup): until
-    // then a kill of the cgroup would take it too.
+    let into = match &action {
+        GuardAction::Cgroup { parent, .. } => cgroup_open(parent).ok(),
+        GuardAction::Tree { .. } => None,
+    };
+    // Unless placed, the guard says on this pipe when it is ready (out of the child's
+    // cgroup, or of its process group): until then a kill of either would take it too.
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
-    // calls this), so the child may run any code after the fork.
-    let first = unsafe { libc::fork() };
+    let (first, placed) = first_fork(into.as_ref().map(AsFd::as_fd))?;
+    drop(into);
     match first {
-        -1 => Err(io::Error::last_os_error()),
         0 => {
-            // SAFETY: as above; this intermediate child forks once more and exits.
+            // SAFETY: as in `first_fork`; this intermediate child forks once more and exits.
             if unsafe { libc::fork() } == 0 {
                 drop(ready_r);
-                guard_main([Some(me), owner], null, ready_w, action)
+                let ready = if placed { None } else { Some(ready_w) };
+                guard_main([Some(me), owner], null, ready, action, !placed)
             }
             quit(0)
         }
         pid => {
             // SAFETY: reaps the intermediate child just forked (it exits at once); the null
             // status pointer is allowed.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
             drop(ready_w);
+            if placed {
+                return Ok(());
+            }
             let mut byte = [0u8; 1];
             loop {
                 match rustix::io::read(&ready_r, &mut byte) {
@@ -320,8 +337,34 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     }
 }
 
-/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any.
-fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, action: GuardAction) -> ! {
+/// The guard's first fork: into the cgroup `into` where the kernel allows (then `true`),
+/// else a plain fork. 0 in the child.
+fn first_fork(into: Option<BorrowedFd<'_>>) -> io::Result<(u32, bool)> {
+    if into.is_some() {
+        // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
+        // calls `spawn_guard`), so the child may run any code.
+        match unsafe { super::clone::fork_raw(into) } {
+            Ok(pid) => return Ok((pid, true)),
+            Err(e) if super::clone::refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: as above.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        pid => Ok((pid as u32, false)),
+    }
+}
+
+/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any;
+/// `join` says it must still move itself to its action's parent cgroup.
+fn guard_main(
+    watched: [Option<OwnedFd>; 2],
+    null: OwnedFd,
+    ready: Option<OwnedFd>,
+    action: GuardAction,
+    join: bool,
+) -> ! {
     let _ = rustix::process::setsid();
     // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
     // not keep the worker's socket or a test's pipes open.
@@ -330,12 +373,14 @@ fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, acti
     }
     drop(null);
     if let GuardAction::Cgroup { parent, .. } = &action
+        && join
         && cgroup_add(parent, std::process::id()).is_err()
     {
         quit(1);
     }
-    let _ = rustix::io::write(&ready, &[1]);
-    drop(ready);
+    if let Some(ready) = ready {
+        let _ = rustix::io::write(&ready, &[1]);
+    }
     let [Some(child), owner] = watched else { quit(1) };
     close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
     let child_ended = loop {
