@@ -60,19 +60,22 @@ fn note(r: io::Result<u32>) -> io::Result<u32> {
 
 /// Forks this process by a raw `clone3` (into the cgroup whose directory is `into`, if
 /// any), else, without `into`, a raw `clone`. Returns 0 in the child, its pid in the parent.
+/// A `quiet` child's end sends its parent no SIGCHLD, and only a `wait` with `__WALL` or
+/// `__WCLONE` sees it: a child the caller's own code (a task's `wait()`) must not notice.
 ///
 /// # Safety
 ///
 /// No `pthread_atfork` handler runs: if this process has other threads, the child must
 /// make only async-signal-safe calls (and no glibc `fork`) until it execs or exits. With
 /// one thread, the child may run any code.
-pub(crate) unsafe fn fork_raw(into: Option<BorrowedFd<'_>>) -> io::Result<u32> {
+pub(crate) unsafe fn fork_raw(into: Option<BorrowedFd<'_>>, quiet: bool) -> io::Result<u32> {
+    let signal = if quiet { 0 } else { libc::SIGCHLD };
     if into.is_some() && NO_CLONE3.load(Ordering::Relaxed) {
         return Err(io::Error::from_raw_os_error(libc::ENOSYS));
     }
     let args = CloneArgs {
         flags: if into.is_some() { CLONE_INTO_CGROUP } else { 0 },
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal: signal as u64,
         cgroup: into.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
@@ -90,7 +93,7 @@ pub(crate) unsafe fn fork_raw(into: Option<BorrowedFd<'_>>) -> io::Result<u32> {
     // SAFETY: a plain `clone(SIGCHLD)` is a fork (no shared memory, no new stack); every
     // other argument is zero, so their order, which differs between architectures, does
     // not matter.
-    let rc = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let rc = unsafe { libc::syscall(libc::SYS_clone, signal as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc as u32) }
 }
 

@@ -282,15 +282,18 @@ pub(crate) enum GuardAction {
     Tree { pid: u32, owner: u32 },
 }
 
-/// Forks the guard: a small process, detached from this one (a double fork, so it is never
-/// this process's child), that waits for this process to end for any reason — a kill by
-/// its pool, the death of its owner — and then runs `action`. Call it while this process
-/// has a single thread.
+/// Starts the guard: a small process, not this one's child in any way this process's own
+/// code could notice, that waits for this process to end for any reason — a kill by its
+/// pool, the death of its owner — and then runs `action`. Call it while this process has
+/// a single thread.
 ///
-/// With [`GuardAction::Cgroup`], the first fork creates the guard's parent inside the
-/// parent cgroup (`clone3` with `CLONE_INTO_CGROUP`), so the guard never is in this
-/// process's cgroup and nothing waits for it: it is in place when this returns. Where
-/// `clone3` is refused, the guard moves itself and this waits until it has.
+/// With [`GuardAction::Cgroup`], the guard is created inside the parent cgroup (`clone3`
+/// with `CLONE_INTO_CGROUP`), so it never is in this process's cgroup, and as a quiet
+/// child (no SIGCHLD; a `wait()` of a task does not see it): nothing waits for it, it is
+/// in place when this returns, and when this process ends it goes to init. Otherwise (the
+/// process tree, or where `clone3` is refused) it is detached by a double fork, so it is
+/// never this process's child (the tree walk would find it), and this waits until it has
+/// left this process's group and, with a cgroup, moved itself out of it.
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = pidfd_of(std::process::id())?;
     let owner = match &action {
@@ -302,29 +305,37 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
         GuardAction::Cgroup { parent, .. } => cgroup_open(parent).ok(),
         GuardAction::Tree { .. } => None,
     };
-    // Unless placed, the guard says on this pipe when it is ready (out of the child's
-    // cgroup, or of its process group): until then a kill of either would take it too.
-    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let (first, placed) = first_fork(into.as_ref().map(AsFd::as_fd))?;
+    if let Some(dir) = &into {
+        // SAFETY: the caller has one thread (`threads()` is checked by the policy before
+        // it calls this), so the child may run any code.
+        match unsafe { super::clone::fork_raw(Some(dir.as_fd()), true) } {
+            Ok(0) => guard_main([Some(me), owner], null, None, action, false),
+            Ok(_) => return Ok(()),
+            Err(e) if super::clone::refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
     drop(into);
+    // The guard says on this pipe when it is ready (out of this process's cgroup or
+    // group): until then a kill of either would take it too.
+    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: as above.
+    let first = unsafe { libc::fork() };
     match first {
+        -1 => Err(io::Error::last_os_error()),
         0 => {
-            // SAFETY: as in `first_fork`; this intermediate child forks once more and exits.
+            // SAFETY: as above; this intermediate child forks once more and exits.
             if unsafe { libc::fork() } == 0 {
                 drop(ready_r);
-                let ready = if placed { None } else { Some(ready_w) };
-                guard_main([Some(me), owner], null, ready, action, !placed)
+                guard_main([Some(me), owner], null, Some(ready_w), action, true)
             }
             quit(0)
         }
         pid => {
             // SAFETY: reaps the intermediate child just forked (it exits at once); the null
             // status pointer is allowed.
-            unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
             drop(ready_w);
-            if placed {
-                return Ok(());
-            }
             let mut byte = [0u8; 1];
             loop {
                 match rustix::io::read(&ready_r, &mut byte) {
@@ -334,25 +345,6 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
                 }
             }
         }
-    }
-}
-
-/// The guard's first fork: into the cgroup `into` where the kernel allows (then `true`),
-/// else a plain fork. 0 in the child.
-fn first_fork(into: Option<BorrowedFd<'_>>) -> io::Result<(u32, bool)> {
-    if into.is_some() {
-        // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
-        // calls `spawn_guard`), so the child may run any code.
-        match unsafe { super::clone::fork_raw(into) } {
-            Ok(pid) => return Ok((pid, true)),
-            Err(e) if super::clone::refused(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // SAFETY: as above.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        pid => Ok((pid as u32, false)),
     }
 }
 
