@@ -33,18 +33,28 @@ use crate::sys::limits::Limit;
 /// pool and the program. Two mechanisms, chosen per child:
 ///
 /// - **cgroup v2 subtree** ([`Containment::Cgroup`], the strongest, used whenever the
-///   hierarchy is writable): the parent creates one cgroup per child under its own,
-///   moves the child there right after it starts (before its handshake, so before any
-///   initializer or task), and ends it with `cgroup.kill`, which SIGKILLs every process
-///   of the subtree at once: no fork race, no escape by `setsid`, double fork or a new
-///   process group, since cgroup membership is inherited and cannot be left without
-///   write access to an ancestor. The kill happens when the child ends (the parent sees
-///   it exit, before reaping it) and when the parent kills it (a timeout, `terminate`).
-///   For an owner that is SIGKILLed — it cannot clean up — each child forks a tiny
-///   **guard** before any user code runs: detached (double fork, own session, no
-///   descriptor kept but a pidfd of the child), moved to the parent cgroup, it waits on
-///   that pidfd and, when the child ends for any reason (its parent-death signal
-///   included), kills and removes the cgroup.
+///   hierarchy is writable): the parent creates one cgroup per child under its own and
+///   creates the child *inside* it (`clone3` with `CLONE_INTO_CGROUP`, so it is contained
+///   from its first instruction, before any initializer or task), and ends it with
+///   `cgroup.kill`, which SIGKILLs every process of the subtree at once: no fork race, no
+///   escape by `setsid`, double fork or a new process group, since cgroup membership is
+///   inherited and cannot be left without write access to an ancestor. The kill happens
+///   when the child ends (the parent sees it exit, before reaping it) and when the parent
+///   kills it (a timeout, `terminate`). For an owner that is SIGKILLed — it cannot clean
+///   up — each child starts a tiny **guard** before any user code runs: created inside
+///   the parent cgroup (never in the child's), in a session of its own, keeping no
+///   descriptor but a pidfd of the child, it waits on that pidfd and, when the child ends
+///   for any reason (its parent-death signal included), kills and removes the cgroup. The
+///   guard is a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it)
+///   and nothing waits for it to start.
+///
+///   Why created inside rather than moved in: moving a running process into a cgroup
+///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
+///   other move happened just before — about 10 ms, which was most of a pool's start.
+///   Where `clone3` is refused (some container runtimes filter it) or on an architecture
+///   other than x86_64, the child is started as usual and moved before its handshake, and
+///   its guard moves itself out of the child's cgroup before the child goes on: as
+///   strong, only slower to start.
 /// - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
 ///   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
 ///   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned

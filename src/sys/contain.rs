@@ -52,7 +52,11 @@ pub(crate) fn cgroup_create(dir: &Path) -> io::Result<()> {
 
 /// Opens the cgroup directory `dir`, for a child to be created in it (`sys::clone`).
 pub(crate) fn cgroup_open(dir: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?)
+    Ok(rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
 }
 
 /// Moves process `pid` into the cgroup `dir` (the kernel may wait for an RCU grace

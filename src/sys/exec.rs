@@ -3,9 +3,12 @@
 //!
 //! Children are started with `posix_spawn`, which glibc implements with
 //! `clone(CLONE_VM | CLONE_VFORK)`: unlike a fork, the parent's page tables are not
-//! copied, which is most of what a fork of a large program costs. No code of ours runs
-//! between that clone and the exec, so the child sets its parent-death signal itself,
-//! first thing in `init()` ([`die_with_parent`]), then checks that its parent still lives.
+//! copied, which is most of what a fork of a large program costs. A child contained by a
+//! cgroup is started the same way but inside its cgroup (`sys::clone::spawn_into`, which
+//! does what `posix_spawn` does with `clone3`). Between that clone and the exec nothing
+//! runs but the resetting of signals and the socket's `dup2`, so the child sets its
+//! parent-death signal itself, first thing in `init()` ([`die_with_parent`]), then checks
+//! that its parent still lives.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that created the child exits, not the
 //! process. So every child is created by one long-lived spawner thread: a child started
