@@ -16,7 +16,7 @@ pub(crate) mod sandbox;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -199,6 +199,8 @@ pub(crate) struct Contained {
     cgroup: Option<PathBuf>,
     /// The cgroup's directory, open, for the child to be created in it.
     dir: Option<OwnedFd>,
+    /// Whether the cgroup was killed after the child ended: nothing can be left to kill.
+    killed: AtomicBool,
 }
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
@@ -224,7 +226,9 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
     };
-    Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d), dir: open }))
+    let contained =
+        Contained { containment, cgroup: cgroup.map(|(d, _)| d), dir: open, killed: AtomicBool::new(false) };
+    Ok((child, contained))
 }
 
 impl Contained {
@@ -247,7 +251,11 @@ impl Contained {
     pub(crate) fn ended(&self, pid: u32) {
         match (self.containment, &self.cgroup) {
             (Containment::Cgroup, Some(dir)) => {
-                let _ = sys::contain::cgroup_kill(dir);
+                // Once the child has ended, nothing can enter its cgroup any more: one
+                // kill empties it for good.
+                if sys::contain::cgroup_kill(dir).is_ok() {
+                    self.killed.store(true, Ordering::Relaxed);
+                }
             }
             // Its zombie still holds the group's number: no other group can have it.
             (Containment::ProcessTree, _) => {
@@ -272,7 +280,9 @@ impl Contained {
 impl Drop for Contained {
     fn drop(&mut self) {
         if let Some(dir) = &self.cgroup {
-            let _ = sys::contain::cgroup_kill(dir);
+            if !self.killed.load(Ordering::Relaxed) {
+                let _ = sys::contain::cgroup_kill(dir);
+            }
             // The processes just killed may take a moment to go; the guard removes the
             // cgroup too, once it is empty.
             let _ = sys::contain::cgroup_remove(dir, Duration::from_millis(50));

@@ -32,15 +32,22 @@ pub(crate) fn own_cgroup() -> Option<String> {
 }
 
 /// Whether this process may create a child cgroup under `dir` and move processes there:
-/// a probe directory is made (it must offer `cgroup.kill`, Linux 5.14) and removed, and
-/// `dir`'s `cgroup.procs` must be writable (a move needs the common ancestor's).
+/// `dir` must be writable (a directory on a read-write mount this process may write
+/// to), the kernel must offer `cgroup.kill` (Linux 5.14), and `dir`'s `cgroup.procs` must
+/// be writable (a move, or a creation inside, needs the common ancestor's). A cgroup
+/// other than the root has a `cgroup.kill` of its own where the kernel has it; under the
+/// root, which has none, a probe directory is made and removed instead.
 pub(crate) fn cgroup_writable(dir: &Path) -> io::Result<()> {
-    let probe = dir.join(format!("multiproc-probe-{}", std::process::id()));
-    std::fs::create_dir(&probe)?;
-    let kill = probe.join("cgroup.kill").exists();
-    let _ = std::fs::remove_dir(&probe);
-    if !kill {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux 5.14 or later is needed)"));
+    if dir.join("cgroup.kill").exists() {
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK)?;
+    } else {
+        let probe = dir.join(format!("multiproc-probe-{}", std::process::id()));
+        std::fs::create_dir(&probe)?;
+        let kill = probe.join("cgroup.kill").exists();
+        let _ = std::fs::remove_dir(&probe);
+        if !kill {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux 5.14 or later is needed)"));
+        }
     }
     std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map(drop)
 }
@@ -85,6 +92,12 @@ pub(crate) fn cgroup_populated(dir: &Path) -> bool {
 /// Removes the cgroup `dir` once it is empty, waiting up to `patience` for the processes
 /// that `cgroup_kill` signalled to be gone (the kernel notifies `cgroup.events` changes).
 pub(crate) fn cgroup_remove(dir: &Path, patience: Duration) -> io::Result<()> {
+    // Most often it is empty and has no sub-cgroup already: one `rmdir` does it.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let deadline = Instant::now() + patience;
     let events = std::fs::File::open(dir.join("cgroup.events"));
     while cgroup_populated(dir) {
