@@ -250,12 +250,10 @@ impl Contained {
     /// The child `pid` has ended and is not reaped yet: kill what it left behind.
     pub(crate) fn ended(&self, pid: u32) {
         match (self.containment, &self.cgroup) {
-            (Containment::Cgroup, Some(dir)) => {
-                // Once the child has ended, nothing can enter its cgroup any more: one
-                // kill empties it for good.
-                if sys::contain::cgroup_kill(dir).is_ok() {
-                    self.killed.store(true, Ordering::Relaxed);
-                }
+            // Once the child has ended, nothing can enter its cgroup any more: one kill
+            // empties it for good.
+            (Containment::Cgroup, Some(dir)) if sys::contain::cgroup_kill(dir).is_ok() => {
+                self.killed.store(true, Ordering::Relaxed);
             }
             // Its zombie still holds the group's number: no other group can have it.
             (Containment::ProcessTree, _) => {

@@ -170,33 +170,9 @@ fn vfork_exec(
     // Every signal blocked across the clone: no handler of this process may run in the
     // child, which shares its memory, before the child has reset them all.
     let old = block_all();
-    let rc: i64;
-    // SAFETY: `clone3` with CLONE_VM | CLONE_VFORK: this thread is suspended until the
-    // child execs or exits, so `stack` and `exec` (borrowed by the child) outlive their use.
-    // In the parent the instructions after `syscall` only branch; rax, rcx and r11 are the
-    // registers the kernel changes. The child starts on its own stack (16-byte aligned
-    // top, so the `call` leaves it as a function entry expects) and calls `exec_child`,
-    // which never returns; `ud2` is never reached.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 => rc,
-            in("rdi") &args as *const CloneArgs,
-            in("rsi") size_of::<CloneArgs>(),
-            in("r12") &exec as *const Exec,
-            in("r13") exec_child as extern "C" fn(*const Exec) -> !,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
+    // SAFETY: `stack` and `exec` live until after the call, which returns in this process
+    // only once the child has exec'd or exited (CLONE_VFORK).
+    let rc = unsafe { clone3_vfork(&args, &exec) };
     restore(&old);
     drop(stack);
     if rc < 0 {
@@ -212,6 +188,44 @@ fn vfork_exec(
             Err(io::Error::from_raw_os_error(errno))
         }
     }
+}
+
+/// `clone3(args)` whose child, on the stack `args` gives, runs `exec_child(exec)`.
+///
+/// # Safety
+///
+/// `args` asks for CLONE_VM | CLONE_VFORK and a stack that, like `exec`, stays alive until
+/// this returns.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(args: &CloneArgs, exec: &Exec) -> i64 {
+    let rc: i64;
+    // SAFETY: with CLONE_VM | CLONE_VFORK this thread is suspended until the child execs
+    // or exits, so what the child borrows outlives its use (the caller's contract). In the
+    // parent the instructions after `syscall` only branch; rax, rcx and r11 are the
+    // registers the kernel changes. The child starts on its own stack (16-byte aligned
+    // top, so the `call` leaves it as a function entry expects) and calls `exec_child`,
+    // which never returns; `ud2` is never reached.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => rc,
+            in("rdi") args as *const CloneArgs,
+            in("rsi") size_of::<CloneArgs>(),
+            in("r12") exec as *const Exec,
+            in("r13") exec_child as extern "C" fn(*const Exec) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rc
 }
 
 /// The child of [`vfork_exec`], on its own stack in its parent's memory: only system
