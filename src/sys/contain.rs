@@ -132,9 +132,19 @@ fn remove_dirs(dir: &Path) -> io::Result<()> {
 /// must run after it).
 static HELPERS_GO_TO: OnceLock<std::ffi::CString> = OnceLock::new();
 
+/// The cgroup above this contained child's, where its helpers go.
+static HELPERS_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The cgroup where this contained child's helpers go, open (for `sys::clone::fork_raw`),
+/// if the child is in one and it can be opened.
+pub(crate) fn helpers_cgroup_dir() -> Option<OwnedFd> {
+    cgroup_open(HELPERS_DIR.get()?).ok()
+}
+
 /// In a child contained by a cgroup: its helpers leave it for `parent`.
 pub(crate) fn set_helpers_cgroup(parent: &Path) {
     use std::os::unix::ffi::OsStrExt;
+    let _ = HELPERS_DIR.set(parent.to_path_buf());
     if let Ok(path) = std::ffi::CString::new(parent.join("cgroup.procs").as_os_str().as_bytes()) {
         let _ = HELPERS_GO_TO.set(path);
     }
