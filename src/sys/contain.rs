@@ -265,6 +265,19 @@ pub(crate) fn kill_tree(pid: u32) {
     kill_pid(pid, libc::SIGKILL);
 }
 
+/// Whether this process has any child, running or ended (quiet ones included). A child
+/// subreaper without one has no descendant at all: every orphan of its tree would have
+/// been re-parented to it.
+pub(crate) fn has_children() -> bool {
+    // SAFETY: `waitid` writes only the local `info`; WNOWAIT leaves any ended child
+    // unreaped, WNOHANG makes it return at once.
+    let rc = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL)
+    };
+    !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 /// Reaps every child of this process that has ended, without waiting.
 pub(crate) fn reap_any() {
     loop {
@@ -492,6 +505,14 @@ mod tests {
         assert!(found.contains(&child.id()), "{found:?}");
         assert!(found.len() >= 2, "{found:?}");
         kill_tree(child.id());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_running_child_counts_as_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(has_children());
+        child.kill().unwrap();
         child.wait().unwrap();
     }
 
