@@ -13,9 +13,10 @@
 #[cfg(feature = "sandbox")]
 pub(crate) mod sandbox;
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,18 +33,28 @@ use crate::sys::limits::Limit;
 /// pool and the program. Two mechanisms, chosen per child:
 ///
 /// - **cgroup v2 subtree** ([`Containment::Cgroup`], the strongest, used whenever the
-///   hierarchy is writable): the parent creates one cgroup per child under its own,
-///   moves the child there right after it starts (before its handshake, so before any
-///   initializer or task), and ends it with `cgroup.kill`, which SIGKILLs every process
-///   of the subtree at once: no fork race, no escape by `setsid`, double fork or a new
-///   process group, since cgroup membership is inherited and cannot be left without
-///   write access to an ancestor. The kill happens when the child ends (the parent sees
-///   it exit, before reaping it) and when the parent kills it (a timeout, `terminate`).
-///   For an owner that is SIGKILLed — it cannot clean up — each child forks a tiny
-///   **guard** before any user code runs: detached (double fork, own session, no
-///   descriptor kept but a pidfd of the child), moved to the parent cgroup, it waits on
-///   that pidfd and, when the child ends for any reason (its parent-death signal
-///   included), kills and removes the cgroup.
+///   hierarchy is writable): the parent creates one cgroup per child under its own and
+///   creates the child *inside* it (`clone3` with `CLONE_INTO_CGROUP`, so it is contained
+///   from its first instruction, before any initializer or task), and ends it with
+///   `cgroup.kill`, which SIGKILLs every process of the subtree at once: no fork race, no
+///   escape by `setsid`, double fork or a new process group, since cgroup membership is
+///   inherited and cannot be left without write access to an ancestor. The kill happens
+///   when the child ends (the parent sees it exit, before reaping it) and when the parent
+///   kills it (a timeout, `terminate`). For an owner that is SIGKILLed — it cannot clean
+///   up — each child starts a tiny **guard** before any user code runs: created inside
+///   the parent cgroup (never in the child's), in a session of its own, keeping no
+///   descriptor but a pidfd of the child, it waits on that pidfd and, when the child ends
+///   for any reason (its parent-death signal included), kills and removes the cgroup. The
+///   guard is a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it)
+///   and nothing waits for it to start.
+///
+///   Why created inside rather than moved in: moving a running process into a cgroup
+///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
+///   other move happened just before — about 10 ms, which was most of a pool's start.
+///   Where `clone3` is refused (some container runtimes filter it) or on an architecture
+///   other than x86_64, the child is started as usual and moved before its handshake, and
+///   its guard moves itself out of the child's cgroup before the child goes on: as
+///   strong, only slower to start.
 /// - **process tree** ([`Containment::ProcessTree`], the fallback where no cgroup can be
 ///   written, e.g. an unprivileged user outside a delegated subtree): the child leads a
 ///   new process group and is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned
@@ -210,6 +221,10 @@ pub(crate) struct ChildIsolation {
 pub(crate) struct Contained {
     pub(crate) containment: Containment,
     cgroup: Option<PathBuf>,
+    /// The cgroup's directory, open, for the child to be created in it.
+    dir: Option<OwnedFd>,
+    /// Whether the cgroup was killed after the child ended: nothing can be left to kill.
+    killed: AtomicBool,
 }
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
@@ -218,11 +233,14 @@ static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
 pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), String> {
     let containment = containment_for(policy.contain)?;
     let mut cgroup = None;
+    let mut open = None;
     if containment == Containment::Cgroup {
         let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
         let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
         sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        // Without the open directory the child is started, then moved: slower, as sound.
+        open = sys::contain::cgroup_open(&dir).ok();
         cgroup = Some((dir, base.clone()));
     }
     let child = ChildIsolation {
@@ -232,23 +250,34 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
     };
-    Ok((child, Contained { containment, cgroup: cgroup.map(|(d, _)| d) }))
+    let contained =
+        Contained { containment, cgroup: cgroup.map(|(d, _)| d), dir: open, killed: AtomicBool::new(false) };
+    Ok((child, contained))
 }
 
 impl Contained {
-    /// Puts the just-started child `pid` in its cgroup.
-    pub(crate) fn adopt(&self, pid: u32) -> std::io::Result<()> {
+    /// The cgroup to create the child in, open, if it has one.
+    pub(crate) fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.dir.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Puts the just-started child `pid` in its cgroup, unless it was created there
+    /// (`in_cgroup`); the open directory is no longer needed either way.
+    pub(crate) fn adopt(&mut self, pid: u32, in_cgroup: bool) -> std::io::Result<()> {
+        self.dir = None;
         match &self.cgroup {
-            Some(dir) => sys::contain::cgroup_add(dir, pid),
-            None => Ok(()),
+            Some(dir) if !in_cgroup => sys::contain::cgroup_add(dir, pid),
+            _ => Ok(()),
         }
     }
 
     /// The child `pid` has ended and is not reaped yet: kill what it left behind.
     pub(crate) fn ended(&self, pid: u32) {
         match (self.containment, &self.cgroup) {
-            (Containment::Cgroup, Some(dir)) => {
-                let _ = sys::contain::cgroup_kill(dir);
+            // Once the child has ended, nothing can enter its cgroup any more: one kill
+            // empties it for good.
+            (Containment::Cgroup, Some(dir)) if sys::contain::cgroup_kill(dir).is_ok() => {
+                self.killed.store(true, Ordering::Relaxed);
             }
             // Its zombie still holds the group's number: no other group can have it.
             (Containment::ProcessTree, _) => {
@@ -273,7 +302,9 @@ impl Contained {
 impl Drop for Contained {
     fn drop(&mut self) {
         if let Some(dir) = &self.cgroup {
-            let _ = sys::contain::cgroup_kill(dir);
+            if !self.killed.load(Ordering::Relaxed) {
+                let _ = sys::contain::cgroup_kill(dir);
+            }
             // The processes just killed may take a moment to go; the guard removes the
             // cgroup too, once it is empty.
             let _ = sys::contain::cgroup_remove(dir, Duration::from_millis(50));

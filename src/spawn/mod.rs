@@ -173,22 +173,24 @@ pub(crate) fn start_via(
         return Err(Error::InitNotCalled);
     }
     spec.isolation.check().map_err(Error::Isolation)?;
-    let (isolation, contained) = crate::isolation::prepare(&spec.isolation).map_err(Error::Isolation)?;
+    let (isolation, mut contained) = crate::isolation::prepare(&spec.isolation).map_err(Error::Isolation)?;
     let hello = hello_for(entry, entry_name, spec, isolation);
     let (ours, theirs) = UnixStream::pair()?;
     let mut channel = Channel::new(ours, spec.max_frame);
     queue_hello(&mut channel, &hello, write_payload)?;
-    let (mut process, exe) = match fork {
+    let (mut process, exe, in_cgroup) = match fork {
         Some(fork) => {
             let forked = fork(&theirs);
             // The child has its copy: ours must close, so that its death is a hang-up.
             drop(theirs);
-            (forked?, executable(spec.executable.as_ref()))
+            // Forked by the template, outside the cgroup: it is moved in below.
+            (forked?, executable(spec.executable.as_ref()), false)
         }
-        None => spawn_child(spec.executable.as_ref(), theirs)?,
+        None => spawn_child(spec.executable.as_ref(), theirs, contained.cgroup_dir())?,
     };
-    // Into its cgroup before its handshake: before any initializer or task runs.
-    if let Err(e) = contained.adopt(process.pid()) {
+    // Into its cgroup before its handshake (before any initializer or task runs), if it
+    // was not created there.
+    if let Err(e) = contained.adopt(process.pid(), in_cgroup) {
         let _ = process.kill_and_reap();
         return Err(Error::Isolation(format!("cannot move child {} into its cgroup: {e}", process.pid())));
     }
@@ -241,8 +243,13 @@ fn queue_hello(
 }
 
 /// Starts the executable (this program unless `over` names another) again with `theirs`
-/// as its socket and the child marker in its environment; returns it and the path run.
-fn spawn_child(over: Option<&PathBuf>, theirs: UnixStream) -> Result<(ChildProcess, PathBuf), Error> {
+/// as its socket and the child marker in its environment, inside the cgroup `cgroup` if
+/// the kernel allows; returns it, the path run and whether it is in that cgroup.
+fn spawn_child(
+    over: Option<&PathBuf>,
+    theirs: UnixStream,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(ChildProcess, PathBuf, bool), Error> {
     let exe = executable(over);
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     if argv.is_empty() {
@@ -252,11 +259,11 @@ fn spawn_child(over: Option<&PathBuf>, theirs: UnixStream) -> Result<(ChildProce
     let marker = format!("{}:{}", sys::exec::CHILD_SOCKET_FD, sys::proc::getpid());
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != MARKER).collect();
     env.push((MARKER.into(), marker.into()));
-    let pid = sys::exec::spawn_with_socket(exe.clone().into_os_string(), argv, env, theirs.as_fd())
+    let spawned = sys::exec::spawn_with_socket(exe.clone().into_os_string(), argv, env, theirs.as_fd(), cgroup)
         .map_err(|source| Error::Spawn { executable: exe.clone(), source })?;
     drop(theirs);
-    let process = ChildProcess::new(pid).map_err(Error::Io)?;
-    Ok((process, exe))
+    let process = ChildProcess::new(spawned.pid).map_err(Error::Io)?;
+    Ok((process, exe, spawned.in_cgroup))
 }
 
 /// How a handshake went wrong, before the child's fate is known.

@@ -32,15 +32,22 @@ pub(crate) fn own_cgroup() -> Option<String> {
 }
 
 /// Whether this process may create a child cgroup under `dir` and move processes there:
-/// a probe directory is made (it must offer `cgroup.kill`, Linux 5.14) and removed, and
-/// `dir`'s `cgroup.procs` must be writable (a move needs the common ancestor's).
+/// `dir` must be writable (a directory on a read-write mount this process may write
+/// to), the kernel must offer `cgroup.kill` (Linux 5.14), and `dir`'s `cgroup.procs` must
+/// be writable (a move, or a creation inside, needs the common ancestor's). A cgroup
+/// other than the root has a `cgroup.kill` of its own where the kernel has it; under the
+/// root, which has none, a probe directory is made and removed instead.
 pub(crate) fn cgroup_writable(dir: &Path) -> io::Result<()> {
-    let probe = dir.join(format!("multiproc-probe-{}", std::process::id()));
-    std::fs::create_dir(&probe)?;
-    let kill = probe.join("cgroup.kill").exists();
-    let _ = std::fs::remove_dir(&probe);
-    if !kill {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux 5.14 or later is needed)"));
+    if dir.join("cgroup.kill").exists() {
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK)?;
+    } else {
+        let probe = dir.join(format!("multiproc-probe-{}", std::process::id()));
+        std::fs::create_dir(&probe)?;
+        let kill = probe.join("cgroup.kill").exists();
+        let _ = std::fs::remove_dir(&probe);
+        if !kill {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux 5.14 or later is needed)"));
+        }
     }
     std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map(drop)
 }
@@ -50,7 +57,17 @@ pub(crate) fn cgroup_create(dir: &Path) -> io::Result<()> {
     std::fs::create_dir(dir)
 }
 
-/// Moves process `pid` into the cgroup `dir`.
+/// Opens the cgroup directory `dir`, for a child to be created in it (`sys::clone`).
+pub(crate) fn cgroup_open(dir: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
+/// Moves process `pid` into the cgroup `dir` (the kernel may wait for an RCU grace
+/// period: milliseconds; a child created in its cgroup avoids it).
 pub(crate) fn cgroup_add(dir: &Path, pid: u32) -> io::Result<()> {
     std::fs::write(dir.join("cgroup.procs"), pid.to_string())
 }
@@ -75,6 +92,12 @@ pub(crate) fn cgroup_populated(dir: &Path) -> bool {
 /// Removes the cgroup `dir` once it is empty, waiting up to `patience` for the processes
 /// that `cgroup_kill` signalled to be gone (the kernel notifies `cgroup.events` changes).
 pub(crate) fn cgroup_remove(dir: &Path, patience: Duration) -> io::Result<()> {
+    // Most often it is empty and has no sub-cgroup already: one `rmdir` does it.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let deadline = Instant::now() + patience;
     let events = std::fs::File::open(dir.join("cgroup.events"));
     while cgroup_populated(dir) {
@@ -109,9 +132,19 @@ fn remove_dirs(dir: &Path) -> io::Result<()> {
 /// must run after it).
 static HELPERS_GO_TO: OnceLock<std::ffi::CString> = OnceLock::new();
 
+/// The cgroup above this contained child's, where its helpers go.
+static HELPERS_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The cgroup where this contained child's helpers go, open (for `sys::clone::fork_raw`),
+/// if the child is in one and it can be opened.
+pub(crate) fn helpers_cgroup_dir() -> Option<OwnedFd> {
+    cgroup_open(HELPERS_DIR.get()?).ok()
+}
+
 /// In a child contained by a cgroup: its helpers leave it for `parent`.
 pub(crate) fn set_helpers_cgroup(parent: &Path) {
     use std::os::unix::ffi::OsStrExt;
+    let _ = HELPERS_DIR.set(parent.to_path_buf());
     if let Ok(path) = std::ffi::CString::new(parent.join("cgroup.procs").as_os_str().as_bytes()) {
         let _ = HELPERS_GO_TO.set(path);
     }
@@ -232,6 +265,19 @@ pub(crate) fn kill_tree(pid: u32) {
     kill_pid(pid, libc::SIGKILL);
 }
 
+/// Whether this process has any child, running or ended (quiet ones included). A child
+/// subreaper without one has no descendant at all: every orphan of its tree would have
+/// been re-parented to it.
+pub(crate) fn has_children() -> bool {
+    // SAFETY: `waitid` writes only the local `info`; WNOWAIT leaves any ended child
+    // unreaped, WNOHANG makes it return at once.
+    let rc = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL)
+    };
+    !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 /// Reaps every child of this process that has ended, without waiting.
 pub(crate) fn reap_any() {
     loop {
@@ -276,10 +322,18 @@ pub(crate) enum GuardAction {
     Tree { pid: u32, owner: u32 },
 }
 
-/// Forks the guard: a small process, detached from this one (a double fork, so it is never
-/// this process's child), that waits for this process to end for any reason — a kill by
-/// its pool, the death of its owner — and then runs `action`. Call it while this process
-/// has a single thread.
+/// Starts the guard: a small process, not this one's child in any way this process's own
+/// code could notice, that waits for this process to end for any reason — a kill by its
+/// pool, the death of its owner — and then runs `action`. Call it while this process has
+/// a single thread.
+///
+/// With [`GuardAction::Cgroup`], the guard is created inside the parent cgroup (`clone3`
+/// with `CLONE_INTO_CGROUP`), so it never is in this process's cgroup, and as a quiet
+/// child (no SIGCHLD; a `wait()` of a task does not see it): nothing waits for it, it is
+/// in place when this returns, and when this process ends it goes to init. Otherwise (the
+/// process tree, or where `clone3` is refused) it is detached by a double fork, so it is
+/// never this process's child (the tree walk would find it), and this waits until it has
+/// left this process's group and, with a cgroup, moved itself out of it.
 pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = pidfd_of(std::process::id())?;
     let owner = match &action {
@@ -287,11 +341,25 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
         GuardAction::Cgroup { .. } => None,
     };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
-    // The guard says on this pipe when it is ready (out of the child's cgroup): until
-    // then a kill of the cgroup would take it too.
+    let into = match &action {
+        GuardAction::Cgroup { parent, .. } => cgroup_open(parent).ok(),
+        GuardAction::Tree { .. } => None,
+    };
+    if let Some(dir) = &into {
+        // SAFETY: the caller has one thread (`threads()` is checked by the policy before
+        // it calls this), so the child may run any code.
+        match unsafe { super::clone::fork_raw(Some(dir.as_fd()), true) } {
+            Ok(0) => guard_main([Some(me), owner], null, None, action, false),
+            Ok(_) => return Ok(()),
+            Err(e) if super::clone::refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop(into);
+    // The guard says on this pipe when it is ready (out of this process's cgroup or
+    // group): until then a kill of either would take it too.
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    // SAFETY: the caller has one thread (`threads()` is checked by the policy before it
-    // calls this), so the child may run any code after the fork.
+    // SAFETY: as above.
     let first = unsafe { libc::fork() };
     match first {
         -1 => Err(io::Error::last_os_error()),
@@ -299,7 +367,7 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
             // SAFETY: as above; this intermediate child forks once more and exits.
             if unsafe { libc::fork() } == 0 {
                 drop(ready_r);
-                guard_main([Some(me), owner], null, ready_w, action)
+                guard_main([Some(me), owner], null, Some(ready_w), action, true)
             }
             quit(0)
         }
@@ -320,8 +388,15 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     }
 }
 
-/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any.
-fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, action: GuardAction) -> ! {
+/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any;
+/// `join` says it must still move itself to its action's parent cgroup.
+fn guard_main(
+    watched: [Option<OwnedFd>; 2],
+    null: OwnedFd,
+    ready: Option<OwnedFd>,
+    action: GuardAction,
+    join: bool,
+) -> ! {
     let _ = rustix::process::setsid();
     // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
     // not keep the worker's socket or a test's pipes open.
@@ -330,12 +405,14 @@ fn guard_main(watched: [Option<OwnedFd>; 2], null: OwnedFd, ready: OwnedFd, acti
     }
     drop(null);
     if let GuardAction::Cgroup { parent, .. } = &action
+        && join
         && cgroup_add(parent, std::process::id()).is_err()
     {
         quit(1);
     }
-    let _ = rustix::io::write(&ready, &[1]);
-    drop(ready);
+    if let Some(ready) = ready {
+        let _ = rustix::io::write(&ready, &[1]);
+    }
     let [Some(child), owner] = watched else { quit(1) };
     close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
     let child_ended = loop {
@@ -428,6 +505,14 @@ mod tests {
         assert!(found.contains(&child.id()), "{found:?}");
         assert!(found.len() >= 2, "{found:?}");
         kill_tree(child.id());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_running_child_counts_as_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(has_children());
+        child.kill().unwrap();
         child.wait().unwrap();
     }
 

@@ -3,9 +3,12 @@
 //!
 //! Children are started with `posix_spawn`, which glibc implements with
 //! `clone(CLONE_VM | CLONE_VFORK)`: unlike a fork, the parent's page tables are not
-//! copied, which is most of what a fork of a large program costs. No code of ours runs
-//! between that clone and the exec, so the child sets its parent-death signal itself,
-//! first thing in `init()` ([`die_with_parent`]), then checks that its parent still lives.
+//! copied, which is most of what a fork of a large program costs. A child contained by a
+//! cgroup is started the same way but inside its cgroup (`sys::clone::spawn_into`, which
+//! does what `posix_spawn` does with `clone3`). Between that clone and the exec nothing
+//! runs but the resetting of signals and the socket's `dup2`, so the child sets its
+//! parent-death signal itself, first thing in `init()` ([`die_with_parent`]), then checks
+//! that its parent still lives.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that created the child exits, not the
 //! process. So every child is created by one long-lived spawner thread: a child started
@@ -32,7 +35,17 @@ struct Request {
     /// A private copy of the child's socket, numbered above [`CHILD_SOCKET_FD`] so that
     /// installing it there is always a real `dup2` (which clears close-on-exec).
     socket: OwnedFd,
-    reply: mpsc::Sender<io::Result<u32>>,
+    /// The cgroup directory to create the child in, if any.
+    cgroup: Option<OwnedFd>,
+    reply: mpsc::Sender<io::Result<Spawned>>,
+}
+
+/// A child just started: its pid, and whether it was created inside the cgroup asked for
+/// (else the caller must move it there).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spawned {
+    pub(crate) pid: u32,
+    pub(crate) in_cgroup: bool,
 }
 
 fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
@@ -42,8 +55,8 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
         std::thread::Builder::new()
             .name("multiproc-spawner".into())
             .spawn(move || {
-                for Request { program, argv, envp, socket, reply } in rx {
-                    let started = posix_spawn(&program, &argv, &envp, socket.as_fd());
+                for Request { program, argv, envp, socket, cgroup, reply } in rx {
+                    let started = start(&program, &argv, &envp, socket.as_fd(), cgroup.as_ref().map(AsFd::as_fd));
                     // Close this copy of the child's socket before the caller's handshake:
                     // a child that dies early must be seen to hang up.
                     drop(socket);
@@ -65,6 +78,10 @@ fn c_string(s: OsString, what: &str) -> io::Result<CString> {
 /// descriptor beyond stdio (every other descriptor of the crate is close-on-exec).
 /// Returns the child's pid; the caller reaps it.
 ///
+/// With `cgroup` (a cgroup directory), the child is created inside that cgroup where the
+/// kernel allows (`clone3` with `CLONE_INTO_CGROUP`, see `sys::clone`), which saves the
+/// caller a move; [`Spawned::in_cgroup`] says whether it was.
+///
 /// The child is created on the long-lived spawner thread (see the module docs); it must
 /// call [`die_with_parent`] with this process's pid to get its parent-death signal.
 pub(crate) fn spawn_with_socket(
@@ -72,7 +89,8 @@ pub(crate) fn spawn_with_socket(
     argv: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     sock: BorrowedFd<'_>,
-) -> io::Result<u32> {
+    cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Spawned> {
     let program = c_string(program, "executable path")?;
     let argv = argv.into_iter().map(|a| c_string(a, "argument")).collect::<io::Result<Vec<_>>>()?;
     let envp = env
@@ -84,11 +102,12 @@ pub(crate) fn spawn_with_socket(
         })
         .collect::<io::Result<Vec<_>>>()?;
     let socket = rustix::io::fcntl_dupfd_cloexec(sock, CHILD_SOCKET_FD + 1)?;
+    let cgroup = cgroup.map(|fd| fd.try_clone_to_owned()).transpose()?;
     let (reply, rx) = mpsc::channel();
     spawner()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .send(Request { program, argv, envp, socket, reply })
+        .send(Request { program, argv, envp, socket, cgroup, reply })
         .map_err(|_| io::Error::other("the spawner thread is gone"))?;
     rx.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
 }
@@ -120,12 +139,36 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 
-fn posix_spawn(program: &CString, argv: &[CString], envp: &[CString], socket: BorrowedFd<'_>) -> io::Result<u32> {
+/// Starts the child: inside `cgroup` if the kernel lets us, else with `posix_spawn`.
+fn start(
+    program: &CString,
+    argv: &[CString],
+    envp: &[CString],
+    socket: BorrowedFd<'_>,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Spawned> {
     let mut argv: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
     argv.push(std::ptr::null_mut());
     let mut envp: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
     envp.push(std::ptr::null_mut());
+    if let Some(dir) = cgroup {
+        match super::clone::spawn_into(program, &argv, &envp, socket, CHILD_SOCKET_FD, dir) {
+            Ok(pid) => return Ok(Spawned { pid, in_cgroup: true }),
+            // clone3 is missing or filtered here: start it as usual, the caller moves it.
+            Err(e) if super::clone::refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let pid = posix_spawn(program, &argv, &envp, socket)?;
+    Ok(Spawned { pid, in_cgroup: false })
+}
 
+fn posix_spawn(
+    program: &CString,
+    argv: &[*mut libc::c_char],
+    envp: &[*mut libc::c_char],
+    socket: BorrowedFd<'_>,
+) -> io::Result<u32> {
     let mut actions = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
     // SAFETY: `actions` is writable storage of the right type for the init call to fill.
     check(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;

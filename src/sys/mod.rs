@@ -4,6 +4,7 @@
 //! `// SAFETY:` line saying why it is sound. Linux only: pidfds, `PR_SET_PDEATHSIG`
 //! and `SCM_RIGHTS` are the mechanisms the crate is built on.
 
+mod clone;
 pub(crate) mod contain;
 mod ctor;
 pub(crate) mod event;

@@ -95,7 +95,9 @@ pub(crate) fn take_name_of(pid: u32) -> io::Result<()> {
 static KILL_DESCENDANTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn kill_descendants_now() {
-    if KILL_DESCENDANTS.load(std::sync::atomic::Ordering::Relaxed) {
+    // A subreaper with no child has no descendant: the walk through /proc (milliseconds
+    // on a busy machine) is skipped.
+    if KILL_DESCENDANTS.load(std::sync::atomic::Ordering::Relaxed) && crate::sys::contain::has_children() {
         crate::sys::contain::kill_descendants(getpid());
         crate::sys::contain::reap_any();
     }

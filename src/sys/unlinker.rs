@@ -30,6 +30,20 @@ pub(crate) struct Unlinker {
     _lifeline: OwnedFd,
 }
 
+/// The watcher's middle process: a raw fork, inside the cgroup `into` if given and the
+/// kernel allows (then `true`: the middle need not move out of this process's cgroup).
+/// 0 in the child.
+fn fork_middle(into: Option<BorrowedFd<'_>>) -> io::Result<(u32, bool)> {
+    // SAFETY: the child runs only what `Unlinker::start` gives it: system calls, no lock.
+    match unsafe { crate::sys::clone::fork_raw(into, false) } {
+        Err(e) if into.is_some() && crate::sys::clone::refused(&e) => {
+            // SAFETY: as above, without the cgroup: the child moves itself.
+            unsafe { crate::sys::clone::fork_raw(None, false) }.map(|pid| (pid, false))
+        }
+        other => other.map(|pid| (pid, into.is_some())),
+    }
+}
+
 impl Unlinker {
     /// Starts a watcher with an empty table.
     pub(crate) fn start() -> io::Result<Unlinker> {
@@ -37,25 +51,25 @@ impl Unlinker {
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let (lifeline, table_fd) = (read.as_raw_fd(), table.as_raw_fd());
         // A contained child's watcher leaves its cgroup, which is killed when the child
-        // ends: the watcher's work starts then.
+        // ends: the watcher's work starts then. The middle child is created in the cgroup
+        // above where the kernel allows (no move, which may wait for an RCU grace period),
+        // else it moves itself there.
         let leave = crate::sys::contain::helpers_cgroup();
-        // SAFETY: fork duplicates the calling thread only; the child runs `watch` or
-        // `_exit`, both async-signal-safe code paths that allocate nothing and take no lock.
-        let middle = unsafe { libc::fork() };
-        if middle < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let into = crate::sys::contain::helpers_cgroup_dir();
+        let (middle, placed) = fork_middle(into.as_ref().map(AsFd::as_fd))?;
         if middle == 0 {
-            // SAFETY: as above; the grandchild becomes the watcher, the middle child exits.
+            // SAFETY: the middle child of a process that may have other threads makes only
+            // system calls: a raw fork (no atfork handler, no lock), `_exit`; the grandchild
+            // becomes the watcher, which is async-signal-safe code (see `watch`).
             unsafe {
-                // The middle child leaves the cgroup before it forks the watcher, and the
-                // caller waits for the middle child: by the time `start` returns, the
-                // watcher is out of the cgroup, so a kill of the cgroup right after (a
-                // creator terminated at once) cannot take it along.
-                if let Some(procs) = leave {
+                // The middle child leaves the cgroup (unless created outside it) before it
+                // forks the watcher, and the caller waits for the middle child: by the
+                // time `start` returns, the watcher is out of the cgroup, so a kill of the
+                // cgroup right after (a creator terminated at once) cannot take it along.
+                if !placed && let Some(procs) = leave {
                     crate::sys::contain::leave_cgroup(procs);
                 }
-                if libc::fork() == 0 {
+                if crate::sys::clone::fork_raw(None, false).ok() == Some(0) {
                     watch(lifeline, table_fd);
                 }
                 libc::_exit(0);
@@ -64,7 +78,7 @@ impl Unlinker {
         let mut status = 0;
         loop {
             // SAFETY: reaps the middle child we just forked; `status` is a local.
-            let r = unsafe { libc::waitpid(middle, &mut status, 0) };
+            let r = unsafe { libc::waitpid(middle as libc::pid_t, &mut status, 0) };
             if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 break;
             }
