@@ -60,11 +60,33 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Asks the worker to stop: it takes no new task, finishes and delivers the ones it
     /// runs, then ends.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// worker.stop(); // takes no more tasks, finishes those in hand
+    /// worker.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
 
     /// Waits for the worker to end (after [`stop`](WorkerHandle::stop), or a fatal error).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// worker.stop();
+    /// worker.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join(mut self) -> Result<(), ClusterError> {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -74,11 +96,33 @@ impl WorkerHandle {
     }
 
     /// What the worker has done so far.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// println!("{:?}", worker.stats());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> WorkerStats {
         *self.stats.lock()
     }
 
     /// Waits until `ready(stats)` holds, or `timeout` passes; returns the stats if it held.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// use std::time::Duration;
+    /// let done = worker.wait_for(Duration::from_secs(60), |s| s.completed >= 10);
+    /// println!("{done:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for(&self, timeout: Duration, ready: impl Fn(&WorkerStats) -> bool) -> Option<WorkerStats> {
         let deadline = Instant::now() + timeout;
         let mut s = self.stats.lock();
@@ -105,6 +149,12 @@ impl Drop for WorkerHandle {
 /// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]). `multiproc::init()` must
 /// be the first line of `main`. For a local pool with an initializer, recycling or
 /// memory limits, give [`start_worker`] a [`PoolRunner`] of your own pool.
+///
+/// ```no_run
+/// multiproc::init();
+/// multiproc_nats::serve(multiproc_nats::WorkerConfig::from_env()?)?; // until stopped
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
     let runner = PoolRunner::start(config.processes)?;
     start_worker(config, Arc::new(runner))?.join()
@@ -113,6 +163,16 @@ pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
 /// Starts a worker in the background that runs its tasks on `runner` (whose
 /// [`slots`](TaskRunner::slots) say how many task messages it takes at once). It has
 /// connected and found (or created) the queue when this returns.
+///
+/// ```no_run
+/// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+/// use std::sync::Arc;
+///
+/// multiproc::init();
+/// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+/// worker.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result<WorkerHandle, ClusterError> {
     let (stop, stop_rx) = watch::channel(false);
     let stats = Arc::new(StatsCell::default());
@@ -151,6 +211,14 @@ pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result
 /// [`WorkerConfig::from_env`]) and exits, never returning; otherwise it returns at once.
 ///
 /// Call it right after `multiproc::init()` in `main`.
+///
+/// ```no_run
+/// fn main() {
+///     multiproc::init();
+///     multiproc_nats::init(); // with MULTIPROC_NATS_WORKER=1 this process serves, then exits
+///     // ... the submitting program
+/// }
+/// ```
 pub fn init() {
     match std::env::var(WORKER_ENV) {
         Ok(v) if !v.is_empty() && v != "0" => {}

@@ -30,6 +30,15 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A worker of the default pool on `broker`, with one process per CPU.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::new(BrokerConfig::parse("nats://broker.example")?);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn new(broker: BrokerConfig) -> WorkerConfig {
         WorkerConfig {
             broker,
@@ -42,6 +51,15 @@ impl WorkerConfig {
 
     /// Everything from the environment: the broker from `MULTIPROC_NATS_URL`, the pool
     /// from `MULTIPROC_NATS_POOL`, the processes from `MULTIPROC_NATS_PROCESSES`.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?; // MULTIPROC_NATS_URL, _POOL, _PROCESSES, ...
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<WorkerConfig, ConfigError> {
         let mut c = WorkerConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
         if let Ok(s) = std::env::var(PROCESSES_ENV) {
@@ -51,6 +69,15 @@ impl WorkerConfig {
     }
 
     /// Serves this pool's queue (the pool's settings apply if this worker creates it).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.queue(QueueConfig::default().pool("render")?);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn queue(mut self, queue: QueueConfig) -> WorkerConfig {
         self.queue = queue;
         self
@@ -58,6 +85,15 @@ impl WorkerConfig {
 
     /// How many processes run tasks at once: the size of the local pool
     /// [`serve`](crate::serve) starts (default: the CPU count).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.processes(16);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> WorkerConfig {
         self.processes = n.max(1);
         self
@@ -65,6 +101,15 @@ impl WorkerConfig {
 
     /// How long the worker keeps trying to hand a result to its client (which may be
     /// reconnecting) before it gives up on it and drops the task (default 60 s).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.result_patience(Duration::from_secs(120));
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn result_patience(mut self, d: Duration) -> WorkerConfig {
         self.result_patience = d;
         self
