@@ -89,9 +89,9 @@ impl fmt::Display for Secret {
 ///
 /// let b = BrokerConfig::parse("nats://s3cret-token@broker.example")?;
 /// assert!(matches!(b.auth(), Auth::Token(t) if t.expose() == "s3cret-token"));
-/// let b = BrokerConfig::parse("nats://broker.example")?.user_password("ada", "pw");
+/// let b = BrokerConfig::parse("nats://broker.example")?.user_password("app", "pw");
 /// match b.auth() {
-///     Auth::UserPassword { user, .. } => assert_eq!(user, "ada"),
+///     Auth::UserPassword { user, .. } => assert_eq!(user, "app"),
 ///     other => panic!("expected a user and password, got {other:?}"),
 /// }
 /// # Ok::<(), multiproc_nats::ConfigError>(())
@@ -171,9 +171,9 @@ pub struct BrokerConfig {
 /// ```
 /// use multiproc_nats::BrokerConfig;
 ///
-/// let e = BrokerConfig::parse("nats://ada:s3cret@broker.example?bogus=1").unwrap_err();
+/// let e = BrokerConfig::parse("nats://app:s3cret@broker.example?bogus=1").unwrap_err();
 /// assert!(e.to_string().contains("unknown option `bogus`"), "{e}");
-/// let e = BrokerConfig::parse("nats://ada:s3cret%zz@broker.example").unwrap_err();
+/// let e = BrokerConfig::parse("nats://app:s3cret%zz@broker.example").unwrap_err();
 /// assert!(!e.to_string().contains("s3cret"), "{e}"); // the secret is never shown
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,8 +280,8 @@ impl BrokerConfig {
     /// ```
     /// use multiproc_nats::BrokerConfig;
     ///
-    /// let b = BrokerConfig::parse("nats://h")?.user_password("ada", "s3cret");
-    /// assert_eq!(b.to_string(), "nats://ada:***@h:4222");
+    /// let b = BrokerConfig::parse("nats://h")?.user_password("app", "s3cret");
+    /// assert_eq!(b.to_string(), "nats://app:***@h:4222");
     /// # Ok::<(), multiproc_nats::ConfigError>(())
     /// ```
     pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> BrokerConfig {

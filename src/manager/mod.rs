@@ -184,8 +184,8 @@ pub(crate) mod sealed {
 /// let scores = manager.dict::<String, u32>()?;
 /// manager.publish("scores", &scores)?; // any proxy, under a name
 /// let same: DictProxy<String, u32> = manager.lookup("scores")?;
-/// same.set("ada".to_string(), 3)?;
-/// assert_eq!(scores.get("ada")?, Some(3));
+/// same.set("app".to_string(), 3)?;
+/// assert_eq!(scores.get("app")?, Some(3));
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
 pub trait Proxy: sealed::ProxyType + Serialize + DeserializeOwned + Clone + std::fmt::Debug {}
