@@ -94,11 +94,23 @@ fn shared(v: &[u8]) -> Option<Bytes> {
 
 impl Bytes {
     /// An empty buffer.
+    ///
+    /// ```
+    /// let b = multiproc::Bytes::new();
+    /// assert!(b.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Bytes {
         Bytes::default()
     }
 
     /// The buffer, as a `Vec<u8>`.
+    ///
+    /// ```
+    /// let b = multiproc::Bytes::from(vec![1u8, 2]);
+    /// assert_eq!(b.into_vec(), [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_vec(self) -> Vec<u8> {
         match self.repr {
             Repr::Owned(v) => v,

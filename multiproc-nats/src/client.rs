@@ -55,6 +55,15 @@ pub const SUBMIT_PATIENCE_ENV: &str = "MULTIPROC_NATS_SUBMIT_PATIENCE";
 
 impl ClientConfig {
     /// A client of the default pool on `broker`.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+    /// use std::time::Duration;
+    ///
+    /// let c = ClientConfig::new(BrokerConfig::parse("nats://broker.example")?);
+    /// # drop(c);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn new(broker: BrokerConfig) -> ClientConfig {
         ClientConfig {
             broker,
@@ -68,6 +77,15 @@ impl ClientConfig {
     /// [`QueueConfig::from_env`] reads them, the result deadline from
     /// `MULTIPROC_NATS_RESULT_DEADLINE` and the submit patience from
     /// `MULTIPROC_NATS_SUBMIT_PATIENCE` (seconds).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+    /// use std::time::Duration;
+    ///
+    /// let c = ClientConfig::from_env()?; // MULTIPROC_NATS_URL, _POOL, _RESULT_DEADLINE, ...
+    /// # drop(c);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<ClientConfig, ConfigError> {
         let mut c = ClientConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
         if let Ok(s) = std::env::var(RESULT_DEADLINE_ENV) {
@@ -85,12 +103,30 @@ impl ClientConfig {
     /// that may never come: no worker of this build serving the pool, a result lost with
     /// a client unreachable for longer than the workers' patience. The task leaves the
     /// queue if it is still there; a worker that already runs it finishes, unheard.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+    /// use std::time::Duration;
+    ///
+    /// let c = ClientConfig::from_env()?.result_deadline(Duration::from_secs(3600));
+    /// # drop(c);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn result_deadline(mut self, d: Duration) -> ClientConfig {
         self.result_deadline = Some(d);
         self
     }
 
     /// Submits to this pool's queue (its settings apply if this client creates it).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+    /// use std::time::Duration;
+    ///
+    /// let c = ClientConfig::from_env()?.queue(QueueConfig::default().pool("render")?);
+    /// # drop(c);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn queue(mut self, queue: QueueConfig) -> ClientConfig {
         self.queue = queue;
         self
@@ -98,6 +134,15 @@ impl ClientConfig {
 
     /// How long a task may wait for the broker to take it (while it is unreachable or
     /// restarting) before it fails with [`RemoteError::Broker`] (default 60 s).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, ClientConfig, QueueConfig};
+    /// use std::time::Duration;
+    ///
+    /// let c = ClientConfig::from_env()?.submit_patience(Duration::from_secs(10));
+    /// # drop(c);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn submit_patience(mut self, d: Duration) -> ClientConfig {
         self.submit_patience = d;
         self
@@ -128,6 +173,18 @@ pub struct RawTask {
 impl RawTask {
     /// The task `f(arg)`. `f` is a fn item, a non-capturing closure or a fn pointer, as
     /// for `multiproc::Process`; fails if `arg` does not serialize.
+    ///
+    /// ```
+    /// use multiproc_nats::RawTask;
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let t = RawTask::new(square, &3u64)?;
+    /// assert!(t.function_name().contains("square"));
+    /// # Ok::<(), multiproc::CodecError>(())
+    /// ```
     pub fn new<F, A, R>(f: F, arg: &A) -> Result<RawTask, multiproc::CodecError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -146,6 +203,18 @@ impl RawTask {
 
     /// Gives the task a time limit: the worker kills the process running it at the
     /// limit, and the task fails with [`RemoteError::Timeout`].
+    ///
+    /// ```
+    /// use multiproc_nats::RawTask;
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let t = RawTask::new(square, &3u64)?.timeout(Duration::from_secs(60));
+    /// # drop(t);
+    /// # Ok::<(), multiproc::CodecError>(())
+    /// ```
     pub fn timeout(mut self, limit: Duration) -> RawTask {
         self.timeout = Some(limit);
         self
@@ -153,12 +222,35 @@ impl RawTask {
 
     /// Runs the task again, up to `n` times, when the process running it dies (on a
     /// worker with a [`PoolRunner`](crate::PoolRunner)).
+    ///
+    /// ```
+    /// use multiproc_nats::RawTask;
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let t = RawTask::new(square, &3u64)?.retries(2);
+    /// # drop(t);
+    /// # Ok::<(), multiproc::CodecError>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> RawTask {
         self.retries = n;
         self
     }
 
     /// The task's function name.
+    ///
+    /// ```
+    /// use multiproc_nats::RawTask;
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// println!("{}", RawTask::new(square, &3u64)?.function_name());
+    /// # Ok::<(), multiproc::CodecError>(())
+    /// ```
     pub fn function_name(&self) -> &'static str {
         self.code.function_name
     }
@@ -216,6 +308,19 @@ pub struct TaskOutcome {
 
 impl TaskOutcome {
     /// Decodes the result as an `R`.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let outcome = client.submit(RawTask::new(square, &3u64)?)?.wait();
+    /// let v: u64 = outcome.decode()?;
+    /// assert_eq!(v, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn decode<R: DeserializeOwned>(&self) -> Result<R, TaskFailure> {
         match &self.result {
             Ok(bytes) => multiproc::remote::decode_value(bytes)
@@ -267,16 +372,52 @@ impl OutcomeSlot {
 
 impl TaskHandle {
     /// The task's id within its client.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let h = client.submit(RawTask::new(square, &3u64)?)?;
+    /// println!("task {}", h.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// Whether the outcome is there.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let h = client.submit(RawTask::new(square, &3u64)?)?;
+    /// if !h.is_ready() { println!("still running"); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.slot.value.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// Waits for the outcome.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let outcome = client.submit(RawTask::new(square, &3u64)?)?.wait();
+    /// assert_eq!(outcome.decode::<u64>()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(self) -> TaskOutcome {
         let mut v = self.slot.value.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -289,6 +430,19 @@ impl TaskHandle {
 
     /// Waits up to `timeout` for the outcome; gives the handle back if it is not there.
     /// The task goes on either way.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// use std::time::Duration;
+    /// let h = client.submit(RawTask::new(square, &3u64)?)?;
+    /// if let Ok(outcome) = h.wait_timeout(Duration::from_secs(10)) { println!("{:?}", outcome.ran_on); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(self, timeout: Duration) -> Result<TaskOutcome, TaskHandle> {
         let deadline = Instant::now() + timeout;
         {
@@ -494,6 +648,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects, and finds or creates the pool's queue. Works inside a tokio runtime
     /// too (the connection is then made on a helper thread, the caller's thread waiting).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// println!("connected as {}", client.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(config: ClientConfig) -> Result<Client, ClusterError> {
         crate::blocking::outside_runtime(move || Client::connect_here(config))
     }
@@ -543,6 +708,18 @@ impl Client {
 
     /// Submits `task`; `on_done` gets its outcome, exactly once, on the client's thread
     /// (or on this thread, for a task that fails before leaving). Returns the task's id.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let id = client.submit_with(RawTask::new(square, &3u64)?, |outcome| println!("{:?}", outcome.decode::<u64>()))?;
+    /// println!("task {id} submitted");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit_with(
         &self,
         task: RawTask,
@@ -663,6 +840,18 @@ impl Client {
     }
 
     /// Submits `task` and returns a handle to wait for its outcome.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let h = client.submit(RawTask::new(square, &3u64)?)?;
+    /// assert_eq!(h.wait().decode::<u64>()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit(&self, task: RawTask) -> Result<TaskHandle, ClusterError> {
         let slot = Arc::new(OutcomeSlot::default());
         let filler = slot.clone();
@@ -673,6 +862,19 @@ impl Client {
     /// Submits `tasks` lazily, keeping at most `window` of them submitted and not yet
     /// handed out by the iterator, and yields their outcomes: in input order when
     /// `ordered`, else as they finish. An endless iterator works in bounded memory.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let tasks = (0..100u64).map(|x| RawTask::new(square, &x).unwrap());
+    /// let total: u64 = client.imap(tasks, 16, false).map(|o| o.decode::<u64>().unwrap()).sum();
+    /// println!("{total}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap<I>(&self, tasks: I, window: usize, ordered: bool) -> Outcomes<'_, I::IntoIter>
     where
         I: IntoIterator<Item = RawTask>,
@@ -694,11 +896,34 @@ impl Client {
     }
 
     /// How many tasks have no outcome yet.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let _h = client.submit(RawTask::new(square, &3u64)?)?;
+    /// println!("{} outstanding", client.outstanding());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn outstanding(&self) -> usize {
         self.shared.book().waiting.len()
     }
 
     /// What the client has seen so far.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// println!("{:?}", client.stats());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> ClientStats {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -708,6 +933,17 @@ impl Client {
     /// how many are in workers' hands, how many were handed out again, and how many pull
     /// requests its workers have open. Not from a callback (it blocks on the client's
     /// thread).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// println!("{}", client.status()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self) -> Result<QueueStatus, ClusterError> {
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
         let (js, mut stream, queue) = (self.js.clone(), self.stream.clone(), self.queue.clone());
@@ -717,6 +953,17 @@ impl Client {
     }
 
     /// This client's id: its results come on the pool's subject `results.<id>`.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// println!("results come to this client as {}", client.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> &str {
         &self.shared.id
     }
@@ -724,6 +971,17 @@ impl Client {
     /// Closes the client: every task without an outcome fails with
     /// [`RemoteError::Closed`], and those still queued are removed from the queue (best
     /// effort: one a worker already runs finishes there, unheard).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// client.close(); // later submissions fail with ClusterError::Closed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return;
@@ -1034,6 +1292,20 @@ pub struct Outcomes<'c, I> {
 
 impl<I: Iterator<Item = RawTask>> Outcomes<'_, I> {
     /// How many tasks are submitted and not yet yielded (never more than the window).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// let tasks = (0..10u64).map(|x| RawTask::new(square, &x).unwrap());
+    /// let mut outcomes = client.imap(tasks, 4, true);
+    /// let _first = outcomes.next();
+    /// assert!(outcomes.in_window() <= 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn in_window(&self) -> usize {
         self.in_flight + self.finished.len()
     }
@@ -1073,6 +1345,20 @@ impl<I: Iterator<Item = RawTask>> Outcomes<'_, I> {
 
     /// The next outcome, waiting at most `timeout`; `Err(())` if none came in time
     /// (the tasks go on), `Ok(None)` at the end.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{Client, ClientConfig, RawTask};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let client = Client::connect(ClientConfig::from_env()?)?;
+    /// use std::time::Duration;
+    /// let tasks = (0..10u64).map(|x| RawTask::new(square, &x).unwrap());
+    /// let mut outcomes = client.imap(tasks, 4, true);
+    /// if let Ok(Some(o)) = outcomes.next_timeout(Duration::from_secs(30)) { println!("{:?}", o.decode::<u64>()); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[allow(clippy::result_unit_err)]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<TaskOutcome>, ()> {
         self.next_until(Some(Instant::now() + timeout))

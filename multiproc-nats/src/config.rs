@@ -59,10 +59,20 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a secret.
+    ///
+    /// ```
+    /// let s = multiproc_nats::Secret::new("pw");
+    /// assert_eq!(s.to_string(), "***");
+    /// ```
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
     }
     /// The secret itself, for handing to the connection; never print it.
+    ///
+    /// ```
+    /// let s = multiproc_nats::Secret::new("pw");
+    /// assert_eq!(s.expose(), "pw");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -87,9 +97,9 @@ impl fmt::Display for Secret {
 ///
 /// let b = BrokerConfig::parse("nats://s3cret-token@broker.example")?;
 /// assert!(matches!(b.auth(), Auth::Token(t) if t.expose() == "s3cret-token"));
-/// let b = BrokerConfig::parse("nats://broker.example")?.user_password("ada", "pw");
+/// let b = BrokerConfig::parse("nats://broker.example")?.user_password("app", "pw");
 /// match b.auth() {
-///     Auth::UserPassword { user, .. } => assert_eq!(user, "ada"),
+///     Auth::UserPassword { user, .. } => assert_eq!(user, "app"),
 ///     other => panic!("expected a user and password, got {other:?}"),
 /// }
 /// # Ok::<(), multiproc_nats::ConfigError>(())
@@ -169,9 +179,9 @@ pub struct BrokerConfig {
 /// ```
 /// use multiproc_nats::BrokerConfig;
 ///
-/// let e = BrokerConfig::parse("nats://ada:s3cret@broker.example?bogus=1").unwrap_err();
+/// let e = BrokerConfig::parse("nats://app:s3cret@broker.example?bogus=1").unwrap_err();
 /// assert!(e.to_string().contains("unknown option `bogus`"), "{e}");
-/// let e = BrokerConfig::parse("nats://ada:s3cret%zz@broker.example").unwrap_err();
+/// let e = BrokerConfig::parse("nats://app:s3cret%zz@broker.example").unwrap_err();
 /// assert!(!e.to_string().contains("s3cret"), "{e}"); // the secret is never shown
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,6 +224,14 @@ fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
 
 impl BrokerConfig {
     /// Parses a broker URL (see the type's documentation for the form).
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h1:4222,h2")?;
+    /// assert_eq!(b.servers(), [("h1".to_string(), 4222), ("h2".to_string(), 4222)]);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn parse(url: &str) -> Result<BrokerConfig, ConfigError> {
         let url = url.trim();
         let (addresses, query) = url.split_once('?').unwrap_or((url, ""));
@@ -248,6 +266,15 @@ impl BrokerConfig {
 
     /// The broker named by the `MULTIPROC_NATS_URL` environment variable, or
     /// `nats://127.0.0.1:4222` when it is not set.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// // MULTIPROC_NATS_URL, or nats://127.0.0.1:4222 when unset
+    /// let b = BrokerConfig::from_env()?;
+    /// assert!(!b.servers().is_empty());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<BrokerConfig, ConfigError> {
         match std::env::var(URL_ENV) {
             Ok(url) => BrokerConfig::parse(&url).map_err(|e| ConfigError::new(format!("{URL_ENV}: {}", e.reason))),
@@ -257,58 +284,138 @@ impl BrokerConfig {
     }
 
     /// Logs in with a user name and password.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.user_password("app", "s3cret");
+    /// assert_eq!(b.to_string(), "nats://app:***@h:4222");
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> BrokerConfig {
         self.auth = Auth::UserPassword { user: user.into(), password: Secret(password.into()) };
         self
     }
 
     /// Logs in with a token.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.token("t0ken");
+    /// assert!(!b.to_string().contains("t0ken"));
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> BrokerConfig {
         self.auth = Auth::Token(Secret(token.into()));
         self
     }
 
     /// Logs in with an nkey seed.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.nkey("SUAEXAMPLESEED");
+    /// assert!(!format!("{b:?}").contains("SUAEXAMPLESEED"));
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn nkey(mut self, seed: impl Into<String>) -> BrokerConfig {
         self.auth = Auth::NKey(Secret(seed.into()));
         self
     }
 
     /// Logs in with a credentials file (JWT and nkey seed).
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// use multiproc_nats::Auth;
+    /// let b = BrokerConfig::parse("nats://h")?.credentials_file("/etc/nats/app.creds");
+    /// assert!(matches!(b.auth(), Auth::CredentialsFile(_)));
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> BrokerConfig {
         self.auth = Auth::CredentialsFile(path.into());
         self
     }
 
     /// Requires TLS.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.require_tls(true);
+    /// assert!(b.tls().required);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn require_tls(mut self, required: bool) -> BrokerConfig {
         self.tls.required = required;
         self
     }
 
     /// Trusts the root certificates in this PEM file.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.tls_root_certificates("/etc/nats/ca.pem");
+    /// assert!(b.tls().root_certificates.is_some());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn tls_root_certificates(mut self, path: impl Into<PathBuf>) -> BrokerConfig {
         self.tls.root_certificates = Some(path.into());
         self
     }
 
     /// Presents this client certificate (PEM files of the certificate and its key).
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://h")?.tls_client_certificate("client.pem", "client.key");
+    /// assert!(b.tls().client_certificate.is_some());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn tls_client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> BrokerConfig {
         self.tls.client_certificate = Some((cert.into(), key.into()));
         self
     }
 
     /// The servers, as `(host, port)`.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// let b = BrokerConfig::parse("nats://[::1]:4333")?;
+    /// assert_eq!(b.servers(), [("::1".to_string(), 4333)]);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn servers(&self) -> &[(String, u16)] {
         &self.servers
     }
 
     /// The credentials.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// use multiproc_nats::Auth;
+    /// assert_eq!(BrokerConfig::parse("nats://h")?.auth(), &Auth::None);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
 
     /// The TLS options.
+    ///
+    /// ```
+    /// use multiproc_nats::BrokerConfig;
+    ///
+    /// assert!(!BrokerConfig::parse("nats://h")?.tls().required);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn tls(&self) -> &Tls {
         &self.tls
     }
@@ -574,6 +681,15 @@ impl QueueConfig {
     /// `MULTIPROC_NATS_CLIENT_LEASE` and `MULTIPROC_NATS_RESULT_TTL` in seconds) and
     /// defaults otherwise. A setting from the environment counts as given: one that
     /// differs from the existing queue's is an error.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::from_env()?; // MULTIPROC_NATS_POOL, _REPLICAS, _ACK_WAIT, ...
+    /// assert!(!q.pool_name().is_empty());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<QueueConfig, ConfigError> {
         QueueConfig::from_lookup(|var| std::env::var(var).ok())
     }
@@ -612,6 +728,15 @@ impl QueueConfig {
     /// (JetStream's limit), at most the number of servers in the cluster. Left out, it is
     /// what the cluster offers, up to 3 (1 on a single server). Like every queue setting,
     /// it applies when the queue is created.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().replicas(3)?; // survives the loss of one server
+    /// # drop(q);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn replicas(mut self, n: usize) -> Result<QueueConfig, ConfigError> {
         if !(1..=MAX_REPLICAS).contains(&n) {
             return Err(ConfigError::new(format!(
@@ -625,6 +750,15 @@ impl QueueConfig {
 
     /// The pool's name: letters, digits, `-` and `_` (default `default`). Clients and
     /// workers of one pool share its queue.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(QueueConfig::default().pool("render")?.pool_name(), "render");
+    /// assert!(QueueConfig::default().pool("no spaces").is_err());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn pool(mut self, name: impl Into<String>) -> Result<QueueConfig, ConfigError> {
         let name = name.into();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -637,6 +771,15 @@ impl QueueConfig {
     /// How long the broker waits for a worker's ack (or in-progress ack) before it hands
     /// the task to another worker (default 10 s). Workers send in-progress acks every
     /// third of it while a task runs, so only a worker that vanished loses its tasks.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().ack_wait(Duration::from_secs(120));
+    /// # drop(q);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn ack_wait(mut self, d: Duration) -> QueueConfig {
         self.ack_wait = d.max(Duration::from_millis(100));
         self.given.ack_wait = true;
@@ -645,6 +788,15 @@ impl QueueConfig {
 
     /// How many times a task is handed out at most (default 5): a task whose workers keep
     /// vanishing fails after that many tries instead of circling forever.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().max_deliver(3);
+    /// # drop(q);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn max_deliver(mut self, n: u32) -> QueueConfig {
         self.max_deliver = n.max(1) as i64;
         self.given.max_deliver = true;
@@ -658,6 +810,15 @@ impl QueueConfig {
     /// A client cut off from the broker for longer than this loses its queued tasks
     /// (they fail at its [result deadline](crate::ClientConfig::result_deadline), or
     /// never come back). At least 1 s.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().client_lease(Duration::from_secs(30));
+    /// # drop(q);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn client_lease(mut self, d: Duration) -> QueueConfig {
         self.client_lease = d.max(Duration::from_secs(1));
         self.given.client_lease = true;
@@ -719,6 +880,15 @@ impl QueueConfig {
     }
 
     /// The most tasks handed out and not yet acked, over all workers (default 20 000).
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().max_ack_pending(10_000);
+    /// # drop(q);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn max_ack_pending(mut self, n: u32) -> QueueConfig {
         self.max_ack_pending = n.max(1) as i64;
         self.given.max_ack_pending = true;
@@ -726,6 +896,14 @@ impl QueueConfig {
     }
 
     /// The pool's name.
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// println!("pool {}", QueueConfig::default().pool_name());
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn pool_name(&self) -> &str {
         &self.pool
     }

@@ -307,11 +307,25 @@ pub struct ItemResults {
 
 impl ItemResults {
     /// No outcomes yet.
+    ///
+    /// ```
+    /// use multiproc_nats::ItemResults;
+    ///
+    /// assert!(ItemResults::new().is_empty());
+    /// ```
     pub fn new() -> ItemResults {
         ItemResults::default()
     }
 
     /// Appends the next item's outcome.
+    ///
+    /// ```
+    /// use multiproc_nats::ItemResults;
+    ///
+    /// let mut r = ItemResults::new();
+    /// r.push(Ok(b"encoded"));
+    /// assert_eq!(r.len(), 1);
+    /// ```
     pub fn push(&mut self, outcome: Result<&[u8], &RemoteError>) {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(&[0; 4]);
@@ -331,16 +345,39 @@ impl ItemResults {
     }
 
     /// How many outcomes.
+    ///
+    /// ```
+    /// use multiproc_nats::ItemResults;
+    ///
+    /// let mut r = ItemResults::new();
+    /// r.push(Ok(&[]));
+    /// assert_eq!(r.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// Whether there are none.
+    ///
+    /// ```
+    /// use multiproc_nats::ItemResults;
+    ///
+    /// assert!(ItemResults::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// Item `k`'s outcome.
+    ///
+    /// ```
+    /// use multiproc_nats::ItemResults;
+    ///
+    /// let mut r = ItemResults::new();
+    /// r.push(Ok(&[1, 2]));
+    /// assert_eq!(r.get(0), Some(Ok(&[1, 2][..])));
+    /// assert_eq!(r.get(1), None);
+    /// ```
     pub fn get(&self, k: usize) -> Option<Result<&[u8], RemoteError>> {
         let end = *self.ends.get(k)?;
         let start = if k == 0 { 0 } else { self.ends[k - 1] };

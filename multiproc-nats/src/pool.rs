@@ -79,21 +79,58 @@ pub struct ClusterPool {
 
 impl ClusterPool {
     /// A pool of the default queue on `broker`.
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::new(multiproc_nats::BrokerConfig::parse("nats://broker.example")?).processes(32);
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn new(broker: BrokerConfig) -> ClusterPool {
         ClusterPool::with_client(ClientConfig::new(broker))
     }
 
     /// A pool as the client configuration says (broker, queue, patience).
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let client = multiproc_nats::ClientConfig::from_env()?;
+    /// let cp = ClusterPool::with_client(client);
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn with_client(client: ClientConfig) -> ClusterPool {
         ClusterPool { client, processes: multiproc::cpu_count(), timeout: None, retries: 0 }
     }
 
     /// The broker from `MULTIPROC_NATS_URL` and the queue from `MULTIPROC_NATS_POOL`.
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?;
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<ClusterPool, ConfigError> {
         Ok(ClusterPool::with_client(ClientConfig::from_env()?))
     }
 
     /// Submits to this queue (its settings apply if this pool creates it).
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?.queue(multiproc_nats::QueueConfig::default().pool("render")?);
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn queue(mut self, queue: QueueConfig) -> ClusterPool {
         self.client = self.client.queue(queue);
         self
@@ -101,6 +138,15 @@ impl ClusterPool {
 
     /// How many processes the cluster runs tasks in, roughly (default: this machine's
     /// CPU count): sizes chunks and `imap` windows as a local pool's `processes` does.
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?.processes(64); // sizes chunks and windows
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> ClusterPool {
         self.processes = n.max(1);
         self
@@ -108,6 +154,15 @@ impl ClusterPool {
 
     /// A time limit for every task, as `PoolBuilder::timeout`: the worker kills the
     /// process running a task past it.
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?.timeout(Duration::from_secs(600)); // per task
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn timeout(mut self, limit: Duration) -> ClusterPool {
         self.timeout = Some(limit);
         self
@@ -116,6 +171,15 @@ impl ClusterPool {
     /// How long a task may go without its outcome, from submission, before its caller
     /// gets `TaskError::Remote { kind: RemoteFailure::Lost, .. }` saying so (see
     /// [`ClientConfig::result_deadline`]); no deadline by default.
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?.result_deadline(Duration::from_secs(3600));
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn result_deadline(mut self, d: Duration) -> ClusterPool {
         self.client = self.client.result_deadline(d);
         self
@@ -123,12 +187,30 @@ impl ClusterPool {
 
     /// Runs an item again, up to `n` times, when the process running it dies, as
     /// `PoolBuilder::retries` (on the worker that had it).
+    ///
+    /// ```
+    /// use multiproc_nats::ClusterPool;
+    /// use std::time::Duration;
+    ///
+    /// let cp = ClusterPool::from_env()?.retries(2);
+    /// # drop(cp);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> ClusterPool {
         self.retries = n;
         self
     }
 
     /// Connects, finds or creates the queue, and gives the pool.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc_nats::ClusterPool::from_env()?.connect()?;
+    /// assert_eq!(pool.map(square, 0..4)?, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(self) -> Result<Pool, ClusterError> {
         let client = Client::connect(self.client)?;
         let backend = Arc::new(Backend {
@@ -143,6 +225,14 @@ impl ClusterPool {
 
     /// What the broker client of a pool made by [`connect`](ClusterPool::connect) has
     /// seen (duplicates dropped, tasks lost, ...); `None` for a local pool.
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let pool = multiproc_nats::ClusterPool::from_env()?.connect()?;
+    /// let stats = multiproc_nats::ClusterPool::client_stats(&pool).expect("a cluster pool");
+    /// println!("{} submitted", stats.submitted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn client_stats(pool: &Pool) -> Option<ClientStats> {
         let backend = multiproc::remote::dispatch_of(pool)?.as_any().downcast_ref::<Backend>()?;
         Some(backend.client.stats())
@@ -151,6 +241,13 @@ impl ClusterPool {
 
 impl RemoteError {
     /// The local pool's error for the same failure of task `task`.
+    ///
+    /// ```
+    /// use multiproc_nats::RemoteError;
+    ///
+    /// let e = RemoteError::Panicked { message: "boom".into(), location: None, backtrace: None };
+    /// assert!(matches!(e.to_task_error("square"), multiproc::TaskError::Panicked { .. }));
+    /// ```
     pub fn to_task_error(&self, task: &'static str) -> TaskError {
         let remote = |kind| TaskError::Remote { task, kind, message: self.to_string() };
         match self {

@@ -112,6 +112,13 @@ pub struct RunReport {
 
 impl RunReport {
     /// The same error for each of `items` items.
+    ///
+    /// ```
+    /// use multiproc_nats::{RemoteError, RunReport};
+    ///
+    /// let e = RemoteError::Panicked { message: "no".into(), location: None, backtrace: None };
+    /// assert_eq!(RunReport::failed(2, &e).results.len(), 2);
+    /// ```
     pub fn failed(items: u32, error: &RemoteError) -> RunReport {
         let mut results = ItemResults::new();
         for _ in 0..items {
@@ -241,6 +248,16 @@ const PACE_WINDOW: Duration = Duration::from_millis(10);
 
 impl PoolRunner {
     /// Runs tasks on `pool`.
+    ///
+    /// ```
+    /// use multiproc_nats::PoolRunner;
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).max_tasks_per_child(100).build()?;
+    /// let runner = PoolRunner::new(pool);
+    /// # drop(runner);
+    /// # Ok::<(), multiproc::PoolError>(())
+    /// ```
     pub fn new(pool: Pool) -> PoolRunner {
         let slots = (4 * pool.processes()).max(64);
         let pace = Pace { since: Instant::now(), items: 0, messages: 0, rate: 0.0, items_per_message: 1.0 };
@@ -248,12 +265,30 @@ impl PoolRunner {
     }
 
     /// Runs tasks on a new pool of `processes` (`Pool::new`).
+    ///
+    /// ```
+    /// use multiproc_nats::PoolRunner;
+    ///
+    /// multiproc::init();
+    /// let runner = PoolRunner::start(2)?; // a local pool of 2 processes
+    /// assert_eq!(runner.pool().processes(), 2);
+    /// # Ok::<(), multiproc::PoolError>(())
+    /// ```
     pub fn start(processes: usize) -> Result<PoolRunner, PoolError> {
         Ok(PoolRunner::new(Pool::new(processes)?))
     }
 
     /// Holds at most `n` task messages at once (default: 4 × the pool's processes, at
     /// least 64); below that, how many it holds follows the pace of the work.
+    ///
+    /// ```
+    /// use multiproc_nats::PoolRunner;
+    ///
+    /// multiproc::init();
+    /// let runner = PoolRunner::start(2)?.slots(4); // 4 task messages in hand at once
+    /// # drop(runner);
+    /// # Ok::<(), multiproc::PoolError>(())
+    /// ```
     pub fn slots(mut self, n: usize) -> PoolRunner {
         self.slots = n.max(1);
         self
@@ -276,6 +311,15 @@ impl PoolRunner {
     }
 
     /// The local pool.
+    ///
+    /// ```
+    /// use multiproc_nats::PoolRunner;
+    ///
+    /// multiproc::init();
+    /// let runner = PoolRunner::start(1)?;
+    /// println!("{:?}", runner.pool().stats());
+    /// # Ok::<(), multiproc::PoolError>(())
+    /// ```
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -419,6 +463,13 @@ pub struct ProcessRunner {
 impl ProcessRunner {
     /// A runner with `slots` child processes, started now: this fails at once when a
     /// child cannot start (for instance when `multiproc::init()` was not called).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let runner = multiproc_nats::ProcessRunner::start(2)?;
+    /// # drop(runner);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn start(slots: usize) -> Result<ProcessRunner, multiproc::Error> {
         let runner = ProcessRunner::new(slots);
         for (slot, child) in runner.children.iter().enumerate() {
@@ -428,6 +479,12 @@ impl ProcessRunner {
     }
 
     /// A runner with `slots` child processes, started when first needed.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let runner = multiproc_nats::ProcessRunner::new(2); // children start on first use
+    /// # drop(runner);
+    /// ```
     pub fn new(slots: usize) -> ProcessRunner {
         ProcessRunner {
             children: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),

@@ -186,6 +186,14 @@ impl fmt::Display for QueueStatus {
 /// The status of the pool's queue on `broker`, read without a client: nothing is
 /// created (no stream, no consumer), so an operator's look leaves no trace. Fails when
 /// the queue does not exist.
+///
+/// ```no_run
+/// use multiproc_nats::{BrokerConfig, QueueConfig};
+///
+/// let s = multiproc_nats::status(&BrokerConfig::from_env()?, &QueueConfig::from_env()?)?;
+/// println!("{s}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn status(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus, ClusterError> {
     crate::blocking::outside_runtime(|| status_here(broker, queue))
 }

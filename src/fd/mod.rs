@@ -53,36 +53,95 @@ impl fmt::Debug for Fd {
 
 impl Fd {
     /// Wraps anything that owns a descriptor.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let f = multiproc::Fd::new(std::fs::File::open("/dev/null")?);
+    /// drop(f);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(fd: impl Into<OwnedFd>) -> Fd {
         Fd(fd.into())
     }
 
     /// Another `Fd` for the same open file (`dup`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let f = multiproc::Fd::new(std::fs::File::open("/dev/null")?);
+    /// let g = f.try_clone()?; // another descriptor, same open file
+    /// drop((f, g));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_clone(&self) -> io::Result<Fd> {
         Ok(Fd(self.0.try_clone()?))
     }
 
     /// The descriptor.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let f = multiproc::Fd::new(std::fs::File::open("/dev/null")?);
+    /// let owned: std::os::fd::OwnedFd = f.into_owned_fd();
+    /// drop(owned);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_owned_fd(self) -> OwnedFd {
         self.0
     }
 
     /// As a [`File`] (for any descriptor that reads or writes like one).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::io::Read;
+    /// let f = multiproc::Fd::new(std::fs::File::open("/dev/null")?);
+    /// let mut s = String::new();
+    /// f.into_file().read_to_string(&mut s)?;
+    /// assert!(s.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_file(self) -> File {
         File::from(self.0)
     }
 
     /// As a [`TcpStream`] (for a descriptor that is a connected TCP socket).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let s = std::net::TcpStream::connect(l.local_addr()?)?;
+    /// let s = multiproc::Fd::from(s).into_tcp_stream();
+    /// assert_eq!(s.peer_addr()?, l.local_addr()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_tcp_stream(self) -> TcpStream {
         TcpStream::from(self.0)
     }
 
     /// As a [`TcpListener`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let f = multiproc::Fd::from(l);
+    /// let l = f.into_tcp_listener();
+    /// assert!(l.local_addr()?.port() > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_tcp_listener(self) -> TcpListener {
         TcpListener::from(self.0)
     }
 
     /// As a [`UnixStream`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let a = multiproc::Fd::from(a).into_unix_stream();
+    /// drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_unix_stream(self) -> UnixStream {
         UnixStream::from(self.0)
     }

@@ -379,12 +379,23 @@ pub struct Limits {
 
 impl Limits {
     /// No limit.
+    ///
+    /// ```
+    /// let l = multiproc::Limits::new().open_files(256).nice(5);
+    /// assert_eq!(l.cpu_seconds(), None);
+    /// ```
     pub fn new() -> Limits {
         Limits::default()
     }
 
     /// CPU time of the whole child (`RLIMIT_CPU`, whole seconds, rounded up): past it the
     /// child gets SIGXCPU and dies, and its task fails naming the limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = multiproc::Limits::new().cpu_time(Duration::from_secs(10));
+    /// assert_eq!(l.cpu_seconds(), Some(10));
+    /// ```
     pub fn cpu_time(mut self, t: Duration) -> Limits {
         self.cpu_time = Some(t.as_secs() + u64::from(t.subsec_nanos() > 0));
         self
@@ -393,6 +404,17 @@ impl Limits {
     /// The most descriptors the child may have open (`RLIMIT_NOFILE`): past it `open`
     /// fails with `EMFILE` ("Too many open files") in the task. Leave room for the
     /// child's own (a dozen).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn count_open(_: ()) {}
+    ///
+    /// let limits = multiproc::Limits::new().open_files(64);
+    /// let mut p = multiproc::Process::new(count_open, ()).limits(limits);
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_files(mut self, n: u64) -> Limits {
         self.open_files = Some(n);
         self
@@ -400,6 +422,11 @@ impl Limits {
 
     /// The largest file the child may write (`RLIMIT_FSIZE`, bytes): a write past it
     /// fails with `EFBIG` in the task (SIGXFSZ is ignored in children so limited).
+    ///
+    /// ```
+    /// let l = multiproc::Limits::new().file_size(1 << 20);
+    /// assert_eq!(l.file_size_bytes(), Some(1 << 20));
+    /// ```
     pub fn file_size(mut self, bytes: u64) -> Limits {
         self.file_size = Some(bytes);
         self
@@ -409,18 +436,44 @@ impl Limits {
     /// every process of that user, not the child's descendants, so set it above what the
     /// user already runs; `fork` past it fails with `EAGAIN`. Root ignores it. Against
     /// fork bombs, containment kills what was started anyway when the task's worker ends.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(1).limits(multiproc::Limits::new().processes(4096)).build()?;
+    /// drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn processes(mut self, n: u64) -> Limits {
         self.processes = Some(n);
         self
     }
 
     /// The child's niceness, -20 (favoured) to 19 (nicest); below the parent's needs privilege.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).limits(multiproc::Limits::new().nice(10));
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn nice(mut self, nice: i32) -> Limits {
         self.nice = Some(nice);
         self
     }
 
     /// Pins the child to these CPUs (numbered from 0).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let l = multiproc::Limits::new().cpu_affinity([0]); // every worker on CPU 0
+    /// let pool = multiproc::Pool::builder().processes(1).limits(l).build()?;
+    /// drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Limits {
         self.affinity = Some(cpus.into_iter().collect());
         self
@@ -428,6 +481,14 @@ impl Limits {
 
     /// Pins each pool worker to one of `cpus`, in turn (worker 1 to the first, worker 2
     /// to the second, …, replacements continuing the round); a `Process` to the first.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let cpus = 0..multiproc::cpu_count();
+    /// let pool = multiproc::Pool::builder().processes(2).limits(multiproc::Limits::new().one_cpu_each(cpus)).build()?;
+    /// drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn one_cpu_each(mut self, cpus: impl IntoIterator<Item = usize>) -> Limits {
         self.one_cpu_each = Some(cpus.into_iter().collect());
         self
@@ -446,17 +507,33 @@ impl Limits {
     }
 
     /// The CPU time limit in seconds, if any.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(multiproc::Limits::new().cpu_time(Duration::from_secs(2)).cpu_seconds(), Some(2));
+    /// ```
     pub fn cpu_seconds(&self) -> Option<u64> {
         self.cpu_time
     }
 
     /// The file size limit in bytes, if any.
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Limits::new().file_size_bytes(), None);
+    /// ```
     pub fn file_size_bytes(&self) -> Option<u64> {
         self.file_size
     }
 
     /// A description of the limit that ended a child limited so, dying by signal `sig`:
     /// the hint a task error carries ("CPU time limit (RLIMIT_CPU) after 2 s").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = multiproc::Limits::new().cpu_time(Duration::from_secs(1));
+    /// assert!(l.hint_for_signal(24).is_some()); // SIGXCPU: the CPU-time limit
+    /// assert!(l.hint_for_signal(9).is_none());
+    /// ```
     pub fn hint_for_signal(&self, sig: i32) -> Option<String> {
         match sig {
             libc::SIGXCPU => Some(match self.cpu_time {

@@ -89,18 +89,42 @@ pub struct SandboxSupport {
 
 impl Sandbox {
     /// Only `no_new_privs`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).sandbox(multiproc::Sandbox::new()); // no_new_privs only
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Sandbox {
         Sandbox::default()
     }
 
     /// No network: creating a socket of any family but `AF_UNIX` is denied
     /// ("sandbox: `socket` denied (no network)").
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().no_network(); // sockets other than AF_UNIX are denied
+    /// let pool = multiproc::Pool::builder().processes(1).sandbox(s).build()?;
+    /// drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn no_network(mut self) -> Sandbox {
         self.no_network = true;
         self
     }
 
     /// No `execve`/`execveat`: the task cannot run another program.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().no_exec(); // execve is denied
+    /// drop(s);
+    /// ```
     pub fn no_exec(mut self) -> Sandbox {
         self.no_exec = true;
         self
@@ -108,6 +132,12 @@ impl Sandbox {
 
     /// No `ptrace`, `process_vm_readv`, `process_vm_writev`: the task cannot inspect or
     /// change another process.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().no_ptrace();
+    /// drop(s);
+    /// ```
     pub fn no_ptrace(mut self) -> Sandbox {
         self.no_ptrace = true;
         self
@@ -149,6 +179,12 @@ impl Sandbox {
     }
 
     /// Denies the system call `number` (e.g. `libc::SYS_unlink`), named `name` in the error.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().deny_syscall("mkdir", 83); // x86_64 number
+    /// drop(s);
+    /// ```
     pub fn deny_syscall(mut self, name: impl Into<String>, number: i64) -> Sandbox {
         self.denied.push((name.into(), number));
         self
@@ -156,12 +192,24 @@ impl Sandbox {
 
     /// Allows reading (and running) files beneath `path`. With any path rule, the
     /// filesystem is closed but for the paths given (and this process's own `/proc/self`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().read_only("/usr").read_write("/tmp").best_effort(true);
+    /// drop(s);
+    /// ```
     pub fn read_only(mut self, path: impl AsRef<Path>) -> Sandbox {
         self.read_only.push(path.as_ref().to_path_buf());
         self
     }
 
     /// Allows reading and writing beneath `path`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().read_write(std::env::temp_dir()).best_effort(true);
+    /// drop(s);
+    /// ```
     pub fn read_write(mut self, path: impl AsRef<Path>) -> Sandbox {
         self.read_write.push(path.as_ref().to_path_buf());
         self
@@ -169,12 +217,22 @@ impl Sandbox {
 
     /// Where the kernel lacks seccomp or (part of) Landlock, confine as much as it allows
     /// instead of failing to start.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Sandbox::new().read_only("/usr").best_effort(true); // no Landlock here: go on without it
+    /// drop(s);
+    /// ```
     pub fn best_effort(mut self, yes: bool) -> Sandbox {
         self.best_effort = yes;
         self
     }
 
     /// What this kernel offers.
+    ///
+    /// ```
+    /// println!("{:?}", multiproc::Sandbox::support());
+    /// ```
     pub fn support() -> SandboxSupport {
         SandboxSupport {
             seccomp: sys::sandbox::seccomp_available(),

@@ -39,6 +39,16 @@ where
 {
     /// The value at `key`, if any. `key` may be any borrowed form of `K` that encodes
     /// the same (`&str` for `String`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// assert_eq!(d.get("b")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
     where
         K: Borrow<Q>,
@@ -54,6 +64,15 @@ where
     }
 
     /// The values at several keys, in one round trip.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.get_many(["a", "b"])?, [Some(1), None]); // one round trip
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_many<'q, Q: Serialize + ?Sized + 'q>(
         &self,
         keys: impl IntoIterator<Item = &'q Q>,
@@ -72,6 +91,15 @@ where
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// assert_eq!(d.insert("a".into(), 1)?, None);
+    /// assert_eq!(d.insert("a".into(), 2)?, Some(1)); // the old value
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
         self.h.call(
             op::D_INSERT,
@@ -88,11 +116,30 @@ where
     /// manager, and before the process ends; a process told by other means (a pipe, a
     /// file) may not see it yet — use [`insert`](Self::insert) then. Errors encoding
     /// the value are returned; the server cannot refuse it.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?; // does not wait for the server
+    /// assert_eq!(d.len()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, key: K, value: V) -> Result<(), ManagerError> {
         self.h.post(op::D_SET, |w| w.u64(self.h.id).value(&key)?.value(&value)?.done())
     }
 
     /// Removes `key`; returns its value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.remove("a")?, Some(1));
+    /// assert_eq!(d.remove("a")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
     where
         K: Borrow<Q>,
@@ -108,6 +155,16 @@ where
     }
 
     /// Whether `key` is present.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert!(d.contains_key("a")?);
+    /// assert!(!d.contains_key("z")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn contains_key<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool, ManagerError>
     where
         K: Borrow<Q>,
@@ -123,26 +180,70 @@ where
     }
 
     /// The number of entries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.update([("a".into(), 1), ("b".into(), 2)])?;
+    /// assert_eq!(d.len()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> Result<usize, ManagerError> {
         self.h.call(op::D_LEN, |w| w.u64(self.h.id).done(), client::value::<u64>).map(|n| n as usize)
     }
 
     /// Whether the dict has no entries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }
 
     /// The keys, in insertion order (a snapshot).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.keys()?, ["a"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
         self.h.call(op::D_KEYS, |w| w.u64(self.h.id).done(), client::value::<Vec<K>>)
     }
 
     /// The values, in key insertion order (a snapshot).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.values()?, [1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn values(&self) -> Result<Vec<V>, ManagerError> {
         self.h.call(op::D_VALUES, |w| w.u64(self.h.id).done(), client::value::<Vec<V>>)
     }
 
     /// The entries, in insertion order (a snapshot): what Python prints for a dict proxy.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// assert_eq!(d.items()?, [("a".to_string(), 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
         self.h.call(op::D_ITEMS, |w| w.u64(self.h.id).done(), client::value::<Vec<(K, V)>>)
     }
@@ -182,6 +283,15 @@ where
     }
 
     /// Inserts every pair, in one round trip.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.update([("a".into(), 1), ("b".into(), 2)])?;
+    /// assert_eq!(d.get("b")?, Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
         self.h.call(
             op::D_UPDATE,
@@ -202,6 +312,16 @@ where
     }
 
     /// Removes every entry.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.set("a".into(), 1)?;
+    /// d.clear()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.h.call(op::D_CLEAR, |w| w.u64(self.h.id).done(), unit)
     }

@@ -186,8 +186,8 @@ pub(crate) mod sealed {
 /// let scores = manager.dict::<String, u32>()?;
 /// manager.publish("scores", &scores)?; // any proxy, under a name
 /// let same: DictProxy<String, u32> = manager.lookup("scores")?;
-/// same.set("ada".to_string(), 3)?;
-/// assert_eq!(scores.get("ada")?, Some(3));
+/// same.set("app".to_string(), 3)?;
+/// assert_eq!(scores.get("app")?, Some(3));
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
 pub trait Proxy: sealed::ProxyType + Serialize + DeserializeOwned + Clone + std::fmt::Debug {}
@@ -266,6 +266,13 @@ impl ManagerBuilder {
 
     /// The key clients must prove they know (default: 32 random bytes, which the
     /// manager's proxies carry to the processes they are sent to).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().authkey("a key").start()?;
+    /// assert_eq!(manager.authkey(), b"a key");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ManagerBuilder {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -273,12 +280,26 @@ impl ManagerBuilder {
 
     /// The largest request or reply, in bytes (default 2 GiB). A larger request is
     /// refused by the client before sending; one that arrives anyway closes its connection.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().max_request(1 << 20).start()?;
+    /// drop(manager);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_request(mut self, bytes: u32) -> ManagerBuilder {
         self.max_request = bytes.max(1024);
         self
     }
 
     /// How long [`start`](Self::start) waits for the server to listen (default 30 s).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().start_timeout(std::time::Duration::from_secs(30)).start()?;
+    /// drop(manager);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> ManagerBuilder {
         self.start_timeout = timeout;
         self
@@ -301,6 +322,13 @@ impl ManagerBuilder {
     }
 
     /// Starts the server in a child process and connects to it.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().start()?;
+    /// assert!(manager.pid().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start(self) -> Result<Manager, ManagerError> {
         let config = self.config()?;
         let n = NEXT_MANAGER.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +403,13 @@ impl Manager {
     }
 
     /// A builder for a server with a chosen address (TCP for remote clients) and authkey.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().authkey(b"secret").start()?;
+    /// assert_eq!(manager.authkey(), b"secret");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder {
             address: None,
@@ -401,16 +436,37 @@ impl Manager {
     }
 
     /// The server's address (with the actual port, when started on TCP port 0).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// println!("serving at {:?}", manager.address());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn address(&self) -> &Address {
         &self.client.address
     }
 
     /// The authkey clients must know.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert!(!manager.authkey().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn authkey(&self) -> &[u8] {
         &self.client.authkey
     }
 
     /// The server's process id (a connected server's too).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert!(manager.pid().is_some()); // a server this process started
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         Some(self.client.server_pid())
     }
@@ -455,11 +511,27 @@ impl Manager {
     }
 
     /// A new, empty shared dict (insertion-ordered, as Python's).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<u32, String>()?;
+    /// d.set(1, "one".into())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new, empty shared list.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list::<String>()?;
+    /// l.push("x".into())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list<T>(&self) -> Result<ListProxy<T>, ManagerError> {
         self.create(|w| {
             w.u32(0);
@@ -469,6 +541,15 @@ impl Manager {
 
     /// A new shared queue holding at most `maxsize` items (0: no limit), as Python's
     /// `Manager().Queue(maxsize)`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>(10)?; // at most 10 items
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>, ManagerError> {
         self.create(|w| {
             w.u64(maxsize as u64);
@@ -477,6 +558,17 @@ impl Manager {
     }
 
     /// A new shared queue with `task_done` and `join` (Python's `JoinableQueue`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>(0)?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>, ManagerError> {
         self.create(|w| {
             w.u64(maxsize as u64);
@@ -485,31 +577,82 @@ impl Manager {
     }
 
     /// A new shared value holding `initial`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(1.5f64)?;
+    /// assert_eq!(v.get()?, 1.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value<T: Serialize>(&self, initial: T) -> Result<ValueProxy<T>, ManagerError> {
         self.create(|w| w.value(&initial).map(drop))
     }
 
     /// A new shared array of fixed length holding `items` (Python's `Manager().Array`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array(vec![0u8; 4])?;
+    /// assert_eq!(a.len()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn array<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>, ManagerError> {
         self.create(|w| list::write_items::<T, T>(w, items))
     }
 
     /// A new shared namespace: named attributes of any serializable type.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("done", &true)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new lock, held by one thread of one process at a time (not reentrant).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let held = lock.lock()?;
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> Result<LockProxy, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new reentrant lock: its owner (a thread of a process) may acquire it again.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// let outer = lock.lock()?;
+    /// let inner = lock.lock()?; // recursive
+    /// drop((inner, outer));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rlock(&self) -> Result<RLockProxy, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new semaphore with `value` permits.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.semaphore(2)?;
+    /// assert_eq!(s.value()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy, ManagerError> {
         self.create(|w| {
             w.u64(value as u64).u8(0);
@@ -518,6 +661,14 @@ impl Manager {
     }
 
     /// A new semaphore that refuses to be released above its initial `value`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.bounded_semaphore(1)?;
+    /// assert!(s.release().is_err()); // above its bound
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy, ManagerError> {
         self.create(|w| {
             w.u64(value as u64).u8(1);
@@ -526,16 +677,42 @@ impl Manager {
     }
 
     /// A new event, initially not set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// e.set()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn event(&self) -> Result<EventProxy, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new condition variable with its own reentrant lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let c = manager.condition()?;
+    /// let held = c.lock()?;
+    /// c.notify_all()?;
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn condition(&self) -> Result<ConditionProxy, ManagerError> {
         self.create(|_| Ok(()))
     }
 
     /// A new barrier for `parties` waiters.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(1)?;
+    /// b.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ManagerError> {
         self.create(|w| {
             w.u64(parties as u64);
@@ -545,6 +722,20 @@ impl Manager {
 
     /// A new object of your own type `T`, built in the server by `T::create(init)`.
     /// See [`SharedObject`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// /// A counter in the server.
+    /// struct Counter(u64);
+    /// impl multiproc::manager::SharedObject for Counter {
+    ///     type Init = u64;
+    ///     fn create(start: u64) -> Counter { Counter(start) }
+    /// }
+    /// let c = manager.create_object::<Counter>(1)?;
+    /// assert_eq!(c.call(|c: &mut Counter, ()| c.0, ())?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_object<T: SharedObject>(&self, init: T::Init) -> Result<ObjectProxy<T>, ManagerError> {
         let ctor = functions::create_fn::<T>();
         self.create(|w| {
@@ -581,6 +772,17 @@ impl Manager {
 
     /// A proxy of the object published under `name`; an error if there is none, or if it
     /// is not a `P`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>(0)?;
+    /// manager.publish("jobs", &q)?;
+    /// let same: multiproc::manager::QueueProxy<u32> = manager.lookup("jobs")?;
+    /// same.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P, ManagerError> {
         let types = P::types();
         let id = self.client.call(
@@ -595,6 +797,16 @@ impl Manager {
     }
 
     /// Removes a published name; its object lives on while proxies refer to it.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// manager.publish("d", &d)?;
+    /// manager.unpublish("d")?;
+    /// assert!(manager.lookup::<multiproc::manager::DictProxy<String, u32>>("d").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unpublish(&self, name: &str) -> Result<(), ManagerError> {
         self.client.call(
             op::UNPUBLISH,
@@ -626,6 +838,15 @@ impl Manager {
     /// Waits until the server holds at most `max` objects, for at most `timeout`;
     /// returns whether it does. Dropped proxies are released asynchronously, so this is
     /// how to see that they were.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<u8, u8>()?;
+    /// drop(d);
+    /// assert!(manager.wait_object_count(0, std::time::Duration::from_secs(10))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_object_count(&self, max: usize, timeout: Duration) -> Result<bool, ManagerError> {
         self.client.call(
             op::WAIT_COUNT,

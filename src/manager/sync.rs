@@ -204,26 +204,71 @@ impl EventProxy {
     }
 
     /// Sets the flag, waking every waiter.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// e.set()?;
+    /// assert!(e.is_set()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self) -> Result<(), ManagerError> {
         self.call(op::E_SET)
     }
 
     /// Clears the flag.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// e.set()?;
+    /// e.clear()?;
+    /// assert!(!e.is_set()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.call(op::E_CLEAR)
     }
 
     /// Whether the flag is set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// assert!(!e.is_set()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_set(&self) -> Result<bool, ManagerError> {
         self.h.call(op::E_IS_SET, |w| w.u64(self.h.id).done(), client::value::<bool>)
     }
 
     /// Waits until the flag is set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// e.set()?;
+    /// e.wait()?; // returns at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<(), ManagerError> {
         self.wait_for(None).map(drop)
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// use std::time::Duration;
+    /// assert!(!e.wait_timeout(Duration::from_millis(10))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
         self.wait_for(Some(timeout))
     }
@@ -335,21 +380,57 @@ impl BarrierProxy {
     }
 
     /// Waits until `parties` callers wait; returns this caller's index.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(1)?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<usize, ManagerError> {
         self.wait_raw(None)
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`; a timeout breaks the barrier.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// use std::time::Duration;
+    /// let b = manager.barrier(2)?;
+    /// assert!(b.wait_timeout(Duration::from_millis(10)).is_err()); // the other never came
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, ManagerError> {
         self.wait_raw(Some(timeout))
     }
 
     /// Breaks the barrier: current and future waiters fail until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(2)?;
+    /// b.abort()?;
+    /// assert!(b.is_broken()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn abort(&self) -> Result<(), ManagerError> {
         self.h.call(op::B_ABORT, |w| w.u64(self.h.id).done(), unit)
     }
 
     /// Returns the barrier to its initial state; current waiters fail.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(2)?;
+    /// b.abort()?;
+    /// b.reset()?;
+    /// assert!(!b.is_broken()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset(&self) -> Result<(), ManagerError> {
         self.h.call(op::B_RESET, |w| w.u64(self.h.id).done(), unit)
     }
@@ -359,16 +440,38 @@ impl BarrierProxy {
     }
 
     /// How many waiters it takes to pass.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_eq!(manager.barrier(3)?.parties()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn parties(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.0 as usize)
     }
 
     /// How many are waiting now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_eq!(manager.barrier(3)?.n_waiting()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn n_waiting(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.1 as usize)
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(1)?;
+    /// assert!(!b.is_broken()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_broken(&self) -> Result<bool, ManagerError> {
         Ok(self.state()?.2)
     }

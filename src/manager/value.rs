@@ -28,17 +28,42 @@ proxy! {
 
 impl<T: Serialize + DeserializeOwned + 'static> ValueProxy<T> {
     /// The current value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(0u64)?;
+    /// assert_eq!(v.get()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, ManagerError> {
         self.h.call(value_op::V_GET, |w| w.u64(self.h.id).done(), client::value::<T>)
     }
 
     /// Replaces the value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(0u64)?;
+    /// v.set(5)?;
+    /// assert_eq!(v.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<(), ManagerError> {
         self.h.call(value_op::V_SET, |w| w.u64(self.h.id).value(&value)?.done(), unit)
     }
 
     /// Replaces the value with `f(old)` in the server, atomically; returns the new value.
     /// `f` is a fn item or a non-capturing closure.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(0u64)?;
+    /// assert_eq!(v.modify(|n| n + 1)?, 1); // no lost update, whoever else modifies
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn modify<F: Fn(T) -> T + Copy + Send + 'static>(&self, f: F) -> Result<T, ManagerError> {
         let (tramp, f) = functions::modify_value_fn::<T, F>(f);
         self.h.call(value_op::V_MODIFY, |w| w.u64(self.h.id).i64(tramp).i64(f).done(), client::value::<T>)
@@ -75,6 +100,15 @@ fn stored_type_name<T: ?Sized>() -> &'static str {
 
 impl NamespaceProxy {
     /// The attribute `name` as a `T`; `None` if it is not set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", &1.5f64)?;
+    /// assert_eq!(ns.get::<f64>("x")?, Some(1.5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
         let want = stored_type_name::<T>();
         self.h.call(
@@ -98,6 +132,15 @@ impl NamespaceProxy {
     }
 
     /// Sets the attribute `name` to `value` (any serializable type).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("name", "job")?;
+    /// assert_eq!(ns.get::<String>("name")?.as_deref(), Some("job"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
         self.h.call(
             namespace::N_SET,
@@ -107,11 +150,30 @@ impl NamespaceProxy {
     }
 
     /// Removes the attribute `name`; returns whether it was set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", &1u8)?;
+    /// assert!(ns.remove("x")?);
+    /// assert!(!ns.remove("x")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, name: &str) -> Result<bool, ManagerError> {
         self.h.call(namespace::N_REMOVE, |w| w.u64(self.h.id).str(name).done(), client::value::<bool>)
     }
 
     /// The names of the attributes, sorted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", &1u8)?;
+    /// assert_eq!(ns.names()?, ["x"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn names(&self) -> Result<Vec<String>, ManagerError> {
         self.h.call(namespace::N_NAMES, |w| w.u64(self.h.id).done(), client::value::<Vec<String>>)
     }

@@ -117,6 +117,16 @@ pub struct Pipe;
 
 impl Pipe {
     /// Two connected ends; each can send and receive.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::duplex::<String>()?;
+    /// a.send("ping".into())?;
+    /// assert_eq!(b.recv()?, "ping");
+    /// b.send("pong".into())?;
+    /// assert_eq!(a.recv()?, "pong");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn duplex<T>() -> io::Result<(Connection<T>, Connection<T>)> {
         let (a, b) = UnixStream::pair()?;
         Ok((Connection::from_socket(a.into(), true, true), Connection::from_socket(b.into(), true, true)))
@@ -124,6 +134,15 @@ impl Pipe {
 
     /// A one-way pipe: `(receiver, sender)`, in Python's order — the first end only
     /// receives, the second only sends.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (reader, writer) = multiproc::Pipe::simplex::<u32>()?;
+    /// writer.send(1)?;
+    /// assert_eq!(reader.recv()?, 1);
+    /// assert!(writer.recv().is_err()); // one way only
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn simplex<T>() -> io::Result<(Connection<T>, Connection<T>)> {
         let (a, b) = UnixStream::pair()?;
         let _ = a.shutdown(std::net::Shutdown::Write);
@@ -197,11 +216,26 @@ impl<T> Connection<T> {
     }
 
     /// Whether this end can receive.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (reader, writer) = multiproc::Pipe::simplex::<u8>()?;
+    /// assert!(reader.readable() && !reader.writable());
+    /// assert!(writer.writable() && !writer.readable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn readable(&self) -> bool {
         self.readable
     }
 
     /// Whether this end can send.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, _b) = multiproc::Pipe::duplex::<u8>()?;
+    /// assert!(a.writable() && a.readable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn writable(&self) -> bool {
         self.writable
     }
@@ -216,6 +250,14 @@ impl<T> Connection<T> {
 
     /// Sends raw bytes as one message (Python's `send_bytes`); the other end reads them
     /// with [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::duplex::<()>()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), PipeError> {
         self.check_write()?;
         let mut w = lock(&self.writer);
@@ -234,12 +276,28 @@ impl<T> Connection<T> {
 
     /// Receives one message as raw bytes, waiting as long as it takes. (For a message
     /// sent with `send`, these are the value's postcard encoding.)
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::duplex::<()>()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// assert_eq!(b.recv_bytes()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>, PipeError> {
         self.recv_bytes_until(None)
     }
 
     /// As [`recv_bytes`](Connection::recv_bytes), failing with [`PipeError::TimedOut`]
     /// after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let (_a, b) = multiproc::Pipe::duplex::<()>()?;
+    /// assert!(b.recv_bytes_timeout(Duration::from_millis(10)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
         self.recv_bytes_until(Some(Instant::now() + timeout))
     }
@@ -277,6 +335,16 @@ impl<T> Connection<T> {
 
     /// Whether a message (or the end of the stream) is waiting, after waiting at most
     /// `timeout` (`None`: until there is one; `Some(ZERO)`: just look).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::Pipe::duplex::<u8>()?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send(1)?;
+    /// assert!(b.poll(Some(Duration::from_secs(5)))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, PipeError> {
         self.check_read()?;
         let r = lock(&self.reader);
@@ -294,6 +362,14 @@ impl<T> Connection<T> {
 impl<T: Serialize> Connection<T> {
     /// Sends `value` as one message. Blocks only while the other end's buffer is full;
     /// fails with [`PipeError::Closed`] if the other end is gone.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::duplex::<Vec<u32>>()?;
+    /// a.send(vec![1, 2])?;
+    /// assert_eq!(b.recv()?, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, value: T) -> Result<(), PipeError> {
         self.check_write()?;
         let mut w = lock(&self.writer);
@@ -323,11 +399,27 @@ impl<T: DeserializeOwned> Connection<T> {
     /// It polls for up to 30 µs (yielding the CPU between tries) before it sleeps: the
     /// answer to a message just sent usually comes sooner than a sleeping process on
     /// another CPU can be woken, which makes a round trip across CPUs about 5 µs.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::duplex::<(u8, String)>()?;
+    /// a.send((1, "one".into()))?;
+    /// assert_eq!(b.recv()?, (1, "one".to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&self) -> Result<T, PipeError> {
         self.recv_until(None)
     }
 
     /// As [`recv`](Connection::recv), failing with [`PipeError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let (_a, b) = multiproc::Pipe::duplex::<u8>()?;
+    /// assert!(b.recv_timeout(Duration::from_millis(10)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, PipeError> {
         self.recv_until(Some(Instant::now() + timeout))
     }

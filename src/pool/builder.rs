@@ -136,6 +136,15 @@ impl PoolBuilder {
     /// niceness, CPU affinity), set before its initializer. A worker that a limit ends
     /// fails its task with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) naming
     /// the limit ("CPU time limit (RLIMIT_CPU) after 2 s"), and is replaced.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).limits(multiproc::Limits::new().open_files(256)).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn limits(mut self, limits: crate::Limits) -> Self {
         self.isolation.limits = limits;
         self
@@ -154,6 +163,15 @@ impl PoolBuilder {
     }
 
     /// How many workers (default: [`cpu_count()`](crate::cpu_count)).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -163,6 +181,16 @@ impl PoolBuilder {
     /// initializer that panics or kills its worker fails [`build`](PoolBuilder::build);
     /// if it starts failing later, the pool stops restarting workers after three
     /// failures in a row and fails its tasks with [`TaskError::PoolBroken`](crate::TaskError::PoolBroken).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn greet(name: String) { eprintln!("worker {} ready for {name}", std::process::id()) }
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).initializer(greet, "squares".to_string()).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,
@@ -178,6 +206,15 @@ impl PoolBuilder {
 
     /// Replaces a worker after it ran `n` tasks (Python's `maxtasksperchild`; a chunk is
     /// one task). At least 1: [`build`](PoolBuilder::build) refuses 0, as Python does.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).max_tasks_per_child(100).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.max_tasks = Some(n);
         self
@@ -185,6 +222,15 @@ impl PoolBuilder {
 
     /// Replaces a worker whose resident memory is above `bytes` after a task; the task's
     /// result is kept.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).max_memory_per_child(512 << 20).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
         self
@@ -215,12 +261,31 @@ impl PoolBuilder {
     /// fails in the worker, which ends that task ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied)
     /// with a hint) instead of exhausting the machine. Leave room for the program itself
     /// (a few hundred MiB of address space is typical).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).max_address_space(4 << 30).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_address_space(mut self, bytes: u64) -> Self {
         self.address_space = Some(bytes);
         self
     }
 
     /// A default timeout for every task; see [`TaskOptions::timeout`](crate::TaskOptions::timeout).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).timeout(Duration::from_secs(60)).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -288,18 +353,46 @@ impl PoolBuilder {
 
     /// Default retries for every task whose worker dies; see
     /// [`TaskOptions::retries`](crate::TaskOptions::retries).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).retries(2).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
         self
     }
 
     /// How long a worker may take to start (default 30 s).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).start_timeout(Duration::from_secs(30)).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
         self
     }
 
     /// Runs workers from another executable of the same build (default: this program).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).executable(std::env::current_exe()?).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
         self.executable = Some(path.into());
         self
@@ -313,6 +406,15 @@ impl PoolBuilder {
     /// Fails if a worker cannot start before one has (a missing or foreign executable,
     /// no processes left) or if the initializer fails in one; no process is left behind
     /// then. A worker that fails later is replaced, as after a crash.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Pool, PoolError> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {

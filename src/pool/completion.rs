@@ -278,6 +278,18 @@ impl<R> AsCompleted<R> {
     }
 
     /// How many handles have not been yielded yet.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut done = multiproc::as_completed(vec![pool.apply_async(square, 2)]);
+    /// assert_eq!(done.pending(), 1);
+    /// done.next();
+    /// assert_eq!(done.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.watched.left
     }

@@ -233,6 +233,16 @@ fn retried(attempts: &[Attempt]) -> String {
 
 impl TaskError {
     /// The name of the task's function.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn fail(_: ()) { panic!("no") }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let e = pool.apply(fail, ()).unwrap_err();
+    /// assert!(e.task().ends_with("fail"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn task(&self) -> &'static str {
         match self {
             TaskError::Panicked { task, .. }

@@ -76,11 +76,29 @@ pub struct Isolated<F, A> {
 
 impl<F, A> Isolated<F, A> {
     /// The call `f(arg)`, with no timeout and no limit.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// assert_eq!(multiproc::Isolated::new(square, 5).call::<u64>()?, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(f: F, arg: A) -> Self {
         Isolated { f, arg, builder: Pool::builder().processes(1) }
     }
 
     /// Kills the process if the call runs longer: [`TaskError::Timeout`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// fn forever(_: ()) { loop { std::thread::park() } }
+    ///
+    /// let r = multiproc::Isolated::new(forever, ()).timeout(Duration::from_millis(200)).call::<()>();
+    /// assert!(matches!(r, Err(multiproc::TaskError::Timeout { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.builder = self.builder.timeout(timeout);
         self
@@ -97,12 +115,30 @@ impl<F, A> Isolated<F, A> {
     /// Caps the process's address space (`RLIMIT_AS`): an allocation past it fails in the
     /// process, which ends the call with [`TaskError::WorkerDied`] and a hint. Leave room
     /// for the program itself; see [`PoolBuilder::max_address_space`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let r = multiproc::Isolated::new(square, 5).max_address_space(4 << 30).call::<u64>()?;
+    /// assert_eq!(r, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_address_space(mut self, bytes: u64) -> Self {
         self.builder = self.builder.max_address_space(bytes);
         self
     }
 
     /// The largest argument or result, in bytes; see [`PoolBuilder::max_frame_size`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let r = multiproc::Isolated::new(square, 5).max_frame_size(1 << 20).call::<u64>()?;
+    /// assert_eq!(r, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_frame_size(mut self, bytes: u32) -> Self {
         self.builder = self.builder.max_frame_size(bytes);
         self
@@ -110,12 +146,30 @@ impl<F, A> Isolated<F, A> {
 
     /// Runs the call again in a new process if the process dies, up to `n` times; see
     /// [`TaskOptions::retries`](crate::TaskOptions::retries).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// assert_eq!(multiproc::Isolated::new(square, 5).retries(2).call::<u64>()?, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> Self {
         self.builder = self.builder.retries(n);
         self
     }
 
     /// How long the process may take to start (default 30 s).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let r = multiproc::Isolated::new(square, 5).start_timeout(Duration::from_secs(30)).call::<u64>()?;
+    /// assert_eq!(r, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.builder = self.builder.start_timeout(timeout);
         self
@@ -130,6 +184,14 @@ impl<F, A> Isolated<F, A> {
 
     /// Starts the process, runs the call, waits for its outcome, and ends the process.
     /// A process that cannot start is [`TaskError::PoolBroken`] with the reason.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// assert_eq!(multiproc::Isolated::new(square, 5).call::<u64>()?, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn call<R>(self) -> Result<R, TaskError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -199,11 +261,29 @@ pub struct IsolatedTask<R> {
 impl<R> IsolatedTask<R> {
     /// The process's id (with [`retries`](Isolated::retries), a call run again runs in
     /// another process).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let t = multiproc::Isolated::new(square, 2).start::<u64>()?;
+    /// assert_ne!(t.pid(), std::process::id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Waits for the call and returns its value or why there is none; the process ends.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let t = multiproc::Isolated::new(square, 2).start::<u64>()?;
+    /// assert_eq!(t.join()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join(self) -> Result<R, TaskError> {
         let IsolatedTask { result, pool, .. } = self;
         let outcome = result.get();
@@ -212,17 +292,48 @@ impl<R> IsolatedTask<R> {
     }
 
     /// Whether the call has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let t = multiproc::Isolated::new(square, 2).start::<u64>()?;
+    /// let _ = t.is_finished(); // without waiting
+    /// assert_eq!(t.join()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.result.ready()
     }
 
     /// Waits at most `timeout`; returns whether the call has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let t = multiproc::Isolated::new(square, 2).start::<u64>()?;
+    /// assert!(t.wait_timeout(Duration::from_secs(30)));
+    /// assert!(t.is_finished());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.result.wait_timeout(timeout)
     }
 
     /// Kills the process unless the call has ended (then returns `false`); `join` gives
     /// [`TaskError::Cancelled`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn forever(_: ()) { loop { std::thread::park() } }
+    ///
+    /// let t = multiproc::Isolated::new(forever, ()).start::<()>()?;
+    /// assert!(t.cancel()); // kills the process
+    /// assert!(t.join().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&self) -> bool {
         self.result.cancel()
     }

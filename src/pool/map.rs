@@ -642,17 +642,46 @@ impl<R> MapResult<R> {
     }
 
     /// How many items the map has.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..3u64);
+    /// assert_eq!(r.len(), 3);
+    /// assert!(!r.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the map has no items.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// assert!(pool.map_async(square, 0..0u64).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Waits for every item; returns the values in input order, or the first error in
     /// input order.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.map_async(square, 0..3u64).get()?, [0, 1, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(self) -> Result<Vec<R>, TaskError> {
         self.wait();
         self.take_values()
@@ -692,12 +721,34 @@ impl<R> MapResult<R> {
     }
 
     /// Whether every item has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..3u64);
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&self) -> bool {
         self.collector.lock().complete(self.len)
     }
 
     /// `Some(true)` when every item gave a value, `Some(false)` when one failed, `None`
     /// while items run.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..3u64);
+    /// r.wait();
+    /// assert_eq!(r.successful(), Some(true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn successful(&self) -> Option<bool> {
         let mut st = self.collector.lock();
         if !st.complete(self.len) {
@@ -713,18 +764,51 @@ impl<R> MapResult<R> {
     }
 
     /// Waits until every item has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..3u64);
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) {
         let len = self.len;
         drop(self.collector.wait_until(None, |st| st.complete(len)));
     }
 
     /// Waits at most `timeout`; returns whether every item has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..3u64);
+    /// assert!(r.wait_timeout(Duration::from_secs(30)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let len = self.len;
         self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.complete(len)).is_some()
     }
 
     /// Cancels every item not yet ended (running ones have their workers replaced).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn forever(_: u32) { loop { std::thread::park() } }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let r = pool.map_async(forever, 0..2u32);
+    /// r.cancel(); // its running items' workers are killed and replaced
+    /// assert!(r.get().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&self) {
         self.collector.cancel(&self.shared);
     }
@@ -989,6 +1073,17 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
 
     /// Like `next`, but waits at most `timeout` for the next outcome; `Some(Err(WaitTimeout))`
     /// if none came (the iteration can go on).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut it = pool.imap(square, [3u64]);
+    /// assert_eq!(it.next_timeout(Duration::from_secs(30)).transpose()?, Some(9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
         self.next_until(Instant::now().checked_add(timeout), timeout)
     }

@@ -124,6 +124,13 @@ impl Pool {
     }
 
     /// How many workers the pool keeps running.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(3)?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn processes(&self) -> usize {
         self.processes
     }
@@ -438,6 +445,16 @@ impl Pool {
     }
 
     /// [`starmap_async`](Pool::starmap_async) with options.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let r = pool.starmap_async_with(add, [(1, 2), (3, 4)], &multiproc::MapOptions::new());
+    /// assert_eq!(r.get()?, [3, 7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn starmap_async_with<F, Args, I>(&self, f: F, items: I, opts: &MapOptions) -> MapResult<F::Output>
     where
         F: StarFn<Args>,
@@ -507,6 +524,16 @@ impl Pool {
     }
 
     /// [`imap`](Pool::imap) with options (chunk size, window, timeout, retries, progress).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let it = pool.imap_with(square, 0..4u64, &multiproc::MapOptions::new().window(2));
+    /// assert_eq!(it.collect::<Result<Vec<_>, _>>()?, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_with<'a, F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> IMapIter<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -541,6 +568,18 @@ impl Pool {
     }
 
     /// [`imap_unordered`](Pool::imap_unordered) with options.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let it = pool.imap_unordered_with(square, 0..4u64, &multiproc::MapOptions::new());
+    /// let mut v = it.collect::<Result<Vec<_>, _>>()?;
+    /// v.sort();
+    /// assert_eq!(v, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_unordered_with<'a, F, A, R, I>(&self, f: F, items: I, opts: &MapOptions) -> IMapIter<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,

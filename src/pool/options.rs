@@ -53,17 +53,47 @@ impl<R> std::fmt::Debug for TaskOptions<R> {
 
 impl<R> TaskOptions<R> {
     /// No callbacks; the pool's timeout and retries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let h = pool.apply_async_with(square, 3, multiproc::TaskOptions::new());
+    /// assert_eq!(h.get()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Runs `f` in the parent with the task's value when it succeeds.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let opts = multiproc::TaskOptions::new().callback(|v: &u64| println!("got {v}")); // in this process
+    /// assert_eq!(pool.apply_async_with(square, 3, opts).get()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn callback(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         self.callback = Some(Box::new(f));
         self
     }
 
     /// Runs `f` in the parent with the error when the task fails.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn fail(_: ()) { panic!("no") }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let opts = multiproc::TaskOptions::new().error_callback(|e| println!("failed: {e}"));
+    /// assert!(pool.apply_async_with(fail, (), opts).get().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         self.error_callback = Some(Box::new(f));
         self
@@ -71,6 +101,17 @@ impl<R> TaskOptions<R> {
 
     /// Kills the worker if the task runs longer than `timeout`; the task fails with
     /// [`TaskError::Timeout`] and a fresh worker takes over.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let opts = multiproc::TaskOptions::new().timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.apply_async_with(square, 3, opts).get()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -79,6 +120,16 @@ impl<R> TaskOptions<R> {
     /// Re-runs the task on a fresh worker up to `n` times if its worker dies. A timeout
     /// is final unless the pool was built with
     /// [`retry_timeouts(true)`](crate::PoolBuilder::retry_timeouts).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let opts = multiproc::TaskOptions::new().retries(1);
+    /// assert_eq!(pool.apply_async_with(square, 3, opts).get()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
         self
@@ -135,30 +186,83 @@ pub struct MapOptions {
 
 impl MapOptions {
     /// Python's defaults and the pool's timeout and retries.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let v = pool.map_with(square, 0..10u64, &multiproc::MapOptions::new())?;
+    /// assert_eq!(v[9], 81);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// How items are cut into tasks. A worker's death costs only the item it was running
     /// whatever the chunk size.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use multiproc::{Chunksize, MapOptions};
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let v = pool.map_with(square, 0..10u64, &MapOptions::new().chunksize(Chunksize::Fixed(5)))?;
+    /// assert_eq!(v.len(), 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn chunksize(mut self, c: Chunksize) -> Self {
         self.chunksize = Some(c);
         self
     }
 
     /// A timeout for each task (a chunk counts as one task).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let opts = multiproc::MapOptions::new().timeout(Duration::from_secs(60)); // per task
+    /// assert_eq!(pool.map_with(square, 0..4u64, &opts)?, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Re-runs an item whose worker died, up to `n` times.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let opts = multiproc::MapOptions::new().retries(2);
+    /// assert_eq!(pool.map_with(square, 0..4u64, &opts)?, [0, 1, 4, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
         self
     }
 
     /// For `imap`: at most this many items are in flight or waiting to be consumed.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let opts = multiproc::MapOptions::new().window(8); // at most 8 items ahead of the reader
+    /// let v: Result<Vec<u64>, _> = pool.imap_with(square, 0..100u64, &opts).collect();
+    /// assert_eq!(v?.len(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn window(mut self, items: usize) -> Self {
         self.window = Some(items.max(1));
         self

@@ -165,6 +165,15 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits for the task and returns its value or why there is none.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// assert_eq!(pool.apply_async(square, 4).get()?, 16);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(self) -> Result<R, TaskError> {
         self.wait();
         self.take()
@@ -197,18 +206,51 @@ impl<R> AsyncResult<R> {
     }
 
     /// Whether the task has ended (with a value or an error).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let h = pool.apply_async(square, 4);
+    /// h.wait();
+    /// assert!(h.ready());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&self) -> bool {
         self.slot.is_done()
     }
 
     /// `Some(true)` if the task ended with a value, `Some(false)` if it failed, `None`
     /// while it runs (where Python raises `ValueError`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let h = pool.apply_async(square, 4);
+    /// h.wait();
+    /// assert_eq!(h.successful(), Some(true)); // None while it runs
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn successful(&self) -> Option<bool> {
         let st = self.slot.lock();
         if !st.done { None } else { Some(matches!(st.outcome, Some(Ok(_)))) }
     }
 
     /// Waits until the task has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let h = pool.apply_async(square, 4);
+    /// h.wait(); // until it ends, without taking the value
+    /// assert_eq!(h.get()?, 16);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) {
         let mut st = self.slot.lock();
         while !st.done {
@@ -219,6 +261,17 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits at most `timeout`; returns whether the task has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let h = pool.apply_async(square, 4);
+    /// assert!(h.wait_timeout(Duration::from_secs(30)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.slot.lock();

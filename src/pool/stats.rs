@@ -73,6 +73,16 @@ pub struct PoolStats {
 
 impl PoolStats {
     /// Items that gave no value, for any reason.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn fail(_: ()) { panic!("no") }
+    ///
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let _ = pool.apply(fail, ());
+    /// assert_eq!(pool.stats().tasks_failed(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tasks_failed(&self) -> u64 {
         self.tasks_panicked
             + self.tasks_worker_died

@@ -153,6 +153,16 @@ impl Process {
     ///
     /// `f` is a fn item, a non-capturing closure, or a `fn(A)` pointer; `arg` travels to
     /// the child serialized (serde), so it is encoded at [`start`](Process::start).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new<F, A>(f: F, arg: A) -> Process
     where
         F: Fn(A) + Copy + Send + 'static,
@@ -181,6 +191,14 @@ impl Process {
 
     /// Names the process (default: `Process-N`); the child sees it in
     /// [`current_process()`](crate::current_process).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let p = multiproc::Process::new(work, ()).name("loader");
+    /// assert_eq!(p.get_name(), "loader");
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Process {
         self.name = Some(name.into());
         self
@@ -188,6 +206,14 @@ impl Process {
 
     /// Makes the process daemonic: it is terminated when its parent exits normally,
     /// where a non-daemonic one is waited for. Either way it dies if the parent is killed.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let p = multiproc::Process::new(work, ()).daemon(true); // terminated when this process exits
+    /// assert!(p.is_daemon());
+    /// ```
     pub fn daemon(mut self, daemon: bool) -> Process {
         self.daemon = daemon;
         self
@@ -195,12 +221,33 @@ impl Process {
 
     /// Runs the child from another executable (default: this program's own, or the one
     /// given to [`set_executable`](crate::set_executable)). It must be the same build.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).executable(std::env::current_exe()?);
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn executable(mut self, path: impl Into<PathBuf>) -> Process {
         self.executable = Some(path.into());
         self
     }
 
     /// How long [`start`](Process::start) waits for the child's handshake (default 30 s).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// use std::time::Duration;
+    /// let mut p = multiproc::Process::new(work, ()).start_timeout(Duration::from_secs(30));
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> Process {
         self.start_timeout = timeout;
         self
@@ -209,6 +256,16 @@ impl Process {
     /// The largest frame (hence argument) the child's socket carries, in bytes
     /// (default [`DEFAULT_MAX_FRAME`](crate::DEFAULT_MAX_FRAME)). A larger
     /// argument makes [`start`](Process::start) fail before any process starts.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).max_frame_size(1 << 20);
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_frame_size(mut self, bytes: u32) -> Process {
         self.max_frame = bytes;
         self
@@ -218,12 +275,33 @@ impl Process {
     /// when the child ends, or is killed, whatever it started dies with it — see
     /// [`Contain`](crate::Contain) for the mechanisms. [`Contain::Off`](crate::Contain)
     /// lets them outlive it, as in Python.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).contain(multiproc::Contain::Off);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.containment(), Some(multiproc::Containment::Off));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn contain(mut self, contain: crate::Contain) -> Process {
         self.isolation.contain = contain;
         self
     }
 
     /// Resource limits for the child, set before its target runs.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ()).limits(multiproc::Limits::new().open_files(64));
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn limits(mut self, limits: crate::Limits) -> Process {
         self.isolation.limits = limits;
         self
@@ -239,11 +317,31 @@ impl Process {
     }
 
     /// The containment in effect for the started child; `None` before [`start`](Process::start).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// assert_eq!(p.containment(), None); // not started
+    /// p.start()?;
+    /// println!("contained by {:?}", p.containment());
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn containment(&self) -> Option<crate::Containment> {
         self.started.as_ref().map(|r| r.process.containment())
     }
 
     /// The process's name: the one given, else `Process-N` once started.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let p = multiproc::Process::new(work, ()).name("loader");
+    /// assert_eq!(p.get_name(), "loader");
+    /// ```
     pub fn get_name(&self) -> &str {
         match (&self.name, &self.started) {
             (Some(n), _) => n,
@@ -253,6 +351,13 @@ impl Process {
     }
 
     /// Whether the process is daemonic.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// assert!(!multiproc::Process::new(work, ()).is_daemon());
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
@@ -261,6 +366,17 @@ impl Process {
     ///
     /// Fails if the argument does not serialize (no process is started then), if the
     /// child cannot start, is a different build, or dies or stalls before its handshake.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// p.start()?;
+    /// assert!(p.pid().is_some());
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start(&mut self) -> Result<(), Error> {
         if self.closed {
             return Err(Error::State(CLOSED));
@@ -301,6 +417,18 @@ impl Process {
     }
 
     /// The child's pid; `None` before [`start`](Process::start).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// assert_eq!(p.pid(), None);
+    /// p.start()?;
+    /// assert!(p.pid().is_some());
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         self.started.as_ref().map(|r| r.process.pid())
     }
@@ -364,6 +492,17 @@ impl Process {
     }
 
     /// Waits for the child to end.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join(&self) -> Result<(), Error> {
         let r = self.record("can only join a started process")?;
         r.process.wait()?;
@@ -372,6 +511,17 @@ impl Process {
     }
 
     /// Waits up to `timeout` for the child to end; returns whether it has.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// use std::time::Duration;
+    /// let mut p = multiproc::Process::new(work, ());
+    /// p.start()?;
+    /// assert!(p.join_timeout(Duration::from_secs(30))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Error> {
         let r = self.record("can only join a started process")?;
         let ended = r.process.wait_timeout(Some(timeout))?.is_some();
@@ -382,23 +532,70 @@ impl Process {
     }
 
     /// Whether the child has started and not yet ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn work(_: ()) {}
+    ///
+    /// let mut p = multiproc::Process::new(work, ());
+    /// assert!(!p.is_alive());
+    /// p.start()?;
+    /// p.join()?;
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.started.as_ref().is_some_and(|r| r.poll().is_none())
     }
 
     /// The exit code once the child has ended: 0 for success, 1 after a panic, the code
     /// given to `exit`, or `-N` if signal N ended it. `None` while it runs or before start.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn exit3(_: ()) { std::process::exit(3) }
+    ///
+    /// let mut p = multiproc::Process::new(exit3, ());
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.started.as_ref().and_then(|r| r.poll())
     }
 
     /// Asks the child to stop with SIGTERM. A no-op once it has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn forever(_: ()) { loop { std::thread::park() } }
+    ///
+    /// let mut p = multiproc::Process::new(forever, ());
+    /// p.start()?;
+    /// p.terminate()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-15));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate(&self) -> Result<(), Error> {
         let r = self.record("can only terminate a started process")?;
         Ok(r.process.signal(libc::SIGTERM)?)
     }
 
     /// Kills the child with SIGKILL. A no-op once it has ended.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn forever(_: ()) { loop { std::thread::park() } }
+    ///
+    /// let mut p = multiproc::Process::new(forever, ());
+    /// p.start()?;
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kill(&self) -> Result<(), Error> {
         let r = self.record("can only kill a started process")?;
         Ok(r.process.signal(libc::SIGKILL)?)
@@ -517,14 +714,29 @@ enum Relation {
 
 impl ProcessInfo {
     /// The process's name ("MainProcess" for a program not started by multiproc).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// println!("I am {}", multiproc::current_process().name());
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
     /// Its process id.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::current_process().pid(), std::process::id());
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
     /// Whether it is daemonic.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(!multiproc::current_process().daemon());
+    /// ```
     pub fn daemon(&self) -> bool {
         self.daemon
     }

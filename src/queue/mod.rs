@@ -301,22 +301,54 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// An unbounded queue.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put("hello".to_string())?;
+    /// assert_eq!(q.get()?, "hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<Queue<T>, QueueError> {
         Queue::with_buffer(0, ring::DEFAULT_CAPACITY)
     }
 
     /// A queue holding at most `maxsize` messages (0: unbounded).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::bounded(2)?;
+    /// assert_eq!(q.maxsize(), 2);
+    /// q.put(1u8)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bounded(maxsize: usize) -> Result<Queue<T>, QueueError> {
         Queue::with_buffer(maxsize, ring::DEFAULT_CAPACITY)
     }
 
     /// A queue of at most `maxsize` messages (0: unbounded) whose shared buffer holds
     /// `buffer_bytes` (default 1 MiB; larger messages travel beside it).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::with_buffer(0, 1 << 20)?; // unbounded, a 1 MiB ring
+    /// q.put(vec![0u8; 1000])?;
+    /// assert_eq!(q.get()?.len(), 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_buffer(maxsize: usize, buffer_bytes: usize) -> Result<Queue<T>, QueueError> {
         Ok(Queue { handle: Handle::create::<T>(Flavor::Queue, maxsize, buffer_bytes)?, _t: PhantomData })
     }
 
     /// Puts `item` at the back, waiting while a bounded queue is full.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u32)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&self, item: T) -> Result<(), QueueError> {
         self.handle.put(&item, Patience::Until(None))
     }
@@ -339,11 +371,31 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `item` only if there is room now ([`QueueError::Full`] otherwise).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.put_nowait(1u32)?;
+    /// assert!(matches!(q.put_nowait(2), Err(multiproc::QueueError::Full)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put_nowait(&self, item: T) -> Result<(), QueueError> {
         self.handle.put(&item, Patience::No)
     }
 
     /// Takes the front item, waiting while the queue is empty.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn produce(q: multiproc::Queue<u32>) { q.put(7).unwrap() }
+    ///
+    /// let q = multiproc::Queue::new()?;
+    /// let mut p = multiproc::Process::new(produce, q.clone());
+    /// p.start()?;
+    /// assert_eq!(q.get()?, 7); // waits for the child
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, QueueError> {
         self.handle.get(Patience::Until(None))
     }
@@ -365,6 +417,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the front item if there is one now ([`QueueError::Empty`] otherwise).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<u32>::new()?;
+    /// assert!(matches!(q.get_nowait(), Err(multiproc::QueueError::Empty)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_nowait(&self) -> Result<T, QueueError> {
         self.handle.get(Patience::No)
     }
@@ -373,22 +432,52 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 impl<T> Queue<T> {
     /// Messages in the queue now (already other processes may have changed it). Messages
     /// still parked in a producer (see [`Queue`]) are not counted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.put(2)?;
+    /// assert_eq!(q.qsize(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn qsize(&self) -> usize {
         self.handle.shared.ring.len() as usize
     }
 
     /// Whether the queue is empty now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// assert!(q.empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn empty(&self) -> bool {
         self.qsize() == 0
     }
 
     /// Whether a bounded queue is full now (never for an unbounded one).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.put(1u8)?;
+    /// assert!(q.full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn full(&self) -> bool {
         let max = self.maxsize();
         max > 0 && self.qsize() >= max
     }
 
     /// The bound given at creation (0: unbounded).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::Queue::<u8>::bounded(4)?.maxsize(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn maxsize(&self) -> usize {
         self.handle.shared.ring.maxsize() as usize
     }
@@ -396,16 +485,42 @@ impl<T> Queue<T> {
     /// Closes this handle (and its clones in this process): further `put`s and `get`s on
     /// it fail with [`QueueError::Closed`]. Messages it already put are still delivered;
     /// other processes' handles are unaffected. (Python's `close`.)
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.close(); // this handle puts no more
+    /// assert!(q.put(2).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.handle.shared.closed.store(true, Ordering::Relaxed);
     }
 
     /// Waits until every message this process parked (see [`Queue`]) is in the queue.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.close();
+    /// q.join_thread(); // waits until what this handle put is in the queue
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join_thread(&self) {
         self.handle.shared.backlog.wait_drained();
     }
 
     /// Lets this process exit without waiting for its parked messages (they are lost).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.cancel_join_thread(); // exiting will not wait for the queue to take it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel_join_thread(&self) {
         self.handle.shared.backlog.lock().cancelled = true;
     }
@@ -440,6 +555,14 @@ impl<T> Queue<T> {
     }
 
     /// Whether the queue was shut down.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shut_down());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.handle.shared.ring.is_shut_down()
     }
@@ -533,11 +656,27 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1u8)?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<JoinableQueue<T>, QueueError> {
         JoinableQueue::bounded(0)
     }
 
     /// A joinable queue of at most `maxsize` messages (0: unbounded).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<u8>::bounded(1)?;
+    /// q.put(1)?;
+    /// assert!(q.full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>, QueueError> {
         let handle = Handle::create::<T>(Flavor::Joinable, maxsize, ring::DEFAULT_CAPACITY)?;
         Ok(JoinableQueue { queue: Queue { handle, _t: PhantomData } })
@@ -550,11 +689,30 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Tasks put and not yet marked done.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1u32)?;
+    /// q.put(2)?;
+    /// assert_eq!(q.unfinished(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unfinished(&self) -> usize {
         self.counter().load(Ordering::SeqCst) as usize
     }
 
     /// Marks one task taken from the queue as done.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put("job".to_string())?;
+    /// let _job = q.get()?;
+    /// q.task_done()?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn task_done(&self) -> Result<(), QueueError> {
         if done_tasks(self.counter(), 1) == 0 { Err(QueueError::TaskDoneTooOften) } else { Ok(()) }
     }
@@ -572,6 +730,16 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits until every task put has been marked done.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1u32)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?; // every item put was marked done
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join(&self) -> Result<(), QueueError> {
         self.join_until(None).map(drop)
     }
@@ -640,22 +808,54 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// A new, empty queue.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put(5u8)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<SimpleQueue<T>, QueueError> {
         Ok(SimpleQueue { handle: Handle::create::<T>(Flavor::Simple, 0, ring::DEFAULT_CAPACITY)?, _t: PhantomData })
     }
 
     /// Puts `item` at the back.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put("x".to_string())?;
+    /// assert!(!q.empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&self, item: T) -> Result<(), QueueError> {
         self.handle.put(&item, Patience::Until(None))
     }
 
     /// Takes the front item, waiting while the queue is empty.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put(5u8)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, QueueError> {
         self.handle.get(Patience::Until(None))
     }
 
     /// As [`get`](SimpleQueue::get), failing with [`QueueError::Empty`] if the queue is
     /// still empty after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let q = multiproc::SimpleQueue::<u8>::new()?;
+    /// assert!(q.get_timeout(Duration::from_millis(10)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
         self.handle.get(until(timeout))
     }
@@ -663,11 +863,24 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 
 impl<T> SimpleQueue<T> {
     /// Whether the queue is empty now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(multiproc::SimpleQueue::<u8>::new()?.empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn empty(&self) -> bool {
         self.handle.shared.ring.len() == 0
     }
 
     /// Closes this handle (and its clones in this process).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::SimpleQueue::<u8>::new()?;
+    /// q.close();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.handle.shared.closed.store(true, Ordering::Relaxed);
     }

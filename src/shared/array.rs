@@ -100,11 +100,25 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 
 impl<T: Pod> Array<T> {
     /// A shared array of `len` copies of `fill`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::new(4, 0u32)?;
+    /// assert_eq!(a.to_vec()?, [0, 0, 0, 0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(len: usize, fill: T) -> Result<Array<T>, SyncError> {
         Array::from_slice(&vec![fill; len])
     }
 
     /// A shared array holding a copy of `items`, with its own lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[1.5f64, 2.5])?;
+    /// assert_eq!(a.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_slice(items: &[T]) -> Result<Array<T>, SyncError> {
         Ok(Array { g: Guarded::new(create(items)?, None)?, _t: PhantomData })
     }
@@ -148,11 +162,24 @@ impl<T: Pod> Array<T> {
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::new(3, 0i64)?;
+    /// assert_eq!(a.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         len_of(&self.g.region)
     }
 
     /// Whether it has no elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(!multiproc::Array::from_slice(&[1u8])?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -162,21 +189,57 @@ impl<T: Pod> Array<T> {
     }
 
     /// Takes the lock; the guard derefs to the elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::new(3, 1u32)?;
+    /// let mut held = a.lock().map_err(multiproc::SyncError::from)?;
+    /// held.iter_mut().for_each(|x| *x *= 10);
+    /// drop(held);
+    /// assert_eq!(a.to_vec()?, [10, 10, 10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
         self.lock_wait(Wait::Forever)
     }
 
     /// As [`lock`](Array::lock), failing with [`LockError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let a = multiproc::Array::new(2, 0u8)?;
+    /// let held = a.lock_timeout(Duration::from_secs(1)).map_err(multiproc::SyncError::from)?;
+    /// assert_eq!(held.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
         self.lock_wait(Wait::For(timeout))
     }
 
     /// Element `index` (under the lock), `None` past the end.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[7u8, 8])?;
+    /// assert_eq!(a.get(1)?, Some(8));
+    /// assert_eq!(a.get(2)?, None); // out of range
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, index: usize) -> Result<Option<T>, SyncError> {
         Ok(self.lock()?.get(index).copied())
     }
 
     /// Sets element `index` (under the lock); returns `false` (changing nothing) past the end.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::new(2, 0u16)?;
+    /// assert!(a.set(0, 9)?);
+    /// assert!(!a.set(5, 9)?); // out of range: nothing written
+    /// assert_eq!(a.to_vec()?, [9, 0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, index: usize, value: T) -> Result<bool, SyncError> {
         Ok(match self.lock()?.get_mut(index) {
             Some(slot) => {
@@ -188,6 +251,13 @@ impl<T: Pod> Array<T> {
     }
 
     /// A copy of all elements (under the lock).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[1u32, 2, 3])?;
+    /// assert_eq!(a.to_vec()?, vec![1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_vec(&self) -> Result<Vec<T>, SyncError> {
         Ok(self.lock()?.to_vec())
     }
@@ -282,31 +352,73 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
 
 impl<T: Pod> RawArray<T> {
     /// A shared array of `len` copies of `fill`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::RawArray::new(3, 0u64)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(len: usize, fill: T) -> Result<RawArray<T>, SyncError> {
         RawArray::from_slice(&vec![fill; len])
     }
 
     /// A shared array holding a copy of `items`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[1i32, -1])?;
+    /// assert_eq!(a.get(1), Some(-1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_slice(items: &[T]) -> Result<RawArray<T>, SyncError> {
         Ok(RawArray { region: Arc::new(create(items)?), _t: PhantomData })
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::RawArray::new(5, 0u8)?.len(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         len_of(&self.region)
     }
 
     /// Whether it has no elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(!multiproc::RawArray::new(1, 0u8)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Element `index`, `None` past the end.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[5u8])?;
+    /// assert_eq!(a.get(0), Some(5));
+    /// assert_eq!(a.get(1), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         (index < self.len()).then(|| self.region.map().read_pod(data_at::<T>() + index * size_of::<T>()))
     }
 
     /// Sets element `index`; returns `false` (changing nothing) past the end.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::RawArray::new(1, 0u8)?;
+    /// assert!(a.set(0, 42)); // no lock: each element is written atomically or not at all by you
+    /// assert_eq!(a.get(0), Some(42));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, index: usize, value: T) -> bool {
         if index >= self.len() {
             return false;
@@ -316,6 +428,13 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// A copy of all elements.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[3u16, 4])?;
+    /// assert_eq!(a.to_vec(), vec![3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.len()).filter_map(|i| self.get(i)).collect()
     }

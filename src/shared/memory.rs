@@ -124,12 +124,29 @@ fn path_name(name: &str) -> io::Result<String> {
 
 impl SharedMemory {
     /// A new segment of `size` bytes (zeroed) with a random name.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let mut shm = multiproc::SharedMemory::create(4096)?;
+    /// shm.as_mut_slice()[0] = 1;
+    /// assert!(shm.size() >= 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(size: usize) -> io::Result<SharedMemory> {
         let name = format!("mp-{}", shm::random_hex(12)?);
         SharedMemory::create_named(&name, size)
     }
 
     /// A new segment named `name` (it must not exist) of `size` bytes.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let name = format!("doc-example-{}", std::process::id());
+    /// let shm = multiproc::SharedMemory::create_named(&name, 64)?;
+    /// assert_eq!(shm.name(), name);
+    /// shm.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_named(name: &str, size: usize) -> io::Result<SharedMemory> {
         if size == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a shared-memory segment needs a size above 0"));
@@ -150,6 +167,17 @@ impl SharedMemory {
     }
 
     /// Attaches the existing segment `name` (with or without its leading `/`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let name = format!("doc-attach-{}", std::process::id());
+    /// let mut a = multiproc::SharedMemory::create_named(&name, 64)?;
+    /// a.as_mut_slice()[..2].copy_from_slice(b"hi");
+    /// let b = multiproc::SharedMemory::attach(&name)?;
+    /// assert_eq!(&b.as_slice()[..2], b"hi");
+    /// a.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attach(name: &str) -> io::Result<SharedMemory> {
         let path = path_name(name)?;
         let fd = shm::shm_open(&path)?;
@@ -159,6 +187,15 @@ impl SharedMemory {
     }
 
     /// Another handle to the same memory (not the owner: dropping it unlinks nothing).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let mut a = multiproc::SharedMemory::create(16)?;
+    /// let b = a.try_clone()?;
+    /// a.as_mut_slice()[0] = 9;
+    /// assert_eq!(b.as_slice()[0], 9); // the same memory
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_clone(&self) -> io::Result<SharedMemory> {
         let fd = self.fd.try_clone()?;
         let map = Mapping::new(fd.as_fd(), self.map.len())?;
@@ -166,27 +203,64 @@ impl SharedMemory {
     }
 
     /// The segment's name, without the leading `/` (what [`attach`](Self::attach) takes).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let shm = multiproc::SharedMemory::create(16)?;
+    /// println!("segment {}", shm.name());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.name.strip_prefix('/').unwrap_or(&self.name)
     }
 
     /// Its size in bytes.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(multiproc::SharedMemory::create(100)?.size() >= 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn size(&self) -> usize {
         self.map.len()
     }
 
     /// The bytes, in place.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let shm = multiproc::SharedMemory::create(16)?;
+    /// assert!(shm.as_slice().iter().all(|&b| b == 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_slice(&self) -> &[u8] {
         self.map.bytes()
     }
 
     /// The bytes, in place, for writing.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let mut shm = multiproc::SharedMemory::create(16)?;
+    /// shm.as_mut_slice().fill(7);
+    /// assert_eq!(shm.as_slice()[15], 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         self.map.bytes_mut()
     }
 
     /// Removes the name now, so no one else can attach it; existing handles keep working.
     /// Removing a name that is already gone is not an error.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let name = format!("doc-unlink-{}", std::process::id());
+    /// let shm = multiproc::SharedMemory::create_named(&name, 16)?;
+    /// shm.unlink()?; // the name is gone; the mapping lives on
+    /// assert!(multiproc::SharedMemory::attach(&name).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unlink(&self) -> io::Result<()> {
         owned().untrack(&self.name);
         match shm::shm_unlink(&self.name) {

@@ -70,6 +70,13 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 
 impl<T: Pod> Value<T> {
     /// A shared value holding `initial`, with its own lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::Value::new(0i64)?;
+    /// assert_eq!(v.get()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(initial: T) -> Result<Value<T>, SyncError> {
         Value::create(initial, None)
     }
@@ -138,21 +145,53 @@ impl<T: Pod> Value<T> {
     }
 
     /// Takes the lock; the guard derefs to the value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::Value::new(1u64)?;
+    /// *v.lock().map_err(multiproc::SyncError::from)? *= 5;
+    /// assert_eq!(v.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         self.lock_wait(Wait::Forever)
     }
 
     /// As [`lock`](Value::lock), failing with [`LockError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let v = multiproc::Value::new(1u64)?;
+    /// let held = v.lock_timeout(Duration::from_secs(1)).map_err(multiproc::SyncError::from)?;
+    /// assert_eq!(*held, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         self.lock_wait(Wait::For(timeout))
     }
 
     /// Reads the value under the lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::Value::new(3u8)?;
+    /// assert_eq!(v.get()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, SyncError> {
         Ok(*self.lock()?)
     }
 
     /// Writes the value under the lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::Value::new(3u8)?;
+    /// v.set(4)?;
+    /// assert_eq!(v.get()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<(), SyncError> {
         *self.lock()? = value;
         Ok(())
@@ -248,6 +287,13 @@ impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
 
 impl<T: Pod> RawValue<T> {
     /// A shared value holding `initial`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::RawValue::new(1u64)?;
+    /// assert_eq!(v.load(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(initial: T) -> Result<RawValue<T>, SyncError> {
         let region = Region::create(Kind::Value, type_tag::<T>(), data_at::<T>() + size_of::<T>())?;
         region.map().write_pod(data_at::<T>(), initial);
@@ -255,11 +301,26 @@ impl<T: Pod> RawValue<T> {
     }
 
     /// Reads the value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::RawValue::new(2.5f64)?;
+    /// assert_eq!(v.load(), 2.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(&self) -> T {
         self.region.map().read_pod(data_at::<T>())
     }
 
     /// Writes the value.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let v = multiproc::RawValue::new(0u32)?;
+    /// v.store(7);
+    /// assert_eq!(v.load(), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store(&self, value: T) {
         self.region.map().write_pod(data_at::<T>(), value)
     }

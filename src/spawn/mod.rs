@@ -87,6 +87,12 @@ pub fn init() {
 /// Runs children from `path` instead of this program's own executable, like Python's
 /// `multiprocessing.set_executable`. The executable must be the same build — a different
 /// one is refused at its handshake with [`Error::WrongBinary`].
+///
+/// ```
+/// multiproc::init();
+/// multiproc::set_executable(std::env::current_exe()?); // the default already
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn set_executable(path: impl Into<PathBuf>) {
     *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = Some(path.into());
 }

@@ -61,6 +61,13 @@ impl fmt::Debug for Barrier {
 
 impl Barrier {
     /// A barrier for `parties` waiters (at least 1).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::new(1)?;
+    /// assert_eq!(b.wait()?, 0); // one party: passes at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(parties: u32) -> Result<Barrier, SyncError> {
         Barrier::with_options(parties, None, None)
     }
@@ -152,16 +159,37 @@ impl Barrier {
     }
 
     /// How many parties the barrier waits for.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::Barrier::new(3)?.parties(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn parties(&self) -> u32 {
         self.word(PARTIES_AT).load(Ordering::SeqCst)
     }
 
     /// How many are waiting now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::Barrier::new(3)?.n_waiting(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn n_waiting(&self) -> u32 {
         self.word(COUNT_AT).load(Ordering::SeqCst)
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::new(2)?;
+    /// assert!(!b.broken());
+    /// b.abort()?;
+    /// assert!(b.broken());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn broken(&self) -> bool {
         self.word(BROKEN_AT).load(Ordering::SeqCst) != 0
     }
@@ -226,17 +254,42 @@ impl Barrier {
 
     /// Waits for all parties; returns this waiter's arrival index (0 to `parties - 1`).
     /// With a default [`timeout`](Barrier::timeout), as [`wait_timeout`](Barrier::wait_timeout).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::new(1)?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<u32, SyncError> {
         self.wait_until(self.timeout().and_then(|t| Instant::now().checked_add(t)))
     }
 
     /// As [`wait`](Barrier::wait); after `timeout` it breaks the barrier and returns
     /// [`SyncError::BrokenBarrier`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let b = multiproc::Barrier::new(2)?;
+    /// // The other party never comes: the barrier breaks.
+    /// assert!(b.wait_timeout(Duration::from_millis(10)).is_err());
+    /// assert!(b.broken());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SyncError> {
         self.wait_until(Some(Instant::now() + timeout))
     }
 
     /// Breaks the barrier: current and future waiters get [`SyncError::BrokenBarrier`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::new(2)?;
+    /// b.abort()?; // waiters (and later callers) fail with BrokenBarrier
+    /// assert!(b.wait().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn abort(&self) -> Result<(), SyncError> {
         let _held = self.lock()?;
         self.break_round();
@@ -245,6 +298,16 @@ impl Barrier {
 
     /// Returns the barrier to its initial state; current waiters get
     /// [`SyncError::BrokenBarrier`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let b = multiproc::Barrier::new(1)?;
+    /// b.abort()?;
+    /// b.reset()?;
+    /// assert!(!b.broken());
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset(&self) -> Result<(), SyncError> {
         let _held = self.lock()?;
         if self.n_waiting() > 0 {

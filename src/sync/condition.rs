@@ -56,6 +56,13 @@ impl fmt::Debug for Condition {
 
 impl Condition {
     /// A new condition with its own (robust, non-recursive) lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let c = multiproc::Condition::new()?;
+    /// drop(c.acquire().map_err(multiproc::SyncError::from)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<Condition, SyncError> {
         let region = Region::create(Kind::Condition, 0, SEQ_AT + 4)?;
         mutex::init(region.map(), MUTEX_AT, false)?;
@@ -71,11 +78,28 @@ impl Condition {
     }
 
     /// Takes the condition's lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let c = multiproc::Condition::new()?;
+    /// let mut held = c.acquire().map_err(multiproc::SyncError::from)?;
+    /// held.notify_all();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
         self.acquire_wait(Wait::Forever)
     }
 
     /// Takes the lock, or fails with [`LockError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let c = multiproc::Condition::new()?;
+    /// let held = c.acquire_timeout(Duration::from_secs(1)).map_err(multiproc::SyncError::from)?;
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
         self.acquire_wait(Wait::For(timeout))
     }
@@ -143,6 +167,15 @@ impl ConditionGuard<'_> {
     }
 
     /// Waits until notified or `timeout` passes; returns `false` on timeout.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let c = multiproc::Condition::new()?;
+    /// let mut held = c.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(!held.wait_timeout(Duration::from_millis(10))?); // not notified
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, SyncError> {
         self.wait_until(Some(Instant::now() + timeout))
     }
@@ -166,6 +199,14 @@ impl ConditionGuard<'_> {
     }
 
     /// Wakes up to `n` waiters.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let c = multiproc::Condition::new()?;
+    /// let mut held = c.acquire().map_err(multiproc::SyncError::from)?;
+    /// held.notify(1); // wakes at most one waiter
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn notify(&mut self, n: u32) {
         let seq = self.cond.seq();
         seq.fetch_add(1, Ordering::SeqCst);
@@ -173,6 +214,14 @@ impl ConditionGuard<'_> {
     }
 
     /// Wakes every waiter.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let c = multiproc::Condition::new()?;
+    /// let mut held = c.acquire().map_err(multiproc::SyncError::from)?;
+    /// held.notify_all();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn notify_all(&mut self) {
         let seq = self.cond.seq();
         seq.fetch_add(1, Ordering::SeqCst);

@@ -54,6 +54,16 @@ impl<G> LockError<G> {
     }
 
     /// Whether this reports a dead owner (and so holds the lock).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// match lock.acquire() {
+    ///     Err(e) if e.is_owner_died() => println!("repair what the dead owner left"),
+    ///     other => drop(other),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }

@@ -44,6 +44,13 @@ impl fmt::Debug for Event {
 
 impl Event {
     /// A new event, not set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let e = multiproc::Event::new()?;
+    /// assert!(!e.is_set());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<Event, SyncError> {
         let region = Region::create(Kind::Event, 0, FLAG_AT + 4)?;
         Ok(Event { region: Arc::new(region) })
@@ -54,17 +61,42 @@ impl Event {
     }
 
     /// Whether the event is set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let e = multiproc::Event::new()?;
+    /// e.set();
+    /// assert!(e.is_set());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_set(&self) -> bool {
         self.flag().load(Ordering::SeqCst) != 0
     }
 
     /// Sets the event, waking every waiter.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let e = multiproc::Event::new()?;
+    /// e.set();
+    /// e.wait()?; // returns at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self) {
         self.flag().store(1, Ordering::SeqCst);
         sys::futex::wake_all(self.flag());
     }
 
     /// Clears the event.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let e = multiproc::Event::new()?;
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         self.flag().store(0, Ordering::SeqCst);
     }
@@ -81,11 +113,31 @@ impl Event {
     }
 
     /// Waits until the event is set.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// fn signal(e: multiproc::Event) { e.set() }
+    ///
+    /// let e = multiproc::Event::new()?;
+    /// let mut p = multiproc::Process::new(signal, e.clone());
+    /// p.start()?;
+    /// e.wait()?; // set by the child
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<(), SyncError> {
         self.wait_until(None).map(|_| ())
     }
 
     /// Waits at most `timeout`; returns whether the event is set (Python's `wait(timeout)`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let e = multiproc::Event::new()?;
+    /// assert!(!e.wait_timeout(Duration::from_millis(10))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SyncError> {
         self.wait_until(Some(Instant::now() + timeout))
     }

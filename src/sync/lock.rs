@@ -92,6 +92,13 @@ region_handle_serde!(Lock, Kind::Lock);
 
 impl Lock {
     /// A new, unlocked lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert!(!lock.locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<Lock, SyncError> {
         let region = Region::create(Kind::Lock, 0, MUTEX_AT + mutex::MUTEX_SIZE)?;
         mutex::init(region.map(), MUTEX_AT, false)?;
@@ -103,16 +110,43 @@ impl Lock {
     }
 
     /// Waits for the lock and holds it until the guard drops.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let held = lock.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(lock.locked());
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_wait(Wait::Forever)
     }
 
     /// As [`acquire`](Lock::acquire), giving up with [`LockError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let lock = multiproc::Lock::new()?;
+    /// let held = lock.acquire_timeout(Duration::from_secs(1)).map_err(multiproc::SyncError::from)?;
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_wait(Wait::For(timeout))
     }
 
     /// Takes the lock only if it is free ([`LockError::TimedOut`] otherwise).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let held = lock.try_acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(lock.locked());
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_wait(Wait::Not)
     }
@@ -196,6 +230,13 @@ region_handle_serde!(RLock, Kind::RLock);
 
 impl RLock {
     /// A new, unlocked recursive lock.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// assert!(!lock.locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<RLock, SyncError> {
         let region = Region::create(Kind::RLock, 0, MUTEX_AT + mutex::MUTEX_SIZE)?;
         mutex::init(region.map(), MUTEX_AT, true)?;
@@ -207,16 +248,43 @@ impl RLock {
     }
 
     /// Waits for the lock (at once if this thread holds it); released when the guard drops.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let held = lock.acquire().map_err(multiproc::SyncError::from)?;
+    /// assert!(lock.locked());
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         self.acquire_wait(Wait::Forever)
     }
 
     /// As [`acquire`](RLock::acquire), giving up with [`LockError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let lock = multiproc::RLock::new()?;
+    /// let held = lock.acquire_timeout(Duration::from_secs(1)).map_err(multiproc::SyncError::from)?;
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         self.acquire_wait(Wait::For(timeout))
     }
 
     /// Takes the lock only if it is free or already this thread's.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let outer = lock.try_acquire().map_err(multiproc::SyncError::from)?;
+    /// let inner = lock.try_acquire().map_err(multiproc::SyncError::from)?; // recursive
+    /// drop((inner, outer));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         self.acquire_wait(Wait::Not)
     }

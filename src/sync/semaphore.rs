@@ -42,6 +42,13 @@ impl fmt::Debug for Semaphore {
 
 impl Semaphore {
     /// A semaphore holding `value` units.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Semaphore::new(2)?;
+    /// assert_eq!(s.value(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(value: u32) -> Result<Semaphore, SyncError> {
         Semaphore::with_bound(value, 0)
     }
@@ -58,11 +65,27 @@ impl Semaphore {
     }
 
     /// The units available now (Python's `get_value`).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Semaphore::new(3)?;
+    /// assert!(s.try_acquire());
+    /// assert_eq!(s.value(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value(&self) -> u32 {
         self.value_word().load(Ordering::SeqCst)
     }
 
     /// Takes one unit if one is available now; returns whether it did.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Semaphore::new(1)?;
+    /// assert!(s.try_acquire());
+    /// assert!(!s.try_acquire());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> bool {
         let v = self.value_word();
         let mut cur = v.load(Ordering::SeqCst);
@@ -89,16 +112,42 @@ impl Semaphore {
     }
 
     /// Takes one unit, waiting as long as it takes.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Semaphore::new(1)?;
+    /// s.acquire()?;
+    /// assert_eq!(s.value(), 0);
+    /// s.release()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<(), SyncError> {
         self.acquire_until(None)
     }
 
     /// Takes one unit, or fails with [`SyncError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let s = multiproc::Semaphore::new(1)?;
+    /// s.acquire_timeout(Duration::from_secs(1))?;
+    /// assert!(s.acquire_timeout(Duration::from_millis(10)).is_err()); // none left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SyncError> {
         self.acquire_until(Some(Instant::now() + timeout))
     }
 
     /// Gives one unit back, waking a waiter.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::Semaphore::new(0)?;
+    /// s.release()?;
+    /// assert_eq!(s.value(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(&self) -> Result<(), SyncError> {
         let bound = self.region.map().atomic_u32(BOUND_AT).load(Ordering::SeqCst);
         let v = self.value_word();
@@ -142,6 +191,13 @@ pub struct BoundedSemaphore {
 
 impl BoundedSemaphore {
     /// A semaphore holding `value` units, never more.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::BoundedSemaphore::new(2)?;
+    /// assert_eq!(s.value(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(value: u32) -> Result<BoundedSemaphore, SyncError> {
         if value == 0 {
             return Err(SyncError::InvalidArgument("a bounded semaphore needs a bound of at least 1"));
@@ -150,26 +206,67 @@ impl BoundedSemaphore {
     }
 
     /// The units available now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::BoundedSemaphore::new(3)?;
+    /// assert!(s.try_acquire());
+    /// assert_eq!(s.value(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value(&self) -> u32 {
         self.inner.value()
     }
 
     /// Takes one unit if available now.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::BoundedSemaphore::new(1)?;
+    /// assert!(s.try_acquire());
+    /// assert!(!s.try_acquire());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> bool {
         self.inner.try_acquire()
     }
 
     /// Takes one unit, waiting as long as it takes.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::BoundedSemaphore::new(1)?;
+    /// s.acquire()?;
+    /// assert_eq!(s.value(), 0);
+    /// s.release()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<(), SyncError> {
         self.inner.acquire()
     }
 
     /// Takes one unit, or fails with [`SyncError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// let s = multiproc::BoundedSemaphore::new(1)?;
+    /// s.acquire_timeout(Duration::from_secs(1))?;
+    /// assert!(s.acquire_timeout(Duration::from_millis(10)).is_err()); // none left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SyncError> {
         self.inner.acquire_timeout(timeout)
     }
 
     /// Gives one unit back; [`SyncError::OverReleased`] if that would exceed the bound.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let s = multiproc::BoundedSemaphore::new(1)?;
+    /// assert!(s.release().is_err()); // above its initial value
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(&self) -> Result<(), SyncError> {
         self.inner.release()
     }

@@ -41,6 +41,10 @@ pub(crate) fn cpu_count() -> usize {
 }
 
 /// The name of signal number `sig` ("SIGKILL"), or "signal N".
+///
+/// ```
+/// assert_eq!(multiproc::signal_name(9), "SIGKILL");
+/// ```
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {
         1 => "SIGHUP",

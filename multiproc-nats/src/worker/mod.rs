@@ -60,11 +60,33 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Asks the worker to stop: it takes no new task, finishes and delivers the ones it
     /// runs, then ends.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// worker.stop(); // takes no more tasks, finishes those in hand
+    /// worker.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
 
     /// Waits for the worker to end (after [`stop`](WorkerHandle::stop), or a fatal error).
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// worker.stop();
+    /// worker.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join(mut self) -> Result<(), ClusterError> {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -74,11 +96,33 @@ impl WorkerHandle {
     }
 
     /// What the worker has done so far.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// println!("{:?}", worker.stats());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> WorkerStats {
         *self.stats.lock()
     }
 
     /// Waits until `ready(stats)` holds, or `timeout` passes; returns the stats if it held.
+    ///
+    /// ```no_run
+    /// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+    /// use std::sync::Arc;
+    ///
+    /// multiproc::init();
+    /// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+    /// use std::time::Duration;
+    /// let done = worker.wait_for(Duration::from_secs(60), |s| s.completed >= 10);
+    /// println!("{done:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for(&self, timeout: Duration, ready: impl Fn(&WorkerStats) -> bool) -> Option<WorkerStats> {
         let deadline = Instant::now() + timeout;
         let mut s = self.stats.lock();
@@ -110,6 +154,11 @@ impl Drop for WorkerHandle {
 /// it holds, stores their results and acks them, then returns `Ok`; a second signal ends
 /// the process at once (exit code 130), leaving what it held to other workers after the
 /// queue's `ack_wait`.
+/// ```no_run
+/// multiproc::init();
+/// multiproc_nats::serve(multiproc_nats::WorkerConfig::from_env()?)?; // until stopped
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
     let runner = PoolRunner::start(config.processes)?;
     launch(config, Arc::new(runner), true)?.join()
@@ -119,6 +168,16 @@ pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
 /// [`slots`](TaskRunner::slots) say how many task messages it takes at once). It has
 /// connected and found (or created) the queue when this returns. It leaves signals
 /// alone: stop it with [`WorkerHandle::stop`].
+///
+/// ```no_run
+/// use multiproc_nats::{PoolRunner, WorkerConfig, start_worker};
+/// use std::sync::Arc;
+///
+/// multiproc::init();
+/// let worker = start_worker(WorkerConfig::from_env()?, Arc::new(PoolRunner::start(2)?))?;
+/// worker.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn start_worker(config: WorkerConfig, runner: Arc<dyn TaskRunner>) -> Result<WorkerHandle, ClusterError> {
     launch(config, runner, false)
 }
@@ -187,6 +246,14 @@ fn stop_on_signals(mut stop: watch::Receiver<bool>) -> Result<watch::Receiver<bo
 /// [`WorkerConfig::from_env`]) and exits, never returning; otherwise it returns at once.
 ///
 /// Call it right after `multiproc::init()` in `main`.
+///
+/// ```no_run
+/// fn main() {
+///     multiproc::init();
+///     multiproc_nats::init(); // with MULTIPROC_NATS_WORKER=1 this process serves, then exits
+///     // ... the submitting program
+/// }
+/// ```
 pub fn init() {
     match std::env::var(WORKER_ENV) {
         Ok(v) if !v.is_empty() && v != "0" => {}

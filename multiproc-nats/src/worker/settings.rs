@@ -34,6 +34,15 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A worker of the default pool on `broker`, with one process per CPU.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::new(BrokerConfig::parse("nats://broker.example")?);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn new(broker: BrokerConfig) -> WorkerConfig {
         WorkerConfig {
             broker,
@@ -48,6 +57,15 @@ impl WorkerConfig {
     /// and its settings as [`QueueConfig::from_env`] reads them, the processes from
     /// `MULTIPROC_NATS_PROCESSES`, the result patience from
     /// `MULTIPROC_NATS_RESULT_PATIENCE` (seconds).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?; // MULTIPROC_NATS_URL, _POOL, _PROCESSES, ...
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<WorkerConfig, ConfigError> {
         let mut c = WorkerConfig::new(BrokerConfig::from_env()?).queue(QueueConfig::from_env()?);
         if let Ok(s) = std::env::var(PROCESSES_ENV) {
@@ -60,6 +78,15 @@ impl WorkerConfig {
     }
 
     /// Serves this pool's queue (the pool's settings apply if this worker creates it).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.queue(QueueConfig::default().pool("render")?);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn queue(mut self, queue: QueueConfig) -> WorkerConfig {
         self.queue = queue;
         self
@@ -67,6 +94,15 @@ impl WorkerConfig {
 
     /// How many processes run tasks at once: the size of the local pool
     /// [`serve`](crate::serve) starts (default: the CPU count).
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.processes(16);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> WorkerConfig {
         self.processes = n.max(1);
         self
@@ -76,6 +112,15 @@ impl WorkerConfig {
     /// broker does not confirm it (it may be restarting) before it puts the task back on
     /// the queue, for another try (default 60 s). A client away does not count: its
     /// results wait for it in the broker.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, QueueConfig, WorkerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let w = WorkerConfig::from_env()?.result_patience(Duration::from_secs(120));
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
     pub fn result_patience(mut self, d: Duration) -> WorkerConfig {
         self.result_patience = d;
         self
