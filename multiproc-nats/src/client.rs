@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::broker;
+use crate::broker::{self, outside_runtime};
 use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
 use crate::envelope::{
     HEADER_ROOM, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item,
@@ -489,25 +489,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("id", &self.shared.id).field("pool", &self.queue.pool).finish()
     }
-}
-
-/// Runs `f`, which starts a runtime of its own and blocks on it, where that is allowed:
-/// here, or, when this thread is inside a tokio runtime (where `block_on` panics with
-/// "Cannot start a runtime from within a runtime"), on a helper thread, waited for. So
-/// the blocking API works from async code too; it blocks the calling task's thread
-/// meanwhile, like any blocking call (`spawn_blocking` avoids that).
-pub(crate) fn outside_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
-    }
-    std::thread::scope(|s| {
-        let helper = std::thread::Builder::new().name("multiproc-nats-blocking".into()).spawn_scoped(s, f);
-        match helper {
-            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            // No thread to spare: the caller gets tokio's own panic, as before.
-            Err(_) => panic!("multiproc-nats: cannot start a helper thread to block on outside the runtime"),
-        }
-    })
 }
 
 impl Client {

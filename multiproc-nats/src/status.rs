@@ -187,7 +187,7 @@ impl fmt::Display for QueueStatus {
 /// created (no stream, no consumer), so an operator's look leaves no trace. Fails when
 /// the queue does not exist.
 pub fn status(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus, ClusterError> {
-    crate::client::outside_runtime(|| status_here(broker, queue))
+    broker::outside_runtime(|| status_here(broker, queue))
 }
 
 fn status_here(broker: &BrokerConfig, queue: &QueueConfig) -> Result<QueueStatus, ClusterError> {
