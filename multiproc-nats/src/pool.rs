@@ -232,6 +232,8 @@ struct State {
     stats: PoolStats,
     /// Outcomes being handed to their callers, not yet counted.
     delivering: u32,
+    /// Threads waiting on `changed` (a notification is a system call: none without them).
+    waiters: u32,
     terminated: bool,
 }
 
@@ -300,7 +302,7 @@ impl Inner {
         if last {
             st.live.remove(&id);
         }
-        if st.outstanding == 0 || st.delivering == 0 {
+        if st.waiters > 0 && (st.outstanding == 0 || st.delivering == 0) {
             self.changed.notify_all();
         }
     }
@@ -617,7 +619,9 @@ impl Dispatch for Backend {
     fn join(&self) {
         let mut st = self.out.inner.lock();
         while st.outstanding > 0 {
+            st.waiters += 1;
             st = self.out.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
         }
         drop(st);
         self.out.client.close();
@@ -632,7 +636,9 @@ impl Dispatch for Backend {
         let mut st = self.out.inner.lock();
         // From a callback, the outcome it is part of cannot be counted yet: no waiting.
         while st.delivering > 0 && !IN_COMPLETION.get() {
+            st.waiters += 1;
             st = self.out.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
         }
         st.stats.clone()
     }
