@@ -246,6 +246,9 @@ struct Inner {
 thread_local! {
     /// This thread is handing an outcome to its caller (callbacks run here).
     static IN_COMPLETION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread is the gathering thread (a callback run there that submits sends at
+    /// once: it would wait for itself otherwise).
+    static GATHERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Inner {
@@ -543,6 +546,7 @@ impl Backend {
         let thread = std::thread::Builder::new()
             .name("multiproc-nats-gather".into())
             .spawn(move || {
+                GATHERING.set(true);
                 while let Some(batches) = q.take() {
                     o.send_gathered(batches);
                 }
@@ -590,7 +594,7 @@ impl Dispatch for Backend {
         }
         self.out.inner.lock().outstanding += batch.len() as u64;
         match &self.gather {
-            Some(g) if batch.len() == 1 => {
+            Some(g) if batch.len() == 1 && !GATHERING.get() => {
                 let mut st = g.queue.lock();
                 if !st.1 {
                     let first = st.0.is_empty();

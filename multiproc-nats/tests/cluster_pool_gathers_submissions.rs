@@ -1,11 +1,12 @@
 //! Single-item submissions made close together travel together: a burst of
 //! `apply_async` is fewer broker messages than calls, every call still gets its own
 //! outcome (a panic fails only its own call), a call cancelled while gathered gives
-//! `Cancelled`; with gathering off, every call is one message.
+//! `Cancelled`; a callback run on the gathering thread may submit; with gathering off,
+//! every call is one message.
 
 use std::time::Duration;
 
-use multiproc::TaskError;
+use multiproc::{TaskError, TaskOptions};
 use multiproc_nats::testing::NatsServer;
 use multiproc_nats::{BrokerConfig, ClientConfig, ClusterPool};
 
@@ -16,6 +17,10 @@ multiproc_nats::test_init!();
 fn picky(x: u64) -> u64 {
     assert!(x % 97 != 5, "no {x}");
     x * 2
+}
+
+fn bulk(v: Vec<u8>) -> usize {
+    v.len()
 }
 
 fn pool(server: &NatsServer, gather: bool) -> multiproc::Pool {
@@ -58,6 +63,20 @@ fn a_burst_of_apply_async_travels_in_few_messages() {
         }
     }
     assert_eq!(gathered.stats().tasks_cancelled, 1);
+    // A call that fails before it leaves (too large for the broker) has its callback run
+    // on the gathering thread; a call the callback makes there still goes out.
+    let shared = std::sync::Arc::new(gathered);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = shared.clone();
+    let on_error = move |e: &TaskError| {
+        tx.send((e.to_string(), inner.apply(picky, 21))).unwrap();
+    };
+    let big = shared.apply_async_with(bulk, vec![7u8; 2 << 20], TaskOptions::new().error_callback(on_error));
+    assert!(matches!(big.get(), Err(TaskError::Remote { .. })));
+    let (error, nested) = rx.recv().unwrap();
+    assert!(error.contains("over the broker's limit"), "{error}");
+    assert_eq!(nested.unwrap(), 42);
+    let gathered = std::sync::Arc::into_inner(shared).unwrap();
     gathered.close();
     gathered.join().unwrap();
 
