@@ -141,10 +141,14 @@ impl ClusterPool {
 
     /// Connects, finds or creates the queue, and gives the pool.
     pub fn connect(self) -> Result<Pool, ClusterError> {
+        let gather = match self.gather {
+            Some(on) => on,
+            None => gather_from_env()?,
+        };
         let client = Client::connect(self.client)?;
         let inner = Arc::new(Inner { state: Mutex::new(State::default()), changed: Condvar::new() });
         let out = Arc::new(Sender { client, processes: self.processes, inner });
-        let backend = Arc::new(Backend::new(out, self.gather.unwrap_or_else(gather_from_env))?);
+        let backend = Arc::new(Backend::new(out, gather)?);
         let pool = multiproc::remote::pool_with(backend, self.processes, self.timeout, self.retries)
             .map_err(|e| ClusterError::Setup { what: "a pool".into(), message: e.to_string() })?;
         Ok(pool)
@@ -489,8 +493,21 @@ const GATHER_MAX: usize = 256;
 /// The environment variable that turns gathering off (`0`); on by default.
 pub const GATHER_ENV: &str = "MULTIPROC_NATS_GATHER";
 
-fn gather_from_env() -> bool {
-    std::env::var(GATHER_ENV).map(|v| v.trim() != "0").unwrap_or(true)
+/// `MULTIPROC_NATS_GATHER`: `1` (or unset) gathers, `0` does not; anything else is an
+/// error naming the variable.
+fn gather_from_env() -> Result<bool, ConfigError> {
+    match std::env::var(GATHER_ENV) {
+        Err(_) => Ok(true),
+        Ok(v) => parse_gather(&v),
+    }
+}
+
+fn parse_gather(v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(format!("{GATHER_ENV}={v} is neither 1 nor 0"))),
+    }
 }
 
 /// Single-item submissions waiting to travel together, and the thread that sends them.
@@ -649,5 +666,19 @@ impl Dispatch for Backend {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gather_setting_is_one_or_zero_and_anything_else_is_named() {
+        assert!(parse_gather("1").unwrap());
+        assert!(!parse_gather(" 0 ").unwrap());
+        assert!(!parse_gather("off").unwrap());
+        let e = parse_gather("maybe").unwrap_err().to_string();
+        assert!(e.contains("MULTIPROC_NATS_GATHER=maybe"), "{e}");
     }
 }
