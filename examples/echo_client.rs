@@ -23,8 +23,11 @@ fn port() -> Result<u16, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = port()?;
-    let mut client = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("cannot reach the echo server on 127.0.0.1:{port} ({e}): start it with `cargo run --example echo_server`"))?;
+    let mut client = TcpStream::connect(("127.0.0.1", port)).map_err(|e| {
+        format!(
+            "cannot reach the echo server on 127.0.0.1:{port} ({e}): start it with `cargo run --example echo_server`"
+        )
+    })?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     loop {

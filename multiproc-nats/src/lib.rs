@@ -243,7 +243,7 @@ pub use config::{
 };
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
-pub use pool::ClusterPool;
+pub use pool::{ClusterPool, GATHER_ENV};
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{

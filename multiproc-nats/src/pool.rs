@@ -75,6 +75,7 @@ pub struct ClusterPool {
     processes: usize,
     timeout: Option<Duration>,
     retries: u32,
+    gather: Option<bool>,
 }
 
 impl ClusterPool {
@@ -104,7 +105,7 @@ impl ClusterPool {
     /// # Ok::<(), multiproc_nats::ConfigError>(())
     /// ```
     pub fn with_client(client: ClientConfig) -> ClusterPool {
-        ClusterPool { client, processes: multiproc::cpu_count(), timeout: None, retries: 0 }
+        ClusterPool { client, processes: multiproc::cpu_count(), timeout: None, retries: 0, gather: None }
     }
 
     /// The broker from `MULTIPROC_NATS_URL` and the queue from `MULTIPROC_NATS_POOL`.
@@ -201,6 +202,16 @@ impl ClusterPool {
         self
     }
 
+    /// Whether single-item submissions (`apply`, `apply_async`) made close together
+    /// travel together, several in one broker message (default: yes, unless
+    /// `MULTIPROC_NATS_GATHER=0`). Each still runs, fails and times out on its own; a
+    /// burst of `apply_async` costs a few messages instead of one each, and a lone
+    /// `apply` waits some 50 µs more. Off, every submission is its own message.
+    pub fn gather(mut self, on: bool) -> ClusterPool {
+        self.gather = Some(on);
+        self
+    }
+
     /// Connects, finds or creates the queue, and gives the pool.
     ///
     /// ```no_run
@@ -212,12 +223,14 @@ impl ClusterPool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connect(self) -> Result<Pool, ClusterError> {
+        let gather = match self.gather {
+            Some(on) => on,
+            None => gather_from_env()?,
+        };
         let client = Client::connect(self.client)?;
-        let backend = Arc::new(Backend {
-            client,
-            processes: self.processes,
-            inner: Arc::new(Inner { state: Mutex::new(State::default()), changed: Condvar::new() }),
-        });
+        let inner = Arc::new(Inner { state: Mutex::new(State::default()), changed: Condvar::new() });
+        let out = Arc::new(Sender { client, processes: self.processes, inner });
+        let backend = Arc::new(Backend::new(out, gather)?);
         let pool = multiproc::remote::pool_with(backend, self.processes, self.timeout, self.retries)
             .map_err(|e| ClusterError::Setup { what: "a pool".into(), message: e.to_string() })?;
         Ok(pool)
@@ -235,7 +248,7 @@ impl ClusterPool {
     /// ```
     pub fn client_stats(pool: &Pool) -> Option<ClientStats> {
         let backend = multiproc::remote::dispatch_of(pool)?.as_any().downcast_ref::<Backend>()?;
-        Some(backend.client.stats())
+        Some(backend.out.client.stats())
     }
 }
 
@@ -297,8 +310,15 @@ impl RemoteError {
     }
 }
 
-/// The pool's backend: batches become task messages.
+/// The pool's backend: batches become task messages; single-item submissions
+/// (`apply`, `apply_async`) are gathered into shared messages first (see `gather`).
 struct Backend {
+    out: Arc<Sender>,
+    gather: Option<Gather>,
+}
+
+/// What turns batches into task messages.
+struct Sender {
     client: Client,
     processes: usize,
     inner: Arc<Inner>,
@@ -309,10 +329,12 @@ struct State {
     /// Items dispatched without an outcome yet.
     outstanding: u64,
     /// Messages with items still to come, by task id (to find cancelled ones).
-    live: HashMap<u64, Arc<Batch>>,
+    live: HashMap<u64, Pieces>,
     stats: PoolStats,
     /// Outcomes being handed to their callers, not yet counted.
     delivering: u32,
+    /// Threads waiting on `changed` (a notification is a system call: none without them).
+    waiters: u32,
     terminated: bool,
 }
 
@@ -325,6 +347,9 @@ struct Inner {
 thread_local! {
     /// This thread is handing an outcome to its caller (callbacks run here).
     static IN_COMPLETION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread is the gathering thread (a callback run there that submits sends at
+    /// once: it would wait for itself otherwise).
+    static GATHERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Inner {
@@ -381,7 +406,7 @@ impl Inner {
         if last {
             st.live.remove(&id);
         }
-        if st.outstanding == 0 || st.delivering == 0 {
+        if st.waiters > 0 && (st.outstanding == 0 || st.delivering == 0) {
             self.changed.notify_all();
         }
     }
@@ -399,7 +424,7 @@ impl Inner {
     }
 }
 
-impl Backend {
+impl Sender {
     /// Cuts a batch into messages: whole chunks, at least `ceil(n / (4 × processes))`
     /// items each (so a map of tiny tasks is not one message per item, and there are
     /// still enough messages to spread), within the broker's size limit.
@@ -408,9 +433,7 @@ impl Backend {
         let spread = 4 * self.processes as u32;
         let chunk = batch.chunk().unwrap_or_else(|| n.div_ceil(spread).max(1));
         let per_message = n.div_ceil(spread).max(chunk).div_ceil(chunk) * chunk;
-        // The head: offsets, ids, the subject and the function's name.
-        let head = 128 + self.client.id().len() + batch.function_name().len();
-        let room = self.client.max_payload().saturating_sub(HEADER_ROOM + head).max(1);
+        let room = self.room(batch.function_name());
         while !batch.is_empty() {
             let mut take = per_message.min(batch.len());
             while take > 1 && batch.size_of(0, take) > room {
@@ -422,40 +445,246 @@ impl Backend {
         }
     }
 
+    /// Room for items in one message of `function_name`'s tasks.
+    fn room(&self, function_name: &str) -> usize {
+        // The head: offsets, ids, the subject and the function's name.
+        let head = 128 + self.client.id().len() + function_name.len();
+        self.client.max_payload().saturating_sub(HEADER_ROOM + head).max(1)
+    }
+
     fn send(&self, piece: Batch, chunk: u32) {
-        let piece = Arc::new(piece);
+        self.send_pieces(vec![piece], chunk);
+    }
+
+    /// Sends `pieces` (batches of one function, time limit and retries) as one task
+    /// message of their items in order, each piece's items `chunk` to a task.
+    fn send_pieces(&self, pieces: Vec<Batch>, chunk: u32) {
+        let pieces = Pieces::new(pieces);
         let id = self.client.new_task_id();
+        let len = pieces.len();
         {
             let mut st = self.inner.lock();
-            st.outstanding += piece.len() as u64;
-            st.live.insert(id, piece.clone());
+            st.live.insert(id, pieces.clone());
         }
+        let first = pieces.piece(0).0;
         let task = ItemsTask {
             code: TaskCode {
-                function: piece.function(),
-                trampoline: piece.trampoline(),
-                function_name: piece.function_name(),
+                function: first.function(),
+                trampoline: first.trampoline(),
+                function_name: first.function_name(),
             },
-            items: piece.len(),
-            chunk: chunk.min(piece.len()),
-            args: piece.items().to_vec(),
-            timeout: piece.timeout(),
-            retries: piece.retries(),
+            items: len,
+            chunk: chunk.min(len),
+            args: pieces.args(),
+            timeout: first.timeout(),
+            retries: first.retries(),
         };
-        let (inner, held) = (self.inner.clone(), piece.clone());
-        let mut left = piece.len();
+        let (inner, held) = (self.inner.clone(), pieces.clone());
+        let mut left = len;
         let on_item: OnItem = Box::new(move |k, outcome, _, _| {
             left -= 1;
-            let outcome = outcome.map_err(|e| inner.task_error(&held, &e));
-            inner.complete(id, &held, k, outcome, left == 0);
+            let (piece, k) = held.piece(k);
+            // A cancelled item sharing its message with others ran on: its caller
+            // hears `Cancelled`, as if it had been dropped.
+            let outcome = match outcome {
+                Ok(_) if piece.cancelled() => Err(TaskError::Cancelled { task: piece.function_name() }),
+                outcome => outcome.map_err(|e| inner.task_error(piece, &e)),
+            };
+            inner.complete(id, piece, k, outcome, left == 0);
         });
         if self.client.submit_items(id, task, on_item).is_err() {
             // Only a closed client refuses: the pool was joined or terminated.
-            let terminated = self.inner.lock().terminated;
-            let task = piece.function_name();
-            for k in 0..piece.len() {
-                let e = if terminated { TaskError::Terminated { task } } else { TaskError::Closed { task } };
-                self.inner.complete(id, &piece, k, Err(e), k + 1 == piece.len());
+            for k in 0..len {
+                let (piece, j) = pieces.piece(k);
+                let e = self.inner.task_error(piece, &RemoteError::Closed);
+                self.inner.complete(id, piece, j, Err(e), k + 1 == len);
+            }
+        }
+    }
+
+    /// Sends gathered single-item batches: those of one function, time limit and
+    /// retries together, in messages of at most `ceil(n / processes)` items (so a burst
+    /// still spreads over the cluster), [`GATHER_MAX`] items and the broker's limit.
+    fn send_gathered(&self, batches: Vec<Batch>) {
+        type Key = (i64, i64, Option<Duration>, u32);
+        let mut groups: Vec<(Key, Vec<Batch>)> = Vec::new();
+        for b in batches {
+            if b.cancelled() {
+                // Cancelled before it left: it never travels.
+                let e = TaskError::Cancelled { task: b.function_name() };
+                self.inner.complete(0, &b, 0, Err(e), false);
+                continue;
+            }
+            let key = (b.function(), b.trampoline(), b.timeout(), b.retries());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(b),
+                None => groups.push((key, vec![b])),
+            }
+        }
+        for (_, group) in groups {
+            let per_message = group.len().div_ceil(self.processes.max(1)).clamp(1, GATHER_MAX);
+            let room = self.room(group[0].function_name());
+            let (mut message, mut size) = (Vec::new(), 0);
+            for b in group {
+                let n = b.items().len();
+                if !message.is_empty() && (message.len() == per_message || size + n > room) {
+                    self.send_pieces(std::mem::take(&mut message), 1);
+                    size = 0;
+                }
+                size += n;
+                message.push(b);
+            }
+            if !message.is_empty() {
+                self.send_pieces(message, 1);
+            }
+        }
+    }
+}
+
+/// The batches whose items one task message carries, in order.
+#[derive(Clone)]
+struct Pieces {
+    batches: Arc<Vec<Batch>>,
+    /// Where each batch's items start in the message.
+    starts: Arc<Vec<u32>>,
+}
+
+impl Pieces {
+    fn new(batches: Vec<Batch>) -> Pieces {
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut at = 0;
+        for b in &batches {
+            starts.push(at);
+            at += b.len();
+        }
+        Pieces { batches: Arc::new(batches), starts: Arc::new(starts) }
+    }
+
+    fn len(&self) -> u32 {
+        self.batches.iter().map(Batch::len).sum()
+    }
+
+    /// The message's item `k`: its batch, and its index there.
+    fn piece(&self, k: u32) -> (&Batch, u32) {
+        let i = self.starts.partition_point(|&s| s <= k).saturating_sub(1);
+        (&self.batches[i], k - self.starts[i])
+    }
+
+    fn args(&self) -> Vec<u8> {
+        let mut args = Vec::with_capacity(self.batches.iter().map(|b| b.items().len()).sum());
+        for b in self.batches.iter() {
+            args.extend_from_slice(b.items());
+        }
+        args
+    }
+
+    /// Whether every batch's caller cancelled.
+    fn cancelled(&self) -> bool {
+        self.batches.iter().all(Batch::cancelled)
+    }
+}
+
+/// At most this many gathered submissions travel in one message.
+const GATHER_MAX: usize = 256;
+
+/// The environment variable that turns gathering off (`0`); on by default.
+pub const GATHER_ENV: &str = "MULTIPROC_NATS_GATHER";
+
+/// `MULTIPROC_NATS_GATHER`: `1` (or unset) gathers, `0` does not; anything else is an
+/// error naming the variable.
+fn gather_from_env() -> Result<bool, ConfigError> {
+    match std::env::var(GATHER_ENV) {
+        Err(_) => Ok(true),
+        Ok(v) => parse_gather(&v),
+    }
+}
+
+fn parse_gather(v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(format!("{GATHER_ENV}={v} is neither 1 nor 0"))),
+    }
+}
+
+/// Single-item submissions waiting to travel together, and the thread that sends them.
+///
+/// A submitting thread only queues its batch and wakes the thread; the thread waits a
+/// moment for more to come, takes all that is there and sends it as few messages. So a
+/// burst of `apply_async` is a few broker messages (and a few result messages back),
+/// not one per call, and a lone `apply` waits [`GATHER_LINGER`] more.
+struct Gather {
+    queue: Arc<GatherQueue>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct GatherQueue {
+    state: Mutex<(Vec<Batch>, bool)>,
+    wake: Condvar,
+}
+
+/// How long the gathering thread waits for more submissions after the first.
+const GATHER_LINGER: Duration = Duration::from_micros(50);
+
+impl GatherQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Batch>, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next submissions, after the linger; `None` once stopped with none left.
+    fn take(&self) -> Option<Vec<Batch>> {
+        let mut st = self.lock();
+        while st.0.is_empty() && !st.1 {
+            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.0.is_empty() {
+            return None;
+        }
+        if !st.1 && st.0.len() < GATHER_MAX {
+            drop(st);
+            std::thread::sleep(GATHER_LINGER);
+            st = self.lock();
+        }
+        Some(std::mem::take(&mut st.0))
+    }
+}
+
+impl Backend {
+    fn new(out: Arc<Sender>, gather: bool) -> Result<Backend, ClusterError> {
+        if !gather {
+            return Ok(Backend { out, gather: None });
+        }
+        let queue = Arc::new(GatherQueue::default());
+        let (q, o) = (queue.clone(), out.clone());
+        let thread = std::thread::Builder::new()
+            .name("multiproc-nats-gather".into())
+            .spawn(move || {
+                GATHERING.set(true);
+                while let Some(batches) = q.take() {
+                    o.send_gathered(batches);
+                }
+            })
+            .map_err(|e| ClusterError::Setup { what: "the gathering thread".into(), message: e.to_string() })?;
+        Ok(Backend { out, gather: Some(Gather { queue, thread: Some(thread) }) })
+    }
+
+    /// Sends what is gathered and stops the gathering thread.
+    fn stop_gathering(&self) {
+        if let Some(g) = &self.gather {
+            g.queue.lock().1 = true;
+            g.queue.wake.notify_all();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop_gathering();
+        if let Some(t) = self.gather.as_mut().and_then(|g| g.thread.take()) {
+            // Not from the thread itself (a callback there dropping the last handle).
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
             }
         }
     }
@@ -469,48 +698,84 @@ impl Dispatch for Backend {
         if batch.carries_descriptors() {
             let task = batch.function_name();
             let message = "an argument carries a file descriptor, which cannot travel to another machine".to_string();
-            self.inner.lock().outstanding += batch.len() as u64;
+            self.out.inner.lock().outstanding += batch.len() as u64;
             for k in 0..batch.len() {
                 let e = TaskError::Codec { task, message: message.clone() };
                 // Never sent, so no task id and nothing live to forget.
-                self.inner.complete(0, &batch, k, Err(e), false);
+                self.out.inner.complete(0, &batch, k, Err(e), false);
             }
             return;
         }
-        self.dispatch_batch(batch);
+        self.out.inner.lock().outstanding += batch.len() as u64;
+        match &self.gather {
+            Some(g) if batch.len() == 1 && !GATHERING.get() => {
+                let mut st = g.queue.lock();
+                if !st.1 {
+                    let first = st.0.is_empty();
+                    st.0.push(batch);
+                    drop(st);
+                    if first {
+                        g.queue.wake.notify_one();
+                    }
+                    return;
+                }
+                drop(st);
+                self.out.dispatch_batch(batch);
+            }
+            _ => self.out.dispatch_batch(batch),
+        }
     }
 
     fn cancel(&self) {
-        let ids: Vec<u64> = self.inner.lock().live.iter().filter(|(_, b)| b.cancelled()).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> =
+            self.out.inner.lock().live.iter().filter(|(_, b)| b.cancelled()).map(|(id, _)| *id).collect();
         if !ids.is_empty() {
-            self.client.abandon(&ids, &RemoteError::Closed);
+            self.out.client.abandon(&ids, &RemoteError::Closed);
         }
     }
 
     fn join(&self) {
-        let mut st = self.inner.lock();
+        let mut st = self.out.inner.lock();
         while st.outstanding > 0 {
-            st = self.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters += 1;
+            st = self.out.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
         }
         drop(st);
-        self.client.close();
+        self.out.client.close();
     }
 
     fn terminate(&self) {
-        self.inner.lock().terminated = true;
-        self.client.close();
+        self.out.inner.lock().terminated = true;
+        self.out.client.close();
     }
 
     fn stats(&self) -> PoolStats {
-        let mut st = self.inner.lock();
+        let mut st = self.out.inner.lock();
         // From a callback, the outcome it is part of cannot be counted yet: no waiting.
         while st.delivering > 0 && !IN_COMPLETION.get() {
-            st = self.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters += 1;
+            st = self.out.inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiters -= 1;
         }
         st.stats.clone()
     }
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gather_setting_is_one_or_zero_and_anything_else_is_named() {
+        assert!(parse_gather("1").unwrap());
+        assert!(!parse_gather(" 0 ").unwrap());
+        assert!(!parse_gather("off").unwrap());
+        let e = parse_gather("maybe").unwrap_err().to_string();
+        assert!(e.contains("MULTIPROC_NATS_GATHER=maybe"), "{e}");
     }
 }
