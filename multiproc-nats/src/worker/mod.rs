@@ -110,7 +110,8 @@ impl Drop for WorkerHandle {
 /// containment, limits and sandbox are what `serve` builds its pool with).
 ///
 /// SIGTERM or SIGINT (Ctrl-C) drains the worker: it takes no new task, finishes the ones
-/// it holds, stores their results and acks them, then returns `Ok`; a second signal ends
+/// it holds (its pool's processes ignore SIGINT, so a terminal's Ctrl-C, which reaches
+/// them too, does not end their tasks), stores their results and acks them, then returns `Ok`; a second signal ends
 /// the process at once (exit code 130), leaving what it held to other workers after the
 /// queue's `ack_wait`.
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
