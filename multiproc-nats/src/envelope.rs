@@ -114,7 +114,11 @@ pub enum RemoteError {
         backtrace: Option<String>,
     },
     /// The process running the task died (a signal, an abort, an exit inside the task).
-    #[error("died with {} in process {pid} of worker {host}:{worker_pid}", describe_exit(*exitcode))]
+    #[error(
+        "died with {} in process {pid} of worker {host}:{worker_pid}{}",
+        describe_exit(*exitcode),
+        hint.as_ref().map(|h| format!(": {h}")).unwrap_or_default()
+    )]
     WorkerDied {
         /// The worker's host.
         host: String,
@@ -527,6 +531,19 @@ mod tests {
             hint: None,
         };
         assert_eq!(e.to_string(), "died with signal 11 (SIGSEGV) in process 11 of worker node1:10");
+        // What the worker's process said before it died (a sandbox rule, say) is part of it.
+        let e = RemoteError::WorkerDied {
+            host: "node1".into(),
+            worker_pid: 10,
+            pid: 11,
+            exitcode: -31,
+            attempts: vec![(11, -31)],
+            hint: Some("sandbox: `execve` denied (no exec)".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "died with signal 31 (SIGSYS) in process 11 of worker node1:10: sandbox: `execve` denied (no exec)"
+        );
         let e = RemoteError::WrongBinary { host: "node1".into(), worker_pid: 10, client: 1, worker: 2 };
         assert!(e.to_string().contains("different build"), "{e}");
         let e = RemoteError::Deadline { after: Duration::from_millis(1500) };

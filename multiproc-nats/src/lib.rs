@@ -5,8 +5,8 @@
 //! place of a pool's sockets. Workers are the user's own binary, started on any machine
 //! with the broker's address; each runs its tasks on a local `multiproc::Pool`.
 //!
-//! **Linux only**, as `multiproc` is: other targets stop at a `compile_error!`. This crate
-//! has no feature flags of its own.
+//! **Linux only**, as `multiproc` is: other targets stop at a `compile_error!`. One
+//! feature flag: `sandbox` (multiproc's own), for [`WorkerConfig::sandbox`].
 //!
 //! This crate owns an async runtime (tokio, for the `async-nats` client) and keeps it
 //! inside: every call here blocks or returns at once, and the core `multiproc` crate has
@@ -192,6 +192,23 @@
 //! nobody nor holds up the work of live clients ([`WorkerStats::orphaned`]). A client
 //! cut off from the broker for longer than its lease loses its queued tasks the same way.
 //!
+//! ## Isolated workers: containment, limits, a sandbox
+//!
+//! A worker's local pool takes `multiproc`'s isolation, so a cluster can be handed
+//! untrusted work as a local pool can: [`WorkerConfig::contain`] (what a task starts dies
+//! with its process), [`WorkerConfig::limits`] (CPU time, open files, ...) and, with this
+//! crate's `sandbox` feature, [`WorkerConfig::sandbox`] (seccomp presets, Landlock paths,
+//! a private network). From the environment: containment from `MULTIPROC_CONTAIN`
+//! (`auto`, `cgroup`, `process-tree`, `off`; read by `multiproc` itself), the sandbox
+//! from `MULTIPROC_NATS_SANDBOX` ([`SANDBOX_ENV`]: `no-network,no-exec,best-effort`, ...);
+//! limits are set in code only (a [`PoolRunner`] of your own pool, or the config). Only
+//! the pool's processes are confined, never the worker that talks to the broker. A task
+//! that breaks the sandbox fails with `WorkerDied` whose message names the rule
+//! ("sandbox: `execve` denied (no exec)"), its process is replaced and the worker goes on;
+//! where the kernel lacks what the sandbox needs, the worker fails to start unless the
+//! sandbox asks for best effort. Each worker's heartbeat says what is in effect on its
+//! machine ([`LiveWorker::isolation`], printed by [`status()`]).
+//!
 //! ## An operator's view
 //!
 //! [`status()`] (or [`Client::status`]) reads the queue as the broker sees it, creating
@@ -247,7 +264,8 @@ pub use pool::{ClusterPool, GATHER_ENV};
 pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{
-    PROCESSES_ENV, RESULT_PATIENCE_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve, start_worker,
+    PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve,
+    start_worker,
 };
 
 #[doc(hidden)]

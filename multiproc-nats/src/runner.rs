@@ -187,6 +187,12 @@ pub trait TaskRunner: Send + Sync + 'static {
     fn wanted(&self) -> usize {
         self.slots()
     }
+
+    /// What isolates the tasks' processes, in words, for the worker's heartbeat
+    /// ([`LiveWorker::isolation`](crate::LiveWorker::isolation)); default: nothing said.
+    fn isolation(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Runs each task message on a local [`Pool`], as a map of its items: the pool's worker
@@ -373,6 +379,12 @@ impl TaskRunner for PoolRunner {
     fn wanted(&self) -> usize {
         let p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
         in_hand(self.pool.processes(), p.rate, p.items_per_message, self.slots)
+    }
+
+    fn isolation(&self) -> Option<String> {
+        let stats = self.pool.stats();
+        let sandbox = stats.sandbox.unwrap_or_else(|| "none".into());
+        Some(format!("containment: {}; sandbox: {sandbox}", stats.containment))
     }
 
     fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {

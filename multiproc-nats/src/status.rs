@@ -104,6 +104,13 @@ pub struct LiveWorker {
     /// takes no new task and finishes those it holds.
     #[serde(default)]
     pub draining: bool,
+    /// What isolates its tasks' processes, as its runner says
+    /// ([`TaskRunner::isolation`](crate::TaskRunner::isolation)): for a [`PoolRunner`](crate::PoolRunner),
+    /// its local pool's containment and sandbox as they take effect on its kernel
+    /// ("containment: cgroup v2 subtree (cgroup.kill); sandbox: no_new_privs; seccomp: no
+    /// exec"). `None` from a worker that does not say (an older one).
+    #[serde(default)]
+    pub isolation: Option<String>,
 }
 
 impl LiveWorker {
@@ -178,6 +185,9 @@ impl fmt::Display for QueueStatus {
                 w.stats.refused,
                 w.stats.orphaned
             )?;
+            if let Some(isolation) = &w.isolation {
+                writeln!(f, "    its tasks' processes: {isolation}")?;
+            }
         }
         Ok(())
     }
@@ -293,6 +303,7 @@ mod tests {
             stats: WorkerStats::default(),
             draining: false,
             at_unix_ms: 0,
+            isolation: None,
         };
         assert_eq!(w.name(), "node1_example_com-42");
     }

@@ -44,7 +44,11 @@ impl Process {
     /// // Whichever comes first: a message, or the child's end (Python's `wait` on sentinels).
     /// let code = rt.block_on(async {
     ///     tokio::select! {
-    ///         m = mine.recv_async() => panic!("no message was sent: {m:?}"),
+    ///         m = mine.recv_async() => match m {
+    ///             Ok(m) => panic!("no message was sent: {m}"),
+    ///             // The child's end closes its side of the pipe too, maybe seen first.
+    ///             Err(_) => p.join_async().await,
+    ///         },
     ///         code = p.join_async() => code,
     ///     }
     /// })?;

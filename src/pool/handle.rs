@@ -40,6 +40,13 @@ use super::engine::Shared;
 /// A `Pool` is `Send + Sync`: share it (`&Pool`, `Arc<Pool>`) and submit from several
 /// threads at once. Dropping it without [`close`](Pool::close) + [`join`](Pool::join)
 /// terminates the workers and reaps them.
+///
+/// **Ctrl-C.** A terminal sends SIGINT to its whole foreground process group, workers
+/// included. Workers ignore SIGINT (set before their initializer, as Python's pebble and
+/// billiard do), so a running task is not killed by it: the program decides. By default
+/// it dies of it and its workers go with it; a program that handles Ctrl-C may wait for
+/// the running tasks or [`terminate`](Pool::terminate) the pool. A task that wants SIGINT
+/// sets it back to its default itself; programs it starts inherit the ignored SIGINT.
 pub struct Pool {
     pub(crate) shared: Arc<Shared>,
     pub(crate) processes: usize,

@@ -121,6 +121,13 @@ pub(crate) fn ignore_signal(sig: i32) {
     unsafe { libc::signal(sig, libc::SIG_IGN) };
 }
 
+/// Makes SIGINT ignored in this process (kept across `exec`): a pool worker's, so that
+/// Ctrl-C, which a terminal sends to its whole foreground process group, leaves the
+/// decision to the program that owns the pool.
+pub(crate) fn ignore_interrupt() {
+    ignore_signal(libc::SIGINT);
+}
+
 /// Ends this process at once with `code`, without running exit handlers or destructors
 /// (but killing its descendants first if [`kill_descendants_at_exit`] asked for it).
 pub(crate) fn exit_now(code: i32) -> ! {

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::error::ClusterError;
 use crate::runner::{PoolRunner, TaskRunner};
 use serving::Worker;
-pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, WorkerConfig};
+pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WorkerConfig};
 use stats::StatsCell;
 pub use stats::WorkerStats;
 
@@ -146,12 +146,16 @@ impl Drop for WorkerHandle {
 }
 
 /// Serves the pool's queue until the process ends, running the tasks on a local
-/// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]). `multiproc::init()` must
-/// be the first line of `main`. For a local pool with an initializer, recycling or
-/// memory limits, give [`start_worker`] a [`PoolRunner`] of your own pool.
+/// `multiproc::Pool` of `config`'s processes (a [`PoolRunner`]), contained, limited and
+/// sandboxed as `config` says ([`WorkerConfig::contain`], [`WorkerConfig::limits`],
+/// [`WorkerConfig::sandbox`]). `multiproc::init()` must be the first line of `main`. For a
+/// local pool with an initializer, recycling or memory limits, give [`start_worker`] a
+/// [`PoolRunner`] of your own pool (built with the same options: `WorkerConfig`'s
+/// containment, limits and sandbox are what `serve` builds its pool with).
 ///
 /// SIGTERM or SIGINT (Ctrl-C) drains the worker: it takes no new task, finishes the ones
-/// it holds, stores their results and acks them, then returns `Ok`; a second signal ends
+/// it holds (its pool's processes ignore SIGINT, so a terminal's Ctrl-C, which reaches
+/// them too, does not end their tasks), stores their results and acks them, then returns `Ok`; a second signal ends
 /// the process at once (exit code 130), leaving what it held to other workers after the
 /// queue's `ack_wait`.
 /// ```no_run
@@ -160,7 +164,7 @@ impl Drop for WorkerHandle {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn serve(config: WorkerConfig) -> Result<(), ClusterError> {
-    let runner = PoolRunner::start(config.processes)?;
+    let runner = PoolRunner::new(config.local_pool()?);
     launch(config, Arc::new(runner), true)?.join()
 }
 

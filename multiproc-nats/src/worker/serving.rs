@@ -94,6 +94,7 @@ impl Worker {
             .map_err(|e| ClusterError::Setup { what: "a subscription".into(), message: e.to_string() })?;
         let slot_count = self.runner.slots().max(1);
         let (slots, finished) = Slots::start(slot_count, &self.runner)?;
+        let isolation = self.runner.isolation();
         let session = Session {
             worker: self,
             slot_count,
@@ -109,6 +110,7 @@ impl Worker {
             pull_again_at: Instant::now(),
             notice: None,
             clients: Clients::default(),
+            isolation,
         };
         session.serve(pulls, finished, stop).await
     }
@@ -147,6 +149,9 @@ struct Session {
     /// What this worker last said about tasks of other builds waiting.
     notice: Option<String>,
     clients: Clients,
+    /// What isolates the tasks' processes, as the runner said at the start (heartbeats
+    /// carry it).
+    isolation: Option<String>,
 }
 
 /// What this worker knows of clients' leases.
@@ -386,6 +391,7 @@ impl Session {
             stats: *self.worker.stats.lock(),
             at_unix_ms: unix_ms(),
             draining: self.stopping,
+            isolation: self.isolation.clone(),
         };
         let Ok(beat) = serde_json::to_vec(&me) else { return };
         let subject = self.worker.config.queue.presence_subject(&me.name());

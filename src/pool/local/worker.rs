@@ -52,6 +52,10 @@ fn exit_cleanly() -> ! {
 
 /// The worker's entry: setup, initializer, then tasks until told to stop or the parent goes.
 pub(crate) fn worker_entry(ctx: ChildContext) {
+    // Before any user code: Ctrl-C in a terminal reaches every process of its foreground
+    // group, workers included; the program that owns the pool decides what it means
+    // (Python's pebble and billiard do the same). A task may set it back.
+    sys::proc::ignore_interrupt();
     let (mut reader, mut writer) = ctx.channel.split();
     let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
