@@ -773,6 +773,12 @@ impl Client {
         let waiting = Waiting { on_item, seen: vec![false; task.items as usize], left: task.items, seq: None };
         {
             let mut book = self.shared.book();
+            // Checked again under the book's lock: `close` sets the flag and then takes
+            // the waiting tasks under this lock, so a task is either refused here or
+            // among those `close` fails, never waiting on a closed client.
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return Err(ClusterError::Closed("client"));
+            }
             book.waiting.insert(id, Arc::new(Mutex::new(waiting)));
             if let Some(d) = self.deadline {
                 book.deadlines.insert((Instant::now() + d, id));

@@ -62,3 +62,40 @@ fn close_join_cancel_and_terminate_keep_their_meaning() {
     });
     assert_eq!(messages, 0);
 }
+
+/// `terminate` racing submissions from other threads (gathered or sent at once) leaves
+/// no submission waiting: each one settles, as `Terminated` or `Closed`. (A submission
+/// registered while the client closed used to wait for ever.)
+#[test]
+fn terminate_racing_submissions_settles_every_one() {
+    let Some(server) = NatsServer::start("pool-terminate-race") else { return };
+    for round in 0..20 {
+        let gather = round % 2 == 0;
+        let config = multiproc_nats::ClientConfig::new(multiproc_nats::BrokerConfig::parse(&server.url()).unwrap())
+            .queue(common::queue(&format!("race{round}"), Duration::from_secs(30)));
+        let pool = multiproc_nats::ClusterPool::with_client(config).processes(2).gather(gather).connect().unwrap();
+        let start = std::sync::Barrier::new(3);
+        let handles = std::thread::scope(|s| {
+            let submitters: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        (0..200).map(|n| pool.apply_async(square, n)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            start.wait();
+            std::thread::yield_now();
+            pool.terminate();
+            submitters.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
+        });
+        for h in handles {
+            assert!(h.wait_timeout(common::PATIENCE), "round {round} (gather {gather}): a submission never settled");
+            match h.get() {
+                Err(TaskError::Terminated { .. } | TaskError::Closed { .. }) => {}
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        pool.join().unwrap();
+    }
+}
