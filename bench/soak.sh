@@ -24,7 +24,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
     secs=$(( left < session ? left : session ))
     [ "$secs" -lt 5 ] && break
     seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
-    out=$(MULTIPROC_CHAOS_SEED=$seed MULTIPROC_CHAOS_SECONDS=$secs MULTIPROC_CHAOS_KEEP_GOING=1 \
+    # The test watchdog (test_init!) allows the session its length and ten minutes more.
+    out=$(MULTIPROC_TEST_WATCHDOG=$(( secs + 600 )) \
+        MULTIPROC_CHAOS_SEED=$seed MULTIPROC_CHAOS_SECONDS=$secs MULTIPROC_CHAOS_KEEP_GOING=1 \
         cargo test -q -p multiproc --test chaos 2>&1)
     rc=$?
     sessions=$(( sessions + 1 ))

@@ -259,6 +259,8 @@ pub use shared::{
     Array, ArrayGuard, RawArray, RawValue, ShareableItem, ShareableList, SharedLock, SharedMemory, SharedMemoryManager,
     Value, ValueGuard,
 };
+#[doc(hidden)]
+pub use spawn::start_test_watchdog as __start_test_watchdog;
 pub use spawn::{init, set_executable};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard,

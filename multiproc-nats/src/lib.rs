@@ -290,6 +290,10 @@ pub use multiproc as __multiproc;
 #[macro_export]
 macro_rules! test_init {
     () => {
-        $crate::__multiproc::__run_before_main!($crate::__multiproc::init, $crate::init);
+        $crate::__multiproc::__run_before_main!(
+            $crate::__multiproc::init,
+            $crate::init,
+            $crate::__multiproc::__start_test_watchdog
+        );
     };
 }

@@ -11,6 +11,7 @@ pub(crate) mod forkserver;
 // Turns function addresses into offsets and back: `unsafe` by nature (see its header).
 #[allow(unsafe_code)]
 pub(crate) mod identity;
+mod watchdog;
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -21,6 +22,8 @@ use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use child::ChildProcess;
+#[doc(hidden)]
+pub use watchdog::start_test_watchdog;
 
 use crate::Error;
 use crate::sys;
@@ -461,7 +464,9 @@ fn check_hello(channel: &mut Channel, hello: &Hello) -> identity::SameBuild {
 ///
 /// It runs [`init()`] before the harness's `main`, so a child started by a test becomes
 /// its worker at once, whichever test started it; under `cargo test` and `cargo nextest
-/// run` alike.
+/// run` alike. In the test binary's own process it also starts a watchdog: a binary
+/// still running after `MULTIPROC_TEST_WATCHDOG` seconds (600 unless set; `0` is off)
+/// is aborted with a message naming it, so a hang fails a CI run instead of holding it.
 ///
 /// ```ignore
 /// // tests/my_test.rs
@@ -480,6 +485,6 @@ fn check_hello(channel: &mut Channel, hello: &Hello) -> identity::SameBuild {
 #[macro_export]
 macro_rules! test_init {
     () => {
-        $crate::__run_before_main!($crate::init);
+        $crate::__run_before_main!($crate::init, $crate::__start_test_watchdog);
     };
 }
