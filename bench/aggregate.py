@@ -325,6 +325,38 @@ def fault_table(run):
     return out
 
 
+W13_COLUMNS = [("w13", "multiproc"), ("w13_fs", "multiproc"), ("w13_fs_off", "multiproc"), ("w13", "python")]
+
+
+def w13_table(run):
+    """W13 preload and the memory of an idle worker: exec, fork server (contained and
+    not), and Python's fork pool."""
+    out = [
+        "8 workers and a 512 MiB read-only table. exec: each worker builds its own copy; fork "
+        "server: the table is the template's preload, shared copy-on-write; Python: built in the "
+        "parent before `Pool(8)` forks. Workers up: from the end of the table's build (in the "
+        "template, or in Python's parent; exec: from the start of the pool's creation) until all 8 "
+        "answered a first task. PSS: every process below the benchmark's (workers, "
+        "what they started, the template) while all 8 hold the table, over one copy.",
+        "",
+        "| figure | unit | multiproc, exec | multiproc, fork server + preload | fork server, containment off "
+        "| Python (fork) | fork server ÷ Python |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [
+        ("workers_up_ms", "all 8 workers up", "ms ↓"),
+        ("pss_ratio", "PSS of the pool ÷ one table", "× ↓"),
+        ("read_ms", "8 workers read the table (exec: build it too)", "ms ↓"),
+        ("idle_pss_mib", "PSS of an idle worker (median of 8)", "MiB ↓"),
+        ("idle_rss_mib", "RSS of an idle worker (median of 8)", "MiB ↓"),
+    ]
+    for key, label, unit in rows:
+        cols = [run.status(cell, impl, key) for cell, impl in W13_COLUMNS]
+        r = fmt_ratio(run.ratio(("w13_fs", "multiproc", key), ("w13", "python", key)))
+        out.append(f"| {label} | {unit} | {' | '.join(cols)} | {r} |")
+    return out
+
+
 def _floor_status(run, impl):
     c = run.cell("w11", impl)
     vals = [v / 1.0 for v in c.values("seconds")] if c else []
@@ -511,6 +543,10 @@ TARGETS_19 = [
      absolute_target("w4_fs", "startup_ms", 1.0, False, "ms")),
     ("W10 crash-heavy", "≥ 20 k tasks/s", absolute_target("w10", "tasks_per_s", 20000, True, "tasks/s")),
     ("W11 timeout-heavy", "≤ 1.02× its floor (1.0 s)", absolute_target("w11", "to_floor", 1.02, False, "× the floor")),
+    ("W13 preload, fork server: PSS of the pool", "≤ 1.25× one copy",
+     absolute_target("w13_fs", "pss_ratio", 1.25, False, "× one copy")),
+    ("W13 preload, fork server: all 8 workers up", "≤ 50 ms",
+     absolute_target("w13_fs", "workers_up_ms", 50, False, "ms")),
 ]
 
 
@@ -622,7 +658,7 @@ def page(results_dir, notes_path):
         "# Benchmarks",
         "",
         "Written by `bench/run.sh` (do not edit by hand: edit `bench/NOTES.md` or `bench/aggregate.py`).",
-        "The workloads W1–W12 are those of `shared/bench/WORKLOADS.md`; every cell is a fresh process, "
+        "The workloads W1–W13 are those of `shared/bench/WORKLOADS.md`; every cell is a fresh process, "
         "and the cells were run interleaved (repetition 1 of every cell, then repetition 2, ...).",
         "",
         "| | |",
@@ -651,6 +687,8 @@ def page(results_dir, notes_path):
     lines += table(run, reps)
     lines += ["", "### W10-W12: faults, beside pebble and billiard; the fork server", ""]
     lines += fault_table(run)
+    lines += ["", "### W13: a preloaded table, and the memory of a worker", ""]
+    lines += w13_table(run)
     lines += ["", "## Across machines: the cluster pool", ""]
     lines += cluster_table(run)
     lines += ["", "### The limits, measured in the same run", ""]

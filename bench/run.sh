@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [REPETITIONS]        (default 7; 5 is the least the table is meant to have)
 #
-# Every cell is one fresh process: W1–W12 for multiproc, Python's multiprocessing (fork)
+# Every cell is one fresh process: W1–W13 for multiproc, Python's multiprocessing (fork)
 # and procspawn (W10-W12: pebble and billiard), the raw socketpair baselines and rayon's W5 ceiling. The latency cells
 # (W2, W7p, raw round trip) also run with every process pinned to one CPU. The cells are
 # interleaved: repetition 1 of every cell, then repetition 2, ... so that drift on a noisy
@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${1:-7}
-# ONLY=<regex>: run only the cells whose name matches (e.g. ONLY='^(w1[012]|w12_fs|w4|w4_fs)$').
+# ONLY=<regex>: run only the cells whose name matches (e.g. ONLY='^(w1[0-3]|w12_fs|w4|w4_fs)$').
 ONLY=${ONLY:-}
 if ! [[ $REPS =~ ^[1-9][0-9]*$ ]]; then
     echo "run.sh: the number of repetitions must be a positive integer, not '$REPS'" >&2
@@ -161,6 +161,12 @@ fault_cells() {
     c w12_fs multiproc "$MP" w12 --fork-server
     c w12 pebble "${FAULTS[@]}" pebble w12 --n 100
     c w12 billiard "${FAULTS[@]}" billiard w12 --n 20
+    # W13 preload: 8 workers and a 512 MiB table (exec: one copy each; fork server: the
+    # template's preload, shared), beside Python's fork pool with the table in its parent.
+    c w13 multiproc "$MP" w13
+    c w13_fs multiproc "$MP" w13 --fork-server
+    c w13_fs_off multiproc env MULTIPROC_CONTAIN=off "$MP" w13 --fork-server
+    c w13 python python3 "$REPO/bench/w13_py.py"
 }
 
 # W9, first repetition only: <cell> <impl> <command...>.

@@ -5,7 +5,7 @@
 pub fn usage(imp: Impl) -> String {
     format!(
         "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--sandbox WHAT] [--fork-server]
-  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 w10 w11 w12 (../shared/bench/WORKLOADS.md),
+  workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 w10 w11 w12 w13 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
   --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
@@ -54,12 +54,13 @@ pub enum Workload {
     W10,
     W11,
     W12,
+    W13,
     ProcessStart,
     RoundTrip,
     Throughput,
 }
 
-const WORKLOADS: [(&str, Workload); 16] = [
+const WORKLOADS: [(&str, Workload); 17] = [
     ("w1", Workload::W1),
     ("w2", Workload::W2),
     ("w3", Workload::W3),
@@ -73,6 +74,7 @@ const WORKLOADS: [(&str, Workload); 16] = [
     ("w10", Workload::W10),
     ("w11", Workload::W11),
     ("w12", Workload::W12),
+    ("w13", Workload::W13),
     ("process-start", Workload::ProcessStart),
     ("rt", Workload::RoundTrip),
     ("tput", Workload::Throughput),
@@ -99,6 +101,7 @@ impl Workload {
             Workload::W10 => 2_000,
             Workload::W11 => 200,
             Workload::W12 => 500,
+            Workload::W13 => 8,
             Workload::ProcessStart => 5,
             Workload::RoundTrip => 10_000,
             // MiB written

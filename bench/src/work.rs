@@ -182,7 +182,23 @@ pub fn monotonic_ns() -> u64 {
 
 /// The pids of this process's children, zombies included (read from /proc).
 pub fn children() -> Vec<u32> {
-    let me = std::process::id();
+    children_of(std::process::id())
+}
+
+/// Every process below this one (children, their children, ...).
+pub fn descendants() -> Vec<u32> {
+    let mut out = children();
+    let mut at = 0;
+    while at < out.len() {
+        let more = children_of(out[at]);
+        out.extend(more);
+        at += 1;
+    }
+    out
+}
+
+/// The pids of `me`'s children, zombies included (read from /proc).
+pub fn children_of(me: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
@@ -255,4 +271,72 @@ pub fn process_start_report(start: &[Duration], stop: &[Duration]) -> Report {
         .num("shutdown_ms", median(stop))
         .num("total_ms", median(&totals))
         .num("first_total_ms", totals.first().map(ms).unwrap_or(f64::NAN))
+}
+
+/// W13's table size: 512 MiB.
+pub const W13_TABLE: usize = 512 << 20;
+
+static W13: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// W13's read-only table, built on first use (in the fork server's template when it is
+/// the preload; in each worker otherwise). Every byte is written, so every page is real.
+pub fn w13_table() -> &'static [u8] {
+    W13.get_or_init(w13_build)
+}
+
+/// A fresh copy of W13's table: the bytes 0..251 over and over.
+pub fn w13_build() -> Vec<u8> {
+    let pattern: Vec<u8> = (0..251u8).collect();
+    let mut table = vec![0u8; W13_TABLE];
+    for chunk in table.chunks_mut(251) {
+        chunk.copy_from_slice(&pattern[..chunk.len()]);
+    }
+    table
+}
+
+/// When W13's preload ended (CLOCK_MONOTONIC, ns; 0 without one): set in the template,
+/// so every worker forked from it knows it.
+static W13_PRELOADED_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// W13's preload: builds the table in the fork server's template.
+pub fn w13_preload() {
+    w13_table();
+    W13_PRELOADED_NS.store(monotonic_ns(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// W13's task: waits until all the pool's workers hold one (so each task is on a worker
+/// of its own), reads the whole table when `read`, waits again so that every reader is
+/// counted while all share, and answers (pid, sum of the table's bytes, own PSS and RSS
+/// in kB, when the preload ended).
+pub fn w13_task((barrier, read): (multiproc::Barrier, bool)) -> (u32, u64, u64, u64, u64) {
+    let _ = barrier.wait();
+    let sum = if read { w13_table().chunks(8).map(|c| c.iter().map(|&b| b as u64).sum::<u64>()).sum() } else { 0 };
+    let _ = barrier.wait();
+    let me = std::process::id();
+    (me, sum, pss_kb(me), rss_kb(me), W13_PRELOADED_NS.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// The sum W13's readers must find: the table's bytes.
+pub fn w13_sum() -> u64 {
+    let cycle: u64 = (0..251u64).sum();
+    let full = (W13_TABLE / 251) as u64;
+    full * cycle + (0..(W13_TABLE % 251) as u64).sum::<u64>()
+}
+
+/// The proportional set size of process `pid`, in kB (0 when it cannot be read).
+pub fn pss_kb(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The resident set size of process `pid`, in kB (0 when it cannot be read).
+pub fn rss_kb(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

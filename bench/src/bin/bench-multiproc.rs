@@ -31,6 +31,7 @@ fn run(a: &Args) -> RunResult {
         Workload::W10 => w10(a),
         Workload::W11 => w11(a),
         Workload::W12 => w12(a),
+        Workload::W13 => w13(a),
         Workload::W7q => w7q(a),
         Workload::W7p => w7p(a),
         Workload::W8 => w8(a),
@@ -303,6 +304,68 @@ fn w12(a: &Args) -> RunResult {
         r.num("replacements_per_s", a.n as f64 / took.as_secs_f64())
             .int("workers_started", started as usize)
             .text("start_method", if a.fork_server { "fork server" } else { "exec" }),
+    ))
+}
+
+/// W13 preload: 8 workers and a 512 MiB read-only table. With the fork server the table
+/// is the template's preload, shared copy-on-write; on the exec path each worker builds
+/// its own. `up_ms`: from the start of `build` (the preload included) until all 8 workers
+/// answered a first task; `workers_up_ms`: the same from the end of the preload; then each reads the whole table, and the PSS of every process
+/// of the pool (workers, what they started, the template) is summed while they hold it.
+fn w13(a: &Args) -> RunResult {
+    const WORKERS: usize = 8;
+    let t0 = Instant::now();
+    let t0_ns = work::monotonic_ns();
+    let b = Pool::builder().processes(WORKERS);
+    let b =
+        if a.fork_server { b.start_method(multiproc::StartMethod::ForkServer).preload(work::w13_preload) } else { b };
+    let pool = b.build().map_err(err)?;
+    let round = |read: bool| -> Result<Vec<(u32, u64, u64, u64, u64)>, String> {
+        let barrier =
+            multiproc::Barrier::with_options(WORKERS as u32, None, Some(Duration::from_secs(60))).map_err(err)?;
+        let opts = MapOptions::new().chunksize(Chunksize::Fixed(1));
+        let out = pool.map_async_with(work::w13_task, vec![(barrier, read); WORKERS], &opts).get().map_err(err)?;
+        let mut pids: Vec<u32> = out.iter().map(|r| r.0).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.len() != WORKERS {
+            return Err(format!("the tasks ran on {} workers, not {WORKERS}", pids.len()));
+        }
+        Ok(out)
+    };
+    let idle = round(false)?;
+    let up = t0.elapsed();
+    // The workers' start counts from the end of the preload (in the template), or from
+    // the start of the pool's creation without one.
+    let preloaded_ns = idle[0].4.max(t0_ns);
+    let workers_up_ms = (work::monotonic_ns().saturating_sub(preloaded_ns)) as f64 / 1e6;
+    let t1 = Instant::now();
+    let read = round(true)?;
+    let read_took = t1.elapsed();
+    // Everything the pool is, while its workers still hold the table: the workers, what
+    // they started, and the fork server's template.
+    let pool_pss_kb: u64 = work::descendants().into_iter().map(work::pss_kb).sum();
+    shut(pool)?;
+    if let Some(r) = read.iter().find(|r| r.1 != work::w13_sum()) {
+        return Err(format!("worker {} read a sum of {}, not {}", r.0, r.1, work::w13_sum()));
+    }
+    let workers_pss_kb: u64 = read.iter().map(|r| r.2).sum();
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    Ok(Outcome::Done(
+        Report::new()
+            .flag("ok", true)
+            .num("up_ms", up.as_secs_f64() * 1e3)
+            .num("workers_up_ms", workers_up_ms)
+            .num("read_ms", read_took.as_secs_f64() * 1e3)
+            .num("pss_ratio", pool_pss_kb as f64 * 1024.0 / work::W13_TABLE as f64)
+            .num("pool_pss_mib", pool_pss_kb as f64 / 1024.0)
+            .num("workers_pss_mib", workers_pss_kb as f64 / 1024.0)
+            .num("idle_pss_mib", median(idle.iter().map(|r| r.2).collect()) as f64 / 1024.0)
+            .num("idle_rss_mib", median(idle.iter().map(|r| r.3).collect()) as f64 / 1024.0)
+            .text("start_method", if a.fork_server { "fork server + preload" } else { "exec" }),
     ))
 }
 

@@ -50,6 +50,7 @@ fn run(a: &Args) -> RunResult {
         Workload::W10 | Workload::W11 | Workload::W12 => {
             Ok(Outcome::Skipped("the fault workloads compare with pebble and billiard".into()))
         }
+        Workload::W13 => Ok(Outcome::Skipped("procspawn has no pool with a preload".into())),
     }
 }
 
