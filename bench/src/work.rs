@@ -308,13 +308,17 @@ pub fn w13_preload() {
 /// of its own), reads the whole table when `read`, waits again so that every reader is
 /// counted while all share, and answers (pid, sum of the table's bytes, own PSS and RSS
 /// in kB, when the preload ended).
-pub fn w13_task((barrier, read): (multiproc::Barrier, bool)) -> (u32, u64, u64, u64, u64) {
+pub fn w13_task((barrier, read): (multiproc::Barrier, bool)) -> W13Answer {
     let _ = barrier.wait();
     let sum = if read { w13_table().chunks(8).map(|c| c.iter().map(|&b| b as u64).sum::<u64>()).sum() } else { 0 };
     let _ = barrier.wait();
     let me = std::process::id();
     (me, sum, pss_kb(me), rss_kb(me), W13_PRELOADED_NS.load(std::sync::atomic::Ordering::SeqCst))
 }
+
+/// What a W13 task answers: (pid, sum of the table's bytes, PSS kB, RSS kB, when the
+/// preload ended in CLOCK_MONOTONIC ns).
+pub type W13Answer = (u32, u64, u64, u64, u64);
 
 /// The sum W13's readers must find: the table's bytes.
 pub fn w13_sum() -> u64 {

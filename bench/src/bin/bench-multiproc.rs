@@ -320,7 +320,7 @@ fn w13(a: &Args) -> RunResult {
     let b =
         if a.fork_server { b.start_method(multiproc::StartMethod::ForkServer).preload(work::w13_preload) } else { b };
     let pool = b.build().map_err(err)?;
-    let round = |read: bool| -> Result<Vec<(u32, u64, u64, u64, u64)>, String> {
+    let round = |read: bool| -> Result<Vec<work::W13Answer>, String> {
         let barrier =
             multiproc::Barrier::with_options(WORKERS as u32, None, Some(Duration::from_secs(60))).map_err(err)?;
         let opts = MapOptions::new().chunksize(Chunksize::Fixed(1));
