@@ -1,7 +1,7 @@
 //! A test binary that hangs is stopped by `test_init!`'s watchdog with a message naming
-//! it, so a hang fails a CI run instead of holding it.
+//! it, so a hang fails a CI run instead of holding it, and what it started dies with it.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 multiproc::test_init!();
 
@@ -9,6 +9,9 @@ multiproc::test_init!();
 #[test]
 #[ignore = "hangs on purpose: run by a_hanging_test_binary_is_aborted_with_a_message"]
 fn hangs() {
+    // A child of its own, as a test's broker is: the watchdog must take it along.
+    let child = Command::new("sleep").arg("600").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    eprintln!("CHILD {}", child.id());
     let (_keep, never) = std::sync::mpsc::channel::<()>();
     let _ = never.recv();
 }
@@ -23,6 +26,15 @@ fn a_hanging_test_binary_is_aborted_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("still running after 1 s: a test hangs"), "{stderr}");
+    let pid: i32 = stderr.lines().find_map(|l| l.strip_prefix("CHILD ")).unwrap().trim().parse().unwrap();
+    // Gone, or on its way: its pidfd (if it still exists) becomes readable when it ends.
+    if let Ok(pidfd) =
+        rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::PidfdFlags::empty())
+    {
+        let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+        let patience = rustix::time::Timespec { tv_sec: 60, tv_nsec: 0 };
+        assert_eq!(rustix::event::poll(&mut fds, Some(&patience)).unwrap(), 1, "the hung test's child lives on");
+    }
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //! A hang is the one failure a test harness cannot report: `cargo test` waits for the
 //! test. [`test_init!`](crate::test_init) starts this watchdog in the test binary's
 //! own process (never in the children it starts): after `MULTIPROC_TEST_WATCHDOG`
-//! seconds (600 unless set; `0` turns it off, as a long soak does) it names the binary
-//! and aborts it. The pools' workers die with it (they follow their parent).
+//! seconds (600 unless set; `0` turns it off, as a long soak does) it names the binary,
+//! kills every process below it (pool workers, a test's broker, what those started: an
+//! abort runs no destructor that would) and aborts it.
 
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub fn start_test_watchdog() {
              Aborting; set {WATCHDOG_VAR}=0 to turn this off, or more seconds for a long run.",
             limit.as_secs()
         );
+        crate::sys::contain::kill_descendants(std::process::id());
         std::process::abort();
     });
     if let Err(e) = spawned {
