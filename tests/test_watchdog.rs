@@ -10,10 +10,10 @@ multiproc::test_init!();
 #[ignore = "hangs on purpose: run by a_hanging_test_binary_is_aborted_with_a_message"]
 fn hangs() {
     // A child of its own, as a test's broker is: the watchdog must take it along.
-    let child = Command::new("sleep").arg("600").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new("sleep").arg("600").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     eprintln!("CHILD {}", child.id());
-    let (_keep, never) = std::sync::mpsc::channel::<()>();
-    let _ = never.recv();
+    // The hang: waiting for a child that sleeps far longer than the watchdog allows.
+    let _ = child.wait();
 }
 
 #[test]
