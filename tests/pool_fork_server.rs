@@ -168,7 +168,7 @@ fn bad_preload() {
 fn a_preload_that_panics_fails_the_build_and_a_preload_needs_the_fork_server() {
     let err = Pool::builder().start_method(StartMethod::ForkServer).preload(bad_preload).build().unwrap_err();
     assert!(err.to_string().contains("no table today"), "{err}");
-    let err = Pool::builder().preload(load_table).build().unwrap_err();
+    let err = Pool::builder().start_method(StartMethod::Exec).preload(load_table).build().unwrap_err();
     assert!(matches!(err, PoolError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("ForkServer"), "{err}");
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use multiproc::{Chunksize, MapOptions, Pool, TaskError, TaskOptions};
+use multiproc::{Chunksize, MapOptions, Pool, StartMethod, TaskError, TaskOptions};
 
 use crate::config::Config;
 use crate::faults::{Fault, In, Out, chaos_star, chaos_task, check_outcome};
@@ -54,6 +54,9 @@ pub struct PoolPlan {
     /// Check that `MapResult::wait` returns only after the `then` callback ran.
     pub strict_then: bool,
     pub salt: u64,
+    /// Exec'd workers, or workers forked by a fork server (a third of the runs): the
+    /// guarantee holds for both.
+    pub start_method: StartMethod,
 }
 
 impl PoolPlan {
@@ -93,6 +96,8 @@ impl PoolPlan {
             shutdown: rng.pick(&[Shutdown::CloseJoin, Shutdown::CloseJoin, Shutdown::Terminate, Shutdown::Drop]),
             strict_then: cfg.checks("then_after_wait"),
             salt: rng.range(0, 1000),
+            // Drawn last, so that a seed's other draws stay what they were before it.
+            start_method: if rng.chance(1, 3) { StartMethod::ForkServer } else { StartMethod::Exec },
         }
     }
 
@@ -106,7 +111,7 @@ impl PoolPlan {
             .map(|(i, f)| format!("{i}:{}", f.name()))
             .collect();
         format!(
-            "pool run: api {:?}, {} items, faults [{}], processes {}, chunksize {:?}, retries {} ({}), timeout {:?}, max_tasks {:?}, window {:?}, shutdown {:?}, salt {}",
+            "pool run: api {:?}, {} items, faults [{}], processes {}, chunksize {:?}, retries {} ({}), timeout {:?}, max_tasks {:?}, window {:?}, shutdown {:?}, salt {}, start {:?}",
             self.api,
             self.faults.len(),
             faults.join(", "),
@@ -118,7 +123,8 @@ impl PoolPlan {
             self.max_tasks,
             self.window,
             self.shutdown,
-            self.salt
+            self.salt,
+            self.start_method
         )
     }
 
@@ -145,7 +151,10 @@ impl PoolPlan {
     }
 
     fn build_pool(&self) -> Pool {
-        let mut b = Pool::builder().processes(self.processes).max_frame_size(crate::faults::CHAOS_MAX_FRAME);
+        let mut b = Pool::builder()
+            .processes(self.processes)
+            .max_frame_size(crate::faults::CHAOS_MAX_FRAME)
+            .start_method(self.start_method);
         if !self.per_call {
             b = b.retries(self.retries);
             if let Some(t) = self.timeout {
