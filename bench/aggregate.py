@@ -354,6 +354,17 @@ def w13_table(run):
         cols = [run.status(cell, impl, key) for cell, impl in W13_COLUMNS]
         r = fmt_ratio(run.ratio(("w13_fs", "multiproc", key), ("w13", "python", key)))
         out.append(f"| {label} | {unit} | {' | '.join(cols)} | {r} |")
+    mp, py = run.status("outstanding", "multiproc", "bytes_per_task"), run.status("outstanding", "python", "bytes_per_task")
+    r = fmt_ratio(run.ratio(("outstanding", "multiproc", "bytes_per_task"), ("outstanding", "python", "bytes_per_task")))
+    out += [
+        "",
+        "The parent's memory per outstanding task: 400 000 `apply_async` queued behind a worker held by a "
+        "task, their handles kept; the growth of the parent's RSS over 400 000.",
+        "",
+        "| figure | unit | multiproc | Python | multiproc ÷ Python |",
+        "|---|---|---|---|---|",
+        f"| the parent's bytes per outstanding task | bytes ↓ | {mp} | {py} | {r} |",
+    ]
     return out
 
 

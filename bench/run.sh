@@ -167,6 +167,9 @@ fault_cells() {
     c w13_fs multiproc "$MP" w13 --fork-server
     c w13_fs_off multiproc env MULTIPROC_CONTAIN=off "$MP" w13 --fork-server
     c w13 python python3 "$REPO/bench/w13_py.py"
+    # The parent's memory per outstanding task (400 000 queued behind a held worker).
+    c outstanding multiproc "$MP" outstanding
+    c outstanding python python3 "$REPO/bench/outstanding_py.py" --n 100000
 }
 
 # W9, first repetition only: <cell> <impl> <command...>.

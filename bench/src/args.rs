@@ -7,6 +7,7 @@ pub fn usage(imp: Impl) -> String {
         "usage: bench-{} <workload> [--chunksize N|default] [--n N] [--iters N] [--cross-cpu] [--sandbox WHAT] [--fork-server]
   workload: w1 w2 w3 w4 w5 w6 w7q w7p w8 w9 w10 w11 w12 w13 (../shared/bench/WORKLOADS.md),
             process-start (start a process, handshake, exit),
+            outstanding (the parent's bytes per task submitted and not yet run),
             rt (raw 8-byte round trip), tput (raw throughput, 1 MiB writes)
   --cross-cpu: (w2, w7p, rt) the caller on one CPU and the other process on another
   --sandbox WHAT: (multiproc w2, w4) the pool's workers sandboxed: full (every preset, Landlock
@@ -55,12 +56,14 @@ pub enum Workload {
     W11,
     W12,
     W13,
+    /// The parent's memory per outstanding task.
+    Outstanding,
     ProcessStart,
     RoundTrip,
     Throughput,
 }
 
-const WORKLOADS: [(&str, Workload); 17] = [
+const WORKLOADS: [(&str, Workload); 18] = [
     ("w1", Workload::W1),
     ("w2", Workload::W2),
     ("w3", Workload::W3),
@@ -75,6 +78,7 @@ const WORKLOADS: [(&str, Workload); 17] = [
     ("w11", Workload::W11),
     ("w12", Workload::W12),
     ("w13", Workload::W13),
+    ("outstanding", Workload::Outstanding),
     ("process-start", Workload::ProcessStart),
     ("rt", Workload::RoundTrip),
     ("tput", Workload::Throughput),
@@ -102,6 +106,7 @@ impl Workload {
             Workload::W11 => 200,
             Workload::W12 => 500,
             Workload::W13 => 8,
+            Workload::Outstanding => 400_000,
             Workload::ProcessStart => 5,
             Workload::RoundTrip => 10_000,
             // MiB written

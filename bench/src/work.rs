@@ -171,6 +171,11 @@ pub fn warm_task(_: ()) {
     std::thread::sleep(Duration::from_millis(50));
 }
 
+/// Holds its worker until `gate` is set (the outstanding-memory row).
+pub fn wait_for(gate: multiproc::Event) {
+    let _ = gate.wait();
+}
+
 /// A task that does nothing (process start-up rows).
 pub fn nothing(_: ()) {}
 

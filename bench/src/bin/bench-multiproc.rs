@@ -32,6 +32,7 @@ fn run(a: &Args) -> RunResult {
         Workload::W11 => w11(a),
         Workload::W12 => w12(a),
         Workload::W13 => w13(a),
+        Workload::Outstanding => outstanding(a),
         Workload::W7q => w7q(a),
         Workload::W7p => w7p(a),
         Workload::W8 => w8(a),
@@ -367,6 +368,26 @@ fn w13(a: &Args) -> RunResult {
             .num("idle_rss_mib", median(idle.iter().map(|r| r.3).collect()) as f64 / 1024.0)
             .text("start_method", if a.fork_server { "fork server + preload" } else { "exec" }),
     ))
+}
+
+/// The parent's memory per outstanding task: a 1-worker pool whose worker is held by a
+/// task waiting on an `Event`, `n` `apply_async` submitted behind it (their handles
+/// kept, as a caller keeps them), the growth of the parent's RSS over `n`; then the
+/// event is set and every result checked.
+fn outstanding(a: &Args) -> RunResult {
+    let pool = pool(1)?;
+    warm(&pool, 1)?;
+    let gate = multiproc::Event::new().map_err(err)?;
+    let held = pool.apply_async(work::wait_for, gate.clone());
+    let before = work::rss_kb(std::process::id());
+    let handles: Vec<_> = (0..a.n as u64).map(|i| pool.apply_async(work::f, i)).collect();
+    let after = work::rss_kb(std::process::id());
+    gate.set();
+    held.get().map_err(err)?;
+    let out = handles.into_iter().map(|h| h.get()).collect::<Result<Vec<u64>, _>>().map_err(err)?;
+    shut(pool)?;
+    let per_task = after.saturating_sub(before) as f64 * 1024.0 / a.n as f64;
+    Ok(Outcome::Done(Report::new().flag("ok", work::doubled(&out, a.n)).int("n", a.n).num("bytes_per_task", per_task)))
 }
 
 /// Starts `p` and returns it, for workloads whose children report through a queue or pipe.

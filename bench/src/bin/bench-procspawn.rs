@@ -51,6 +51,7 @@ fn run(a: &Args) -> RunResult {
             Ok(Outcome::Skipped("the fault workloads compare with pebble and billiard".into()))
         }
         Workload::W13 => Ok(Outcome::Skipped("procspawn has no pool with a preload".into())),
+        Workload::Outstanding => Ok(Outcome::Skipped("a multiproc memory row".into())),
     }
 }
 
