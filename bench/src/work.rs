@@ -334,18 +334,19 @@ pub fn w13_sum() -> u64 {
 
 /// The proportional set size of process `pid`, in kB (0 when it cannot be read).
 pub fn pss_kb(pid: u32) -> u64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    smaps_kb(pid, "Pss:")
 }
 
 /// The resident set size of process `pid`, in kB (0 when it cannot be read).
 pub fn rss_kb(pid: u32) -> u64 {
+    smaps_kb(pid, "Rss:")
+}
+
+/// One `field` of `/proc/<pid>/smaps_rollup`, in kB.
+fn smaps_kb(pid: u32, field: &str) -> u64 {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
     text.lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
