@@ -200,16 +200,27 @@ pub(crate) enum Fetch {
     Retry(RemoteError),
 }
 
-/// How many objects the pool's object store holds, and their bytes (chunks and
-/// descriptions); zeros when it does not exist. Creates nothing.
+/// How many objects the pool's object store holds, and their size in bytes; zeros when
+/// it does not exist. Reads each object's description directly: creates nothing.
 pub(crate) async fn stored(js: &jetstream::Context, queue: &QueueConfig) -> (u64, u64) {
-    let Ok(mut stream) = js.get_stream(format!("OBJ_{}", queue.object_bucket())).await else { return (0, 0) };
-    let bytes = stream.info().await.map(|i| i.state.bytes).unwrap_or(0);
-    let meta = format!("$O.{}.M.>", queue.object_bucket());
-    let Ok(mut subjects) = stream.info_with_subjects(meta).await else { return (0, bytes) };
-    let mut objects = 0;
-    while let Some(Ok(_)) = subjects.next().await {
-        objects += 1;
+    let Ok(stream) = js.get_stream(format!("OBJ_{}", queue.object_bucket())).await else { return (0, 0) };
+    let Ok(mut subjects) = stream.info_with_subjects(format!("$O.{}.M.>", queue.object_bucket())).await else {
+        return (0, 0);
+    };
+    let mut names = Vec::new();
+    while let Some(Ok((subject, _))) = subjects.next().await {
+        names.push(subject);
+    }
+    let (mut objects, mut bytes) = (0, 0);
+    for subject in names {
+        let Ok(msg) = stream.get_last_raw_message_by_subject(&subject).await else { continue };
+        // A deletion marker (one whose removal failed) is no object.
+        if let Ok(info) = serde_json::from_slice::<object_store::ObjectInfo>(&msg.payload)
+            && !info.deleted
+        {
+            objects += 1;
+            bytes += info.size as u64;
+        }
     }
     (objects, bytes)
 }

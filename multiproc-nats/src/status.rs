@@ -74,7 +74,7 @@ pub struct QueueStatus {
     /// on their way (each is deleted by its reader; one whose reader vanished goes after
     /// the result TTL). None when nothing large is in flight.
     pub objects: u64,
-    /// What the object store holds, in bytes (0 when it holds no object).
+    /// The size of those objects, in bytes.
     pub object_bytes: u64,
 }
 

@@ -46,9 +46,17 @@ fn reversed(mut data: Vec<u8>) -> Vec<u8> {
     data
 }
 
-fn objects_left(server: &NatsServer, queue: &QueueConfig) -> (u64, u64) {
+/// The objects in the pool's object store, their bytes, and the messages of its stream
+/// (chunks, descriptions, deletion markers): all zero when nothing is left behind.
+fn left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u64, u64) {
     let status = multiproc_nats::status(&BrokerConfig::parse(&server.url()).unwrap(), queue).unwrap();
-    (status.objects, status.object_bytes)
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let messages = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let mut stream = js.get_stream(format!("OBJ_MPROC_{}_objects", queue.pool_name())).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    });
+    (status.objects, status.object_bytes, messages)
 }
 
 #[test]
@@ -88,5 +96,5 @@ fn arguments_and_results_of_64_mib_come_back_exact_and_leave_nothing_behind() {
 
     pool.close();
     pool.join().unwrap();
-    assert_eq!(objects_left(&server, &common::queue("large", ACK_WAIT)), (0, 0), "nothing left behind");
+    assert_eq!(left_behind(&server, &common::queue("large", ACK_WAIT)), (0, 0, 0), "nothing left behind");
 }

@@ -359,6 +359,7 @@ impl Session {
                 if let Some(held) = self.held.get_mut(&key) {
                     held.refused = true;
                 }
+                self.log(format_args!("refusing task {task_id} from {reply_to}: {error}"));
                 self.worker.stats.update(|s| s.refused += 1);
                 let parts = refusal(&self.worker.me, task_id, delivery, error);
                 self.deliver(key, reply_to, parts);
