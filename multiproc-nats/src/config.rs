@@ -830,7 +830,8 @@ impl QueueConfig {
     /// as long as it is back within this time. At least 1 s. It is also how long an
     /// argument or a result too large for a message stays in the pool's object store
     /// (`MPROC_<pool>_objects`) at most: its reader deletes it, and one whose reader
-    /// vanished expires then.
+    /// vanished expires then. So a task whose arguments travel there must be taken by a
+    /// worker within this time; later it fails with [`RemoteError::Object`](crate::RemoteError::Object).
     ///
     /// ```
     /// use multiproc_nats::QueueConfig;

@@ -220,10 +220,12 @@ pub enum RemoteError {
         /// Why.
         message: String,
     },
-    /// The task's message is larger than the broker accepts.
+    /// The task's message is larger than the broker accepts even without its items (which
+    /// travel through the pool's object store when they are too large): a broker whose
+    /// `max_payload` is smaller than a task's head.
     #[error(
         "its message is {len} bytes, over the broker's limit of {max} bytes \
-         (raise max_payload in the server's configuration, or send a reference to the data)"
+         (raise max_payload in the server's configuration)"
     )]
     TooLarge {
         /// The message's size.
