@@ -1257,21 +1257,20 @@ async fn record_result(shared: &Shared, objects: &Objects, payload: &[u8]) {
         }
         Outcome::InObject { first, count, object } => {
             shared.sweep_objects.store(true, Ordering::SeqCst);
-            // Read only while the task waits (else it is a duplicate), and deleted before
-            // it is handed out: whoever sees the result finds the object gone.
-            let waits = shared.book().waiting.contains_key(&head.task_id);
-            let read = if waits { Some(read_object(objects, object).await) } else { None };
+            if !shared.book().waiting.contains_key(&head.task_id) {
+                // A duplicate (counted as one first): its object goes unread.
+                let _ = shared.finish_items(head.task_id, None, head.delivery, |_, _| {});
+                return objects.delete(object).await;
+            }
+            // Deleted before it is handed out: whoever sees the result finds it gone.
+            let read = read_object(objects, object).await;
             objects.delete(object).await;
             match read {
-                Some(Ok(body)) => finish_entries(shared, &head, *first, *count, &body),
-                Some(Err(error)) => {
+                Ok(body) => finish_entries(shared, &head, *first, *count, &body),
+                Err(error) => {
                     shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
                         (*first..first + count).for_each(|k| each(k, Err(error.clone())));
                     });
-                }
-                // Counted as the duplicate it is.
-                None => {
-                    let _ = shared.finish_items(head.task_id, None, head.delivery, |_, _| {});
                 }
             }
         }
