@@ -5,6 +5,11 @@
 //! task may run twice, and its result may arrive twice. The client keeps every task it
 //! waits for by id and drops any result for an id it no longer waits for, so each caller
 //! sees exactly one result per task. Tasks should be idempotent.
+//!
+//! Items too large for a message travel through the pool's object store (`objects.rs`):
+//! the client stores a task's items before its message, and deletes them once every
+//! item has its outcome; it reads a result stored there, and deletes it before handing
+//! it out. A closing client deletes whatever of its own is left.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +28,7 @@ use crate::envelope::{
     HEADER_ROOM, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead, TaskHead, for_each_entry, push_item,
 };
 use crate::error::{ClusterError, TaskFailure};
+use crate::objects::{self, Fetch, Objects};
 use crate::status::QueueStatus;
 
 /// How a client connects and how long it keeps trying to hand a task to the broker.
@@ -497,6 +503,9 @@ struct Waiting {
     left: u32,
     /// The task's sequence number in the stream, once the broker confirmed it.
     seq: Option<u64>,
+    /// The object holding the task's items, when they were too large for its message:
+    /// deleted once every item has its outcome.
+    object: Option<String>,
 }
 
 type Entry = Arc<Mutex<Waiting>>;
@@ -535,6 +544,20 @@ struct Shared {
     book: Mutex<Book>,
     stats: Mutex<ClientStats>,
     closed: AtomicBool,
+    /// Objects to delete, for the client's deleter (see [`delete_objects`]).
+    deletions: tokio::sync::mpsc::UnboundedSender<Deletion>,
+    /// Whether a closing client looks for objects of its own left in the object store:
+    /// it stored or read one, or closes with tasks in flight (whose results may come as
+    /// objects).
+    sweep_objects: AtomicBool,
+}
+
+/// What the client's deleter of objects is asked.
+enum Deletion {
+    /// Delete this object.
+    Object(String),
+    /// Say when every deletion asked before is done.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Hands each of a task's item outcomes to a callback: `(items, each)`.
@@ -567,7 +590,7 @@ impl Shared {
         };
         let mut w = entry.lock().unwrap_or_else(|e| e.into_inner());
         let mut new = 0u32;
-        let Waiting { seen, left, on_item, seq } = &mut *w;
+        let Waiting { seen, left, on_item, seq, object } = &mut *w;
         let items = seen.len() as u32;
         outcomes(items, &mut |k, outcome| {
             if let Some(s) = seen.get_mut(k as usize)
@@ -585,6 +608,10 @@ impl Shared {
                         book.by_seq.remove(seq);
                     }
                     drop(book);
+                    // Its items are read (or will never be): the object goes.
+                    if let Some(name) = object.take() {
+                        let _ = self.deletions.send(Deletion::Object(name));
+                    }
                     self.stat(|s| s.finished += 1);
                 }
                 on_item(k, outcome, ran_on, delivery);
@@ -632,6 +659,7 @@ pub struct Client {
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     results: jetstream::stream::Stream,
+    objects: Objects,
     queue: QueueConfig,
     patience: Duration,
     deadline: Option<Duration>,
@@ -670,6 +698,7 @@ impl Client {
             .enable_all()
             .build()?;
         let id = broker::random_id();
+        let (deletions, asked) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             reply_to: config.queue.result_subject(&id),
             id,
@@ -678,9 +707,11 @@ impl Client {
             book: Mutex::new(Book::default()),
             stats: Mutex::new(ClientStats::default()),
             closed: AtomicBool::new(false),
+            deletions,
+            sweep_objects: AtomicBool::new(false),
         });
         let mut config = config;
-        let (nats, js, stream, results) = rt.block_on(async {
+        let (nats, js, stream, results, objects) = rt.block_on(async {
             let name = format!("multiproc-nats client {}", shared.id);
             let nats = broker::connect(&config.broker, name, |_| {}).await?;
             let js = jetstream::new(nats.clone());
@@ -688,8 +719,10 @@ impl Client {
             let stream = broker::task_stream(&js, &mut config.queue, clustered).await?;
             broker::worker_consumer(&stream, &config.queue, shared.fingerprint).await?;
             let results = broker::result_stream(&js, &config.queue).await?;
-            start_background(&shared, &nats, &js, &stream, &results, &config).await?;
-            Ok::<_, ClusterError>((nats, js, stream, results))
+            let objects = objects::bucket(&js, &config.queue, nats.server_info().max_payload).await?;
+            tokio::spawn(delete_objects(objects.clone(), asked));
+            start_background(&shared, &nats, &js, &stream, &results, &objects, &config).await?;
+            Ok::<_, ClusterError>((nats, js, stream, results, objects))
         })?;
         let queue = config.queue.clone();
         Ok(Client {
@@ -698,6 +731,7 @@ impl Client {
             js,
             stream,
             results,
+            objects,
             queue,
             patience: config.submit_patience,
             deadline: config.result_deadline,
@@ -756,21 +790,10 @@ impl Client {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(ClusterError::Closed("client"));
         }
-        let head = TaskHead {
-            version: PROTOCOL,
-            task_id: id,
-            reply_to: self.shared.reply_to.clone(),
-            fingerprint: self.shared.fingerprint,
-            function: task.code.function,
-            trampoline: task.code.trampoline,
-            function_name: task.code.function_name.to_string(),
-            timeout_ms: task.timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
-            retries: task.retries,
-            items: task.items,
-            chunk: task.chunk.max(1),
-        };
-        let payload = Bytes::from(head.encode(&task.args));
-        let waiting = Waiting { on_item, seen: vec![false; task.items as usize], left: task.items, seq: None };
+        let items = task.items;
+        let (payload, upload) = self.task_message(id, task);
+        let object = upload.as_ref().map(|(name, _)| name.clone());
+        let waiting = Waiting { on_item, seen: vec![false; items as usize], left: items, seq: None, object };
         {
             let mut book = self.shared.book();
             // Checked again under the book's lock: `close` sets the flag and then takes
@@ -793,17 +816,45 @@ impl Client {
             return Ok(());
         }
         let rt = self.rt.as_ref().expect("a client has its runtime until dropped");
-        rt.spawn(publish(
-            self.shared.clone(),
-            self.js.clone(),
-            self.stream.clone(),
-            self.publish_slots.clone(),
-            self.queue.task_subject(self.shared.fingerprint),
-            id,
-            payload,
-            self.patience,
-        ));
+        let link = Link {
+            shared: self.shared.clone(),
+            js: self.js.clone(),
+            stream: self.stream.clone(),
+            objects: self.objects.clone(),
+            slots: self.publish_slots.clone(),
+            patience: self.patience,
+        };
+        let subject = self.queue.task_subject(self.shared.fingerprint);
+        rt.spawn(publish(link, Outgoing { subject, id, payload, upload }));
         Ok(())
+    }
+
+    /// Task `id`'s message, and the object to store before it when its items are too
+    /// large for one message: that message then names the object and carries no items.
+    fn task_message(&self, id: u64, task: ItemsTask) -> (Bytes, Option<(String, Bytes)>) {
+        let mut head = TaskHead {
+            version: PROTOCOL,
+            task_id: id,
+            reply_to: self.shared.reply_to.clone(),
+            fingerprint: self.shared.fingerprint,
+            function: task.code.function,
+            trampoline: task.code.trampoline,
+            function_name: task.code.function_name.to_string(),
+            timeout_ms: task.timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+            retries: task.retries,
+            items: task.items,
+            chunk: task.chunk.max(1),
+            args_object: None,
+        };
+        let mut message = head.encode(&[]);
+        let max = self.max_payload();
+        if max == 0 || message.len() + task.args.len() + HEADER_ROOM <= max {
+            message.extend_from_slice(&task.args);
+            return (Bytes::from(message), None);
+        }
+        let name = objects::args_object(&self.shared.id, id);
+        head.args_object = Some(name.clone());
+        (Bytes::from(head.encode(&[])), Some((name, Bytes::from(task.args))))
     }
 
     /// Stops waiting for tasks `ids`: their items without an outcome get `error`, and
@@ -819,8 +870,8 @@ impl Client {
     }
 
     /// Removes messages from the queue, in the background; on closing (`closing`), also
-    /// this client's results consumer and any result still stored for it, and waits for
-    /// that (never on the client's own thread).
+    /// this client's results consumer, any result still stored for it and its objects,
+    /// and waits for that (never on the client's own thread).
     fn delete_queued(&self, seqs: Vec<u64>, closing: bool) {
         let Some(rt) = &self.rt else { return };
         if seqs.is_empty() && !closing {
@@ -828,6 +879,7 @@ impl Client {
         }
         let (stream, results) = (self.stream.clone(), self.results.clone());
         let (consumer, subject) = (self.queue.result_consumer(&self.shared.id), self.shared.reply_to.clone());
+        let (shared, objects) = (self.shared.clone(), self.objects.clone());
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
             let limit = Duration::from_secs(2);
@@ -837,11 +889,12 @@ impl Client {
             if closing {
                 let _ = tokio::time::timeout(limit, results.delete_consumer(&consumer)).await;
                 let _ = tokio::time::timeout(limit, results.purge().filter(subject)).await;
+                delete_own_objects(&shared, &objects).await;
             }
             let _ = done_tx.send(());
         });
         if closing && tokio::runtime::Handle::try_current().is_err() {
-            let _ = done_rx.recv_timeout(Duration::from_secs(5));
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
         }
     }
 
@@ -996,6 +1049,9 @@ impl Client {
             let book = self.shared.book();
             (book.waiting.keys().copied().collect(), book.by_seq.keys().copied().collect())
         };
+        if !ids.is_empty() {
+            self.shared.sweep_objects.store(true, Ordering::SeqCst);
+        }
         for id in ids {
             self.shared.fail_task(id, RemoteError::Closed, None, 0);
         }
@@ -1012,23 +1068,40 @@ impl Drop for Client {
     }
 }
 
-/// Puts one task on the queue, retrying until the broker confirms it (it may be
-/// restarting) or `patience` runs out. The message id makes a retried publication that
-/// did reach the stream a duplicate the broker drops.
-#[allow(clippy::too_many_arguments)]
-async fn publish(
+/// What a client's publications need of it.
+struct Link {
     shared: Arc<Shared>,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
+    objects: Objects,
     slots: Arc<tokio::sync::Semaphore>,
+    patience: Duration,
+}
+
+/// A task on its way to the queue: its message, and the object to store before it (name
+/// and bytes) when its items are too large for the message.
+struct Outgoing {
     subject: String,
     id: u64,
     payload: Bytes,
-    patience: Duration,
-) {
+    upload: Option<(String, Bytes)>,
+}
+
+/// Puts one task on the queue (its items in the object store first, when they travel
+/// there), retrying until the broker confirms it (it may be restarting) or `patience`
+/// runs out. The message id makes a retried publication that did reach the stream a
+/// duplicate the broker drops.
+async fn publish(link: Link, task: Outgoing) {
+    let Link { shared, js, stream, objects, slots, patience } = link;
+    let Outgoing { subject, id, payload, upload } = task;
     let Ok(_permit) = slots.acquire_owned().await else { return };
     let msg_id = format!("{}-{id}", shared.id);
     let started = Instant::now();
+    if let Some((name, bytes)) = upload
+        && !upload_items(&shared, &objects, id, &name, &bytes, started + patience).await
+    {
+        return;
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
         // Closed or abandoned while waiting for the broker: nothing to send.
@@ -1041,24 +1114,7 @@ async fn publish(
             Err(e) => Err(e),
         };
         match sent {
-            Ok(ack) => {
-                // The entry's lock first, then the book's, as everywhere.
-                let entry = shared.book().waiting.get(&id).cloned();
-                match entry {
-                    Some(entry) => {
-                        let mut w = entry.lock().unwrap_or_else(|e| e.into_inner());
-                        if w.left > 0 {
-                            w.seq = Some(ack.sequence);
-                            shared.book().by_seq.insert(ack.sequence, id);
-                        }
-                    }
-                    // Abandoned (or closed) while the broker stored it: take it back.
-                    None => {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(ack.sequence)).await;
-                    }
-                }
-                return;
-            }
+            Ok(ack) => return note_sequence(&shared, &stream, id, ack.sequence).await,
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 let error = RemoteError::TooLarge { len: payload.len() as u64, max: 0 };
                 shared.fail_task(id, error, None, 0);
@@ -1077,11 +1133,83 @@ async fn publish(
     }
 }
 
+/// The broker stored task `id` at `sequence`: noted, to find it again; a task abandoned
+/// (or closed) meanwhile is taken back off the queue.
+async fn note_sequence(shared: &Shared, stream: &jetstream::stream::Stream, id: u64, sequence: u64) {
+    // The entry's lock first, then the book's, as everywhere.
+    let entry = shared.book().waiting.get(&id).cloned();
+    match entry {
+        Some(entry) => {
+            let mut w = entry.lock().unwrap_or_else(|e| e.into_inner());
+            if w.left > 0 {
+                w.seq = Some(sequence);
+                shared.book().by_seq.insert(sequence, id);
+            }
+        }
+        None => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_message(sequence)).await;
+        }
+    }
+}
+
+/// Stores task `id`'s items as object `name`, before its message goes. False when the
+/// task failed for it, or no longer waits: settled while its items were being stored,
+/// its deletion may have come first, so the object is deleted again here.
+async fn upload_items(
+    shared: &Shared,
+    objects: &Objects,
+    id: u64,
+    name: &str,
+    bytes: &[u8],
+    deadline: Instant,
+) -> bool {
+    shared.sweep_objects.store(true, Ordering::SeqCst);
+    if let Err(error) = objects.put(name, bytes, deadline).await {
+        shared.fail_task(id, error, None, 0);
+        return false;
+    }
+    if shared.closed.load(Ordering::SeqCst) || !shared.book().waiting.contains_key(&id) {
+        objects.delete(name).await;
+        return false;
+    }
+    true
+}
+
+/// Deletes the objects it is asked to, in order (see [`Deletion`]).
+async fn delete_objects(objects: Objects, mut asked: tokio::sync::mpsc::UnboundedReceiver<Deletion>) {
+    while let Some(deletion) = asked.recv().await {
+        match deletion {
+            Deletion::Object(name) => objects.delete(&name).await,
+            Deletion::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// On closing: lets the deletions asked so far finish, then deletes whatever objects of
+/// this client are left (results stored for tasks it no longer waits for), when it may
+/// have any.
+async fn delete_own_objects(shared: &Shared, objects: &Objects) {
+    let (done, flushed) = tokio::sync::oneshot::channel();
+    if shared.deletions.send(Deletion::Flush(done)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), flushed).await;
+    }
+    if shared.sweep_objects.load(Ordering::SeqCst) {
+        objects.delete_all_of(&format!("{}-", shared.id)).await;
+    }
+}
+
 /// Takes this client's results from the pool's result stream, ends their tasks
 /// (dropping duplicates), and acks each once recorded. Its consumer outlives a
 /// disconnection; one the broker removed meanwhile (unused for the client lease) is made
 /// again, and finds every result still stored.
-async fn collect_results(shared: Arc<Shared>, results: jetstream::stream::Stream, queue: QueueConfig) {
+async fn collect_results(
+    shared: Arc<Shared>,
+    results: jetstream::stream::Stream,
+    objects: Objects,
+    queue: QueueConfig,
+) {
     while !shared.closed.load(Ordering::SeqCst) {
         let consumer = match broker::result_consumer(&results, &queue, &shared.id).await {
             Ok(consumer) => consumer,
@@ -1090,18 +1218,18 @@ async fn collect_results(shared: Arc<Shared>, results: jetstream::stream::Stream
                 continue;
             }
         };
-        take_results(&shared, &consumer).await;
+        take_results(&shared, &objects, &consumer).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Takes results through `consumer` until it is gone (or the client closed).
-async fn take_results(shared: &Shared, consumer: &jetstream::consumer::PullConsumer) {
+async fn take_results(shared: &Shared, objects: &Objects, consumer: &jetstream::consumer::PullConsumer) {
     let Ok(mut messages) = consumer.stream().heartbeat(Duration::from_secs(2)).messages().await else { return };
     while let Some(msg) = messages.next().await {
         match msg {
             Ok(msg) => {
-                record_result(shared, &msg.payload);
+                record_result(shared, objects, &msg.payload).await;
                 let _ = msg.ack().await;
             }
             // A missed heartbeat (the link is down) or a refused pull: go on while the
@@ -1117,24 +1245,61 @@ async fn take_results(shared: &Shared, consumer: &jetstream::consumer::PullConsu
 }
 
 /// Ends the items a result message brings (an unreadable one ends nothing).
-fn record_result(shared: &Shared, payload: &[u8]) {
+async fn record_result(shared: &Shared, objects: &Objects, payload: &[u8]) {
     let Ok((head, rest)) = ResultHead::decode(payload) else { return };
     if head.version != PROTOCOL {
         return;
     }
-    match head.outcome {
-        Outcome::Items { first, count } => {
-            shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
-                let whole = for_each_entry(rest, count, |k, outcome| each(first + k, outcome));
-                for k in whole..count {
-                    let message = "the worker's result message is cut short".to_string();
-                    each(first + k, Err(RemoteError::Codec { message }));
-                }
-            });
-        }
+    match &head.outcome {
+        Outcome::Items { first, count } => finish_entries(shared, &head, *first, *count, rest),
         Outcome::Failed(e) => {
-            shared.fail_task(head.task_id, e, Some(&head.ran_on), head.delivery);
+            shared.fail_task(head.task_id, e.clone(), Some(&head.ran_on), head.delivery);
         }
+        Outcome::InObject { first, count, object } => {
+            shared.sweep_objects.store(true, Ordering::SeqCst);
+            if !shared.book().waiting.contains_key(&head.task_id) {
+                // A duplicate (counted as one first): its object goes unread.
+                let _ = shared.finish_items(head.task_id, None, head.delivery, |_, _| {});
+                return objects.delete(object).await;
+            }
+            // Deleted before it is handed out: whoever sees the result finds it gone.
+            let read = read_object(objects, object).await;
+            objects.delete(object).await;
+            match read {
+                Ok(body) => finish_entries(shared, &head, *first, *count, &body),
+                Err(error) => {
+                    shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
+                        (*first..first + count).for_each(|k| each(k, Err(error.clone())));
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Ends items `first..first + count` of a result with the entries in `body`.
+fn finish_entries(shared: &Shared, head: &ResultHead, first: u32, count: u32, body: &[u8]) {
+    shared.finish_items(head.task_id, Some(&head.ran_on), head.delivery, |_, each| {
+        let whole = for_each_entry(body, count, |k, outcome| each(first + k, outcome));
+        for k in whole..count {
+            let message = "the worker's result message is cut short".to_string();
+            each(first + k, Err(RemoteError::Codec { message }));
+        }
+    });
+}
+
+/// Reads a result's object, trying again a few times while the broker cannot give it
+/// (one that is not there fails at once).
+async fn read_object(objects: &Objects, name: &str) -> Result<Vec<u8>, RemoteError> {
+    let mut tries = 0;
+    loop {
+        match objects.get(name).await {
+            Fetch::Got(bytes) => return Ok(bytes),
+            Fetch::Failed(error) => return Err(error),
+            Fetch::Retry(error) if tries >= 3 => return Err(error),
+            Fetch::Retry(_) => tries += 1,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -1184,6 +1349,7 @@ async fn start_background(
     js: &jetstream::Context,
     stream: &jetstream::stream::Stream,
     results: &jetstream::stream::Stream,
+    objects: &Objects,
     config: &ClientConfig,
 ) -> Result<(), ClusterError> {
     let queue = &config.queue;
@@ -1200,7 +1366,7 @@ async fn start_background(
     let advisories = broker::lost_tasks(js, queue, shared.fingerprint).await?;
     // The consumer exists before any task can be answered.
     broker::result_consumer(results, queue, &shared.id).await?;
-    tokio::spawn(collect_results(shared.clone(), results.clone(), queue.clone()));
+    tokio::spawn(collect_results(shared.clone(), results.clone(), objects.clone(), queue.clone()));
     tokio::spawn(answer_probes(nats.clone(), probes));
     tokio::spawn(watch_advisories(shared.clone(), stream.clone(), advisories));
     if let Some(deadline) = config.result_deadline {
@@ -1442,6 +1608,8 @@ mod tests {
             book: Mutex::new(Book::default()),
             stats: Mutex::new(ClientStats::default()),
             closed: AtomicBool::new(false),
+            deletions: tokio::sync::mpsc::unbounded_channel().0,
+            sweep_objects: AtomicBool::new(false),
         }
     }
 
@@ -1452,7 +1620,7 @@ mod tests {
         let seen = calls.clone();
         let on_item: OnItem =
             Box::new(move |k, r, _, delivery| seen.lock().unwrap().push((k, r.map(<[u8]>::to_vec), delivery)));
-        let waiting = Waiting { on_item, seen: vec![false; items as usize], left: items, seq };
+        let waiting = Waiting { on_item, seen: vec![false; items as usize], left: items, seq, object: None };
         shared.book().waiting.insert(id, Arc::new(Mutex::new(waiting)));
         if let Some(seq) = seq {
             shared.book().by_seq.insert(seq, id);
@@ -1508,6 +1676,23 @@ mod tests {
     }
 
     #[test]
+    fn a_task_whose_items_are_in_an_object_asks_for_its_deletion_once_settled_and_only_then() {
+        let (deletions, mut asked) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Shared { deletions, ..shared() };
+        let _ = wait_for(&shared, 5, 2, None);
+        let object = Some(objects::args_object(&shared.id, 5));
+        shared.book().waiting[&5].lock().unwrap().object = object.clone();
+        assert!(shared.finish_items(5, None, 1, |_, each| each(0, Ok(&[0][..]))));
+        assert!(asked.try_recv().is_err(), "item 1 may still need the arguments");
+        shared.fail_task(5, RemoteError::Closed, None, 0);
+        match asked.try_recv() {
+            Ok(Deletion::Object(name)) => assert_eq!(Some(name), object),
+            _ => panic!("the settled task's object is to be deleted"),
+        }
+        assert!(asked.try_recv().is_err(), "once");
+    }
+
+    #[test]
     fn a_failure_names_the_task() {
         let shared = shared();
         let slot = Arc::new(OutcomeSlot::default());
@@ -1520,7 +1705,7 @@ mod tests {
                 f(TaskOutcome { id: 3, function: "app::resize", result, ran_on: None, delivery });
             }
         });
-        let waiting = Waiting { on_item, seen: vec![false], left: 1, seq: None };
+        let waiting = Waiting { on_item, seen: vec![false], left: 1, seq: None, object: None };
         shared.book().waiting.insert(3, Arc::new(Mutex::new(waiting)));
         shared.fail_task(3, RemoteError::Lost { deliveries: 5 }, None, 0);
         let o = TaskHandle { id: 3, slot }.wait();

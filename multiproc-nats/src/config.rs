@@ -827,7 +827,19 @@ impl QueueConfig {
 
     /// How long a result stored for its client waits there at most (default 1 h): a
     /// client cut off from the broker collects the results of its tasks when it is back,
-    /// as long as it is back within this time. At least 1 s.
+    /// as long as it is back within this time. At least 1 s. It is also how long an
+    /// argument or a result too large for a message stays in the pool's object store
+    /// (`MPROC_<pool>_objects`) at most: its reader deletes it, and one whose reader
+    /// vanished expires then. So a task whose arguments travel there must be taken by a
+    /// worker within this time; later it fails with [`RemoteError::Object`](crate::RemoteError::Object).
+    ///
+    /// ```
+    /// use multiproc_nats::QueueConfig;
+    /// use std::time::Duration;
+    ///
+    /// let q = QueueConfig::default().result_ttl(Duration::from_secs(6 * 3600));
+    /// # drop(q);
+    /// ```
     pub fn result_ttl(mut self, d: Duration) -> QueueConfig {
         self.result_ttl = d.max(Duration::from_secs(1));
         self.given.result_ttl = true;
@@ -842,6 +854,12 @@ impl QueueConfig {
     /// The subjects of every client's results: the result stream's.
     pub(crate) fn result_subjects(&self) -> String {
         self.result_subject("*")
+    }
+
+    /// The object store bucket where payloads too large for a message travel (its
+    /// stream is `OBJ_` and this name).
+    pub(crate) fn object_bucket(&self) -> String {
+        format!("MPROC_{}_objects", self.pool)
     }
 
     /// The stream keeping the broker's word on lost tasks.

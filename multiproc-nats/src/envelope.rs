@@ -4,6 +4,11 @@
 //! a `u32` little-endian length and the encoded argument; a result's items are each a
 //! `u32` length, a tag byte and the encoded value (or, after an error tag, a postcard
 //! [`RemoteError`]).
+//!
+//! A task's items or one item's result too large for a message travel through the pool's
+//! object store instead (see `objects.rs`): the message then carries only its head, which
+//! names the object (`TaskHead::args_object`, `Outcome::InObject`), and the object holds
+//! exactly the bytes the message would have carried after the head.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,8 +18,8 @@ pub(crate) const HEADER_ROOM: usize = 64;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever a message below changes shape.
-pub(crate) const PROTOCOL: u16 = 2;
+/// Bumped whenever a message below changes shape (3: payloads through the object store).
+pub(crate) const PROTOCOL: u16 = 3;
 
 /// What opens every task message; its items' arguments follow it. `version`, `task_id`
 /// and `reply_to` come first so that a worker can still answer a task whose remaining
@@ -39,6 +44,9 @@ pub(crate) struct TaskHead {
     pub(crate) items: u32,
     /// Items per task, as a local pool would cut them (what a timeout and a death cost).
     pub(crate) chunk: u32,
+    /// The object of the pool's object store holding the items, when they are too large
+    /// for the message (which then carries none).
+    pub(crate) args_object: Option<String>,
 }
 
 /// The part of a [`TaskHead`] every version shares.
@@ -212,10 +220,12 @@ pub enum RemoteError {
         /// Why.
         message: String,
     },
-    /// The task's message is larger than the broker accepts.
+    /// The task's message is larger than the broker accepts even without its items (which
+    /// travel through the pool's object store when they are too large): a broker whose
+    /// `max_payload` is smaller than a task's head.
     #[error(
         "its message is {len} bytes, over the broker's limit of {max} bytes \
-         (raise max_payload in the server's configuration, or send a reference to the data)"
+         (raise max_payload in the server's configuration)"
     )]
     TooLarge {
         /// The message's size.
@@ -226,6 +236,16 @@ pub enum RemoteError {
     /// The client was closed before the result came back.
     #[error("the client was closed before its result came back")]
     Closed,
+    /// An argument or a result too large for a broker message travels through the pool's
+    /// object store, and that object could not be stored or read: named, with why (one
+    /// not found was deleted, its task having settled, or outlived the result TTL).
+    #[error("object `{object}` of the pool's object store (payloads over the broker's message limit): {message}")]
+    Object {
+        /// The object's name.
+        object: String,
+        /// What went wrong.
+        message: String,
+    },
     /// No outcome came within the client's result deadline
     /// ([`ClientConfig::result_deadline`](crate::ClientConfig::result_deadline)). The
     /// client stopped waiting and took the task off the queue if it was still there; a
@@ -257,6 +277,9 @@ pub(crate) enum Outcome {
     Items { first: u32, count: u32 },
     /// The whole task failed before any item ran (refused, unreadable).
     Failed(RemoteError),
+    /// The outcomes of items `first..first + count` are in `object` of the pool's object
+    /// store, too large for a message (the message carries none).
+    InObject { first: u32, count: u32, object: String },
 }
 
 /// What opens every result message.
@@ -462,6 +485,7 @@ mod tests {
             retries: 1,
             items: 1,
             chunk: 1,
+            args_object: None,
         }
     }
 
@@ -471,6 +495,29 @@ mod tests {
         let (h, arg) = TaskHead::decode(&bytes).unwrap();
         assert_eq!(h, head());
         assert_eq!(arg, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_task_whose_arguments_are_in_an_object_round_trips_with_no_items() {
+        let big = TaskHead { args_object: Some("c1-42-args".into()), items: 3, ..head() };
+        let bytes = big.encode(&[]);
+        let (h, rest) = TaskHead::decode(&bytes).unwrap();
+        assert_eq!(h, big);
+        assert!(rest.is_empty());
+        // Its address reads as every version's does.
+        let (addr, _) = postcard::take_from_bytes::<TaskAddress>(&bytes).unwrap();
+        assert_eq!((addr.version, addr.task_id), (PROTOCOL, 42));
+    }
+
+    #[test]
+    fn a_result_in_an_object_round_trips_and_carries_no_entries() {
+        let ran_on = RanOn { host: "h".into(), worker_pid: 7, process_pid: Some(8) };
+        let outcome = Outcome::InObject { first: 2, count: 1, object: "c1-42-d1-r2".into() };
+        let head = ResultHead { version: PROTOCOL, task_id: 42, ran_on, delivery: 1, outcome };
+        let bytes = head.encode(&[1, 2, 3]);
+        let (h, rest) = ResultHead::decode(&bytes).unwrap();
+        assert_eq!(h, head);
+        assert!(rest.is_empty(), "the entries are in the object, not the message");
     }
 
     #[test]

@@ -123,6 +123,17 @@
 //! its client acked it; one never taken is gone after [`QueueConfig::result_ttl`], 1 h by
 //! default). The client takes them through its durable consumer `client-<client id>`.
 //!
+//! ### Large arguments and results
+//!
+//! An argument or a result of any size travels: one too large for a message (the
+//! broker's `max_payload`, 1 MiB by default) goes through the pool's JetStream object
+//! store `MPROC_P_objects`, in chunks under the limit, checked by its digest, and the
+//! message carries only a head naming the object. Its reader deletes it (the client once
+//! the task's items all have their outcome, or once it has read a result), a closing
+//! client deletes whatever is left of its own, and one whose reader vanished expires
+//! after the result TTL. A worker that finds a task's arguments gone (the task settled
+//! meanwhile, and this is a redelivery) answers [`RemoteError::Object`], naming it.
+//!
 //! ## Delivery: at least once, exactly one outcome per item
 //!
 //! A worker acks a task only once every result of it is stored in the result stream:
@@ -243,6 +254,7 @@ mod client;
 mod config;
 mod envelope;
 mod error;
+mod objects;
 mod pool;
 mod runner;
 mod status;

@@ -55,7 +55,7 @@ use crate::error::ClusterError;
 /// - Failures a single machine does not have are [`TaskError::Remote`]: the broker gave
 ///   up on a task after every worker that took it vanished, or its
 ///   [result deadline](ClusterPool::result_deadline) passed (`Lost`), the broker could
-///   not take it (`Broker`, `TooLarge`), a worker of another build refused it
+///   not take it (`Broker`), a worker of another build refused it
 ///   ([`RemoteFailure::WrongBinary`]; only a task sent to it by hand: tasks go only to
 ///   workers of their build).
 /// - Delivery is **at least once**: a worker machine that vanishes has its unfinished
@@ -69,6 +69,9 @@ use crate::error::ClusterError;
 ///   unheard. `terminate()` fails what is unfinished with `Terminated` and removes the
 ///   queued tasks. `join()` waits for every outcome. Arguments carrying file descriptors
 ///   cannot leave the machine (a `Codec` error).
+/// - Arguments and results of any size travel: an item too large for one broker message
+///   goes through the pool's object store, and is deleted from it once read (see the
+///   crate docs).
 #[derive(Debug, Clone)]
 pub struct ClusterPool {
     client: ClientConfig,
@@ -304,6 +307,8 @@ impl RemoteError {
             RemoteError::Lost { .. } | RemoteError::Deadline { .. } => remote(RemoteFailure::Lost),
             RemoteError::Broker { .. } => remote(RemoteFailure::Broker),
             RemoteError::TooLarge { .. } => remote(RemoteFailure::TooLarge),
+            // A large payload the broker's object store would not keep or give back.
+            RemoteError::Object { .. } => remote(RemoteFailure::Broker),
             RemoteError::Spawn { .. } => remote(RemoteFailure::Worker),
             RemoteError::Closed => TaskError::Closed { task },
         }
@@ -427,7 +432,9 @@ impl Inner {
 impl Sender {
     /// Cuts a batch into messages: whole chunks, at least `ceil(n / (4 × processes))`
     /// items each (so a map of tiny tasks is not one message per item, and there are
-    /// still enough messages to spread), within the broker's size limit.
+    /// still enough messages to spread), within the broker's size limit. An item alone
+    /// over the limit is a message of its own, whose items the client puts in the
+    /// pool's object store.
     fn dispatch_batch(&self, mut batch: Batch) {
         let n = batch.len();
         let spread = 4 * self.processes as u32;

@@ -70,6 +70,12 @@ pub struct QueueStatus {
     /// Results stored for their clients and not yet taken (a client away, or gone: those
     /// go after the result TTL).
     pub results_waiting: u64,
+    /// Objects in the pool's object store: arguments and results too large for a message,
+    /// on their way (each is deleted by its reader; one whose reader vanished goes after
+    /// the result TTL). None when nothing large is in flight.
+    pub objects: u64,
+    /// The size of those objects, in bytes.
+    pub object_bytes: u64,
 }
 
 /// A worker as its last heartbeat (every third of `ack_wait`) told it.
@@ -162,6 +168,9 @@ impl fmt::Display for QueueStatus {
             "pool {}: {} tasks on the queue, {} results waiting for their clients ({} replicas)",
             self.pool, self.tasks, self.results_waiting, self.replicas
         )?;
+        if self.objects > 0 {
+            writeln!(f, "  {} large payloads in the object store ({} bytes)", self.objects, self.object_bytes)?;
+        }
         for b in &self.builds {
             writeln!(
                 f,
@@ -246,6 +255,7 @@ pub(crate) async fn queue_status(
         });
     }
     builds.sort_by_key(|b| b.build);
+    let (objects, object_bytes) = crate::objects::stored(js, queue).await;
     Ok(QueueStatus {
         pool: queue.pool_name().to_string(),
         replicas: info.config.num_replicas.max(1),
@@ -253,6 +263,8 @@ pub(crate) async fn queue_status(
         builds,
         workers: live_workers(js, queue).await,
         results_waiting: results_waiting(js, queue).await,
+        objects,
+        object_bytes,
     })
 }
 
@@ -325,10 +337,14 @@ mod tests {
             builds: vec![BuildStatus { build: 0xab, waiting: 4, in_flight: 1, redelivered: 0, pull_requests: 2 }],
             workers: vec![],
             results_waiting: 7,
+            objects: 0,
+            object_bytes: 0,
         };
         assert_eq!(
             s.to_string(),
             "pool p: 5 tasks on the queue, 7 results waiting for their clients (3 replicas)\n  build 00000000000000ab: 4 waiting, 1 in flight, 0 redelivered, 2 pull requests open\n"
         );
+        let s = QueueStatus { objects: 2, object_bytes: 100 << 20, ..s };
+        assert!(s.to_string().contains("\n  2 large payloads in the object store (104857600 bytes)\n"), "{s}");
     }
 }

@@ -1,8 +1,8 @@
 //! Single-item submissions made close together travel together: a burst of
 //! `apply_async` is fewer broker messages than calls, every call still gets its own
 //! outcome (a panic fails only its own call), a call cancelled while gathered gives
-//! `Cancelled`; a callback run on the gathering thread may submit; with gathering off,
-//! every call is one message.
+//! `Cancelled`; a call too large for a message travels alone; with gathering off, every
+//! call is one message.
 
 use std::time::Duration;
 
@@ -63,20 +63,19 @@ fn a_burst_of_apply_async_travels_in_few_messages() {
         }
     }
     assert_eq!(gathered.stats().tasks_cancelled, 1);
-    // A call that fails before it leaves (too large for the broker) has its callback run
-    // on the gathering thread; a call the callback makes there still goes out.
-    let shared = std::sync::Arc::new(gathered);
+    // A call too large for a broker message among gathered ones travels alone, through
+    // the pool's object store, and comes back; its callback (on the client's thread)
+    // hears it, and the others go on.
     let (tx, rx) = std::sync::mpsc::channel();
-    let inner = shared.clone();
-    let on_error = move |e: &TaskError| {
-        tx.send((e.to_string(), inner.apply(picky, 21))).unwrap();
-    };
-    let big = shared.apply_async_with(bulk, vec![7u8; 2 << 20], TaskOptions::new().error_callback(on_error));
-    assert!(matches!(big.get(), Err(TaskError::Remote { .. })));
-    let (error, nested) = rx.recv().unwrap();
-    assert!(error.contains("over the broker's limit"), "{error}");
-    assert_eq!(nested.unwrap(), 42);
-    let gathered = std::sync::Arc::into_inner(shared).unwrap();
+    let big = gathered.apply_async_with(
+        bulk,
+        vec![7u8; 2 << 20],
+        TaskOptions::new().callback(move |n: &usize| tx.send(*n).unwrap()),
+    );
+    let small: Vec<_> = (6..26).map(|i| (i, gathered.apply_async(picky, i))).collect();
+    assert_eq!(big.get().unwrap(), 2 << 20);
+    assert_eq!(rx.recv().unwrap(), 2 << 20);
+    assert!(small.into_iter().all(|(i, h)| h.get() == Ok(i * 2)));
     gathered.close();
     gathered.join().unwrap();
 

@@ -134,6 +134,7 @@ mod tests {
             retries: 0,
             items: 1,
             chunk: 1,
+            args_object: None,
         }
     }
 

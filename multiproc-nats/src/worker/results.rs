@@ -2,13 +2,15 @@
 //! stored in the pool's result stream, where the client takes them.
 //!
 //! A task's results go back in as many messages as the broker's size limit needs; an
-//! item whose result alone is too large fails with `TooLarge`, the others stand.
+//! item whose result alone is too large for a message goes into the pool's object store
+//! (stored before the message naming it, which the client reads, then deletes).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::envelope::{HEADER_ROOM, ItemResults, Outcome, PROTOCOL, RanOn, RemoteError, ResultHead};
+use crate::objects::{Objects, result_object};
 
 /// Room for a result head (the worker's host name, at most a few hundred bytes).
 const HEAD_ROOM: usize = 1024;
@@ -19,20 +21,28 @@ pub(super) enum Delivery {
     Abandoned(String),
 }
 
-/// The result messages of task `task_id` (its `delivery`-th delivery, run on `ran_on`)
-/// under the broker's `max_payload` (0: no limit): its items' outcomes, in as many
-/// messages as the limit needs. An item whose outcome alone is over the limit fails with
-/// `TooLarge`.
+/// One result message, and the object to store before it (name and bytes) when the
+/// outcome it announces is too large for a message.
+#[derive(Debug)]
+pub(super) struct Part {
+    pub(super) message: Bytes,
+    pub(super) object: Option<(String, Bytes)>,
+}
+
+/// The result messages of task `task_id` of client `client` (its `delivery`-th
+/// delivery, run on `ran_on`) under the broker's `max_payload` (0: no limit): its items'
+/// outcomes, in as many messages as the limit needs. An item whose outcome alone is over
+/// the limit goes into an object of its own, which its message names.
 pub(super) fn result_parts(
     ran_on: &RanOn,
     max_payload: usize,
+    client: &str,
     task_id: u64,
     delivery: u64,
     results: &ItemResults,
-) -> Vec<Bytes> {
+) -> Vec<Part> {
     let room = if max_payload == 0 { usize::MAX } else { max_payload.saturating_sub(HEADER_ROOM + HEAD_ROOM) };
-    let message = |first: usize, count: usize, entries: &[u8]| {
-        let outcome = Outcome::Items { first: first as u32, count: count as u32 };
+    let message = |outcome: Outcome, entries: &[u8]| {
         let head = ResultHead { version: PROTOCOL, task_id, ran_on: ran_on.clone(), delivery, outcome };
         Bytes::from(head.encode(entries))
     };
@@ -40,12 +50,15 @@ pub(super) fn result_parts(
     let mut first = 0;
     while first < results.len() {
         let (end, size) = fitting_run(results, first, room);
+        let (at, count) = (first as u32, (end - first) as u32);
         if size > room {
-            let mut alone = ItemResults::new();
-            alone.push(Err(&RemoteError::TooLarge { len: size as u64, max: max_payload as u64 }));
-            parts.push(message(first, 1, alone.entries(0..1)));
+            let object = result_object(client, task_id, delivery, at);
+            let outcome = Outcome::InObject { first: at, count, object: object.clone() };
+            let bytes = Bytes::copy_from_slice(results.entries(first..end));
+            parts.push(Part { message: message(outcome, &[]), object: Some((object, bytes)) });
         } else {
-            parts.push(message(first, end - first, results.entries(first..end)));
+            let outcome = Outcome::Items { first: at, count };
+            parts.push(Part { message: message(outcome, results.entries(first..end)), object: None });
         }
         first = end;
     }
@@ -64,43 +77,64 @@ fn fitting_run(results: &ItemResults, first: usize, room: usize) -> (usize, usiz
 }
 
 /// The message refusing a task: its error, for its client.
-pub(super) fn refusal(ran_on: &RanOn, task_id: u64, delivery: u64, error: RemoteError) -> Vec<Bytes> {
+pub(super) fn refusal(ran_on: &RanOn, task_id: u64, delivery: u64, error: RemoteError) -> Vec<Part> {
     let head =
         ResultHead { version: PROTOCOL, task_id, ran_on: ran_on.clone(), delivery, outcome: Outcome::Failed(error) };
-    vec![Bytes::from(head.encode(&[]))]
+    vec![Part { message: Bytes::from(head.encode(&[])), object: None }]
 }
 
 /// Stores a task's result messages in the pool's result stream, on their client's
-/// subject, where the client takes them (now, or when it is back from a disconnection);
-/// retries while the broker does not confirm (it may be restarting) for up to `patience`.
+/// subject, where the client takes them (now, or when it is back from a disconnection),
+/// each one's object first; retries while the broker does not confirm (it may be
+/// restarting) for up to `patience`. An object whose message could not follow is deleted
+/// (or, with the broker away, expires).
 pub(super) async fn deliver(
     js: async_nats::jetstream::Context,
+    objects: Objects,
     key: u64,
     subject: String,
-    parts: Vec<Bytes>,
+    parts: Vec<Part>,
     patience: Duration,
 ) -> (u64, Delivery) {
-    let started = Instant::now();
+    let deadline = Instant::now() + patience;
     for part in parts {
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let stored = match js.publish(subject.clone(), part.clone()).await {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match stored {
-                Ok(()) => break,
-                Err(e) => {
-                    if started.elapsed() >= patience {
-                        return (key, Delivery::Abandoned(format!("storing a result on {subject}: {e}")));
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+        if let Some((name, bytes)) = &part.object
+            && let Err(e) = objects.put(name, bytes, deadline).await
+        {
+            return (key, Delivery::Abandoned(format!("storing a result: {e}")));
+        }
+        if let Err(e) = publish(&js, &subject, &part.message, deadline).await {
+            if let Some((name, _)) = &part.object {
+                objects.delete(name).await;
             }
+            return (key, Delivery::Abandoned(format!("storing a result on {subject}: {e}")));
         }
     }
     (key, Delivery::Confirmed)
+}
+
+/// Publishes one result message, retrying until the broker confirms it or `deadline`.
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    message: &Bytes,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let stored = match js.publish(subject.to_string(), message.clone()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,11 +145,11 @@ mod tests {
         RanOn { host: "h".into(), worker_pid: 1, process_pid: Some(2) }
     }
 
-    fn heads(parts: &[Bytes]) -> Vec<(Outcome, Vec<u8>)> {
+    fn heads(parts: &[Part]) -> Vec<(Outcome, Vec<u8>)> {
         parts
             .iter()
             .map(|p| {
-                let (head, rest) = ResultHead::decode(p).unwrap();
+                let (head, rest) = ResultHead::decode(&p.message).unwrap();
                 (head.outcome, rest.to_vec())
             })
             .collect()
@@ -127,7 +161,7 @@ mod tests {
         for v in 0..3u8 {
             results.push(Ok(&[v][..]));
         }
-        let parts = result_parts(&ran_on(), 0, 9, 1, &results);
+        let parts = result_parts(&ran_on(), 0, "c", 9, 1, &results);
         let got = heads(&parts);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, Outcome::Items { first: 0, count: 3 });
@@ -135,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn results_are_cut_at_the_limit_and_one_too_large_item_fails_alone() {
+    fn results_are_cut_at_the_limit_and_one_too_large_item_goes_into_an_object() {
         let max = HEADER_ROOM + HEAD_ROOM + 100;
         let mut results = ItemResults::new();
         results.push(Ok(&[1; 40][..]));
@@ -143,22 +177,26 @@ mod tests {
         results.push(Ok(&[3; 40][..]));
         results.push(Ok(&[4; 500][..]));
         results.push(Ok(&[5; 10][..]));
-        let got = heads(&result_parts(&ran_on(), max, 9, 1, &results));
+        let parts = result_parts(&ran_on(), max, "c", 9, 2, &results);
+        let got = heads(&parts);
         let outcomes: Vec<_> = got.iter().map(|(o, _)| o.clone()).collect();
+        let object = result_object("c", 9, 2, 3);
         assert_eq!(
             outcomes,
             [
                 Outcome::Items { first: 0, count: 2 },
                 Outcome::Items { first: 2, count: 1 },
-                Outcome::Items { first: 3, count: 1 },
+                Outcome::InObject { first: 3, count: 1, object: object.clone() },
                 Outcome::Items { first: 4, count: 1 },
             ]
         );
-        let mut too_large = None;
-        crate::envelope::for_each_entry(&got[2].1, 1, |_, r| too_large = Some(r.map(<[u8]>::to_vec)));
-        match too_large {
-            Some(Err(RemoteError::TooLarge { max: m, .. })) => assert_eq!(m, max as u64),
-            other => panic!("{other:?}"),
-        }
+        assert!(parts.iter().all(|p| p.message.len() <= max), "every message within the limit");
+        // The object holds the entry exactly as a message would have carried it.
+        let (name, bytes) = parts[2].object.as_ref().expect("the large result travels as an object");
+        assert_eq!((name, &bytes[..]), (&object, results.entries(3..4)));
+        assert!(got[2].1.is_empty());
+        let mut read = None;
+        crate::envelope::for_each_entry(bytes, 1, |_, r| read = Some(r.map(<[u8]>::to_vec)));
+        assert_eq!(read, Some(Ok(vec![4; 500])));
     }
 }

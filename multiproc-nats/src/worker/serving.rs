@@ -11,6 +11,10 @@
 //!   redelivery may cause.
 //! - A refused task (see [`admission`](super::admission)) is terminated (`+TERM`) once
 //!   the reason is stored for its client, so that it is not handed out again.
+//! - A task whose items are in the pool's object store runs once they are read (in the
+//!   background: the loop goes on meanwhile); items that are gone (the task settled:
+//!   this is a redelivery) refuse it, and items the broker cannot give now put it back
+//!   on the queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +27,14 @@ use tokio::task::JoinSet;
 
 use super::admission::{Admission, admit, other_builds_notice};
 use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
-use super::results::{Delivery, deliver, refusal, result_parts};
+use super::results::{Delivery, Part, deliver, refusal, result_parts};
 use super::settings::WorkerConfig;
 use super::slots::{Finished, Job, Slots};
 use super::stats::StatsCell;
 use crate::broker;
-use crate::envelope::{RanOn, host_name};
+use crate::envelope::{RanOn, TaskHead, host_name};
 use crate::error::ClusterError;
+use crate::objects::{self, Fetch, Objects};
 use crate::runner::{RunReport, TaskRunner};
 use crate::status::{LiveWorker, unix_ms};
 
@@ -50,6 +55,7 @@ pub(super) struct Worker {
     stream: jetstream::stream::Stream,
     consumer: jetstream::consumer::PullConsumer,
     leases: jetstream::stream::Stream,
+    objects: Objects,
     runner: Arc<dyn TaskRunner>,
     stats: Arc<StatsCell>,
     events: mpsc::UnboundedReceiver<async_nats::Event>,
@@ -78,9 +84,10 @@ impl Worker {
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
         let leases = broker::lease_stream(&js, &config.queue).await?;
         broker::result_stream(&js, &config.queue).await?;
+        let objects = objects::bucket(&js, &config.queue, client.server_info().max_payload).await?;
         // Where its heartbeats go, for the pool's status.
         broker::presence_stream(&js, &config.queue).await?;
-        Ok(Worker { config, client, js, stream, consumer, leases, runner, stats, events, me, fingerprint })
+        Ok(Worker { config, client, js, stream, consumer, leases, objects, runner, stats, events, me, fingerprint })
     }
 
     /// Serves the queue until `stop` says so (then finishes what it holds) or the
@@ -104,6 +111,7 @@ impl Worker {
             held: HashMap::new(),
             running: HashMap::new(),
             deliveries: JoinSet::new(),
+            fetches: JoinSet::new(),
             next_key: 0,
             stopping: false,
             disconnected: false,
@@ -142,6 +150,8 @@ struct Session {
     /// The messages a slot runs, by key.
     running: HashMap<u64, Running>,
     deliveries: JoinSet<(u64, Delivery)>,
+    /// Tasks whose items are being read from the object store.
+    fetches: JoinSet<(u64, TaskHead, Fetch)>,
     next_key: u64,
     stopping: bool,
     disconnected: bool,
@@ -193,6 +203,11 @@ impl Session {
                 Some(joined) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
                     if let Ok((key, delivery)) = joined {
                         self.on_delivered(key, delivery).await;
+                    }
+                }
+                Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    if let Ok((key, head, fetched)) = joined {
+                        self.on_fetched(key, head, fetched).await;
                     }
                 }
                 _ = progress.tick() => self.on_heartbeat().await,
@@ -263,7 +278,13 @@ impl Session {
                 self.running.insert(key, running);
                 let payload = msg.payload.clone();
                 self.held.insert(key, Held { msg, refused: false });
-                self.slots.run(Job { key, head, payload, args_at });
+                match head.args_object.clone() {
+                    None => self.slots.run(Job { key, head, payload, args_at }),
+                    Some(name) => {
+                        let objects = self.worker.objects.clone();
+                        self.fetches.spawn(async move { (key, head, objects.get(&name).await) });
+                    }
+                }
             }
             Admission::Refuse { task_id, reply_to, error, log } => {
                 if let Some(log) = log {
@@ -326,18 +347,47 @@ impl Session {
         let _ = msg.ack_with(AckKind::Term).await;
     }
 
+    /// A task's items, read from the object store (or not): it runs now. Items that are
+    /// not there (its task settled: this is a redelivery) refuse it, with the error for
+    /// its client, which drops it; items the broker could not give now put it back on
+    /// the queue, for another try.
+    async fn on_fetched(&mut self, key: u64, head: TaskHead, fetched: Fetch) {
+        match fetched {
+            Fetch::Got(items) => self.slots.run(Job { key, head, payload: items.into(), args_at: 0 }),
+            Fetch::Failed(error) => {
+                let Some(Running { task_id, reply_to, delivery }) = self.running.remove(&key) else { return };
+                if let Some(held) = self.held.get_mut(&key) {
+                    held.refused = true;
+                }
+                self.log(format_args!("refusing task {task_id} from {reply_to}: {error}"));
+                self.worker.stats.update(|s| s.refused += 1);
+                let parts = refusal(&self.worker.me, task_id, delivery, error);
+                self.deliver(key, reply_to, parts);
+            }
+            Fetch::Retry(error) => {
+                self.running.remove(&key);
+                if let Some(held) = self.held.remove(&key) {
+                    self.log(format_args!("task {}: {error}; it goes back to the queue", head.task_id));
+                    let _ = held.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+            }
+        }
+    }
+
     /// A slot finished a task: its result goes to its client.
     fn on_slot_finished(&mut self, key: u64, report: RunReport) {
         let Some(Running { task_id, reply_to, delivery }) = self.running.remove(&key) else { return };
         let ran_on = RanOn { process_pid: report.process_pid, ..self.worker.me.clone() };
         let max = self.worker.client.server_info().max_payload;
-        let parts = result_parts(&ran_on, max, task_id, delivery, &report.results);
+        let client = reply_to.rsplit('.').next().unwrap_or(&reply_to);
+        let parts = result_parts(&ran_on, max, client, task_id, delivery, &report.results);
         self.deliver(key, reply_to, parts);
     }
 
-    fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<bytes::Bytes>) {
+    fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<Part>) {
         let patience = self.worker.config.result_patience;
-        self.deliveries.spawn(deliver(self.worker.js.clone(), key, reply_to, parts, patience));
+        let (js, objects) = (self.worker.js.clone(), self.worker.objects.clone());
+        self.deliveries.spawn(deliver(js, objects, key, reply_to, parts, patience));
     }
 
     /// A result is stored for its client: the task leaves the queue. One the broker
