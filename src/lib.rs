@@ -75,6 +75,13 @@
 //! serde, so it can be any `Serialize + DeserializeOwned` value — several values travel
 //! as a tuple.
 //!
+//! A closure that captures cannot travel (what it captured is not in the child). It is
+//! refused by `cargo build`, with an error naming the rule, or, when what it captured is
+//! exactly a pointer's size, at the call, with a panic naming the closure. `cargo check`
+//! does not see it: stable Rust has no bound for "captures nothing" that a generic
+//! function could state, and taking `fn` pointers instead would lose each task's own
+//! name in errors.
+//!
 //! ```
 //! use multiproc::{Process, current_process};
 //!
