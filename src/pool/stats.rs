@@ -61,8 +61,8 @@ pub struct PoolStats {
     /// How what the workers' tasks start is contained (see [`Contain`](crate::Contain)).
     pub containment: crate::Containment,
     /// The workers' sandbox as it takes effect on this kernel
-    /// ([`Sandbox::in_effect`](crate::Sandbox::in_effect): with `best_effort`, what the
-    /// kernel lacks is named as left out); `None` without a sandbox.
+    /// (`Sandbox::in_effect`, feature `sandbox`: with `best_effort`, what the kernel lacks
+    /// is named as left out); `None` without a sandbox.
     pub sandbox: Option<String>,
     /// The fork server's template process, with [`StartMethod::ForkServer`](crate::StartMethod).
     pub fork_server_pid: Option<u32>,
