@@ -23,6 +23,9 @@
 //!   worker after its client's close leaves expires after the queue's `result_ttl`, the
 //!   bucket's `max_age`.
 //!
+//! - An upload the broker's death cut short leaves chunks no description names: the
+//!   writer's next try purges them once the broker is back (see [`Objects::put`]).
+//!
 //! Deleting also removes the object's deletion marker, so a bucket with nothing in
 //! flight holds no message at all.
 
@@ -30,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, object_store, stream};
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
@@ -49,6 +54,7 @@ const TRANSFER_LIMIT: Duration = Duration::from_secs(300);
 /// The pool's object store: where payloads too large for a message travel.
 #[derive(Clone)]
 pub(crate) struct Objects {
+    js: jetstream::Context,
     store: object_store::ObjectStore,
     /// The bucket's stream, for removing deletion markers.
     stream: stream::Stream,
@@ -113,33 +119,88 @@ pub(crate) async fn bucket(
         .get_stream(format!("OBJ_{bucket}"))
         .await
         .map_err(|e| ClusterError::Setup { what, message: e.to_string() })?;
-    Ok(Objects { store, stream, bucket, chunk: chunk_size(max_payload) })
+    Ok(Objects { js: js.clone(), store, stream, bucket, chunk: chunk_size(max_payload) })
 }
 
 impl Objects {
     /// Stores `bytes` as object `name` (replacing one of that name), retrying while the
     /// broker does not confirm, until `deadline`.
+    ///
+    /// Each try stores its chunks on a subject of its own. A try cut short (the broker
+    /// went away midway) leaves chunks that no description names, so no deletion would
+    /// ever find them: they are purged here once a later try gets through (or, with the
+    /// broker away to the end, expire).
     pub(crate) async fn put(&self, name: &str, bytes: &[u8], deadline: Instant) -> Result<(), RemoteError> {
         let mut backoff = Duration::from_millis(50);
+        let mut cut_short = Vec::new();
         loop {
-            let meta = object_store::ObjectMetadata {
-                name: name.to_string(),
-                chunk_size: Some(self.chunk),
-                ..Default::default()
-            };
-            let mut reader = bytes;
-            let error = match tokio::time::timeout(TRANSFER_LIMIT, self.store.put(meta, &mut reader)).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => e.to_string(),
+            let chunks = format!("$O.{}.C.{}", self.bucket, crate::broker::random_id());
+            let error = match tokio::time::timeout(TRANSFER_LIMIT, self.put_once(name, bytes, &chunks)).await {
+                Ok(Ok(())) => {
+                    self.purge(&cut_short).await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
                 Err(_) => format!("not stored within {TRANSFER_LIMIT:?}"),
             };
+            cut_short.push(chunks);
             if Instant::now() + backoff >= deadline {
+                self.purge(&cut_short).await;
                 let message = format!("could not be stored: {error}");
                 return Err(RemoteError::Object { object: name.to_string(), message });
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// Stores `bytes` as object `name` once, its chunks on subject `chunks`, as the object
+    /// store's own `put` does (so its `get` reads it, digest checked), then purges the
+    /// chunks of the object it replaces. Written here rather than calling that `put`
+    /// because its chunk subject is its own secret: one it cut short could not be found.
+    async fn put_once(&self, name: &str, bytes: &[u8], chunks: &str) -> Result<(), String> {
+        let replaced = self.store.info(name).await.ok().filter(|info| !info.deleted);
+        for chunk in bytes.chunks(self.chunk) {
+            let ack = self.js.publish(chunks.to_string(), Bytes::copy_from_slice(chunk)).await;
+            ack.map_err(|e| e.to_string())?.await.map_err(|e| format!("a chunk: {e}"))?;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let info = object_store::ObjectInfo {
+            name: name.to_string(),
+            description: None,
+            metadata: Default::default(),
+            headers: None,
+            options: Some(object_store::ObjectOptions { link: None, max_chunk_size: Some(self.chunk) }),
+            bucket: self.bucket.clone(),
+            nuid: chunks.rsplit('.').next().unwrap_or_default().to_string(),
+            size: bytes.len(),
+            chunks: bytes.len().div_ceil(self.chunk),
+            modified: None,
+            digest: Some(format!("SHA-256={}", URL_SAFE.encode(digest.as_ref()))),
+            deleted: false,
+        };
+        let description = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
+        // The description replaces the one before it (a roll-up of its subject).
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Rollup", "sub");
+        let ack = self.js.publish_with_headers(self.description_subject(name), headers, description.into()).await;
+        ack.map_err(|e| e.to_string())?.await.map_err(|e| format!("its description: {e}"))?;
+        if let Some(old) = replaced {
+            self.purge(&[format!("$O.{}.C.{}", self.bucket, old.nuid)]).await;
+        }
+        Ok(())
+    }
+
+    /// Purges the chunks on `subjects` (best effort: the broker may be away).
+    async fn purge(&self, subjects: &[String]) {
+        for subject in subjects {
+            let _ = tokio::time::timeout(REQUEST_LIMIT, self.stream.purge().filter(subject)).await;
+        }
+    }
+
+    /// The subject of object `name`'s description (and of its deletion marker).
+    fn description_subject(&self, name: &str) -> String {
+        format!("$O.{}.M.{}", self.bucket, URL_SAFE.encode(name))
     }
 
     /// Reads object `name` whole (its digest checked). One that is not there is an error
@@ -172,8 +233,7 @@ impl Objects {
     /// fine).
     pub(crate) async fn delete(&self, name: &str) {
         let _ = tokio::time::timeout(REQUEST_LIMIT, self.store.delete(name)).await;
-        let marker = format!("$O.{}.M.{}", self.bucket, base64::engine::general_purpose::URL_SAFE.encode(name));
-        let _ = tokio::time::timeout(REQUEST_LIMIT, self.stream.purge().filter(marker)).await;
+        let _ = tokio::time::timeout(REQUEST_LIMIT, self.stream.purge().filter(self.description_subject(name))).await;
     }
 
     /// Deletes every object whose name starts with `prefix` (a closing client's).

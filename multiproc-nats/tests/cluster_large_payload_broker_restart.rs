@@ -1,0 +1,162 @@
+//! The broker is killed and started again (same port, same store) while a large task's
+//! payloads are on their way through the pool's object store: while the client stores
+//! the task's arguments, while a worker reads them, while the worker stores its result,
+//! and while the client reads it. Each time the caller gets the exact result, once, and
+//! once the pool is joined the object store holds nothing: no object, and no chunk of an
+//! upload the broker's death cut short.
+//!
+//! Where each transfer is, the test sees on the broker's subjects (a chunk stored, a
+//! description stored, the consumer an object is read through asked for): the kill comes
+//! right after, while the rest is still on its way (or, for a small machine's fast
+//! transfer, just after it ended: the test's claims hold either way).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use multiproc_nats::testing::NatsServer;
+use multiproc_nats::{BrokerConfig, QueueConfig};
+
+mod common;
+
+multiproc_nats::test_init!();
+
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// 8 MiB: eight times the broker's limit, some eight chunks each way.
+const LARGE: usize = 8 << 20;
+
+const POOL: &str = "bigrestart";
+
+/// The bytes it was given, reversed: as large a result as the argument.
+fn reversed(mut data: Vec<u8>) -> Vec<u8> {
+    data.reverse();
+    data
+}
+
+/// `len` bytes made from `seed` (xorshift): each round's payload differs.
+fn made(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// What the test watches: the bucket's subjects, where chunks (`C`) and descriptions
+/// (`M`) are stored, and the requests for the consumers an object is read through.
+struct Bucket {
+    rt: tokio::runtime::Runtime,
+    sub: futures_util::stream::Select<async_nats::Subscriber, async_nats::Subscriber>,
+}
+
+/// A chunk stored, a description stored, a read begun.
+const CHUNK: &str = "$O.MPROC_bigrestart_objects.C.";
+const DESCRIPTION: &str = "$O.MPROC_bigrestart_objects.M.";
+const READ: &str = "$JS.API.CONSUMER.CREATE.OBJ_MPROC_bigrestart_objects";
+
+impl Bucket {
+    fn watch(server: &NatsServer) -> Bucket {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let sub = rt.block_on(async {
+            let nats = async_nats::connect(server.url()).await.unwrap();
+            let stored = nats.subscribe(format!("$O.MPROC_{POOL}_objects.>")).await.unwrap();
+            let reads = nats.subscribe("$JS.API.CONSUMER.CREATE.>").await.unwrap();
+            nats.flush().await.unwrap();
+            futures_util::stream::select(stored, reads)
+        });
+        Bucket { rt, sub }
+    }
+
+    /// Waits for the next message on a subject starting with `wanted` (one of the above).
+    fn next(&mut self, wanted: &str) {
+        let sub = &mut self.sub;
+        let seen = self.rt.block_on(async {
+            let next = async {
+                while let Some(msg) = sub.next().await {
+                    if msg.subject.starts_with(wanted) {
+                        return true;
+                    }
+                }
+                false
+            };
+            tokio::time::timeout(common::PATIENCE, next).await
+        });
+        assert_eq!(seen, Ok(true), "a message on {wanted}...");
+    }
+}
+
+/// The objects in the pool's object store, their bytes, and the subjects of its stream
+/// still holding messages (chunks, descriptions, deletion markers): nothing when nothing
+/// is left behind.
+fn left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u64, Vec<String>) {
+    let status = multiproc_nats::status(&BrokerConfig::parse(&server.url()).unwrap(), queue).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let subjects = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let stream = js.get_stream(format!("OBJ_MPROC_{POOL}_objects")).await.unwrap();
+        let mut subjects = stream.info_with_subjects(">").await.unwrap();
+        let mut left = Vec::new();
+        while let Some((subject, n)) = subjects.next().await.map(Result::unwrap) {
+            left.push(format!("{subject} ({n} messages)"));
+        }
+        left
+    });
+    (status.objects, status.object_bytes, subjects)
+}
+
+#[test]
+fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
+    let Some(mut server) = NatsServer::start("large-restart") else { return };
+    let pool = common::cluster_pool(&server, POOL, ACK_WAIT, 1);
+    let run = |seed: u64| {
+        let data = made(seed, LARGE);
+        (data.clone(), pool.apply_async(reversed, data))
+    };
+    let check = |(mut data, handle): (Vec<u8>, multiproc::AsyncResult<Vec<u8>>), stage: &str| {
+        data.reverse();
+        let got = handle.get_timeout(common::PATIENCE).unwrap_or_else(|e| panic!("{stage}: {e}"));
+        assert!(got == data, "{stage}: the result came back exact");
+    };
+
+    // The client stores the arguments (no worker yet): killed after the first chunk.
+    let mut bucket = Bucket::watch(&server);
+    let task = run(1);
+    bucket.next(CHUNK);
+    server.restart();
+    let _worker = common::start_worker(&server, POOL, 1, ACK_WAIT);
+    check(task, "the client's upload");
+
+    // A worker reads the arguments: killed once its read began.
+    let mut bucket = Bucket::watch(&server);
+    let task = run(2);
+    bucket.next(DESCRIPTION);
+    bucket.next(READ);
+    server.restart();
+    check(task, "the worker's read");
+
+    // The worker stores its result: killed after its first chunk.
+    let mut bucket = Bucket::watch(&server);
+    let task = run(3);
+    bucket.next(DESCRIPTION);
+    bucket.next(CHUNK);
+    server.restart();
+    check(task, "the worker's upload");
+
+    // The client reads the result: killed once its read began.
+    let mut bucket = Bucket::watch(&server);
+    let task = run(4);
+    bucket.next(DESCRIPTION);
+    bucket.next(READ);
+    bucket.next(DESCRIPTION);
+    bucket.next(READ);
+    server.restart();
+    check(task, "the client's read");
+
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(left_behind(&server, &common::queue(POOL, ACK_WAIT)), (0, 0, vec![]), "nothing left behind");
+}
