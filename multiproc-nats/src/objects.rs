@@ -134,7 +134,7 @@ impl Objects {
         let mut backoff = Duration::from_millis(50);
         let mut cut_short = Vec::new();
         loop {
-            let chunks = format!("$O.{}.C.{}", self.bucket, crate::broker::random_id());
+            let chunks = self.chunk_subject(&crate::broker::random_id());
             let error = match tokio::time::timeout(TRANSFER_LIMIT, self.put_once(name, bytes, &chunks)).await {
                 Ok(Ok(())) => {
                     self.purge(&cut_short).await;
@@ -186,7 +186,7 @@ impl Objects {
         let ack = self.js.publish_with_headers(self.description_subject(name), headers, description.into()).await;
         ack.map_err(|e| e.to_string())?.await.map_err(|e| format!("its description: {e}"))?;
         if let Some(old) = replaced {
-            self.purge(&[format!("$O.{}.C.{}", self.bucket, old.nuid)]).await;
+            self.purge(&[self.chunk_subject(&old.nuid)]).await;
         }
         Ok(())
     }
@@ -196,6 +196,12 @@ impl Objects {
         for subject in subjects {
             let _ = tokio::time::timeout(REQUEST_LIMIT, self.stream.purge().filter(subject)).await;
         }
+    }
+
+    /// The subject of the chunks of the object stored under `nuid` (as the object
+    /// store names it).
+    fn chunk_subject(&self, nuid: &str) -> String {
+        format!("$O.{}.C.{nuid}", self.bucket)
     }
 
     /// The subject of object `name`'s description (and of its deletion marker).

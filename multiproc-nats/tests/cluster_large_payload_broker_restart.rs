@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use multiproc_nats::testing::NatsServer;
-use multiproc_nats::{BrokerConfig, QueueConfig};
 
 mod common;
 
@@ -31,19 +30,6 @@ const POOL: &str = "bigrestart";
 fn reversed(mut data: Vec<u8>) -> Vec<u8> {
     data.reverse();
     data
-}
-
-/// `len` bytes made from `seed` (xorshift): each round's payload differs.
-fn made(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// What the test watches: the bucket's subjects, where chunks (`C`) and descriptions
@@ -89,31 +75,12 @@ impl Bucket {
     }
 }
 
-/// The objects in the pool's object store, their bytes, and the subjects of its stream
-/// still holding messages (chunks, descriptions, deletion markers): nothing when nothing
-/// is left behind.
-fn left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u64, Vec<String>) {
-    let status = multiproc_nats::status(&BrokerConfig::parse(&server.url()).unwrap(), queue).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let subjects = rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
-        let stream = js.get_stream(format!("OBJ_MPROC_{POOL}_objects")).await.unwrap();
-        let mut subjects = stream.info_with_subjects(">").await.unwrap();
-        let mut left = Vec::new();
-        while let Some((subject, n)) = subjects.next().await.map(Result::unwrap) {
-            left.push(format!("{subject} ({n} messages)"));
-        }
-        left
-    });
-    (status.objects, status.object_bytes, subjects)
-}
-
 #[test]
 fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
     let Some(mut server) = NatsServer::start("large-restart") else { return };
     let pool = common::cluster_pool(&server, POOL, ACK_WAIT, 1);
     let run = |seed: u64| {
-        let data = made(seed, LARGE);
+        let data = common::pseudo_random_bytes(seed, LARGE);
         (data.clone(), pool.apply_async(reversed, data))
     };
     let check = |(mut data, handle): (Vec<u8>, multiproc::AsyncResult<Vec<u8>>), stage: &str| {
@@ -158,5 +125,9 @@ fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
 
     pool.close();
     pool.join().unwrap();
-    assert_eq!(left_behind(&server, &common::queue(POOL, ACK_WAIT)), (0, 0, vec![]), "nothing left behind");
+    assert_eq!(
+        common::objects_left_behind(&server, &common::queue(POOL, ACK_WAIT)),
+        (0, 0, vec![]),
+        "nothing left behind"
+    );
 }

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use multiproc_nats::testing::NatsServer;
-use multiproc_nats::{BrokerConfig, QueueConfig};
 
 mod common;
 
@@ -22,17 +21,10 @@ fn checksum(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// `len` bytes made from `seed`, the same on every machine (xorshift).
+/// `len` bytes made from `seed`, the same on every machine: run as a task, so that a
+/// result as large travels back.
 fn made((seed, len): (u64, usize)) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::pseudo_random_bytes(seed, len)
 }
 
 /// What a task was given: its length and checksum.
@@ -44,19 +36,6 @@ fn digest(data: Vec<u8>) -> (usize, u64) {
 fn reversed(mut data: Vec<u8>) -> Vec<u8> {
     data.reverse();
     data
-}
-
-/// The objects in the pool's object store, their bytes, and the messages of its stream
-/// (chunks, descriptions, deletion markers): all zero when nothing is left behind.
-fn left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u64, u64) {
-    let status = multiproc_nats::status(&BrokerConfig::parse(&server.url()).unwrap(), queue).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let messages = rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
-        let mut stream = js.get_stream(format!("OBJ_MPROC_{}_objects", queue.pool_name())).await.unwrap();
-        stream.info().await.unwrap().state.messages
-    });
-    (status.objects, status.object_bytes, messages)
 }
 
 #[test]
@@ -96,5 +75,9 @@ fn arguments_and_results_of_64_mib_come_back_exact_and_leave_nothing_behind() {
 
     pool.close();
     pool.join().unwrap();
-    assert_eq!(left_behind(&server, &common::queue("large", ACK_WAIT)), (0, 0, 0), "nothing left behind");
+    assert_eq!(
+        common::objects_left_behind(&server, &common::queue("large", ACK_WAIT)),
+        (0, 0, vec![]),
+        "nothing left behind"
+    );
 }

@@ -145,3 +145,37 @@ pub fn start_worker_at(url: &str, pool: &str, slots: usize, ack_wait: Duration) 
 pub fn consumer() -> String {
     format!("workers-{:016x}", multiproc::remote::fingerprint())
 }
+
+/// `len` bytes made from `seed` (xorshift), the same on every machine: payloads a test
+/// can make again to check what came back.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// What the pool's object store still holds: its objects, their bytes, and the subjects
+/// of its stream with messages (chunks, descriptions, deletion markers); `(0, 0, [])`
+/// when nothing is left behind.
+pub fn objects_left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u64, Vec<String>) {
+    use futures_util::StreamExt;
+    let status = multiproc_nats::status(&BrokerConfig::parse(&server.url()).unwrap(), queue).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let subjects = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let stream = js.get_stream(format!("OBJ_MPROC_{}_objects", queue.pool_name())).await.unwrap();
+        let mut subjects = stream.info_with_subjects(">").await.unwrap();
+        let mut left = Vec::new();
+        while let Some((subject, n)) = subjects.next().await.map(Result::unwrap) {
+            left.push(format!("{subject} ({n} messages)"));
+        }
+        left
+    });
+    (status.objects, status.object_bytes, subjects)
+}
