@@ -8,7 +8,10 @@
 //! single-threaded, forks (`sys::fork::fork_sibling`: the new process is a child of the
 //! template's parent, not of the template) and answers with the pid; the new process
 //! closes the template's socket and does the ordinary child handshake on the socket it
-//! received ([`super::run_forked`]): the parent's side is the same as for an exec'd child
+//! received ([`super::run_forked`]). A request carries the child's cgroup too, when it
+//! is contained in one, and the template creates the child inside it (`clone3`): a move
+//! into a cgroup afterwards costs the parent an RCU grace period (milliseconds) per
+//! child. The parent's side is the same as for an exec'd child
 //! from there on (its cgroup, its guard, its limits, its hello).
 //!
 //! What this buys: no exec, no dynamic loading, and memory the preload filled shared
@@ -17,7 +20,7 @@
 //! that dies (it is not the template's child); a template that dies is started again at
 //! the next request.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -42,7 +45,8 @@ struct TemplateSetup {
 /// The template's answer to one fork request.
 #[derive(Serialize, Deserialize)]
 enum Forked {
-    Pid(u32),
+    /// The new child's pid, and whether it was created in the cgroup it was sent.
+    Pid(u32, bool),
     Refused(String),
 }
 
@@ -137,9 +141,15 @@ impl ForkServer {
         Ok(t)
     }
 
-    /// Has the template fork a child that will do its handshake on `theirs`; the child
-    /// is this process's child. A template that is gone is started again (once).
-    pub(crate) fn fork(&self, theirs: &UnixStream) -> Result<ChildProcess, crate::Error> {
+    /// Has the template fork a child that will do its handshake on `theirs`, created in
+    /// the cgroup `cgroup` (an open directory) if one is given and the kernel lets the
+    /// template; the child is this process's child. Returns it, and whether it is in its
+    /// cgroup already. A template that is gone is started again (once).
+    pub(crate) fn fork(
+        &self,
+        theirs: &UnixStream,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> Result<(ChildProcess, bool), crate::Error> {
         let mut slot = self.lock();
         let mut lost = String::new();
         for _ in 0..2 {
@@ -147,9 +157,12 @@ impl ForkServer {
                 *slot = Some(self.start_template()?);
             }
             let t = slot.as_mut().expect("just set");
-            let sock = theirs.as_fd().try_clone_to_owned()?;
-            match request(t, sock, self.spec.start_timeout) {
-                Ok(pid) => return ChildProcess::new(pid).map_err(crate::Error::Io),
+            let mut fds = vec![theirs.as_fd().try_clone_to_owned()?];
+            if let Some(dir) = cgroup {
+                fds.push(dir.try_clone_to_owned()?);
+            }
+            match request(t, fds, self.spec.start_timeout) {
+                Ok((pid, in_cgroup)) => return Ok((ChildProcess::new(pid).map_err(crate::Error::Io)?, in_cgroup)),
                 Err(Failure::Refused(why)) => return Err(crate::Error::Io(std::io::Error::other(why))),
                 Err(Failure::Lost(why)) => {
                     // Dropping it kills and reaps it.
@@ -163,18 +176,19 @@ impl ForkServer {
     }
 }
 
-/// One fork request and its answer.
-fn request(t: &mut Template, sock: OwnedFd, timeout: Duration) -> Result<u32, Failure> {
+/// One fork request (the child's socket, then its cgroup's directory if any) and its
+/// answer.
+fn request(t: &mut Template, fds: Vec<OwnedFd>, timeout: Duration) -> Result<(u32, bool), Failure> {
     let deadline = Instant::now().checked_add(timeout);
     let lost = |e: FrameError| Failure::Lost(e.to_string());
-    t.channel.writer.queue_parts(FORKSERVER_FORK, &[], &[], &[sock]).map_err(lost)?;
+    t.channel.writer.queue_parts(FORKSERVER_FORK, &[], &[], &fds).map_err(lost)?;
     t.channel.writer.flush(deadline).map_err(lost)?;
     let frame = t.channel.recv(deadline).map_err(lost)?;
     if frame.kind != FORKSERVER_FORKED {
         return Err(Failure::Lost(format!("unexpected frame kind {:#04x}", frame.kind)));
     }
     match frame.decode::<Forked>() {
-        Ok(Forked::Pid(pid)) => Ok(pid),
+        Ok(Forked::Pid(pid, in_cgroup)) => Ok((pid, in_cgroup)),
         Ok(Forked::Refused(why)) => Err(Failure::Refused(why)),
         Err(e) => Err(Failure::Lost(e.to_string())),
     }
@@ -202,23 +216,31 @@ fn template_entry(ctx: ChildContext) {
         Ok(s) => s,
         Err(_) => sys::proc::exit_now(2),
     };
+    // Named for `ps`; each child gets the program's name back.
+    let own_name = sys::proc::name();
+    sys::proc::set_name(c"multiproc-forks");
     let ready = preload(&setup);
     if channel.send(FORKSERVER_READY, &ready).is_err() || ready.is_err() {
         sys::proc::exit_now(1);
     }
     let parent = sys::proc::getppid();
     loop {
-        let sock = match channel.recv(None) {
-            Ok(mut frame) if frame.kind == FORKSERVER_FORK => frame.fds.pop(),
+        let mut fds = match channel.recv(None) {
+            Ok(frame) if frame.kind == FORKSERVER_FORK => frame.fds.into_iter(),
             _ => sys::proc::exit_now(0),
         };
+        let (sock, cgroup) = (fds.next(), fds.next());
         let answer = match sock {
             None => Forked::Refused("a fork request without a socket".into()),
-            Some(sock) => match fork_one() {
-                Ok(Some(pid)) => Forked::Pid(pid),
+            Some(sock) => match fork_one(cgroup.as_ref().map(|d| d.as_fd())) {
+                Ok(Some((pid, in_cgroup))) => Forked::Pid(pid, in_cgroup),
                 Ok(None) => {
                     // The new child: nothing of the template's connection stays open in it.
                     drop(channel);
+                    drop(cgroup);
+                    if let Some(name) = &own_name {
+                        sys::proc::set_name(name);
+                    }
                     super::run_forked(sock, parent)
                 }
                 Err(why) => Forked::Refused(why),
@@ -230,9 +252,9 @@ fn template_entry(ctx: ChildContext) {
     }
 }
 
-/// Forks once if this process is single-threaded: the pid in the template, `None` in
-/// the new child.
-fn fork_one() -> Result<Option<u32>, String> {
+/// Forks once, into `cgroup` where it can, if this process is single-threaded: the pid
+/// (and whether it is in the cgroup) in the template, `None` in the new child.
+fn fork_one(cgroup: Option<BorrowedFd<'_>>) -> Result<Option<(u32, bool)>, String> {
     match sys::contain::threads() {
         1 => {}
         n => {
@@ -244,5 +266,5 @@ fn fork_one() -> Result<Option<u32>, String> {
     // Nothing buffered in the template may be written again by every child.
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    sys::fork::fork_sibling().map_err(|e| format!("the fork server cannot fork: {e}"))
+    sys::fork::fork_sibling(cgroup).map_err(|e| format!("the fork server cannot fork: {e}"))
 }

@@ -166,7 +166,8 @@ pub(crate) fn start_watched(
 
 /// How a child comes to exist when it is not exec'd: given the socket it will do its
 /// handshake on, a process of ours (a fork server's `ForkServer::fork`).
-pub(crate) type Fork<'a> = &'a dyn Fn(&UnixStream) -> Result<ChildProcess, Error>;
+pub(crate) type Fork<'a> =
+    &'a dyn Fn(&UnixStream, Option<std::os::fd::BorrowedFd<'_>>) -> Result<(ChildProcess, bool), Error>;
 
 /// As [`start_watched`], the child made by `fork` when there is one (else exec'd): the
 /// same handshake, containment and limits either way.
@@ -189,11 +190,12 @@ pub(crate) fn start_via(
     queue_hello(&mut channel, &hello, write_payload)?;
     let (mut process, exe, in_cgroup) = match fork {
         Some(fork) => {
-            let forked = fork(&theirs);
+            let forked = fork(&theirs, contained.cgroup_dir());
             // The child has its copy: ours must close, so that its death is a hang-up.
             drop(theirs);
-            // Forked by the template, outside the cgroup: it is moved in below.
-            (forked?, executable(spec.executable.as_ref()), false)
+            // Created in its cgroup by the template where it could; else moved in below.
+            let (process, in_cgroup) = forked?;
+            (process, executable(spec.executable.as_ref()), in_cgroup)
         }
         None => spawn_child(spec.executable.as_ref(), theirs, contained.cgroup_dir())?,
     };

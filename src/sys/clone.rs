@@ -25,21 +25,21 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 /// `struct clone_args` of `clone3(2)`, up to `cgroup` (its size is the version).
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub(super) struct CloneArgs {
+    pub(super) flags: u64,
+    pub(super) pidfd: u64,
+    pub(super) child_tid: u64,
+    pub(super) parent_tid: u64,
+    pub(super) exit_signal: u64,
+    pub(super) stack: u64,
+    pub(super) stack_size: u64,
+    pub(super) tls: u64,
+    pub(super) set_tid: u64,
+    pub(super) set_tid_size: u64,
+    pub(super) cgroup: u64,
 }
 
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Set once `clone3` was refused as missing or forbidden: later calls skip it.
 static NO_CLONE3: AtomicBool = AtomicBool::new(false);
@@ -49,7 +49,13 @@ pub(crate) fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) || e.kind() == io::ErrorKind::Unsupported
 }
 
-fn note(r: io::Result<u32>) -> io::Result<u32> {
+/// Whether `clone3` was refused here before (then callers go straight to their fallback).
+pub(super) fn clone3_refused_before() -> bool {
+    NO_CLONE3.load(Ordering::Relaxed)
+}
+
+/// Passes `r` on, remembering when it says that `clone3` is refused here.
+pub(super) fn note(r: io::Result<u32>) -> io::Result<u32> {
     if let Err(e) = &r
         && refused(e)
     {

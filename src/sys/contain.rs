@@ -398,6 +398,7 @@ fn guard_main(
     join: bool,
 ) -> ! {
     let _ = rustix::process::setsid();
+    let _ = rustix::thread::set_name(c"multiproc-guard");
     // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
     // not keep the worker's socket or a test's pipes open.
     for fd in 0..3 {

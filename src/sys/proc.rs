@@ -138,6 +138,17 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Names this thread (the process, when it has one thread) as `ps` and `top` show it:
+/// the crate's helper processes say what they are.
+pub(crate) fn set_name(name: &std::ffi::CStr) {
+    let _ = rustix::thread::set_name(name);
+}
+
+/// This thread's name (see [`set_name`]).
+pub(crate) fn name() -> Option<std::ffi::CString> {
+    rustix::thread::name().ok()
+}
+
 /// Registers `f` to run when the process exits normally (`exit`, or `main` returning).
 pub(crate) fn at_exit(f: extern "C" fn()) {
     // SAFETY: `atexit` only stores the function pointer; `f` is a plain `extern "C" fn()`

@@ -119,8 +119,9 @@ pub(crate) fn start_worker(
     };
     let head = codec::encode(&setup)?;
     let memfd = counters.fd().try_clone_to_owned()?;
-    let fork =
-        cfg.fork_server.as_ref().map(|server| move |theirs: &std::os::unix::net::UnixStream| server.fork(theirs));
+    let fork = cfg.fork_server.as_ref().map(|server| {
+        move |theirs: &std::os::unix::net::UnixStream, cgroup: Option<BorrowedFd<'_>>| server.fork(theirs, cgroup)
+    });
     let spawned = spawn::start_via(
         super::worker::worker_entry,
         "multiproc::pool::worker",
