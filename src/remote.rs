@@ -199,6 +199,7 @@ impl TaskChild {
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             isolation: crate::isolation::Policy::default(),
+            huge_pages: false,
         };
         let spawned = spawn::start(task_child_entry, "multiproc::remote::task_child_entry", &spec, |_| Ok(()))?;
         Ok(TaskChild { process: spawned.process, channel: spawned.channel, ended: false })

@@ -1,7 +1,8 @@
 //! A pool whose workers are forked from a fork-server template (`StartMethod::ForkServer`):
 //! they run tasks, see what the preload loaded, replacements after crashes come from the
 //! template, a template killed mid-run loses nothing (it is started again), containment
-//! applies to forked workers, and nothing is left behind (pool dropped, owner SIGKILLed).
+//! applies to forked workers, they get the program's name and environment (not the
+//! template's), and nothing is left behind (pool dropped, owner SIGKILLed).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -197,4 +198,24 @@ fn a_lock_a_forked_worker_dies_holding_is_recovered() {
         other => panic!("expected OwnerDied, got {other:?}"),
     }
     assert!(pool.apply(lock_and_return, lock).unwrap());
+}
+
+/// The environment's glibc tunables and the process's name, as a task sees them.
+fn tunables_and_name(_: ()) -> (Option<String>, String) {
+    let name = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    (std::env::var("GLIBC_TUNABLES").ok(), name)
+}
+
+#[test]
+fn forked_workers_have_the_programs_name_and_environment() {
+    // The template runs with a tunable of its own (huge pages for the preload) and names
+    // itself for `ps`: neither may reach the workers, nor what they start.
+    let pool = fork_server_pool(2);
+    let mine = tunables_and_name(());
+    for got in pool.map(tunables_and_name, vec![(); 4]).unwrap() {
+        assert_eq!(got, mine);
+    }
+    let template = pool.stats().fork_server_pid.unwrap();
+    let name = std::fs::read_to_string(format!("/proc/{template}/comm")).unwrap();
+    assert_eq!(name.trim(), "multiproc-forks");
 }

@@ -342,6 +342,7 @@ impl ManagerBuilder {
             start_timeout: self.start_timeout,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             isolation: crate::isolation::Policy::none(),
+            huge_pages: false,
         };
         let spawned = spawn::start(server::server_entry, "multiproc::manager::server", &spec, |buf| {
             codec::encode_into(&config, buf)

@@ -403,6 +403,7 @@ impl Process {
             start_timeout: self.start_timeout,
             max_frame: self.max_frame,
             isolation: self.isolation.clone(),
+            huge_pages: false,
         };
         let spawned = spawn::start(target.entry, self.fn_name, &spec, target.encode)?;
         let record = Arc::new(Record {

@@ -130,6 +130,9 @@ pub(crate) struct ChildSpec {
     pub(crate) max_frame: u32,
     /// Its containment, limits and sandbox.
     pub(crate) isolation: crate::isolation::Policy,
+    /// Whether its C library backs large allocations with transparent huge pages (the
+    /// fork server's template: see `forkserver`).
+    pub(crate) huge_pages: bool,
 }
 
 /// A child that completed its handshake and runs its entry.
@@ -197,7 +200,7 @@ pub(crate) fn start_via(
             let (process, in_cgroup) = forked?;
             (process, executable(spec.executable.as_ref()), in_cgroup)
         }
-        None => spawn_child(spec.executable.as_ref(), theirs, contained.cgroup_dir())?,
+        None => spawn_child(spec, theirs, contained.cgroup_dir())?,
     };
     // Into its cgroup before its handshake (before any initializer or task runs), if it
     // was not created there.
@@ -257,11 +260,11 @@ fn queue_hello(
 /// as its socket and the child marker in its environment, inside the cgroup `cgroup` if
 /// the kernel allows; returns it, the path run and whether it is in that cgroup.
 fn spawn_child(
-    over: Option<&PathBuf>,
+    spec: &ChildSpec,
     theirs: UnixStream,
     cgroup: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<(ChildProcess, PathBuf, bool), Error> {
-    let exe = executable(over);
+    let exe = executable(spec.executable.as_ref());
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     if argv.is_empty() {
         argv.push(OsString::from("multiproc-child"));
@@ -270,11 +273,51 @@ fn spawn_child(
     let marker = format!("{}:{}", sys::exec::CHILD_SOCKET_FD, sys::proc::getpid());
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != MARKER).collect();
     env.push((MARKER.into(), marker.into()));
+    if spec.huge_pages {
+        with_huge_page_tunable(&mut env);
+    }
     let spawned = sys::exec::spawn_with_socket(exe.clone().into_os_string(), argv, env, theirs.as_fd(), cgroup)
         .map_err(|source| Error::Spawn { executable: exe.clone(), source })?;
     drop(theirs);
     let process = ChildProcess::new(spawned.pid).map_err(Error::Io)?;
     Ok((process, exe, spawned.in_cgroup))
+}
+
+/// The glibc tunable that makes `malloc` advise huge pages for what it maps.
+const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+const TUNABLES: &str = "GLIBC_TUNABLES";
+
+/// Adds [`HUGE_PAGE_TUNABLE`] last to the tunables in `env` (the C library reads them at
+/// the exec, so only the new program is affected).
+fn with_huge_page_tunable(env: &mut Vec<(OsString, OsString)>) {
+    match env.iter_mut().find(|(k, _)| k == TUNABLES) {
+        Some((_, v)) if !v.is_empty() => v.push(format!(":{HUGE_PAGE_TUNABLE}")),
+        Some((_, v)) => *v = HUGE_PAGE_TUNABLE.into(),
+        None => env.push((TUNABLES.into(), HUGE_PAGE_TUNABLE.into())),
+    }
+}
+
+/// In a child started with [`with_huge_page_tunable`], right after its start (while it
+/// has one thread): the environment as its parent had it, so that the programs it starts
+/// get the parent's tunables.
+pub(crate) fn without_huge_page_tunable() {
+    let Some(v) = std::env::var_os(TUNABLES) else { return };
+    match tunables_without_ours(&v.to_string_lossy()) {
+        Some("") => sys::proc::remove_env(TUNABLES),
+        Some(rest) => sys::proc::set_env(TUNABLES, rest),
+        None => {}
+    }
+}
+
+/// `tunables` without the [`HUGE_PAGE_TUNABLE`] that [`with_huge_page_tunable`] put last;
+/// `None` if it is not there.
+fn tunables_without_ours(tunables: &str) -> Option<&str> {
+    let rest = tunables.strip_suffix(HUGE_PAGE_TUNABLE)?;
+    match rest.strip_suffix(':') {
+        Some(r) => Some(r),
+        None if rest.is_empty() => Some(""),
+        None => None,
+    }
 }
 
 /// How a handshake went wrong, before the child's fate is known.
@@ -489,4 +532,26 @@ macro_rules! test_init {
     () => {
         $crate::__run_before_main!($crate::init, $crate::__start_test_watchdog);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_huge_page_tunable_goes_last_and_comes_off_whole() {
+        for before in [None, Some(""), Some("glibc.malloc.arena_max=2")] {
+            let mut env: Vec<(OsString, OsString)> = vec![("A".into(), "1".into())];
+            if let Some(b) = before {
+                env.push((TUNABLES.into(), b.into()));
+            }
+            with_huge_page_tunable(&mut env);
+            let v = env.iter().find(|(k, _)| k == TUNABLES).map(|(_, v)| v.to_string_lossy().into_owned()).unwrap();
+            assert!(v.ends_with(HUGE_PAGE_TUNABLE), "{v}");
+            assert_eq!(tunables_without_ours(&v), Some(before.unwrap_or("")), "{v}");
+        }
+        // What the child did not get from its parent stays as it is.
+        assert_eq!(tunables_without_ours("glibc.malloc.arena_max=2"), None);
+        assert_eq!(tunables_without_ours("xglibc.malloc.hugetlb=1"), None);
+    }
 }

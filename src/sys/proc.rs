@@ -158,6 +158,13 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
     }
 }
 
+/// Sets an environment variable of this process; only while it has one thread (a fork
+/// server's template, right after its start).
+pub(crate) fn set_env(key: &str, value: &str) {
+    // SAFETY: the caller is single-threaded, so nothing reads the environment meanwhile.
+    unsafe { std::env::set_var(key, value) }
+}
+
 /// Removes an environment variable from this process.
 ///
 /// Called by `init()` at the start of `main`, which its documentation requires to run
