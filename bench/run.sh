@@ -115,6 +115,7 @@ cells() {
     c w4 python "${PY[@]}" w4
     c w4 procspawn "$PSN" w4
     c w4_fs multiproc "$MP" w4 --fork-server
+    c w4_fs_shared multiproc "$MP" w4 --shared-fork-server
     c process_start multiproc "$MP" process-start
     c process_start python "${PS[@]}" --method fork
     c process_start procspawn "$PSN" process-start

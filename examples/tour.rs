@@ -281,6 +281,16 @@ fn fork_server() -> Result<(), Box<dyn std::error::Error>> {
         "  stats: {} died, template pid {:?}, templates started {}",
         s.workers_died, s.fork_server_pid, s.fork_servers_started
     );
+    // One template for several pools: started once, its preload shared by all of them.
+    let server = multiproc::ForkServer::with_preload(load_primes)?;
+    let a = multiproc::Pool::builder().processes(1).fork_server(&server).build()?;
+    let b = multiproc::Pool::builder().processes(1).fork_server(&server).build()?;
+    println!(
+        "  two pools, one shared template (pid {:?}): prime #7 = {}, prime #8 = {}",
+        server.pid(),
+        a.apply(nth_prime, 7)?,
+        b.apply(nth_prime, 8)?
+    );
     Ok(())
 }
 

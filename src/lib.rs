@@ -254,7 +254,7 @@ pub use manager::{Manager, ManagerError};
 pub use pipe::{Connection, Joined, Pipe, PipeError, Ready, Recv, Sending, wait};
 pub use pool::task;
 pub use pool::{
-    AsCompleted, AsyncResult, Attempt, Chunksize, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
+    AsCompleted, AsyncResult, Attempt, Chunksize, ForkServer, IMapIter, Isolated, IsolatedTask, MapOptions, MapResult,
     NextCompleted, NextItem, Pool, PoolBuilder, PoolError, PoolStats, RemoteFailure, ReturnWhen, StarFn, StartMethod,
     TaskError, TaskOptions, as_completed, isolated, wait_results,
 };

@@ -13,6 +13,7 @@ pub fn usage(imp: Impl) -> String {
   --sandbox WHAT: (multiproc w2, w4) the pool's workers sandboxed: full (every preset, Landlock
             read-only /usr, a private network), or one part: seccomp, landlock, net
   --fork-server: (multiproc) the pool's workers are forked from a template process
+  --shared-fork-server: (multiproc w4) the template is a ForkServer started before the clock
   the binaries: bench-multiproc, bench-procspawn, bench-raw (rt, tput), bench-rayon (w5),
             bench-cluster (w1, w3 through a local nats-server)",
         imp.name()
@@ -153,6 +154,9 @@ pub struct Args {
     pub sandbox: Option<String>,
     /// `--fork-server` (multiproc): workers forked from a template process.
     pub fork_server: bool,
+    /// `--shared-fork-server` (multiproc W4): the template is a `ForkServer` started
+    /// before the clock starts, as in a program that already runs one.
+    pub shared_fork_server: bool,
 }
 
 /// W5's per-task work for Rust (≈ 20 ms a task here).
@@ -176,6 +180,7 @@ impl Args {
             cross_cpu: false,
             sandbox: None,
             fork_server: false,
+            shared_fork_server: false,
         };
         let mut it = rest.iter();
         while let Some(flag) = it.next() {
@@ -185,6 +190,10 @@ impl Args {
             }
             if flag == "--fork-server" {
                 args.fork_server = true;
+                continue;
+            }
+            if flag == "--shared-fork-server" {
+                (args.fork_server, args.shared_fork_server) = (true, true);
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -54,6 +54,8 @@ pub struct PoolBuilder {
     /// `None`: `MULTIPROC_START_METHOD`, else exec.
     start_method: Option<super::options::StartMethod>,
     preload: Option<fn()>,
+    /// A fork server shared with other pools.
+    shared_fork_server: Option<super::ForkServer>,
 }
 
 impl PoolBuilder {
@@ -75,6 +77,7 @@ impl PoolBuilder {
             isolation: crate::isolation::Policy::default(),
             start_method: None,
             preload: None,
+            shared_fork_server: None,
         }
     }
 
@@ -120,6 +123,25 @@ impl PoolBuilder {
     /// ```
     pub fn preload(mut self, f: fn()) -> Self {
         self.preload = Some(f);
+        self
+    }
+
+    /// Forks the workers from `server`, a template other pools may share (started once,
+    /// with its own preload): the pool starts no template of its own, so its first
+    /// workers come at fork speed. Implies [`StartMethod::ForkServer`](crate::StartMethod);
+    /// with [`preload`](Self::preload) or `StartMethod::Exec` as well, [`build`](Self::build)
+    /// fails (the preload belongs to the server). The pool keeps the server running.
+    ///
+    /// ```
+    /// fn double(x: u64) -> u64 { x * 2 }
+    /// multiproc::init();
+    /// let server = multiproc::ForkServer::start()?;
+    /// let pool = multiproc::Pool::builder().processes(2).fork_server(&server).build()?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fork_server(mut self, server: &super::ForkServer) -> Self {
+        self.shared_fork_server = Some(server.clone());
         self
     }
 
@@ -455,19 +477,7 @@ impl PoolBuilder {
             isolation: self.isolation,
             huge_pages: false,
         };
-        let method = match self.start_method {
-            Some(m) => m,
-            None => super::options::StartMethod::from_env().map_err(PoolError::Invalid)?,
-        };
-        let fork_server = match (method, self.preload) {
-            (crate::StartMethod::ForkServer, preload) => Some(ForkServer::start(&spec, preload)?),
-            (crate::StartMethod::Exec, Some(_)) => {
-                return Err(PoolError::Invalid(
-                    "a preload needs start_method(StartMethod::ForkServer): exec'd workers share nothing".into(),
-                ));
-            }
-            (crate::StartMethod::Exec, None) => None,
-        };
+        let fork_server = fork_server_for(self.start_method, self.preload, self.shared_fork_server, &spec)?;
         let cfg = WorkerConfig {
             processes,
             max_tasks: self.max_tasks,
@@ -483,5 +493,41 @@ impl PoolBuilder {
         let engine = Engine::Local(Local::start(cfg)?);
         let shared = Shared { default_timeout: self.timeout, default_retries: self.retries, engine };
         Ok(Pool { shared: Arc::new(shared), processes })
+    }
+}
+
+/// The fork server a pool's workers come from: `shared`, or one of its own when the start
+/// method (`method`, else `MULTIPROC_START_METHOD`) says so; none for exec'd workers.
+fn fork_server_for(
+    method: Option<crate::StartMethod>,
+    preload: Option<fn()>,
+    shared: Option<super::ForkServer>,
+    spec: &ChildSpec,
+) -> Result<Option<Arc<ForkServer>>, PoolError> {
+    use crate::StartMethod::{Exec, ForkServer as Forks};
+    if let Some(server) = shared {
+        return match (method, preload) {
+            (Some(Exec), _) => Err(PoolError::Invalid(
+                "fork_server(..) and start_method(StartMethod::Exec) contradict each other: choose one".into(),
+            )),
+            _ if spec.executable.is_some() => Err(PoolError::Invalid(
+                "a pool with a shared fork_server(..) forks the server's program: executable(..) does not apply to it".into(),
+            )),
+            (_, Some(_)) => Err(PoolError::Invalid(
+                "a pool with a shared fork_server(..) cannot have a preload of its own: give it to ForkServer::with_preload".into(),
+            )),
+            _ => Ok(Some(server.inner)),
+        };
+    }
+    let method = match method {
+        Some(m) => m,
+        None => super::options::StartMethod::from_env().map_err(PoolError::Invalid)?,
+    };
+    match (method, preload) {
+        (Forks, preload) => Ok(Some(Arc::new(ForkServer::start(spec, preload)?))),
+        (Exec, Some(_)) => Err(PoolError::Invalid(
+            "a preload needs start_method(StartMethod::ForkServer): exec'd workers share nothing".into(),
+        )),
+        (Exec, None) => Ok(None),
     }
 }

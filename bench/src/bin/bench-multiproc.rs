@@ -173,9 +173,14 @@ fn w3(a: &Args) -> RunResult {
 }
 
 /// W4: from creating a 2-worker pool to the result of `f(21)`; then `close` + `join`.
+/// With `--shared-fork-server` the pool's template is a `ForkServer` started first.
 fn w4(a: &Args) -> RunResult {
+    let shared = if a.shared_fork_server { Some(multiproc::ForkServer::start().map_err(err)?) } else { None };
     let t0 = Instant::now();
-    let pool = pool_for(a, 2)?;
+    let pool = match &shared {
+        Some(server) => Pool::builder().processes(2).fork_server(server).build().map_err(err)?,
+        None => pool_for(a, 2)?,
+    };
     let created = t0.elapsed();
     let r = pool.apply(work::f, 21).map_err(err)?;
     let t1 = Instant::now();

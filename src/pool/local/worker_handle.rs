@@ -28,7 +28,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) soft_timeout: Option<std::time::Duration>,
     /// With [`StartMethod::ForkServer`](crate::StartMethod): the template workers are
     /// forked from (dropped, so killed, with the last holder of this configuration).
-    pub(crate) fork_server: Option<spawn::forkserver::ForkServer>,
+    pub(crate) fork_server: Option<std::sync::Arc<spawn::forkserver::ForkServer>>,
 }
 
 /// Why the driver itself ended a worker.
