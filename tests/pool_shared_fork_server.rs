@@ -1,8 +1,9 @@
 //! One `ForkServer` shared by several pools: both pools' workers are forked from the same
 //! template (they see its preload), one pool's end leaves the other working, a template
 //! killed while shared is started again for both, the template goes with the last
-//! handle or pool, settings that contradict a shared server are refused by name, and
-//! nothing outlives an owner that is SIGKILLed.
+//! handle or pool, pools built from several threads at once share it safely, settings
+//! that contradict a shared server are refused by name, and nothing outlives an owner
+//! that is SIGKILLed.
 
 use std::sync::OnceLock;
 
@@ -65,12 +66,14 @@ fn two_pools_fork_from_one_template() {
 #[test]
 fn a_template_killed_while_shared_is_started_again_for_every_pool() {
     let server = ForkServer::with_preload(load_table).unwrap();
-    let (a, b) = (pool_on(&server), pool_on(&server));
+    // One worker each: after it dies, the pool's next task needs its replacement.
+    let one = || Pool::builder().processes(1).fork_server(&server).build().unwrap();
+    let (a, b) = (one(), one());
     let first = server.pid().unwrap();
     rustix::process::kill_process(rustix::process::Pid::from_raw(first as i32).unwrap(), rustix::process::Signal::KILL)
         .unwrap();
     wait_gone(first, "the killed shared template");
-    // Each pool loses a worker and needs a fork from a new template.
+    // Each pool loses its worker and needs a fork from a new template.
     assert!(a.apply(kill_self, ()).is_err());
     assert!(b.apply(kill_self, ()).is_err());
     lookups_right(&a);
@@ -150,4 +153,25 @@ fn nothing_outlives_an_owner_that_is_sigkilled() {
     for pid in pids {
         wait_gone(pid, "a process of a SIGKILLed owner's shared fork server or its pools");
     }
+}
+
+#[test]
+fn pools_built_from_several_threads_share_the_server_safely() {
+    let server = ForkServer::with_preload(load_table).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let pool = pool_on(&server);
+                lookups_right(&pool);
+                assert!(pool.apply(kill_self, ()).is_err());
+                lookups_right(&pool);
+                pool.stats().fork_server_pid
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), server.pid());
+    }
+    assert_eq!(server.templates_started(), 1);
 }
