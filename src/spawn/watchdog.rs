@@ -9,6 +9,7 @@
 //! kills every process below it (pool workers, a test's broker, what those started: an
 //! abort runs no destructor that would) and aborts it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The variable that sets the watchdog's patience, in whole seconds (`0`: no watchdog).
@@ -16,6 +17,18 @@ pub const WATCHDOG_VAR: &str = "MULTIPROC_TEST_WATCHDOG";
 
 /// The patience when the variable is unset: far longer than any one test binary runs.
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Set when the watchdog fires: from then on the binary may only end by its abort.
+static FIRED: AtomicBool = AtomicBool::new(false);
+
+/// At exit: a binary whose watchdog fired aborts rather than exit. Killing the hung
+/// test's children may end the hang (a test waiting for one of them), and the harness
+/// could then exit with success before the watchdog's own abort.
+extern "C" fn abort_if_fired() {
+    if FIRED.load(Ordering::SeqCst) {
+        std::process::abort();
+    }
+}
 
 /// The watchdog's patience from the variable's value: `None` means no watchdog.
 fn patience(value: Option<&str>) -> Result<Option<Duration>, String> {
@@ -41,6 +54,7 @@ pub fn start_test_watchdog() {
             std::process::exit(2);
         }
     };
+    crate::sys::proc::at_exit(abort_if_fired);
     let spawned = std::thread::Builder::new().name("multiproc-test-watchdog".into()).spawn(move || {
         // Parked, not polling: the thread wakes once, when the patience is spent.
         std::thread::sleep(limit);
@@ -50,6 +64,7 @@ pub fn start_test_watchdog() {
              Aborting; set {WATCHDOG_VAR}=0 to turn this off, or more seconds for a long run.",
             limit.as_secs()
         );
+        FIRED.store(true, Ordering::SeqCst);
         crate::sys::contain::kill_descendants(std::process::id());
         std::process::abort();
     });
