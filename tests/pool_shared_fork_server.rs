@@ -1,7 +1,8 @@
 //! One `ForkServer` shared by several pools: both pools' workers are forked from the same
 //! template (they see its preload), one pool's end leaves the other working, a template
 //! killed while shared is started again for both, the template goes with the last
-//! handle or pool, pools built from several threads at once share it safely, settings
+//! handle or pool, pools built from several threads at once share it safely, a preload
+//! that leaves a thread is refused when the server starts, settings
 //! that contradict a shared server are refused by name, and nothing outlives an owner
 //! that is SIGKILLed.
 
@@ -174,4 +175,22 @@ fn pools_built_from_several_threads_share_the_server_safely() {
         assert_eq!(t.join().unwrap(), server.pid());
     }
     assert_eq!(server.templates_started(), 1);
+}
+
+fn start_a_thread() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::park();
+        }
+    });
+}
+
+#[test]
+fn a_preload_that_leaves_a_thread_fails_the_server_or_the_pool_at_once() {
+    // The template forks only while single-threaded: it says so when it starts, rather
+    // than at each fork.
+    let err = ForkServer::with_preload(start_a_thread).unwrap_err();
+    assert!(err.to_string().contains("its preload left 1 running"), "{err}");
+    let err = Pool::builder().start_method(StartMethod::ForkServer).preload(start_a_thread).build().unwrap_err();
+    assert!(err.to_string().contains("its preload left 1 running"), "{err}");
 }

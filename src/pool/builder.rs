@@ -95,9 +95,9 @@ impl PoolBuilder {
     /// With [`StartMethod::ForkServer`](crate::StartMethod): `f` runs once in the
     /// template before it forks any worker, so what it loads into statics (a model, a
     /// dictionary, a large read-only table) is in every worker, shared copy-on-write,
-    /// replacements included. A preload that panics fails [`build`](Self::build); one
-    /// that starts a thread leaves the template unable to fork (it forks only while
-    /// single-threaded), and one that starts a process leaves it outside any containment.
+    /// replacements included. A preload that panics fails [`build`](Self::build), and so
+    /// does one that leaves a thread running (the template forks only while
+    /// single-threaded); one that starts a process leaves it outside any containment.
     ///
     /// A fork copies the page tables of what the preload filled. So that this stays cheap
     /// for a large table, the template's C library backs large allocations with

@@ -227,7 +227,7 @@ fn template_entry(ctx: ChildContext) {
     let own_name = sys::proc::name();
     sys::proc::set_name(c"multiproc-forks");
     super::without_huge_page_tunable();
-    let ready = preload(&setup);
+    let ready = preload(&setup).and_then(|()| single_threaded("its preload left"));
     if channel.send(FORKSERVER_READY, &ready).is_err() || ready.is_err() {
         sys::proc::exit_now(1);
     }
@@ -260,17 +260,21 @@ fn template_entry(ctx: ChildContext) {
     }
 }
 
+/// Whether this process has one thread; else why not (`what` says who started the rest).
+fn single_threaded(what: &str) -> Result<(), String> {
+    match sys::contain::threads() {
+        1 => Ok(()),
+        n => Err(format!(
+            "the fork server has {n} threads ({what} {} running): it forks only when single-threaded",
+            n - 1
+        )),
+    }
+}
+
 /// Forks once, into `cgroup` where it can, if this process is single-threaded: the pid
 /// (and whether it is in the cgroup) in the template, `None` in the new child.
 fn fork_one(cgroup: Option<BorrowedFd<'_>>) -> Result<Option<(u32, bool)>, String> {
-    match sys::contain::threads() {
-        1 => {}
-        n => {
-            return Err(format!(
-                "the fork server has {n} threads (its preload started some): it forks only when single-threaded"
-            ));
-        }
-    }
+    single_threaded("something started")?;
     // Nothing buffered in the template may be written again by every child.
     use std::io::Write;
     let _ = std::io::stdout().flush();
