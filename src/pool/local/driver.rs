@@ -7,6 +7,16 @@
 //! tasks (as Python's pool), up to 64 for tiny ones so the worker never waits for the
 //! parent. Workers run their tasks in order, so on a death the shared counters name the
 //! one item that was running; everything else the worker held is queued again.
+//!
+//! A window has a cost: the tasks queued behind one that runs long wait for it. So when
+//! a worker idles with nothing pending while another's task has run long (twenty task
+//! times, and at least 2 ms: `chunk::reclaim_in`), the driver takes back the tasks that
+//! worker has not started (`claim`: each is either claimed by the worker or revoked,
+//! never both) and queues them first, in order, for the idle ones. The worker skips
+//! those it reads afterwards; it gets nothing more until its long task answers. A task
+//! taken back does not count against `max_tasks_per_child` (the worker never runs it),
+//! starts no item (the counters' blame is unchanged), and its time limit starts again
+//! where it runs.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
