@@ -33,9 +33,12 @@ fn sum(b: Bytes) -> u64 {
 
 /// A pool of two whose workers have measured tiny tasks, so each holds a deep window.
 fn warm_pool() -> Pool {
-    let pool = Pool::new(2).unwrap();
-    let out = pool.map_with(double, 0..2_000u64, &MapOptions::new().chunksize(Chunksize::Fixed(1))).unwrap();
-    assert_eq!(out.len(), 2_000);
+    warm(Pool::new(2).unwrap(), 2_000)
+}
+
+fn warm(pool: Pool, tasks: u64) -> Pool {
+    let out = pool.map_with(double, 0..tasks, &MapOptions::new().chunksize(Chunksize::Fixed(1))).unwrap();
+    assert_eq!(out.len(), tasks as usize);
     pool
 }
 
@@ -121,4 +124,29 @@ fn a_worker_killed_after_its_queue_was_taken_back_is_charged_only_its_running_ta
     assert_eq!(stats.tasks_worker_died, 1, "only the long task: {stats:?}");
     assert_eq!(stats.tasks_retried, 0, "{stats:?}");
     assert_eq!(stats.tasks_done, 2_000 + 200 + 100, "each tiny task ended once: {stats:?}");
+}
+
+#[test]
+fn with_a_task_quota_tasks_taken_back_still_run_once_and_workers_still_retire() {
+    // Each worker has run about 300 of its 1 000 tasks: a deep window is left to it.
+    let pool = warm(Pool::builder().processes(2).max_tasks_per_child(1_000).build().unwrap(), 600);
+    let first_workers = pool.stats().worker_pids;
+    let (release, _, long) = start_long_task(&pool);
+    let tiny: Vec<_> = (0..200u64).map(|i| pool.apply_async(double, i)).collect();
+    for (i, h) in tiny.into_iter().enumerate() {
+        assert_eq!(h.get_timeout(PATIENCE).unwrap_or_else(|e| panic!("task {i}: {e:?}")), 2 * i as u64);
+    }
+    assert!(pool.stats().tasks_reclaimed > 0);
+    release.send(5).unwrap();
+    assert_eq!(long.get_timeout(PATIENCE).unwrap(), 5);
+    // Past every worker's quota: they retire and are replaced, and nothing is lost.
+    let out = pool.map_with(double, 0..3_000u64, &MapOptions::new().chunksize(Chunksize::Fixed(1))).unwrap();
+    assert_eq!(out, (0..3_000u64).map(double).collect::<Vec<_>>());
+    let stats = pool.stats();
+    // A task taken back counted against its worker's quota would leave that worker short
+    // of it for ever: never retiring, and never sent anything again.
+    assert!(stats.recycled_max_tasks >= 2, "{stats:?}");
+    assert!(first_workers.iter().all(|p| !stats.worker_pids.contains(p)), "every first worker retired: {stats:?}");
+    assert_eq!((stats.workers_died, stats.tasks_retried), (0, 0), "{stats:?}");
+    assert_eq!(stats.tasks_done, 600 + 200 + 1 + 3_000, "{stats:?}");
 }
