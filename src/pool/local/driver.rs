@@ -704,7 +704,8 @@ impl Driver {
         }
         link.writer.release_spilled(head.id);
         w.answered += head.count as u64;
-        w.robbed = false;
+        // Robbed, it held only tasks it had claimed: the last of them has answered.
+        w.robbed &= !w.held.is_empty();
         w.since = *now.get_or_insert_with(Instant::now);
         let (taken, tally) = deliver(&held.job, body, mapped.as_ref(), frame_fds);
         self.on_result(&held.job, &head, taken, tally);

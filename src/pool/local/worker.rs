@@ -4,9 +4,8 @@
 //! the culprit: the item the shared counters say was started and not finished. Before
 //! each task the driver sent, the worker claims it in the shared claim word; a task the
 //! driver took back meanwhile (see `claim`) is skipped: read, its descriptors dropped,
-//! no item started, no result. Results
-//! are batched: the worker sends them when it has nothing more to read, when a batch
-//! grows large, or a short while after the last send.
+//! no item started, no result. Results are batched: the worker sends them when it has
+//! nothing more to read, when a batch grows large, or a short while after the last send.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;

@@ -78,8 +78,9 @@ pub(crate) struct Worker {
     /// The `skip_until` the driver last set in its claim word: tasks sent from there on
     /// may be taken back.
     pub(crate) skip_until: u32,
-    /// Tasks were taken back from it: it gets no more until its running task answers
-    /// (they would only queue behind it again).
+    /// Tasks were taken back from it: it gets no more until the tasks it kept (claimed:
+    /// the long one, and any whose results are on their way) have answered; new ones
+    /// would only queue behind the long one again.
     pub(crate) robbed: bool,
     pub(crate) ready: bool,
     pub(crate) init_error: Option<String>,
