@@ -1,11 +1,18 @@
-//! The chunk policy, in one place: how many items a task carries and how many tasks a
-//! worker holds. Pure functions of what the pool measured, tested below.
+//! The chunk policy, in one place: how many items a task carries, how many tasks a
+//! worker holds, and when tasks queued behind a long one are taken back. Pure functions
+//! of what the pool measured, tested below.
 
 use super::options::Chunksize;
 
 /// Tasks shorter than this get a deeper window, so workers never wait for the parent.
 const WINDOW_TASK_TIME: u64 = 1_000_000;
 const MAX_WINDOW: usize = 64;
+/// A running task holds the tasks queued behind it at least this long before they are
+/// taken back for an idle worker...
+const RECLAIM_MIN_NS: u64 = 2_000_000;
+/// ...and this many times the measured task time: tiny tasks pipelined as usual are
+/// never moved (their worker answers them well within it).
+const RECLAIM_TASKS: u64 = 20;
 /// Adaptive chunks aim at about this much work each.
 const CHUNK_TARGET_NS: u64 = 2_000_000;
 /// Pending jobs from which a deep window is used as it is (fewer: spread one per worker).
@@ -69,6 +76,25 @@ pub(crate) fn spread_window(
     }
 }
 
+/// In how many nanoseconds the tasks a busy worker holds behind its running task are to
+/// be taken back for idle workers (0: now); `None` while there is nothing to take
+/// (`queued`: tasks it holds that it may not have started) or nobody to give them to (no
+/// idle worker, or pending work the idle ones will take first). `running_ns`: how long
+/// its running task has run; `task_ns`: the measured time per task (0: none yet).
+pub(crate) fn reclaim_in(
+    idle_workers: usize,
+    pending_jobs: usize,
+    queued: usize,
+    running_ns: u64,
+    task_ns: u64,
+) -> Option<u64> {
+    if idle_workers == 0 || pending_jobs > 0 || queued == 0 {
+        return None;
+    }
+    let after = task_ns.saturating_mul(RECLAIM_TASKS).max(RECLAIM_MIN_NS);
+    Some(after.saturating_sub(running_ns))
+}
+
 /// Items per task for a job of `count` items: its fixed chunk, or (adaptive) about
 /// [`CHUNK_TARGET_NS`] of work at `item_ns` per item, no more than a fair share over
 /// `workers`; never more than `count`, never 0.
@@ -128,6 +154,21 @@ mod tests {
         assert_eq!(spread_window(10, 3, || 4, 2), 2);
         assert_eq!(spread_window(10, 100, || 4, 2), 10);
         assert_eq!(spread_window(1, 3, || 400, 2), 1);
+    }
+
+    #[test]
+    fn queued_tasks_are_taken_back_only_from_a_task_running_long_for_an_idle_worker() {
+        // An idle worker, nothing pending, three tasks behind one that has run 1 ms, at
+        // 10 µs a task: taken back once it has run 2 ms.
+        assert_eq!(reclaim_in(1, 0, 3, 1_000_000, 10_000), Some(1_000_000));
+        assert_eq!(reclaim_in(1, 0, 3, 2_500_000, 10_000), Some(0));
+        // Slower tasks wait for 20 of theirs.
+        assert_eq!(reclaim_in(1, 0, 3, 2_500_000, 500_000), Some(7_500_000));
+        assert_eq!(reclaim_in(1, 0, 3, 0, u64::MAX), Some(u64::MAX));
+        // Nobody to give them to, work for the idle first, or nothing behind.
+        assert_eq!(reclaim_in(0, 0, 3, 9_000_000, 10_000), None);
+        assert_eq!(reclaim_in(1, 1, 3, 9_000_000, 10_000), None);
+        assert_eq!(reclaim_in(1, 0, 0, 9_000_000, 10_000), None);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct PoolStats {
     pub tasks_worker_died: u64,
     /// Items re-run after their worker died (`retries`).
     pub tasks_retried: u64,
+    /// Tasks (one item each, or a chunk of a map's) taken back from a worker before it
+    /// started them, because it was busy with a long task and another worker was idle:
+    /// each then ran on another worker, once.
+    pub tasks_reclaimed: u64,
     /// Items that ran past their timeout.
     pub tasks_timed_out: u64,
     /// Items cancelled.

@@ -7,6 +7,16 @@
 //! tasks (as Python's pool), up to 64 for tiny ones so the worker never waits for the
 //! parent. Workers run their tasks in order, so on a death the shared counters name the
 //! one item that was running; everything else the worker held is queued again.
+//!
+//! A window has a cost: the tasks queued behind one that runs long wait for it. So when
+//! a worker idles with nothing pending while another's task has run long (twenty task
+//! times, and at least 2 ms: `chunk::reclaim_in`), the driver takes back the tasks that
+//! worker has not started (`claim`: each is either claimed by the worker or revoked,
+//! never both) and queues them first, in order, for the idle ones. The worker skips
+//! those it reads afterwards; it gets nothing more until its long task answers. A task
+//! taken back does not count against `max_tasks_per_child` (the worker never runs it),
+//! starts no item (the counters' blame is unchanged), and its time limit starts again
+//! where it runs.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -14,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::claim;
 use super::lane::{GaveUp, Link, Parked};
 use super::protocol::*;
 use super::starts::Started;
@@ -103,6 +114,7 @@ impl Driver {
     /// The driver's loop, until the pool is closed and drained or terminated.
     fn serve(&mut self) {
         loop {
+            let mut reclaim_due = None;
             let cancel = self.take_inbox();
             if self.terminating {
                 self.state.starts.cancel();
@@ -118,10 +130,11 @@ impl Driver {
                 self.fail_if_broken();
                 self.replace_workers();
                 self.dispatch();
+                reclaim_due = self.reclaim_queued();
                 self.stop_when_drained();
             }
             self.flush_all();
-            let deadline = self.enforce_deadlines();
+            let deadline = earliest(self.enforce_deadlines(), reclaim_due);
             self.publish_stats();
             if (self.closed || self.terminating) && self.workers.is_empty() && self.spawning == 0 && self.idle() {
                 break;
@@ -338,10 +351,69 @@ impl Driver {
         // Large bodies in flight are bounded by bytes too, so their memfds are reused.
         let spill_full =
             !w.held.is_empty() && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
-        let out = w.leaving.is_some() || w.eof.is_some() || w.link.is_none();
+        let out = w.leaving.is_some() || w.eof.is_some() || w.link.is_none() || w.robbed;
         // A suspect runs alone: nothing after it until it is answered.
         let isolating = w.held.front().is_some_and(|h| h.job.isolate);
         !(out || isolating || w.held.len() >= window || !quota_left || spill_full)
+    }
+
+    /// Takes back the tasks queued behind a task that runs long, for idle workers, when
+    /// nothing else is pending (see `claim` for why none runs twice, and
+    /// `chunk::reclaim_in` for when); dispatches them. Returns when the next is due.
+    fn reclaim_queued(&mut self) -> Option<Instant> {
+        if self.terminating || self.broken.is_some() || !self.pending.is_empty() {
+            return None;
+        }
+        let idle = self
+            .workers
+            .iter()
+            .filter(|w| w.ready && w.held.is_empty() && w.leaving.is_none() && w.eof.is_none())
+            .count();
+        let now = Instant::now();
+        let mut nearest = None;
+        let mut taken = Vec::new();
+        for wi in 0..self.workers.len() {
+            let w = &self.workers[wi];
+            let robbable = w.leaving.is_none() && w.eof.is_none() && w.link.is_some() && w.positions != w.skip_until;
+            let queued = if robbable { w.held.len().saturating_sub(1) } else { 0 };
+            let running_ns = u64::try_from(now.saturating_duration_since(w.since).as_nanos()).unwrap_or(u64::MAX);
+            match chunk::reclaim_in(idle, 0, queued, running_ns, self.task_ns) {
+                Some(0) => taken.extend(self.revoke(wi)),
+                Some(ns) => nearest = earliest(nearest, now.checked_add(Duration::from_nanos(ns))),
+                None => {}
+            }
+        }
+        if !taken.is_empty() {
+            self.pending.extend(taken);
+            // Parked workers are the idle ones: they come home to take them.
+            self.unpark_all();
+            self.dispatch();
+        }
+        nearest
+    }
+
+    /// Revokes every task worker `wi` holds and has not started; returns them, in order.
+    fn revoke(&mut self, wi: usize) -> Vec<Job> {
+        let w = &mut self.workers[wi];
+        let n = claim::revoke(w.counters.get(SLOT_CLAIM), w.positions) as usize;
+        w.skip_until = w.positions;
+        if n > w.held.len() {
+            self.protocol_error(wi, "a claim word that names tasks it does not hold");
+            return Vec::new();
+        }
+        let back = w.held.split_off(w.held.len() - n);
+        if let Some(link) = &mut w.link {
+            for h in &back {
+                // The worker skips its frame: its memfd is never filled again.
+                link.writer.forget_spilled(h.id);
+            }
+        }
+        // The worker runs none of them, so none counts against its quota.
+        w.tasks_sent -= n as u64;
+        w.robbed = !w.held.is_empty();
+        self.stats.tasks_reclaimed += n as u64;
+        self.stats_dirty |= n > 0;
+        back.into_iter().map(|h| h.job).collect()
     }
 
     /// Queues `job` as one task on worker `wi`, which then holds it; a job whose argument
@@ -368,6 +440,7 @@ impl Driver {
                     w.since = now;
                 }
                 w.tasks_sent += 1;
+                w.positions = w.positions.wrapping_add(1);
                 w.held.push_back(Held { id, job });
             }
             Err(e) => {
@@ -631,6 +704,8 @@ impl Driver {
         }
         link.writer.release_spilled(head.id);
         w.answered += head.count as u64;
+        // Robbed, it held only tasks it had claimed: the last of them has answered.
+        w.robbed &= !w.held.is_empty();
         w.since = *now.get_or_insert_with(Instant::now);
         let (taken, tally) = deliver(&held.job, body, mapped.as_ref(), frame_fds);
         self.on_result(&held.job, &head, taken, tally);
@@ -1168,6 +1243,14 @@ fn cut_held(held: impl IntoIterator<Item = Job>, answered: u64, blame: Blame) ->
         pos += job.count as u64;
     }
     cut
+}
+
+/// The earlier of two deadlines, either of which may be none.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn describe(code: i32) -> String {

@@ -8,11 +8,13 @@
 //! - `lane` and `express`: how a synchronous `apply` borrows an idle worker without the
 //!   driver;
 //! - `protocol`: the messages between the driver and a worker;
+//! - `claim`: how the driver takes back tasks a busy worker has not started;
 //! - `worker`: the child's side.
 //!
 //! Nothing here knows the front (`Pool`, its handles): work comes in as `submit::Job`s
 //! and outcomes leave through their sinks.
 
+mod claim;
 mod driver;
 pub(crate) mod express;
 mod lane;

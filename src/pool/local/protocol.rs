@@ -3,8 +3,9 @@
 //!
 //! After the handshake the driver sends `SETUP` (with the shared counter page as a
 //! descriptor), then `TASK`s; a worker answers `READY` once its initializer ran, then one
-//! `RESULT` per task, in the order it got them. Task and result heads are fixed-width
-//! little-endian integers; arguments and values are postcard, each item prefixed by
+//! `RESULT` per task, in the order it got them, except for tasks the driver took back
+//! before the worker started them (see `claim`): those it reads and skips, silently.
+//! Task and result heads are fixed-width little-endian integers; arguments and values are postcard, each item prefixed by
 //! its length so a chunk can be split without knowing its types (see `pool::item`).
 //!
 //! The frame kinds are in the crate's table (`wire::kinds`).
@@ -52,10 +53,12 @@ pub(crate) const SPILLED_IN_FLIGHT: usize = 6 << 20;
 pub(crate) const EXPRESS_IDS: u64 = 1 << 63;
 
 /// Counter slots in the shared page: items started and items finished by the worker.
-/// Then the worker's last words (`pool::last_words`, from slot 2).
+/// Then the worker's last words (`pool::last_words`, from slot 2), then the claim word
+/// (`claim`), on a cache line of its own.
 pub(crate) const SLOT_STARTED: usize = 0;
 pub(crate) const SLOT_FINISHED: usize = 1;
-pub(crate) const SLOTS: usize = crate::pool::last_words::SLOTS_WITH_WORDS;
+pub(crate) const SLOT_CLAIM: usize = crate::pool::last_words::SLOTS_WITH_WORDS.next_multiple_of(8);
+pub(crate) const SLOTS: usize = SLOT_CLAIM + 1;
 const _: () = assert!(SLOT_FINISHED < crate::pool::last_words::SLOT_WORDS_LEN);
 
 /// The head of a `TASK`: which task, which code runs it, how many items follow, and

@@ -1,15 +1,18 @@
 //! The worker side: a child that runs tasks one after another, in the order it got them.
 //!
 //! Tasks run on the worker's main thread, FIFO, so when a worker dies its parent knows
-//! the culprit: the item the shared counters say was started and not finished. Results
-//! are batched: the worker sends them when it has nothing more to read, when a batch
-//! grows large, or a short while after the last send.
+//! the culprit: the item the shared counters say was started and not finished. Before
+//! each task the driver sent, the worker claims it in the shared claim word; a task the
+//! driver took back meanwhile (see `claim`) is skipped: read, its descriptors dropped,
+//! no item started, no result. Results are batched: the worker sends them when it has
+//! nothing more to read, when a batch grows large, or a short while after the last send.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::claim::{self, Decision};
 use super::protocol::*;
 use crate::bytes;
 use crate::pool::item::{TAG_CODEC, TAG_OK, begin_item, end_item, for_each_item};
@@ -176,6 +179,15 @@ impl Runner {
             (other, _) => die(&format!("unexpected frame kind {other:#04x}")),
         };
         let Some((head, body)) = TaskHead::decode(p) else { die("a task frame too short for its header") };
+        // Express tasks come from a caller, not the driver: nobody takes them back.
+        if head.id < EXPRESS_IDS && claim::claim_next(self.counters.get(SLOT_CLAIM)) == Decision::Skip {
+            // Taken back: its descriptors drop here, unused, and its body's memfd, which
+            // the driver will not fill again, is no longer kept mapped.
+            if let Some((m, _)) = &mapped {
+                self.spill_maps.forget(m);
+            }
+            return;
+        }
         self.run_task(&head, body, mapped.as_ref().map(|(m, _)| m), frame_fds);
     }
 

@@ -71,7 +71,17 @@ pub(crate) struct Worker {
     pub(crate) held: VecDeque<Held>,
     /// Items answered so far: the position, in the worker's item stream, of the first held item.
     pub(crate) answered: u64,
+    /// Tasks sent that count against `max_tasks` (those taken back do not).
     pub(crate) tasks_sent: u64,
+    /// Positions of the tasks the driver sent it, modulo 2³² (see `claim`).
+    pub(crate) positions: u32,
+    /// The `skip_until` the driver last set in its claim word: tasks sent from there on
+    /// may be taken back.
+    pub(crate) skip_until: u32,
+    /// Tasks were taken back from it: it gets no more until the tasks it kept (claimed:
+    /// the long one, and any whose results are on their way) have answered; new ones
+    /// would only queue behind the long one again.
+    pub(crate) robbed: bool,
     pub(crate) ready: bool,
     pub(crate) init_error: Option<String>,
     pub(crate) leaving: Option<Leaving>,
@@ -141,6 +151,9 @@ pub(crate) fn start_worker(
         held: VecDeque::new(),
         answered: 0,
         tasks_sent: 0,
+        positions: 0,
+        skip_until: 0,
+        robbed: false,
         ready: false,
         init_error: None,
         leaving: None,
