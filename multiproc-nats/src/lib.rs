@@ -273,7 +273,7 @@ pub use config::{
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::{ClusterPool, GATHER_ENV};
-pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
+pub use runner::{ItemSink, PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{
     PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve,

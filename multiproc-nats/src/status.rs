@@ -41,6 +41,9 @@ pub struct WorkerStats {
     pub progress_acks: u64,
     /// Tasks dropped unrun because their client's lease had lapsed (the client is gone).
     pub orphaned: u64,
+    /// Items of redelivered tasks not run again: their results were stored before
+    /// (by the worker that had the task, before it died).
+    pub items_skipped: u64,
 }
 
 /// The pool's queue now: see [`Client::status`](crate::Client::status).
