@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::error::ClusterError;
 use crate::runner::{PoolRunner, TaskRunner};
+pub(crate) use progress::noted_runs;
 use serving::Worker;
 pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WorkerConfig};
 use stats::StatsCell;

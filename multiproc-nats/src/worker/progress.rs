@@ -97,6 +97,13 @@ fn decode_note(bytes: &[u8], items: u32) -> Option<ItemSet> {
     (note.version == PROTOCOL && note.items == items).then_some(note.stored)
 }
 
+/// The items a note names as stored, as runs `(first, count)`, whatever its task (for
+/// tests that wait for a note).
+pub(crate) fn noted_runs(bytes: &[u8]) -> Option<Vec<(u32, u32)>> {
+    let note: Note = postcard::from_bytes(bytes).ok()?;
+    (note.version == PROTOCOL).then_some(note.stored.runs)
+}
+
 /// The items of a task of `items` items that have their results stored, as its note on
 /// `subject` says; none when there is no note or it cannot be read in time (then every
 /// item runs again: never fewer than needed).
