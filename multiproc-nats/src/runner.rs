@@ -503,46 +503,54 @@ fn in_hand(processes: usize, rate: f64, items_per_message: f64, slots: usize) ->
 /// slot thread running the task takes them.
 struct Gather {
     state: Mutex<Gathered>,
-    came: Condvar,
+    /// Every item has its outcome.
+    all_came: Condvar,
 }
 
 #[derive(Default)]
 struct Gathered {
     /// Which items had their outcome.
     seen: Vec<bool>,
+    /// How many did.
+    count: usize,
     /// Outcomes not yet taken, as they came.
     new: Vec<(u32, Result<Vec<u8>, TaskError>)>,
 }
 
+/// How often the slot thread of a running task takes the outcomes that came: the driver
+/// wakes it only when all came, so a task of tiny items costs no wake-up per item.
+const TAKE_EVERY: Duration = Duration::from_millis(20);
+
 impl Gather {
     fn new(items: u32) -> Gather {
-        Gather {
-            state: Mutex::new(Gathered { seen: vec![false; items as usize], new: Vec::new() }),
-            came: Condvar::new(),
-        }
+        let state = Gathered { seen: vec![false; items as usize], ..Gathered::default() };
+        Gather { state: Mutex::new(state), all_came: Condvar::new() }
     }
 
-    /// An item's outcome, from the driver: the slot thread wakes only when it had
-    /// nothing to take (a chunk's items come together, and go together).
+    /// An item's outcome, from the driver.
     fn put(&self, k: u32, outcome: Result<&[u8], TaskError>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(seen) = st.seen.get_mut(k as usize)
             && !*seen
         {
             *seen = true;
-            let wake = st.new.is_empty();
+            st.count += 1;
             st.new.push((k, outcome.map(<[u8]>::to_vec)));
-            if wake {
-                self.came.notify_one();
+            if st.count == st.seen.len() {
+                self.all_came.notify_one();
             }
         }
     }
 
-    /// The outcomes that came since the last call, waiting for one if none did.
+    /// The outcomes that came since the last call: all of them once every item has its
+    /// outcome, or, while some still run, those that came every [`TAKE_EVERY`].
     fn take(&self) -> Vec<(u32, Result<Vec<u8>, TaskError>)> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while st.new.is_empty() {
-            st = self.came.wait(st).unwrap_or_else(|e| e.into_inner());
+        let mut waited = false;
+        while st.count < st.seen.len() && !(waited && !st.new.is_empty()) {
+            let (guard, wait) = self.all_came.wait_timeout(st, TAKE_EVERY).unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            waited = wait.timed_out();
         }
         std::mem::take(&mut st.new)
     }
