@@ -547,7 +547,8 @@ impl Gather {
     fn take(&self) -> Vec<(u32, Result<Vec<u8>, TaskError>)> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut waited = false;
-        while st.count < st.seen.len() && !(waited && !st.new.is_empty()) {
+        // Until all came, or some came and it is time to take them.
+        while st.count < st.seen.len() && (st.new.is_empty() || !waited) {
             let (guard, wait) = self.all_came.wait_timeout(st, TAKE_EVERY).unwrap_or_else(|e| e.into_inner());
             st = guard;
             waited = wait.timed_out();
