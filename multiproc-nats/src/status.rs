@@ -184,9 +184,14 @@ impl fmt::Display for QueueStatus {
         let now = unix_ms();
         for w in &self.workers {
             let ago = now.saturating_sub(w.at_unix_ms) as f64 / 1000.0;
+            // Said only when it happened: most workers never take over a task half done.
+            let skipped = match w.stats.items_skipped {
+                0 => String::new(),
+                n => format!(", {n} items not run again (stored before a redelivery)"),
+            };
             writeln!(
                 f,
-                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned, seen {ago:.1}s ago",
+                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned{skipped}, seen {ago:.1}s ago",
                 w.host,
                 w.pid,
                 w.build,

@@ -9,6 +9,9 @@
 //!   the client takes it (at once, or when it is back from a disconnection): a worker
 //!   that dies at any point loses nothing, and the client drops the duplicate a
 //!   redelivery may cause.
+//! - While a task of many items runs, the results of its finished items are stored in
+//!   batches as they come, each noted once stored (see [`progress`](super::progress));
+//!   a redelivered task reads its note first and runs only the items without a result.
 //! - A refused task (see [`admission`](super::admission)) is terminated (`+TERM`) once
 //!   the reason is stored for its client, so that it is not handed out again.
 //! - A task whose items are in the pool's object store runs once they are read (in the
