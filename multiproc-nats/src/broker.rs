@@ -322,6 +322,36 @@ pub(crate) async fn result_stream(
     settings_agree(conflicts, &what).map(|()| stream)
 }
 
+/// The stream where workers note, while a task of many items runs, which of its items
+/// already have their results stored (one small record per task, the latest only, kept
+/// at most `result_ttl`): a redelivery of the task reads it and runs only the others.
+pub(crate) async fn progress_stream(
+    js: &jetstream::Context,
+    queue: &QueueConfig,
+) -> Result<stream::Stream, ClusterError> {
+    let config = stream::Config {
+        name: queue.progress_stream(),
+        subjects: vec![queue.progress_subject("*", "*")],
+        max_messages_per_subject: 1,
+        max_age: queue.result_ttl,
+        storage: stream::StorageType::File,
+        num_replicas: queue.replicas,
+        ..Default::default()
+    };
+    let mut tries = 0;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            // The same race as for the task stream.
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                let what = format!("the progress stream `{}`", queue.progress_stream());
+                return Err(ClusterError::Setup { what, message: e.to_string() });
+            }
+        }
+    }
+}
+
 /// The durable consumer through which client `id` takes its results: only its own
 /// subject, from the first stored. It outlives a disconnection of the client (the broker
 /// removes it once unused for the client lease; the client makes it again when back, and

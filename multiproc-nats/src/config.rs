@@ -867,6 +867,18 @@ impl QueueConfig {
         format!("MPROC_{}_lost", self.pool)
     }
 
+    /// The stream where workers note which items of a running task already have their
+    /// results stored, so that a redelivery runs only the others.
+    pub(crate) fn progress_stream(&self) -> String {
+        format!("MPROC_{}_progress", self.pool)
+    }
+
+    /// The subject of the progress of task `task_id` of client `client` (`*` and `*`
+    /// for all).
+    pub(crate) fn progress_subject(&self, client: &str, task_id: &str) -> String {
+        format!("mproc.{}.progress.{client}.{task_id}", self.pool)
+    }
+
     /// The durable consumer through which client `id` takes its results.
     pub(crate) fn result_consumer(&self, id: &str) -> String {
         format!("client-{id}")

@@ -423,6 +423,13 @@ impl ItemResults {
         let start = if k == 0 { 0 } else { self.ends[k - 1] };
         self.ends[k] - start
     }
+
+    /// Appends an entry as [`entries`](ItemResults::entries) gives it (its length, tag
+    /// and bytes): an outcome moved from one list to another without decoding it.
+    pub(crate) fn push_entry(&mut self, entry: &[u8]) {
+        self.bytes.extend_from_slice(entry);
+        self.ends.push(self.bytes.len());
+    }
 }
 
 /// One entry (after its length): the tag, then a value or an error.

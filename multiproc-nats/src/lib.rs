@@ -150,9 +150,27 @@
 //! through an ordered consumer, so a client cut off when it came hears it once back, and
 //! removes the message).
 //!
+//! ### A redelivery runs only the unfinished items
+//!
+//! A task message may carry many items (a map's chunks). While it runs, its worker
+//! stores the results of its finished items as it goes, in batches: a batch goes once its
+//! oldest result has waited a sixth of `ack_wait` (at most a second), or once it holds
+//! 512 KiB; a task shorter than that stores its results at its end, in one go, as
+//! before. Once the broker confirms a batch, the worker notes which of the task's items
+//! have their results stored, in the stream `MPROC_P_progress` (one small note per task,
+//! on `mproc.P.progress.<client id>.<task id>`, the latest only, kept for the result
+//! TTL). The task is acked only once every result is stored. When the worker dies and the
+//! task comes back, the worker that takes it reads the note and runs only the items
+//! without a stored result (its status counts the others as `items_skipped`); a note that
+//! cannot be read runs every item. A note never claims more than is stored (it follows
+//! its batch), so a death costs at most the items finished since the last note, which run
+//! again and whose duplicates the client drops. The batches follow the task's chunks: the
+//! items of a chunk finish together (a map's default chunks are a message each; a
+//! smaller `chunksize`, or gathered `apply_async` calls, make finer ones).
+//!
 //! The pool's streams, all with the queue's replicas: `MPROC_P` (tasks),
-//! `MPROC_P_results`, `MPROC_P_lost`, `MPROC_P_leases` and `MPROC_P_workers`
-//! (heartbeats, in memory).
+//! `MPROC_P_results`, `MPROC_P_progress`, `MPROC_P_lost`, `MPROC_P_leases` and
+//! `MPROC_P_workers` (heartbeats, in memory).
 //!
 //! ### A deadline: never a hang
 //!
@@ -273,7 +291,7 @@ pub use config::{
 pub use envelope::{ItemResults, RanOn, RemoteError};
 pub use error::{ClusterError, TaskFailure};
 pub use pool::{ClusterPool, GATHER_ENV};
-pub use runner::{PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
+pub use runner::{ItemSink, PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{
     PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use multiproc::remote::{PoolTask, RemoteTask, RunError, TaskChild};
 use multiproc::{Pool, PoolError, TaskError};
 
-use crate::envelope::{ItemResults, RemoteError, host_name};
+use crate::envelope::{ItemResults, RemoteError, host_name, push_item};
 
 /// One task message as a worker received it, checked to be of this very build: a
 /// function and a run of items (arguments) to call it with.
@@ -181,6 +181,82 @@ pub trait TaskRunner: Send + Sync + 'static {
     /// calls run with the same slot at once.
     fn run(&self, slot: usize, task: &Task<'_>) -> RunReport;
 
+    /// Runs only items `wanted` of the task (item numbers, ascending, each once: every
+    /// item on a first delivery, fewer on a redelivery whose other items already have
+    /// their results stored), telling `done` each one's outcome by its item number as
+    /// soon as it has it (in any order, once each), so that the worker stores results
+    /// while the others still run. Returns the pid of the process that ran the task, when
+    /// one process ran it all. The worker calls this, not [`run`](TaskRunner::run).
+    ///
+    /// The default runs the `wanted` items as a task of their own through
+    /// [`run`](TaskRunner::run), and tells their outcomes when it ends; a runner that
+    /// learns outcomes earlier says so by overriding it (both runners of this crate do).
+    ///
+    /// ```
+    /// use multiproc_nats::{ItemResults, RunReport, Task, TaskRunner};
+    ///
+    /// struct Echo;
+    ///
+    /// impl TaskRunner for Echo {
+    ///     fn slots(&self) -> usize {
+    ///         1
+    ///     }
+    ///
+    ///     fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
+    ///         let mut results = ItemResults::new();
+    ///         for arg in task.each_arg().unwrap_or_default() {
+    ///             results.push(Ok(arg));
+    ///         }
+    ///         RunReport { results, process_pid: None }
+    ///     }
+    /// }
+    ///
+    /// let args = [&1u32.to_le_bytes()[..], b"a", &1u32.to_le_bytes()[..], b"b", &1u32.to_le_bytes()[..], b"c"].concat();
+    /// let task = Task {
+    ///     id: 1,
+    ///     fingerprint: 0,
+    ///     function: 0,
+    ///     trampoline: 0,
+    ///     function_name: "echo",
+    ///     items: 3,
+    ///     chunk: 1,
+    ///     args: &args,
+    ///     timeout: None,
+    ///     retries: 0,
+    /// };
+    /// // Item 1 already has its result stored: only items 0 and 2 run.
+    /// let mut told = Vec::new();
+    /// Echo.run_items(0, &task, &[0, 2], &mut |k, outcome| told.push((k, outcome.unwrap().to_vec())));
+    /// assert_eq!(told, [(0, b"a".to_vec()), (2, b"c".to_vec())]);
+    /// ```
+    fn run_items(&self, slot: usize, task: &Task<'_>, wanted: &[u32], done: &mut ItemSink<'_>) -> Option<u32> {
+        let subset;
+        let args = if wanted.len() == task.items as usize {
+            task.args
+        } else {
+            let Some(args) = subset_args(task, wanted) else {
+                fail_all(wanted, done, &malformed());
+                return None;
+            };
+            subset = args;
+            &subset[..]
+        };
+        let report = self.run(slot, &Task { items: wanted.len() as u32, args, ..*task });
+        if report.results.len() != wanted.len() {
+            let message =
+                format!("the worker's runner gave {} outcomes for {} items", report.results.len(), wanted.len());
+            fail_all(wanted, done, &RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message });
+            return None;
+        }
+        for (i, &k) in wanted.iter().enumerate() {
+            match report.results.get(i).expect("one outcome per item, checked above") {
+                Ok(value) => done(k, Ok(value)),
+                Err(e) => done(k, Err(&e)),
+            }
+        }
+        report.process_pid
+    }
+
     /// How many task messages it wants in hand now, at most `slots()`: the worker asks
     /// the broker for more only below this. Fewer leaves more for other workers; more
     /// hides the broker's latency. Default: `slots()`.
@@ -193,6 +269,68 @@ pub trait TaskRunner: Send + Sync + 'static {
     fn isolation(&self) -> Option<String> {
         None
     }
+}
+
+/// Where a runner tells the outcome of each item as it finishes: `(item number,
+/// outcome)` (see [`TaskRunner::run_items`]).
+///
+/// ```
+/// use multiproc_nats::ItemSink;
+///
+/// let mut finished = Vec::new();
+/// let sink: &mut ItemSink<'_> = &mut |k, outcome| finished.push((k, outcome.is_ok()));
+/// sink(3, Ok(&b"done"[..]));
+/// assert_eq!(finished, [(3, true)]);
+/// ```
+pub type ItemSink<'a> = dyn FnMut(u32, Result<&[u8], &RemoteError>) + 'a;
+
+/// The arguments of items `wanted` of `task`, as the items of a task of their own
+/// (`None` for a malformed list or an item number past its end).
+fn subset_args(task: &Task<'_>, wanted: &[u32]) -> Option<Vec<u8>> {
+    let all = task.each_arg()?;
+    let mut args = Vec::new();
+    for &k in wanted {
+        push_item(&mut args, all.get(k as usize)?);
+    }
+    Some(args)
+}
+
+/// Tells `done` the same error for each of items `wanted`.
+fn fail_all(wanted: &[u32], done: &mut ItemSink<'_>, error: &RemoteError) {
+    for &k in wanted {
+        done(k, Err(error));
+    }
+}
+
+fn malformed() -> RemoteError {
+    RemoteError::Codec { message: "the task's item list is cut or malformed".into() }
+}
+
+/// A whole task's report, from a runner's [`run_items`](TaskRunner::run_items) over every
+/// item (`run` calls it): the outcomes in item order, and an error for any item it
+/// never told.
+fn report_of(items: u32, run: impl FnOnce(&[u32], &mut ItemSink<'_>) -> Option<u32>) -> RunReport {
+    let mut outcomes: Vec<Option<Result<Vec<u8>, RemoteError>>> = (0..items).map(|_| None).collect();
+    let all: Vec<u32> = (0..items).collect();
+    let process_pid = run(&all, &mut |k, outcome| {
+        if let Some(slot) = outcomes.get_mut(k as usize)
+            && slot.is_none()
+        {
+            *slot = Some(outcome.map(<[u8]>::to_vec).map_err(Clone::clone));
+        }
+    });
+    let mut results = ItemResults::new();
+    for outcome in outcomes {
+        match outcome {
+            Some(Ok(value)) => results.push(Ok(&value)),
+            Some(Err(e)) => results.push(Err(&e)),
+            None => {
+                let message = "the worker's runner gave no outcome for this item".to_string();
+                results.push(Err(&RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message }));
+            }
+        }
+    }
+    RunReport { results, process_pid }
 }
 
 /// Runs each task message on a local [`Pool`], as a map of its items: the pool's worker
@@ -350,9 +488,6 @@ impl PoolRunner {
     }
 }
 
-/// One item's outcome from the local pool, once it came.
-type Gathered = Option<Result<Vec<u8>, TaskError>>;
-
 /// How many messages to hold: one per process, plus [`IN_HAND`] of work at `rate` items
 /// a second (twice the processes before anything was measured), at most `slots`.
 fn in_hand(processes: usize, rate: f64, items_per_message: f64, slots: usize) -> usize {
@@ -364,11 +499,62 @@ fn in_hand(processes: usize, rate: f64, items_per_message: f64, slots: usize) ->
     wanted.clamp(1, slots)
 }
 
-/// Collects a task's item outcomes as the pool's driver delivers them: the outcomes by
-/// item, and how many came.
+/// A task's item outcomes as the pool's driver delivers them (each item once), until the
+/// slot thread running the task takes them.
 struct Gather {
-    state: Mutex<(Vec<Gathered>, u32)>,
-    done: Condvar,
+    state: Mutex<Gathered>,
+    /// Every item has its outcome.
+    all_came: Condvar,
+}
+
+#[derive(Default)]
+struct Gathered {
+    /// Which items had their outcome.
+    seen: Vec<bool>,
+    /// How many did.
+    count: usize,
+    /// Outcomes not yet taken, as they came.
+    new: Vec<(u32, Result<Vec<u8>, TaskError>)>,
+}
+
+/// How often the slot thread of a running task takes the outcomes that came: the driver
+/// wakes it only when all came, so a task of tiny items costs no wake-up per item.
+const TAKE_EVERY: Duration = Duration::from_millis(20);
+
+impl Gather {
+    fn new(items: u32) -> Gather {
+        let state = Gathered { seen: vec![false; items as usize], ..Gathered::default() };
+        Gather { state: Mutex::new(state), all_came: Condvar::new() }
+    }
+
+    /// An item's outcome, from the driver.
+    fn put(&self, k: u32, outcome: Result<&[u8], TaskError>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = st.seen.get_mut(k as usize)
+            && !*seen
+        {
+            *seen = true;
+            st.count += 1;
+            st.new.push((k, outcome.map(<[u8]>::to_vec)));
+            if st.count == st.seen.len() {
+                self.all_came.notify_one();
+            }
+        }
+    }
+
+    /// The outcomes that came since the last call: all of them once every item has its
+    /// outcome, or, while some still run, those that came every [`TAKE_EVERY`].
+    fn take(&self) -> Vec<(u32, Result<Vec<u8>, TaskError>)> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waited = false;
+        // Until all came, or some came and it is time to take them.
+        while st.count < st.seen.len() && (st.new.is_empty() || !waited) {
+            let (guard, wait) = self.all_came.wait_timeout(st, TAKE_EVERY).unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            waited = wait.timed_out();
+        }
+        std::mem::take(&mut st.new)
+    }
 }
 
 impl TaskRunner for PoolRunner {
@@ -387,7 +573,11 @@ impl TaskRunner for PoolRunner {
         Some(format!("containment: {}; sandbox: {sandbox}", stats.containment))
     }
 
-    fn run(&self, _slot: usize, task: &Task<'_>) -> RunReport {
+    fn run(&self, slot: usize, task: &Task<'_>) -> RunReport {
+        report_of(task.items, |all, done| self.run_items(slot, task, all, done))
+    }
+
+    fn run_items(&self, _slot: usize, task: &Task<'_>, wanted: &[u32], done: &mut ItemSink<'_>) -> Option<u32> {
         let this = multiproc::remote::fingerprint();
         if task.fingerprint != this {
             let e = RemoteError::WrongBinary {
@@ -396,54 +586,54 @@ impl TaskRunner for PoolRunner {
                 client: task.fingerprint,
                 worker: this,
             };
-            return RunReport::failed(task.items, &e);
+            fail_all(wanted, done, &e);
+            return None;
         }
-        let n = task.items;
-        let gather = Arc::new(Gather { state: Mutex::new(((0..n).map(|_| None).collect(), 0)), done: Condvar::new() });
+        let subset;
+        let args = if wanted.len() == task.items as usize {
+            task.args
+        } else {
+            let Some(args) = subset_args(task, wanted) else {
+                fail_all(wanted, done, &malformed());
+                return None;
+            };
+            subset = args;
+            &subset[..]
+        };
+        let n = wanted.len() as u32;
+        let gather = Arc::new(Gather::new(n));
         let filler = gather.clone();
-        let done: multiproc::remote::ItemDone = Box::new(move |k, outcome| {
-            let mut st = filler.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(slot) = st.0.get_mut(k as usize)
-                && slot.is_none()
-            {
-                *slot = Some(outcome.map(<[u8]>::to_vec));
-                st.1 += 1;
-                if st.1 == n {
-                    filler.done.notify_all();
-                }
-            }
-        });
+        let item_done: multiproc::remote::ItemDone = Box::new(move |k, outcome| filler.put(k, outcome));
         let raw = PoolTask {
             function: task.function,
             trampoline: task.trampoline,
             items: n,
             chunk: task.chunk,
-            args: task.args,
+            args,
             timeout: task.timeout,
             retries: task.retries,
         };
-        if let Err(message) = multiproc::remote::run_on_pool(&self.pool, &raw, done) {
-            return RunReport::failed(n, &RemoteError::Codec { message });
+        if let Err(message) = multiproc::remote::run_on_pool(&self.pool, &raw, item_done) {
+            fail_all(wanted, done, &RemoteError::Codec { message });
+            return None;
         }
-        let mut st = gather.state.lock().unwrap_or_else(|e| e.into_inner());
-        while st.1 < n {
-            st = gather.done.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        self.paced(n);
-        let mut results = ItemResults::new();
-        let mut pids = None;
-        for outcome in st.0.drain(..) {
-            match outcome.expect("every item has its outcome") {
-                Ok(value) => results.push(Ok(&value)),
-                Err(e) => {
-                    if let TaskError::WorkerDied { pid, .. } | TaskError::Timeout { pid, .. } = &e {
-                        pids = Some(*pid);
+        let (mut told, mut pid) = (0, None);
+        while told < n {
+            for (k, outcome) in gather.take() {
+                told += 1;
+                match outcome {
+                    Ok(value) => done(wanted[k as usize], Ok(&value)),
+                    Err(e) => {
+                        if let TaskError::WorkerDied { pid: p, .. } | TaskError::Timeout { pid: p, .. } = &e {
+                            pid = Some(*p);
+                        }
+                        done(wanted[k as usize], Err(&self.remote_error(e)));
                     }
-                    results.push(Err(&self.remote_error(e)));
                 }
             }
         }
-        RunReport { results, process_pid: pids.filter(|_| n == 1) }
+        self.paced(n);
+        pid.filter(|_| n == 1)
     }
 }
 
@@ -512,21 +702,28 @@ impl TaskRunner for ProcessRunner {
     }
 
     fn run(&self, slot: usize, task: &Task<'_>) -> RunReport {
+        report_of(task.items, |all, done| self.run_items(slot, task, all, done))
+    }
+
+    fn run_items(&self, slot: usize, task: &Task<'_>, wanted: &[u32], done: &mut ItemSink<'_>) -> Option<u32> {
         let Some(args) = task.each_arg() else {
-            let e = RemoteError::Codec { message: "the task's item list is cut or malformed".into() };
-            return RunReport::failed(task.items, &e);
+            fail_all(wanted, done, &malformed());
+            return None;
         };
         let mut held = self.children[slot].lock().unwrap_or_else(|e| e.into_inner());
-        let mut results = ItemResults::new();
         let mut last_pid = None;
-        for arg in args {
+        for &k in wanted {
+            let Some(&arg) = args.get(k as usize) else {
+                fail_all(&[k], done, &malformed());
+                continue;
+            };
             if held.as_ref().is_none_or(|c| !c.is_usable()) {
                 *held = None;
                 match TaskChild::start(&slot_name(slot)) {
                     Ok(child) => *held = Some(child),
                     Err(e) => {
                         let host = self.host.clone();
-                        results.push(Err(&RemoteError::Spawn { host, worker_pid: self.pid, message: e.to_string() }));
+                        done(k, Err(&RemoteError::Spawn { host, worker_pid: self.pid, message: e.to_string() }));
                         continue;
                     }
                 }
@@ -541,14 +738,14 @@ impl TaskRunner for ProcessRunner {
                 arg,
             };
             match child.run(&remote, task.timeout) {
-                Ok(value) => results.push(Ok(&value)),
-                Err(e) => results.push(Err(&self.remote_error(e))),
+                Ok(value) => done(k, Ok(&value)),
+                Err(e) => done(k, Err(&self.remote_error(e))),
             }
             if !child.is_usable() {
                 *held = None;
             }
         }
-        RunReport { results, process_pid: last_pid.filter(|_| task.items == 1) }
+        last_pid.filter(|_| task.items == 1)
     }
 }
 

@@ -41,6 +41,9 @@ pub struct WorkerStats {
     pub progress_acks: u64,
     /// Tasks dropped unrun because their client's lease had lapsed (the client is gone).
     pub orphaned: u64,
+    /// Items of redelivered tasks not run again: their results were stored before
+    /// (by the worker that had the task, before it died).
+    pub items_skipped: u64,
 }
 
 /// The pool's queue now: see [`Client::status`](crate::Client::status).
@@ -181,9 +184,14 @@ impl fmt::Display for QueueStatus {
         let now = unix_ms();
         for w in &self.workers {
             let ago = now.saturating_sub(w.at_unix_ms) as f64 / 1000.0;
+            // Said only when it happened: most workers never take over a task half done.
+            let skipped = match w.stats.items_skipped {
+                0 => String::new(),
+                n => format!(", {n} items not run again (stored before a redelivery)"),
+            };
             writeln!(
                 f,
-                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned, seen {ago:.1}s ago",
+                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned{skipped}, seen {ago:.1}s ago",
                 w.host,
                 w.pid,
                 w.build,

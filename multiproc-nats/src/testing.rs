@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::QueueConfig;
+
 /// A `nats-server -js` started for one test.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -236,4 +238,17 @@ async fn jetstream_answers(nats: &async_nats::Client) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// The subjects on which the workers of `queue`'s pool note, while a task of many items
+/// runs, which of its items have their results stored: a test subscribes to them to
+/// wait for such a note.
+pub fn progress_subjects(queue: &QueueConfig) -> String {
+    queue.progress_subject("*", "*")
+}
+
+/// Which items a note (a message on [`progress_subjects`]) names as having their results
+/// stored, as runs `(first item, count)`; `None` for a message that is not one.
+pub fn noted_items(note: &[u8]) -> Option<Vec<(u32, u32)>> {
+    crate::worker::noted_runs(note)
 }

@@ -9,9 +9,13 @@
 //!   docs for why.
 //! - [`slots`]: the threads that run tasks on the runner.
 //! - [`results`]: a task's results cut into messages and handed to its client.
+//! - [`progress`]: a running task's finished results stored in batches as it goes, and
+//!   noted, so that a redelivery runs only the items without results (pure, but for
+//!   reading and writing the note).
 //! - [`serving`]: the loop, one method per event.
 
 mod admission;
+mod progress;
 mod pulls;
 mod results;
 mod serving;
@@ -26,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::error::ClusterError;
 use crate::runner::{PoolRunner, TaskRunner};
+pub(crate) use progress::noted_runs;
 use serving::Worker;
 pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WorkerConfig};
 use stats::StatsCell;

@@ -29,18 +29,20 @@ pub(super) struct Part {
     pub(super) object: Option<(String, Bytes)>,
 }
 
-/// The result messages of task `task_id` of client `client` (its `delivery`-th
-/// delivery, run on `ran_on`) under the broker's `max_payload` (0: no limit): its items'
-/// outcomes, in as many messages as the limit needs. An item whose outcome alone is over
-/// the limit goes into an object of its own, which its message names.
-pub(super) fn result_parts(
-    ran_on: &RanOn,
-    max_payload: usize,
-    client: &str,
-    task_id: u64,
-    delivery: u64,
-    results: &ItemResults,
-) -> Vec<Part> {
+/// Which task a result is for, and which run of it made it.
+pub(super) struct ResultOf<'a> {
+    pub(super) ran_on: &'a RanOn,
+    pub(super) client: &'a str,
+    pub(super) task_id: u64,
+    pub(super) delivery: u64,
+}
+
+/// The result messages of the outcomes of items `first..first + results.len()` of a task
+/// (`of`) under the broker's `max_payload` (0: no limit), in as many messages as the
+/// limit needs. An item whose outcome alone is over the limit goes into an object of its
+/// own, which its message names.
+pub(super) fn result_parts(of: &ResultOf<'_>, max_payload: usize, first_item: u32, results: &ItemResults) -> Vec<Part> {
+    let ResultOf { ran_on, client, task_id, delivery } = *of;
     let room = if max_payload == 0 { usize::MAX } else { max_payload.saturating_sub(HEADER_ROOM + HEAD_ROOM) };
     let message = |outcome: Outcome, entries: &[u8]| {
         let head = ResultHead { version: PROTOCOL, task_id, ran_on: ran_on.clone(), delivery, outcome };
@@ -50,7 +52,7 @@ pub(super) fn result_parts(
     let mut first = 0;
     while first < results.len() {
         let (end, size) = fitting_run(results, first, room);
-        let (at, count) = (first as u32, (end - first) as u32);
+        let (at, count) = (first_item + first as u32, (end - first) as u32);
         if size > room {
             let object = result_object(client, task_id, delivery, at);
             let outcome = Outcome::InObject { first: at, count, object: object.clone() };
@@ -161,11 +163,16 @@ mod tests {
         for v in 0..3u8 {
             results.push(Ok(&[v][..]));
         }
-        let parts = result_parts(&ran_on(), 0, "c", 9, 1, &results);
+        let ran_on = ran_on();
+        let of = ResultOf { ran_on: &ran_on, client: "c", task_id: 9, delivery: 1 };
+        let parts = result_parts(&of, 0, 0, &results);
         let got = heads(&parts);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, Outcome::Items { first: 0, count: 3 });
         assert_eq!(got[0].1, results.entries(0..3));
+        // A later batch of the task's items says where it starts.
+        let got = heads(&result_parts(&of, 0, 5, &results));
+        assert_eq!(got[0].0, Outcome::Items { first: 5, count: 3 });
     }
 
     #[test]
@@ -177,7 +184,9 @@ mod tests {
         results.push(Ok(&[3; 40][..]));
         results.push(Ok(&[4; 500][..]));
         results.push(Ok(&[5; 10][..]));
-        let parts = result_parts(&ran_on(), max, "c", 9, 2, &results);
+        let ran_on = ran_on();
+        let of = ResultOf { ran_on: &ran_on, client: "c", task_id: 9, delivery: 2 };
+        let parts = result_parts(&of, max, 0, &results);
         let got = heads(&parts);
         let outcomes: Vec<_> = got.iter().map(|(o, _)| o.clone()).collect();
         let object = result_object("c", 9, 2, 3);

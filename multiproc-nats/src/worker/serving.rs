@@ -9,6 +9,9 @@
 //!   the client takes it (at once, or when it is back from a disconnection): a worker
 //!   that dies at any point loses nothing, and the client drops the duplicate a
 //!   redelivery may cause.
+//! - While a task of many items runs, the results of its finished items are stored in
+//!   batches as they come, each noted once stored (see [`progress`](super::progress));
+//!   a redelivered task reads its note first and runs only the items without a result.
 //! - A refused task (see [`admission`](super::admission)) is terminated (`+TERM`) once
 //!   the reason is stored for its client, so that it is not handed out again.
 //! - A task whose items are in the pool's object store runs once they are read (in the
@@ -17,7 +20,7 @@
 //!   on the queue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
@@ -26,16 +29,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::admission::{Admission, admit, other_builds_notice};
+use super::progress::{self, ItemSet, Pending, flush_every};
 use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
-use super::results::{Delivery, Part, deliver, refusal, result_parts};
+use super::results::{Delivery, Part, ResultOf, deliver, refusal, result_parts};
 use super::settings::WorkerConfig;
-use super::slots::{Finished, Job, Slots};
+use super::slots::{Finished, Job, SlotEvent, Slots};
 use super::stats::StatsCell;
 use crate::broker;
-use crate::envelope::{RanOn, TaskHead, host_name};
+use crate::envelope::{ItemResults, RanOn, TaskHead, host_name};
 use crate::error::ClusterError;
 use crate::objects::{self, Fetch, Objects};
-use crate::runner::{RunReport, TaskRunner};
+use crate::runner::TaskRunner;
 use crate::status::{LiveWorker, unix_ms};
 
 /// How long a client without a lease has to answer before its task is dropped.
@@ -55,6 +59,8 @@ pub(super) struct Worker {
     stream: jetstream::stream::Stream,
     consumer: jetstream::consumer::PullConsumer,
     leases: jetstream::stream::Stream,
+    /// Which items of running tasks have their results stored (see `progress`).
+    progress: jetstream::stream::Stream,
     objects: Objects,
     runner: Arc<dyn TaskRunner>,
     stats: Arc<StatsCell>,
@@ -84,10 +90,25 @@ impl Worker {
         let consumer = broker::worker_consumer(&stream, &config.queue, fingerprint).await?;
         let leases = broker::lease_stream(&js, &config.queue).await?;
         broker::result_stream(&js, &config.queue).await?;
+        let progress = broker::progress_stream(&js, &config.queue).await?;
         let objects = objects::bucket(&js, &config.queue, client.server_info().max_payload).await?;
         // Where its heartbeats go, for the pool's status.
         broker::presence_stream(&js, &config.queue).await?;
-        Ok(Worker { config, client, js, stream, consumer, leases, objects, runner, stats, events, me, fingerprint })
+        Ok(Worker {
+            config,
+            client,
+            js,
+            stream,
+            consumer,
+            leases,
+            progress,
+            objects,
+            runner,
+            stats,
+            events,
+            me,
+            fingerprint,
+        })
     }
 
     /// Serves the queue until `stop` says so (then finishes what it holds) or the
@@ -102,6 +123,7 @@ impl Worker {
         let slot_count = self.runner.slots().max(1);
         let (slots, finished) = Slots::start(slot_count, &self.runner)?;
         let isolation = self.runner.isolation();
+        let flush_every = flush_every(self.consumer.cached_info().config.ack_wait);
         let session = Session {
             worker: self,
             slot_count,
@@ -119,6 +141,7 @@ impl Worker {
             notice: None,
             clients: Clients::default(),
             isolation,
+            flush_every,
         };
         session.serve(pulls, finished, stop).await
     }
@@ -131,11 +154,64 @@ struct Held {
     refused: bool,
 }
 
-/// Where a running task's result goes.
+/// A running task: where its results go, and how far they got.
 struct Running {
     task_id: u64,
     reply_to: String,
     delivery: u64,
+    items: u32,
+    /// Outcomes of finished items not yet sent.
+    pending: Arc<Mutex<Pending>>,
+    /// The items whose results are stored: before this delivery, or by its batches.
+    stored: ItemSet,
+    /// Whether a batch is on its way (one at a time, so that notes follow each other).
+    sending: bool,
+    /// Set once its slot is done, with the pid of the process that ran it all.
+    ended: Option<Option<u32>>,
+    /// Why a batch could not be stored: at its end, the task goes back to the queue.
+    failed: Option<String>,
+}
+
+impl Running {
+    fn new(head: &TaskHead, delivery: u64) -> Running {
+        Running {
+            task_id: head.task_id,
+            reply_to: head.reply_to.clone(),
+            delivery,
+            items: head.items,
+            pending: Arc::default(),
+            stored: ItemSet::default(),
+            sending: false,
+            ended: None,
+            failed: None,
+        }
+    }
+
+    /// The client's id: the last word of its subject.
+    fn client(&self) -> &str {
+        self.reply_to.rsplit('.').next().unwrap_or(&self.reply_to)
+    }
+}
+
+/// Which stage of a task a delivery stored.
+enum Stage {
+    /// A batch of a running task's results; the items stored once it is.
+    Batch(ItemSet),
+    /// Its last results (or a refusal): the task is acked (or terminated) once stored.
+    Final,
+}
+
+/// A task ready to run once the background read of its items (from the object store)
+/// and of its progress (a redelivery's) is done.
+struct Prepared {
+    key: u64,
+    head: TaskHead,
+    payload: bytes::Bytes,
+    args_at: usize,
+    /// The items read from the object store; `None` when they are in the message.
+    fetched: Option<Fetch>,
+    /// The items whose results are stored already.
+    stored: ItemSet,
 }
 
 /// What the worker's loop holds between events.
@@ -149,9 +225,9 @@ struct Session {
     held: HashMap<u64, Held>,
     /// The messages a slot runs, by key.
     running: HashMap<u64, Running>,
-    deliveries: JoinSet<(u64, Delivery)>,
-    /// Tasks whose items are being read from the object store.
-    fetches: JoinSet<(u64, TaskHead, Fetch)>,
+    deliveries: JoinSet<(u64, Stage, Delivery)>,
+    /// Tasks whose items are being read from the object store, or whose progress is.
+    fetches: JoinSet<Prepared>,
     next_key: u64,
     stopping: bool,
     disconnected: bool,
@@ -162,6 +238,8 @@ struct Session {
     /// What isolates the tasks' processes, as the runner said at the start (heartbeats
     /// carry it).
     isolation: Option<String>,
+    /// How long a finished item's result may wait for others to go with it.
+    flush_every: Duration,
 }
 
 /// What this worker knows of clients' leases.
@@ -186,6 +264,8 @@ impl Session {
         let ack_wait = self.worker.consumer.cached_info().config.ack_wait;
         let mut progress = tokio::time::interval(progress_period(ack_wait));
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batches = tokio::time::interval(self.flush_every / 2);
+        batches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pull().await;
             if self.stopping && self.running.is_empty() && self.held.is_empty() {
@@ -197,19 +277,20 @@ impl Session {
                     None => break,
                 },
                 done = finished.recv() => match done {
-                    Some((key, report)) => self.on_slot_finished(key, report),
+                    Some((key, event)) => self.on_slot_event(key, event),
                     None => break,
                 },
                 Some(joined) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
-                    if let Ok((key, delivery)) = joined {
-                        self.on_delivered(key, delivery).await;
+                    if let Ok((key, stage, delivery)) = joined {
+                        self.on_delivered(key, stage, delivery).await;
                     }
                 }
                 Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
-                    if let Ok((key, head, fetched)) = joined {
-                        self.on_fetched(key, head, fetched).await;
+                    if let Ok(prepared) = joined {
+                        self.on_fetched(prepared).await;
                     }
                 }
+                _ = batches.tick() => self.on_batch_tick(),
                 _ = progress.tick() => self.on_heartbeat().await,
                 event = self.worker.events.recv() => self.on_broker_event(event),
                 _ = stop.changed(), if !self.stopping => self.on_stop().await,
@@ -274,17 +355,14 @@ impl Session {
                 if !self.client_alive(&head.reply_to).await {
                     return self.drop_orphan(msg, &head.reply_to).await;
                 }
-                let running = Running { task_id: head.task_id, reply_to: head.reply_to.clone(), delivery };
-                self.running.insert(key, running);
+                let running = Running::new(&head, delivery);
                 let payload = msg.payload.clone();
                 self.held.insert(key, Held { msg, refused: false });
-                match head.args_object.clone() {
-                    None => self.slots.run(Job { key, head, payload, args_at }),
-                    Some(name) => {
-                        let objects = self.worker.objects.clone();
-                        self.fetches.spawn(async move { (key, head, objects.get(&name).await) });
-                    }
-                }
+                self.prepare(
+                    key,
+                    running,
+                    Prepared { key, head, payload, args_at, fetched: None, stored: ItemSet::default() },
+                );
             }
             Admission::Refuse { task_id, reply_to, error, log } => {
                 if let Some(log) = log {
@@ -347,15 +425,56 @@ impl Session {
         let _ = msg.ack_with(AckKind::Term).await;
     }
 
-    /// A task's items, read from the object store (or not): it runs now. Items that are
-    /// not there (its task settled: this is a redelivery) refuse it, with the error for
-    /// its client, which drops it; items the broker could not give now put it back on
-    /// the queue, for another try.
-    async fn on_fetched(&mut self, key: u64, head: TaskHead, fetched: Fetch) {
-        match fetched {
-            Fetch::Got(items) => self.slots.run(Job { key, head, payload: items.into(), args_at: 0 }),
-            Fetch::Failed(error) => {
-                let Some(Running { task_id, reply_to, delivery }) = self.running.remove(&key) else { return };
+    /// Starts a task: at once when its items are in its message and it is a first
+    /// delivery; else once its items are read from the object store, and a redelivery's
+    /// progress (which items already have their results stored) from the progress
+    /// stream, in the background.
+    fn prepare(&mut self, key: u64, running: Running, mut ready: Prepared) {
+        let look = running.delivery > 1 && running.items > 1;
+        let subject = self.worker.config.queue.progress_subject(running.client(), &running.task_id.to_string());
+        self.running.insert(key, running);
+        if ready.head.args_object.is_none() && !look {
+            return self.start(ready);
+        }
+        let (objects, progress) = (self.worker.objects.clone(), self.worker.progress.clone());
+        self.fetches.spawn(async move {
+            if look {
+                ready.stored = progress::stored_items(&progress, &subject, ready.head.items).await;
+            }
+            if let Some(name) = &ready.head.args_object {
+                ready.fetched = Some(objects.get(name).await);
+            }
+            ready
+        });
+    }
+
+    /// Hands a prepared task to a slot, which runs only the items without stored
+    /// results.
+    fn start(&mut self, ready: Prepared) {
+        let Prepared { key, head, payload, args_at, stored, .. } = ready;
+        let Some(running) = self.running.get_mut(&key) else { return };
+        let skipped = stored.count_below(head.items);
+        if skipped > 0 {
+            self.worker.stats.update(|s| s.items_skipped += skipped as u64);
+        }
+        running.stored = stored.clone();
+        let pending = running.pending.clone();
+        self.slots.run(Job { key, head, payload, args_at, stored, pending });
+    }
+
+    /// A task's items, read from the object store (or not), and its progress: it runs
+    /// now. Items that are not there (its task settled: this is a redelivery) refuse it,
+    /// with the error for its client, which drops it; items the broker could not give
+    /// now put it back on the queue, for another try.
+    async fn on_fetched(&mut self, ready: Prepared) {
+        let key = ready.key;
+        match ready.fetched {
+            None => self.start(ready),
+            Some(Fetch::Got(items)) => {
+                self.start(Prepared { payload: items.into(), args_at: 0, fetched: None, ..ready })
+            }
+            Some(Fetch::Failed(error)) => {
+                let Some(Running { task_id, reply_to, delivery, .. }) = self.running.remove(&key) else { return };
                 if let Some(held) = self.held.get_mut(&key) {
                     held.refused = true;
                 }
@@ -364,35 +483,124 @@ impl Session {
                 let parts = refusal(&self.worker.me, task_id, delivery, error);
                 self.deliver(key, reply_to, parts);
             }
-            Fetch::Retry(error) => {
+            Some(Fetch::Retry(error)) => {
                 self.running.remove(&key);
                 if let Some(held) = self.held.remove(&key) {
-                    self.log(format_args!("task {}: {error}; it goes back to the queue", head.task_id));
+                    self.log(format_args!("task {}: {error}; it goes back to the queue", ready.head.task_id));
                     let _ = held.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 }
             }
         }
     }
 
-    /// A slot finished a task: its result goes to its client.
-    fn on_slot_finished(&mut self, key: u64, report: RunReport) {
-        let Some(Running { task_id, reply_to, delivery }) = self.running.remove(&key) else { return };
-        let ran_on = RanOn { process_pid: report.process_pid, ..self.worker.me.clone() };
+    /// A slot says something of a task: its batch is full (it goes now), or it ended
+    /// (its last results go once no batch is on its way).
+    fn on_slot_event(&mut self, key: u64, event: SlotEvent) {
+        match event {
+            SlotEvent::Full => self.send_batch(key),
+            SlotEvent::Done(pid) => {
+                let Some(running) = self.running.get_mut(&key) else { return };
+                running.ended = Some(pid);
+                if !running.sending {
+                    self.finish(key);
+                }
+            }
+        }
+    }
+
+    /// Sends the batches that waited long enough.
+    fn on_batch_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| !r.sending && r.ended.is_none() && r.failed.is_none())
+            .filter(|(_, r)| r.pending.lock().unwrap_or_else(|e| e.into_inner()).due(now, self.flush_every))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in due {
+            self.send_batch(key);
+        }
+    }
+
+    /// Stores the finished results of a running task that are not sent yet, then notes
+    /// which items have their results stored (only then: a note never claims more).
+    fn send_batch(&mut self, key: u64) {
         let max = self.worker.client.server_info().max_payload;
-        let client = reply_to.rsplit('.').next().unwrap_or(&reply_to);
-        let parts = result_parts(&ran_on, max, client, task_id, delivery, &report.results);
-        self.deliver(key, reply_to, parts);
+        let Some(running) = self.running.get_mut(&key) else { return };
+        if running.sending || running.ended.is_some() || running.failed.is_some() {
+            return;
+        }
+        let runs = running.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if runs.is_empty() {
+            return;
+        }
+        running.sending = true;
+        let mut stored = running.stored.clone();
+        for (first, results) in &runs {
+            stored.add(*first, results.len() as u32);
+        }
+        let parts = parts_of(&self.worker.me, running, None, max, &runs);
+        let note = self.worker.config.queue.progress_subject(running.client(), &running.task_id.to_string());
+        let (items, subject) = (running.items, running.reply_to.clone());
+        let patience = self.worker.config.result_patience;
+        let (js, objects) = (self.worker.js.clone(), self.worker.objects.clone());
+        self.deliveries.spawn(async move {
+            let (key, delivery) = deliver(js.clone(), objects, key, subject, parts, patience).await;
+            if matches!(delivery, Delivery::Confirmed) {
+                progress::note_stored(&js, note, items, &stored).await;
+            }
+            (key, Stage::Batch(stored), delivery)
+        });
+    }
+
+    /// A task's slot is done and no batch is on its way: its last results go, and it
+    /// is acked once they are stored; or, when a batch could not be stored, it goes back
+    /// to the queue.
+    fn finish(&mut self, key: u64) {
+        let max = self.worker.client.server_info().max_payload;
+        let Some(running) = self.running.remove(&key) else { return };
+        if let Some(why) = running.failed {
+            self.deliveries.spawn(async move { (key, Stage::Final, Delivery::Abandoned(why)) });
+            return;
+        }
+        let runs = running.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let parts = parts_of(&self.worker.me, &running, running.ended.flatten(), max, &runs);
+        self.deliver(key, running.reply_to, parts);
     }
 
     fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<Part>) {
         let patience = self.worker.config.result_patience;
         let (js, objects) = (self.worker.js.clone(), self.worker.objects.clone());
-        self.deliveries.spawn(deliver(js, objects, key, reply_to, parts, patience));
+        self.deliveries.spawn(async move {
+            let (key, delivery) = deliver(js, objects, key, reply_to, parts, patience).await;
+            (key, Stage::Final, delivery)
+        });
     }
 
-    /// A result is stored for its client: the task leaves the queue. One the broker
-    /// would not store goes back to the queue, for another try.
-    async fn on_delivered(&mut self, key: u64, delivery: Delivery) {
+    /// A batch of a running task's results is stored (or not): the next may go, and a
+    /// task whose slot is done meanwhile finishes.
+    fn on_batch_stored(&mut self, key: u64, stored: ItemSet, delivery: Delivery) {
+        let Some(running) = self.running.get_mut(&key) else { return };
+        running.sending = false;
+        match delivery {
+            Delivery::Confirmed => running.stored = stored,
+            Delivery::Abandoned(why) => {
+                running.failed.get_or_insert(why);
+            }
+        }
+        if running.ended.is_some() {
+            self.finish(key);
+        }
+    }
+
+    /// A result is stored for its client: the task leaves the queue (a batch of a
+    /// running task: the next may go). One the broker would not store goes back to the
+    /// queue, for another try.
+    async fn on_delivered(&mut self, key: u64, stage: Stage, delivery: Delivery) {
+        if let Stage::Batch(stored) = stage {
+            return self.on_batch_stored(key, stored, delivery);
+        }
         let Some(h) = self.held.remove(&key) else { return };
         match delivery {
             Delivery::Confirmed => {
@@ -498,4 +706,19 @@ impl Session {
         self.slots.join();
         let _ = self.worker.client.flush().await;
     }
+}
+
+/// The result messages of a task's `runs` of outcomes (each `(first item, outcomes)`),
+/// run on this worker (in process `process_pid`, when one ran it all).
+fn parts_of(
+    me: &RanOn,
+    running: &Running,
+    process_pid: Option<u32>,
+    max_payload: usize,
+    runs: &[(u32, ItemResults)],
+) -> Vec<Part> {
+    let ran_on = RanOn { process_pid, ..me.clone() };
+    let of =
+        ResultOf { ran_on: &ran_on, client: running.client(), task_id: running.task_id, delivery: running.delivery };
+    runs.iter().flat_map(|(first, results)| result_parts(&of, max_payload, *first, results)).collect()
 }
