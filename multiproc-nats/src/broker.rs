@@ -247,19 +247,29 @@ pub(crate) async fn lease_stream(js: &jetstream::Context, queue: &QueueConfig) -
         ..Default::default()
     };
     let what = format!("the lease stream `{}`", queue.lease_stream());
-    let mut tries = 0;
-    let stream = loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => break stream,
-            // The same race as for the task stream.
-            Err(_) if tries < 3 => tries += 1,
-            Err(e) => return Err(ClusterError::Setup { what, message: e.to_string() }),
-        }
-    };
+    let stream = made_stream(js, config, &what).await?;
     let has = stream.cached_info().config.max_age;
     let asks = queue.client_lease;
     let conflicts = conflicts([("client_lease", queue.given.client_lease, format!("{has:?}"), format!("{asks:?}"))]);
     settings_agree(conflicts, &what).map(|()| stream)
+}
+
+/// Gets the stream `config` describes, creating it if it is missing; `what` names it in
+/// the error. Workers and clients that start together race to create a stream: the
+/// loser's create fails, and a second look finds the winner's (as for the task stream).
+async fn made_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+    what: &str,
+) -> Result<stream::Stream, ClusterError> {
+    let mut tries = 0;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => return Err(ClusterError::Setup { what: what.to_string(), message: e.to_string() }),
+        }
+    }
 }
 
 /// The stream of the workers' heartbeats: the latest of each worker, gone once older than
@@ -277,17 +287,7 @@ pub(crate) async fn presence_stream(
         num_replicas: queue.replicas,
         ..Default::default()
     };
-    let mut tries = 0;
-    loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
-            Err(_) if tries < 3 => tries += 1,
-            Err(e) => {
-                let what = format!("the worker stream `{}`", queue.presence_stream());
-                return Err(ClusterError::Setup { what, message: e.to_string() });
-            }
-        }
-    }
+    made_stream(js, config, &format!("the worker stream `{}`", queue.presence_stream())).await
 }
 
 /// The stream where workers store results until their client takes them: a work queue
@@ -307,15 +307,7 @@ pub(crate) async fn result_stream(
         ..Default::default()
     };
     let what = format!("the result stream `{}`", queue.result_stream());
-    let mut tries = 0;
-    let stream = loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => break stream,
-            // The same race as for the task stream.
-            Err(_) if tries < 3 => tries += 1,
-            Err(e) => return Err(ClusterError::Setup { what, message: e.to_string() }),
-        }
-    };
+    let stream = made_stream(js, config, &what).await?;
     let has = stream.cached_info().config.max_age;
     let asks = queue.result_ttl;
     let conflicts = conflicts([("result_ttl", queue.given.result_ttl, format!("{has:?}"), format!("{asks:?}"))]);
@@ -338,18 +330,7 @@ pub(crate) async fn progress_stream(
         num_replicas: queue.replicas,
         ..Default::default()
     };
-    let mut tries = 0;
-    loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
-            // The same race as for the task stream.
-            Err(_) if tries < 3 => tries += 1,
-            Err(e) => {
-                let what = format!("the progress stream `{}`", queue.progress_stream());
-                return Err(ClusterError::Setup { what, message: e.to_string() });
-            }
-        }
-    }
+    made_stream(js, config, &format!("the progress stream `{}`", queue.progress_stream())).await
 }
 
 /// The durable consumer through which client `id` takes its results: only its own
@@ -403,15 +384,7 @@ pub(crate) async fn lost_tasks(
         num_replicas: queue.replicas,
         ..Default::default()
     };
-    let mut tries = 0;
-    let lost = loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => break stream,
-            // The same race as for the task stream.
-            Err(_) if tries < 3 => tries += 1,
-            Err(e) => return Err(fail(&e)),
-        }
-    };
+    let lost = made_stream(js, config, &what).await?;
     let ordered = consumer::pull::OrderedConfig {
         filter_subject: max_deliveries_subject(queue, build),
         deliver_policy: consumer::DeliverPolicy::New,

@@ -230,17 +230,11 @@ pub trait TaskRunner: Send + Sync + 'static {
     /// assert_eq!(told, [(0, b"a".to_vec()), (2, b"c".to_vec())]);
     /// ```
     fn run_items(&self, slot: usize, task: &Task<'_>, wanted: &[u32], done: &mut ItemSink<'_>) -> Option<u32> {
-        let subset;
-        let args = if wanted.len() == task.items as usize {
-            task.args
-        } else {
-            let Some(args) = subset_args(task, wanted) else {
-                fail_all(wanted, done, &malformed());
-                return None;
-            };
-            subset = args;
-            &subset[..]
+        let Some(args) = args_of(task, wanted) else {
+            fail_all(wanted, done, &malformed());
+            return None;
         };
+        let args = &args[..];
         let report = self.run(slot, &Task { items: wanted.len() as u32, args, ..*task });
         if report.results.len() != wanted.len() {
             let message =
@@ -283,6 +277,15 @@ pub trait TaskRunner: Send + Sync + 'static {
 /// assert_eq!(finished, [(3, true)]);
 /// ```
 pub type ItemSink<'a> = dyn FnMut(u32, Result<&[u8], &RemoteError>) + 'a;
+
+/// The argument list of items `wanted` of `task`: the task's own when it wants them all,
+/// else a new one (`None`: the task's list is cut or malformed).
+fn args_of<'a>(task: &Task<'a>, wanted: &[u32]) -> Option<std::borrow::Cow<'a, [u8]>> {
+    if wanted.len() == task.items as usize {
+        return Some(std::borrow::Cow::Borrowed(task.args));
+    }
+    subset_args(task, wanted).map(std::borrow::Cow::Owned)
+}
 
 /// The arguments of items `wanted` of `task`, as the items of a task of their own
 /// (`None` for a malformed list or an item number past its end).
@@ -589,17 +592,11 @@ impl TaskRunner for PoolRunner {
             fail_all(wanted, done, &e);
             return None;
         }
-        let subset;
-        let args = if wanted.len() == task.items as usize {
-            task.args
-        } else {
-            let Some(args) = subset_args(task, wanted) else {
-                fail_all(wanted, done, &malformed());
-                return None;
-            };
-            subset = args;
-            &subset[..]
+        let Some(args) = args_of(task, wanted) else {
+            fail_all(wanted, done, &malformed());
+            return None;
         };
+        let args = &args[..];
         let n = wanted.len() as u32;
         let gather = Arc::new(Gather::new(n));
         let filler = gather.clone();
