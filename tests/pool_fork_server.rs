@@ -7,10 +7,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use multiproc::{Connection, Contain, Lock, LockError, Pipe, Pool, PoolError, Process, StartMethod, TaskError};
+use multiproc::{Connection, Contain, Lock, LockError, Pool, PoolError, StartMethod, TaskError};
 
 mod contain_common;
-use contain_common::{alive, escape, wait_gone};
+use contain_common::{alive, escape, nothing_outlives_a_killed_owner, wait_gone};
 
 multiproc::test_init!();
 
@@ -150,15 +150,10 @@ fn own_a_fork_server_pool_then_die(conn: Connection<Vec<u32>>) {
 
 #[test]
 fn nothing_outlives_an_owner_that_is_sigkilled() {
-    let (ours, theirs) = Pipe::simplex::<Vec<u32>>().unwrap();
-    let mut owner = Process::new(own_a_fork_server_pool_then_die, theirs).contain(Contain::Off);
-    owner.start().unwrap();
-    let pids = ours.recv().unwrap();
-    owner.kill().unwrap();
-    owner.join().unwrap();
-    for pid in pids {
-        wait_gone(pid, "a process of a SIGKILLed owner's fork-server pool");
-    }
+    nothing_outlives_a_killed_owner(
+        own_a_fork_server_pool_then_die,
+        "a process of a SIGKILLed owner's fork-server pool",
+    );
 }
 
 fn bad_preload() {

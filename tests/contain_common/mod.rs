@@ -112,6 +112,21 @@ pub fn wait_gone(pid: u32, what: &str) {
     assert!(n == 1 || !alive(pid), "{what}: the escaper {pid} still runs after {DEADLINE:?}");
 }
 
+/// Starts `owner` in an uncontained child, which sends the pids of what it started (its
+/// pools' processes, what their tasks started) and waits; then SIGKILLs it: each of those
+/// pids must be gone.
+pub fn nothing_outlives_a_killed_owner(owner: fn(Connection<Vec<u32>>), what: &str) {
+    let (ours, theirs) = multiproc::Pipe::simplex::<Vec<u32>>().unwrap();
+    let mut owner = Process::new(owner, theirs).contain(Contain::Off);
+    owner.start().unwrap();
+    let pids = ours.recv().unwrap();
+    owner.kill().unwrap();
+    owner.join().unwrap();
+    for pid in pids {
+        wait_gone(pid, what);
+    }
+}
+
 /// A pool of one worker, contained as `contain` says, runs `escape(way)`; after `close`
 /// and `join` the escaper is gone.
 pub fn pool_close_join(way: &str, contain: Contain) {
