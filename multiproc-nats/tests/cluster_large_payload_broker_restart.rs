@@ -1,9 +1,9 @@
 //! The broker is killed and started again (same port, same store) while a large task's
 //! payloads are on their way through the pool's object store: while the client stores
 //! the task's arguments, while a worker reads them, while the worker stores its result,
-//! and while the client reads it. Each time the caller gets the exact result, once, and
-//! once the pool is joined the object store holds nothing: no object, and no chunk of an
-//! upload the broker's death cut short.
+//! and while the client reads it, and once for 40 s while the client reads it. Each time
+//! the caller gets the exact result, once, and once the pool is joined the object store
+//! holds nothing: no object, and no chunk of an upload the broker's death cut short.
 //!
 //! Where each transfer is, the test sees on the broker's subjects (a chunk stored, a
 //! description stored, the consumer an object is read through asked for): the kill comes
@@ -123,6 +123,41 @@ fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
     server.restart();
     check(task, "the client's read");
 
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(
+        common::objects_left_behind(&server, &common::queue(POOL, ACK_WAIT)),
+        (0, 0, vec![]),
+        "nothing left behind"
+    );
+}
+
+/// How long the broker stays down in the long outage: far longer than a reconnection
+/// or a JetStream request's own time limit. The client's read of the object waits for
+/// the broker to come back (each try up to the object store's transfer limit) rather
+/// than fail the item whose result is stored.
+const LONG_OUTAGE: Duration = Duration::from_secs(40);
+
+#[test]
+fn a_result_survives_a_long_outage_while_the_client_reads_it() {
+    let Some(mut server) = NatsServer::start("large-outage") else { return };
+    let pool = common::cluster_pool(&server, POOL, ACK_WAIT, 1);
+    let _worker = common::start_worker(&server, POOL, 1, ACK_WAIT);
+    let mut data = common::pseudo_random_bytes(5, LARGE);
+    // The client reads the result: the broker is killed once its read began, and stays
+    // away for the outage (the scenario's length, not a wait for an event).
+    let mut bucket = Bucket::watch(&server);
+    let handle = pool.apply_async(reversed, data.clone());
+    bucket.next(DESCRIPTION);
+    bucket.next(READ);
+    bucket.next(DESCRIPTION);
+    bucket.next(READ);
+    server.kill();
+    std::thread::sleep(LONG_OUTAGE);
+    server.restart();
+    data.reverse();
+    let got = handle.get_timeout(common::PATIENCE).unwrap_or_else(|e| panic!("after a long outage: {e}"));
+    assert!(got == data, "the result came back exact");
     pool.close();
     pool.join().unwrap();
     assert_eq!(
