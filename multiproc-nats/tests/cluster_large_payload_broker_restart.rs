@@ -57,6 +57,15 @@ impl Bucket {
         Bucket { rt, sub }
     }
 
+    /// Waits until the client's read of a result began: the task's arguments were read
+    /// (a description stored, a read begun), then its result (the same once more).
+    fn client_read_began(&mut self) {
+        for _ in 0..2 {
+            self.next(DESCRIPTION);
+            self.next(READ);
+        }
+    }
+
     /// Waits for the next message on a subject starting with `wanted` (one of the above).
     fn next(&mut self, wanted: &str) {
         let sub = &mut self.sub;
@@ -116,10 +125,7 @@ fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
     // The client reads the result: killed once its read began.
     let mut bucket = Bucket::watch(&server);
     let task = run(4);
-    bucket.next(DESCRIPTION);
-    bucket.next(READ);
-    bucket.next(DESCRIPTION);
-    bucket.next(READ);
+    bucket.client_read_began();
     server.restart();
     check(task, "the client's read");
 
@@ -148,10 +154,7 @@ fn a_result_survives_a_long_outage_while_the_client_reads_it() {
     // away for the outage (the scenario's length, not a wait for an event).
     let mut bucket = Bucket::watch(&server);
     let handle = pool.apply_async(reversed, data.clone());
-    bucket.next(DESCRIPTION);
-    bucket.next(READ);
-    bucket.next(DESCRIPTION);
-    bucket.next(READ);
+    bucket.client_read_began();
     server.kill();
     std::thread::sleep(LONG_OUTAGE);
     server.restart();

@@ -369,6 +369,10 @@ impl Driver {
             .iter()
             .filter(|w| w.ready && w.held.is_empty() && w.leaving.is_none() && w.eof.is_none())
             .count();
+        if idle == 0 {
+            // The common case on a busy pool: nobody to give tasks to, nothing to time.
+            return None;
+        }
         let now = Instant::now();
         let mut nearest = None;
         let mut taken = Vec::new();
