@@ -24,6 +24,7 @@ pub(crate) const POOL_RESULT: u8 = 0xB5;
 pub(crate) const POOL_RETIRE: u8 = 0xB6;
 pub(crate) const POOL_TASK_BIG: u8 = 0xB7;
 pub(crate) const POOL_RESULT_BIG: u8 = 0xB8;
+pub(crate) const POOL_SKIPPED: u8 = 0xB9;
 
 /// A pool's fork-server template and the pool (`spawn::forkserver`), after the
 /// handshake: the preload's outcome, then fork requests (the new child's socket attached)
@@ -81,6 +82,7 @@ pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
             POOL_RETIRE,
             POOL_TASK_BIG,
             POOL_RESULT_BIG,
+            POOL_SKIPPED,
         ],
     ),
     ("fork server", &[HANDSHAKE_HELLO, HANDSHAKE_REPLY, FORKSERVER_READY, FORKSERVER_FORK, FORKSERVER_FORKED]),

@@ -741,6 +741,14 @@ impl Driver {
             }
             Message::Retire(Some(r)) => self.on_retire(wi, r),
             Message::Retire(None) => return self.protocol_error(wi, "an unreadable retirement"),
+            // A task it still holds was not taken back: its claim word was overwritten
+            // (by a task's stray write), and it would wait for that task for ever.
+            Message::Skipped(Some(id)) if w.held.iter().any(|h| h.id == id) => {
+                return self
+                    .protocol_error(wi, "it skipped a task that was not taken back (its claim word was overwritten)");
+            }
+            Message::Skipped(Some(_)) => {}
+            Message::Skipped(None) => return self.protocol_error(wi, "an unreadable skip notice"),
             Message::Unexpected(k) => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
         }
         true
@@ -1039,6 +1047,8 @@ enum Message {
     InitFailed(String),
     /// It retires (`None`: unreadable).
     Retire(Option<Retire>),
+    /// It skipped this task as taken back (`None`: unreadable).
+    Skipped(Option<u64>),
     Unexpected(u8),
 }
 
@@ -1048,6 +1058,7 @@ impl Message {
             KIND_READY => Message::Ready,
             KIND_INIT_FAILED => Message::InitFailed(codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string())),
             KIND_RETIRE => Message::Retire(codec::decode::<Retire>(payload).ok()),
+            KIND_SKIPPED => Message::Skipped(codec::decode::<u64>(payload).ok()),
             k => Message::Unexpected(k),
         }
     }

@@ -39,6 +39,10 @@ pub(crate) const KIND_RETIRE: u8 = kinds::POOL_RETIRE;
 pub(crate) const KIND_TASK_BIG: u8 = kinds::POOL_TASK_BIG;
 /// Worker → driver: a `RESULT` whose payload is in a memfd.
 pub(crate) const KIND_RESULT_BIG: u8 = kinds::POOL_RESULT_BIG;
+/// Worker → driver: the id (a `u64`) of a task it skipped because the driver took it back
+/// (`claim`). The driver checks it: a task it did not take back means the worker's claim
+/// word was overwritten, and the worker is ended.
+pub(crate) const KIND_SKIPPED: u8 = kinds::POOL_SKIPPED;
 /// Payloads from this size on travel as a memfd: one copy in, a mapping out, instead of
 /// many socket-buffer-sized round trips.
 pub(crate) const SPILL_AT: usize = 256 * 1024;

@@ -186,6 +186,12 @@ impl Runner {
             if let Some((m, _)) = &mapped {
                 self.spill_maps.forget(m);
             }
+            // Said, so that the driver can tell a skip it asked for from a claim word
+            // something in this process overwrote (a task that never answered would
+            // otherwise be waited for for ever).
+            if self.writer.queue(KIND_SKIPPED, &head.id).is_err() {
+                die("cannot queue a skip notice");
+            }
             return;
         }
         self.run_task(&head, body, mapped.as_ref().map(|(m, _)| m), frame_fds);
