@@ -843,7 +843,7 @@ impl Client {
             timeout_ms: task.timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
             retries: task.retries,
             items: task.items,
-            chunk: task.chunk.max(1),
+            chunk: task.chunk,
             args_object: None,
         };
         let mut message = head.encode(&[]);

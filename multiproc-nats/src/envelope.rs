@@ -42,7 +42,8 @@ pub(crate) struct TaskHead {
     pub(crate) retries: u32,
     /// How many items follow.
     pub(crate) items: u32,
-    /// Items per task, as a local pool would cut them (what a timeout and a death cost).
+    /// Items per task, as a local pool would cut them (what a timeout and a death cost);
+    /// 0: the worker's choice (see [`Task::chunk`](crate::Task::chunk)).
     pub(crate) chunk: u32,
     /// The object of the pool's object store holding the items, when they are too large
     /// for the message (which then carries none).

@@ -158,15 +158,19 @@
 //! 512 KiB; a task shorter than that stores its results at its end, in one go, as
 //! before. Once the broker confirms a batch, the worker notes which of the task's items
 //! have their results stored, in the stream `MPROC_P_progress` (one small note per task,
-//! on `mproc.P.progress.<client id>.<task id>`, the latest only, kept for the result
-//! TTL). The task is acked only once every result is stored. When the worker dies and the
+//! on `mproc.P.progress.<client id>.<task id>`, the latest only). The task is acked only
+//! once every result is stored, and its note is then removed (one its worker could not
+//! remove expires with the result TTL). When the worker dies and the
 //! task comes back, the worker that takes it reads the note and runs only the items
 //! without a stored result (its status counts the others as `items_skipped`); a note that
 //! cannot be read runs every item. A note never claims more than is stored (it follows
 //! its batch), so a death costs at most the items finished since the last note, which run
 //! again and whose duplicates the client drops. The batches follow the task's chunks: the
-//! items of a chunk finish together (a map's default chunks are a message each; a
-//! smaller `chunksize`, or gathered `apply_async` calls, make finer ones).
+//! items of a chunk finish together. A map with the default chunksize (or an adaptive
+//! one) and no time limit leaves the cut to the worker ([`Task::chunk`] 0): its local pool
+//! cuts the message by measured time, about 2 ms of work a chunk and one item a chunk for
+//! slower items, so results are stored as the message runs. A chunksize the caller chose,
+//! or a time limit (which bounds a chunk), travels as it is.
 //!
 //! The pool's streams, all with the queue's replicas: `MPROC_P` (tasks),
 //! `MPROC_P_results`, `MPROC_P_progress`, `MPROC_P_lost`, `MPROC_P_leases` and

@@ -441,13 +441,14 @@ impl Sender {
         let chunk = batch.chunk().unwrap_or_else(|| n.div_ceil(spread).max(1));
         let per_message = n.div_ceil(spread).max(chunk).div_ceil(chunk) * chunk;
         let room = self.room(batch.function_name());
+        let wire_chunk = wire_chunk(batch.chunk_is_default() || batch.chunk().is_none(), batch.timeout(), chunk);
         while !batch.is_empty() {
             let mut take = per_message.min(batch.len());
             while take > 1 && batch.size_of(0, take) > room {
                 take = take.div_ceil(2);
             }
             let rest = batch.split_off(take);
-            self.send(batch, chunk);
+            self.send(batch, wire_chunk);
             batch = rest;
         }
     }
@@ -546,6 +547,15 @@ impl Sender {
             }
         }
     }
+}
+
+/// The chunk a task message asks its worker for: `chunk`, or 0, the worker's choice,
+/// when the caller left the cut to the pool (`free`: the default chunksize or an adaptive
+/// one) and no time limit bounds a chunk. A worker's local pool then cuts by measured
+/// time, so a long message's results are stored as it runs and a redelivery re-runs
+/// little finished work.
+fn wire_chunk(free: bool, timeout: Option<Duration>, chunk: u32) -> u32 {
+    if free && timeout.is_none() { 0 } else { chunk }
 }
 
 /// The batches whose items one task message carries, in order.
@@ -776,6 +786,15 @@ impl Dispatch for Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_leaves_the_cut_to_its_worker_only_when_the_caller_did_and_no_limit_binds() {
+        let limit = Some(Duration::from_secs(1));
+        assert_eq!(wire_chunk(true, None, 125), 0);
+        assert_eq!(wire_chunk(true, limit, 125), 125, "a time limit bounds the default chunk");
+        assert_eq!(wire_chunk(false, None, 10), 10, "the caller's chunksize is kept");
+        assert_eq!(wire_chunk(false, limit, 10), 10);
+    }
 
     #[test]
     fn the_gather_setting_is_one_or_zero_and_anything_else_is_named() {

@@ -68,6 +68,11 @@ pub struct Task<'a> {
     /// How many items `args` holds.
     pub items: u32,
     /// Items per task, as a local pool cuts them: what a timeout and a death cost.
+    ///
+    /// 0: the client left the cut to the runner (a `map` with the default chunksize and
+    /// no time limit). [`PoolRunner`] then cuts the items by their measured time, about
+    /// 2 ms of work a task, so results come back (and are stored) as the message runs,
+    /// and a redelivery re-runs little finished work.
     pub chunk: u32,
     /// The items: each a `u32` little-endian length and the encoded argument.
     pub args: &'a [u8],
@@ -516,9 +521,14 @@ struct Gathered {
     seen: Vec<bool>,
     /// How many did.
     count: usize,
-    /// Outcomes not yet taken, as they came.
-    new: Vec<(u32, Result<Vec<u8>, TaskError>)>,
+    /// Outcomes not yet taken, as they came: a value is its range of `values`.
+    new: Vec<(u32, Result<std::ops::Range<usize>, TaskError>)>,
+    /// The bytes of those values, one after another (not one allocation per item).
+    values: Vec<u8>,
 }
+
+/// Outcomes taken from a [`Gather`]: each item's, a value as its range of the bytes.
+type Taken = (Vec<u8>, Vec<(u32, Result<std::ops::Range<usize>, TaskError>)>);
 
 /// How often the slot thread of a running task takes the outcomes that came: the driver
 /// wakes it only when all came, so a task of tiny items costs no wake-up per item.
@@ -538,7 +548,12 @@ impl Gather {
         {
             *seen = true;
             st.count += 1;
-            st.new.push((k, outcome.map(<[u8]>::to_vec)));
+            let outcome = outcome.map(|v| {
+                let at = st.values.len();
+                st.values.extend_from_slice(v);
+                at..st.values.len()
+            });
+            st.new.push((k, outcome));
             if st.count == st.seen.len() {
                 self.all_came.notify_one();
             }
@@ -547,7 +562,7 @@ impl Gather {
 
     /// The outcomes that came since the last call: all of them once every item has its
     /// outcome, or, while some still run, those that came every [`TAKE_EVERY`].
-    fn take(&self) -> Vec<(u32, Result<Vec<u8>, TaskError>)> {
+    fn take(&self) -> Taken {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut waited = false;
         // Until all came, or some came and it is time to take them.
@@ -556,7 +571,7 @@ impl Gather {
             st = guard;
             waited = wait.timed_out();
         }
-        std::mem::take(&mut st.new)
+        (std::mem::take(&mut st.values), std::mem::take(&mut st.new))
     }
 }
 
@@ -616,10 +631,11 @@ impl TaskRunner for PoolRunner {
         }
         let (mut told, mut pid) = (0, None);
         while told < n {
-            for (k, outcome) in gather.take() {
+            let (values, outcomes) = gather.take();
+            for (k, outcome) in outcomes {
                 told += 1;
                 match outcome {
-                    Ok(value) => done(wanted[k as usize], Ok(&value)),
+                    Ok(range) => done(wanted[k as usize], Ok(&values[range])),
                     Err(e) => {
                         if let TaskError::WorkerDied { pid: p, .. } | TaskError::Timeout { pid: p, .. } = &e {
                             pid = Some(*p);

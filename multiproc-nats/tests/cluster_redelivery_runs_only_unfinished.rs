@@ -33,10 +33,11 @@ fn record((dir, socket, i): (String, String, u64)) -> u64 {
     let worker = common::worker_of_this_task();
     let mut runs = std::fs::OpenOptions::new().create(true).append(true).open(format!("{dir}/{i}")).unwrap();
     writeln!(runs, "{worker}").unwrap();
-    // Work of a couple of milliseconds: a local pool's process sends a result at once
-    // when its task took longer than its batching window of 200 µs; a result that quick
-    // waits, with more tasks queued, until the next task ends — here the held one.
-    std::thread::sleep(Duration::from_millis(2));
+    // Work of a few milliseconds: a local pool's process sends a result at once when its
+    // task took longer than its batching window of 200 µs (a result that quick waits,
+    // with more tasks queued, until the next task ends: here the held one); and a pool
+    // left to cut by measured time gives items over 2 ms a task each.
+    std::thread::sleep(Duration::from_millis(3));
     if i == HELD {
         let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
         writeln!(s, "{worker}").unwrap();
@@ -75,41 +76,52 @@ fn one_message_worker((url, pool, _, ack_wait_ms): common::WorkerArgs) {
     let _ = worker.join();
 }
 
-fn start_worker(server: &NatsServer) -> common::Worker {
-    let args: common::WorkerArgs = (server.url(), "unfinished".into(), 1, ACK_WAIT.as_millis() as u64);
+fn start_worker(server: &NatsServer, pool: &str) -> common::Worker {
+    let args: common::WorkerArgs = (server.url(), pool.into(), 1, ACK_WAIT.as_millis() as u64);
     let mut p = Process::new(one_message_worker, args).name("worker-unfinished").daemon(true);
     p.start().expect("a worker process starts");
     common::Worker(p)
 }
 
+/// One item per local task; on a pool of one process, a map goes in four messages of a
+/// quarter of its items: the first holds items 0..10, the held one among them.
 #[test]
 fn a_redelivered_task_runs_only_the_items_without_a_stored_result() {
-    let Some(server) = NatsServer::start("redelivery-unfinished") else { return };
-    let dir = std::env::temp_dir().join(format!("mpn-unfinished-{}", std::process::id()));
+    redelivery_runs_only_unfinished("unfinished", &MapOptions::new().chunksize(Chunksize::Fixed(1)));
+}
+
+/// The default chunksize makes each message one chunk of 10 items. Its worker's local
+/// pool cuts it by measured time instead (a chunk being no one's choice here), so the
+/// items finished before the held one have their results stored as they end.
+#[test]
+fn a_default_chunksize_map_is_redelivered_only_in_its_unfinished_items() {
+    redelivery_runs_only_unfinished("unfinished-default", &MapOptions::new());
+}
+
+fn redelivery_runs_only_unfinished(name: &str, opts: &MapOptions) {
+    let Some(server) = NatsServer::start(&format!("redelivery-{name}")) else { return };
+    let dir = std::env::temp_dir().join(format!("mpn-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let rendezvous = common::Rendezvous::new("unfinished");
+    let rendezvous = common::Rendezvous::new(name);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut notes = rt.block_on(async {
         let nats = async_nats::connect(server.url()).await.unwrap();
-        nats.subscribe(progress_subjects(&common::queue("unfinished", ACK_WAIT))).await.unwrap()
+        nats.subscribe(progress_subjects(&common::queue(name, ACK_WAIT))).await.unwrap()
     });
-    let pool = common::cluster_pool(&server, "unfinished", ACK_WAIT, 1);
-    let first = start_worker(&server);
+    let pool = common::cluster_pool(&server, name, ACK_WAIT, 1);
+    let first = start_worker(&server, name);
 
-    // One item per local task; on a pool of one process, a map goes in four messages of
-    // a quarter of its items: the first holds items 0..10, the held one among them.
-    let opts = MapOptions::new().chunksize(Chunksize::Fixed(1));
     let (where_to, socket) = (dir.display().to_string(), rendezvous.path.display().to_string());
     let args: Vec<_> = (0..ITEMS).map(|i| (where_to.clone(), socket.clone(), i)).collect();
-    let map = pool.map_async_with(record, args, &opts);
+    let map = pool.map_async_with(record, args, opts);
     let (_held, who) = rendezvous.accept();
     assert_eq!(who, first.pid().to_string(), "the first worker runs the held item");
     // While it is held, the items before it have their results stored, and noted.
     wait_for_note(&rt, &mut notes, HELD as u32);
 
     first.kill();
-    let second = start_worker(&server);
+    let second = start_worker(&server, name);
     let (mut held, who) = rendezvous.accept();
     assert_eq!(who, second.pid().to_string(), "the held item came back, to the second worker");
     held.write_all(b"g").unwrap();
@@ -128,5 +140,22 @@ fn a_redelivered_task_runs_only_the_items_without_a_stored_result() {
     assert_eq!((stats.tasks_done, stats.tasks_failed()), (ITEMS, 0), "each item counted once: {stats:?}");
     let client = ClusterPool::client_stats(&pool).unwrap();
     assert_eq!(client.submitted, client.finished, "{client:?}");
+    let progress = format!("MPROC_{}_progress", common::queue(name, ACK_WAIT).pool_name());
+    wait_until_empty(&rt, &server, &progress);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the stream `name` holds no message: a task's progress note goes once the
+/// task is acked, which follows its last result a little after the caller has it.
+fn wait_until_empty(rt: &tokio::runtime::Runtime, server: &NatsServer, name: &str) {
+    let js = rt.block_on(async { async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap()) });
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        let left = rt.block_on(async { js.get_stream(name).await.unwrap().info().await.unwrap().state.messages });
+        if left == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} progress notes outlived their acked tasks in {name}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -49,7 +49,8 @@ pub struct PoolTask<'a> {
     pub trampoline: i64,
     /// How many items `args` holds.
     pub items: u32,
-    /// Items per task (what a timeout and a worker hold).
+    /// Items per task (what a timeout and a worker hold); 0: the pool cuts them by their
+    /// measured time, as [`Chunksize::Adaptive`](crate::Chunksize::Adaptive) does.
     pub chunk: u32,
     /// The items: each a `u32` little-endian length and its encoded argument.
     pub args: &'a [u8],
@@ -114,7 +115,10 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         offsets,
         fds: Vec::new(),
         base: 0,
-        chunking: Chunking::Fixed(task.chunk.max(1)),
+        chunking: match task.chunk {
+            0 => Chunking::Adaptive,
+            k => Chunking::Fixed(k),
+        },
         timeout: task.timeout.or(pool.shared.default_timeout),
         retries: if task.retries > 0 { task.retries } else { pool.shared.default_retries },
         sink,

@@ -25,7 +25,12 @@ const MIN_IMAP_WINDOW: usize = 32;
 /// How a submission is cut into tasks at dispatch time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunking {
+    /// This many items a task, as the caller asked.
     Fixed(u32),
+    /// The default cut, `ceil(n / (4 × workers))` items a task as Python's `map` does: a
+    /// local pool cuts so; a backend that stores results as they come (the cluster) may
+    /// cut finer, by measured time, when no time limit bounds the chunk.
+    Even(u32),
     /// Sized from the measured time per item.
     Adaptive,
 }
@@ -34,7 +39,7 @@ pub(crate) enum Chunking {
 /// `ceil(n / (4 × workers))` by default.
 pub(crate) fn map_chunking(chunksize: Option<Chunksize>, n: usize, workers: usize) -> Chunking {
     match chunksize.unwrap_or(Chunksize::Default) {
-        Chunksize::Default => Chunking::Fixed(n.div_ceil(4 * workers).max(1) as u32),
+        Chunksize::Default => Chunking::Even(n.div_ceil(4 * workers).max(1) as u32),
         Chunksize::Fixed(k) => Chunking::Fixed(k.max(1) as u32),
         Chunksize::Adaptive => Chunking::Adaptive,
     }
@@ -100,7 +105,7 @@ pub(crate) fn reclaim_in(
 /// `workers`; never more than `count`, never 0.
 pub(crate) fn chunk_items(chunking: Chunking, count: u32, item_ns: u64, workers: usize) -> u32 {
     let k = match chunking {
-        Chunking::Fixed(n) => n.max(1),
+        Chunking::Fixed(n) | Chunking::Even(n) => n.max(1),
         Chunking::Adaptive => match item_ns {
             0 => 1,
             ns => {
@@ -131,8 +136,8 @@ mod tests {
 
     #[test]
     fn a_map_is_cut_as_python_does() {
-        assert_eq!(map_chunking(None, 100, 2), Chunking::Fixed(13));
-        assert_eq!(map_chunking(None, 0, 4), Chunking::Fixed(1));
+        assert_eq!(map_chunking(None, 100, 2), Chunking::Even(13));
+        assert_eq!(map_chunking(None, 0, 4), Chunking::Even(1));
         assert_eq!(map_chunking(Some(Chunksize::Fixed(0)), 100, 2), Chunking::Fixed(1));
         assert_eq!(map_chunking(Some(Chunksize::Adaptive), 100, 2), Chunking::Adaptive);
     }

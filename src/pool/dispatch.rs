@@ -94,9 +94,15 @@ impl Batch {
     /// Items per task as the caller asked (`None`: adaptive, the backend chooses).
     pub fn chunk(&self) -> Option<u32> {
         match self.sub.chunking {
-            Chunking::Fixed(k) => Some(k.max(1)),
+            Chunking::Fixed(k) | Chunking::Even(k) => Some(k.max(1)),
             Chunking::Adaptive => None,
         }
+    }
+
+    /// Whether its chunk is the default cut (`map`'s default chunksize), which a backend
+    /// may make finer when no time limit bounds it, rather than one the caller chose.
+    pub fn chunk_is_default(&self) -> bool {
+        matches!(self.sub.chunking, Chunking::Even(_))
     }
 
     /// Each task's time limit (a chunk counts as one task).

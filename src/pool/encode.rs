@@ -99,11 +99,11 @@ impl MapEncoding<'_> {
             parts.held.push((parts.base, std::mem::replace(&mut parts.enc, Encoder::new())));
             let _ = self.sink.deliver(parts.n, Outcome::Failed(TaskError::Codec { task: self.task, message }));
             parts.base = parts.n + 1;
-        } else if let Some(Chunking::Fixed(k)) = early
+        } else if let Some(chunking @ (Chunking::Fixed(k) | Chunking::Even(k))) = early
             && self.send_early(&parts.enc, k)
         {
             let next = parts.enc.like();
-            self.send(parts.base, std::mem::replace(&mut parts.enc, next), Chunking::Fixed(k));
+            self.send(parts.base, std::mem::replace(&mut parts.enc, next), chunking);
             parts.base = parts.n + 1;
         }
         parts.n += 1;
@@ -148,7 +148,9 @@ impl MapEncoding<'_> {
 /// (bounded by a send-early part, and by [`MAX_RESERVE`]).
 fn reserve_like_first(enc: &mut Encoder, total: usize, early: Option<Chunking>) {
     let per_part = match early {
-        Some(Chunking::Fixed(k)) => total.min(k as usize + SEND_EARLY_BYTES / enc.bytes.len().max(1)),
+        Some(Chunking::Fixed(k) | Chunking::Even(k)) => {
+            total.min(k as usize + SEND_EARLY_BYTES / enc.bytes.len().max(1))
+        }
         _ => total,
     };
     enc.bytes.reserve((enc.bytes.len() * per_part).min(MAX_RESERVE));

@@ -66,6 +66,11 @@ impl ItemSet {
         self.runs = merged;
     }
 
+    /// Whether it holds no item.
+    pub(super) fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     /// How many of items `0..items` are in the set.
     pub(super) fn count_below(&self, items: u32) -> u32 {
         self.runs.iter().map(|&(first, count)| (first + count).min(items).saturating_sub(first)).sum()
@@ -123,6 +128,12 @@ pub(super) async fn note_stored(js: &jetstream::Context, subject: String, items:
     }
 }
 
+/// Removes the note on `subject` of a task that is acked: nobody will read it again
+/// (best effort: a note left behind expires with the result TTL).
+pub(super) async fn forget(progress: jetstream::stream::Stream, subject: String) {
+    let _ = tokio::time::timeout(LOOKUP_PATIENCE, progress.purge().filter(subject)).await;
+}
+
 /// The finished items of a running task whose results are not sent yet: filled by the
 /// slot thread that runs it, taken by the worker's loop.
 #[derive(Debug, Default)]
@@ -139,13 +150,14 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Adds item `k`'s outcome. True when the batch just became full: the loop should
-    /// send it now rather than at its next look.
-    pub(super) fn push(&mut self, k: u32, outcome: Result<&[u8], &RemoteError>, now: Instant) -> bool {
+    /// Adds item `k`'s outcome (`now` tells the time, asked only of a batch's first). True
+    /// when the batch just became full: the loop should send it now rather than at its
+    /// next look.
+    pub(super) fn push(&mut self, k: u32, outcome: Result<&[u8], &RemoteError>, now: impl FnOnce() -> Instant) -> bool {
         self.results.push(outcome);
         self.items.push(k);
         self.bytes += self.results.entry_len(self.results.len() - 1);
-        self.oldest.get_or_insert(now);
+        self.oldest.get_or_insert_with(now);
         let full = self.bytes >= FLUSH_BYTES && !self.told;
         self.told |= full;
         full
@@ -234,9 +246,9 @@ mod tests {
         let now = Instant::now();
         let mut p = Pending::default();
         let big = vec![0u8; FLUSH_BYTES / 2];
-        assert!(!p.push(0, Ok(&big), now));
-        assert!(p.push(1, Ok(&big), now), "full");
-        assert!(!p.push(2, Ok(&big), now), "said once");
+        assert!(!p.push(0, Ok(&big), || now));
+        assert!(p.push(1, Ok(&big), || now), "full");
+        assert!(!p.push(2, Ok(&big), || now), "said once");
         assert_eq!(p.take().len(), 1);
         assert!(!p.due(now + Duration::from_secs(9), Duration::from_secs(1)), "empty after it was taken");
     }
@@ -246,7 +258,7 @@ mod tests {
         let now = Instant::now();
         let mut p = Pending::default();
         for k in [3u32, 0, 4, 1, 7] {
-            p.push(k, Ok(&[k as u8]), now);
+            p.push(k, Ok(&[k as u8]), || now);
         }
         let runs = p.take();
         let shape: Vec<(u32, Vec<u8>)> = runs
@@ -256,7 +268,7 @@ mod tests {
         assert_eq!(shape, [(0, vec![0, 1]), (3, vec![3, 4]), (7, vec![7])]);
         // In order: one run, as it came.
         for k in [5u32, 6, 7] {
-            p.push(k, Ok(&[k as u8]), now);
+            p.push(k, Ok(&[k as u8]), || now);
         }
         let runs = p.take();
         assert_eq!((runs.len(), runs[0].0, runs[0].1.len()), (1, 5, 3));

@@ -197,8 +197,9 @@ impl Running {
 enum Stage {
     /// A batch of a running task's results; the items stored once it is.
     Batch(ItemSet),
-    /// Its last results (or a refusal): the task is acked (or terminated) once stored.
-    Final,
+    /// Its last results (or a refusal): the task is acked (or terminated) once stored,
+    /// then its progress note, if it has one (the subject), is removed.
+    Final(Option<String>),
 }
 
 /// A task ready to run once the background read of its items (from the object store)
@@ -561,20 +562,27 @@ impl Session {
         let max = self.worker.client.server_info().max_payload;
         let Some(running) = self.running.remove(&key) else { return };
         if let Some(why) = running.failed {
-            self.deliveries.spawn(async move { (key, Stage::Final, Delivery::Abandoned(why)) });
+            self.deliveries.spawn(async move { (key, Stage::Final(None), Delivery::Abandoned(why)) });
             return;
         }
         let runs = running.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
         let parts = parts_of(&self.worker.me, &running, running.ended.flatten(), max, &runs);
-        self.deliver(key, running.reply_to, parts);
+        // Some items' results were stored before: a note names them, to go with the task.
+        let note = (!running.stored.is_empty())
+            .then(|| self.worker.config.queue.progress_subject(running.client(), &running.task_id.to_string()));
+        self.deliver_final(key, running.reply_to, parts, note);
     }
 
     fn deliver(&mut self, key: u64, reply_to: String, parts: Vec<Part>) {
+        self.deliver_final(key, reply_to, parts, None);
+    }
+
+    fn deliver_final(&mut self, key: u64, reply_to: String, parts: Vec<Part>, note: Option<String>) {
         let patience = self.worker.config.result_patience;
         let (js, objects) = (self.worker.js.clone(), self.worker.objects.clone());
         self.deliveries.spawn(async move {
             let (key, delivery) = deliver(js, objects, key, reply_to, parts, patience).await;
-            (key, Stage::Final, delivery)
+            (key, Stage::Final(note), delivery)
         });
     }
 
@@ -605,9 +613,12 @@ impl Session {
         match delivery {
             Delivery::Confirmed => {
                 let kind = if h.refused { AckKind::Term } else { AckKind::Ack };
-                let _ = h.msg.ack_with(kind).await;
+                let acked = h.msg.ack_with(kind).await.is_ok();
                 if !h.refused {
                     self.worker.stats.update(|s| s.completed += 1);
+                }
+                if let (true, Stage::Final(Some(note))) = (acked, stage) {
+                    tokio::spawn(progress::forget(self.worker.progress.clone(), note));
                 }
             }
             Delivery::Abandoned(why) => {

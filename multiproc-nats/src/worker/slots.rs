@@ -95,7 +95,7 @@ fn run_job(runner: &dyn TaskRunner, slot: usize, job: &Job, full: impl Fn()) -> 
         trampoline: job.head.trampoline,
         function_name: &job.head.function_name,
         items: job.head.items,
-        chunk: job.head.chunk.max(1),
+        chunk: job.head.chunk,
         args: &job.payload[job.args_at..],
         timeout: job.head.timeout_ms.map(Duration::from_millis),
         retries: job.head.retries,
@@ -110,7 +110,7 @@ fn run_job(runner: &dyn TaskRunner, slot: usize, job: &Job, full: impl Fn()) -> 
             && *u
         {
             *u = false;
-            if job.pending.lock().unwrap_or_else(|e| e.into_inner()).push(k, outcome, Instant::now()) {
+            if job.pending.lock().unwrap_or_else(|e| e.into_inner()).push(k, outcome, Instant::now) {
                 full();
             }
         }
@@ -124,7 +124,7 @@ fn run_job(runner: &dyn TaskRunner, slot: usize, job: &Job, full: impl Fn()) -> 
     let error = RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message: why.into() };
     let mut pending = job.pending.lock().unwrap_or_else(|e| e.into_inner());
     for k in wanted.iter().copied().filter(|&k| untold[k as usize]) {
-        pending.push(k, Err(&error), Instant::now());
+        pending.push(k, Err(&error), Instant::now);
     }
     ran.ok().flatten()
 }
