@@ -247,6 +247,35 @@ impl FrameWriter {
         self.max_frame
     }
 
+    /// Another writer on the same socket, with nothing queued. The two must never flush
+    /// at once (their owner orders them), or their frames would interleave.
+    pub(crate) fn sibling(&self) -> FrameWriter {
+        FrameWriter {
+            sock: self.sock.clone(),
+            buf: Vec::new(),
+            sent: 0,
+            fds: Vec::new(),
+            max_frame: self.max_frame,
+            spill: SpillPool::default(),
+        }
+    }
+
+    /// Moves the frames queued here and not yet sent, with their descriptors, to the end
+    /// of `to`'s queue: `to` sends them, after its own.
+    pub(crate) fn move_pending_into(&mut self, to: &mut FrameWriter) {
+        if to.pending() == 0 && self.sent == 0 {
+            // The common case: a swap, no copy.
+            to.buf.clear();
+            to.sent = 0;
+            std::mem::swap(&mut self.buf, &mut to.buf);
+        } else {
+            to.buf.extend_from_slice(&self.buf[self.sent..]);
+            self.buf.clear();
+        }
+        self.sent = 0;
+        to.fds.append(&mut self.fds);
+    }
+
     /// Bytes queued and not yet sent.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.sent

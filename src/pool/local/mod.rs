@@ -18,6 +18,7 @@ mod claim;
 mod driver;
 pub(crate) mod express;
 mod lane;
+mod outbox;
 mod protocol;
 mod starts;
 mod state;

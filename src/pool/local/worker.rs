@@ -5,14 +5,17 @@
 //! each task the driver sent, the worker claims it in the shared claim word; a task the
 //! driver took back meanwhile (see `claim`) is skipped: read, its descriptors dropped,
 //! no item started, no result. Results are batched: the worker sends them when it has
-//! nothing more to read, when a batch grows large, or a short while after the last send.
+//! nothing more to read, when a batch grows large, or a short while after the last send;
+//! and a batch never waits for the next task, which may run long: it goes to the outbox
+//! first (see `outbox`).
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::claim::{self, Decision};
+use super::outbox::{FLUSH_AFTER, Outbox};
 use super::protocol::*;
 use crate::bytes;
 use crate::pool::item::{TAG_CODEC, TAG_OK, begin_item, end_item, for_each_item};
@@ -26,8 +29,6 @@ use crate::sys::mem::{Mapped, SharedCounters};
 use crate::wire::frame::{Frame, FrameReader, FrameWriter, REPLY_SPIN, SpillMaps};
 use crate::wire::{FrameError, codec, fds};
 
-/// Results wait at most this long in the worker before being sent.
-const FLUSH_AFTER: Duration = Duration::from_micros(200);
 /// A batch of results this large is sent at once.
 const FLUSH_BYTES: usize = 64 * 1024;
 
@@ -63,8 +64,12 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
     prepare(&setup, &mut writer);
+    // After the sandbox, so that its thread is confined as the tasks are (Landlock and
+    // seccomp bind the thread that enters them and the threads it then starts).
+    let outbox = Outbox::start(&writer);
     let mut runner = Runner {
         writer,
+        outbox,
         setup,
         counters,
         spill_maps: SpillMaps::default(),
@@ -139,6 +144,8 @@ fn prepare(setup: &Setup, writer: &mut FrameWriter) {
 /// The worker's state between tasks (its socket's reading half stays with the loop).
 struct Runner {
     writer: FrameWriter,
+    /// Where queued results go before each task, so a long task does not hold them.
+    outbox: Arc<Outbox>,
     setup: Setup,
     counters: Arc<SharedCounters>,
     spill_maps: SpillMaps,
@@ -154,7 +161,7 @@ struct Runner {
 impl Runner {
     /// Nothing more to read: sends the results batched so far.
     fn flush_idle(&mut self) {
-        if let Err(e) = self.writer.flush(None) {
+        if let Err(e) = self.outbox.flush_all(&mut self.writer) {
             lost_connection("send its results", &e);
         }
         self.writer.shrink_idle();
@@ -171,7 +178,7 @@ impl Runner {
             (KIND_TASK, _) => frame.payload,
             (KIND_TASK_BIG, Some((m, len))) => &m.bytes()[..*len],
             (KIND_STOP, _) => {
-                if let Err(e) = self.writer.flush(None) {
+                if let Err(e) = self.outbox.flush_all(&mut self.writer) {
                     lost_connection("send its results", &e);
                 }
                 exit_cleanly();
@@ -207,6 +214,10 @@ impl Runner {
         // The parent made `trampoline` from a `Trampoline` monomorphised for this task's
         // function, argument and result types.
         let run: Trampoline = SameBuild::parent().function_at(trampoline);
+        // What is queued so far must not wait for this task, however long it runs.
+        if let Err(e) = self.outbox.hand_over(&mut self.writer) {
+            lost_connection("send its results", &e);
+        }
         let holders = mapped.map_or(0, Arc::strong_count);
         let max_item = self.writer.max_frame() as usize;
         let t0 = Instant::now();
@@ -262,13 +273,13 @@ impl Runner {
         let rss = || sys::proc::rss_bytes(sys::proc::getpid()).ok();
         if let Some(reason) = retirement(&self.setup, self.tasks_done, rss) {
             let _ = self.writer.queue(KIND_RETIRE, &reason);
-            if let Err(e) = self.writer.flush(None) {
+            if let Err(e) = self.outbox.flush_all(&mut self.writer) {
                 lost_connection("send its results", &e);
             }
             exit_cleanly();
         }
         if self.writer.pending() > FLUSH_BYTES || self.ended.duration_since(self.last_flush) > FLUSH_AFTER {
-            if let Err(e) = self.writer.flush(None) {
+            if let Err(e) = self.outbox.flush_all(&mut self.writer) {
                 lost_connection("send its results", &e);
             }
             self.last_flush = self.ended;
