@@ -160,7 +160,7 @@ impl Driver {
         let mut parked = Vec::new();
         for w in &mut self.workers {
             let Some(link) = &w.link else { continue };
-            let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0;
+            let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0 && w.skips_due == 0;
             if quiet && w.ready && w.leaving.is_none() && w.eof.is_none() && w.held.is_empty() {
                 let link = w.link.take().expect("checked above");
                 parked.push(Parked { serial: w.serial, link, done: 0 });
@@ -406,6 +406,7 @@ impl Driver {
             return Vec::new();
         }
         let back = w.held.split_off(w.held.len() - n);
+        w.skips_due += n as u32;
         if let Some(link) = &mut w.link {
             for h in &back {
                 // The worker skips its frame: its memfd is never filled again.
@@ -747,7 +748,7 @@ impl Driver {
                 return self
                     .protocol_error(wi, "it skipped a task that was not taken back (its claim word was overwritten)");
             }
-            Message::Skipped(Some(_)) => {}
+            Message::Skipped(Some(_)) => w.skips_due = w.skips_due.saturating_sub(1),
             Message::Skipped(None) => return self.protocol_error(wi, "an unreadable skip notice"),
             Message::Unexpected(k) => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
         }

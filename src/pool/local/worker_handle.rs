@@ -82,6 +82,10 @@ pub(crate) struct Worker {
     /// the long one, and any whose results are on their way) have answered; new ones
     /// would only queue behind the long one again.
     pub(crate) robbed: bool,
+    /// Skip notices it owes, one per task taken back and not yet read past. Until they
+    /// came it is not lent to a caller's express call: the caller would read a notice
+    /// where it waits for its result.
+    pub(crate) skips_due: u32,
     pub(crate) ready: bool,
     pub(crate) init_error: Option<String>,
     pub(crate) leaving: Option<Leaving>,
@@ -153,6 +157,7 @@ pub(crate) fn start_worker(
         tasks_sent: 0,
         positions: 0,
         skip_until: 0,
+        skips_due: 0,
         robbed: false,
         ready: false,
         init_error: None,
