@@ -81,6 +81,19 @@ pub(crate) fn cgroup_kill(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the cgroup `dir` if nothing is in it: `Ok(true)` once it is gone (removed
+/// now, or already), `Ok(false)` while a process or a sub-cgroup keeps it. The kernel
+/// refuses to remove a populated cgroup, so `true` proves that nothing was left in it and
+/// that nothing can enter it any more: no `cgroup.kill` is needed.
+pub(crate) fn cgroup_remove_if_empty(dir: &Path) -> io::Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether any process is left in the cgroup `dir` (a missing cgroup has none).
 pub(crate) fn cgroup_populated(dir: &Path) -> bool {
     match std::fs::read_to_string(dir.join("cgroup.events")) {
@@ -315,8 +328,10 @@ fn quit(code: i32) -> ! {
 /// What the guard does once the process it watches has ended.
 #[derive(Debug, Clone)]
 pub(crate) enum GuardAction {
-    /// Kill the cgroup (after leaving it for `parent`) and remove it.
-    Cgroup { dir: PathBuf, parent: PathBuf },
+    /// Kill the cgroup (after leaving it for `parent`) and remove it, unless `owner` (a
+    /// pid: the watched process's parent, which does the same when it sees the end) has
+    /// removed it within [`OWNER_GRACE`]; at once if `owner` ends first.
+    Cgroup { dir: PathBuf, parent: PathBuf, owner: u32 },
     /// Kill the watched process's group; if `owner` (a pid) ends first, kill the watched
     /// process's whole tree (it is stopped by then: see `isolation`).
     Tree { pid: u32, owner: u32 },
@@ -338,7 +353,9 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = pidfd_of(std::process::id())?;
     let owner = match &action {
         GuardAction::Tree { owner, .. } => Some(pidfd_of(*owner)?),
-        GuardAction::Cgroup { .. } => None,
+        // An owner already gone (its pid unknown to `pidfd_open`) leaves the clean-up to
+        // the guard alone, at once: as if it had died while the guard waited.
+        GuardAction::Cgroup { owner, .. } => pidfd_of(*owner).ok(),
     };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
     let into = match &action {
@@ -388,7 +405,7 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     }
 }
 
-/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any;
+/// The guard: `watched` is the pidfd of the process it guards, then its owner's if known;
 /// `join` says it must still move itself to its action's parent cgroup.
 fn guard_main(
     watched: [Option<OwnedFd>; 2],
@@ -416,9 +433,12 @@ fn guard_main(
     }
     let [Some(child), owner] = watched else { quit(1) };
     close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
+    // A cgroup guard acts only once the child has ended (the owner's pidfd serves the
+    // wait after it); a tree guard acts at the first of the two ends.
+    let owner_ends_the_wait = matches!(action, GuardAction::Tree { .. });
     let child_ended = loop {
         let mut fds = vec![PollFd::new(&child, PollFlags::IN)];
-        fds.extend(owner.iter().map(|o| PollFd::new(o, PollFlags::IN)));
+        fds.extend(owner.iter().filter(|_| owner_ends_the_wait).map(|o| PollFd::new(o, PollFlags::IN)));
         if let Ok(n) = rustix::event::poll(&mut fds, None)
             && n > 0
         {
@@ -427,8 +447,10 @@ fn guard_main(
     };
     match action {
         GuardAction::Cgroup { dir, .. } => {
-            let _ = cgroup_kill(&dir);
-            let _ = cgroup_remove(&dir, Duration::from_secs(10));
+            if !left_to_owner(&dir, owner.as_ref()) {
+                let _ = cgroup_kill(&dir);
+                let _ = cgroup_remove(&dir, Duration::from_secs(10));
+            }
         }
         GuardAction::Tree { pid, .. } => {
             if !child_ended {
@@ -438,6 +460,28 @@ fn guard_main(
         }
     }
     quit(0)
+}
+
+/// How long a cgroup guard leaves its owner, still alive, to remove the cgroup of a
+/// process that ended. The owner sees the end at the same moment and removes the cgroup
+/// on its way to reaping the child (a `join` waits for that); a guard doing the same at
+/// once only contends with it for the kernel's cgroup lock, on the critical path of
+/// `join`. An owner that does not reap its child within this long (a `Process` never
+/// joined) leaves the clean-up to the guard, as one that dies does.
+pub(crate) const OWNER_GRACE: Duration = Duration::from_millis(20);
+
+/// The watched process ended: whether its owner, alive, removed its cgroup `dir` within
+/// [`OWNER_GRACE`] (the wait ends early if the owner dies; `owner` is its pidfd, `None`
+/// when it was gone from the start).
+fn left_to_owner(dir: &Path, owner: Option<&OwnedFd>) -> bool {
+    let Some(owner) = owner else { return false };
+    if !dir.exists() {
+        return true;
+    }
+    let mut fds = [PollFd::new(owner, PollFlags::IN)];
+    let ts = Timespec { tv_sec: 0, tv_nsec: OWNER_GRACE.as_nanos() as i64 };
+    let owner_ended = matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0);
+    !owner_ended && !dir.exists()
 }
 
 fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {
