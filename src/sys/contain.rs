@@ -562,6 +562,26 @@ mod tests {
     }
 
     #[test]
+    fn a_guard_leaves_the_cgroup_to_a_living_owner_only_until_it_is_gone() {
+        let dir = std::env::temp_dir().join(format!("multiproc-guard-test-{}", std::process::id()));
+        let gone = dir.join("gone");
+        std::fs::create_dir_all(&dir).unwrap();
+        let owner = pidfd_of(std::process::id()).unwrap();
+        // The owner removed it: nothing for the guard to do.
+        assert!(left_to_owner(&gone, Some(&owner)));
+        // The owner lives but did not remove it within the grace: the guard does it.
+        assert!(!left_to_owner(&dir, Some(&owner)));
+        // No owner known: the guard does it at once.
+        assert!(!left_to_owner(&gone, None));
+        // An owner that died: the guard does it, without waiting out the grace.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = pidfd_of(child.id()).unwrap();
+        child.wait().unwrap();
+        assert!(!left_to_owner(&dir, Some(&dead)));
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
     fn the_mount_and_own_cgroup_are_read() {
         // Both may be missing on a machine without cgroup v2; when present they are paths.
         if let Some(m) = cgroup2_mount() {

@@ -118,3 +118,33 @@ impl Starts {
         std::mem::take(&mut st.done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_whose_child_appears_after_the_cancel_is_killed_and_ends_cancelled() {
+        let starts = Starts::default();
+        starts.cancel();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        starts.running(7, sys::proc::pidfd_open(child.id()).unwrap());
+        // Killed at once: `wait` returns (a sleep that ran on would make this hang).
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+        starts.finish(7, Err(crate::Error::Io(std::io::Error::other("its handshake failed"))));
+        let done = starts.wait_all(1);
+        assert!(matches!(done.as_slice(), [(7, None)]), "a cancelled start ends as None");
+    }
+
+    #[test]
+    fn a_start_that_ends_after_the_cancel_ends_cancelled_whatever_its_result() {
+        let starts = Starts::default();
+        starts.finish(1, Err(crate::Error::Io(std::io::Error::other("before the cancel"))));
+        starts.cancel();
+        starts.finish(2, Err(crate::Error::Io(std::io::Error::other("after the cancel"))));
+        let done = starts.wait_all(2);
+        assert!(matches!(done[0], (1, Some(Err(_)))), "a start that ended before the cancel keeps its result");
+        assert!(matches!(done[1], (2, None)));
+    }
+}
