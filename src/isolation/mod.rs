@@ -49,10 +49,11 @@ use crate::sys::limits::Limit;
 ///   session of its own, keeping no descriptor but pidfds of the child and of the owner,
 ///   it waits on the child's and, when the child ends for any reason (its parent-death
 ///   signal included), kills and removes the cgroup, unless the owner, still alive,
-///   removed it within 20 ms (the owner sees the end at the same moment; two doing it at
-///   once only wait on each other for the kernel's cgroup lock). The guard is a "quiet"
-///   child (it sends no SIGCHLD, and a task's `wait()` does not see it) and nothing waits
-///   for it to start.
+///   removed it within 20 ms (the owner sees the end at the same moment, and two doing it
+///   at once only wait on each other for the kernel's cgroup lock). The guard runs in the
+///   idle scheduling class, so that its waking never preempts the owner's `join`. It is
+///   a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it) and
+///   nothing waits for it to start.
 ///
 ///   Why created inside rather than moved in: moving a running process into a cgroup
 ///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no

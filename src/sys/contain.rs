@@ -416,6 +416,11 @@ fn guard_main(
 ) -> ! {
     let _ = rustix::process::setsid();
     let _ = rustix::thread::set_name(c"multiproc-guard");
+    // Not a tree guard: it kills a process group by number, which must not wait while
+    // the number could be freed and reused.
+    if matches!(action, GuardAction::Cgroup { .. }) {
+        idle_priority();
+    }
     // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
     // not keep the worker's socket or a test's pipes open.
     for fd in 0..3 {
@@ -475,13 +480,26 @@ pub(crate) const OWNER_GRACE: Duration = Duration::from_millis(20);
 /// when it was gone from the start).
 fn left_to_owner(dir: &Path, owner: Option<&OwnedFd>) -> bool {
     let Some(owner) = owner else { return false };
-    if !dir.exists() {
-        return true;
-    }
+    // No look first: at this moment the owner is removing the cgroup, and even a lookup
+    // of its path would wait on the same kernel locks.
     let mut fds = [PollFd::new(owner, PollFlags::IN)];
     let ts = Timespec { tv_sec: 0, tv_nsec: OWNER_GRACE.as_nanos() as i64 };
     let owner_ended = matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0);
     !owner_ended && !dir.exists()
+}
+
+/// Puts the calling process in the idle scheduling class (`SCHED_IDLE`): woken, it never
+/// preempts a process of the normal class. A cgroup guard wakes when its child ends,
+/// which is when the owner reaps it (a pool's `join`); what it does then can wait for a
+/// free CPU (a busy machine still gives an idle-class process a small share, so an
+/// owner's death is still cleaned up).
+fn idle_priority() {
+    // SAFETY: `sched_param` is a plain struct, zeroed is valid (priority 0, the only one
+    // SCHED_IDLE takes); `sched_setscheduler(0, ..)` changes only this process.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
 }
 
 fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {
@@ -567,7 +585,7 @@ mod tests {
         let gone = dir.join("gone");
         std::fs::create_dir_all(&dir).unwrap();
         let owner = pidfd_of(std::process::id()).unwrap();
-        // The owner removed it: nothing for the guard to do.
+        // The owner removed it within the grace: nothing for the guard to do.
         assert!(left_to_owner(&gone, Some(&owner)));
         // The owner lives but did not remove it within the grace: the guard does it.
         assert!(!left_to_owner(&dir, Some(&owner)));
