@@ -1,7 +1,7 @@
 //! With cgroup containment, a pool's `join` returns only once every worker's cgroup is
 //! gone: removed empty, or killed and removed when a task left a process in it. Nothing
 //! is left to a guard or to later, so an owner SIGKILLed right after `join` leaks no
-//! cgroup directory and no process. And a `Process` child that returns and is never
+//! cgroup directory and no process; workers SIGKILLed during the shutdown change nothing. And a `Process` child that returns and is never
 //! joined still has what it started killed (its guard does it when the owner does not).
 //!
 //! Skipped (with a note) on a machine where no cgroup can be written: the process-tree
@@ -116,6 +116,37 @@ fn close_while_starting(conn: Connection<Left>) {
 #[test]
 fn a_pool_closed_while_its_workers_start_leaves_no_cgroup() {
     assert_eq!(in_own_process(close_while_starting), (vec![], vec![]), "left after join");
+}
+
+/// Pools whose workers are SIGKILLed between `close` and `join` (before, while or after
+/// they take their STOP, whichever the timing gives).
+fn workers_killed_mid_shutdown(conn: Connection<Left>) {
+    let mut left = Vec::new();
+    let mut running = Vec::new();
+    if let Some(base) = own_cgroup_dir() {
+        for _ in 0..5 {
+            let Some(pool) = cgroup_pool(StartMethod::Exec) else { break };
+            assert_eq!(pool.map(double, 0..4u64).unwrap(), vec![0, 2, 4, 6]);
+            let pids = pool.stats().worker_pids;
+            pool.close();
+            for &pid in &pids {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                )
+                .ok();
+            }
+            pool.join().unwrap();
+            left.extend(cgroups_of(&base, std::process::id()));
+            running.extend(pids.into_iter().filter(|p| alive(*p)));
+        }
+    }
+    conn.send((left, running)).unwrap();
+}
+
+#[test]
+fn workers_killed_during_shutdown_leave_no_cgroup() {
+    assert_eq!(in_own_process(workers_killed_mid_shutdown), (vec![], vec![]), "left after join");
 }
 
 /// In a child: a pool whose task started an escaper, closed and joined; then the pids
