@@ -38,15 +38,22 @@ use crate::sys::limits::Limit;
 ///   from its first instruction, before any initializer or task), and ends it with
 ///   `cgroup.kill`, which SIGKILLs every process of the subtree at once: no fork race, no
 ///   escape by `setsid`, double fork or a new process group, since cgroup membership is
-///   inherited and cannot be left without write access to an ancestor. The kill happens
-///   when the child ends (the parent sees it exit, before reaping it) and when the parent
-///   kills it (a timeout, `terminate`). For an owner that is SIGKILLed — it cannot clean
-///   up — each child starts a tiny **guard** before any user code runs: created inside
-///   the parent cgroup (never in the child's), in a session of its own, keeping no
-///   descriptor but a pidfd of the child, it waits on that pidfd and, when the child ends
-///   for any reason (its parent-death signal included), kills and removes the cgroup. The
-///   guard is a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it)
-///   and nothing waits for it to start.
+///   inherited and cannot be left without write access to an ancestor. When the child
+///   ends (the parent sees it exit, before reaping it) the parent removes its cgroup,
+///   which the kernel allows only when nothing is left in it, so that most often one
+///   `rmdir` both proves and ends it; if something is left, the kill. The kill also
+///   happens when the parent kills the child (a timeout, `terminate`). So when a pool's
+///   `join` or a `Process`'s `join` returns, the cgroup is gone or killed. For an owner
+///   that is SIGKILLed — it cannot clean up — each child starts a tiny **guard** before
+///   any user code runs: created inside the parent cgroup (never in the child's), in a
+///   session of its own, keeping no descriptor but pidfds of the child and of the owner,
+///   it waits on the child's and, when the child ends for any reason (its parent-death
+///   signal included), kills and removes the cgroup, unless the owner, still alive,
+///   removed it within 20 ms (the owner sees the end at the same moment, and two doing it
+///   at once only wait on each other for the kernel's cgroup lock). The guard runs in the
+///   idle scheduling class, so that its waking never preempts the owner's `join`. It is
+///   a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it) and
+///   nothing waits for it to start.
 ///
 ///   Why created inside rather than moved in: moving a running process into a cgroup
 ///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
@@ -225,6 +232,30 @@ pub(crate) struct Contained {
     dir: Option<OwnedFd>,
     /// Whether the cgroup was killed after the child ended: nothing can be left to kill.
     killed: AtomicBool,
+    /// Whether the cgroup is gone (removed empty after the child ended): nothing is left.
+    removed: AtomicBool,
+}
+
+/// What is left to do with a cgroup when its child's handle goes, after what was done
+/// when the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CgroupTeardown {
+    /// Removed already (empty when the child ended): nothing.
+    Nothing,
+    /// Killed when the child ended: remove it once the killed processes are gone.
+    Remove,
+    /// Neither (the child's end was never seen): kill it, then remove it.
+    KillAndRemove,
+}
+
+impl CgroupTeardown {
+    fn after(removed: bool, killed: bool) -> CgroupTeardown {
+        match (removed, killed) {
+            (true, _) => CgroupTeardown::Nothing,
+            (false, true) => CgroupTeardown::Remove,
+            (false, false) => CgroupTeardown::KillAndRemove,
+        }
+    }
 }
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
@@ -250,8 +281,13 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
     };
-    let contained =
-        Contained { containment, cgroup: cgroup.map(|(d, _)| d), dir: open, killed: AtomicBool::new(false) };
+    let contained = Contained {
+        containment,
+        cgroup: cgroup.map(|(d, _)| d),
+        dir: open,
+        killed: AtomicBool::new(false),
+        removed: AtomicBool::new(false),
+    };
     Ok((child, contained))
 }
 
@@ -274,8 +310,14 @@ impl Contained {
     /// The child `pid` has ended and is not reaped yet: kill what it left behind.
     pub(crate) fn ended(&self, pid: u32) {
         match (self.containment, &self.cgroup) {
-            // Once the child has ended, nothing can enter its cgroup any more: one kill
-            // empties it for good.
+            // Most often the child left nothing: the kernel removes only an empty cgroup,
+            // so a removal that succeeds is the proof, and ends it in one step (one
+            // operation under the kernel's cgroup lock instead of a kill and a removal).
+            (Containment::Cgroup, Some(dir)) if sys::contain::cgroup_remove_if_empty(dir).unwrap_or(false) => {
+                self.removed.store(true, Ordering::Relaxed);
+            }
+            // Something is left. Once the child has ended, nothing can enter its cgroup any
+            // more: one kill empties it for good.
             (Containment::Cgroup, Some(dir)) if sys::contain::cgroup_kill(dir).is_ok() => {
                 self.killed.store(true, Ordering::Relaxed);
             }
@@ -301,10 +343,12 @@ impl Contained {
 
 impl Drop for Contained {
     fn drop(&mut self) {
-        if let Some(dir) = &self.cgroup {
-            if !self.killed.load(Ordering::Relaxed) {
-                let _ = sys::contain::cgroup_kill(dir);
-            }
+        let Some(dir) = &self.cgroup else { return };
+        let teardown = CgroupTeardown::after(self.removed.load(Ordering::Relaxed), self.killed.load(Ordering::Relaxed));
+        if teardown == CgroupTeardown::KillAndRemove {
+            let _ = sys::contain::cgroup_kill(dir);
+        }
+        if teardown != CgroupTeardown::Nothing {
             // The processes just killed may take a moment to go; the guard removes the
             // cgroup too, once it is empty.
             let _ = sys::contain::cgroup_remove(dir, Duration::from_millis(50));
@@ -321,7 +365,7 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation, owner: u32) -> Result<(), S
             let (dir, parent) = setup.cgroup.clone().ok_or("cgroup containment without a cgroup")?;
             single_threaded()?;
             sys::contain::set_helpers_cgroup(&parent);
-            sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent })
+            sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent, owner })
                 .map_err(|e| format!("cannot start the containment guard: {e}"))?;
         }
         Containment::ProcessTree => {
@@ -600,6 +644,14 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_removed_when_its_child_ended_needs_nothing_more() {
+        assert_eq!(CgroupTeardown::after(true, false), CgroupTeardown::Nothing);
+        assert_eq!(CgroupTeardown::after(true, true), CgroupTeardown::Nothing);
+        assert_eq!(CgroupTeardown::after(false, true), CgroupTeardown::Remove);
+        assert_eq!(CgroupTeardown::after(false, false), CgroupTeardown::KillAndRemove);
+    }
 
     #[test]
     fn a_cpu_limit_names_itself_when_its_signal_ends_a_child() {

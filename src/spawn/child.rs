@@ -90,13 +90,16 @@ impl ChildProcess {
     /// Sends signal `sig`; a no-op once the child has ended.
     /// SIGKILL kills the child's whole tree when it is contained.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
-        if sig == libc::SIGKILL && self.contained.containment != Containment::Off {
-            // Held so that the child is not reaped (its pid freed) during the walk.
-            let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-            if exited.is_none() {
-                self.contained.kill(self.pid);
-            }
+        // Held so that the child is not reaped (its pid freed) during the walk.
+        let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if exited.is_some() {
+            // Reaped: nothing to signal (a drop of a worker that ended costs no syscall).
+            return Ok(());
         }
+        if sig == libc::SIGKILL && self.contained.containment != Containment::Off {
+            self.contained.kill(self.pid);
+        }
+        drop(exited);
         sys::proc::pidfd_signal(self.pidfd.as_fd(), sig)
     }
 

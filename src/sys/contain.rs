@@ -81,6 +81,19 @@ pub(crate) fn cgroup_kill(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the cgroup `dir` if nothing is in it: `Ok(true)` once it is gone (removed
+/// now, or already), `Ok(false)` while a process or a sub-cgroup keeps it. The kernel
+/// refuses to remove a populated cgroup, so `true` proves that nothing was left in it and
+/// that nothing can enter it any more: no `cgroup.kill` is needed.
+pub(crate) fn cgroup_remove_if_empty(dir: &Path) -> io::Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether any process is left in the cgroup `dir` (a missing cgroup has none).
 pub(crate) fn cgroup_populated(dir: &Path) -> bool {
     match std::fs::read_to_string(dir.join("cgroup.events")) {
@@ -315,8 +328,10 @@ fn quit(code: i32) -> ! {
 /// What the guard does once the process it watches has ended.
 #[derive(Debug, Clone)]
 pub(crate) enum GuardAction {
-    /// Kill the cgroup (after leaving it for `parent`) and remove it.
-    Cgroup { dir: PathBuf, parent: PathBuf },
+    /// Kill the cgroup (after leaving it for `parent`) and remove it, unless `owner` (a
+    /// pid: the watched process's parent, which does the same when it sees the end) has
+    /// removed it within [`OWNER_GRACE`]; at once if `owner` ends first.
+    Cgroup { dir: PathBuf, parent: PathBuf, owner: u32 },
     /// Kill the watched process's group; if `owner` (a pid) ends first, kill the watched
     /// process's whole tree (it is stopped by then: see `isolation`).
     Tree { pid: u32, owner: u32 },
@@ -338,7 +353,9 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     let me = pidfd_of(std::process::id())?;
     let owner = match &action {
         GuardAction::Tree { owner, .. } => Some(pidfd_of(*owner)?),
-        GuardAction::Cgroup { .. } => None,
+        // An owner already gone (its pid unknown to `pidfd_open`) leaves the clean-up to
+        // the guard alone, at once: as if it had died while the guard waited.
+        GuardAction::Cgroup { owner, .. } => pidfd_of(*owner).ok(),
     };
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
     let into = match &action {
@@ -388,7 +405,7 @@ pub(crate) fn spawn_guard(action: GuardAction) -> io::Result<()> {
     }
 }
 
-/// The guard: `watched` is the pidfd of the process it guards, then its owner's if any;
+/// The guard: `watched` is the pidfd of the process it guards, then its owner's if known;
 /// `join` says it must still move itself to its action's parent cgroup.
 fn guard_main(
     watched: [Option<OwnedFd>; 2],
@@ -399,6 +416,11 @@ fn guard_main(
 ) -> ! {
     let _ = rustix::process::setsid();
     let _ = rustix::thread::set_name(c"multiproc-guard");
+    // Not a tree guard: it kills a process group by number, which must not wait while
+    // the number could be freed and reused.
+    if matches!(action, GuardAction::Cgroup { .. }) {
+        idle_priority();
+    }
     // Stdio to /dev/null and every other descriptor closed but the pidfds: a guard must
     // not keep the worker's socket or a test's pipes open.
     for fd in 0..3 {
@@ -416,9 +438,12 @@ fn guard_main(
     }
     let [Some(child), owner] = watched else { quit(1) };
     close_all_but(&[Some(child.as_raw_fd()), owner.as_ref().map(|o| o.as_raw_fd())]);
+    // A cgroup guard acts only once the child has ended (the owner's pidfd serves the
+    // wait after it); a tree guard acts at the first of the two ends.
+    let owner_ends_the_wait = matches!(action, GuardAction::Tree { .. });
     let child_ended = loop {
         let mut fds = vec![PollFd::new(&child, PollFlags::IN)];
-        fds.extend(owner.iter().map(|o| PollFd::new(o, PollFlags::IN)));
+        fds.extend(owner.iter().filter(|_| owner_ends_the_wait).map(|o| PollFd::new(o, PollFlags::IN)));
         if let Ok(n) = rustix::event::poll(&mut fds, None)
             && n > 0
         {
@@ -427,8 +452,10 @@ fn guard_main(
     };
     match action {
         GuardAction::Cgroup { dir, .. } => {
-            let _ = cgroup_kill(&dir);
-            let _ = cgroup_remove(&dir, Duration::from_secs(10));
+            if !left_to_owner(&dir, owner.as_ref()) {
+                let _ = cgroup_kill(&dir);
+                let _ = cgroup_remove(&dir, Duration::from_secs(10));
+            }
         }
         GuardAction::Tree { pid, .. } => {
             if !child_ended {
@@ -438,6 +465,41 @@ fn guard_main(
         }
     }
     quit(0)
+}
+
+/// How long a cgroup guard leaves its owner, still alive, to remove the cgroup of a
+/// process that ended. The owner sees the end at the same moment and removes the cgroup
+/// on its way to reaping the child (a `join` waits for that); a guard doing the same at
+/// once only contends with it for the kernel's cgroup lock, on the critical path of
+/// `join`. An owner that does not reap its child within this long (a `Process` never
+/// joined) leaves the clean-up to the guard, as one that dies does.
+pub(crate) const OWNER_GRACE: Duration = Duration::from_millis(20);
+
+/// The watched process ended: whether its owner, alive, removed its cgroup `dir` within
+/// [`OWNER_GRACE`] (the wait ends early if the owner dies; `owner` is its pidfd, `None`
+/// when it was gone from the start).
+fn left_to_owner(dir: &Path, owner: Option<&OwnedFd>) -> bool {
+    let Some(owner) = owner else { return false };
+    // No look first: at this moment the owner is removing the cgroup, and even a lookup
+    // of its path would wait on the same kernel locks.
+    let mut fds = [PollFd::new(owner, PollFlags::IN)];
+    let ts = Timespec { tv_sec: 0, tv_nsec: OWNER_GRACE.as_nanos() as i64 };
+    let owner_ended = matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0);
+    !owner_ended && !dir.exists()
+}
+
+/// Puts the calling process in the idle scheduling class (`SCHED_IDLE`): woken, it never
+/// preempts a process of the normal class. A cgroup guard wakes when its child ends,
+/// which is when the owner reaps it (a pool's `join`); what it does then can wait for a
+/// free CPU (a busy machine still gives an idle-class process a small share, so an
+/// owner's death is still cleaned up).
+fn idle_priority() {
+    // SAFETY: `sched_param` is a plain struct, zeroed is valid (priority 0, the only one
+    // SCHED_IDLE takes); `sched_setscheduler(0, ..)` changes only this process.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
 }
 
 fn dup2(from: BorrowedFd<'_>, to: i32) -> io::Result<()> {
@@ -515,6 +577,26 @@ mod tests {
         assert!(has_children());
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_guard_leaves_the_cgroup_to_a_living_owner_only_until_it_is_gone() {
+        let dir = std::env::temp_dir().join(format!("multiproc-guard-test-{}", std::process::id()));
+        let gone = dir.join("gone");
+        std::fs::create_dir_all(&dir).unwrap();
+        let owner = pidfd_of(std::process::id()).unwrap();
+        // The owner removed it within the grace: nothing for the guard to do.
+        assert!(left_to_owner(&gone, Some(&owner)));
+        // The owner lives but did not remove it within the grace: the guard does it.
+        assert!(!left_to_owner(&dir, Some(&owner)));
+        // No owner known: the guard does it at once.
+        assert!(!left_to_owner(&gone, None));
+        // An owner that died: the guard does it, without waiting out the grace.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = pidfd_of(child.id()).unwrap();
+        child.wait().unwrap();
+        assert!(!left_to_owner(&dir, Some(&dead)));
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]

@@ -603,7 +603,9 @@ impl Driver {
                 // After its end of file a socket is not polled: poll reports a hang-up
                 // whatever was asked, and would spin until the pidfd fires, starving the
                 // exiting worker of its CPU.
-                Some(link) if w.eof.is_none() => {
+                Some(link)
+                    if w.eof.is_none() && !only_its_end_awaited(w.leaving, w.held.len(), link.writer.pending()) =>
+                {
                     let mut flags = PollFlags::IN;
                     if link.writer.pending() > 0 {
                         flags |= PollFlags::OUT;
@@ -1224,6 +1226,15 @@ fn fates(pos: u64, count: u32, blame: Blame) -> Vec<(u32, u32, Fate)> {
     runs.into_iter().filter(|(a, b, _)| b > a).map(|(a, b, f)| ((a - pos) as u32, (b - a) as u32, f)).collect()
 }
 
+/// Whether all the driver awaits from a worker is its end: told to stop, holding nothing,
+/// with its STOP sent. Its socket is then not polled: it has nothing to say, its end of
+/// file comes as it exits, which its pidfd says, and waking on both costs a closing pool
+/// one more wake-up per worker on the path of `join` (whatever it did send is read when
+/// it is reaped).
+fn only_its_end_awaited(leaving: Option<Leaving>, held: usize, unsent: usize) -> bool {
+    leaving == Some(Leaving::Stopped) && held == 0 && unsent == 0
+}
+
 /// Whether a worker that ended with `code` was meant to (asked to stop or retiring,
 /// and exiting cleanly; or killed by the driver).
 fn expected_exit(leaving: Option<Leaving>, code: i32) -> bool {
@@ -1433,6 +1444,16 @@ mod tests {
         assert_eq!((between.code, between.blame, between.attempt.exit_code), (0, Blame::Next(4), Some(0)));
         let lost = death(&Mock(Some(Err(std::io::Error::other("gone")))), || (1, 0), 0).unwrap();
         assert_eq!((lost.code, lost.blame), (-1, Blame::Running(0)));
+    }
+
+    #[test]
+    fn only_a_stopped_worker_holding_nothing_with_its_stop_sent_is_awaited_by_its_pidfd_alone() {
+        assert!(only_its_end_awaited(Some(Leaving::Stopped), 0, 0));
+        assert!(!only_its_end_awaited(Some(Leaving::Stopped), 0, 8), "its STOP is still to be sent");
+        assert!(!only_its_end_awaited(Some(Leaving::Stopped), 1, 0), "it holds a task");
+        assert!(!only_its_end_awaited(None, 0, 0));
+        assert!(!only_its_end_awaited(Some(Leaving::Retired(Retire::MaxTasks)), 0, 0));
+        assert!(!only_its_end_awaited(Some(Leaving::Killed(Kill::Cancel)), 0, 0));
     }
 
     #[test]
