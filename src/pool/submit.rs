@@ -76,8 +76,8 @@ impl Tally {
 /// A submission keeps the byte offset of every `MARK_EVERY`-th item, not of every item: a
 /// map of tiny items spent more fresh memory on its offsets (8 bytes an item) than on the
 /// items. An item's offset is found from the mark before it by reading fewer than this
-/// many length prefixes.
-pub(crate) const MARK_EVERY: usize = 64;
+/// many length prefixes (a map of chunks of 1 looks one up for every task: few, then).
+pub(crate) const MARK_EVERY: usize = 16;
 
 /// Items encoded once, in the submitting thread, and kept until every one is answered
 /// (a dead worker's items are sent again).
@@ -108,7 +108,13 @@ impl Submission {
             &self.bytes
         } else {
             let start = offset_of(&self.bytes, &self.offsets, first as usize);
-            &self.bytes[start..offset_of(&self.bytes, &self.offsets, (first + count) as usize)]
+            // A short run's end is nearer its start than a mark.
+            let end = if (count as usize) < MARK_EVERY {
+                skip_items(&self.bytes, start, count as usize)
+            } else {
+                offset_of(&self.bytes, &self.offsets, (first + count) as usize)
+            };
+            &self.bytes[start..end]
         }
     }
 }
@@ -117,8 +123,12 @@ impl Submission {
 /// `marks`, the offsets of every [`MARK_EVERY`]-th item (not empty).
 fn offset_of(bytes: &[u8], marks: &[usize], i: usize) -> usize {
     let m = (i / MARK_EVERY).min(marks.len() - 1);
-    let mut at = marks[m];
-    for _ in m * MARK_EVERY..i {
+    skip_items(bytes, marks[m], i - m * MARK_EVERY)
+}
+
+/// The offset `n` items after the item at `at`.
+fn skip_items(bytes: &[u8], mut at: usize, n: usize) -> usize {
+    for _ in 0..n {
         // The items were checked or encoded here, so every prefix is there; past the end
         // (never) the slice is cut at the end rather than the driver failing.
         at = u32_at(bytes, at).map_or(bytes.len(), |len| (at + 4 + len as usize).min(bytes.len()));
@@ -271,10 +281,12 @@ mod tests {
             assert_eq!(codec::decode::<String>(&item[4..]).unwrap(), *w, "item {i}");
         }
         assert_eq!(offset_of(&bytes, &marks, words.len()), bytes.len());
-        for (first, count) in [(0, words.len()), (63, 2), (64, 64), (100, words.len() - 100)] {
+        for (first, count) in [(0, words.len()), (15, 2), (16, 16), (20, 25), (40, words.len() - 40)] {
             let run = &bytes[offset_of(&bytes, &marks, first)..offset_of(&bytes, &marks, first + count)];
             let expected: Vec<u8> = (first..first + count).flat_map(|i| alone(i).to_vec()).collect();
             assert_eq!(run, &expected[..], "items {first}..+{count}");
+            let start = offset_of(&bytes, &marks, first);
+            assert_eq!(skip_items(&bytes, start, count), start + run.len(), "items {first}..+{count}");
         }
     }
 
