@@ -160,7 +160,7 @@ impl Driver {
         let mut parked = Vec::new();
         for w in &mut self.workers {
             let Some(link) = &w.link else { continue };
-            let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0;
+            let quiet = link.writer.pending() == 0 && link.reader.buffered() == 0 && w.skips_owed == 0;
             if quiet && w.ready && w.leaving.is_none() && w.eof.is_none() && w.held.is_empty() {
                 let link = w.link.take().expect("checked above");
                 parked.push(Parked { serial: w.serial, link, done: 0 });
@@ -419,8 +419,10 @@ impl Driver {
                 link.writer.forget_spilled(h.id);
             }
         }
-        // The worker runs none of them, so none counts against its quota.
+        // The worker runs none of them, so none counts against its quota; it says so
+        // for each.
         w.tasks_sent -= n as u64;
+        w.skips_owed += n;
         w.robbed = !w.held.is_empty();
         self.stats.tasks_reclaimed += n as u64;
         self.stats_dirty |= n > 0;
@@ -754,7 +756,7 @@ impl Driver {
                 return self
                     .protocol_error(wi, "it skipped a task that was not taken back (its claim word was overwritten)");
             }
-            Message::Skipped(Some(_)) => {}
+            Message::Skipped(Some(_)) => w.skips_owed = w.skips_owed.saturating_sub(1),
             Message::Skipped(None) => return self.protocol_error(wi, "an unreadable skip notice"),
             Message::Unexpected(k) => return self.protocol_error(wi, &format!("unexpected frame kind {k:#04x}")),
         }

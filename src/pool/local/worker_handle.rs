@@ -82,6 +82,10 @@ pub(crate) struct Worker {
     /// the long one, and any whose results are on their way) have answered; new ones
     /// would only queue behind the long one again.
     pub(crate) robbed: bool,
+    /// Skip notices still to come: tasks taken back that it has not yet said it skipped.
+    /// It is not parked in the express lane until they came: a caller that borrowed it
+    /// would read a notice as a broken answer, and end it.
+    pub(crate) skips_owed: usize,
     pub(crate) ready: bool,
     pub(crate) init_error: Option<String>,
     pub(crate) leaving: Option<Leaving>,
@@ -154,6 +158,7 @@ pub(crate) fn start_worker(
         positions: 0,
         skip_until: 0,
         robbed: false,
+        skips_owed: 0,
         ready: false,
         init_error: None,
         leaving: None,
