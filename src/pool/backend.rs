@@ -11,7 +11,7 @@ use super::engine::{Engine, Shared};
 use super::error::{PoolError, TaskError};
 use super::handle::Pool;
 use super::item::{Delivered, Outcome, for_each_item};
-use super::submit::{Job, Sink, Submission};
+use super::submit::{Job, MARK_EVERY, Sink, Submission};
 
 /// A pool whose work goes to `dispatch`. `processes` sizes chunks and windows as a local
 /// pool's worker count does; `timeout` and `retries` are the defaults of every task.
@@ -90,12 +90,14 @@ impl Sink for RawSink {
 /// [`fingerprint`](crate::remote::fingerprint): the offsets are interpreted as this
 /// build's. A malformed item list is an error and runs nothing.
 pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(), String> {
-    let mut offsets = Vec::with_capacity(task.items as usize + 1);
+    // The offsets of every `MARK_EVERY`-th item, as a submission keeps them.
+    let mut marks = Vec::with_capacity((task.items as usize).div_ceil(MARK_EVERY));
     let mut at = 0usize;
-    offsets.push(0);
-    let n = for_each_item(task.args, task.items, |_, item| {
+    let n = for_each_item(task.args, task.items, |k, item| {
+        if (k as usize).is_multiple_of(MARK_EVERY) {
+            marks.push(at);
+        }
         at += 4 + item.len();
-        offsets.push(at);
     });
     if n != task.items || at != task.args.len() {
         return Err(format!("the task's item list is cut or malformed ({n} of {} items readable)", task.items));
@@ -103,9 +105,7 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
     if task.items == 0 {
         return Ok(());
     }
-    if task.items == 1 {
-        offsets.clear();
-    }
+    let offsets = if task.items == 1 { Vec::new() } else { marks };
     let sink: Arc<dyn Sink> = Arc::new(RawSink(done));
     let sub = Submission {
         task: REMOTE_TASK,

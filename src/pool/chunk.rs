@@ -81,6 +81,23 @@ pub(crate) fn spread_window(
     }
 }
 
+/// Which worker gets the next task: of those that take more (`loads`: by worker, the
+/// tasks each holds, `None` for one that takes no more now), the one that holds the
+/// fewest, the first of equals. A map's chunks come one at a time while it is still
+/// being encoded: given to the first worker that had room, they all went to one worker
+/// while the other waited.
+pub(crate) fn least_loaded(loads: impl IntoIterator<Item = Option<usize>>) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (wi, held) in loads.into_iter().enumerate() {
+        match (held, best) {
+            (Some(h), Some((_, b))) if h >= b => {}
+            (Some(h), _) => best = Some((wi, h)),
+            (None, _) => {}
+        }
+    }
+    best.map(|(wi, _)| wi)
+}
+
 /// In how many nanoseconds the tasks a busy worker holds behind its running task are to
 /// be taken back for idle workers (0: now); `None` while there is nothing to take
 /// (`queued`: tasks it holds that it may not have started) or nobody to give them to (no
@@ -147,6 +164,16 @@ mod tests {
         assert_eq!(imap_chunking(None, None, 2), (Chunking::Fixed(1), 32));
         assert_eq!(imap_chunking(Some(Chunksize::Fixed(10)), None, 2), (Chunking::Fixed(10), 80));
         assert_eq!(imap_chunking(Some(Chunksize::Adaptive), Some(5), 2), (Chunking::Adaptive, 5));
+    }
+
+    #[test]
+    fn the_next_task_goes_to_the_worker_holding_the_fewest() {
+        assert_eq!(least_loaded([Some(1), Some(0)]), Some(1));
+        assert_eq!(least_loaded([Some(0), Some(0)]), Some(0));
+        assert_eq!(least_loaded([Some(2), None, Some(1), Some(1)]), Some(2));
+        assert_eq!(least_loaded([None, Some(5)]), Some(1));
+        assert_eq!(least_loaded([None, None]), None);
+        assert_eq!(least_loaded(std::iter::empty()), None);
     }
 
     #[test]

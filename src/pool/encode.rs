@@ -122,10 +122,7 @@ impl MapEncoding<'_> {
         if count == 0 {
             return;
         }
-        let (bytes, mut offsets, fds) = enc.finish();
-        if offsets.is_empty() {
-            offsets = vec![0, bytes.len()];
-        }
+        let (bytes, offsets, fds) = enc.finish();
         let sub = Submission {
             task: self.task,
             trampoline: self.trampoline,

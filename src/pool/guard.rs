@@ -17,10 +17,15 @@ pub(crate) fn decode_value<R: DeserializeOwned>(task: &'static str, bytes: &[u8]
     match catch_unwind(AssertUnwindSafe(|| codec::decode::<R>(bytes))) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(TaskError::Codec { task, message: e.to_string() }),
-        Err(panic) => Err(TaskError::Codec {
-            task,
-            message: format!("decoding the result panicked in the parent: {}", panic_message(panic.as_ref())),
-        }),
+        Err(panic) => Err(decode_panicked(task, panic.as_ref())),
+    }
+}
+
+/// The error of a value whose `Deserialize` panicked in the parent with `payload`.
+pub(crate) fn decode_panicked(task: &'static str, payload: &(dyn Any + Send)) -> TaskError {
+    TaskError::Codec {
+        task,
+        message: format!("decoding the result panicked in the parent: {}", panic_message(payload)),
     }
 }
 

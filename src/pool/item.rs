@@ -7,6 +7,8 @@
 //! This file is the one place that decodes a result item ([`item_outcome`],
 //! [`Outcome::decode`]).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -71,23 +73,66 @@ impl Outcome<'_> {
 /// One item of a result: its tag byte, then the value or what went wrong.
 #[inline]
 pub(crate) fn item_outcome<'a>(task: &'static str, item: &'a [u8]) -> Outcome<'a> {
+    match item.split_first() {
+        Some((&TAG_OK, data)) => Outcome::Value(data),
+        _ => Outcome::Failed(item_failure(task, item)),
+    }
+}
+
+/// What went wrong with a result item that is not a value (any tag but [`TAG_OK`]).
+fn item_failure(task: &'static str, item: &[u8]) -> TaskError {
     let (tag, data) = (item.first().copied(), item.get(1..).unwrap_or(&[]));
     match tag {
-        Some(TAG_OK) => Outcome::Value(data),
         Some(TAG_PANIC) => match codec::decode::<PanicReport>(data) {
-            Ok(p) => Outcome::Failed(TaskError::Panicked {
-                task,
-                message: p.message,
-                location: p.location,
-                backtrace: p.backtrace,
-            }),
-            Err(e) => Outcome::Failed(TaskError::Codec { task, message: e.to_string() }),
+            Ok(p) => TaskError::Panicked { task, message: p.message, location: p.location, backtrace: p.backtrace },
+            Err(e) => TaskError::Codec { task, message: e.to_string() },
         },
-        _ => Outcome::Failed(TaskError::Codec {
-            task,
-            message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()),
-        }),
+        _ => TaskError::Codec { task, message: codec::decode::<String>(data).unwrap_or_else(|e| e.to_string()) },
     }
+}
+
+/// A result item that is not a value, as [`decode_values`] finds it.
+pub(crate) struct NotAValue {
+    /// Its position among the items the iterator yielded.
+    pub(crate) at: usize,
+    pub(crate) error: TaskError,
+    /// What the delivery counts as.
+    pub(crate) delivered: Delivered,
+    /// Whether the task panicked.
+    pub(crate) panicked: bool,
+}
+
+/// Decodes the result items of `items` into `values` until one is not a value (returned;
+/// the caller goes on after it) or the items end (`None`). One guard covers the whole
+/// run, not one per item (a map decodes a small value per item, and the guard kept each
+/// decode out of line): a panic in `R`'s `Deserialize` is the codec error of the item it
+/// happened in, exactly as [`Outcome::decode`] makes it.
+pub(crate) fn decode_values<R: DeserializeOwned>(
+    task: &'static str,
+    items: &mut Items<'_>,
+    values: &mut Vec<R>,
+) -> Option<NotAValue> {
+    let pass = catch_unwind(AssertUnwindSafe(|| {
+        for item in items.by_ref() {
+            let Some((&TAG_OK, data)) = item.split_first() else {
+                return Some((item_failure(task, item), Delivered::Failed));
+            };
+            match codec::decode::<R>(data) {
+                Ok(v) => values.push(v),
+                Err(e) => return Some((TaskError::Codec { task, message: e.to_string() }, Delivered::CodecFailed)),
+            }
+        }
+        None
+    }));
+    // The item that stopped the run is the last one taken.
+    let at = (items.taken as usize).saturating_sub(1);
+    let (error, delivered) = match pass {
+        Ok(None) => return None,
+        Ok(Some(failed)) => failed,
+        Err(payload) => (super::guard::decode_panicked(task, payload.as_ref()), Delivered::CodecFailed),
+    };
+    let panicked = matches!(error, TaskError::Panicked { .. });
+    Some(NotAValue { at, error, delivered, panicked })
 }
 
 /// One result item decoded into the caller's type, as a map's collector stores it.
@@ -211,5 +256,63 @@ mod tests {
             Decoded::Failed { panicked: false, delivered: Delivered::CodecFailed, .. }
         ));
         assert!(matches!(item_outcome("t", &[]), Outcome::Failed(TaskError::Codec { .. })));
+    }
+
+    /// A `u32` whose `Deserialize` panics on 13.
+    #[derive(Debug, PartialEq)]
+    struct Unlucky(u32);
+
+    impl<'de> Deserialize<'de> for Unlucky {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = u32::deserialize(d)?;
+            assert!(v != 13, "unlucky {v}");
+            Ok(Unlucky(v))
+        }
+    }
+
+    fn chunk(items: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for (tag, data) in items {
+            let at = begin_item(&mut buf);
+            buf.push(*tag);
+            buf.extend_from_slice(data);
+            end_item(&mut buf, at);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_run_of_values_stops_at_each_item_that_is_not_one_and_goes_on_after_it() {
+        let ok = |v: u32| (TAG_OK, codec::encode(&v).unwrap());
+        let report = PanicReport { message: "boom".into(), location: "here".into(), backtrace: None };
+        let body = chunk(&[
+            ok(1),
+            (TAG_PANIC, codec::encode(&report).unwrap()),
+            ok(13),
+            (TAG_OK, vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            ok(2),
+            (TAG_CODEC, codec::encode("too big").unwrap()),
+        ]);
+        let mut items = Items::new(&body, 6);
+        let mut values = Vec::new();
+        let mut stops = Vec::new();
+        while let Some(not) = decode_values::<Unlucky>("t", &mut items, &mut values) {
+            stops.push((not.at, not.delivered, not.panicked, not.error.to_string()));
+        }
+        assert_eq!(values, vec![Unlucky(1), Unlucky(2)]);
+        let at: Vec<_> = stops.iter().map(|s| (s.0, s.1, s.2)).collect();
+        assert_eq!(
+            at,
+            vec![
+                (1, Delivered::Failed, true),
+                (2, Delivered::CodecFailed, false),
+                (3, Delivered::CodecFailed, false),
+                (5, Delivered::Failed, false),
+            ]
+        );
+        assert!(stops[0].3.contains("boom"), "{}", stops[0].3);
+        assert!(stops[1].3.contains("decoding the result panicked in the parent: unlucky 13"), "{}", stops[1].3);
+        assert!(stops[3].3.contains("too big"), "{}", stops[3].3);
+        assert_eq!(items.taken, 6);
     }
 }

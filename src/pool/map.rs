@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::chunk::Chunking;
 use super::engine::Shared;
 use super::error::TaskError;
-use super::item::{Decoded, Delivered, Items, Outcome, decode_item};
+use super::item::{Decoded, Delivered, Items, Outcome, decode_item, decode_values};
 use super::submit::{Encoder, Job, Sink, Submission, Tally};
 
 /// One item's place in an ordered collector. Small (an error is boxed), so a large
@@ -456,25 +456,19 @@ impl<R> Collector<R> {
     where
         R: DeserializeOwned,
     {
-        let mut values = 0u64;
+        let mut failed = 0u64;
         let (mut start, mut run) = st.runs.continue_at(first, count as usize);
-        for (k, item) in items.by_ref().enumerate() {
-            match self.decode(task, item, tally) {
-                Ok(v) => {
-                    values += 1;
-                    run.push(v);
-                }
-                Err(e) => {
-                    let index = first + k;
-                    st.runs.put_values(start, std::mem::take(&mut run));
-                    st.runs.store(index, Err(e));
-                    start = index + 1;
-                }
-            }
+        while let Some(not) = decode_values(task, items, &mut run) {
+            failed += 1;
+            tally.add(not.delivered, not.panicked);
+            let index = first + not.at;
+            st.runs.put_values(start, std::mem::take(&mut run));
+            st.runs.store(index, Err(not.error));
+            start = index + 1;
         }
         st.runs.put_values(start, run);
         st.delivered += items.taken as usize;
-        (values, st.total.is_some_and(|t| st.delivered >= t))
+        (items.taken as u64 - failed, st.total.is_some_and(|t| st.delivered >= t))
     }
 
     /// An iterator's result chunk, item by item. Returns how many values decoded, how

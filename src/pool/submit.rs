@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::chunk::Chunking;
 use super::error::{Attempt, TaskError};
-use super::item::{Delivered, Items, Outcome, begin_item, end_item, item_outcome};
+use super::item::{Delivered, Items, Outcome, begin_item, end_item, item_outcome, u32_at};
 use super::stats::PoolStats;
 use crate::wire::{codec, fds};
 
@@ -73,6 +73,12 @@ impl Tally {
     }
 }
 
+/// A submission keeps the byte offset of every `MARK_EVERY`-th item, not of every item: a
+/// map of tiny items spent more fresh memory on its offsets (8 bytes an item) than on the
+/// items. An item's offset is found from the mark before it by reading fewer than this
+/// many length prefixes (a map of chunks of 1 looks one up for every task: few, then).
+pub(crate) const MARK_EVERY: usize = 16;
+
 /// Items encoded once, in the submitting thread, and kept until every one is answered
 /// (a dead worker's items are sent again).
 pub(crate) struct Submission {
@@ -81,7 +87,8 @@ pub(crate) struct Submission {
     pub(crate) function: i64,
     /// Items, each a `u32` length and its postcard bytes.
     pub(crate) bytes: Vec<u8>,
-    /// Byte offset of each item, and the end (empty for a single item).
+    /// Byte offset of items 0, [`MARK_EVERY`], 2 × [`MARK_EVERY`], … (empty for a single
+    /// item).
     pub(crate) offsets: Vec<usize>,
     /// Descriptors some arguments carry: (item, its descriptors), by item. A task holds at
     /// most one such item, since each item numbers its descriptors from 0.
@@ -100,9 +107,33 @@ impl Submission {
         if self.offsets.is_empty() {
             &self.bytes
         } else {
-            &self.bytes[self.offsets[first as usize]..self.offsets[(first + count) as usize]]
+            let start = offset_of(&self.bytes, &self.offsets, first as usize);
+            // A short run's end is nearer its start than a mark.
+            let end = if (count as usize) < MARK_EVERY {
+                skip_items(&self.bytes, start, count as usize)
+            } else {
+                offset_of(&self.bytes, &self.offsets, (first + count) as usize)
+            };
+            &self.bytes[start..end]
         }
     }
+}
+
+/// The byte offset of item `i` of `bytes` (`i` may be the number of items: the end), from
+/// `marks`, the offsets of every [`MARK_EVERY`]-th item (not empty).
+fn offset_of(bytes: &[u8], marks: &[usize], i: usize) -> usize {
+    let m = (i / MARK_EVERY).min(marks.len() - 1);
+    skip_items(bytes, marks[m], i - m * MARK_EVERY)
+}
+
+/// The offset `n` items after the item at `at`.
+fn skip_items(bytes: &[u8], mut at: usize, n: usize) -> usize {
+    for _ in 0..n {
+        // The items were checked or encoded here, so every prefix is there; past the end
+        // (never) the slice is cut at the end rather than the driver failing.
+        at = u32_at(bytes, at).map_or(bytes.len(), |len| (at + 4 + len as usize).min(bytes.len()));
+    }
+    at
 }
 
 /// Descriptors carried by items: (item index, its descriptors).
@@ -111,25 +142,31 @@ pub(crate) type ItemFds = Vec<(u32, Vec<OwnedFd>)>;
 /// Encodes items into a submission's buffer.
 pub(crate) struct Encoder {
     pub(crate) bytes: Vec<u8>,
-    pub(crate) offsets: Vec<usize>,
+    /// The offsets of every [`MARK_EVERY`]-th item.
+    offsets: Vec<usize>,
+    /// Items encoded.
+    count: usize,
     pub(crate) fds: ItemFds,
 }
 
 impl Encoder {
     pub(crate) fn new() -> Encoder {
-        Encoder { bytes: Vec::new(), offsets: vec![0], fds: Vec::new() }
+        Encoder { bytes: Vec::new(), offsets: Vec::new(), count: 0, fds: Vec::new() }
     }
 
     /// With room for `items` items and `bytes` bytes, so a large map grows no buffer.
     pub(crate) fn with_capacity(items: usize, bytes: usize) -> Encoder {
-        let mut offsets = Vec::with_capacity(items + 1);
-        offsets.push(0);
-        Encoder { bytes: Vec::with_capacity(bytes), offsets, fds: Vec::new() }
+        let offsets = Vec::with_capacity(items.div_ceil(MARK_EVERY));
+        Encoder { bytes: Vec::with_capacity(bytes), offsets, count: 0, fds: Vec::new() }
     }
 
-    /// An empty encoder sized like this one (for the next part of the same input).
+    /// An empty encoder sized like this one, with a quarter more room for bytes (for the
+    /// next part of the same input). The next items are often a little larger (counting
+    /// numbers grow a varint byte), and a part that outgrew its buffer by a few bytes was
+    /// copied whole into a fresh one. Not much more: W1's parts (about 90 KiB) stay under
+    /// the size from which the allocator maps fresh pages for every buffer.
     pub(crate) fn like(&self) -> Encoder {
-        Encoder::with_capacity(self.len(), self.bytes.len())
+        Encoder::with_capacity(self.len(), self.bytes.len() + self.bytes.len() / 4)
     }
 
     /// Appends one item, with the descriptors it carries. Inlined into the map's loop:
@@ -150,7 +187,10 @@ impl Encoder {
         drop(scope);
         let len = (self.bytes.len() - at - 4) as u32;
         self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        self.offsets.push(self.bytes.len());
+        if self.count.is_multiple_of(MARK_EVERY) {
+            self.offsets.push(at);
+        }
+        self.count += 1;
         Ok(())
     }
 
@@ -166,12 +206,13 @@ impl Encoder {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.count
     }
 
-    /// The finished buffers; a single item needs no offsets.
+    /// The finished buffers: the items, their marks (see [`MARK_EVERY`]; a single item
+    /// needs none) and descriptors.
     pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<usize>, ItemFds) {
-        if self.offsets.len() == 2 {
+        if self.count == 1 {
             self.offsets = Vec::new();
         }
         (self.bytes, self.offsets, self.fds)
@@ -215,5 +256,47 @@ impl Job {
     /// Delivers the same failure to every item of the job.
     pub(crate) fn fail(&self, err: impl Fn(&'static str) -> TaskError) {
         self.fail_each(err, |_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_are_found_from_the_marks_of_every_few() {
+        // Items of varying sizes, more than a few marks' worth.
+        let words: Vec<String> = (0..3 * MARK_EVERY + 5).map(|i| "x".repeat(i % 7)).collect();
+        let mut enc = Encoder::new();
+        for w in &words {
+            enc.push(w).unwrap();
+        }
+        assert_eq!(enc.len(), words.len());
+        let (bytes, marks, _) = enc.finish();
+        assert_eq!(marks.len(), words.len().div_ceil(MARK_EVERY));
+        // Each item alone, and a few runs, as the driver cuts them.
+        let alone = |i: usize| &bytes[offset_of(&bytes, &marks, i)..offset_of(&bytes, &marks, i + 1)];
+        for (i, w) in words.iter().enumerate() {
+            let item = alone(i);
+            assert_eq!(u32_at(item, 0), Some(item.len() as u32 - 4), "item {i}");
+            assert_eq!(codec::decode::<String>(&item[4..]).unwrap(), *w, "item {i}");
+        }
+        assert_eq!(offset_of(&bytes, &marks, words.len()), bytes.len());
+        for (first, count) in [(0, words.len()), (15, 2), (16, 16), (20, 25), (40, words.len() - 40)] {
+            let run = &bytes[offset_of(&bytes, &marks, first)..offset_of(&bytes, &marks, first + count)];
+            let expected: Vec<u8> = (first..first + count).flat_map(|i| alone(i).to_vec()).collect();
+            assert_eq!(run, &expected[..], "items {first}..+{count}");
+            let start = offset_of(&bytes, &marks, first);
+            assert_eq!(skip_items(&bytes, start, count), start + run.len(), "items {first}..+{count}");
+        }
+    }
+
+    #[test]
+    fn a_single_item_keeps_no_marks() {
+        let mut enc = Encoder::new();
+        enc.push(&7u64).unwrap();
+        let (bytes, marks, _) = enc.finish();
+        assert!(marks.is_empty());
+        assert_eq!(bytes.len(), 5);
     }
 }

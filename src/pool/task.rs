@@ -51,22 +51,30 @@ fn current() -> Option<Running> {
     *CURRENT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// While alive, the worker runs a task with these limits (counted from now).
-pub(crate) struct TaskTime(());
+/// While alive, the worker runs a task with these limits (counted from now). Holds
+/// whether it set them: a task without limits reads the clock and takes the lock for
+/// nothing (every answer is the same as with none set, which is how the task before left
+/// them), once per task of a map of tiny ones.
+pub(crate) struct TaskTime(bool);
 
 impl TaskTime {
     pub(crate) fn begin(soft: Option<Duration>, hard: Option<Duration>) -> TaskTime {
+        if soft.is_none() && hard.is_none() {
+            return TaskTime(false);
+        }
         let now = Instant::now();
         let running =
             Running { soft: soft.and_then(|d| now.checked_add(d)), hard: hard.and_then(|d| now.checked_add(d)) };
         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
-        TaskTime(())
+        TaskTime(true)
     }
 }
 
 impl Drop for TaskTime {
     fn drop(&mut self) {
-        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.0 {
+            *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }
 
@@ -97,4 +105,20 @@ pub fn remaining() -> Option<Duration> {
     let r = current()?;
     let until = r.soft.or(r.hard)?;
     Some(until.saturating_duration_since(Instant::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_told_its_limits_and_one_without_limits_sees_none() {
+        {
+            let _t = TaskTime::begin(Some(Duration::from_secs(60)), Some(Duration::from_secs(120)));
+            assert!(soft_deadline().is_some() && deadline().is_some() && !cancelled());
+        }
+        // The next task has no limits: it sets nothing, and finds none left behind.
+        let _t = TaskTime::begin(None, None);
+        assert_eq!((deadline(), soft_deadline(), remaining(), cancelled()), (None, None, None, false));
+    }
 }

@@ -188,6 +188,8 @@ impl SameBuild {
     /// # Panics
     /// In a process whose parent's build was not checked (one not started by multiproc):
     /// offsets reach only children, so this is a bug, not an input error.
+    // Inlined: a worker asks for it once per item of a task.
+    #[inline]
     pub(crate) fn parent() -> SameBuild {
         assert!(
             PARENT_CHECKED.load(std::sync::atomic::Ordering::SeqCst),

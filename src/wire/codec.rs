@@ -44,7 +44,10 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     let start = buf.len();
-    postcard::serialize_with_flavor(value, AppendTo(buf)).map_err(|e| {
+    // What `postcard::serialize_with_flavor` does (our flavor's `finalize` cannot fail),
+    // written here so that it inlines: a map encodes one small value per item with it.
+    let mut ser = postcard::Serializer { output: AppendTo(&mut *buf) };
+    value.serialize(&mut ser).map_err(|e| {
         buf.truncate(start);
         CodecError { op: "encode", type_name: std::any::type_name::<T>(), message: e.to_string() }
     })

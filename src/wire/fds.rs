@@ -16,17 +16,22 @@ thread_local! {
     /// `OUTGOING`'s length, kept in a plain cell: a scope in which nothing was attached
     /// (nearly every one) never touches the list.
     static OUTGOING_LEN: Cell<usize> = const { Cell::new(0) };
-    /// Where the innermost open scope's descriptors start in `OUTGOING`; `None` when no
-    /// frame is being encoded.
-    static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// Where the innermost open scope's descriptors start in `OUTGOING`; [`NO_SCOPE`] when
+    /// no frame is being encoded. A plain word, not an `Option`: a map opens a scope per
+    /// item, and a two-word cell stored in halves and read whole stalled every one.
+    static SCOPE: Cell<usize> = const { Cell::new(NO_SCOPE) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
 }
+
+/// `SCOPE` when no scope is open (no list is ever that long).
+const NO_SCOPE: usize = usize::MAX;
 
 /// An open outgoing scope: values encoded while it lives attach their descriptors to it,
 /// numbered from 0. Dropping it (also when the encoding panicked) reopens the outer
 /// scope, if any, and closes the descriptors nobody took.
 pub(crate) struct Outgoing {
-    outer: Option<usize>,
+    /// The enclosing scope's start, or [`NO_SCOPE`].
+    outer: usize,
     base: usize,
 }
 
@@ -35,7 +40,7 @@ impl Outgoing {
     #[inline]
     pub(crate) fn open() -> Outgoing {
         let base = OUTGOING_LEN.get();
-        Outgoing { outer: SCOPE.replace(Some(base)), base }
+        Outgoing { outer: SCOPE.replace(base), base }
     }
 
     /// Whether anything was attached: two reads of a plain cell, no list.
@@ -90,9 +95,10 @@ pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) ->
 /// Fails when no frame is being encoded (the value is serialized by some other
 /// serializer, e.g. to JSON, where a descriptor cannot go).
 pub fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
-    let Some(base) = SCOPE.get() else {
+    let base = SCOPE.get();
+    if base == NO_SCOPE {
         return Err("a file descriptor can only be serialized into a multiproc message".to_string());
-    };
+    }
     let dup = fd.try_clone_to_owned().map_err(|e| format!("cannot duplicate descriptor: {e}"))?;
     OUTGOING.with(|o| o.borrow_mut().push(dup));
     let len = OUTGOING_LEN.get() + 1;

@@ -300,17 +300,24 @@ impl Driver {
         chunk::one_fd_item(k, job.first, job.sub.fds.iter().map(|(i, _)| *i))
     }
 
+    /// Sends pending jobs, each to the worker that holds the fewest tasks (`chunk::
+    /// least_loaded`), until none is pending or no worker takes more.
     fn dispatch(&mut self) {
         let window = self.dispatch_window();
         let now = Instant::now();
-        loop {
-            let mut progressed = false;
-            for wi in 0..self.workers.len() {
-                let Some(job) = self.pending.pop_front() else { return };
-                progressed |= self.offer(wi, job, window, now);
-            }
-            if !progressed {
-                return;
+        while let Some(job) = self.pending.pop_front() {
+            let loads = self.workers.iter().map(|w| self.takes_more(w, window).then_some(w.held.len()));
+            match chunk::least_loaded(loads) {
+                Some(wi) => {
+                    if !self.offer(wi, job, window, now) {
+                        return;
+                    }
+                }
+                None if job.sub.sink.cancelled() => self.fail_job(&job, |task| TaskError::Cancelled { task }),
+                None => {
+                    self.pending.push_front(job);
+                    return;
+                }
             }
         }
     }
@@ -413,7 +420,8 @@ impl Driver {
                 link.writer.forget_spilled(h.id);
             }
         }
-        // The worker runs none of them, so none counts against its quota.
+        // The worker runs none of them, so none counts against its quota; it says so
+        // for each.
         w.tasks_sent -= n as u64;
         w.robbed = !w.held.is_empty();
         self.stats.tasks_reclaimed += n as u64;
