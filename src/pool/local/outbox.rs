@@ -18,11 +18,15 @@
 //! hand-over wakes it (an idle worker costs nothing). So a result waits at most about
 //! `POLL + FLUSH_AFTER` behind a long task.
 //!
+//! The flusher starts with the first hand-over: a worker that never holds a batch (one
+//! that runs a single task, or only tasks that each arrive once the last was sent) never
+//! starts a thread.
+//!
 //! The invariant: frames leave in the order they were queued. Every send of the worker
 //! goes through [`Outbox::flush_all`] or the flusher, both under the outbox's lock, and
 //! both send the outbox (older frames) before the worker's own writer.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::wire::FrameError;
@@ -49,9 +53,11 @@ pub(super) struct Outbox {
     state: Mutex<Held>,
     /// Results were handed over to an outbox that was empty.
     handed: Condvar,
-    /// Whether the flusher runs (a thread may be refused: a user's sandbox rule, an
-    /// address-space limit). Without it, a hand-over sends at once: slower, never held.
-    flusher: bool,
+    /// Whether the flusher runs, once the first batch is handed over: a worker that
+    /// never has one to hand over (one that runs a single task, as when each task ends
+    /// its worker) never starts a thread. A thread may be refused (a user's sandbox
+    /// rule, an address-space limit): without it, a hand-over sends at once.
+    flusher: OnceLock<bool>,
 }
 
 struct Held {
@@ -64,19 +70,19 @@ struct Held {
 }
 
 impl Outbox {
-    /// An outbox on `writer`'s socket, and its flusher thread if one can start.
-    pub(super) fn start(writer: &FrameWriter) -> Arc<Outbox> {
-        let (sender, started) = std::sync::mpsc::channel::<Arc<Outbox>>();
-        let spawned =
-            std::thread::Builder::new().name("multiproc-flush".into()).stack_size(FLUSHER_STACK).spawn(move || {
-                if let Ok(outbox) = started.recv() {
-                    outbox.run_flusher();
-                }
-            });
+    /// An outbox on `writer`'s socket (its flusher starts with the first hand-over).
+    pub(super) fn new(writer: &FrameWriter) -> Arc<Outbox> {
         let held = Held { writer: writer.sibling(), since: None, flusher_idle: false };
-        let outbox = Arc::new(Outbox { state: Mutex::new(held), handed: Condvar::new(), flusher: spawned.is_ok() });
-        let _ = sender.send(outbox.clone());
-        outbox
+        Arc::new(Outbox { state: Mutex::new(held), handed: Condvar::new(), flusher: OnceLock::new() })
+    }
+
+    /// Whether the flusher runs; starts it the first time.
+    fn flusher_runs(self: &Arc<Self>) -> bool {
+        *self.flusher.get_or_init(|| {
+            let outbox = self.clone();
+            let builder = std::thread::Builder::new().name("multiproc-flush".into()).stack_size(FLUSHER_STACK);
+            builder.spawn(move || outbox.run_flusher()).is_ok()
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Held> {
@@ -85,11 +91,11 @@ impl Outbox {
 
     /// Before a task: what `writer` has queued goes to the outbox, which the flusher
     /// sends if the task is still running [`FLUSH_AFTER`] from now.
-    pub(super) fn hand_over(&self, writer: &mut FrameWriter) -> Result<(), FrameError> {
+    pub(super) fn hand_over(self: &Arc<Self>, writer: &mut FrameWriter) -> Result<(), FrameError> {
         if writer.pending() == 0 {
             return Ok(());
         }
-        if !self.flusher {
+        if !self.flusher_runs() {
             return writer.flush(None);
         }
         let mut held = self.lock();
@@ -187,7 +193,7 @@ mod tests {
     #[test]
     fn handed_over_frames_go_by_themselves_and_before_later_ones() {
         let (mut near, mut far) = Channel::pair(1 << 20).unwrap();
-        let outbox = Outbox::start(&near.writer);
+        let outbox = Outbox::new(&near.writer);
         near.writer.queue(7, &1u32).unwrap();
         outbox.hand_over(&mut near.writer).unwrap();
         // Nobody flushes: the flusher sends it, while "the next task" runs.

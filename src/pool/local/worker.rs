@@ -64,9 +64,10 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
     prepare(&setup, &mut writer);
-    // After the sandbox, so that its thread is confined as the tasks are (Landlock and
-    // seccomp bind the thread that enters them and the threads it then starts).
-    let outbox = Outbox::start(&writer);
+    // After the sandbox, so that its thread (started with the first batch handed over)
+    // is confined as the tasks are: Landlock and seccomp bind the thread that enters them
+    // and the threads it then starts.
+    let outbox = Outbox::new(&writer);
     let mut runner = Runner {
         writer,
         outbox,
