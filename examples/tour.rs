@@ -435,6 +435,29 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     );
     pool.close();
     pool.join()?;
+    results_do_not_wait_for_the_next_task()
+}
+
+/// Answers with what the tour sends it, however long that takes.
+fn waits_to_be_told(conn: Connection<u32>) -> u32 {
+    conn.recv().unwrap_or(0)
+}
+
+/// A worker sends tiny tasks' results in batches, but a batch never waits for the task
+/// after it: here one worker runs 100 tiny tasks, then one that waits to be told, and
+/// every tiny result comes while that one still waits.
+fn results_do_not_wait_for_the_next_task() -> Result<(), Box<dyn std::error::Error>> {
+    let pool = multiproc::Pool::new(1)?;
+    pool.map(square, 0..10_000u64)?; // measured tiny: the worker now holds many tasks at once
+    let tiny: Vec<_> = (0..100u64).map(|i| pool.apply_async(square, i)).collect();
+    let (tell, theirs) = Pipe::duplex::<u32>()?;
+    let waiting = pool.apply_async(waits_to_be_told, theirs);
+    let sum: u64 = tiny.into_iter().map(|h| h.get()).sum::<Result<u64, _>>()?;
+    println!("  100 tiny results while the next task still runs: sum {sum}, that task done: {}", waiting.ready());
+    tell.send(7)?;
+    println!("  then it was told, and answered {}", waiting.get()?);
+    pool.close();
+    pool.join()?;
     Ok(())
 }
 
