@@ -315,8 +315,9 @@ pub(crate) async fn result_stream(
 }
 
 /// The stream where workers note, while a task of many items runs, which of its items
-/// already have their results stored (one small record per task, the latest only, kept
-/// at most `result_ttl`): a redelivery of the task reads it and runs only the others.
+/// already have their results stored (one small record per task, the latest only,
+/// removed once the task is acked, else kept at most `result_ttl`): a redelivery of the
+/// task reads it and runs only the others.
 pub(crate) async fn progress_stream(
     js: &jetstream::Context,
     queue: &QueueConfig,

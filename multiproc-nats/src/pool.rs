@@ -441,7 +441,7 @@ impl Sender {
         let chunk = batch.chunk().unwrap_or_else(|| n.div_ceil(spread).max(1));
         let per_message = n.div_ceil(spread).max(chunk).div_ceil(chunk) * chunk;
         let room = self.room(batch.function_name());
-        let wire_chunk = wire_chunk(batch.chunk_is_default() || batch.chunk().is_none(), batch.timeout(), chunk);
+        let wire_chunk = wire_chunk(batch.chunk_is_free(), batch.timeout(), chunk);
         while !batch.is_empty() {
             let mut take = per_message.min(batch.len());
             while take > 1 && batch.size_of(0, take) > room {

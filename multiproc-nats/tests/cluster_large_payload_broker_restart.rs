@@ -129,13 +129,7 @@ fn large_payloads_survive_a_broker_restart_at_every_stage_of_their_transfer() {
     server.restart();
     check(task, "the client's read");
 
-    pool.close();
-    pool.join().unwrap();
-    assert_eq!(
-        common::objects_left_behind(&server, &common::queue(POOL, ACK_WAIT)),
-        (0, 0, vec![]),
-        "nothing left behind"
-    );
+    close_leaving_nothing(&pool, &server);
 }
 
 /// How long the broker stays down in the long outage: far longer than a reconnection
@@ -161,10 +155,15 @@ fn a_result_survives_a_long_outage_while_the_client_reads_it() {
     data.reverse();
     let got = handle.get_timeout(common::PATIENCE).unwrap_or_else(|e| panic!("after a long outage: {e}"));
     assert!(got == data, "the result came back exact");
+    close_leaving_nothing(&pool, &server);
+}
+
+/// Closes and joins the pool, then checks its object store holds nothing.
+fn close_leaving_nothing(pool: &multiproc::Pool, server: &NatsServer) {
     pool.close();
     pool.join().unwrap();
     assert_eq!(
-        common::objects_left_behind(&server, &common::queue(POOL, ACK_WAIT)),
+        common::objects_left_behind(server, &common::queue(POOL, ACK_WAIT)),
         (0, 0, vec![]),
         "nothing left behind"
     );

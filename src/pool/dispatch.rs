@@ -99,10 +99,11 @@ impl Batch {
         }
     }
 
-    /// Whether its chunk is the default cut (`map`'s default chunksize), which a backend
-    /// may make finer when no time limit bounds it, rather than one the caller chose.
-    pub fn chunk_is_default(&self) -> bool {
-        matches!(self.sub.chunking, Chunking::Even(_))
+    /// Whether the caller left the cut to the pool (`map`'s default chunksize, or an
+    /// adaptive one) rather than chose it: a backend may then cut finer, when no time
+    /// limit bounds a chunk.
+    pub fn chunk_is_free(&self) -> bool {
+        matches!(self.sub.chunking, Chunking::Even(_) | Chunking::Adaptive)
     }
 
     /// Each task's time limit (a chunk counts as one task).
