@@ -85,3 +85,29 @@ fn tiny_tasks_finished_before_a_killed_one_are_not_run_again() {
     assert_eq!(stats.tasks_timed_out, 1, "{stats:?}");
     assert_eq!(stats.tasks_done, 2_000 + 200, "{stats:?}");
 }
+
+/// A task that returns a descriptor (here a connection with a value waiting in it).
+fn connection_holding(x: u64) -> Connection<u64> {
+    let (mine, theirs) = Pipe::duplex::<u64>().unwrap();
+    mine.send(x).unwrap();
+    theirs
+}
+
+/// Results that carry descriptors, handed over and sent by the flusher while the next
+/// task runs: each arrives with its own descriptor, in order.
+#[test]
+fn results_with_descriptors_are_sent_whole_while_the_next_task_runs_on() {
+    let pool = warm_pool(Pool::new(1).unwrap());
+    let conns: Vec<_> = (0..100u64).map(|i| pool.apply_async(connection_holding, i)).collect();
+    let (release, theirs) = Pipe::duplex::<u32>().unwrap();
+    let long = pool.apply_async(held_up, theirs);
+    release.recv().expect("the long task runs");
+    for (i, h) in conns.into_iter().enumerate() {
+        let conn = h.get_timeout(PATIENCE).unwrap_or_else(|e| panic!("task {i}: {e:?}"));
+        assert_eq!(conn.recv().unwrap(), i as u64, "task {i}'s descriptor is its own");
+    }
+    assert!(!long.ready(), "the long task still runs");
+    release.send(3).unwrap();
+    assert_eq!(long.get_timeout(PATIENCE).unwrap(), 3);
+    assert_eq!(pool.stats().workers_died, 0);
+}
