@@ -10,6 +10,16 @@ use std::time::Duration;
 use crate::QueueConfig;
 
 /// A `nats-server -js` started for one test.
+///
+/// ```
+/// use multiproc_nats::testing::NatsServer;
+///
+/// // `None` (and a line saying why) where nats-server is not installed; a panic under CI.
+/// let Some(mut server) = NatsServer::start("doc") else { return };
+/// assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
+/// server.kill(); // as a crash would; `restart` brings it back on the same port and store
+/// server.restart();
+/// ```
 #[derive(Debug)]
 pub struct NatsServer {
     child: Option<Child>,
@@ -166,6 +176,14 @@ impl Drop for NatsServer {
 
 /// A JetStream cluster of `nats-server`s on 127.0.0.1, for tests: each node a
 /// [`NatsServer`] named `n0`, `n1`, ... with routes to all the others.
+///
+/// ```
+/// use multiproc_nats::testing::NatsCluster;
+///
+/// let Some(mut cluster) = NatsCluster::start("doc", 3) else { return };
+/// assert_eq!(cluster.url().split(',').count(), 3); // what clients and workers are given
+/// cluster.node(0).kill(); // one node down: the other two still hold a quorum
+/// ```
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,

@@ -22,7 +22,21 @@ use super::protocol::{Wait, queue as op};
 use crate::sync::WAIT_SLICE;
 use crate::sync::waiter::{Waiter, until_stopped};
 
-/// The future of `QueueProxy::get_async` and `JoinableQueueProxy::get_async`.
+/// The future of `QueueProxy::get_async` and `JoinableQueueProxy::get_async`: the front
+/// item, taken only when it is ready.
+///
+/// ```
+/// use multiproc::manager::ProxyGet;
+///
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let q = manager.queue::<u32>(0)?;
+/// q.put(9)?;
+/// let front: ProxyGet<'_, u32> = q.get_async();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(front)?, 9);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 #[derive(Debug)]
 pub struct ProxyGet<'p, T> {
@@ -31,7 +45,21 @@ pub struct ProxyGet<'p, T> {
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-/// The future of `QueueProxy::put_async` and `JoinableQueueProxy::put_async`.
+/// The future of `QueueProxy::put_async` and `JoinableQueueProxy::put_async`: done once
+/// the item is in the queue; dropped before that, it has put nothing.
+///
+/// ```
+/// use multiproc::manager::ProxyPut;
+///
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let q = manager.queue::<u32>(1)?;
+/// let put: ProxyPut<'_, u32> = q.put_async(3);
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// rt.block_on(put)?;
+/// assert_eq!(q.get()?, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 pub struct ProxyPut<'p, T> {
     h: &'p Handle,

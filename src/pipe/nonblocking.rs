@@ -31,7 +31,20 @@ pub(super) fn watch(fd: OwnedFd, what: sys::fd::Readiness) -> impl FnOnce(&Atomi
     }
 }
 
-/// The future of [`Connection::recv_async`].
+/// The future of [`Connection::recv_async`]: the next value, or why none can come.
+///
+/// Made without waiting; it waits only when polled, and dropping it reads nothing.
+///
+/// ```
+/// use multiproc::{Pipe, Recv};
+///
+/// let (a, b) = Pipe::duplex::<u32>()?;
+/// let next: Recv<'_, u32> = b.recv_async(); // nothing sent yet: still fine
+/// a.send(7)?;
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(next)?, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 #[derive(Debug)]
 pub struct Recv<'c, T> {
@@ -39,7 +52,20 @@ pub struct Recv<'c, T> {
     waiter: Waiter,
 }
 
-/// The future of [`Connection::send_async`].
+/// The future of [`Connection::send_async`]: done once the value is written.
+///
+/// Dropped before it is ready, it has sent nothing.
+///
+/// ```
+/// use multiproc::{Pipe, Sending};
+///
+/// let (a, b) = Pipe::duplex::<String>()?;
+/// let sending: Sending<'_, String> = a.send_async("hi".to_string());
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// rt.block_on(sending)?;
+/// assert_eq!(b.recv()?, "hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 pub struct Sending<'c, T> {
     conn: &'c Connection<T>,

@@ -18,6 +18,20 @@ use crate::sync::waiter::Waiter;
 use crate::sys;
 
 /// The future of [`Process::join_async`]: the child's exit code once it has ended.
+///
+/// ```
+/// use multiproc::{Joined, Process};
+///
+/// fn quits(_: ()) { std::process::exit(4) }
+///
+/// multiproc::init();
+/// let mut p = Process::new(quits, ());
+/// p.start()?;
+/// let ended: Joined<'_> = p.join_async();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(ended)?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 #[derive(Debug)]
 pub struct Joined<'p> {

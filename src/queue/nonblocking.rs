@@ -21,7 +21,19 @@ use super::{Queue, QueueError, Shared};
 use crate::sync::WAIT_SLICE;
 use crate::sync::waiter::{Waiter, until_stopped};
 
-/// The future of [`Queue::get_async`].
+/// The future of [`Queue::get_async`]: the front item, taken only when it is ready.
+///
+/// ```
+/// use multiproc::{Queue, QueueGet};
+///
+/// multiproc::init();
+/// let q = Queue::<u32>::new()?;
+/// q.put(5)?;
+/// let front: QueueGet<'_, u32> = q.get_async();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(front)?, 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 #[derive(Debug)]
 pub struct QueueGet<'q, T> {
@@ -29,7 +41,21 @@ pub struct QueueGet<'q, T> {
     waiter: Waiter,
 }
 
-/// The future of [`Queue::put_async`].
+/// The future of [`Queue::put_async`]: done once the item is in the queue.
+///
+/// Dropped before it is ready (a bounded queue stayed full), it has put nothing.
+///
+/// ```
+/// use multiproc::{Queue, QueuePut};
+///
+/// multiproc::init();
+/// let q = Queue::bounded(1)?;
+/// let put: QueuePut<'_, String> = q.put_async("one".to_string());
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// rt.block_on(put)?;
+/// assert_eq!(q.get()?, "one");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a future does nothing unless awaited"]
 pub struct QueuePut<'q, T> {
     queue: &'q Queue<T>,
