@@ -467,13 +467,18 @@ pub(crate) fn push_item(buf: &mut Vec<u8>, arg: &[u8]) {
     buf.extend_from_slice(arg);
 }
 
-/// This machine's host name.
+/// This machine's host name, read once: errors name it, and reading it for each would
+/// cost a file's open, read and close.
 pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+    .clone()
 }
 
 #[cfg(test)]

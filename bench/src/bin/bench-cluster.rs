@@ -12,6 +12,7 @@ use multiproc_nats::testing::NatsServer;
 use multiproc_nats::{BrokerConfig, ClientConfig, ClusterPool, PoolRunner, QueueConfig, WorkerConfig};
 
 use multiproc_bench::args::{self, Args, Impl, Workload};
+use multiproc_bench::report::Latencies;
 use multiproc_bench::work::{self, Outcome, RunResult};
 
 const WORKERS: usize = 2;
@@ -24,8 +25,8 @@ fn main() {
 
 fn run(a: &Args) -> RunResult {
     match a.workload {
-        Workload::W1 | Workload::W3 => {}
-        _ => return Ok(Outcome::Skipped("the cluster row has W1 and W3 only".into())),
+        Workload::W1 | Workload::W2 | Workload::W3 => {}
+        _ => return Ok(Outcome::Skipped("the cluster row has W1, W2 and W3 only".into())),
     }
     let Some(server) = NatsServer::start("bench") else {
         return Ok(Outcome::Skipped("nats-server is not installed".into()));
@@ -46,6 +47,7 @@ fn run(a: &Args) -> RunResult {
         .map_err(err)?;
     let r = match a.workload {
         Workload::W1 => w1(&pool, a),
+        Workload::W2 => w2(&pool, a),
         _ => w3(&pool, a),
     };
     pool.close();
@@ -102,6 +104,24 @@ fn w1(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> 
     let out = pool.map_async_with(work::f, 0..a.n as u64, &opts).get().map_err(err)?;
     let took = t.elapsed();
     Ok(work::rate_report(a.n, took, work::doubled(&out, a.n)).text("chunksize", a.chunksize.label()))
+}
+
+/// W2: `n` `apply` one after the other: a task's round trip through the broker (the
+/// client's publish, a worker's pull, its local pool, the stored result, the client's read).
+fn w2(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> {
+    warm(pool)?;
+    let mut lat = Latencies::with_capacity(a.n);
+    let t_all = Instant::now();
+    for i in 0..a.n as u64 {
+        let t = Instant::now();
+        let r = pool.apply(work::f, i).map_err(err)?;
+        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
+        if r != 2 * i {
+            return Err(format!("f({i}) returned {r}"));
+        }
+    }
+    let took = t_all.elapsed();
+    Ok(multiproc_bench::report::Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report()))
 }
 
 /// W3: `n` `apply_async` submitted, then every `get` in order.

@@ -121,10 +121,14 @@ fn run_job(runner: &dyn TaskRunner, slot: usize, job: &Job, full: impl Fn()) -> 
         Ok(_) => "the worker's runner gave no outcome for this item",
         Err(_) => "the worker's task runner panicked",
     };
-    let error = RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message: why.into() };
-    let mut pending = job.pending.lock().unwrap_or_else(|e| e.into_inner());
-    for k in wanted.iter().copied().filter(|&k| untold[k as usize]) {
-        pending.push(k, Err(&error), Instant::now);
+    // Made only when an item was left untold: the common case builds nothing.
+    let mut untold = wanted.iter().copied().filter(|&k| untold[k as usize]).peekable();
+    if untold.peek().is_some() {
+        let error = RemoteError::Spawn { host: host_name(), worker_pid: std::process::id(), message: why.into() };
+        let mut pending = job.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for k in untold {
+            pending.push(k, Err(&error), Instant::now);
+        }
     }
     ran.ok().flatten()
 }
