@@ -379,19 +379,21 @@ def _floor_status(run, impl):
 def cluster_table(run):
     """The cost of the broker: the same workloads on a cluster pool and on the local pool."""
     out = [
-        "W1 and W3 through one local `nats-server -js` with two worker processes (each running a "
+        "W1, W2 and W3 through one local `nats-server -js` with two worker processes (each running a "
         "local pool of one process), beside the local pool of two processes in the same run.",
         "",
         "| workload | unit | cluster | local pool | cluster ÷ local | cluster ÷ Python |",
         "|---|---|---|---|---|---|",
     ]
-    for cell, label in [("w1_cs1", "W1 tiny-map, chunksize 1"), ("w1_default", "W1 tiny-map, default chunksize"),
-                        ("w3", "W3 async burst")]:
+    rows = [("w1_cs1", "W1 tiny-map, chunksize 1", "tasks_per_s", "tasks/s ↑"),
+            ("w1_default", "W1 tiny-map, default chunksize", "tasks_per_s", "tasks/s ↑"),
+            ("w2", "W2 apply round trip, p50", "p50_us", "µs ↓"),
+            ("w3", "W3 async burst", "tasks_per_s", "tasks/s ↑")]
+    for cell, label, key, unit in rows:
         if run.cell(cell, "cluster") is None:
             continue
-        key = "tasks_per_s"
         out.append(
-            f"| {label} | tasks/s ↑ | {run.status(cell, 'cluster', key)} | {run.status(cell, 'multiproc', key)} "
+            f"| {label} | {unit} | {run.status(cell, 'cluster', key)} | {run.status(cell, 'multiproc', key)} "
             f"| {fmt_ratio(run.ratio((cell, 'cluster', key), (cell, 'multiproc', key)))} "
             f"| {fmt_ratio(run.ratio((cell, 'cluster', key), (cell, 'python', key)))} |"
         )

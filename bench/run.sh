@@ -141,6 +141,7 @@ cells() {
     if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
         c w1_cs1 cluster "$CLUSTER" w1 --chunksize 1
         c w1_default cluster "$CLUSTER" w1 --chunksize default
+        c w2 cluster "$CLUSTER" w2 --n 2000
         c w3 cluster "$CLUSTER" w3
     fi
 }
