@@ -15,6 +15,7 @@
 //! - [`serving`]: the loop, one method per event.
 
 mod admission;
+mod leftovers;
 mod progress;
 mod pulls;
 mod results;

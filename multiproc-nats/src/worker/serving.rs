@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::admission::{Admission, admit, other_builds_notice};
+use super::leftovers;
 use super::progress::{self, ItemSet, Pending, flush_every};
 use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
 use super::results::{Delivery, Part, ResultOf, deliver, refusal, result_parts};
@@ -645,6 +646,11 @@ impl Session {
         self.announce().await;
         if self.held.is_empty() {
             self.look_for_other_builds().await;
+            let subject = self.worker.config.queue.task_subject(self.worker.fingerprint);
+            let swept = leftovers::sweep(&self.worker.stream, &self.worker.consumer, &subject).await;
+            if swept > 0 {
+                self.log(format_args!("removed {swept} acked tasks that a restarted broker had brought back"));
+            }
         }
     }
 

@@ -179,3 +179,18 @@ pub fn objects_left_behind(server: &NatsServer, queue: &QueueConfig) -> (u64, u6
     });
     (status.objects, status.object_bytes, subjects)
 }
+
+/// Waits until the pool's task queue is empty, for at most a minute (workers sweep what
+/// they acked on their idle heartbeats); returns the tasks still on it.
+pub fn wait_for_empty_queue(server: &NatsServer, pool: &str, ack_wait: Duration) -> u64 {
+    let broker = BrokerConfig::parse(&server.url()).unwrap();
+    let since = std::time::Instant::now();
+    loop {
+        let tasks = multiproc_nats::status(&broker, &queue(pool, ack_wait)).unwrap().tasks;
+        if tasks == 0 || since.elapsed() > Duration::from_secs(60) {
+            return tasks;
+        }
+        // The broker's state has nothing to wait on: it is asked again.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
