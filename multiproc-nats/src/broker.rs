@@ -337,7 +337,8 @@ pub(crate) async fn progress_stream(
 /// The durable consumer through which client `id` takes its results: only its own
 /// subject, from the first stored. It outlives a disconnection of the client (the broker
 /// removes it once unused for the client lease; the client makes it again when back, and
-/// finds every result still stored).
+/// finds every result still stored). A result the broker sent as it went down comes
+/// again after [`result_ack_wait`].
 pub(crate) async fn result_consumer(
     stream: &stream::Stream,
     queue: &QueueConfig,
@@ -347,7 +348,7 @@ pub(crate) async fn result_consumer(
         durable_name: Some(queue.result_consumer(id)),
         filter_subject: queue.result_subject(id),
         ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
+        ack_wait: result_ack_wait(queue.ack_wait),
         inactive_threshold: queue.client_lease.max(Duration::from_secs(5)),
         ..Default::default()
     };
@@ -355,6 +356,16 @@ pub(crate) async fn result_consumer(
         what: format!("the result consumer of client {id} on `{}`", queue.result_stream()),
         message: e.to_string(),
     })
+}
+
+/// How long the broker waits for a client's ack of a result before it sends the result
+/// again: a result unacked that long was lost on the way, as when the broker went down
+/// with it in flight, and its caller waits that long for it: the queue's `ack_wait`, as
+/// for a task. A client acks each result once it has taken it, but takes a pull's
+/// results one after the other, so the wait is at least 5 s (a client busy with a burst
+/// of results is not sent them twice) and at most the broker's default of 30 s.
+fn result_ack_wait(ack_wait: Duration) -> Duration {
+    ack_wait.clamp(Duration::from_secs(5), Duration::from_secs(30))
 }
 
 /// Whether client `id` holds its lease; `None` when the broker cannot say.
@@ -413,6 +424,13 @@ pub(crate) fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_result_comes_again_after_the_queues_ack_wait_within_bounds() {
+        assert_eq!(result_ack_wait(Duration::from_secs(10)), Duration::from_secs(10), "the default");
+        assert_eq!(result_ack_wait(Duration::from_millis(100)), Duration::from_secs(5));
+        assert_eq!(result_ack_wait(Duration::from_secs(600)), Duration::from_secs(30));
+    }
 
     #[test]
     fn only_given_settings_that_differ_conflict() {

@@ -602,8 +602,10 @@ fn every_item_settles_once_and_nothing_is_left_whatever_breaks() {
         }
         eprintln!("cluster chaos: run {k}: {plan:?}");
         dog.send(Some(k)).unwrap();
+        let began = Instant::now();
         let (back, verdict) = one_run(server, &plan, format!("chaos{k}"), pick);
         server = back;
+        eprintln!("cluster chaos: run {k} ended in {:.1} s", began.elapsed().as_secs_f64());
         dog.send(None).unwrap();
         if let Err(why) = verdict {
             panic!("cluster chaos: run {k} of seed {seed} ({plan:?}): {why}");
