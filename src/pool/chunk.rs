@@ -6,7 +6,18 @@ use super::options::Chunksize;
 
 /// Tasks shorter than this get a deeper window, so workers never wait for the parent.
 const WINDOW_TASK_TIME: u64 = 1_000_000;
-const MAX_WINDOW: usize = 64;
+/// Tiny tasks are sent this many to a worker at most: about a millisecond of work for
+/// tasks of a microsecond, so a worker keeps running while the driver wakes up, reads its
+/// results and sends more (a wake-up across CPUs costs tens of microseconds on a VM;
+/// with 64 the worker of tasks of a few hundred nanoseconds ran dry in every round).
+const MAX_WINDOW: usize = 1024;
+/// From this window on, tasks go to one worker [`STRIPE`] at a time (below it, one at a
+/// time to the least loaded)...
+const STRIPE_FROM_WINDOW: usize = 64;
+/// ...so that a map's consecutive items run on one worker, and their results come back
+/// as runs the map's collector extends in place: two workers taking turns item by item
+/// left it a run per item, and a lookup, an allocation and a merge for each.
+const STRIPE: usize = 32;
 /// A running task holds the tasks queued behind it at least this long before they are
 /// taken back for an idle worker...
 const RECLAIM_MIN_NS: u64 = 2_000_000;
@@ -64,6 +75,13 @@ pub(crate) fn window(task_ns: u64) -> usize {
         t if t >= WINDOW_TASK_TIME => 1,
         t => ((WINDOW_TASK_TIME / t) as usize).clamp(2, MAX_WINDOW),
     }
+}
+
+/// How many tasks in a row go to the worker that took the last one, while it takes
+/// more: a stripe of [`STRIPE`] (counted by the tasks it holds) with a deep window, one
+/// otherwise, so that a few items are still spread one per worker.
+pub(crate) fn stripe(window: usize) -> usize {
+    if window >= STRIPE_FROM_WINDOW { STRIPE } else { 1 }
 }
 
 /// A deep window only pays when there is plenty of work: a few items are spread one per
@@ -177,12 +195,24 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_window_is_filled_a_stripe_at_a_time_and_a_shallow_one_task_by_task() {
+        assert_eq!(stripe(1), 1);
+        assert_eq!(stripe(STRIPE_FROM_WINDOW - 1), 1, "a few items are spread one per worker");
+        assert_eq!(stripe(STRIPE_FROM_WINDOW), STRIPE);
+        assert_eq!(stripe(MAX_WINDOW), STRIPE);
+        // A window so deep follows only from many items: more than a stripe per worker.
+        assert_eq!(spread_window(MAX_WINDOW, 1, || 2 * STRIPE_FROM_WINDOW, 2), STRIPE_FROM_WINDOW);
+        assert_eq!(spread_window(MAX_WINDOW, 1, || 60, 2), 30);
+    }
+
+    #[test]
     fn the_window_deepens_for_short_tasks_only() {
         assert_eq!(window(0), 1);
         assert_eq!(window(5_000_000), 1);
         assert_eq!(window(400_000), 2);
         assert_eq!(window(100_000), 10);
         assert_eq!(window(1), MAX_WINDOW);
+        assert_eq!(window(1_000), 1_000, "a millisecond of tasks of a microsecond");
         assert_eq!(spread_window(10, 3, || 4, 2), 2);
         assert_eq!(spread_window(10, 100, || 4, 2), 10);
         assert_eq!(spread_window(1, 3, || 400, 2), 1);

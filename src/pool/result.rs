@@ -23,7 +23,9 @@ type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 const KEEP_SUBMISSION_BYTES: usize = 1024;
 
 struct SlotState<R> {
-    outcome: Option<Result<R, TaskError>>,
+    /// The error boxed: it is several times the size of a small value, and a burst of
+    /// `apply_async` keeps a slot per task (memory the parent first touches, page by page).
+    outcome: Option<Result<R, Box<TaskError>>>,
     done: bool,
     waiters: usize,
     waker: Option<Waker>,
@@ -65,7 +67,7 @@ impl<R> Slot<R> {
             if st.done {
                 return false;
             }
-            st.outcome = Some(outcome);
+            st.outcome = Some(outcome.map_err(Box::new));
             st.done = true;
             if st.waiters > 0 {
                 self.cond.notify_all();
@@ -202,7 +204,7 @@ impl<R> AsyncResult<R> {
 
     fn take(&self) -> Result<R, TaskError> {
         let mut st = self.slot.lock();
-        st.outcome.take().unwrap_or(Err(TaskError::Cancelled { task: self.slot.task }))
+        st.outcome.take().map_or(Err(TaskError::Cancelled { task: self.slot.task }), |r| r.map_err(|e| *e))
     }
 
     /// Whether the task has ended (with a value or an error).
@@ -383,7 +385,8 @@ impl<R> Future for AsyncResult<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = self.slot.lock();
         if st.done {
-            return Poll::Ready(st.outcome.take().unwrap_or(Err(TaskError::Cancelled { task: self.slot.task })));
+            let outcome = st.outcome.take().map(|r| r.map_err(|e| *e));
+            return Poll::Ready(outcome.unwrap_or(Err(TaskError::Cancelled { task: self.slot.task })));
         }
         match &st.waker {
             Some(w) if w.will_wake(cx.waker()) => {}

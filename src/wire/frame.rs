@@ -570,6 +570,21 @@ impl FrameReader {
         }
     }
 
+    /// Waits until something can be read, sleeping in `poll` rather than in `recvmsg`
+    /// (unless a frame is buffered or arrives at once, or part of one is buffered). A
+    /// reader asleep in `recvmsg` on a Unix stream socket is woken each time its peer
+    /// reads what this end sent: the kernel's "room to write" wake-up reaches every waiter
+    /// on the socket, and a worker that sends results in batches and then waits for its
+    /// next task was woken for nothing once per batch (two context switches, and on a VM
+    /// an interrupt across CPUs). A waiter in `poll` is woken only for what it asked.
+    /// Errors are left to the `recv` that follows.
+    pub(crate) fn wait_readable(&mut self) {
+        if self.has_frame() || self.try_fill() || self.buffered() > 0 {
+            return;
+        }
+        let _ = sys::fd::wait_ready(self.sock.as_fd(), sys::fd::Readiness::Read, None);
+    }
+
     /// Receives the next frame, waiting at most until `deadline` (`None`: forever).
     pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, FrameError> {
         if self.start == self.end && self.buf.len() > KEEP_LIMIT {

@@ -4,7 +4,7 @@
 //! workers' pidfds (a death is seen at once), a wake-up descriptor (new submissions,
 //! cancellations, close, terminate) and the nearest task deadline. Each worker holds a
 //! small window of tasks, sized from the measured task time: one at a time for slow
-//! tasks (as Python's pool), up to 64 for tiny ones so the worker never waits for the
+//! tasks (as Python's pool), up to 1024 for tiny ones so the worker never waits for the
 //! parent. Workers run their tasks in order, so on a death the shared counters name the
 //! one item that was running; everything else the worker held is queued again.
 //!
@@ -46,6 +46,9 @@ const MAX_START_FAILURES: u32 = 3;
 /// How long a worker whose socket ended may take to exit before it is killed (an exit
 /// takes well under a millisecond; one that closed its socket and kept running never does).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// A worker is sent no more tasks while this much of what it was sent is still in the
+/// driver, not yet taken by its socket.
+const UNSENT_IN_FLIGHT: usize = 1 << 20;
 /// The cause named for a worker killed after its socket ended without it exiting.
 const CONNECTION_LOST_HINT: &str = "the worker's connection to the pool ended while it ran this task and it did not exit, so it was killed; a task may have closed or shut down that socket";
 
@@ -301,17 +304,26 @@ impl Driver {
     }
 
     /// Sends pending jobs, each to the worker that holds the fewest tasks (`chunk::
-    /// least_loaded`), until none is pending or no worker takes more.
+    /// least_loaded`), a stripe at a time (`chunk::stripe`: a worker that took a task
+    /// takes the next ones until it holds a multiple of the stripe), until none is
+    /// pending or no worker takes more.
     fn dispatch(&mut self) {
         let window = self.dispatch_window();
+        let stripe = chunk::stripe(window);
         let now = Instant::now();
+        let mut striping: Option<usize> = None;
         while let Some(job) = self.pending.pop_front() {
-            let loads = self.workers.iter().map(|w| self.takes_more(w, window).then_some(w.held.len()));
-            match chunk::least_loaded(loads) {
+            let going_on = striping.filter(|&wi| !job.isolate && self.takes_more(&self.workers[wi], window));
+            let pick = going_on.or_else(|| {
+                let loads = self.workers.iter().map(|w| self.takes_more(w, window).then_some(w.held.len()));
+                chunk::least_loaded(loads)
+            });
+            match pick {
                 Some(wi) => {
                     if !self.offer(wi, job, window, now) {
                         return;
                     }
+                    striping = (!self.workers[wi].held.len().is_multiple_of(stripe)).then_some(wi);
                 }
                 None if job.sub.sink.cancelled() => self.fail_job(&job, |task| TaskError::Cancelled { task }),
                 None => {
@@ -358,10 +370,13 @@ impl Driver {
         // Large bodies in flight are bounded by bytes too, so their memfds are reused.
         let spill_full =
             !w.held.is_empty() && w.link.as_ref().is_some_and(|l| l.writer.spilled_in_flight() >= SPILLED_IN_FLIGHT);
+        // And what its socket has not yet taken stays in the driver's memory: a deep window
+        // of tasks that are quick but not small is bounded by bytes.
+        let unsent_full = !w.held.is_empty() && w.link.as_ref().is_some_and(|l| l.writer.pending() >= UNSENT_IN_FLIGHT);
         let out = w.leaving.is_some() || w.eof.is_some() || w.link.is_none() || w.robbed;
         // A suspect runs alone: nothing after it until it is answered.
         let isolating = w.held.front().is_some_and(|h| h.job.isolate);
-        !(out || isolating || w.held.len() >= window || !quota_left || spill_full)
+        !(out || isolating || w.held.len() >= window || !quota_left || spill_full || unsent_full)
     }
 
     /// Takes back the tasks queued behind a task that runs long, for idle workers, when
@@ -666,12 +681,13 @@ impl Driver {
     /// (a worker that exited); otherwise until the read buffer is: poll is level-triggered
     /// and says when more came, so no read ends in `EAGAIN` on the latency path.
     fn read_results(&mut self, wi: usize, drain: bool) {
-        // One clock read per batch of results (they arrived together).
-        let mut now: Option<Instant> = None;
+        // One clock read per batch of results (they arrived together): it stamps them,
+        // and as the deadline of each read it makes every read one that does not wait.
+        let now = Instant::now();
         let mut first = true;
         while first || drain || self.workers[wi].link.as_ref().is_some_and(|l| l.reader.buffered() > 0) {
             first = false;
-            if !self.read_one(wi, &mut now) {
+            if !self.read_one(wi, now) {
                 return;
             }
         }
@@ -679,10 +695,10 @@ impl Driver {
 
     /// Reads and handles one frame of worker `wi`; `false` when there is nothing more to
     /// read from it now.
-    fn read_one(&mut self, wi: usize, now: &mut Option<Instant>) -> bool {
+    fn read_one(&mut self, wi: usize, now: Instant) -> bool {
         let w = &mut self.workers[wi];
         let Some(link) = &mut w.link else { return false };
-        let frame = match link.reader.recv(Some(Instant::now())) {
+        let frame = match link.reader.recv(Some(now)) {
             Ok(f) => f,
             Err(FrameError::TimedOut) => return false,
             Err(_) => {
@@ -721,7 +737,7 @@ impl Driver {
         w.answered += head.count as u64;
         // Robbed, it held only tasks it had claimed: the last of them has answered.
         w.robbed &= !w.held.is_empty();
-        w.since = *now.get_or_insert_with(Instant::now);
+        w.since = now;
         let (taken, tally) = deliver(&held.job, body, mapped.as_ref(), frame_fds);
         self.on_result(&held.job, &head, taken, tally);
         true

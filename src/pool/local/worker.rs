@@ -91,6 +91,7 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
         if runner.after_express {
             reader.spin_fill(REPLY_SPIN, None);
         }
+        reader.wait_readable();
         let frame = match reader.recv(None) {
             Ok(f) => f,
             // The pool is gone (nothing to report to), or a task closed the socket.
