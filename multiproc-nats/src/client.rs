@@ -1360,7 +1360,7 @@ async fn start_background(
     };
     broker::lease_stream(js, queue).await?;
     let lease = queue.lease_subject(&shared.id);
-    renew(js, &lease).await?;
+    first_renewal(js, &lease).await?;
     tokio::spawn(keep_lease(shared.clone(), js.clone(), lease, queue.client_lease / 3));
     let probes = subscribe(queue.probe_subject(&shared.id)).await?;
     let advisories = broker::lost_tasks(js, queue, shared.fingerprint).await?;
@@ -1378,10 +1378,30 @@ async fn start_background(
 
 /// Renews this client's lease: a fresh message on its lease subject.
 async fn renew(js: &jetstream::Context, lease: &str) -> Result<(), ClusterError> {
-    let failed =
-        |e: &dyn std::fmt::Display| ClusterError::Setup { what: format!("the lease {lease}"), message: e.to_string() };
-    let ack = js.publish(lease.to_string(), Bytes::new()).await.map_err(|e| failed(&e))?;
-    ack.await.map(|_| ()).map_err(|e| failed(&e))
+    publish_lease(js, lease)
+        .await
+        .map_err(|e| ClusterError::Setup { what: format!("the lease {lease}"), message: e.to_string() })
+}
+
+async fn publish_lease(js: &jetstream::Context, lease: &str) -> Result<(), jetstream::context::PublishError> {
+    js.publish(lease.to_string(), Bytes::new()).await?.await.map(|_| ())
+}
+
+/// The lease's first message, just after its stream was made (or found). A stream that a
+/// worker starting at the same moment has just made may not take messages yet: the
+/// broker answers "no stream found" for a moment, so that answer is tried again, a few
+/// times over about a second, before the client gives up.
+async fn first_renewal(js: &jetstream::Context, lease: &str) -> Result<(), ClusterError> {
+    for wait_ms in [10, 20, 40, 80, 160, 320, 640] {
+        match publish_lease(js, lease).await {
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            Ok(()) => return Ok(()),
+            Err(_) => break,
+        }
+    }
+    renew(js, lease).await
 }
 
 /// Renews this client's lease every `period` until it is closed; workers drop the tasks
