@@ -53,7 +53,12 @@ use crate::sys::limits::Limit;
 ///   at once only wait on each other for the kernel's cgroup lock). The guard runs in the
 ///   idle scheduling class, so that its waking never preempts the owner's `join`. It is
 ///   a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it) and
-///   nothing waits for it to start.
+///   nothing waits for it to start. A pool's workers forked by a fork server
+///   ([`StartMethod::ForkServer`](crate::StartMethod)) share one guard instead: their
+///   cgroups are made under one cgroup of the server's, and the template starts, once,
+///   a guard that waits for the owner to die (or to close a pipe when it drops the
+///   server), then for the template to be gone, and kills and removes that whole
+///   subtree; a replacement worker then forks no guard of its own.
 ///
 ///   Why created inside rather than moved in: moving a running process into a cgroup
 ///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
@@ -192,6 +197,10 @@ pub(crate) struct Policy {
     pub(crate) limits: Limits,
     #[cfg(feature = "sandbox")]
     pub(crate) sandbox: Option<sandbox::Sandbox>,
+    /// With cgroup containment: a cgroup that one guard already watches (a fork server's
+    /// subtree, [`subtree_for`]), under which the child's own cgroup is made; the child
+    /// then starts no guard of its own.
+    pub(crate) guarded_subtree: Option<PathBuf>,
 }
 
 impl Policy {
@@ -217,6 +226,8 @@ pub(crate) struct ChildIsolation {
     pub(crate) containment: Containment,
     /// The child's cgroup and the parent's (where its guard goes), with `Cgroup`.
     pub(crate) cgroup: Option<(PathBuf, PathBuf)>,
+    /// Whether its cgroup is in a subtree a guard watches already: it starts none.
+    pub(crate) guarded: bool,
     pub(crate) limits: Limits,
     /// Entered later: by a worker after its initializer, by a `Process` before its target.
     #[cfg(feature = "sandbox")]
@@ -260,6 +271,19 @@ impl CgroupTeardown {
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
 
+/// Where a fork server serving children contained as `policy` says keeps their cgroups:
+/// a new cgroup's path under this process's own (made by the template, watched by one
+/// guard: `sys::contain::spawn_subtree_guard`), or `None` when they are not contained by
+/// cgroups.
+pub(crate) fn subtree_for(policy: &Policy) -> Option<PathBuf> {
+    if containment_for(policy.contain) != Ok(Containment::Cgroup) {
+        return None;
+    }
+    let base = cgroup_base().as_ref().ok()?;
+    let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+    Some(base.join(format!("multiproc-{}-{n}-forks", sys::proc::getpid())))
+}
+
 /// Prepares the containment `req` for a child about to start: makes its cgroup if any.
 pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), String> {
     let containment = containment_for(policy.contain)?;
@@ -268,7 +292,10 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
     if containment == Containment::Cgroup {
         let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
         let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
+        let dir = match &policy.guarded_subtree {
+            Some(subtree) => subtree.join(format!("w{n}")),
+            None => base.join(format!("multiproc-{}-{n}", sys::proc::getpid())),
+        };
         sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
         // Without the open directory the child is started, then moved: slower, as sound.
         open = sys::contain::cgroup_open(&dir).ok();
@@ -277,6 +304,7 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
     let child = ChildIsolation {
         containment,
         cgroup: cgroup.clone(),
+        guarded: cgroup.is_some() && policy.guarded_subtree.is_some(),
         limits: policy.limits.clone(),
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
@@ -365,8 +393,12 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation, owner: u32) -> Result<(), S
             let (dir, parent) = setup.cgroup.clone().ok_or("cgroup containment without a cgroup")?;
             single_threaded()?;
             sys::contain::set_helpers_cgroup(&parent);
-            sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent, owner })
-                .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+            // In a guarded subtree (a fork server's), that subtree's guard covers this
+            // cgroup too: one process per template instead of one per child.
+            if !setup.guarded {
+                sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent, owner })
+                    .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+            }
         }
         Containment::ProcessTree => {
             single_threaded()?;
