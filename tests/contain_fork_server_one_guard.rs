@@ -140,3 +140,92 @@ fn drop_a_pool(conn: Connection<(Vec<String>, Vec<u32>)>) {
     wait_gone(escaper, "a daemon of a dropped pool");
     conn.send((cgroups_of(&base, std::process::id()), guards)).unwrap();
 }
+
+/// The cgroups under the subtree of the fork server of process `pid`.
+fn worker_cgroups(base: &Path, pid: u32) -> Vec<String> {
+    let Some(subtree) = cgroups_of(base, pid).into_iter().find(|n| n.ends_with("-forks")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(base.join(subtree)) else { return Vec::new() };
+    dir.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// In its own process: workers that end leaving nothing behind have their cgroup used
+/// again by their replacements; one whose task left a daemon has it killed, and its
+/// cgroup is not used again. Sends the most cgroups seen in the subtree, and what
+/// outlived the worker.
+fn replacements(conn: Connection<(usize, Vec<u32>, Vec<String>)>) {
+    let base = own_cgroup_dir().unwrap();
+    let pool =
+        Pool::builder().processes(1).start_method(StartMethod::ForkServer).contain(Contain::Auto).build().unwrap();
+    if pool.stats().containment != Containment::Cgroup {
+        return conn.send((0, Vec::new(), Vec::new())).unwrap();
+    }
+    let me = std::process::id();
+    let mut most = 0;
+    for _ in 0..5 {
+        pool.apply(kill_own_worker, ()).unwrap_err();
+        most = most.max(worker_cgroups(&base, me).len());
+    }
+    let daemon = pool.apply(escape, "daemon".to_string()).unwrap();
+    pool.apply(kill_own_worker, ()).unwrap_err();
+    wait_gone(daemon, "a daemon whose worker died, in a fork server's subtree");
+    // Its replacement runs, in a cgroup where no daemon was left.
+    let second = pool.apply(escape, "setsid".to_string()).unwrap();
+    drop(pool);
+    wait_gone(second, "an escaper of a dropped pool's worker, in a cgroup used again");
+    let running = [daemon, second].into_iter().filter(|p| alive(*p)).collect();
+    conn.send((most, running, cgroups_of(&base, me))).unwrap();
+}
+
+#[test]
+fn an_emptied_cgroup_serves_the_next_worker_and_a_populated_one_is_killed() {
+    if own_cgroup_dir().is_none() {
+        return;
+    }
+    let (ours, theirs) = multiproc::Pipe::simplex::<(usize, Vec<u32>, Vec<String>)>().unwrap();
+    let mut p = Process::new(replacements, theirs).contain(Contain::Off);
+    p.start().unwrap();
+    let (most, running, left) = ours.recv().unwrap();
+    p.join().unwrap();
+    assert!(most <= 2, "{most} worker cgroups for one worker replaced five times: emptied ones are used again");
+    assert_eq!(running, Vec::<u32>::new(), "escapers still running");
+    assert_eq!(left, Vec::<String>::new(), "cgroups left by a dropped pool");
+}
+
+/// Shuts down every socket of its worker, then hangs: the pool kills the worker (and its
+/// cgroup) once it has heard the hang-up.
+fn shut_sockets_then_hang(_: ()) {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_socket =
+            std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
+            let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
+        }
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+/// Found by tests/pool_worker_closes_socket.rs under the fork server: the cgroup of a
+/// worker the pool killed (`cgroup.kill`) was used again for its replacement, and some
+/// kernels kill every process created inside a cgroup killed once (`CLONE_INTO_CGROUP`):
+/// every replacement died before its handshake. A killed cgroup is never used again.
+#[test]
+fn a_late_kill_of_an_ended_worker_spares_the_worker_in_its_cgroup_now() {
+    let pool =
+        Pool::builder().processes(1).start_method(StartMethod::ForkServer).contain(Contain::Auto).build().unwrap();
+    for round in 0..3 {
+        assert!(pool.apply(shut_sockets_then_hang, ()).is_err(), "round {round}: the task's worker is killed");
+        assert_eq!(pool.apply(double, 21).unwrap(), 42, "round {round}: its replacement works");
+    }
+}

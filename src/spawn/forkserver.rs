@@ -33,7 +33,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ pub(crate) struct ForkServer {
     pid: AtomicU32,
     /// With cgroup containment, the subtree every child's cgroup is made in, and the
     /// write end of the pipe whose closing tells its guard this server is done with it.
-    guarded: Option<(PathBuf, OwnedFd)>,
+    guarded: Option<(std::sync::Arc<crate::isolation::Subtree>, OwnedFd)>,
 }
 
 impl std::fmt::Debug for ForkServer {
@@ -129,8 +129,8 @@ impl ForkServer {
 
     /// The cgroup that the cgroups of this server's children go in, watched by one guard
     /// for them all, if there is one.
-    pub(crate) fn guarded_subtree(&self) -> Option<&Path> {
-        self.guarded.as_ref().map(|(dir, _)| dir.as_path())
+    pub(crate) fn guarded_subtree(&self) -> Option<&std::sync::Arc<crate::isolation::Subtree>> {
+        self.guarded.as_ref().map(|(subtree, _)| subtree)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Template>> {
@@ -206,20 +206,22 @@ impl Drop for ForkServer {
     fn drop(&mut self) {
         // The template first: it can create nothing in the subtree any more.
         *self.lock() = None;
-        if let Some((dir, _)) = &self.guarded {
-            // Every child's cgroup went with its child; something left is killed. The
-            // guard (told by the pipe's closing, after this) finds nothing to do.
-            if !sys::contain::cgroup_remove_if_empty(dir).unwrap_or(false) {
-                let _ = sys::contain::cgroup_kill(dir);
-                let _ = sys::contain::cgroup_remove(dir, Duration::from_millis(50));
-            }
+        if let Some((subtree, _)) = &self.guarded {
+            // Every child has ended (each pool holds the server until its workers are
+            // reaped); something left is killed. The guard (told by the pipe's closing,
+            // after this) finds nothing to do.
+            subtree.remove();
         }
     }
 }
 
 /// Has the first template start the guard of the subtree `dir` and make it: the guard
 /// watches this process and a pipe whose write end is returned with `dir`.
-fn guard_subtree(t: &mut Template, dir: PathBuf, timeout: Duration) -> Result<(PathBuf, OwnedFd), String> {
+fn guard_subtree(
+    t: &mut Template,
+    dir: PathBuf,
+    timeout: Duration,
+) -> Result<(std::sync::Arc<crate::isolation::Subtree>, OwnedFd), String> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
     let deadline = Instant::now().checked_add(timeout);
     let path = codec::encode(&dir).map_err(|e| e.to_string())?;
@@ -230,7 +232,7 @@ fn guard_subtree(t: &mut Template, dir: PathBuf, timeout: Duration) -> Result<(P
         FORKSERVER_GUARDED => frame.decode::<Result<(), String>>().map_err(|e| e.to_string())??,
         k => return Err(format!("unexpected frame kind {k:#04x} from the fork server")),
     }
-    Ok((dir, write))
+    Ok((std::sync::Arc::new(crate::isolation::Subtree::new(dir)), write))
 }
 
 /// The template's side of [`guard_subtree`]: starts the guard (while single-threaded),
@@ -338,10 +340,11 @@ fn single_threaded(what: &str) -> Result<(), String> {
     }
 }
 
-/// Forks once, into `cgroup` where it can, if this process is single-threaded: the pid
-/// (and whether it is in the cgroup) in the template, `None` in the new child.
+/// Forks once, into `cgroup` where it can: the pid (and whether it is in the cgroup) in
+/// the template, `None` in the new child. The template was single-threaded when it said
+/// it was ready (after its preload, the only code of the user's it runs), and nothing it
+/// runs since starts a thread: no look at `/proc` per fork.
 fn fork_one(cgroup: Option<BorrowedFd<'_>>) -> Result<Option<(u32, bool)>, String> {
-    single_threaded("something started")?;
     // Nothing buffered in the template may be written again by every child.
     use std::io::Write;
     let _ = std::io::stdout().flush();

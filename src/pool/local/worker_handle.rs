@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::lane::Link;
@@ -123,7 +122,7 @@ pub(crate) fn start_worker(
     spec.identity.push(n);
     spec.isolation.limits = spec.isolation.limits.for_child(n);
     if let Some(server) = &cfg.fork_server {
-        spec.isolation.guarded_subtree = server.guarded_subtree().map(Path::to_path_buf);
+        spec.isolation.guarded_subtree = server.guarded_subtree().cloned();
     }
     // Everything that can fail without a child fails first; once the child exists it is
     // owned by a `Worker`, whose drop kills and reaps it, whatever fails next (a start
