@@ -58,7 +58,9 @@ use crate::sys::limits::Limit;
 ///   cgroups are made under one cgroup of the server's, and the template starts, once,
 ///   a guard that waits for the owner to die (or to close a pipe when it drops the
 ///   server), then for the template to be gone, and kills and removes that whole
-///   subtree; a replacement worker then forks no guard of its own.
+///   subtree; a replacement worker then forks no guard of its own. There a worker's
+///   cgroup found empty when it ended (and never killed) is kept for the next worker
+///   instead of removed; the subtree is removed with the server.
 ///
 ///   Why created inside rather than moved in: moving a running process into a cgroup
 ///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
