@@ -14,7 +14,7 @@
 pub(crate) mod sandbox;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -53,7 +53,14 @@ use crate::sys::limits::Limit;
 ///   at once only wait on each other for the kernel's cgroup lock). The guard runs in the
 ///   idle scheduling class, so that its waking never preempts the owner's `join`. It is
 ///   a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it) and
-///   nothing waits for it to start.
+///   nothing waits for it to start. A pool's workers forked by a fork server
+///   ([`StartMethod::ForkServer`](crate::StartMethod)) share one guard instead: their
+///   cgroups are made under one cgroup of the server's, and the template starts, once,
+///   a guard that waits for the owner to die (or to close a pipe when it drops the
+///   server), then for the template to be gone, and kills and removes that whole
+///   subtree; a replacement worker then forks no guard of its own. There a worker's
+///   cgroup found empty when it ended (and never killed) is kept for the next worker
+///   instead of removed; the subtree is removed with the server.
 ///
 ///   Why created inside rather than moved in: moving a running process into a cgroup
 ///   (writing `cgroup.procs`) makes the kernel wait for an RCU grace period whenever no
@@ -192,6 +199,10 @@ pub(crate) struct Policy {
     pub(crate) limits: Limits,
     #[cfg(feature = "sandbox")]
     pub(crate) sandbox: Option<sandbox::Sandbox>,
+    /// With cgroup containment: a cgroup that one guard already watches (a fork server's
+    /// [`Subtree`]), under which the child's own cgroup is made (or one emptied is used
+    /// again); the child then starts no guard of its own.
+    pub(crate) guarded_subtree: Option<std::sync::Arc<Subtree>>,
 }
 
 impl Policy {
@@ -217,6 +228,8 @@ pub(crate) struct ChildIsolation {
     pub(crate) containment: Containment,
     /// The child's cgroup and the parent's (where its guard goes), with `Cgroup`.
     pub(crate) cgroup: Option<(PathBuf, PathBuf)>,
+    /// Whether its cgroup is in a subtree a guard watches already: it starts none.
+    pub(crate) guarded: bool,
     pub(crate) limits: Limits,
     /// Entered later: by a worker after its initializer, by a `Process` before its target.
     #[cfg(feature = "sandbox")]
@@ -230,10 +243,18 @@ pub(crate) struct Contained {
     cgroup: Option<PathBuf>,
     /// The cgroup's directory, open, for the child to be created in it.
     dir: Option<OwnedFd>,
+    /// The guarded subtree the cgroup is in, which takes it back empty for another child.
+    subtree: Option<std::sync::Arc<Subtree>>,
     /// Whether the cgroup was killed after the child ended: nothing can be left to kill.
     killed: AtomicBool,
-    /// Whether the cgroup is gone (removed empty after the child ended): nothing is left.
+    /// Whether the cgroup is gone (removed empty after the child ended), or was taken back
+    /// empty by its subtree for another child: nothing is left of this child's, and the
+    /// cgroup must not be touched any more.
     removed: AtomicBool,
+    /// Whether `cgroup.kill` was ever written: such a cgroup is never used again (some
+    /// kernels kill every process later created inside a cgroup that was killed once,
+    /// with `CLONE_INTO_CGROUP`).
+    kill_written: AtomicBool,
 }
 
 /// What is left to do with a cgroup when its child's handle goes, after what was done
@@ -260,6 +281,81 @@ impl CgroupTeardown {
 
 static NEXT_CGROUP: AtomicU64 = AtomicU64::new(1);
 
+/// Where a fork server serving children contained as `policy` says keeps their cgroups:
+/// a new cgroup's path under this process's own (made by the template, watched by one
+/// guard: `sys::contain::spawn_subtree_guard`), or `None` when they are not contained by
+/// cgroups.
+pub(crate) fn subtree_for(policy: &Policy) -> Option<PathBuf> {
+    if containment_for(policy.contain) != Ok(Containment::Cgroup) {
+        return None;
+    }
+    let base = cgroup_base().as_ref().ok()?;
+    let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+    Some(base.join(format!("multiproc-{}-{n}-forks", sys::proc::getpid())))
+}
+
+/// A cgroup whose whole subtree one guard watches (a fork server's): its children's
+/// cgroups are made in it, and a child's cgroup found empty when the child ended is kept
+/// for the next child instead of removed and made again (two operations under the
+/// kernel's cgroup lock, each creating or removing its control files).
+#[derive(Debug)]
+pub(crate) struct Subtree {
+    dir: PathBuf,
+    /// Children's cgroups, empty, to be used again.
+    free: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+/// At most this many emptied cgroups are kept for reuse; more are removed.
+const FREE_CGROUPS: usize = 16;
+
+impl Subtree {
+    pub(crate) fn new(dir: PathBuf) -> Subtree {
+        Subtree { dir, free: Default::default() }
+    }
+
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An empty cgroup for a new child: one kept, else a new one.
+    fn take(&self) -> Result<PathBuf, String> {
+        if let Some(dir) = self.free().pop() {
+            return Ok(dir);
+        }
+        let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join(format!("w{n}"));
+        sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// The child of `dir` has ended: keeps `dir` for another child if nothing is left in
+    /// it (nothing can enter it any more: only a process in it, or its owner, could put
+    /// one there). Whether it was kept.
+    fn keep(&self, dir: &Path) -> bool {
+        if sys::contain::cgroup_populated(dir) {
+            return false;
+        }
+        let mut free = self.free();
+        if free.len() >= FREE_CGROUPS {
+            return false;
+        }
+        free.push(dir.to_path_buf());
+        true
+    }
+
+    /// Removes the subtree, with every cgroup in it (killing what is left, which is
+    /// nothing once every child has ended).
+    pub(crate) fn remove(&self) {
+        for dir in self.free().drain(..) {
+            let _ = sys::contain::cgroup_remove_if_empty(&dir);
+        }
+        if !sys::contain::cgroup_remove_if_empty(&self.dir).unwrap_or(false) {
+            let _ = sys::contain::cgroup_kill(&self.dir);
+            let _ = sys::contain::cgroup_remove(&self.dir, Duration::from_millis(50));
+        }
+    }
+}
+
 /// Prepares the containment `req` for a child about to start: makes its cgroup if any.
 pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), String> {
     let containment = containment_for(policy.contain)?;
@@ -267,9 +363,16 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
     let mut open = None;
     if containment == Containment::Cgroup {
         let base = cgroup_base().as_ref().map_err(|e| e.clone())?;
-        let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
-        sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        let dir = match &policy.guarded_subtree {
+            Some(subtree) => subtree.take()?,
+            None => {
+                let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+                let dir = base.join(format!("multiproc-{}-{n}", sys::proc::getpid()));
+                sys::contain::cgroup_create(&dir)
+                    .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+                dir
+            }
+        };
         // Without the open directory the child is started, then moved: slower, as sound.
         open = sys::contain::cgroup_open(&dir).ok();
         cgroup = Some((dir, base.clone()));
@@ -277,16 +380,19 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(ChildIsolation, Contained), St
     let child = ChildIsolation {
         containment,
         cgroup: cgroup.clone(),
+        guarded: cgroup.is_some() && policy.guarded_subtree.is_some(),
         limits: policy.limits.clone(),
         #[cfg(feature = "sandbox")]
         sandbox: policy.sandbox.clone(),
     };
     let contained = Contained {
         containment,
+        subtree: policy.guarded_subtree.clone().filter(|_| cgroup.is_some()),
         cgroup: cgroup.map(|(d, _)| d),
         dir: open,
         killed: AtomicBool::new(false),
         removed: AtomicBool::new(false),
+        kill_written: AtomicBool::new(false),
     };
     Ok((child, contained))
 }
@@ -309,7 +415,17 @@ impl Contained {
 
     /// The child `pid` has ended and is not reaped yet: kill what it left behind.
     pub(crate) fn ended(&self, pid: u32) {
+        if self.removed.load(Ordering::Relaxed) {
+            // Seen already: the cgroup is gone, or serves another child now.
+            return;
+        }
         match (self.containment, &self.cgroup) {
+            // Nothing left, in a subtree that keeps it for the next child: no removal.
+            (Containment::Cgroup, Some(dir))
+                if !self.kill_written.load(Ordering::Relaxed) && self.subtree.as_ref().is_some_and(|s| s.keep(dir)) =>
+            {
+                self.removed.store(true, Ordering::Relaxed);
+            }
             // Most often the child left nothing: the kernel removes only an empty cgroup,
             // so a removal that succeeds is the proof, and ends it in one step (one
             // operation under the kernel's cgroup lock instead of a kill and a removal).
@@ -331,8 +447,14 @@ impl Contained {
 
     /// Kills the running child `pid` with its whole tree.
     pub(crate) fn kill(&self, pid: u32) {
+        if self.removed.load(Ordering::Relaxed) {
+            // The child has ended and its cgroup is gone, or was taken back for another
+            // child (which a kill of it would take).
+            return;
+        }
         match (self.containment, &self.cgroup) {
             (Containment::Cgroup, Some(dir)) => {
+                self.kill_written.store(true, Ordering::Relaxed);
                 let _ = sys::contain::cgroup_kill(dir);
             }
             (Containment::ProcessTree, _) => sys::contain::kill_tree(pid),
@@ -363,10 +485,14 @@ pub(crate) fn apply_in_child(setup: &ChildIsolation, owner: u32) -> Result<(), S
         Containment::Off => {}
         Containment::Cgroup => {
             let (dir, parent) = setup.cgroup.clone().ok_or("cgroup containment without a cgroup")?;
-            single_threaded()?;
             sys::contain::set_helpers_cgroup(&parent);
-            sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent, owner })
-                .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+            // In a guarded subtree (a fork server's), that subtree's guard covers this
+            // cgroup too: one process per template instead of one per child.
+            if !setup.guarded {
+                single_threaded()?;
+                sys::contain::spawn_guard(GuardAction::Cgroup { dir, parent, owner })
+                    .map_err(|e| format!("cannot start the containment guard: {e}"))?;
+            }
         }
         Containment::ProcessTree => {
             single_threaded()?;

@@ -12,7 +12,12 @@
 //! is contained in one, and the template creates the child inside it (`clone3`): a move
 //! into a cgroup afterwards costs the parent an RCU grace period (milliseconds) per
 //! child. The parent's side is the same as for an exec'd child
-//! from there on (its cgroup, its guard, its limits, its hello).
+//! from there on (its cgroup, its limits, its hello), but for the containment guard:
+//! where children are contained by cgroups, their cgroups are made under one subtree
+//! of the server's, and the first template starts one guard for that subtree
+//! (`FORKSERVER_GUARD`), which outlives it and kills and removes the subtree when the
+//! owner dies; a child forks no guard of its own (one process, and one fork of the
+//! child's pages, fewer per worker started).
 //!
 //! The template's C library backs large allocations with transparent huge pages
 //! (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, set for its exec only): a fork copies the
@@ -28,6 +33,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +44,7 @@ use super::identity::{self, SameBuild};
 use super::{ChildContext, ChildProcess, ChildSpec};
 use crate::sys;
 use crate::wire::frame::Channel;
-use crate::wire::kinds::{FORKSERVER_FORK, FORKSERVER_FORKED, FORKSERVER_READY};
+use crate::wire::kinds::{FORKSERVER_FORK, FORKSERVER_FORKED, FORKSERVER_GUARD, FORKSERVER_GUARDED, FORKSERVER_READY};
 use crate::wire::{FrameError, codec};
 
 /// What the template is told at its start.
@@ -77,6 +83,9 @@ pub(crate) struct ForkServer {
     started: AtomicU64,
     /// The running template's pid (0: none), readable without waiting for a fork.
     pid: AtomicU32,
+    /// With cgroup containment, the subtree every child's cgroup is made in, and the
+    /// write end of the pipe whose closing tells its guard this server is done with it.
+    guarded: Option<(std::sync::Arc<crate::isolation::Subtree>, OwnedFd)>,
 }
 
 impl std::fmt::Debug for ForkServer {
@@ -97,21 +106,31 @@ impl ForkServer {
     /// Starts a template as `spec` says (its name, timeout, executable; no isolation of
     /// its own) that runs `preload` (a `fn()`) first. Fails if the preload panics.
     pub(crate) fn start(spec: &ChildSpec, preload: Option<fn()>) -> Result<ForkServer, crate::Error> {
+        let subtree = crate::isolation::subtree_for(&spec.isolation);
         let mut spec = spec.clone();
         spec.name = "PoolForkServer".into();
         spec.isolation = crate::isolation::Policy::none();
         spec.huge_pages = true;
         let preload = preload.map(|f| identity::offset_of(f as usize));
-        let server = ForkServer {
+        let mut server = ForkServer {
             spec,
             preload,
             template: Mutex::new(None),
             started: AtomicU64::new(0),
             pid: AtomicU32::new(0),
+            guarded: None,
         };
-        let first = server.start_template()?;
+        let mut first = server.start_template()?;
+        // Where the subtree or its guard cannot be had, each child has a guard of its own.
+        server.guarded = subtree.and_then(|dir| guard_subtree(&mut first, dir, server.spec.start_timeout).ok());
         *server.lock() = Some(first);
         Ok(server)
+    }
+
+    /// The cgroup that the cgroups of this server's children go in, watched by one guard
+    /// for them all, if there is one.
+    pub(crate) fn guarded_subtree(&self) -> Option<&std::sync::Arc<crate::isolation::Subtree>> {
+        self.guarded.as_ref().map(|(subtree, _)| subtree)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Template>> {
@@ -183,6 +202,49 @@ impl ForkServer {
     }
 }
 
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // The template first: it can create nothing in the subtree any more.
+        *self.lock() = None;
+        if let Some((subtree, _)) = &self.guarded {
+            // Every child has ended (each pool holds the server until its workers are
+            // reaped); something left is killed. The guard (told by the pipe's closing,
+            // after this) finds nothing to do.
+            subtree.remove();
+        }
+    }
+}
+
+/// Has the first template start the guard of the subtree `dir` and make it: the guard
+/// watches this process and a pipe whose write end is returned with `dir`.
+fn guard_subtree(
+    t: &mut Template,
+    dir: PathBuf,
+    timeout: Duration,
+) -> Result<(std::sync::Arc<crate::isolation::Subtree>, OwnedFd), String> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
+    let deadline = Instant::now().checked_add(timeout);
+    let path = codec::encode(&dir).map_err(|e| e.to_string())?;
+    t.channel.writer.queue_parts(FORKSERVER_GUARD, &path, &[], &[read]).map_err(|e| e.to_string())?;
+    t.channel.writer.flush(deadline).map_err(|e| e.to_string())?;
+    let frame = t.channel.recv(deadline).map_err(|e| e.to_string())?;
+    match frame.kind {
+        FORKSERVER_GUARDED => frame.decode::<Result<(), String>>().map_err(|e| e.to_string())??,
+        k => return Err(format!("unexpected frame kind {k:#04x} from the fork server")),
+    }
+    Ok((std::sync::Arc::new(crate::isolation::Subtree::new(dir)), write))
+}
+
+/// The template's side of [`guard_subtree`]: starts the guard (while single-threaded),
+/// then makes the subtree.
+fn start_subtree_guard(payload: &[u8], fds: Vec<OwnedFd>, owner: u32) -> Result<(), String> {
+    let dir: PathBuf = codec::decode(payload).map_err(|e| e.to_string())?;
+    let closed = fds.into_iter().next().ok_or("a guard request without its pipe")?;
+    single_threaded("something started")?;
+    sys::contain::spawn_subtree_guard(&dir, owner, closed).map_err(|e| format!("cannot start the guard: {e}"))?;
+    sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))
+}
+
 /// One fork request (the child's socket, then its cgroup's directory if any) and its
 /// answer.
 fn request(t: &mut Template, fds: Vec<OwnedFd>, timeout: Duration) -> Result<(u32, bool), Failure> {
@@ -235,6 +297,13 @@ fn template_entry(ctx: ChildContext) {
     loop {
         let mut fds = match channel.recv(None) {
             Ok(frame) if frame.kind == FORKSERVER_FORK => frame.fds.into_iter(),
+            Ok(frame) if frame.kind == FORKSERVER_GUARD => {
+                let done = start_subtree_guard(frame.payload, frame.fds, parent);
+                if channel.send(FORKSERVER_GUARDED, &done).is_err() {
+                    sys::proc::exit_now(0);
+                }
+                continue;
+            }
             _ => sys::proc::exit_now(0),
         };
         let (sock, cgroup) = (fds.next(), fds.next());
@@ -271,10 +340,11 @@ fn single_threaded(what: &str) -> Result<(), String> {
     }
 }
 
-/// Forks once, into `cgroup` where it can, if this process is single-threaded: the pid
-/// (and whether it is in the cgroup) in the template, `None` in the new child.
+/// Forks once, into `cgroup` where it can: the pid (and whether it is in the cgroup) in
+/// the template, `None` in the new child. The template was single-threaded when it said
+/// it was ready (after its preload, the only code of the user's it runs), and nothing it
+/// runs since starts a thread: no look at `/proc` per fork.
 fn fork_one(cgroup: Option<BorrowedFd<'_>>) -> Result<Option<(u32, bool)>, String> {
-    single_threaded("something started")?;
     // Nothing buffered in the template may be written again by every child.
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -467,6 +467,64 @@ fn guard_main(
     quit(0)
 }
 
+/// Starts the guard of a whole subtree of cgroups, `dir` (a fork server's: every worker
+/// it forks has its cgroup under it), for the owner `owner` (a pid: this process's
+/// parent). One process instead of one per child: it waits until the owner dies or
+/// closes the other end of `closed` (when it is done with the subtree), then until this
+/// process (the template, which may still be creating `dir`) has ended too, and then
+/// kills whatever is left in `dir` and removes it with every cgroup under it. An owner
+/// that closes `closed` has removed the subtree itself: the guard finds nothing to do.
+///
+/// Created as a quiet child of this process (no SIGCHLD, never waited for) in this
+/// process's own cgroup, never in `dir`; it keeps no descriptor but the three it watches.
+/// Call it while this process has a single thread, before creating `dir`.
+pub(crate) fn spawn_subtree_guard(dir: &Path, owner: u32, closed: OwnedFd) -> io::Result<()> {
+    let owner = pidfd_of(owner)?;
+    let template = pidfd_of(std::process::id())?;
+    let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
+    // SAFETY: the caller has one thread, so the child may run any code.
+    match unsafe { super::clone::fork_raw(None, true) }? {
+        0 => subtree_guard_main(dir, [owner, closed, template], null),
+        _ => Ok(()),
+    }
+}
+
+/// The subtree guard (see [`spawn_subtree_guard`]): `watched` is the owner's pidfd, the
+/// pipe its owner closes, and the template's pidfd.
+fn subtree_guard_main(dir: &Path, watched: [OwnedFd; 3], null: OwnedFd) -> ! {
+    let _ = rustix::process::setsid();
+    let _ = rustix::thread::set_name(c"multiproc-guard");
+    idle_priority();
+    for fd in 0..3 {
+        let _ = dup2(null.as_fd(), fd);
+    }
+    drop(null);
+    let [owner, closed, template] = watched;
+    close_all_but(&[Some(owner.as_raw_fd()), Some(closed.as_raw_fd()), Some(template.as_raw_fd())]);
+    // A pipe's read end polls readable (end of file) once its last writer is gone.
+    wait_any(&[&owner, &closed]);
+    // The template dies with its owner (its parent-death signal), or was killed by it
+    // before the close; once it is gone, nothing can create `dir` any more.
+    wait_any(&[&template]);
+    if dir.exists() {
+        let _ = cgroup_kill(dir);
+        let _ = cgroup_remove(dir, Duration::from_secs(10));
+    }
+    quit(0)
+}
+
+/// Waits until one of `fds` polls readable or hung up.
+fn wait_any(fds: &[&OwnedFd]) {
+    loop {
+        let mut polled: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::IN)).collect();
+        if let Ok(n) = rustix::event::poll(&mut polled, None)
+            && n > 0
+        {
+            return;
+        }
+    }
+}
+
 /// How long a cgroup guard leaves its owner, still alive, to remove the cgroup of a
 /// process that ended. The owner sees the end at the same moment and removes the cgroup
 /// on its way to reaping the child (a `join` waits for that); a guard doing the same at

@@ -58,8 +58,11 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
                 for Request { program, argv, envp, socket, cgroup, reply } in rx {
                     let started = start(&program, &argv, &envp, socket.as_fd(), cgroup.as_ref().map(AsFd::as_fd));
                     // Close this copy of the child's socket before the caller's handshake:
-                    // a child that dies early must be seen to hang up.
+                    // a child that dies early must be seen to hang up. And the cgroup's
+                    // copy before the reply, after which the caller's start may end and
+                    // its pool be dropped: no descriptor of it may be open a moment later.
                     drop(socket);
+                    drop(cgroup);
                     let _ = reply.send(started);
                 }
             })

@@ -28,6 +28,11 @@ pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(30);
 /// Reads of this size are attempted when the buffer has room, so small frames batch.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A reader's first buffer, before any read has filled it: a connection that only ever
+/// carries small frames (a worker's that runs one task and ends, a handshake) zeroes,
+/// and touches, one page instead of sixteen; one that fills it grows to [`READ_CHUNK`].
+const FIRST_CHUNK: usize = 4 * 1024;
+
 /// Frames up to this size get their whole buffer at once; a larger announced length
 /// grows the buffer by doubling as bytes arrive, so a lying header cannot make the
 /// reader allocate gigabytes before any data has come.
@@ -527,8 +532,8 @@ impl FrameReader {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < READ_CHUNK {
-            self.buf.resize(READ_CHUNK, 0);
+        if self.buf.len() < READ_CHUNK && (self.buf.is_empty() || self.end == self.buf.len()) {
+            self.buf.resize(self.read_room(), 0);
         }
         if self.end == self.buf.len() {
             // A frame larger than the buffer: `recv` grows it.
@@ -626,6 +631,12 @@ impl FrameReader {
         Ok(Frame { kind, payload: &self.buf[at + HEADER_LEN..at + total], fds })
     }
 
+    /// The size of buffer to read into: [`FIRST_CHUNK`] at first, [`READ_CHUNK`] once a
+    /// read has filled that.
+    fn read_room(&self) -> usize {
+        if self.buf.is_empty() { FIRST_CHUNK } else { READ_CHUNK }
+    }
+
     /// Reads until `need` bytes are buffered from `start`.
     fn fill(&mut self, need: usize, deadline: Option<Instant>, at_boundary: bool) -> Result<(), FrameError> {
         if self.end - self.start >= need {
@@ -641,7 +652,7 @@ impl FrameReader {
         while self.end < need {
             if self.end == self.buf.len() || self.buf.len() < need.min(EAGER_LIMIT) {
                 let target = if need <= EAGER_LIMIT {
-                    need.max(READ_CHUNK)
+                    need.max(self.read_room())
                 } else {
                     (self.buf.len() * 2).clamp(EAGER_LIMIT, need)
                 };

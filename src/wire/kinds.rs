@@ -32,6 +32,10 @@ pub(crate) const POOL_SKIPPED: u8 = 0xB9;
 pub(crate) const FORKSERVER_READY: u8 = 0xD0;
 pub(crate) const FORKSERVER_FORK: u8 = 0xD1;
 pub(crate) const FORKSERVER_FORKED: u8 = 0xD2;
+/// The first template starts the guard of its children's cgroups (the pipe that ends
+/// it attached) and makes their subtree; its answer.
+pub(crate) const FORKSERVER_GUARD: u8 = 0xD3;
+pub(crate) const FORKSERVER_GUARDED: u8 = 0xD4;
 
 /// A task child of another machine's task (`remote`), after the handshake.
 pub(crate) const TASK_CHILD_RUN: u8 = 0xC1;
@@ -85,7 +89,18 @@ pub(crate) const CONNECTIONS: &[(&str, &[u8])] = &[
             POOL_SKIPPED,
         ],
     ),
-    ("fork server", &[HANDSHAKE_HELLO, HANDSHAKE_REPLY, FORKSERVER_READY, FORKSERVER_FORK, FORKSERVER_FORKED]),
+    (
+        "fork server",
+        &[
+            HANDSHAKE_HELLO,
+            HANDSHAKE_REPLY,
+            FORKSERVER_READY,
+            FORKSERVER_FORK,
+            FORKSERVER_FORKED,
+            FORKSERVER_GUARD,
+            FORKSERVER_GUARDED,
+        ],
+    ),
     ("task child", &[HANDSHAKE_HELLO, HANDSHAKE_REPLY, TASK_CHILD_RUN, TASK_CHILD_DONE]),
     (
         "manager server start",

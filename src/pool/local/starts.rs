@@ -1,6 +1,6 @@
-//! Workers being started: each in a helper thread (an exec and a handshake take
+//! Workers being started: each on a start thread (an exec and a handshake take
 //! milliseconds, which neither `Pool::build` nor the driver should wait for one after
-//! another), their results for the build and the driver, and the pidfds of the children
+//! another; the threads are kept for the next start, `State::launch`), their results for the build and the driver, and the pidfds of the children
 //! still in their handshake, so that a pool that closes or terminates can kill them.
 //!
 //! Invariant: every start that was launched ends as exactly one entry in `done` (`None`

@@ -97,9 +97,71 @@ pub(crate) struct State {
     pub(crate) starts: Starts,
     /// Idle workers' sockets, for `apply` to use without the driver.
     pub(crate) lanes: Lanes,
-    /// The threads that start workers, joined when the driver ends (so none outlives the
-    /// pool holding this state, and its descriptors, a moment longer).
-    start_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The threads that start workers, kept for the next start (a replacement starts
+    /// without a thread made and ended for it), joined when the driver ends (so none
+    /// outlives the pool holding this state, and its descriptors, a moment longer).
+    starters: Arc<Starters>,
+}
+
+/// Starts waiting for a thread, and the threads that run them.
+#[derive(Default)]
+struct Starters {
+    queue: Mutex<StartQueue>,
+    work: Condvar,
+}
+
+#[derive(Default)]
+struct StartQueue {
+    pending: VecDeque<(Arc<WorkerConfig>, u32)>,
+    /// Threads waiting for a start (each pending start has one of them, or a new thread).
+    waiting: usize,
+    /// No start will come any more: the threads end once `pending` is empty.
+    quit: bool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Starters {
+    fn lock(&self) -> MutexGuard<'_, StartQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends every thread once the starts queued are done; without waiting for them.
+    fn quit(&self) -> Vec<std::thread::JoinHandle<()>> {
+        let mut q = self.lock();
+        q.quit = true;
+        self.work.notify_all();
+        std::mem::take(&mut q.threads)
+    }
+
+    /// A start thread: runs the starts queued, one after another, for the state behind
+    /// `state` as long as it lives (the thread keeps it only while a start runs, so that a
+    /// pool whose build failed before its driver ran still drops it, and ends the threads).
+    fn serve(&self, state: &std::sync::Weak<State>) {
+        let mut q = self.lock();
+        loop {
+            if let Some((cfg, n)) = q.pending.pop_front() {
+                drop(q);
+                if let Some(state) = state.upgrade() {
+                    state.run_start(&cfg, n);
+                }
+                q = self.lock();
+                continue;
+            }
+            if q.quit {
+                return;
+            }
+            q.waiting += 1;
+            q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.waiting -= 1;
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // The threads keep no strong reference while idle: they end now.
+        drop(self.starters.quit());
+    }
 }
 
 impl State {
@@ -111,7 +173,7 @@ impl State {
             stats: StatsBoard::new(PoolStats::default()),
             starts: Starts::default(),
             lanes,
-            start_threads: Mutex::new(Vec::new()),
+            starters: Arc::new(Starters::default()),
         })
     }
 
@@ -150,36 +212,52 @@ impl State {
         self.wake();
     }
 
-    /// Starts worker number `n` in a new thread; its result lands in `starts` and wakes
-    /// the driver.
+    /// Starts worker number `n` in a start thread (an idle one, else a new one); its
+    /// result lands in `starts` and wakes the driver.
     pub(crate) fn launch(self: &Arc<Self>, cfg: Arc<WorkerConfig>, n: u32) -> std::io::Result<()> {
-        let state = self.clone();
-        let thread = std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || {
-            let starts = &state.starts;
-            let start = || {
-                start_worker(&cfg, n, |pidfd| {
-                    if let Ok(fd) = pidfd.try_clone_to_owned() {
-                        starts.running(n, fd);
-                    }
-                })
-            };
-            // Even a start that panics must end as an entry (the invariant of `starts`).
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)).unwrap_or_else(|_| {
-                Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
-            });
-            starts.finish(n, r);
-            state.wake_always();
-        })?;
-        let mut threads = self.start_threads.lock().unwrap_or_else(|e| e.into_inner());
-        threads.retain(|t| !t.is_finished());
-        threads.push(thread);
-        Ok(())
+        let mut q = self.starters.lock();
+        q.pending.push_back((cfg, n));
+        if q.waiting >= q.pending.len() {
+            self.starters.work.notify_one();
+            return Ok(());
+        }
+        let (state, starters) = (Arc::downgrade(self), self.starters.clone());
+        let spawned =
+            std::thread::Builder::new().name("multiproc-pool-spawn".into()).spawn(move || starters.serve(&state));
+        match spawned {
+            Ok(thread) => {
+                q.threads.retain(|t| !t.is_finished());
+                q.threads.push(thread);
+                Ok(())
+            }
+            Err(e) => {
+                q.pending.pop_back();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs start `n` on this thread; its result lands in `starts` and wakes the driver.
+    fn run_start(&self, cfg: &WorkerConfig, n: u32) {
+        let starts = &self.starts;
+        let start = || {
+            start_worker(cfg, n, |pidfd| {
+                if let Ok(fd) = pidfd.try_clone_to_owned() {
+                    starts.running(n, fd);
+                }
+            })
+        };
+        // Even a start that panics must end as an entry (the invariant of `starts`).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)).unwrap_or_else(|_| {
+            Err(crate::Error::Io(std::io::Error::other(format!("starting PoolWorker-{n} panicked"))))
+        });
+        starts.finish(n, r);
+        self.wake_always();
     }
 
     /// Waits for every start thread to end (the driver, once every start has ended).
     pub(crate) fn join_start_threads(&self) {
-        let threads = std::mem::take(&mut *self.start_threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
+        for t in self.starters.quit() {
             let _ = t.join();
         }
     }

@@ -121,6 +121,9 @@ pub(crate) fn start_worker(
     spec.name = format!("PoolWorker-{n}");
     spec.identity.push(n);
     spec.isolation.limits = spec.isolation.limits.for_child(n);
+    if let Some(server) = &cfg.fork_server {
+        spec.isolation.guarded_subtree = server.guarded_subtree().cloned();
+    }
     // Everything that can fail without a child fails first; once the child exists it is
     // owned by a `Worker`, whose drop kills and reaps it, whatever fails next (a start
     // cancelled while it sends the setup must not leave a zombie).
