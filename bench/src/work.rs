@@ -23,6 +23,23 @@ pub fn f_chunk(xs: Vec<u64>) -> Vec<u64> {
 }
 
 /// Whether `out[i] == 2 * i` for every `i < n`.
+/// W2's timed part: `n` `apply(f, i)` one after the other on `pool` (a local pool or a
+/// cluster's), each checked: the report of their latencies and of the whole run.
+pub fn apply_round_trips(pool: &multiproc::Pool, n: usize) -> Result<Report, String> {
+    let mut lat = crate::report::Latencies::with_capacity(n);
+    let t_all = Instant::now();
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        let r = pool.apply(f, i).map_err(|e| e.to_string())?;
+        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
+        if r != 2 * i {
+            return Err(format!("f({i}) returned {r}"));
+        }
+    }
+    let took = t_all.elapsed();
+    Ok(Report::new().int("n", n).num("seconds", took.as_secs_f64()).extend(lat.report()))
+}
+
 pub fn doubled(out: &[u64], n: usize) -> bool {
     out.len() == n && out.iter().enumerate().all(|(i, v)| *v == 2 * i as u64)
 }

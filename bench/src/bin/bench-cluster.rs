@@ -12,7 +12,6 @@ use multiproc_nats::testing::NatsServer;
 use multiproc_nats::{BrokerConfig, ClientConfig, ClusterPool, PoolRunner, QueueConfig, WorkerConfig};
 
 use multiproc_bench::args::{self, Args, Impl, Workload};
-use multiproc_bench::report::Latencies;
 use multiproc_bench::work::{self, Outcome, RunResult};
 
 const WORKERS: usize = 2;
@@ -110,18 +109,7 @@ fn w1(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> 
 /// client's publish, a worker's pull, its local pool, the stored result, the client's read).
 fn w2(pool: &Pool, a: &Args) -> Result<multiproc_bench::report::Report, String> {
     warm(pool)?;
-    let mut lat = Latencies::with_capacity(a.n);
-    let t_all = Instant::now();
-    for i in 0..a.n as u64 {
-        let t = Instant::now();
-        let r = pool.apply(work::f, i).map_err(err)?;
-        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
-        if r != 2 * i {
-            return Err(format!("f({i}) returned {r}"));
-        }
-    }
-    let took = t_all.elapsed();
-    Ok(multiproc_bench::report::Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report()))
+    work::apply_round_trips(pool, a.n)
 }
 
 /// W3: `n` `apply_async` submitted, then every `get` in order.

@@ -144,19 +144,8 @@ fn w2(a: &Args) -> RunResult {
     for i in 0..100 {
         pool.apply(work::f, i).map_err(err)?;
     }
-    let mut lat = Latencies::with_capacity(a.n);
-    let t_all = Instant::now();
-    for i in 0..a.n as u64 {
-        let t = Instant::now();
-        let r = pool.apply(work::f, i).map_err(err)?;
-        lat.push_us(t.elapsed().as_secs_f64() * 1e6);
-        if r != 2 * i {
-            return Err(format!("f({i}) returned {r}"));
-        }
-    }
-    let took = t_all.elapsed();
+    let r = work::apply_round_trips(&pool, a.n)?;
     shut(pool)?;
-    let r = Report::new().int("n", a.n).num("seconds", took.as_secs_f64()).extend(lat.report());
     Ok(Outcome::Done(r.text("sandbox", &sandbox)))
 }
 
