@@ -72,6 +72,19 @@ fn kill_guard(template_too: bool) -> Vec<u32> {
     if template_too { vec![template, guard] } else { vec![guard] }
 }
 
+/// The hostile task, persistent: SIGKILLs each new guard of its subtree as soon as it
+/// sees it, `n` times; returns the pids killed.
+fn kill_guards(n: usize) -> Vec<u32> {
+    let owner = rustix::process::getppid().unwrap().as_raw_nonzero().get() as u32;
+    let mut killed = Vec::new();
+    for _ in 0..n {
+        let guard = wait_for_a_new_guard(owner, &killed).expect("a new guard after each one killed");
+        sigkill(guard);
+        killed.push(guard);
+    }
+    killed
+}
+
 fn kill_own_worker(_: ()) {
     std::process::abort();
 }
@@ -107,14 +120,22 @@ enum Attack {
     AgainAndAgain,
     /// The template and the guard are killed together; no fork happens after it.
     WithTemplate,
+    /// A task kills each new guard, twenty times, while another worker is replaced
+    /// again and again.
+    WhileForking,
 }
 
-/// The owner: a fork-server pool of one worker, whose first task leaves a daemon; the
-/// guard is attacked; once a guard watches the subtree again (or the deadline passed),
-/// sends what was started and waits to be SIGKILLed.
+/// The owner: a fork-server pool of one worker (two when attacked while forking), whose
+/// first task leaves a daemon; the guard is attacked; once a guard watches the subtree
+/// again (or the deadline passed), sends what was started and waits to be SIGKILLed.
 fn owner((conn, attack): (Connection<Started>, Attack)) {
-    let pool =
-        Pool::builder().processes(1).start_method(StartMethod::ForkServer).contain(Contain::Auto).build().unwrap();
+    let workers = if matches!(attack, Attack::WhileForking) { 2 } else { 1 };
+    let pool = Pool::builder()
+        .processes(workers)
+        .start_method(StartMethod::ForkServer)
+        .contain(Contain::Auto)
+        .build()
+        .unwrap();
     if pool.stats().containment != Containment::Cgroup {
         eprintln!("no writable cgroup v2 here: the workers are contained by {}", pool.stats().containment);
         return conn.send((Vec::new(), None)).unwrap();
@@ -122,7 +143,15 @@ fn owner((conn, attack): (Connection<Started>, Attack)) {
     let me = std::process::id();
     let mut escapers = vec![pool.apply(escape, "daemon".to_string()).unwrap()];
     let mut killed = Vec::new();
-    let rounds = if matches!(attack, Attack::AgainAndAgain) { 5 } else { 1 };
+    if matches!(attack, Attack::WhileForking) {
+        killed = kill_guards_while_forking(&pool);
+        escapers.push(pool.apply(escape, "setsid".to_string()).unwrap());
+    }
+    let rounds = match attack {
+        Attack::AgainAndAgain => 5,
+        Attack::WhileForking => 0,
+        _ => 1,
+    };
     for _ in 0..rounds {
         let pids = pool.apply(kill_guard, matches!(attack, Attack::WithTemplate)).unwrap();
         for &pid in &pids {
@@ -140,6 +169,16 @@ fn owner((conn, attack): (Connection<Started>, Attack)) {
     loop {
         std::thread::park();
     }
+}
+
+/// Has a task kill each new guard twenty times while workers die and are forked again;
+/// returns the guards killed.
+fn kill_guards_while_forking(pool: &Pool) -> Vec<u32> {
+    let hostile = pool.apply_async(kill_guards, 20);
+    for _ in 0..10 {
+        pool.apply(kill_own_worker, ()).unwrap_err();
+    }
+    hostile.get().unwrap()
 }
 
 /// Runs `owner` under `attack`, SIGKILLs it, and checks that nothing of it is left.
@@ -174,6 +213,11 @@ fn a_guard_killed_while_the_workers_idle_is_replaced_before_the_owner_dies() {
 #[test]
 fn a_guard_killed_again_and_again_is_replaced_each_time() {
     attacked(Attack::AgainAndAgain);
+}
+
+#[test]
+fn a_guard_killed_as_soon_as_it_starts_while_workers_are_forked_is_replaced_each_time() {
+    attacked(Attack::WhileForking);
 }
 
 #[test]
