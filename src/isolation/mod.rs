@@ -64,10 +64,11 @@ use crate::sys::limits::Limit;
 ///   start another as soon as it dies, whether or not a worker is being forked; a fork
 ///   also checks the guard first, so none is forked into an unwatched subtree. An owner
 ///   SIGKILLed after that leaves nothing; only an owner SIGKILLed in the moment between
-///   the guard's death and its replacement's start (well under a millisecond; several
-///   while a template killed with it is started again) leaves the subtree to be killed
-///   by nobody. A guard *stopped* (SIGSTOP) by a task is not dead and is not replaced:
-///   it does nothing when the owner dies. There a worker's
+///   the guard's death and its replacement's start (a few milliseconds on a loaded
+///   two-core machine, a template killed with it included) leaves the subtree to be
+///   killed by nobody — as a task that kills the guard and then the owner itself does.
+///   A guard *stopped* (SIGSTOP) by a task is not dead and is not replaced: it does
+///   nothing when the owner dies. There a worker's
 ///   cgroup found empty when it ended (and never killed) is kept for the next worker
 ///   instead of removed; the subtree is removed with the server.
 ///
