@@ -310,8 +310,11 @@ struct GuardKeeper {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// How long the keeper waits before trying again to start a guard that could not be.
+/// How long the keeper waits before trying again to start a guard that could not be;
+/// doubled after each failure, up to [`GUARD_RETRY_MAX`] (a template that cannot start,
+/// e.g. its program replaced on disk, is not tried ten times a second for ever).
 const GUARD_RETRY: Duration = Duration::from_millis(100);
+const GUARD_RETRY_MAX: Duration = Duration::from_secs(10);
 
 impl GuardKeeper {
     fn start(server: &Arc<Server>) -> Result<GuardKeeper, crate::Error> {
@@ -336,24 +339,29 @@ impl Drop for GuardKeeper {
 }
 
 /// The keeper's loop: waits for the guard to die or for `stopped` to be closed; starts a
-/// new guard after each death (tried again every [`GUARD_RETRY`] while it cannot be).
+/// new guard after each death (tried again after [`GUARD_RETRY`], then longer, while it
+/// cannot be).
 fn keep_guard(server: &Server, stopped: &OwnedFd) {
-    let retry = Timespec { tv_sec: 0, tv_nsec: GUARD_RETRY.as_nanos() as i64 };
-    let mut failed = false;
+    let mut retry: Option<Duration> = None;
     loop {
         // After a failure, or while none could be started, a wait of `retry` instead.
-        let guard = match failed {
-            true => None,
-            false => server.lock().guard.as_ref().and_then(|g| g.try_clone().ok()),
+        let guard = match retry {
+            Some(_) => None,
+            None => server.lock().guard.as_ref().and_then(|g| g.try_clone().ok()),
         };
+        let wait = retry.unwrap_or(GUARD_RETRY);
+        let timeout = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 };
         let mut fds = vec![PollFd::new(stopped, PollFlags::IN)];
         fds.extend(guard.iter().map(|g| PollFd::new(g, PollFlags::IN)));
-        let polled = rustix::event::poll(&mut fds, guard.is_none().then_some(&retry));
+        let polled = rustix::event::poll(&mut fds, guard.is_none().then_some(&timeout));
         if !fds[0].revents().is_empty() {
             return;
         }
         if polled.is_ok() {
-            failed = server.ready(&mut server.lock()).is_err();
+            retry = match server.ready(&mut server.lock()) {
+                Ok(()) => None,
+                Err(_) => Some(retry.map_or(GUARD_RETRY, |r| (r * 2).min(GUARD_RETRY_MAX))),
+            };
         }
     }
 }
