@@ -6,7 +6,7 @@
 //!
 //! Skipped (with a note) on a machine where no cgroup can be written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use multiproc::{Connection, Contain, Containment, Pool, Process, StartMethod};
 
@@ -14,25 +14,6 @@ mod contain_common;
 use contain_common::*;
 
 multiproc::test_init!();
-
-/// This process's cgroup v2 directory (where a pool's cgroups are made), if any.
-fn own_cgroup_dir() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-    })?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_string();
-    Some(mount.join(own))
-}
-
-/// The cgroups of process `pid` still present under `base`.
-fn cgroups_of(base: &Path, pid: u32) -> Vec<String> {
-    let prefix = format!("multiproc-{pid}-");
-    let Ok(dir) = std::fs::read_dir(base) else { return Vec::new() };
-    dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&prefix)).collect()
-}
 
 /// The children of process `pid` (its guard, for a template).
 fn children_of(pid: u32) -> Vec<u32> {

@@ -58,7 +58,17 @@ use crate::sys::limits::Limit;
 ///   cgroups are made under one cgroup of the server's, and the template starts, once,
 ///   a guard that waits for the owner to die (or to close a pipe when it drops the
 ///   server), then for the template to be gone, and kills and removes that whole
-///   subtree; a replacement worker then forks no guard of its own. There a worker's
+///   subtree; a replacement worker then forks no guard of its own. That one guard runs
+///   as the owner's user, so a task may SIGKILL it: the owner holds its pidfd, and a
+///   thread of the owner's has the template (a new one if the template was killed too)
+///   start another as soon as it dies, whether or not a worker is being forked; a fork
+///   also checks the guard first, so none is forked into an unwatched subtree. An owner
+///   SIGKILLed after that leaves nothing; only an owner SIGKILLed in the moment between
+///   the guard's death and its replacement's start (a few milliseconds on a loaded
+///   two-core machine, a template killed with it included) leaves the subtree to be
+///   killed by nobody — as a task that kills the guard and then the owner itself does.
+///   A guard *stopped* (SIGSTOP) by a task is not dead and is not replaced: it does
+///   nothing when the owner dies. There a worker's
 ///   cgroup found empty when it ended (and never killed) is kept for the next worker
 ///   instead of removed; the subtree is removed with the server.
 ///
@@ -311,6 +321,11 @@ const FREE_CGROUPS: usize = 16;
 impl Subtree {
     pub(crate) fn new(dir: PathBuf) -> Subtree {
         Subtree { dir, free: Default::default() }
+    }
+
+    /// The subtree's own cgroup.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn free(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {

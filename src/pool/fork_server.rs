@@ -20,7 +20,9 @@ use crate::spawn::{self, ChildSpec, forkserver};
 /// limits and handshake, exactly as with a pool's own template (see
 /// [`StartMethod::ForkServer`](crate::StartMethod)). The template is killed when the last
 /// handle and the last pool using it are gone; one that dies is started again at the
-/// next fork.
+/// next fork. With cgroup containment, one guard process watches every worker's cgroup
+/// for the case of this process being SIGKILLed, and a thread of this process
+/// (`multiproc-guard-keeper`) starts another at once if that guard is killed.
 ///
 /// ```
 /// use std::sync::OnceLock;

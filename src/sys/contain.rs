@@ -474,19 +474,38 @@ fn guard_main(
 /// process (the template, which may still be creating `dir`) has ended too, and then
 /// kills whatever is left in `dir` and removes it with every cgroup under it. An owner
 /// that closes `closed` has removed the subtree itself: the guard finds nothing to do.
+/// Returns the guard's pid and a pidfd of it, by which the owner sees it die (a task
+/// may SIGKILL it: the owner then has another started at once).
 ///
-/// Created as a quiet child of this process (no SIGCHLD, never waited for) in this
-/// process's own cgroup, never in `dir`; it keeps no descriptor but the three it watches.
-/// Call it while this process has a single thread, before creating `dir`.
-pub(crate) fn spawn_subtree_guard(dir: &Path, owner: u32, closed: OwnedFd) -> io::Result<()> {
+/// Created as a quiet child of this process (no SIGCHLD, never waited for while it
+/// lives: [`reap_ended`] takes it once it is dead) in this process's own cgroup, never
+/// in `dir`; it keeps no descriptor but the three it watches. Call it while this process
+/// has a single thread, before creating `dir` if it is not made yet.
+pub(crate) fn spawn_subtree_guard(dir: &Path, owner: u32, closed: OwnedFd) -> io::Result<(u32, OwnedFd)> {
     let owner = pidfd_of(owner)?;
     let template = pidfd_of(std::process::id())?;
     let null: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into();
     // SAFETY: the caller has one thread, so the child may run any code.
     match unsafe { super::clone::fork_raw(None, true) }? {
         0 => subtree_guard_main(dir, [owner, closed, template], null),
-        _ => Ok(()),
+        // Not reaped, the child keeps its pid until `reap_ended`: this pidfd is its own.
+        pid => Ok((pid, pidfd_of(pid)?)),
     }
+}
+
+/// Reaps this process's child `pid` if it has ended (a quiet one included), without
+/// waiting.
+pub(crate) fn reap_ended(pid: u32) {
+    // SAFETY: `waitpid` with WNOHANG returns at once; the null status pointer is allowed;
+    // `__WALL` lets it see a quiet child, which this process started (`pid` is its own).
+    unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) };
+}
+
+/// Whether the process behind `pidfd` (any process, not only a child) has ended.
+pub(crate) fn pidfd_ended(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
 /// The subtree guard (see [`spawn_subtree_guard`]): `watched` is the owner's pidfd, the

@@ -171,3 +171,23 @@ pub fn process_returns(way: &str, contain: Contain) {
     assert_eq!(p.exitcode(), Some(0));
     wait_gone(pid, &format!("{way}, Process returned ({contain:?})"));
 }
+
+/// This process's cgroup v2 directory (where a pool's cgroups are made), if any.
+pub fn own_cgroup_dir() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_string();
+    Some(mount.join(own))
+}
+
+/// The cgroups of process `pid` still present under `base`.
+pub fn cgroups_of(base: &std::path::Path, pid: u32) -> Vec<String> {
+    let prefix = format!("multiproc-{pid}-");
+    let Ok(dir) = std::fs::read_dir(base) else { return Vec::new() };
+    dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&prefix)).collect()
+}
