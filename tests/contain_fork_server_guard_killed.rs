@@ -61,10 +61,20 @@ fn sigkill(pid: u32) {
 }
 
 /// The hostile task: SIGKILLs the guard of its own worker's subtree (and, with
-/// `template_too`, the template just before it); returns the pids killed.
+/// `template_too`, the template just before it); returns the pids killed. The guard it
+/// looks for may be one the owner is still starting (after an earlier round killed the
+/// last), so it looks until one is there.
 fn kill_guard(template_too: bool) -> Vec<u32> {
     let owner = rustix::process::getppid().unwrap().as_raw_nonzero().get() as u32;
-    let (template, guard) = template_and_guard(owner).expect("the task finds its fork server's guard");
+    let deadline = Instant::now() + DEADLINE;
+    let (template, guard) = loop {
+        match template_and_guard(owner) {
+            Some(found) => break found,
+            None if Instant::now() > deadline => panic!("the task finds no guard of its fork server"),
+            // Nothing can be waited on for a process another one starts: see `wait_for_a_new_guard`.
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
     if template_too {
         sigkill(template);
     }
