@@ -127,7 +127,7 @@ impl MapEncoding<'_> {
             task: self.task,
             trampoline: self.trampoline,
             function: self.function,
-            bytes,
+            bytes: bytes.into(),
             offsets,
             fds,
             base,

@@ -1035,7 +1035,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             task: self.spec.task,
             trampoline: self.spec.trampoline,
             function: self.spec.function,
-            bytes,
+            bytes: bytes.into(),
             offsets,
             fds,
             base,

@@ -19,8 +19,8 @@ use super::submit::{Sink, Submission};
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
-/// Submissions up to this size are freed by the thread that made them (see `AsyncResult`).
-const KEEP_SUBMISSION_BYTES: usize = 1024;
+/// Arguments up to this size share one allocation with their slot (see [`SlotHome`]).
+pub(crate) const JOINT_SUBMISSION_BYTES: usize = 1024;
 
 struct SlotState<R> {
     /// The error boxed: it is several times the size of a small value, and a burst of
@@ -113,6 +113,32 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
     }
 }
 
+/// Where an `AsyncResult`'s slot lives.
+///
+/// A small task's slot is the sink of its submission, one allocation the handle and the
+/// driver share: `apply_async` makes one block, not two, in a burst where fresh memory
+/// is what the submitting thread spends most on; and the thread that made it frees it
+/// (when the driver thread freed it, the two fought over the allocator's lock). A large
+/// argument, or one carrying descriptors, is not kept alive by the handle: its slot is
+/// an allocation of its own, the submission's sink an `Arc` of it.
+pub(crate) enum SlotHome<R> {
+    /// The slot inside the task's submission.
+    Joint(Arc<Submission<Slot<R>>>),
+    /// The slot on its own.
+    Alone(Arc<Slot<R>>),
+}
+
+impl<R> std::ops::Deref for SlotHome<R> {
+    type Target = Slot<R>;
+
+    fn deref(&self) -> &Slot<R> {
+        match self {
+            SlotHome::Joint(sub) => &sub.sink,
+            SlotHome::Alone(slot) => slot,
+        }
+    }
+}
+
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async): a task running in the
 /// pool, like Python's `AsyncResult`.
 ///
@@ -137,11 +163,8 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 /// assert_eq!(r.get().unwrap(), 49);
 /// ```
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<R>>,
+    slot: SlotHome<R>,
     shared: Option<Arc<Shared>>,
-    /// A small submission is freed here, by the thread that made it: when the driver
-    /// thread freed it, the two threads fought over the allocator's lock.
-    _keep: Option<Arc<Submission>>,
     /// Whether dropping this handle cancels the task ([`AsyncResult::abort_on_drop`]).
     abort_on_drop: bool,
     _r: PhantomData<fn() -> R>,
@@ -154,16 +177,8 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn new(slot: Arc<Slot<R>>, shared: Option<Arc<Shared>>) -> Self {
-        AsyncResult { slot, shared, _keep: None, abort_on_drop: false, _r: PhantomData }
-    }
-
-    /// Keeps `sub` until this handle is dropped, if it is small and holds no descriptor.
-    pub(crate) fn keeping(mut self, sub: &Arc<Submission>) -> Self {
-        if sub.bytes.len() <= KEEP_SUBMISSION_BYTES && sub.fds.is_empty() {
-            self._keep = Some(sub.clone());
-        }
-        self
+    pub(crate) fn new(slot: SlotHome<R>, shared: Option<Arc<Shared>>) -> Self {
+        AsyncResult { slot, shared, abort_on_drop: false, _r: PhantomData }
     }
 
     /// Waits for the task and returns its value or why there is none.
