@@ -29,7 +29,12 @@ struct SlotState<R> {
     done: bool,
     waiters: usize,
     waker: Option<Waker>,
+    /// Boxed, as most tasks have none: a slot per task of a burst stays small.
+    callbacks: Option<Box<Callbacks<R>>>,
 }
+
+/// What runs on the driver thread as the task ends, before its outcome is ready.
+type Callbacks<R> = (Option<Callback<R>>, Option<ErrorCallback>);
 
 /// Where one task's outcome lands; shared by the driver and the `AsyncResult`.
 pub(crate) struct Slot<R> {
@@ -37,7 +42,6 @@ pub(crate) struct Slot<R> {
     state: Mutex<SlotState<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
-    callbacks: Mutex<(Option<Callback<R>>, Option<ErrorCallback>)>,
 }
 
 impl<R> Slot<R> {
@@ -48,10 +52,16 @@ impl<R> Slot<R> {
     ) -> Self {
         Slot {
             task,
-            state: Mutex::new(SlotState { outcome: None, done: false, waiters: 0, waker: None }),
+            state: Mutex::new(SlotState {
+                outcome: None,
+                done: false,
+                waiters: 0,
+                waker: None,
+                callbacks: (callback.is_some() || error_callback.is_some())
+                    .then(|| Box::new((callback, error_callback))),
+            }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
-            callbacks: Mutex::new((callback, error_callback)),
         }
     }
 
@@ -87,12 +97,17 @@ impl<R> Slot<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
     fn deliver(&self, _index: usize, outcome: Outcome<'_>) -> Delivered {
-        if self.is_done() {
-            return Delivered::Ignored;
-        }
+        // One look at the state: whether it ended, and the callbacks to run if not.
+        let callbacks = {
+            let mut st = self.lock();
+            if st.done {
+                return Delivered::Ignored;
+            }
+            st.callbacks.take()
+        };
         let (result, mut delivered) = outcome.decode::<R>(self.task);
         // Python runs the callback before the result counts as ready.
-        let (cb, ecb) = std::mem::take(&mut *self.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
+        let (cb, ecb) = callbacks.map_or((None, None), |b| *b);
         let ran = match &result {
             Ok(v) => cb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(v)))),
             Err(e) => ecb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(e)))),
