@@ -1030,7 +1030,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             return;
         }
         let (bytes, offsets, fds) = enc.finish();
-        let sink: Arc<dyn Sink> = self.collector.clone();
+        let sink = self.collector.clone();
         let sub = Arc::new(Submission {
             task: self.spec.task,
             trampoline: self.spec.trampoline,
