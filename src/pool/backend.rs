@@ -106,12 +106,12 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         return Ok(());
     }
     let offsets = if task.items == 1 { Vec::new() } else { marks };
-    let sink: Arc<dyn Sink> = Arc::new(RawSink(done));
+    let sink = RawSink(done);
     let sub = Submission {
         task: REMOTE_TASK,
         trampoline: task.trampoline,
         function: task.function,
-        bytes: task.args.to_vec(),
+        bytes: task.args.to_vec().into(),
         offsets,
         fds: Vec::new(),
         base: 0,

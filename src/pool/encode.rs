@@ -27,15 +27,16 @@ const MAX_RESERVE: usize = 64 << 20;
 /// At most this many item offsets are reserved from a size hint (it is only a hint).
 const MAX_RESERVED_ITEMS: usize = 1 << 20;
 
-/// How one map's items are encoded and where they go.
-pub(crate) struct MapEncoding<'a> {
+/// How one map's items are encoded and where they go: `S` is the map's collector, by
+/// its own type, so the driver reaches it through one dynamic call, not two.
+pub(crate) struct MapEncoding<'a, S> {
     pub(crate) shared: &'a Shared,
     pub(crate) task: &'static str,
     pub(crate) trampoline: i64,
     pub(crate) function: i64,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
-    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) sink: Arc<S>,
     pub(crate) chunksize: Option<Chunksize>,
     pub(crate) workers: usize,
 }
@@ -58,7 +59,7 @@ pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
     }
 }
 
-impl MapEncoding<'_> {
+impl<S: Sink + 'static> MapEncoding<'_, S> {
     /// Encodes and submits every item (`known`: their number, if known up front);
     /// returns how many there were. An item that does not encode fails on its own.
     pub(crate) fn run<A: Serialize>(&self, items: impl Iterator<Item = A>, known: Option<usize>) -> usize {
@@ -127,7 +128,7 @@ impl MapEncoding<'_> {
             task: self.task,
             trampoline: self.trampoline,
             function: self.function,
-            bytes,
+            bytes: bytes.into(),
             offsets,
             fds,
             base,

@@ -1030,12 +1030,12 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             return;
         }
         let (bytes, offsets, fds) = enc.finish();
-        let sink: Arc<dyn Sink> = self.collector.clone();
+        let sink = self.collector.clone();
         let sub = Arc::new(Submission {
             task: self.spec.task,
             trampoline: self.spec.trampoline,
             function: self.spec.function,
-            bytes,
+            bytes: bytes.into(),
             offsets,
             fds,
             base,

@@ -79,8 +79,8 @@ use chunk::Chunking;
 pub(crate) use item::{PanicReport, TAG_CODEC, TAG_OK, TAG_PANIC};
 use local::express::Express;
 use map::{Collector, FeedSpec};
-use result::Slot;
-use submit::{Encoder, Job, Sink, Submission};
+use result::{JOINT_SUBMISSION_BYTES, Slot, SlotHome};
+use submit::{Encoder, ItemBytes, Job, Sink, Submission};
 pub(crate) use trampoline::{Trampoline as ItemTrampoline, install_panic_hook};
 use trampoline::{Trampoline, star_trampoline, unary_trampoline};
 
@@ -188,51 +188,50 @@ impl Pool {
         let retries = self.shared.default_retries;
         if fds.is_empty() {
             // The express lane: this thread runs the task on an idle worker itself.
-            let mut handed: Option<Arc<Slot<R>>> = None;
+            let mut handed: Option<SlotHome<R>> = None;
             let make_job = || {
-                let slot = Arc::new(Slot::new(task, None, None));
-                handed = Some(slot.clone());
-                self.one_job(task, (trampoline, function), (bytes.clone(), Vec::new()), timeout, retries, slot)
+                let item = (bytes.clone(), Vec::new());
+                let (job, home) =
+                    self.one_task(task, (trampoline, function), item, timeout, retries, Slot::new(task, None, None));
+                handed = Some(home);
+                job
             };
             match self.shared.express::<R>(task, (trampoline, function), &bytes, timeout, make_job) {
                 Express::Done(outcome) => return outcome,
                 Express::HandedBack => {
-                    let slot = handed.expect("the lane built the job it handed back");
-                    return AsyncResult::new(slot, Some(self.shared.clone())).get();
+                    let home = handed.expect("the lane built the job it handed back");
+                    return AsyncResult::new(home, Some(self.shared.clone())).get();
                 }
                 Express::Unavailable => {}
             }
         }
-        let slot = Arc::new(Slot::new(task, None, None));
-        let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
+        let slot = Slot::new(task, None, None);
+        let (job, home) = self.one_task(task, (trampoline, function), (bytes, fds), timeout, retries, slot);
         self.shared.submit_or_fail(job, false);
-        AsyncResult::new(slot, Some(self.shared.clone())).get()
+        AsyncResult::new(home, Some(self.shared.clone())).get()
     }
 
-    /// The driver's job for one encoded item.
-    fn one_job<R: DeserializeOwned + Send + 'static>(
+    /// The driver's job for one encoded item, and where its handle finds `slot`: inside
+    /// the job's submission if the item is small and carries no descriptor, else on its own
+    /// (see [`SlotHome`]).
+    fn one_task<R: DeserializeOwned + Send + 'static>(
         &self,
         task: &'static str,
         (trampoline, function): (i64, i64),
-        (bytes, fds): (Vec<u8>, submit::ItemFds),
+        (bytes, fds): (ItemBytes, submit::ItemFds),
         timeout: Option<std::time::Duration>,
         retries: u32,
-        slot: Arc<Slot<R>>,
-    ) -> Job {
-        let sub = Submission {
-            task,
-            trampoline,
-            function,
-            bytes,
-            offsets: Vec::new(),
-            fds,
-            base: 0,
-            chunking: Chunking::Fixed(1),
-            timeout,
-            retries,
-            sink: slot,
-        };
-        Job::new(Arc::new(sub), 0, 1)
+        slot: Slot<R>,
+    ) -> (Job, SlotHome<R>) {
+        let joint = bytes.len() <= JOINT_SUBMISSION_BYTES && fds.is_empty();
+        let item = OneItem { task, trampoline, function, bytes, fds, timeout, retries };
+        if joint {
+            let sub = Arc::new(item.with_sink(slot));
+            (Job::new(sub.clone(), 0, 1), SlotHome::Joint(sub))
+        } else {
+            let slot = Arc::new(slot);
+            (Job::new(Arc::new(item.with_sink(slot.clone())), 0, 1), SlotHome::Alone(slot))
+        }
     }
 
     /// Submits `f(arg)` and returns at once (Python's `apply_async`).
@@ -280,20 +279,20 @@ impl Pool {
         let task = std::any::type_name::<F>();
         let function = identity::encode_fn::<F, fn(A) -> R>(f);
         let trampoline = trampoline_offset(unary_trampoline::<F, A, R>);
-        let slot = Arc::new(Slot::new(task, opts.callback, opts.error_callback));
+        let slot = Slot::new(task, opts.callback, opts.error_callback);
         let (bytes, fds) = match Encoder::one(&arg) {
             Ok(v) => v,
             Err(message) => {
+                let slot = Arc::new(slot);
                 slot.deliver(0, item::Outcome::Failed(TaskError::Codec { task, message }));
-                return AsyncResult::new(slot, None);
+                return AsyncResult::new(SlotHome::Alone(slot), None);
             }
         };
         let timeout = opts.timeout.or(self.shared.default_timeout);
         let retries = opts.retries.unwrap_or(self.shared.default_retries);
-        let job = self.one_job(task, (trampoline, function), (bytes, fds), timeout, retries, slot.clone());
-        let sub = job.sub.clone();
+        let (job, home) = self.one_task(task, (trampoline, function), (bytes, fds), timeout, retries, slot);
         self.shared.submit_or_fail(job, false);
-        AsyncResult::new(slot, Some(self.shared.clone())).keeping(&sub)
+        AsyncResult::new(home, Some(self.shared.clone()))
     }
 
     /// Applies `f` to every item and waits for all: values in input order, or the first
@@ -678,6 +677,35 @@ impl Drop for Pool {
     /// Terminates the workers and reaps them (after `join`, there is nothing left to do).
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// One encoded item, all a single-item submission needs but its sink.
+struct OneItem {
+    task: &'static str,
+    trampoline: i64,
+    function: i64,
+    bytes: ItemBytes,
+    fds: submit::ItemFds,
+    timeout: Option<std::time::Duration>,
+    retries: u32,
+}
+
+impl OneItem {
+    fn with_sink<S>(self, sink: S) -> Submission<S> {
+        Submission {
+            task: self.task,
+            trampoline: self.trampoline,
+            function: self.function,
+            bytes: self.bytes,
+            offsets: Vec::new(),
+            fds: self.fds,
+            base: 0,
+            chunking: Chunking::Fixed(1),
+            timeout: self.timeout,
+            retries: self.retries,
+            sink,
+        }
     }
 }
 

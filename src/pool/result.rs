@@ -19,8 +19,8 @@ use super::submit::{Sink, Submission};
 type Callback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
-/// Submissions up to this size are freed by the thread that made them (see `AsyncResult`).
-const KEEP_SUBMISSION_BYTES: usize = 1024;
+/// Arguments up to this size share one allocation with their slot (see [`SlotHome`]).
+pub(crate) const JOINT_SUBMISSION_BYTES: usize = 1024;
 
 struct SlotState<R> {
     /// The error boxed: it is several times the size of a small value, and a burst of
@@ -29,7 +29,12 @@ struct SlotState<R> {
     done: bool,
     waiters: usize,
     waker: Option<Waker>,
+    /// Boxed, as most tasks have none: a slot per task of a burst stays small.
+    callbacks: Option<Box<Callbacks<R>>>,
 }
+
+/// What runs on the driver thread as the task ends, before its outcome is ready.
+type Callbacks<R> = (Option<Callback<R>>, Option<ErrorCallback>);
 
 /// Where one task's outcome lands; shared by the driver and the `AsyncResult`.
 pub(crate) struct Slot<R> {
@@ -37,7 +42,6 @@ pub(crate) struct Slot<R> {
     state: Mutex<SlotState<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
-    callbacks: Mutex<(Option<Callback<R>>, Option<ErrorCallback>)>,
 }
 
 impl<R> Slot<R> {
@@ -48,10 +52,16 @@ impl<R> Slot<R> {
     ) -> Self {
         Slot {
             task,
-            state: Mutex::new(SlotState { outcome: None, done: false, waiters: 0, waker: None }),
+            state: Mutex::new(SlotState {
+                outcome: None,
+                done: false,
+                waiters: 0,
+                waker: None,
+                callbacks: (callback.is_some() || error_callback.is_some())
+                    .then(|| Box::new((callback, error_callback))),
+            }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
-            callbacks: Mutex::new((callback, error_callback)),
         }
     }
 
@@ -87,12 +97,17 @@ impl<R> Slot<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
     fn deliver(&self, _index: usize, outcome: Outcome<'_>) -> Delivered {
-        if self.is_done() {
-            return Delivered::Ignored;
-        }
+        // One look at the state: whether it ended, and the callbacks to run if not.
+        let callbacks = {
+            let mut st = self.lock();
+            if st.done {
+                return Delivered::Ignored;
+            }
+            st.callbacks.take()
+        };
         let (result, mut delivered) = outcome.decode::<R>(self.task);
         // Python runs the callback before the result counts as ready.
-        let (cb, ecb) = std::mem::take(&mut *self.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
+        let (cb, ecb) = callbacks.map_or((None, None), |b| *b);
         let ran = match &result {
             Ok(v) => cb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(v)))),
             Err(e) => ecb.map(|cb| catch_unwind(AssertUnwindSafe(|| cb(e)))),
@@ -110,6 +125,32 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 
     fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Where an `AsyncResult`'s slot lives.
+///
+/// A small task's slot is the sink of its submission, one allocation the handle and the
+/// driver share: `apply_async` makes one block, not two, in a burst where fresh memory
+/// is what the submitting thread spends most on; and the thread that made it frees it
+/// (when the driver thread freed it, the two fought over the allocator's lock). A large
+/// argument, or one carrying descriptors, is not kept alive by the handle: its slot is
+/// an allocation of its own, the submission's sink an `Arc` of it.
+pub(crate) enum SlotHome<R> {
+    /// The slot inside the task's submission.
+    Joint(Arc<Submission<Slot<R>>>),
+    /// The slot on its own.
+    Alone(Arc<Slot<R>>),
+}
+
+impl<R> std::ops::Deref for SlotHome<R> {
+    type Target = Slot<R>;
+
+    fn deref(&self) -> &Slot<R> {
+        match self {
+            SlotHome::Joint(sub) => &sub.sink,
+            SlotHome::Alone(slot) => slot,
+        }
     }
 }
 
@@ -137,11 +178,8 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Slot<R> {
 /// assert_eq!(r.get().unwrap(), 49);
 /// ```
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<R>>,
+    slot: SlotHome<R>,
     shared: Option<Arc<Shared>>,
-    /// A small submission is freed here, by the thread that made it: when the driver
-    /// thread freed it, the two threads fought over the allocator's lock.
-    _keep: Option<Arc<Submission>>,
     /// Whether dropping this handle cancels the task ([`AsyncResult::abort_on_drop`]).
     abort_on_drop: bool,
     _r: PhantomData<fn() -> R>,
@@ -154,16 +192,8 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn new(slot: Arc<Slot<R>>, shared: Option<Arc<Shared>>) -> Self {
-        AsyncResult { slot, shared, _keep: None, abort_on_drop: false, _r: PhantomData }
-    }
-
-    /// Keeps `sub` until this handle is dropped, if it is small and holds no descriptor.
-    pub(crate) fn keeping(mut self, sub: &Arc<Submission>) -> Self {
-        if sub.bytes.len() <= KEEP_SUBMISSION_BYTES && sub.fds.is_empty() {
-            self._keep = Some(sub.clone());
-        }
-        self
+    pub(crate) fn new(slot: SlotHome<R>, shared: Option<Arc<Shared>>) -> Self {
+        AsyncResult { slot, shared, abort_on_drop: false, _r: PhantomData }
     }
 
     /// Waits for the task and returns its value or why there is none.

@@ -79,14 +79,34 @@ impl Tally {
 /// many length prefixes (a map of chunks of 1 looks one up for every task: few, then).
 pub(crate) const MARK_EVERY: usize = 16;
 
+/// A sink shared by several submissions (a map's collector, cut into parts) is one too.
+impl<S: Sink + ?Sized> Sink for Arc<S> {
+    fn deliver(&self, index: usize, outcome: Outcome<'_>) -> Delivered {
+        (**self).deliver(index, outcome)
+    }
+
+    fn deliver_chunk(&self, task: &'static str, first: usize, body: &[u8], count: u32, tally: &mut Tally) -> u32 {
+        (**self).deliver_chunk(task, first, body, count, tally)
+    }
+
+    fn cancelled(&self) -> bool {
+        (**self).cancelled()
+    }
+}
+
 /// Items encoded once, in the submitting thread, and kept until every one is answered
 /// (a dead worker's items are sent again).
-pub(crate) struct Submission {
+///
+/// The sink is the last field, by value, so a submission and its sink are one
+/// allocation: an `apply_async` makes a `Submission<Slot<R>>` (its `AsyncResult` holds the
+/// same `Arc`) and hands the driver the `Arc<Submission>` it coerces to (the sink a
+/// `dyn Sink`). A map's parts share their collector through an `Arc` sink.
+pub(crate) struct Submission<S: ?Sized = dyn Sink> {
     pub(crate) task: &'static str,
     pub(crate) trampoline: i64,
     pub(crate) function: i64,
     /// Items, each a `u32` length and its postcard bytes.
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: ItemBytes,
     /// Byte offset of items 0, [`MARK_EVERY`], 2 × [`MARK_EVERY`], … (empty for a single
     /// item).
     pub(crate) offsets: Vec<usize>,
@@ -98,10 +118,10 @@ pub(crate) struct Submission {
     pub(crate) chunking: Chunking,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
-    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) sink: S,
 }
 
-impl Submission {
+impl<S: ?Sized> Submission<S> {
     /// The bytes of items `first..first + count`.
     pub(crate) fn slice(&self, first: u32, count: u32) -> &[u8] {
         if self.offsets.is_empty() {
@@ -194,15 +214,28 @@ impl Encoder {
         Ok(())
     }
 
-    /// One item on its own (as `apply` sends it): no offsets, one allocation.
-    pub(crate) fn one<A: Serialize>(arg: &A) -> Result<(Vec<u8>, ItemFds), String> {
-        let mut bytes = Vec::with_capacity(64);
-        let at = begin_item(&mut bytes);
-        let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, &mut bytes));
-        r.map_err(|e| e.to_string())?;
-        end_item(&mut bytes, at);
-        let fds = if new_fds.is_empty() { Vec::new() } else { vec![(0, new_fds)] };
-        Ok((bytes, fds))
+    /// One item on its own (as `apply` sends it): no offsets, and no allocation for a
+    /// small one (see [`ItemBytes`]). Encoded into a buffer this thread keeps, so the item
+    /// is then copied into memory of its exact size.
+    pub(crate) fn one<A: Serialize>(arg: &A) -> Result<(ItemBytes, ItemFds), String> {
+        ONE_ITEM.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                let fds = encode_one(arg, &mut buf)?;
+                let bytes = if buf.len() > MAX_SCRATCH_BYTES {
+                    ItemBytes::Heap(std::mem::take(&mut *buf))
+                } else {
+                    ItemBytes::copied(&buf)
+                };
+                Ok((bytes, fds))
+            }
+            // Encoding this argument submits another task (its `Serialize` does).
+            Err(_) => {
+                let mut buf = Vec::new();
+                let fds = encode_one(arg, &mut buf)?;
+                Ok((ItemBytes::Heap(buf), fds))
+            }
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -216,6 +249,70 @@ impl Encoder {
             self.offsets = Vec::new();
         }
         (self.bytes, self.offsets, self.fds)
+    }
+}
+
+/// Encodes `arg` as one length-prefixed item at the end of `buf`.
+fn encode_one<A: Serialize>(arg: &A, buf: &mut Vec<u8>) -> Result<ItemFds, String> {
+    let at = begin_item(buf);
+    let (r, new_fds) = fds::collect_outgoing(|| codec::encode_into(arg, buf));
+    r.map_err(|e| e.to_string())?;
+    end_item(buf, at);
+    Ok(if new_fds.is_empty() { Vec::new() } else { vec![(0, new_fds)] })
+}
+
+/// An encoded item larger than this leaves the thread's buffer with its bytes rather
+/// than being copied (the buffer then starts afresh).
+const MAX_SCRATCH_BYTES: usize = 4096;
+
+thread_local! {
+    /// Where [`Encoder::one`] encodes, so a small item costs no allocation of its own.
+    static ONE_ITEM: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Items of this many bytes or fewer (with their length prefix) are kept inside the
+/// submission: an integer argument (4 + up to 10 bytes) costs no allocation, and the
+/// enum stays the size of a `Vec`.
+const INLINE_ITEM_BYTES: usize = 15;
+
+/// A submission's items: inline when small, else on the heap.
+#[derive(Clone)]
+pub(crate) enum ItemBytes {
+    /// `len` bytes at the start of `buf`.
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_ITEM_BYTES],
+    },
+    Heap(Vec<u8>),
+}
+
+impl ItemBytes {
+    /// A copy of `bytes`: inline if it fits, else of its exact size.
+    pub(crate) fn copied(bytes: &[u8]) -> ItemBytes {
+        if bytes.len() <= INLINE_ITEM_BYTES {
+            let mut buf = [0; INLINE_ITEM_BYTES];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            ItemBytes::Inline { len: bytes.len() as u8, buf }
+        } else {
+            ItemBytes::Heap(bytes.to_vec())
+        }
+    }
+}
+
+impl From<Vec<u8>> for ItemBytes {
+    fn from(bytes: Vec<u8>) -> ItemBytes {
+        ItemBytes::Heap(bytes)
+    }
+}
+
+impl std::ops::Deref for ItemBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ItemBytes::Inline { len, buf } => &buf[..*len as usize],
+            ItemBytes::Heap(v) => v,
+        }
     }
 }
 
@@ -289,6 +386,22 @@ mod tests {
             let start = offset_of(&bytes, &marks, first);
             assert_eq!(skip_items(&bytes, start, count), start + run.len(), "items {first}..+{count}");
         }
+    }
+
+    #[test]
+    fn a_small_item_is_kept_inline_and_a_large_one_on_the_heap() {
+        assert_eq!(std::mem::size_of::<ItemBytes>(), std::mem::size_of::<Vec<u8>>());
+        let (small, fds) = Encoder::one(&u64::MAX).unwrap();
+        assert!(matches!(small, ItemBytes::Inline { .. }) && fds.is_empty());
+        assert_eq!(codec::decode::<u64>(&small[4..]).unwrap(), u64::MAX);
+        for n in [INLINE_ITEM_BYTES, MAX_SCRATCH_BYTES + 1] {
+            let (large, _) = Encoder::one(&"y".repeat(n)).unwrap();
+            assert!(matches!(large, ItemBytes::Heap(_)));
+            assert_eq!(u32_at(&large, 0), Some(large.len() as u32 - 4));
+            assert_eq!(codec::decode::<String>(&large[4..]).unwrap().len(), n);
+        }
+        // The thread's buffer survives a value too large to copy.
+        assert_eq!(codec::decode::<u64>(&Encoder::one(&7u64).unwrap().0[4..]).unwrap(), 7);
     }
 
     #[test]

@@ -1339,14 +1339,14 @@ mod tests {
             task,
             trampoline: 0,
             function: 0,
-            bytes: Vec::new(),
+            bytes: Vec::new().into(),
             offsets: Vec::new(),
             fds: Vec::new(),
             base: 0,
             chunking: Chunking::Fixed(1),
             timeout: None,
             retries: 0,
-            sink: Arc::new(Nowhere),
+            sink: Nowhere,
         };
         Job::new(Arc::new(sub), first, count)
     }
