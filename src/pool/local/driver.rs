@@ -939,7 +939,7 @@ impl Driver {
                     (_, Some(Leaving::Killed(Kill::ConnectionLost))) => Some(CONNECTION_LOST_HINT.into()),
                     _ => self.hint(code),
                 };
-                let attempts = one.attempts.clone();
+                let attempts = one.attempts.to_vec();
                 self.stats.tasks_worker_died += 1;
                 self.fail_job(&one, |_| TaskError::died(task, attempts.clone(), hint.clone()));
                 None
