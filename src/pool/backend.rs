@@ -11,7 +11,7 @@ use super::engine::{Engine, Shared};
 use super::error::{PoolError, TaskError};
 use super::handle::Pool;
 use super::item::{Delivered, Outcome, for_each_item};
-use super::submit::{Job, MARK_EVERY, Sink, Submission};
+use super::submit::{ItemIndex, Job, MARK_EVERY, Sink, Submission};
 
 /// A pool whose work goes to `dispatch`. `processes` sizes chunks and windows as a local
 /// pool's worker count does; `timeout` and `retries` are the defaults of every task.
@@ -112,8 +112,7 @@ pub fn run_on_pool(pool: &Pool, task: &PoolTask<'_>, done: ItemDone) -> Result<(
         trampoline: task.trampoline,
         function: task.function,
         bytes: task.args.to_vec().into(),
-        offsets,
-        fds: Vec::new(),
+        index: ItemIndex::boxed(offsets, Vec::new()),
         base: 0,
         chunking: match task.chunk {
             0 => Chunking::Adaptive,

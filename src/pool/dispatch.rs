@@ -129,7 +129,7 @@ impl Batch {
     /// Whether some item carries a file descriptor (which cannot leave this machine).
     pub fn carries_descriptors(&self) -> bool {
         let range = self.first..self.first + self.count;
-        self.sub.fds.iter().any(|(i, _)| range.contains(i))
+        self.sub.fds().iter().any(|(i, _)| range.contains(i))
     }
 
     /// Splits off items `at..`: `self` keeps the first `at`.

@@ -123,14 +123,13 @@ impl<S: Sink + 'static> MapEncoding<'_, S> {
         if count == 0 {
             return;
         }
-        let (bytes, offsets, fds) = enc.finish();
+        let (bytes, index) = enc.finish();
         let sub = Submission {
             task: self.task,
             trampoline: self.trampoline,
             function: self.function,
             bytes: bytes.into(),
-            offsets,
-            fds,
+            index,
             base,
             chunking,
             timeout: self.timeout,

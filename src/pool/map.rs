@@ -1029,15 +1029,14 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         if n == 0 {
             return;
         }
-        let (bytes, offsets, fds) = enc.finish();
+        let (bytes, index) = enc.finish();
         let sink = self.collector.clone();
         let sub = Arc::new(Submission {
             task: self.spec.task,
             trampoline: self.spec.trampoline,
             function: self.spec.function,
             bytes: bytes.into(),
-            offsets,
-            fds,
+            index,
             base,
             chunking: self.spec.chunking,
             timeout: self.spec.timeout,

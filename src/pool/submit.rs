@@ -107,12 +107,8 @@ pub(crate) struct Submission<S: ?Sized = dyn Sink> {
     pub(crate) function: i64,
     /// Items, each a `u32` length and its postcard bytes.
     pub(crate) bytes: ItemBytes,
-    /// Byte offset of items 0, [`MARK_EVERY`], 2 × [`MARK_EVERY`], … (empty for a single
-    /// item).
-    pub(crate) offsets: Vec<usize>,
-    /// Descriptors some arguments carry: (item, its descriptors), by item. A task holds at
-    /// most one such item, since each item numbers its descriptors from 0.
-    pub(crate) fds: ItemFds,
+    /// The items' marks and descriptors; `None` when there are neither (most single items).
+    pub(crate) index: Option<Box<ItemIndex>>,
     /// Index of the first item within the whole map.
     pub(crate) base: usize,
     pub(crate) chunking: Chunking,
@@ -122,17 +118,30 @@ pub(crate) struct Submission<S: ?Sized = dyn Sink> {
 }
 
 impl<S: ?Sized> Submission<S> {
+    /// Byte offset of items 0, [`MARK_EVERY`], 2 × [`MARK_EVERY`], … (empty for a single
+    /// item).
+    pub(crate) fn offsets(&self) -> &[usize] {
+        self.index.as_deref().map_or(&[], |index| &index.offsets)
+    }
+
+    /// Descriptors some arguments carry: (item, its descriptors), by item. A task holds at
+    /// most one such item, since each item numbers its descriptors from 0.
+    pub(crate) fn fds(&self) -> &[(u32, Vec<OwnedFd>)] {
+        self.index.as_deref().map_or(&[], |index| &index.fds)
+    }
+
     /// The bytes of items `first..first + count`.
     pub(crate) fn slice(&self, first: u32, count: u32) -> &[u8] {
-        if self.offsets.is_empty() {
+        let offsets = self.offsets();
+        if offsets.is_empty() {
             &self.bytes
         } else {
-            let start = offset_of(&self.bytes, &self.offsets, first as usize);
+            let start = offset_of(&self.bytes, offsets, first as usize);
             // A short run's end is nearer its start than a mark.
             let end = if (count as usize) < MARK_EVERY {
                 skip_items(&self.bytes, start, count as usize)
             } else {
-                offset_of(&self.bytes, &self.offsets, (first + count) as usize)
+                offset_of(&self.bytes, offsets, (first + count) as usize)
             };
             &self.bytes[start..end]
         }
@@ -158,6 +167,21 @@ fn skip_items(bytes: &[u8], mut at: usize, n: usize) -> usize {
 
 /// Descriptors carried by items: (item index, its descriptors).
 pub(crate) type ItemFds = Vec<(u32, Vec<OwnedFd>)>;
+
+/// What only some submissions carry: a map part's item offsets and items' descriptors.
+/// Boxed, and left out when empty, so that a single item (every `apply_async`) spends 8
+/// bytes on them rather than two `Vec`s' 48: fewer fresh pages for its submitting thread.
+pub(crate) struct ItemIndex {
+    pub(crate) offsets: Vec<usize>,
+    pub(crate) fds: ItemFds,
+}
+
+impl ItemIndex {
+    /// The index of `offsets` and `fds`, or `None` if both are empty.
+    pub(crate) fn boxed(offsets: Vec<usize>, fds: ItemFds) -> Option<Box<ItemIndex>> {
+        if offsets.is_empty() && fds.is_empty() { None } else { Some(Box::new(ItemIndex { offsets, fds })) }
+    }
+}
 
 /// Encodes items into a submission's buffer.
 pub(crate) struct Encoder {
@@ -242,13 +266,13 @@ impl Encoder {
         self.count
     }
 
-    /// The finished buffers: the items, their marks (see [`MARK_EVERY`]; a single item
-    /// needs none) and descriptors.
-    pub(crate) fn finish(mut self) -> (Vec<u8>, Vec<usize>, ItemFds) {
+    /// The finished buffers: the items, and their marks (see [`MARK_EVERY`]; a single
+    /// item needs none) and descriptors.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, Option<Box<ItemIndex>>) {
         if self.count == 1 {
             self.offsets = Vec::new();
         }
-        (self.bytes, self.offsets, self.fds)
+        (self.bytes, ItemIndex::boxed(self.offsets, self.fds))
     }
 }
 
@@ -316,13 +340,42 @@ impl std::ops::Deref for ItemBytes {
     }
 }
 
+/// A job's earlier runs whose worker died: boxed, and absent until the first, so a job
+/// (one per `apply_async`, queued by the submitting thread) is 16 bytes smaller than with
+/// a `Vec` of its own.
+#[derive(Clone, Default)]
+// A boxed slice would be a fat pointer (16 bytes); a boxed `Vec`'s is 8, and the rare
+// retry may well pay for the second allocation.
+#[allow(clippy::box_collection)]
+pub(crate) struct Attempts(Option<Box<Vec<Attempt>>>);
+
+impl Attempts {
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |runs| runs.len())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn push(&mut self, attempt: Attempt) {
+        self.0.get_or_insert_default().push(attempt);
+    }
+
+    /// The runs, oldest first.
+    pub(crate) fn to_vec(&self) -> Vec<Attempt> {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+}
+
 /// A run of items of one submission waiting for a worker.
 pub(crate) struct Job {
     pub(crate) sub: Arc<Submission>,
     pub(crate) first: u32,
     pub(crate) count: u32,
     /// Earlier runs whose worker died (for `retries`).
-    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) attempts: Attempts,
     /// One of several items a death could not tell apart (their results were lost with
     /// their worker): it runs alone on a worker, so a second death names it for sure.
     pub(crate) isolate: bool,
@@ -331,7 +384,7 @@ pub(crate) struct Job {
 impl Job {
     /// Items `first..first + count` of `sub`, never run before.
     pub(crate) fn new(sub: Arc<Submission>, first: u32, count: u32) -> Job {
-        Job { sub, first, count, attempts: Vec::new(), isolate: false }
+        Job { sub, first, count, attempts: Attempts::default(), isolate: false }
     }
 
     /// Items `from..from + count` of this job, as a job of their own with no attempts.
@@ -369,7 +422,8 @@ mod tests {
             enc.push(w).unwrap();
         }
         assert_eq!(enc.len(), words.len());
-        let (bytes, marks, _) = enc.finish();
+        let (bytes, index) = enc.finish();
+        let marks = index.expect("several items have marks").offsets;
         assert_eq!(marks.len(), words.len().div_ceil(MARK_EVERY));
         // Each item alone, and a few runs, as the driver cuts them.
         let alone = |i: usize| &bytes[offset_of(&bytes, &marks, i)..offset_of(&bytes, &marks, i + 1)];
@@ -405,11 +459,24 @@ mod tests {
     }
 
     #[test]
+    fn a_job_keeps_its_attempts_boxed_and_in_order() {
+        assert!(std::mem::size_of::<Job>() <= 40, "a queued job stays small");
+        let mut attempts = Attempts::default();
+        assert!(attempts.is_empty() && attempts.to_vec().is_empty());
+        for pid in [7, 8] {
+            attempts.push(Attempt { pid, signal: Some(9), exit_code: None });
+        }
+        let again = attempts.clone();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again.to_vec().iter().map(|a| a.pid).collect::<Vec<_>>(), [7, 8]);
+    }
+
+    #[test]
     fn a_single_item_keeps_no_marks() {
         let mut enc = Encoder::new();
         enc.push(&7u64).unwrap();
-        let (bytes, marks, _) = enc.finish();
-        assert!(marks.is_empty());
+        let (bytes, index) = enc.finish();
+        assert!(index.is_none(), "neither marks nor descriptors: nothing boxed");
         assert_eq!(bytes.len(), 5);
     }
 }

@@ -300,7 +300,7 @@ impl Driver {
 
     fn chunk_for(&self, job: &Job) -> u32 {
         let k = chunk::chunk_items(job.sub.chunking, job.count, self.item_ns, self.cfg.processes);
-        chunk::one_fd_item(k, job.first, job.sub.fds.iter().map(|(i, _)| *i))
+        chunk::one_fd_item(k, job.first, job.sub.fds().iter().map(|(i, _)| *i))
     }
 
     /// Sends pending jobs, each to the worker that holds the fewest tasks (`chunk::
@@ -451,7 +451,7 @@ impl Driver {
         self.next_id += 1;
         let sub = job.sub.clone();
         let item_fds: &[std::os::fd::OwnedFd] = sub
-            .fds
+            .fds()
             .iter()
             .find(|(i, _)| *i >= job.first && *i < job.first + job.count)
             .map(|(_, f)| f.as_slice())
@@ -939,7 +939,7 @@ impl Driver {
                     (_, Some(Leaving::Killed(Kill::ConnectionLost))) => Some(CONNECTION_LOST_HINT.into()),
                     _ => self.hint(code),
                 };
-                let attempts = one.attempts.clone();
+                let attempts = one.attempts.to_vec();
                 self.stats.tasks_worker_died += 1;
                 self.fail_job(&one, |_| TaskError::died(task, attempts.clone(), hint.clone()));
                 None
@@ -1340,8 +1340,7 @@ mod tests {
             trampoline: 0,
             function: 0,
             bytes: Vec::new().into(),
-            offsets: Vec::new(),
-            fds: Vec::new(),
+            index: None,
             base: 0,
             chunking: Chunking::Fixed(1),
             timeout: None,
