@@ -12,6 +12,8 @@ use multiproc::{Connection, Contain, Containment, Pool, Process, StartMethod};
 
 mod contain_common;
 use contain_common::*;
+mod own_sockets;
+use own_sockets::each_own_socket;
 
 multiproc::test_init!();
 
@@ -178,16 +180,9 @@ fn an_emptied_cgroup_serves_the_next_worker_and_a_populated_one_is_killed() {
 /// Shuts down every socket of its worker, then hangs: the pool kills the worker (and its
 /// cgroup) once it has heard the hang-up.
 fn shut_sockets_then_hang(_: ()) {
-    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
-    let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let is_socket =
-            std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
-            let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
-        }
-    }
+    each_own_socket(|dup| {
+        let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
+    });
     loop {
         std::thread::park();
     }

@@ -2,12 +2,12 @@
 //! frame that makes no sense, kills the worker, and charges that task alone; every other
 //! item settles with its value and nothing is left behind.
 
-use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
-
 use multiproc::{Pool, TaskError};
 
 mod common;
 use common::assert_gone;
+mod own_sockets;
+use own_sockets::each_own_socket;
 
 multiproc::test_init!();
 
@@ -16,15 +16,9 @@ const BAD: u64 = 5;
 /// Item `BAD` writes bytes no frame starts with into every socket of its worker.
 fn scribble(x: u64) -> u64 {
     if x == BAD {
-        let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
-        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            let is_socket =
-                std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
-                let _ = rustix::io::write(&dup, &[0xff; 64]);
-            }
-        }
+        each_own_socket(|dup| {
+            let _ = rustix::io::write(&dup, &[0xff; 64]);
+        });
     }
     x * 10
 }

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use multiproc::{Pool, TaskError};
-use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
 mod common;
 use common::assert_gone;
+mod own_sockets;
+use own_sockets::each_own_socket;
 
 multiproc::test_init!();
 
@@ -17,17 +18,9 @@ const BAD: u64 = 3;
 /// Item `BAD` shuts down every socket of its worker process, then sleeps for an hour.
 fn shut_sockets_then_hang(x: u64) -> u64 {
     if x == BAD {
-        let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
-        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            let is_socket =
-                std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            // A duplicate (taken through a pidfd of this very process) shuts the same
-            // socket down, without borrowing a raw descriptor number.
-            if is_socket && let Ok(dup) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
-                let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
-            }
-        }
+        each_own_socket(|dup| {
+            let _ = rustix::net::shutdown(dup, rustix::net::Shutdown::Both);
+        });
         std::thread::sleep(Duration::from_secs(3600));
     }
     x * 10
