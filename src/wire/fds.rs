@@ -76,18 +76,30 @@ pub(crate) fn collect_outgoing<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd
 
 /// Runs `decode` with `fds` available to [`take`]; descriptors not taken are closed.
 pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
-    if fds.is_empty() {
-        // The common case: no scope to set up, but a value that asks for a descriptor
-        // must still get an error rather than one from an outer frame.
-        let previous = INCOMING.with(|i| i.borrow_mut().replace(Vec::new()));
-        let r = decode();
-        INCOMING.with(|i| *i.borrow_mut() = previous);
-        return r;
+    // With no descriptors (the common case) the scope is still opened, empty: a value that
+    // asks for a descriptor must get an error rather than one from an outer frame.
+    let _scope = Incoming::open(fds.into_iter().map(Some).collect());
+    decode()
+}
+
+/// An open incoming scope. Dropping it (also when a `Deserialize` panicked) closes the
+/// descriptors nobody took and reopens the outer scope, if any: a panic must leave
+/// neither descriptors nor a stale scope a later [`take`] would hand out.
+struct Incoming {
+    outer: Option<Vec<Option<OwnedFd>>>,
+}
+
+impl Incoming {
+    fn open(fds: Vec<Option<OwnedFd>>) -> Incoming {
+        Incoming { outer: INCOMING.with(|i| i.borrow_mut().replace(fds)) }
     }
-    let previous = INCOMING.with(|i| i.borrow_mut().replace(fds.into_iter().map(Some).collect()));
-    let r = decode();
-    INCOMING.with(|i| *i.borrow_mut() = previous);
-    r
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let left = INCOMING.with(|i| std::mem::replace(&mut *i.borrow_mut(), self.outer.take()));
+        drop(left);
+    }
 }
 
 /// Adds a duplicate of `fd` to the frame being encoded; returns its index in the frame.
@@ -163,5 +175,18 @@ mod tests {
         assert!(attach(f.as_fd()).is_err());
         let (_, fds) = collect_outgoing(|| attach(f.as_fd()).unwrap());
         assert_eq!(fds.len(), 1);
+    }
+
+    #[test]
+    fn a_panicking_decoder_closes_the_descriptors_it_left_and_its_scope() {
+        let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::NONBLOCK).unwrap();
+        let r = std::panic::catch_unwind(|| {
+            with_incoming(vec![write_end], || -> () { panic!("in the middle of decoding") })
+        });
+        assert!(r.is_err());
+        // No scope is left open: a descriptor asked for now is refused, not handed one.
+        assert!(take(0).unwrap_err().contains("only be deserialized from a multiproc message"));
+        // The write end nobody took is closed: the pipe reads as ended.
+        assert_eq!(rustix::io::read(&read_end, &mut [0u8; 1]).unwrap(), 0);
     }
 }
