@@ -70,6 +70,16 @@ impl Engine {
 }
 
 impl Shared {
+    /// Whether a wait for a result of this pool would block the very thread that
+    /// delivers it (a callback's): such a wait fails at once instead
+    /// ([`TaskError::WaitInCallback`](crate::TaskError::WaitInCallback)).
+    pub(crate) fn waiting_would_deadlock(&self) -> bool {
+        match &self.engine {
+            Engine::Local(local) => local.on_driver_thread(),
+            Engine::Remote(_) => false,
+        }
+    }
+
     /// Queues jobs; gives them back if the pool accepts no more. `more` is for a running
     /// `imap`, which may go on feeding a closed pool until it has drained.
     pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>, more: bool) -> Result<(), Vec<Job>> {

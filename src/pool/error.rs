@@ -182,6 +182,19 @@ pub enum TaskError {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// The result was waited for on the thread that delivers it: inside a callback of
+    /// the same pool (callbacks run on the pool's driver thread). Such a wait could never
+    /// end, and would stop every task of the pool with it, so it fails at once; the task
+    /// itself goes on.
+    #[error(
+        "task `{task}`: its result was waited for inside a callback of its own pool, on the thread that \
+         delivers results, where it could never arrive (wait on another thread, or start the work from the \
+         callback without waiting for it); the task goes on"
+    )]
+    WaitInCallback {
+        /// The task's function.
+        task: &'static str,
+    },
 }
 
 /// Why a task failed on a cluster in a way a local pool cannot ([`TaskError::Remote`]).
@@ -254,7 +267,8 @@ impl TaskError {
             | TaskError::Closed { task }
             | TaskError::PoolBroken { task, .. }
             | TaskError::Remote { task, .. }
-            | TaskError::WaitTimeout { task, .. } => task,
+            | TaskError::WaitTimeout { task, .. }
+            | TaskError::WaitInCallback { task } => task,
         }
     }
 
@@ -308,4 +322,12 @@ pub enum PoolError {
     /// `terminate()` first, as in Python.
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
+    /// `join()` was called inside one of the pool's callbacks: they run on the thread that
+    /// finishes the pool's work, which cannot wait for itself. (`close()` and
+    /// `terminate()` work there; the pool stops once the callback returns.)
+    #[error(
+        "join() was called inside a callback of the same pool, on the thread that finishes its work, which \
+         cannot wait for itself: join from another thread (close() and terminate() work in a callback)"
+    )]
+    JoinInCallback,
 }

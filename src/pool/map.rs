@@ -518,12 +518,19 @@ impl<R> Collector<R> {
         }
     }
 
+    /// Waits until `ok` or `deadline` (`None` after the deadline). `shared` is the pool:
+    /// on its driver thread (a callback) nothing is delivered while this waits, so it
+    /// answers `None` at once where it would wait.
     fn wait_until(
         &self,
         deadline: Option<Instant>,
+        shared: &Shared,
         ok: impl Fn(&CollectState<R>) -> bool,
     ) -> Option<MutexGuard<'_, CollectState<R>>> {
         let mut st = self.lock();
+        if !ok(&st) && shared.waiting_would_deadlock() {
+            return None;
+        }
         while !ok(&st) {
             let left = match deadline {
                 None => None,
@@ -699,19 +706,27 @@ impl<R> MapResult<R> {
     }
 
     fn take_all(&self) -> Vec<Result<R, TaskError>> {
-        let task = self.collector.task;
+        let missing = self.missing();
         #[cfg(feature = "progress")]
         self.collector.finish_bar();
-        self.collector.lock().runs.take_all(self.len, || TaskError::Cancelled { task })
+        self.collector.lock().runs.take_all(self.len, missing)
+    }
+
+    /// What an item with no outcome gets when the results are taken: it was cancelled, or,
+    /// inside a callback of this pool, its result could not be waited for.
+    fn missing(&self) -> impl Fn() -> TaskError + use<R> {
+        let task = self.collector.task;
+        let in_callback = !self.ready() && self.shared.waiting_would_deadlock();
+        move || if in_callback { TaskError::WaitInCallback { task } } else { TaskError::Cancelled { task } }
     }
 
     /// The values in input order, or the first error: when every item gave a value,
     /// usually the one vector the results were decoded into.
     fn take_values(&self) -> Result<Vec<R>, TaskError> {
-        let task = self.collector.task;
+        let missing = self.missing();
         #[cfg(feature = "progress")]
         self.collector.finish_bar();
-        self.collector.lock().runs.take_values(self.len, || TaskError::Cancelled { task })
+        self.collector.lock().runs.take_values(self.len, missing)
     }
 
     /// Whether every item has ended.
@@ -771,7 +786,7 @@ impl<R> MapResult<R> {
     /// ```
     pub fn wait(&self) {
         let len = self.len;
-        drop(self.collector.wait_until(None, |st| st.complete(len)));
+        drop(self.collector.wait_until(None, &self.shared, |st| st.complete(len)));
     }
 
     /// Waits at most `timeout`; returns whether every item has ended.
@@ -788,7 +803,7 @@ impl<R> MapResult<R> {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let len = self.len;
-        self.collector.wait_until(Instant::now().checked_add(timeout), |st| st.complete(len)).is_some()
+        self.collector.wait_until(Instant::now().checked_add(timeout), &self.shared, |st| st.complete(len)).is_some()
     }
 
     /// Cancels every item not yet ended (running ones have their workers replaced).
@@ -1089,8 +1104,12 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
             return None;
         }
         let ordered = self.collector.ordered;
-        let Some(mut st) = self.collector.wait_until(deadline, |st| next_is_in(st, ordered)) else {
-            return Some(Err(TaskError::WaitTimeout { task: self.spec.task, waited: timeout }));
+        let Some(mut st) = self.collector.wait_until(deadline, &self.shared, |st| next_is_in(st, ordered)) else {
+            let task = self.spec.task;
+            if self.shared.waiting_would_deadlock() {
+                return Some(Err(TaskError::WaitInCallback { task }));
+            }
+            return Some(Err(TaskError::WaitTimeout { task, waited: timeout }));
         };
         let r = take_next(&mut st, ordered);
         drop(st);

@@ -638,7 +638,8 @@ impl Pool {
 
     /// Waits until every submitted task has run and every worker has exited (Python's
     /// `join`). Like Python, it is an error ([`PoolError::StillRunning`]) before
-    /// [`close`](Pool::close) or [`terminate`](Pool::terminate).
+    /// [`close`](Pool::close) or [`terminate`](Pool::terminate), and inside one of the
+    /// pool's callbacks ([`PoolError::JoinInCallback`]), whose thread finishes the work.
     ///
     /// ```
     /// multiproc::init();
@@ -651,12 +652,17 @@ impl Pool {
         if !self.shared.stopping() {
             return Err(PoolError::StillRunning);
         }
+        if self.shared.waiting_would_deadlock() {
+            return Err(PoolError::JoinInCallback);
+        }
         self.shared.join();
         Ok(())
     }
 
     /// Kills every worker now, reaps them, and fails every unfinished task with
-    /// [`TaskError::Terminated`] (Python's `terminate`). Returns once no worker is left.
+    /// [`TaskError::Terminated`] (Python's `terminate`). Returns once no worker is left;
+    /// inside one of the pool's callbacks (and so when a callback drops the last handle)
+    /// it returns at once, and the pool stops as soon as the callback returns.
     ///
     /// ```
     /// use multiproc::TaskError;

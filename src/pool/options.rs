@@ -11,8 +11,11 @@ type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 /// timeout and retries for this task.
 ///
 /// Callbacks run in the parent, on the pool's driver thread, before the result counts
-/// as ready (as in Python); they must be quick and must not wait on the pool. A panicking
-/// callback is reported on stderr and the pool goes on.
+/// as ready (as in Python); they must be quick. One that waits there for another result
+/// of the same pool is answered at once with [`TaskError::WaitInCallback`](crate::TaskError::WaitInCallback)
+/// (that thread delivers the results, so the wait could never end), and `join` there is
+/// [`PoolError::JoinInCallback`](crate::PoolError::JoinInCallback); `close`, `terminate` and
+/// dropping the pool work. A panicking callback is reported on stderr and the pool goes on.
 ///
 /// ```
 /// use multiproc::TaskOptions;

@@ -206,8 +206,14 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(pool.apply_async(square, 4).get()?, 16);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Inside a callback of the same pool (which runs on the thread that delivers results)
+    /// it does not wait: a result not there yet is [`TaskError::WaitInCallback`].
     pub fn get(self) -> Result<R, TaskError> {
         self.wait();
+        if !self.ready() {
+            return Err(TaskError::WaitInCallback { task: self.slot.task });
+        }
         self.take()
     }
 
@@ -227,9 +233,20 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn get_timeout(self, timeout: Duration) -> Result<R, TaskError> {
         if !self.wait_timeout(timeout) {
-            return Err(TaskError::WaitTimeout { task: self.slot.task, waited: timeout });
+            let task = self.slot.task;
+            return Err(if self.on_delivering_thread() {
+                TaskError::WaitInCallback { task }
+            } else {
+                TaskError::WaitTimeout { task, waited: timeout }
+            });
         }
         self.take()
+    }
+
+    /// Whether this thread delivers this handle's result: a callback of its pool runs
+    /// here, and a wait could never end.
+    fn on_delivering_thread(&self) -> bool {
+        self.shared.as_ref().is_some_and(|shared| shared.waiting_would_deadlock())
     }
 
     fn take(&self) -> Result<R, TaskError> {
@@ -283,8 +300,14 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(h.get()?, 16);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Inside a callback of the same pool it returns at once: the thread that would
+    /// deliver the result is the one waiting (see [`TaskError::WaitInCallback`]).
     pub fn wait(&self) {
         let mut st = self.slot.lock();
+        if !st.done && self.on_delivering_thread() {
+            return;
+        }
         while !st.done {
             st.waiters += 1;
             st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -304,9 +327,15 @@ impl<R> AsyncResult<R> {
     /// assert!(h.wait_timeout(Duration::from_secs(30)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Inside a callback of the same pool it answers at once, as [`wait`](AsyncResult::wait)
+    /// does.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.slot.lock();
+        if !st.done && self.on_delivering_thread() {
+            return false;
+        }
         while !st.done {
             let Some(deadline) = deadline else {
                 // Too far away to represent: wait without a deadline.

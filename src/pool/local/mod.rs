@@ -56,6 +56,12 @@ pub(crate) struct Local {
 }
 
 impl Local {
+    /// Whether this is the pool's driver thread (a callback is running): a wait for one of
+    /// the pool's results here could never end, since this thread delivers them.
+    pub(crate) fn on_driver_thread(&self) -> bool {
+        self.state.stats.driver.get() == Some(&std::thread::current().id())
+    }
+
     /// Starts the workers (all at once, each in its own thread) and the driver; returns
     /// once one worker is up, or, with an initializer, once every worker has run it.
     /// On failure no process is left behind.
@@ -116,7 +122,13 @@ impl Local {
         inbox.closed || inbox.terminate
     }
 
+    /// Waits for the driver to end. On the driver's own thread (a callback that terminated
+    /// the pool, or dropped its last handle) it cannot: the driver ends by itself once the
+    /// callback returns, killing and reaping the workers as it does.
     pub(crate) fn join(&self) {
+        if self.on_driver_thread() {
+            return;
+        }
         let handle = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
