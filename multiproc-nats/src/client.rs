@@ -550,6 +550,17 @@ struct Shared {
     /// it stored or read one, or closes with tasks in flight (whose results may come as
     /// objects).
     sweep_objects: AtomicBool,
+    /// This client's number among the clients of this process ([`RUNTIME_OF`]).
+    number: u64,
+}
+
+/// Clients of this process made so far: each numbers its runtime's threads.
+static CLIENTS_MADE: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// On a thread of a client's runtime (where its results are delivered and callbacks
+    /// run), that client's number; 0 elsewhere.
+    static RUNTIME_OF: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// What the client's deleter of objects is asked.
@@ -674,6 +685,12 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// Whether this is a thread of this client's runtime, where its results are delivered
+    /// (and a callback runs): a wait here for one of its results could never end.
+    pub(crate) fn delivers_on_this_thread(&self) -> bool {
+        RUNTIME_OF.get() == self.shared.number
+    }
+
     /// Connects, and finds or creates the pool's queue. Works inside a tokio runtime
     /// too (the connection is then made on a helper thread, the caller's thread waiting).
     ///
@@ -692,9 +709,11 @@ impl Client {
     }
 
     fn connect_here(config: ClientConfig) -> Result<Client, ClusterError> {
+        let number = CLIENTS_MADE.fetch_add(1, Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("multiproc-nats-client")
+            .on_thread_start(move || RUNTIME_OF.set(number))
             .enable_all()
             .build()?;
         let id = broker::random_id();
@@ -709,6 +728,7 @@ impl Client {
             closed: AtomicBool::new(false),
             deletions,
             sweep_objects: AtomicBool::new(false),
+            number,
         });
         let mut config = config;
         let (nats, js, stream, results, objects) = rt.block_on(async {
@@ -1630,6 +1650,7 @@ mod tests {
             closed: AtomicBool::new(false),
             deletions: tokio::sync::mpsc::unbounded_channel().0,
             sweep_objects: AtomicBool::new(false),
+            number: 0,
         }
     }
 

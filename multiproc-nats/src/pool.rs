@@ -767,6 +767,10 @@ impl Dispatch for Backend {
         self.out.client.close();
     }
 
+    fn delivers_on_this_thread(&self) -> bool {
+        self.out.client.delivers_on_this_thread()
+    }
+
     fn stats(&self) -> PoolStats {
         let mut st = self.out.inner.lock();
         // From a callback, the outcome it is part of cannot be counted yet: no waiting.

@@ -42,6 +42,14 @@ pub trait Dispatch: Send + Sync + 'static {
     fn stats(&self) -> PoolStats;
     /// The backend itself, so that its crate can find its own type behind a `Pool`.
     fn as_any(&self) -> &dyn Any;
+    /// Whether this thread is the one that completes this backend's items (a callback is
+    /// running on it): the pool then answers a wait for one of its results at once with
+    /// [`TaskError::WaitInCallback`] rather than block the thread that would deliver it.
+    /// The default, `false`, suits a backend that completes items on threads no callback
+    /// can block for good.
+    fn delivers_on_this_thread(&self) -> bool {
+        false
+    }
 }
 
 /// Items of one submission, as the pool would hand them to one of its workers.

@@ -76,7 +76,7 @@ impl Shared {
     pub(crate) fn waiting_would_deadlock(&self) -> bool {
         match &self.engine {
             Engine::Local(local) => local.on_driver_thread(),
-            Engine::Remote(_) => false,
+            Engine::Remote(remote) => remote.dispatch.delivers_on_this_thread(),
         }
     }
 
