@@ -343,6 +343,21 @@ impl Subtree {
         Ok(dir)
     }
 
+    /// Makes cgroups for up to `count` children ahead of them (at most as many as are kept
+    /// for reuse), so that a child's start does not wait for a `mkdir`; stops at the first
+    /// that cannot be made (a child's start then makes its own, and says why).
+    pub(crate) fn stock(&self, count: usize) {
+        let have = self.free().len();
+        for _ in have..count.min(FREE_CGROUPS) {
+            let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
+            let dir = self.dir.join(format!("w{n}"));
+            if sys::contain::cgroup_create(&dir).is_err() {
+                return;
+            }
+            self.free().push(dir);
+        }
+    }
+
     /// The child of `dir` has ended: keeps `dir` for another child if nothing is left in
     /// it (nothing can enter it any more: only a process in it, or its owner, could put
     /// one there). Whether it was kept.

@@ -20,9 +20,13 @@ use crate::spawn::{self, ChildSpec, forkserver};
 /// limits and handshake, exactly as with a pool's own template (see
 /// [`StartMethod::ForkServer`](crate::StartMethod)). The template is killed when the last
 /// handle and the last pool using it are gone; one that dies is started again at the
-/// next fork. With cgroup containment, one guard process watches every worker's cgroup
-/// for the case of this process being SIGKILLed, and a thread of this process
-/// (`multiproc-guard-keeper`) starts another at once if that guard is killed.
+/// next fork. Where workers are contained by cgroups ([`Contain::Auto`](crate::Contain)
+/// resolved when the server starts, `MULTIPROC_CONTAIN` included), the server makes one
+/// cgroup subtree for every pool's workers, with a default pool's worth of worker cgroups
+/// made ahead (a new pool's first worker does not wait for a `mkdir`); one guard process
+/// watches that subtree for the case of this process being SIGKILLed (no worker starts a
+/// guard of its own), and a thread of this process (`multiproc-guard-keeper`) starts
+/// another at once if that guard is killed. The subtree goes with the server.
 ///
 /// ```
 /// use std::sync::OnceLock;
@@ -80,10 +84,16 @@ impl ForkServer {
             executable: None,
             start_timeout: spawn::DEFAULT_START_TIMEOUT,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
-            isolation: crate::isolation::Policy::none(),
+            // The default containment (resolved now): where it is a cgroup, the pools'
+            // workers have their cgroups under one subtree that one guard watches, as with
+            // a pool's own template, rather than a guard forked by each worker.
+            isolation: crate::isolation::Policy::default(),
             huge_pages: false,
         };
-        Ok(ForkServer { inner: Arc::new(forkserver::ForkServer::start(&spec, preload)?) })
+        let inner = forkserver::ForkServer::start(&spec, preload)?;
+        // A default pool's workers' cgroups, made now rather than in its first worker's way.
+        inner.stock_cgroups(crate::cpu_count());
+        Ok(ForkServer { inner: Arc::new(inner) })
     }
 
     /// The running template's pid (`None` between a template's death and its restart).

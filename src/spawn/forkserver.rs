@@ -170,6 +170,14 @@ impl ForkServer {
         self.server.guarded.as_ref().map(|g| &g.subtree)
     }
 
+    /// Makes the cgroups of `count` children ahead of the first fork, where they go in a
+    /// guarded subtree (see `Subtree::stock`).
+    pub(crate) fn stock_cgroups(&self, count: usize) {
+        if let Some(subtree) = self.guarded_subtree() {
+            subtree.stock(count);
+        }
+    }
+
     /// Templates started so far: 1, plus one per template that died and was replaced.
     pub(crate) fn templates_started(&self) -> u64 {
         self.server.started.load(Ordering::Relaxed)
