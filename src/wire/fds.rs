@@ -78,7 +78,8 @@ pub(crate) fn collect_outgoing<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd
 pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, decode: impl FnOnce() -> R) -> R {
     // With no descriptors (the common case) the scope is still opened, empty: a value that
     // asks for a descriptor must get an error rather than one from an outer frame.
-    let _scope = Incoming::open(fds.into_iter().map(Some).collect());
+    let list = if fds.is_empty() { Vec::new() } else { fds.into_iter().map(Some).collect() };
+    let _scope = Incoming::open(list);
     decode()
 }
 
