@@ -435,7 +435,29 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     );
     pool.close();
     pool.join()?;
-    results_do_not_wait_for_the_next_task()
+    results_do_not_wait_for_the_next_task()?;
+    callback_waits_on_its_own_pool()
+}
+
+/// A callback runs on the thread that delivers the pool's results: a wait there for
+/// another result of the same pool could never end (in Python it hangs the pool), so it
+/// is answered at once, and the pool goes on.
+fn callback_waits_on_its_own_pool() -> Result<(), Box<dyn std::error::Error>> {
+    let pool = std::sync::Arc::new(multiproc::Pool::new(1)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = pool.clone();
+    let opts = multiproc::TaskOptions::new().callback(move |v: &u64| {
+        let _ = tx.send(inner.apply_async(square, *v).get());
+    });
+    println!("  a task's value: {}", pool.apply_async_with(square, 3, opts).get()?);
+    match rx.recv()? {
+        Err(e) => println!("  its callback waited there for the same pool: {e}"),
+        Ok(v) => println!("  its callback got {v}"),
+    }
+    println!("  and the pool goes on: {:?}", pool.map(square, 1..4u64)?);
+    pool.close();
+    pool.join()?;
+    Ok(())
 }
 
 /// Answers with what the tour sends it, however long that takes.
