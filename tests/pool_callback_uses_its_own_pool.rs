@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use multiproc::{MapOptions, Pool, PoolError, TaskError, TaskOptions};
+use multiproc::{MapOptions, Pool, PoolError, ReturnWhen, TaskError, TaskOptions, as_completed, wait_results};
 
 mod common;
 use common::assert_gone;
@@ -80,6 +80,28 @@ fn maps_inside_a_callback_of_the_same_pool_fail_at_once() {
 }
 
 #[test]
+fn waits_over_several_handles_inside_a_callback_of_their_pool_return_at_once() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let done = pool.apply_async(plus_one, 9);
+    done.wait();
+    let outcomes = in_callback(&pool, move |p| {
+        let mut handles = vec![done];
+        handles.extend((0..3).map(|i| p.apply_async(plus_one, i)));
+        as_completed(handles).map(|h| h.get()).collect::<Vec<_>>()
+    });
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert_eq!(outcomes[0], Ok(10), "the ended handle comes first, with its value");
+    assert!(outcomes[1..].iter().all(is_wait_in_callback), "{outcomes:?}");
+    let (done, not_done) = in_callback(&pool, |p| {
+        let handles: Vec<_> = (0..3).map(|i| p.apply_async(plus_one, i)).collect();
+        let (done, not_done) = wait_results(handles, ReturnWhen::AllCompleted, None);
+        (done.len(), not_done.len())
+    });
+    assert_eq!((done, not_done), (0, 3));
+    pool_goes_on(&pool);
+}
+
+#[test]
 fn a_result_already_there_or_of_another_pool_is_waited_for_as_usual() {
     let pool = Arc::new(Pool::new(2).unwrap());
     let done = pool.apply_async(plus_one, 41);
@@ -90,6 +112,14 @@ fn a_result_already_there_or_of_another_pool_is_waited_for_as_usual() {
     assert_eq!(in_callback(&pool, move |_| o.apply_async(plus_one, 9).get()), Ok(10));
     let o = other.clone();
     assert_eq!(in_callback(&pool, move |_| o.map(plus_one, 0..3u64)), Ok(vec![1, 2, 3]));
+    let o = other.clone();
+    let from_other = in_callback(&pool, move |_| {
+        let handles: Vec<_> = (0..3).map(|i| o.apply_async(plus_one, i)).collect();
+        let mut values: Vec<u64> = as_completed(handles).map(|h| h.get().unwrap()).collect();
+        values.sort();
+        values
+    });
+    assert_eq!(from_other, [1, 2, 3]);
     pool_goes_on(&pool);
     pool_goes_on(&other);
 }

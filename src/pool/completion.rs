@@ -102,6 +102,9 @@ struct Watched<R> {
     wakers: Vec<Waker>,
     notifier: Arc<Notifier>,
     left: usize,
+    /// Every handle before this index has been handed out (a place to start looking
+    /// for the ones left, so that a look is not a walk over all of them each time).
+    first_left: usize,
 }
 
 impl<R> Watched<R> {
@@ -117,12 +120,32 @@ impl<R> Watched<R> {
             wakers.push(waker);
         }
         let left = handles.len();
-        Watched { handles, wakers, notifier, left }
+        Watched { handles, wakers, notifier, left, first_left: 0 }
     }
 
-    /// The next handle to end, waiting at most until `deadline`.
+    /// Whether no task left can end while this thread waits: it is the thread that
+    /// delivers the results of every one of them (a callback of their pool runs here).
+    /// On any other thread the first handle left answers `false`, so this costs little.
+    fn none_can_end_here(&mut self) -> bool {
+        while self.handles.get(self.first_left).is_some_and(Option::is_none) {
+            self.first_left += 1;
+        }
+        self.left > 0 && self.handles[self.first_left..].iter().flatten().all(AsyncResult::on_delivering_thread)
+    }
+
+    /// A handle left, not ended: for a caller that cannot wait here (see
+    /// [`none_can_end_here`](Watched::none_can_end_here)); its `get` says why.
+    fn take_one_left(&mut self) -> Option<AsyncResult<R>> {
+        let h = self.handles.iter_mut().find_map(Option::take)?;
+        self.left -= 1;
+        Some(h)
+    }
+
+    /// The next handle to end, waiting at most until `deadline`; at once where no task
+    /// left can end while this thread waits.
     fn next_ended(&mut self, deadline: Option<Instant>) -> Option<AsyncResult<R>> {
         while self.left > 0 {
+            let deadline = if self.none_can_end_here() { Some(Instant::now()) } else { deadline };
             let i = self.notifier.pop(deadline)?;
             if let Some(h) = self.handles.get_mut(i).and_then(Option::take) {
                 self.left -= 1;
@@ -172,6 +195,10 @@ impl<R> Drop for Watched<R> {
 /// [`AsCompleted::into_pending`] gives back the handles not yet yielded; dropping the
 /// iterator drops them (their tasks go on, unless made with
 /// [`abort_on_drop`](AsyncResult::abort_on_drop)).
+///
+/// Inside a callback of the handles' pool (the thread that delivers their results, where
+/// no task can end while it waits), the handles left come out at once, not ended: their
+/// `get` answers [`TaskError::WaitInCallback`](crate::TaskError::WaitInCallback).
 ///
 /// ```
 /// use multiproc::Event;
@@ -317,7 +344,9 @@ impl<R> Iterator for AsCompleted<R> {
     type Item = AsyncResult<R>;
 
     fn next(&mut self) -> Option<AsyncResult<R>> {
-        self.watched.next_ended(None)
+        // `None` with handles left: inside a callback of their pool, where none can end;
+        // they come out as they are, and their `get` answers `WaitInCallback`.
+        self.watched.next_ended(None).or_else(|| self.watched.take_one_left())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -403,7 +432,8 @@ pub enum ReturnWhen {
 /// whose tasks have ended, in the order they ended, and the others, in the order given
 /// (Python's `concurrent.futures.wait`; the name `wait` is
 /// [`multiproc::wait`](crate::wait), `multiprocessing.connection.wait`). Nothing is
-/// cancelled: the tasks of `not_done` go on.
+/// cancelled: the tasks of `not_done` go on. Inside a callback of the handles' pool, where
+/// none of them can end while it waits, it returns at once.
 ///
 /// ```
 /// use std::time::Duration;

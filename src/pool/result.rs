@@ -245,7 +245,7 @@ impl<R> AsyncResult<R> {
 
     /// Whether this thread delivers this handle's result: a callback of its pool runs
     /// here, and a wait could never end.
-    fn on_delivering_thread(&self) -> bool {
+    pub(crate) fn on_delivering_thread(&self) -> bool {
         self.shared.as_ref().is_some_and(|shared| shared.waiting_would_deadlock())
     }
 
