@@ -53,7 +53,11 @@ use crate::sys::limits::Limit;
 ///   at once only wait on each other for the kernel's cgroup lock). The guard runs in the
 ///   idle scheduling class, so that its waking never preempts the owner's `join`. It is
 ///   a "quiet" child (it sends no SIGCHLD, and a task's `wait()` does not see it) and
-///   nothing waits for it to start. A pool's workers forked by a fork server
+///   nothing waits for it to start. What that leaves: an owner killed while a child is
+///   still starting, after its cgroup was made and before its guard runs (about a
+///   millisecond: a pool's second worker, say, when the owner dies right after `build`),
+///   leaves that child's cgroup behind, empty (the child itself dies with its owner, and
+///   it ran no user code that could have started anything). A pool's workers forked by a fork server
 ///   ([`StartMethod::ForkServer`](crate::StartMethod)) share one guard instead: their
 ///   cgroups are made under one cgroup of the server's, and the template starts, once,
 ///   a guard that waits for the owner to die (or to close a pipe when it drops the
