@@ -244,6 +244,11 @@ impl Encoder {
     pub(crate) fn one<A: Serialize>(arg: &A) -> Result<(ItemBytes, ItemFds), String> {
         ONE_ITEM.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut buf) => {
+                // Larger than kept only after an encoding that failed or panicked midway:
+                // its memory is not kept for the thread's lifetime.
+                if buf.capacity() > MAX_SCRATCH_BYTES {
+                    *buf = Vec::new();
+                }
                 buf.clear();
                 let fds = encode_one(arg, &mut buf)?;
                 let bytes = if buf.len() > MAX_SCRATCH_BYTES {
@@ -456,6 +461,27 @@ mod tests {
         }
         // The thread's buffer survives a value too large to copy.
         assert_eq!(codec::decode::<u64>(&Encoder::one(&7u64).unwrap().0[4..]).unwrap(), 7);
+    }
+
+    /// A large value whose encoding fails after most of it was written.
+    struct FailsLate(String);
+
+    impl serde::Serialize for FailsLate {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeTuple};
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&self.0)?;
+            t.end()?;
+            Err(S::Error::custom("fails late"))
+        }
+    }
+
+    #[test]
+    fn the_threads_buffer_lets_go_of_a_large_encoding_that_failed() {
+        let e = Encoder::one(&FailsLate("y".repeat(1 << 20))).err().expect("the encoding fails");
+        assert!(e.contains("FailsLate"), "{e}");
+        assert_eq!(codec::decode::<u64>(&Encoder::one(&7u64).unwrap().0[4..]).unwrap(), 7);
+        assert!(ONE_ITEM.with(|b| b.borrow().capacity()) <= MAX_SCRATCH_BYTES);
     }
 
     #[test]
