@@ -210,8 +210,7 @@ impl<R> AsyncResult<R> {
     /// Inside a callback of the same pool (which runs on the thread that delivers results)
     /// it does not wait: a result not there yet is [`TaskError::WaitInCallback`].
     pub fn get(self) -> Result<R, TaskError> {
-        self.wait();
-        if !self.ready() {
+        if !self.wait_done() {
             return Err(TaskError::WaitInCallback { task: self.slot.task });
         }
         self.take()
@@ -304,15 +303,22 @@ impl<R> AsyncResult<R> {
     /// Inside a callback of the same pool it returns at once: the thread that would
     /// deliver the result is the one waiting (see [`TaskError::WaitInCallback`]).
     pub fn wait(&self) {
+        self.wait_done();
+    }
+
+    /// [`wait`](AsyncResult::wait), answering whether the task ended (it did, unless
+    /// this is the thread that delivers its result).
+    fn wait_done(&self) -> bool {
         let mut st = self.slot.lock();
         if !st.done && self.on_delivering_thread() {
-            return;
+            return false;
         }
         while !st.done {
             st.waiters += 1;
             st = self.slot.cond.wait(st).unwrap_or_else(|e| e.into_inner());
             st.waiters -= 1;
         }
+        true
     }
 
     /// Waits at most `timeout`; returns whether the task has ended.
