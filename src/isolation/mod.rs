@@ -338,9 +338,14 @@ impl Subtree {
 
     /// An empty cgroup for a new child: one kept, else a new one.
     fn take(&self) -> Result<PathBuf, String> {
-        if let Some(dir) = self.free().pop() {
-            return Ok(dir);
+        match self.free().pop() {
+            Some(dir) => Ok(dir),
+            None => self.make(),
         }
+    }
+
+    /// A new cgroup for a child in the subtree.
+    fn make(&self) -> Result<PathBuf, String> {
         let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("w{n}"));
         sys::contain::cgroup_create(&dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
@@ -353,11 +358,7 @@ impl Subtree {
     pub(crate) fn stock(&self, count: usize) {
         let have = self.free().len();
         for _ in have..count.min(FREE_CGROUPS) {
-            let n = NEXT_CGROUP.fetch_add(1, Ordering::Relaxed);
-            let dir = self.dir.join(format!("w{n}"));
-            if sys::contain::cgroup_create(&dir).is_err() {
-                return;
-            }
+            let Ok(dir) = self.make() else { return };
             self.free().push(dir);
         }
     }
