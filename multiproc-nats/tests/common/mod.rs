@@ -186,11 +186,38 @@ pub fn wait_for_empty_queue(server: &NatsServer, pool: &str, ack_wait: Duration)
     let broker = BrokerConfig::parse(&server.url()).unwrap();
     let since = std::time::Instant::now();
     loop {
-        let tasks = multiproc_nats::status(&broker, &queue(pool, ack_wait)).unwrap().tasks;
-        if tasks == 0 || since.elapsed() > Duration::from_secs(60) {
-            return tasks;
+        let status = multiproc_nats::status(&broker, &queue(pool, ack_wait)).unwrap();
+        if status.tasks == 0 || since.elapsed() > Duration::from_secs(60) {
+            if status.tasks > 0 {
+                eprintln!("the queue a minute on:\n{status}\n{}", stream_and_consumers(server, pool));
+            }
+            return status.tasks;
         }
         // The broker's state has nothing to wait on: it is asked again.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The task stream's sequences and each consumer's delivered and ack floor, for a
+/// failure message.
+fn stream_and_consumers(server: &NatsServer, pool: &str) -> String {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let mut stream = js.get_stream(format!("MPROC_{pool}")).await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut out = format!(
+            "stream: first {} last {} messages {} deleted {:?}\n",
+            state.first_sequence, state.last_sequence, state.messages, state.deleted_count
+        );
+        let mut consumers = stream.consumers();
+        while let Some(Ok(c)) = consumers.next().await {
+            out += &format!(
+                "consumer {}: delivered {:?} ack floor {:?} pending {} ack pending {} redelivered {}\n",
+                c.name, c.delivered, c.ack_floor, c.num_pending, c.num_ack_pending, c.num_redelivered
+            );
+        }
+        out
+    })
 }
