@@ -10,6 +10,7 @@
 //! [`Limits`]: CPU time, open files, file size, processes, niceness and CPU affinity,
 //! set in the child before anything else of the user's runs in it.
 
+mod leftovers;
 #[cfg(feature = "sandbox")]
 pub(crate) mod sandbox;
 
@@ -57,7 +58,9 @@ use crate::sys::limits::Limit;
 ///   still starting, after its cgroup was made and before its guard runs (about a
 ///   millisecond: a pool's second worker, say, when the owner dies right after `build`),
 ///   leaves that child's cgroup behind, empty (the child itself dies with its owner, and
-///   it ran no user code that could have started anything). A pool's workers forked by a fork server
+///   it ran no user code that could have started anything); the next process of the
+///   machine to use cgroup containment under the same cgroup removes it, as it removes
+///   every empty cgroup of an owner that no longer exists, the first time it looks there. A pool's workers forked by a fork server
 ///   ([`StartMethod::ForkServer`](crate::StartMethod)) share one guard instead: their
 ///   cgroups are made under one cgroup of the server's, and the template starts, once,
 ///   a guard that waits for the owner to die (or to close a pipe when it drops the
@@ -174,6 +177,7 @@ fn cgroup_base() -> &'static Result<PathBuf, String> {
         let own = sys::contain::own_cgroup().ok_or("this process is in no cgroup v2")?;
         let base = mount.join(own);
         sys::contain::cgroup_writable(&base).map_err(|e| format!("{} is not writable: {e}", base.display()))?;
+        leftovers::remove_under(&base);
         Ok(base)
     })
 }

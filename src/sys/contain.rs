@@ -124,6 +124,12 @@ pub(crate) fn cgroup_remove(dir: &Path, patience: Duration) -> io::Result<()> {
     remove_dirs(dir)
 }
 
+/// Removes the cgroup `dir` and the cgroups under it if none holds a process (the kernel
+/// refuses to remove a populated one, so nothing is killed or lost); `Err` while one does.
+pub(crate) fn cgroup_remove_empty_tree(dir: &Path) -> io::Result<()> {
+    remove_dirs(dir)
+}
+
 /// Removes an empty cgroup and the cgroups under it (a child's own children's, whose
 /// guards the kill took), deepest first.
 fn remove_dirs(dir: &Path) -> io::Result<()> {

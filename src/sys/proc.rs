@@ -27,6 +27,14 @@ pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// Whether process `pid` exists in this pid namespace (a zombie counts; one this process
+/// may not signal too). A pid that cannot be one (0, or beyond `i32`) counts as existing,
+/// so that nothing is taken for the leftover of a process that is gone.
+pub(crate) fn exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return true };
+    !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
+}
+
 /// The parent's process id (0 if it has none in this pid namespace).
 pub(crate) fn getppid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
