@@ -4,7 +4,8 @@
 //!   hung for ever, and every other task of the pool with it (with `get_timeout`, the
 //!   whole pool stalled for the timeout). Now it fails at once with
 //!   `TaskError::WaitInCallback`, and the task goes on. A result already there, or one of
-//!   another pool, is waited for as usual;
+//!   another pool, is waited for as usual. The same holds for an `.await` there (a
+//!   `block_on` inside the callback): the future is ready at once with that error;
 //! - `join` panicked ("failed to join thread: Resource deadlock avoided"), reported as the
 //!   callback's panic; now it is `PoolError::JoinInCallback`;
 //! - `terminate`, or dropping the last handle of the pool, panicked the same way; now the
@@ -98,6 +99,43 @@ fn waits_over_several_handles_inside_a_callback_of_their_pool_return_at_once() {
         (done.len(), not_done.len())
     });
     assert_eq!((done, not_done), (0, 3));
+    pool_goes_on(&pool);
+}
+
+/// Runs `f` to its end on this thread, as a callback that calls `block_on` does.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+#[test]
+fn awaits_inside_a_callback_of_the_same_pool_are_ready_at_once() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let r = in_callback(&pool, |p| block_on(p.apply_async(plus_one, 5)));
+    assert!(is_wait_in_callback(&r), "a handle awaited: {r:?}");
+    let r = in_callback(&pool, |p| block_on(p.map_async(plus_one, 0..10u64)));
+    assert!(r.is_ok() || is_wait_in_callback(&r), "a map awaited: {r:?}");
+    let first = in_callback(&pool, |p| block_on(p.imap(plus_one, 0..10u64).next_async()));
+    assert!(first.as_ref().is_some_and(|r| r.is_ok() || is_wait_in_callback(r)), "imap's next awaited: {first:?}");
+    let outcomes = in_callback(&pool, |p| {
+        let mut done = as_completed((0..3).map(|i| p.apply_async(plus_one, i)).collect::<Vec<_>>());
+        let mut outcomes = Vec::new();
+        while let Some(h) = block_on(done.next_async()) {
+            outcomes.push(h.get());
+        }
+        outcomes
+    });
+    assert_eq!(outcomes.len(), 3, "as_completed awaited hands every handle out: {outcomes:?}");
+    assert!(outcomes.iter().all(|r| r.is_ok() || is_wait_in_callback(r)), "{outcomes:?}");
+    // A handle awaited in a callback is not spent: awaited later elsewhere, it has its value.
+    let (tx, rx) = mpsc::channel();
+    let r = in_callback(&pool, move |p| {
+        let mut h = p.apply_async(plus_one, 7);
+        let r = block_on(futures_util::future::poll_fn(|cx| std::pin::Pin::new(&mut h).poll(cx)));
+        tx.send(h).unwrap();
+        r
+    });
+    assert!(is_wait_in_callback(&r), "{r:?}");
+    assert_eq!(block_on(rx.recv().unwrap()), Ok(8));
     pool_goes_on(&pool);
 }
 

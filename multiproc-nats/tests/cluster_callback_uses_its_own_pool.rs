@@ -2,7 +2,8 @@
 //! client's runtime (or on the caller's thread when the result was already there). A
 //! callback that waited there for another result of the same pool waited for itself:
 //! the client stalled, and with it every result of the pool. Now such a wait fails at once
-//! with `TaskError::WaitInCallback` (as on a local pool), `join` there is
+//! with `TaskError::WaitInCallback` (as on a local pool; an `.await` there, a
+//! `block_on`, is ready at once with it), `join` there is
 //! `PoolError::JoinInCallback`, and a wait from anywhere else gets its result. Nothing
 //! hangs, and the pool goes on.
 
@@ -37,6 +38,25 @@ fn in_callback<T: Send + 'static>(pool: &Arc<Pool>, inside: impl FnOnce(&Pool) -
     rx.recv_timeout(common::PATIENCE).expect("the callback ended")
 }
 
+/// Polls `f` to its end on this thread, parking between polls (a `block_on`).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 #[test]
 fn a_callback_waiting_on_its_own_cluster_pool_is_answered_at_once() {
     let Some(server) = NatsServer::start("callback-waits") else { return };
@@ -50,6 +70,12 @@ fn a_callback_waiting_on_its_own_cluster_pool_is_answered_at_once() {
             assert!(matches!(r, Err(TaskError::WaitInCallback { .. })), "round {i}: {r:?}");
         } else {
             assert_eq!(r, Ok(2 * i), "round {i}: waited for off the client's thread");
+        }
+        let (here, r) = in_callback(&pool, move |p| block_on(p.apply_async(double, i)));
+        if here {
+            assert!(matches!(r, Err(TaskError::WaitInCallback { .. })), "round {i}, awaited: {r:?}");
+        } else {
+            assert_eq!(r, Ok(2 * i), "round {i}: awaited off the client's thread");
         }
         let (here, r) = in_callback(&pool, |p| p.map(double, 0..4u64));
         if here {

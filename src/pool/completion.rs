@@ -158,7 +158,11 @@ impl<R> Watched<R> {
     /// The next handle to end, or `Pending` until one has.
     fn poll_next_ended(&mut self, cx: &Context<'_>) -> Poll<Option<AsyncResult<R>>> {
         while self.left > 0 {
-            let Some(i) = self.notifier.poll_pop(cx) else { return Poll::Pending };
+            let Some(i) = self.notifier.poll_pop(cx) else {
+                // Awaited inside a callback of their pool: the handles left come out as
+                // they are, as from `next` there.
+                return if self.none_can_end_here() { Poll::Ready(self.take_one_left()) } else { Poll::Pending };
+            };
             if let Some(h) = self.handles.get_mut(i).and_then(Option::take) {
                 self.left -= 1;
                 return Poll::Ready(Some(h));

@@ -185,7 +185,9 @@ pub enum TaskError {
     /// The result was waited for on the thread that delivers it: inside a callback of
     /// the same pool (callbacks run on the pool's driver thread). Such a wait could never
     /// end, and would stop every task of the pool with it, so it fails at once; the task
-    /// itself goes on.
+    /// itself goes on. The same for a future of the pool's (a handle, a map, an `imap`'s
+    /// next item, `as_completed`'s next) polled there before it is ready (an `.await` in a
+    /// `block_on` inside the callback): it is ready at once with this error.
     #[error(
         "task `{task}`: its result was waited for inside a callback of its own pool, on the thread that \
          delivers results, where it could never arrive (wait on another thread, or start the work from the \

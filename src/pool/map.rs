@@ -916,7 +916,7 @@ impl<R> Future for MapResult<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         {
             let mut st = self.collector.lock();
-            if !st.complete(self.len) {
+            if !st.complete(self.len) && !self.shared.waiting_would_deadlock() {
                 match &st.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => st.waker = Some(cx.waker().clone()),
@@ -1165,6 +1165,10 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMapIter<'a, R> {
         let ordered = self.collector.ordered;
         let mut st = self.collector.lock();
         if !next_is_in(&st, ordered) {
+            if self.shared.waiting_would_deadlock() {
+                // Awaited inside a callback of its pool: as `next` there.
+                return Poll::Ready(Some(Err(TaskError::WaitInCallback { task: self.spec.task })));
+            }
             match &st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => st.waker = Some(cx.waker().clone()),

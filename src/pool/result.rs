@@ -446,12 +446,20 @@ impl<R> Future for AsyncResult<R> {
     type Output = Result<R, TaskError>;
 
     /// Ready once the task has ended. Polling again after that gives
-    /// [`TaskError::Cancelled`] (the value was handed out already).
+    /// [`TaskError::Cancelled`] (the value was handed out already). Polled inside a
+    /// callback of its pool before the task has ended, it is ready at once with
+    /// [`TaskError::WaitInCallback`], as [`get`](AsyncResult::get) is.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = self.slot.lock();
         if st.done {
             let outcome = st.outcome.take().map(|r| r.map_err(|e| *e));
             return Poll::Ready(outcome.unwrap_or(Err(TaskError::Cancelled { task: self.slot.task })));
+        }
+        if self.on_delivering_thread() {
+            // Awaited inside a callback of its pool (a `block_on` there): the result
+            // could never come while this thread waits. The task goes on; a later poll
+            // from another thread still gets its outcome.
+            return Poll::Ready(Err(TaskError::WaitInCallback { task: self.slot.task }));
         }
         match &st.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
