@@ -822,7 +822,8 @@ impl Driver {
             let started = w.counters.get(SLOT_STARTED).load(Ordering::Acquire);
             (started, w.counters.get(SLOT_FINISHED).load(Ordering::Acquire))
         };
-        let Some(Death { code, mut blame, attempt }) = death(&w.process, counters, w.answered) else { return };
+        let sent = w.answered + w.held.iter().map(|h| h.job.count as u64).sum::<u64>();
+        let Some(Death { code, mut blame, attempt }) = death(&w.process, counters, (w.answered, sent)) else { return };
         if w.leaving == Some(Leaving::Killed(Kill::ConnectionLost)) {
             blame = blame.after_connection_lost(w.answered);
         }
@@ -1157,15 +1158,16 @@ struct Death {
 
 /// Whether `process` has ended, and how; `None` while it runs. `counters` reads its
 /// shared counters (items started, finished), once it has ended, so they are final;
-/// `answered` is how many of its items' results the driver holds.
-fn death(process: &impl Wait, counters: impl FnOnce() -> (u64, u64), answered: u64) -> Option<Death> {
+/// `answered` is how many of its items' results the driver holds, `sent` how many items
+/// it was sent (those answered and those it holds).
+fn death(process: &impl Wait, counters: impl FnOnce() -> (u64, u64), (answered, sent): (u64, u64)) -> Option<Death> {
     let code = match process.try_wait() {
         Ok(Some(code)) => code,
         Ok(None) => return None,
         Err(_) => -1,
     };
     let (started, finished) = counters();
-    let blame = Blame::of(started, finished, answered);
+    let blame = Blame::of(started, finished, answered, sent);
     Some(Death { code, blame, attempt: Attempt::from_exitcode(process.pid(), code) })
 }
 
@@ -1192,8 +1194,19 @@ pub(crate) enum Blame {
 }
 
 impl Blame {
-    fn of(started: u64, finished: u64, answered: u64) -> Blame {
-        if started > finished {
+    /// The blame the counters a worker left (items started, finished) point to, given
+    /// that the driver holds the results of its first `answered` items and sent it
+    /// `sent`. The counters are in the worker's memory, which a task that scribbles over
+    /// memory may have overwritten before it crashed: counters no worker telling the
+    /// truth leaves (an item finished before one answered, more than one running, more
+    /// started than sent) charge nobody; every item held is a suspect, run again alone,
+    /// so that the item that crashes alone is charged (the ledger's rule holds).
+    fn of(started: u64, finished: u64, answered: u64, sent: u64) -> Blame {
+        let truthful =
+            answered <= finished && finished <= started && started <= finished.saturating_add(1) && started <= sent;
+        if !truthful {
+            Blame::Suspects(answered, sent)
+        } else if started > finished {
             Blame::Running(finished)
         } else if finished == answered + 1 {
             Blame::Lost(answered)
@@ -1382,12 +1395,12 @@ mod tests {
     #[test]
     fn lost_results_charge_their_item_or_isolate_the_suspects() {
         use Fate::*;
-        assert_eq!(Blame::of(5, 4, 2), Blame::Running(4));
+        assert_eq!(Blame::of(5, 4, 2, 8), Blame::Running(4));
         // One result lost: a task that closes its worker's socket and returns is charged,
         // so it cannot be re-run forever.
-        assert_eq!(Blame::of(4, 4, 3), Blame::Lost(3));
-        assert_eq!(Blame::of(4, 4, 2), Blame::Suspects(2, 4));
-        assert_eq!(Blame::of(4, 4, 4), Blame::Next(4));
+        assert_eq!(Blame::of(4, 4, 3, 8), Blame::Lost(3));
+        assert_eq!(Blame::of(4, 4, 2, 8), Blame::Suspects(2, 4));
+        assert_eq!(Blame::of(4, 4, 4, 8), Blame::Next(4));
         assert_eq!(Blame::Suspects(2, 4).charged(), None);
         // Suspects 8..12 span the tail of a task at 5..10 and the head of one at 10..15.
         let cut = cut_held([job("t", 0, 5), job("t", 5, 5)], 5, Blame::Suspects(8, 12));
@@ -1457,15 +1470,32 @@ mod tests {
     }
 
     #[test]
+    fn counters_no_truthful_worker_leaves_make_every_held_item_a_suspect() {
+        // Sent items 2..8 (2 answered): a worker telling the truth runs one at a time,
+        // in order, and finishes an item before its result can be answered.
+        for (started, finished) in [(9, 8), (7, 3), (1, 0), (u64::MAX, 0), (u64::MAX, u64::MAX), (3, 4), (0, 0)] {
+            assert_eq!(Blame::of(started, finished, 2, 8), Blame::Suspects(2, 8), "({started}, {finished})");
+        }
+        // Seen: a task that wrote `started` 5 past `finished`, one past the item it ran;
+        // each death charged the innocent item after it, and the culprit, left alone in
+        // its task, was re-run for ever. Now it runs alone, and dies alone: charged.
+        let cut = cut_held([job("t", 0, 1)], 0, Blame::of(6, 1, 0, 1));
+        assert_eq!(fated(&cut), [(0, 1, Fate::Isolate)]);
+        let mut alone = job("t", 0, 1);
+        alone.isolate = true;
+        assert_eq!(fated(&cut_held([alone], 0, Blame::of(6, 1, 0, 1))), [(0, 1, Fate::Charge)]);
+    }
+
+    #[test]
     fn a_process_is_reaped_once_it_has_ended_with_its_final_counters() {
         let running = Mock(Some(Ok(None)));
-        assert!(death(&running, || panic!("the counters of a running worker are not final"), 0).is_none());
-        let killed = death(&Mock(Some(Ok(Some(-libc::SIGKILL)))), || (5, 4), 2).unwrap();
+        assert!(death(&running, || panic!("the counters of a running worker are not final"), (0, 0)).is_none());
+        let killed = death(&Mock(Some(Ok(Some(-libc::SIGKILL)))), || (5, 4), (2, 8)).unwrap();
         assert_eq!((killed.code, killed.blame), (-libc::SIGKILL, Blame::Running(4)));
         assert_eq!((killed.attempt.pid, killed.attempt.signal), (42, Some(libc::SIGKILL)));
-        let between = death(&Mock(Some(Ok(Some(0)))), || (4, 4), 4).unwrap();
+        let between = death(&Mock(Some(Ok(Some(0)))), || (4, 4), (4, 4)).unwrap();
         assert_eq!((between.code, between.blame, between.attempt.exit_code), (0, Blame::Next(4), Some(0)));
-        let lost = death(&Mock(Some(Err(std::io::Error::other("gone")))), || (1, 0), 0).unwrap();
+        let lost = death(&Mock(Some(Err(std::io::Error::other("gone")))), || (1, 0), (0, 1)).unwrap();
         assert_eq!((lost.code, lost.blame), (-1, Blame::Running(0)));
     }
 
