@@ -25,6 +25,12 @@
 //! messages until the one with its number: older ones were orphaned by a producer that
 //! died between send and commit, or left by a consumer that died after its commit; if
 //! its own is gone, the marker is skipped.
+//!
+//! Every process using the queue maps the ring, a task's too, so a task that scribbles
+//! over its memory can overwrite `head` or `tail`: each is checked where it is loaded to
+//! be a record's start inside the ring (`check_positions`), and a queue where one is not
+//! fails every `put` and `get` with an error naming it corrupt, never a read or write
+//! outside the ring.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -84,6 +90,10 @@ fn pos(word: u64) -> usize {
 }
 fn pack(seq: u32, pos: usize) -> u64 {
     ((pos as u64) << 32) | seq as u64
+}
+/// Whether `p` can be where a record starts in a ring of `cap` bytes.
+fn is_record_start(p: usize, cap: usize) -> bool {
+    p < cap && p.is_multiple_of(8)
 }
 fn pad8(n: usize) -> usize {
     n.next_multiple_of(8)
@@ -244,6 +254,26 @@ impl Ring {
         }
     }
 
+    /// `Err` naming the queue corrupt when `head` or `tail` holds a position no process
+    /// using the queue writes (outside the ring, or not at a record's start): the ring is
+    /// in memory every process using the queue maps, so a task that scribbles over its
+    /// memory can overwrite them, and reading a record there would read out of the ring.
+    fn check_positions(&self, head: u64, tail: u64) -> Result<(), RingError> {
+        if is_record_start(pos(head), self.cap) && is_record_start(pos(tail), self.cap) {
+            return Ok(());
+        }
+        Err(RingError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "corrupt queue: its positions (head {:#x}, tail {:#x}) are not in its ring of {} bytes; \
+                 a process using it overwrote them",
+                pos(head),
+                pos(tail),
+                self.cap
+            ),
+        )))
+    }
+
     fn used(&self, head: u64, tail: u64) -> usize {
         if seq(tail) == seq(head) {
             return 0;
@@ -273,6 +303,7 @@ impl Ring {
             }
             let head = head_w.load(SeqCst);
             let tail = tail_w.load(SeqCst);
+            self.check_positions(head, tail)?;
             let count = seq(tail).wrapping_sub(seq(head));
             let full = (self.maxsize > 0 && count >= self.maxsize) || self.cap - self.used(head, tail) < need;
             if !full {
@@ -476,6 +507,7 @@ impl Ring {
             }
             let head = head_w.load(SeqCst);
             let tail = tail_w.load(SeqCst);
+            self.check_positions(head, tail)?;
             if seq(tail) != seq(head) {
                 return Ok(head);
             }
