@@ -5,14 +5,17 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
-use rustix::fs::{MemfdFlags, fstat, ftruncate, memfd_create};
+use rustix::fs::{MemfdFlags, SealFlags, fstat, ftruncate, memfd_create};
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 
 /// A page of `u64` counters that two processes see at once: one writes, the other reads.
 ///
 /// It is a memfd mapped shared; the descriptor travels to the child (`SCM_RIGHTS`),
 /// which maps the same page. Counters are atomics, so no lock and no syscall is
-/// needed to publish a value.
+/// needed to publish a value. The memfd is sealed at its size before it is shared: the
+/// other process (a task in it that truncates the files it has open) cannot shrink the
+/// page under this one's mapping, where a read would then fault (SIGBUS); a page that is
+/// not sealed so is refused.
 #[derive(Debug)]
 pub(crate) struct SharedCounters {
     base: NonNull<AtomicU64>,
@@ -31,16 +34,23 @@ impl SharedCounters {
     /// Creates a zeroed page of `slots` counters (at most 512).
     pub(crate) fn create(slots: usize) -> io::Result<SharedCounters> {
         assert!(slots * 8 <= PAGE, "at most {} counters fit in one page", PAGE / 8);
-        let fd = memfd_create("multiproc-counters", MemfdFlags::CLOEXEC)?;
+        let fd = memfd_create("multiproc-counters", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         ftruncate(&fd, PAGE as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Self::map(fd, slots)
     }
 
     /// Maps a page received from another process.
     pub(crate) fn open(fd: OwnedFd, slots: usize) -> io::Result<SharedCounters> {
         let st = fstat(&fd)?;
-        if (st.st_size as u64) < (slots * 8) as u64 {
+        if (st.st_size as u64) < PAGE as u64 || slots * 8 > PAGE {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "the shared counter page is too small"));
+        }
+        if !rustix::fs::fcntl_get_seals(&fd).is_ok_and(|s| s.contains(SealFlags::SHRINK)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the shared counter page is not sealed at its size",
+            ));
         }
         Self::map(fd, slots)
     }
@@ -271,5 +281,15 @@ mod tests {
         a.get(3).store(42, Ordering::Release);
         assert_eq!(b.get(3).load(Ordering::Acquire), 42);
         assert_eq!(b.get(0).load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_counter_page_cannot_be_shrunk_and_an_unsealed_one_is_refused() {
+        let a = SharedCounters::create(4).unwrap();
+        assert!(ftruncate(a.fd(), 0).is_err(), "sealed at its size");
+        let unsealed = memfd_create("unsealed", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&unsealed, PAGE as u64).unwrap();
+        let e = SharedCounters::open(unsealed, 4).unwrap_err();
+        assert!(e.to_string().contains("not sealed"), "{e}");
     }
 }
