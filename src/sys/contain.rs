@@ -643,13 +643,16 @@ mod tests {
         let mut child = std::process::Command::new("sh").arg("-c").arg("sleep 30 & wait").spawn().unwrap();
         let me = std::process::id();
         let deadline = Instant::now() + Duration::from_secs(20);
-        // The shell starts its sleep by itself: wait until the walk sees both.
-        while descendants(me).iter().filter(|p| **p != child.id()).count() == 0 && Instant::now() < deadline {
+        // The shell starts its sleep by itself: wait until the walk sees it under the
+        // shell (not just any other descendant of this process: tests beside this one
+        // start children of their own).
+        while descendants(child.id()).is_empty() && Instant::now() < deadline {
             std::thread::yield_now();
         }
+        let grandchildren = descendants(child.id());
         let found = descendants(me);
         assert!(found.contains(&child.id()), "{found:?}");
-        assert!(found.len() >= 2, "{found:?}");
+        assert!(!grandchildren.is_empty() && grandchildren.iter().all(|g| found.contains(g)), "{found:?}");
         kill_tree(child.id());
         child.wait().unwrap();
     }
