@@ -6,7 +6,9 @@
 //! `imap_unordered`, `apply_async` with callbacks, or `starmap`; faults at random items:
 //! panic, SIGKILL, SIGSTOP past a timeout, segfault, abort, `exit`, closed descriptors,
 //! an oversized result, a panicking `Deserialize` of the result in the parent or of the
-//! argument in the worker, a panicking `Serialize` of the result) or an **IPC run** (a
+//! argument in the worker, a panicking `Serialize` of the result, the worker's counter
+//! page overwritten before an abort, every shared-memory file of the worker truncated) or
+//! an **IPC run** (a
 //! child using a `Queue`, a `Pipe` or a `Manager` is SIGKILLed in the middle).
 //!
 //! After each run: every item settled exactly once, with its value or an error whose

@@ -41,11 +41,17 @@ pub enum Fault {
     ArgDecodePanic,
     /// Returns a result whose `Serialize` panics in the worker.
     ResultEncodePanic,
+    /// Overwrites its worker's counter page (the page it shares with its pool: items
+    /// started, finished) with counters no truthful worker leaves, as a stray write
+    /// would, then aborts.
+    ScribbledCounters,
+    /// Truncates every shared-memory file its worker has open, then returns its value.
+    TruncatedFiles,
 }
 
 impl Fault {
     /// Every fault a pool run can inject.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Panic,
         Fault::SigKill,
         Fault::SigStop,
@@ -57,6 +63,8 @@ impl Fault {
         Fault::ResultDecodePanic,
         Fault::ArgDecodePanic,
         Fault::ResultEncodePanic,
+        Fault::ScribbledCounters,
+        Fault::TruncatedFiles,
     ];
 
     /// The name used in `KNOWN_BROKEN` and `MULTIPROC_CHAOS_FAULTS`.
@@ -74,7 +82,14 @@ impl Fault {
             Fault::ResultDecodePanic => "result_decode_panic",
             Fault::ArgDecodePanic => "arg_decode_panic",
             Fault::ResultEncodePanic => "result_encode_panic",
+            Fault::ScribbledCounters => "scribbled_counters",
+            Fault::TruncatedFiles => "truncated_files",
         }
+    }
+
+    /// Whether the item still gives its value.
+    pub fn gives_value(self) -> bool {
+        matches!(self, Fault::None | Fault::TruncatedFiles)
     }
 }
 
@@ -175,11 +190,43 @@ fn commit(fault: Fault, index: u64) {
                 unsafe { libc::close(fd) };
             }
         }
+        Fault::ScribbledCounters => {
+            scribble_counters();
+            std::process::abort();
+        }
+        Fault::TruncatedFiles => truncate_shared_memory(),
         Fault::None
         | Fault::Oversized
         | Fault::ResultDecodePanic
         | Fault::ArgDecodePanic
         | Fault::ResultEncodePanic => {}
+    }
+}
+
+/// Overwrites the first two words of this process's pool counter page: `started` five
+/// items past `finished`, which is one past the item running.
+fn scribble_counters() {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let Some(line) = maps.lines().find(|l| l.contains("multiproc-counters")) else { return };
+    let at = u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+    let mem = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").unwrap();
+    let mut started = [0u8; 8];
+    mem.read_exact_at(&mut started, at).unwrap();
+    let running = u64::from_le_bytes(started);
+    let _ = mem.write_all_at(&(running + 5).to_le_bytes(), at);
+    let _ = mem.write_all_at(&running.to_le_bytes(), at + 8);
+}
+
+/// Truncates to nothing every memfd this process has open (those it shares with its pool
+/// must be sealed against it).
+fn truncate_shared_memory() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    for entry in dir.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        if target.to_string_lossy().starts_with("/memfd:") {
+            let _ = std::fs::OpenOptions::new().write(true).open(entry.path()).and_then(|f| f.set_len(0));
+        }
     }
 }
 
@@ -193,7 +240,7 @@ pub fn check_outcome(
 ) -> Result<(), String> {
     let bad = |why: &str| Err(format!("item {index} ({}): {why}: got {r:?}", fault.name()));
     let r = match r {
-        Ok(out) if fault == Fault::None => {
+        Ok(out) if fault.gives_value() => {
             if out.index == index && out.value == value_of(index).wrapping_add(salt) {
                 return Ok(());
             }
@@ -223,11 +270,11 @@ fn check_error(index: u64, fault: Fault, retries: u32, e: &TaskError) -> Result<
         _ => Err(format!("want Panicked with `{want}`")),
     };
     match fault {
-        Fault::None => Err("an error where a value was due".into()),
+        Fault::None | Fault::TruncatedFiles => Err("an error where a value was due".into()),
         Fault::Panic => panicked(format!("chaos: panic in item {index}")),
         Fault::SigKill => died(Some(9), None),
         Fault::Segfault => died(Some(11), None),
-        Fault::Abort => died(Some(6), None),
+        Fault::Abort | Fault::ScribbledCounters => died(Some(6), None),
         Fault::Exit => died(None, Some(EXIT_CODE)),
         Fault::SigStop => match e {
             TaskError::Timeout { .. } => Ok(()),
