@@ -4,9 +4,9 @@
 //! does not dies of it as before, and its workers with it.
 //!
 //! Each program here leads a process group of its own (`setsid`), as a program started
-//! from a shell does, and its pool keeps its workers in that group (`Contain::Off`; a
-//! cgroup keeps them there too, while the process-tree containment gives each worker a
-//! group of its own, which a terminal's Ctrl-C does not reach anyway).
+//! from a shell does. Its pool's workers each lead a group of their own (so that a task's
+//! `kill 0` cannot reach the program: `tests/pool_task_signals_its_process_group.rs`),
+//! which a terminal's Ctrl-C does not reach; they ignore SIGINT as well.
 
 use multiproc::{Connection, Contain, Pipe, Pool, Process};
 use rustix::process::{Pid, PidfdFlags, Signal, getpgid, kill_process_group, pidfd_open, setsid};
@@ -55,7 +55,7 @@ fn interrupt_while_a_task_runs(program: fn(Connection<u32>)) -> (Process, u32, C
     let leader = Pid::from_raw(p.pid().unwrap() as i32).unwrap();
     let task = Pid::from_raw(task_pid as i32).unwrap();
     assert_eq!(getpgid(Some(leader)).unwrap(), leader, "the program leads its own group");
-    assert_eq!(getpgid(Some(task)).unwrap(), leader, "the task runs in the program's group");
+    assert_eq!(getpgid(Some(task)).unwrap(), task, "the task's worker leads a group of its own");
     kill_process_group(leader, Signal::INT).unwrap();
     (p, task_pid, mine)
 }
@@ -63,8 +63,8 @@ fn interrupt_while_a_task_runs(program: fn(Connection<u32>)) -> (Process, u32, C
 #[test]
 fn ctrl_c_leaves_a_running_task_to_the_program_that_handles_it() {
     let (p, _task, conn) = interrupt_while_a_task_runs(program_with_a_handler);
-    // The signal was delivered to the whole group when `kill` returned: the task's
-    // process got it too, and is still there to finish.
+    // The signal was delivered to the program's whole group when `kill` returned; the
+    // task's process is still there to finish.
     conn.send(42).unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0), "the task finished after Ctrl-C and the program ended");

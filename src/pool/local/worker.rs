@@ -60,6 +60,11 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     // group, workers included; the program that owns the pool decides what it means
     // (Python's pebble and billiard do the same). A task may set it back.
     sys::proc::ignore_interrupt();
+    // And a process group of its own, whatever the containment: a task's `kill(0, ..)`
+    // (a shell script's `trap 'kill 0' EXIT`, say) signals its process group, which was
+    // the program's: the program died of what a task ran. (Ctrl-C, ignored here anyway,
+    // no longer reaches a worker or what its tasks start: the program decides.)
+    let _ = sys::contain::own_process_group();
     let (mut reader, mut writer) = ctx.channel.split();
     let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
