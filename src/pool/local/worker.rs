@@ -54,6 +54,11 @@ fn exit_cleanly() -> ! {
     std::process::exit(0)
 }
 
+/// How far a worker raises its OOM score adjustment above its program's (out of 1000):
+/// the OOM killer takes a worker before its program unless the program holds half of the
+/// memory more than that worker (see `sys::proc::raise_oom_score`).
+const WORKER_OOM_SCORE: i32 = 500;
+
 /// The worker's entry: setup, initializer, then tasks until told to stop or the parent goes.
 pub(crate) fn worker_entry(ctx: ChildContext) {
     // Before any user code: Ctrl-C in a terminal reaches every process of its foreground
@@ -65,6 +70,10 @@ pub(crate) fn worker_entry(ctx: ChildContext) {
     // the program's: the program died of what a task ran. (Ctrl-C, ignored here anyway,
     // no longer reaches a worker or what its tasks start: the program decides.)
     let _ = sys::contain::own_process_group();
+    // And first in line for the OOM killer, ahead of its program: a task that leaks until
+    // memory runs out (the machine's, or a container's) should cost its own worker, not
+    // the program, which would otherwise be picked whenever it holds more memory.
+    sys::proc::raise_oom_score(WORKER_OOM_SCORE);
     let (mut reader, mut writer) = ctx.channel.split();
     let (setup, counters) = read_setup(&mut reader);
     install_panic_hook();
