@@ -345,6 +345,10 @@ enum Misbehaviour {
     /// Panics, and panics again while unwinding: the process aborts, as under
     /// `panic = "abort"`.
     PanicsTwice,
+    /// Runs a shell that signals its whole process group (`kill 0`), then returns.
+    SignalsItsGroup,
+    /// Truncates every shared-memory file its worker has open, then returns.
+    TruncatesItsFiles,
 }
 
 struct PanicsWhenDroppedUnwinding;
@@ -386,6 +390,18 @@ fn misbehave(how: Misbehaviour) -> Vec<u8> {
             let _guard = PanicsWhenDroppedUnwinding;
             panic!("a task that panics")
         }
+        Misbehaviour::SignalsItsGroup => {
+            let _ = std::process::Command::new("sh").arg("-c").arg("kill -TERM 0; sleep 5").status();
+            vec![6]
+        }
+        Misbehaviour::TruncatesItsFiles => {
+            for entry in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
+                if std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:")) {
+                    let _ = std::fs::OpenOptions::new().write(true).open(entry.path()).and_then(|f| f.set_len(0));
+                }
+            }
+            vec![7]
+        }
     }
 }
 
@@ -420,7 +436,20 @@ fn accounting() -> Result<(), Box<dyn std::error::Error>> {
     section("Accounting: whatever a task does, it settles once and costs only itself");
     let pool = multiproc::Pool::builder().processes(2).max_frame_size(1 << 20).build()?;
     use Misbehaviour::*;
-    let jobs = [Fine, CutsItsSocket, Fine, HugeResult, Fine, PanicsWhileEncoding, Fine, PanicsTwice, Fine];
+    let jobs = [
+        Fine,
+        CutsItsSocket,
+        Fine,
+        HugeResult,
+        Fine,
+        PanicsWhileEncoding,
+        Fine,
+        PanicsTwice,
+        Fine,
+        SignalsItsGroup,
+        TruncatesItsFiles,
+        Fine,
+    ];
     let handles: Vec<_> = jobs.iter().map(|&job| pool.apply_async(misbehave, job)).collect();
     for (job, h) in jobs.iter().zip(handles) {
         match h.get() {
