@@ -101,6 +101,10 @@ fn is_transient(e: &std::io::Error) -> bool {
 
 /// The entry of a started server process.
 pub(crate) fn server_entry(ctx: ChildContext) {
+    // Ctrl-C in a terminal reaches every process of its foreground group: the program
+    // decides what it means, and its server must outlive a program that handles it (a
+    // program that dies of it takes the server along). Python's server ignores it too.
+    crate::sys::proc::ignore_interrupt();
     let ChildContext { mut channel, payload, .. } = ctx;
     let config: ServerConfig = match crate::wire::codec::decode(&payload) {
         Ok(c) => c,
