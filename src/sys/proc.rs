@@ -40,10 +40,16 @@ pub(crate) fn exists(pid: u32) -> bool {
 /// one with the adjustment it had, unless that one holds `by`/1000 of the memory more.
 /// Raising needs no privilege; a failure (no `/proc`) leaves it as it was.
 pub(crate) fn raise_oom_score(by: i32) {
-    let path = "/proc/self/oom_score_adj";
-    let Ok(now) = std::fs::read_to_string(path) else { return };
-    let Ok(now) = now.trim().parse::<i32>() else { return };
-    let _ = std::fs::write(path, now.saturating_add(by).min(1000).to_string());
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    // One open for both the read and the write: this runs in every worker's start.
+    let Ok(mut file) = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/oom_score_adj") else {
+        return;
+    };
+    let mut now = [0u8; 16];
+    let Ok(n) = file.read(&mut now) else { return };
+    let Some(now) = std::str::from_utf8(&now[..n]).ok().and_then(|s| s.trim().parse::<i32>().ok()) else { return };
+    let _ = file.write_all_at(now.saturating_add(by).min(1000).to_string().as_bytes(), 0);
 }
 
 /// The parent's process id (0 if it has none in this pid namespace).
