@@ -18,9 +18,10 @@ fn queue_address() -> u64 {
     u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap()
 }
 
-/// Puts one message, then overwrites the ring's `head` word (its position in the upper
-/// half) with a position far outside the ring, as a stray write would.
-fn put_then_scribble((q, word_at): (Queue<u64>, u64)) {
+/// Puts one message, then overwrites the ring's `head` or `tail` word as a stray write
+/// would: with a position far outside the ring (the word's upper half), or, with
+/// `count_only`, with a message count past the one message there (its lower half).
+fn put_then_scribble((q, word_at, count_only): (Queue<u64>, u64, bool)) {
     q.put(7).unwrap();
     // The put is in the ring (its feeder thread has written it) before the scribble.
     q.close();
@@ -29,7 +30,12 @@ fn put_then_scribble((q, word_at): (Queue<u64>, u64)) {
     let at = queue_address() + word_at;
     let mut head = [0u8; 8];
     mem.read_exact_at(&mut head, at).unwrap();
-    let scribbled = (u64::from_le_bytes(head) & 0xffff_ffff) | (0x7fff_fff8u64 << 32);
+    let word = u64::from_le_bytes(head);
+    let scribbled = if count_only {
+        (word & !0xffff_ffff) | ((word as u32).wrapping_add(6) as u64)
+    } else {
+        (word & 0xffff_ffff) | (0x7fff_fff8u64 << 32)
+    };
     mem.write_all_at(&scribbled.to_le_bytes(), at).unwrap();
 }
 
@@ -45,7 +51,7 @@ const TAIL_AT: u64 = 192;
 #[test]
 fn a_scribbled_head_is_an_error_not_a_panic() {
     let q = Queue::<u64>::new().unwrap();
-    let mut p = Process::new(put_then_scribble, (q.clone(), HEAD_AT));
+    let mut p = Process::new(put_then_scribble, (q.clone(), HEAD_AT, false));
     p.start().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
@@ -58,7 +64,23 @@ fn a_scribbled_head_is_an_error_not_a_panic() {
 #[test]
 fn a_scribbled_tail_is_an_error_not_a_panic() {
     let q = Queue::<u64>::new().unwrap();
-    let mut p = Process::new(put_then_scribble, (q.clone(), TAIL_AT));
+    let mut p = Process::new(put_then_scribble, (q.clone(), TAIL_AT, false));
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    let put = q.put_timeout(8, Duration::from_secs(60));
+    assert!(corrupt(&put), "put: {put:?}");
+    let got = q.get_timeout(Duration::from_secs(60));
+    assert!(corrupt(&got), "get: {got:?}");
+}
+
+#[test]
+fn a_scribbled_message_count_is_an_error_not_a_queue_full_for_ever() {
+    // A bounded queue whose head says more messages were taken than were ever put: the
+    // count of messages in it wraps past any that fit, and a blocking put waited for room
+    // for ever.
+    let q = Queue::<u64>::bounded(4).unwrap();
+    let mut p = Process::new(put_then_scribble, (q.clone(), HEAD_AT, true));
     p.start().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));

@@ -28,7 +28,8 @@
 //!
 //! Every process using the queue maps the ring, a task's too, so a task that scribbles
 //! over its memory can overwrite `head` or `tail`: each is checked where it is loaded to
-//! be a record's start inside the ring (`check_positions`), and a queue where one is not
+//! be a record's start inside the ring, with no more messages between them than the ring
+//! can hold (`check_positions`), and a queue where one is not
 //! fails every `put` and `get` with an error naming it corrupt, never a read or write
 //! outside the ring.
 
@@ -259,14 +260,16 @@ impl Ring {
     /// in memory every process using the queue maps, so a task that scribbles over its
     /// memory can overwrite them, and reading a record there would read out of the ring.
     fn check_positions(&self, head: u64, tail: u64) -> Result<(), RingError> {
-        if is_record_start(pos(head), self.cap) && is_record_start(pos(tail), self.cap) {
+        // Every record takes 8 bytes at least: no more messages than that fit.
+        let count = seq(tail).wrapping_sub(seq(head)) as usize;
+        if is_record_start(pos(head), self.cap) && is_record_start(pos(tail), self.cap) && count <= self.cap / 8 {
             return Ok(());
         }
         Err(RingError::Io(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "corrupt queue: its positions (head {:#x}, tail {:#x}) are not in its ring of {} bytes; \
-                 a process using it overwrote them",
+                "corrupt queue: its positions (head {:#x}, tail {:#x}) or its count of {count} messages do not \
+                 fit its ring of {} bytes; a process using it overwrote them",
                 pos(head),
                 pos(tail),
                 self.cap
