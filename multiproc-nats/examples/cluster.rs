@@ -9,7 +9,9 @@
 //!
 //! Every program finds the broker in `MULTIPROC_NATS_URL` (default `nats://127.0.0.1:4222`;
 //! credentials and TLS options go in the URL, e.g. `nats://user:password@host:4222`).
-//! Workers must run this very binary: a worker of another build refuses the tasks.
+//! A worker takes its settings from the environment too, e.g. `MULTIPROC_NATS_PROCESSES=4`
+//! and `MULTIPROC_NATS_MAX_ARGS_BYTES=1GiB` (at most that much of large arguments held at
+//! once). Workers must run this very binary: a worker of another build refuses the tasks.
 //! A broker reachable from other machines needs credentials and TLS (`nats-server -js
 //! --user u --pass p --tls ...`): whoever may publish tasks can make workers run any
 //! function of this binary.

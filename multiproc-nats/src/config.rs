@@ -968,6 +968,27 @@ fn parse_number<T: std::str::FromStr>(var: &str, s: &str) -> Result<T, ConfigErr
     s.trim().parse().map_err(|_| ConfigError::new(format!("{var}={s} is not a number")))
 }
 
+/// A number of bytes (`1048576`, `512MiB`, `2GiB`, `64 KiB`) from environment variable
+/// `var`.
+pub(crate) fn parse_bytes(var: &str, s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim() {
+        "" | "B" => Some(0),
+        "KiB" => Some(10),
+        "MiB" => Some(20),
+        "GiB" => Some(30),
+        _ => None,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .zip(shift)
+        .and_then(|(n, shift)| n.checked_mul(1 << shift))
+        .ok_or_else(|| ConfigError::new(format!("{var}={s} is not a number of bytes (e.g. 1048576, 512MiB, 2GiB)")))
+}
+
 /// A number of seconds (`30`, `1.5`) from environment variable `var`.
 pub(crate) fn parse_seconds(var: &str, s: &str) -> Result<Duration, ConfigError> {
     s.trim()
@@ -980,6 +1001,18 @@ pub(crate) fn parse_seconds(var: &str, s: &str) -> Result<Duration, ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_of_bytes_takes_a_binary_unit_or_is_an_error_naming_the_variable() {
+        assert_eq!(parse_bytes("V", "1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes("V", " 512MiB ").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("V", "2 GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("V", "64KiB").unwrap(), 64 << 10);
+        for bad in ["", "MiB", "1.5GiB", "12MB", "-1", "99999999999GiB"] {
+            let e = parse_bytes("V", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("V={bad} is not a number of bytes")), "{e}");
+        }
+    }
 
     #[test]
     fn user_and_password_are_parsed_and_never_printed() {

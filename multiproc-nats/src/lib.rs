@@ -89,8 +89,9 @@
 //! `ack_wait` (10 s by default; workers send in-progress acks every third of it) before the task of a silent worker goes to another, and at
 //! most `max_deliver` (5) deliveries. See [`QueueConfig`]; each setting can also come from
 //! the environment (`MULTIPROC_NATS_POOL`, `_REPLICAS`, `_ACK_WAIT`, `_MAX_DELIVER`,
-//! `_MAX_ACK_PENDING`, `_CLIENT_LEASE`, `_RESULT_TTL`; a worker's `_PROCESSES` and
-//! `_RESULT_PATIENCE`, a client's `_SUBMIT_PATIENCE` and `_RESULT_DEADLINE`).
+//! `_MAX_ACK_PENDING`, `_CLIENT_LEASE`, `_RESULT_TTL`; a worker's `_PROCESSES`,
+//! `_RESULT_PATIENCE` and `_MAX_ARGS_BYTES`, a client's `_SUBMIT_PATIENCE` and
+//! `_RESULT_DEADLINE`).
 //! Settings apply when the queue is created: a later client or worker that gives another
 //! value fails to connect, naming both values (one that leaves a setting out takes the
 //! queue's). A
@@ -298,8 +299,8 @@ pub use pool::{ClusterPool, GATHER_ENV};
 pub use runner::{ItemSink, PoolRunner, ProcessRunner, RunReport, Task, TaskRunner};
 pub use status::{BuildStatus, LiveWorker, QueueStatus, status};
 pub use worker::{
-    PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WORKER_ENV, WorkerConfig, WorkerHandle, WorkerStats, init, serve,
-    start_worker,
+    MAX_ARGS_BYTES_ENV, PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WORKER_ENV, WorkerConfig, WorkerHandle,
+    WorkerStats, init, serve, start_worker,
 };
 
 #[doc(hidden)]

@@ -209,6 +209,15 @@ impl Objects {
         format!("$O.{}.M.{}", self.bucket, URL_SAFE.encode(name))
     }
 
+    /// The size of object `name` in bytes, from its description; `None` when it cannot
+    /// be read (the read that follows says why).
+    pub(crate) async fn size_of(&self, name: &str) -> Option<u64> {
+        match tokio::time::timeout(REQUEST_LIMIT, self.store.info(name)).await {
+            Ok(Ok(info)) => Some(info.size as u64),
+            _ => None,
+        }
+    }
+
     /// Reads object `name` whole (its digest checked). One that is not there is an error
     /// saying so; [`Fetch::Retry`] is for what may work later (the broker is away).
     pub(crate) async fn get(&self, name: &str) -> Fetch {

@@ -44,6 +44,9 @@ pub struct WorkerStats {
     /// Items of redelivered tasks not run again: their results were stored before
     /// (by the worker that had the task, before it died).
     pub items_skipped: u64,
+    /// Tasks whose large arguments waited to be read until those held were let go,
+    /// under the worker's [`max_args_bytes`](crate::WorkerConfig::max_args_bytes).
+    pub args_waited: u64,
 }
 
 /// The pool's queue now: see [`Client::status`](crate::Client::status).
@@ -189,9 +192,13 @@ impl fmt::Display for QueueStatus {
                 0 => String::new(),
                 n => format!(", {n} items not run again (stored before a redelivery)"),
             };
+            let waited = match w.stats.args_waited {
+                0 => String::new(),
+                n => format!(", {n} waited for room for their arguments"),
+            };
             writeln!(
                 f,
-                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned{skipped}, seen {ago:.1}s ago",
+                "  worker {}:{} (build {:016x}){}: {}/{} slots busy, {} tasks completed, {} refused, {} orphaned{skipped}{waited}, seen {ago:.1}s ago",
                 w.host,
                 w.pid,
                 w.build,

@@ -12,6 +12,7 @@
 //! - [`progress`]: a running task's finished results stored in batches as it goes, and
 //!   noted, so that a redelivery runs only the items without results (pure, but for
 //!   reading and writing the note).
+//! - [`room`]: the cap on the bytes of large arguments held at once, and its order.
 //! - [`serving`]: the loop, one method per event.
 
 mod admission;
@@ -19,6 +20,7 @@ mod leftovers;
 mod progress;
 mod pulls;
 mod results;
+mod room;
 mod serving;
 mod settings;
 mod slots;
@@ -33,7 +35,7 @@ use crate::error::ClusterError;
 use crate::runner::{PoolRunner, TaskRunner};
 pub(crate) use progress::noted_runs;
 use serving::Worker;
-pub use settings::{PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WorkerConfig};
+pub use settings::{MAX_ARGS_BYTES_ENV, PROCESSES_ENV, RESULT_PATIENCE_ENV, SANDBOX_ENV, WorkerConfig};
 use stats::StatsCell;
 pub use stats::WorkerStats;
 

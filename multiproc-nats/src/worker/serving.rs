@@ -17,7 +17,8 @@
 //! - A task whose items are in the pool's object store runs once they are read (in the
 //!   background: the loop goes on meanwhile); items that are gone (the task settled:
 //!   this is a redelivery) refuse it, and items the broker cannot give now put it back
-//!   on the queue.
+//!   on the queue. Under a cap on the bytes of such arguments held at once, the read
+//!   waits its turn for room first (see [`room`](super::room)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use super::leftovers;
 use super::progress::{self, ItemSet, Pending, flush_every};
 use super::pulls::{Arrival, PullBook, arrival, free_slots, progress_period};
 use super::results::{Delivery, Part, ResultOf, deliver, refusal, result_parts};
+use super::room::{ArgsRoom, Reserved};
 use super::settings::WorkerConfig;
 use super::slots::{Finished, Job, SlotEvent, Slots};
 use super::stats::StatsCell;
@@ -125,6 +127,7 @@ impl Worker {
         let (slots, finished) = Slots::start(slot_count, &self.runner)?;
         let isolation = self.runner.isolation();
         let flush_every = flush_every(self.consumer.cached_info().config.ack_wait);
+        let room = ArgsRoom::new(self.config.max_args_bytes);
         let session = Session {
             worker: self,
             slot_count,
@@ -143,6 +146,7 @@ impl Worker {
             clients: Clients::default(),
             isolation,
             flush_every,
+            room,
         };
         session.serve(pulls, finished, stop).await
     }
@@ -171,6 +175,8 @@ struct Running {
     ended: Option<Option<u32>>,
     /// Why a batch could not be stored: at its end, the task goes back to the queue.
     failed: Option<String>,
+    /// The room its arguments take under the worker's cap, given back with it.
+    _room: Reserved,
 }
 
 impl Running {
@@ -185,6 +191,7 @@ impl Running {
             sending: false,
             ended: None,
             failed: None,
+            _room: Reserved::default(),
         }
     }
 
@@ -214,6 +221,8 @@ struct Prepared {
     fetched: Option<Fetch>,
     /// The items whose results are stored already.
     stored: ItemSet,
+    /// The room its arguments read from the object store take (see [`super::room`]).
+    room: Reserved,
 }
 
 /// What the worker's loop holds between events.
@@ -242,6 +251,8 @@ struct Session {
     isolation: Option<String>,
     /// How long a finished item's result may wait for others to go with it.
     flush_every: Duration,
+    /// The room for large arguments held at once (see [`super::room`]).
+    room: ArgsRoom,
 }
 
 /// What this worker knows of clients' leases.
@@ -363,7 +374,15 @@ impl Session {
                 self.prepare(
                     key,
                     running,
-                    Prepared { key, head, payload, args_at, fetched: None, stored: ItemSet::default() },
+                    Prepared {
+                        key,
+                        head,
+                        payload,
+                        args_at,
+                        fetched: None,
+                        stored: ItemSet::default(),
+                        room: Reserved::default(),
+                    },
                 );
             }
             Admission::Refuse { task_id, reply_to, error, log } => {
@@ -439,11 +458,15 @@ impl Session {
             return self.start(ready);
         }
         let (objects, progress) = (self.worker.objects.clone(), self.worker.progress.clone());
+        let (room, stats) = (self.room.clone(), self.worker.stats.clone());
         self.fetches.spawn(async move {
             if look {
                 ready.stored = progress::stored_items(&progress, &subject, ready.head.items).await;
             }
             if let Some(name) = &ready.head.args_object {
+                // One that cannot be sized reserves nothing: its read fails and says why.
+                let size = objects.size_of(name).await.unwrap_or(0);
+                ready.room = room.reserve(size, || stats.update(|s| s.args_waited += 1)).await;
                 ready.fetched = Some(objects.get(name).await);
             }
             ready
@@ -453,8 +476,9 @@ impl Session {
     /// Hands a prepared task to a slot, which runs only the items without stored
     /// results.
     fn start(&mut self, ready: Prepared) {
-        let Prepared { key, head, payload, args_at, stored, .. } = ready;
+        let Prepared { key, head, payload, args_at, stored, room, .. } = ready;
         let Some(running) = self.running.get_mut(&key) else { return };
+        running._room = room;
         let skipped = stored.count_below(head.items);
         if skipped > 0 {
             self.worker.stats.update(|s| s.items_skipped += skipped as u64);

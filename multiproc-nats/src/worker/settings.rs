@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use multiproc::{Contain, Limits};
 
-use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_seconds};
+use crate::config::{BrokerConfig, ConfigError, QueueConfig, parse_bytes, parse_seconds};
 
 /// The environment variable giving the number of processes a worker runs tasks in
 /// (default: the CPU count).
@@ -14,6 +14,11 @@ pub const PROCESSES_ENV: &str = "MULTIPROC_NATS_PROCESSES";
 /// The environment variable giving a worker's result patience in seconds (see
 /// [`WorkerConfig::result_patience`]).
 pub const RESULT_PATIENCE_ENV: &str = "MULTIPROC_NATS_RESULT_PATIENCE";
+
+/// The environment variable giving a worker's cap on the bytes of large task arguments
+/// it holds at once (see [`WorkerConfig::max_args_bytes`]): a number of bytes, or one
+/// with a unit, `KiB`, `MiB` or `GiB` (`512MiB`).
+pub const MAX_ARGS_BYTES_ENV: &str = "MULTIPROC_NATS_MAX_ARGS_BYTES";
 
 /// The environment variable giving the sandbox of a worker's local pool (feature
 /// `sandbox`), as a comma-separated list of rules: `no-network`, `no-exec`, `no-ptrace`,
@@ -45,6 +50,7 @@ pub struct WorkerConfig {
     pub(crate) result_patience: Duration,
     pub(crate) contain: Contain,
     pub(crate) limits: Limits,
+    pub(crate) max_args_bytes: Option<u64>,
     #[cfg(feature = "sandbox")]
     pub(crate) sandbox: Option<multiproc::Sandbox>,
 }
@@ -69,6 +75,7 @@ impl WorkerConfig {
             result_patience: Duration::from_secs(60),
             contain: Contain::Auto,
             limits: Limits::new(),
+            max_args_bytes: None,
             #[cfg(feature = "sandbox")]
             sandbox: None,
         }
@@ -98,6 +105,9 @@ impl WorkerConfig {
         }
         if let Ok(s) = std::env::var(RESULT_PATIENCE_ENV) {
             c = c.result_patience(parse_seconds(RESULT_PATIENCE_ENV, &s)?);
+        }
+        if let Ok(s) = std::env::var(MAX_ARGS_BYTES_ENV) {
+            c = c.max_args_bytes(parse_bytes(MAX_ARGS_BYTES_ENV, &s)?);
         }
         if let Ok(s) = std::env::var(SANDBOX_ENV)
             && !s.trim().is_empty()
@@ -153,6 +163,30 @@ impl WorkerConfig {
     /// ```
     pub fn result_patience(mut self, d: Duration) -> WorkerConfig {
         self.result_patience = d;
+        self
+    }
+
+    /// The most bytes of large task arguments the worker holds in memory at once
+    /// (default: no cap; `MULTIPROC_NATS_MAX_ARGS_BYTES` from the environment).
+    ///
+    /// Arguments too large for a message travel through the pool's object store, and
+    /// the worker reads a task's whole before it runs, one task per slot. Under a cap, a
+    /// task's arguments are read only once they fit beside those held; until then the
+    /// task waits in this worker, in order of arrival, and counts in
+    /// [`WorkerStats::args_waited`](crate::status::WorkerStats::args_waited). A task
+    /// whose arguments alone exceed the cap runs alone: a cap never keeps a task from
+    /// running. Arguments that fit in a message are not counted.
+    ///
+    /// ```
+    /// use multiproc_nats::{BrokerConfig, WorkerConfig};
+    ///
+    /// // 16 processes, but never more than 2 GiB of arguments read at once.
+    /// let w = WorkerConfig::from_env()?.processes(16).max_args_bytes(2 << 30);
+    /// # drop(w);
+    /// # Ok::<(), multiproc_nats::ConfigError>(())
+    /// ```
+    pub fn max_args_bytes(mut self, bytes: u64) -> WorkerConfig {
+        self.max_args_bytes = Some(bytes);
         self
     }
 
